@@ -1,0 +1,34 @@
+# Two commands for a newcomer: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# On machines without an NVIDIA driver, pin torch's CPU wheel instead of the multi-GB CUDA build.
+CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(BIN)/edgepipe: pyproject.toml constraints-cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e '.[dev]'
+	touch $@
+
+install: $(BIN)/edgepipe
+
+demo: install
+	$(BIN)/edgepipe pipeline recipes/mnist-lenet5.yaml --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration"
+
+lint: install
+	$(BIN)/ruff check edgepipe tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/cpu_table.py
+
+clean:
+	rm -rf runs .pytest_cache
