@@ -1,0 +1,169 @@
+"""Device profiles (`--target`): what each Jetson or desktop GPU class can run, with a source per fact.
+
+The facts live in targets.yaml beside this module so they can be reviewed (and cited) without reading code.
+A request the target cannot satisfy is refused here, before any work starts; `--precision best` is
+resolved to the best precision the target supports, with the reason said in one line.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Literal
+
+import yaml
+
+from edgepipe.errors import EdgepipeError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# best first: INT8 tensor cores beat FP16 beat FP32 wherever the hardware has them
+_PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
+_REQUIRED_KEYS = {
+    "kind",
+    "gpu",
+    "compute_capability",
+    "precisions",
+    "dla_cores",
+    "sparse_tensor_cores",
+    "memory_mib",
+    "tensorrt_min",
+    "tensorrt_max",
+    "jetpack",
+    "sources",
+}
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """What one deployment target supports. Versions are "major.minor" strings (e.g. "10.3")."""
+
+    name: str
+    kind: Literal["jetson", "desktop"]
+    gpu: str
+    compute_capability: tuple[int, int]
+    precisions: frozenset[str]
+    dla_cores: int
+    sparse_tensor_cores: bool
+    memory_mib: int
+    tensorrt_min: str
+    tensorrt_max: str
+    jetpack: str | None
+    sources: list[str] = field(default_factory=list, compare=False, hash=False)
+
+    @property
+    def sm(self) -> str:
+        """The compute capability as CUDA spells architectures: sm_87."""
+        return f"sm_{self.compute_capability[0]}{self.compute_capability[1]}"
+
+    @property
+    def tensorrt_range(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """tensorrt_min and tensorrt_max as comparable tuples."""
+        return parse_version(self.tensorrt_min), parse_version(self.tensorrt_max)
+
+    def supports_tensorrt(self, version: str) -> bool:
+        """Whether a TensorRT version (any number of components, "10.3.0.26") is in this target's range."""
+        low, high = self.tensorrt_range
+        major_minor = parse_version(version)[:2]
+        return low[:2] <= major_minor <= high[:2]
+
+
+def parse_version(version: str) -> tuple[int, ...]:
+    """"10.3.0.26" -> (10, 3, 0, 26); stops at the first non-numeric part ("8.6.2-1+cuda12" -> (8, 6, 2))."""
+    parts: list[int] = []
+    for piece in str(version).split("."):
+        digits = ""
+        for char in piece:
+            if not char.isdigit():
+                break
+            digits += char
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) != len(piece):
+            break
+    return tuple(parts)
+
+
+def _profile_from_entry(name: str, entry: dict) -> TargetProfile:
+    # The data file ships with the package, so a malformed entry is a bug (ValueError), not user input.
+    missing = _REQUIRED_KEYS - set(entry)
+    unknown = set(entry) - _REQUIRED_KEYS
+    if missing or unknown:
+        raise ValueError(f"targets.yaml entry {name!r}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    precisions = frozenset(entry["precisions"])
+    if not precisions <= set(PRECISIONS) or "fp32" not in precisions:
+        raise ValueError(f"targets.yaml entry {name!r}: precisions {sorted(precisions)} outside {PRECISIONS}")
+    if entry["kind"] not in ("jetson", "desktop"):
+        raise ValueError(f"targets.yaml entry {name!r}: kind {entry['kind']!r}")
+    major, minor = entry["compute_capability"]
+    return TargetProfile(
+        name=name,
+        kind=entry["kind"],
+        gpu=str(entry["gpu"]),
+        compute_capability=(int(major), int(minor)),
+        precisions=precisions,
+        dla_cores=int(entry["dla_cores"]),
+        sparse_tensor_cores=bool(entry["sparse_tensor_cores"]),
+        memory_mib=int(entry["memory_mib"]),
+        tensorrt_min=str(entry["tensorrt_min"]),
+        tensorrt_max=str(entry["tensorrt_max"]),
+        jetpack=None if entry["jetpack"] is None else str(entry["jetpack"]),
+        sources=[str(source) for source in entry["sources"]],
+    )
+
+
+@functools.cache
+def _load_profiles() -> dict[str, TargetProfile]:
+    text = resources.files("edgepipe").joinpath("targets.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return {name: _profile_from_entry(name, entry) for name, entry in data.items()}
+
+
+def list_targets() -> list[TargetProfile]:
+    """Every known profile, in the order of targets.yaml (Jetsons, oldest first, then desktops)."""
+    return list(_load_profiles().values())
+
+
+def get_target(name: str) -> TargetProfile:
+    """The profile called `name`; an unknown name is a user error listing the known ones."""
+    profiles = _load_profiles()
+    if name not in profiles:
+        raise EdgepipeError(f"unknown target {name!r}; known targets: {', '.join(profiles)}")
+    return profiles[name]
+
+
+def resolve_precision(target: TargetProfile, requested: str) -> tuple[str, str]:
+    """("fp16", reason) for a requested precision on `target`.
+
+    "best" becomes the fastest precision the target supports, and the reason says why; an explicit
+    precision the target cannot run is refused with what it does support.
+    """
+    wanted = requested.strip().lower()
+    supported = [precision for precision in _PRECISION_PREFERENCE if precision in target.precisions]
+    if wanted == "best":
+        best = supported[0]
+        skipped = [precision for precision in _PRECISION_PREFERENCE[: _PRECISION_PREFERENCE.index(best)]]
+        reason = f"--precision best resolved to {best} for {target.name} ({target.sm})"
+        if skipped:
+            reason += f"; it has no {'/'.join(skipped)} support"
+        return best, reason
+    if wanted not in PRECISIONS:
+        raise EdgepipeError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)} or best")
+    if wanted not in target.precisions:
+        raise EdgepipeError(
+            f"{target.name} ({target.sm}) cannot run {wanted}; it supports {', '.join(supported)} "
+            f"(use --precision best to pick {supported[0]})"
+        )
+    return wanted, f"{wanted} as requested; {target.name} supports it"
+
+
+def require_dla(target: TargetProfile, dla_core: int) -> None:
+    """Refuse a DLA core index the target does not have (Orin Nano and desktops have none)."""
+    if target.dla_cores == 0:
+        raise EdgepipeError(f"{target.name} has no DLA cores; drop --dla/--dla-core or pick a DLA target")
+    if not 0 <= dla_core < target.dla_cores:
+        raise EdgepipeError(
+            f"{target.name} has {target.dla_cores} DLA core(s), numbered 0..{target.dla_cores - 1}; "
+            f"got --dla-core {dla_core}"
+        )
