@@ -1,0 +1,83 @@
+"""`edgepipe build`: a TensorRT engine from a run directory or an ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def command(
+    source: Annotated[Path, typer.Argument(help="Run directory (export/ + quantize/) or an .onnx file.")],
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16, int8, or best (the fastest the target/GPU supports).")
+    ] = "best",
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Device profile (jetson-orin-nano, desktop-ampere, ...); refuses what it can't do."
+        ),
+    ] = None,
+    workspace: Annotated[
+        int | None,
+        typer.Option(help="Builder workspace limit in MiB (default: 1024, at most 1/4 of device memory)."),
+    ] = None,
+    dla_core: Annotated[int | None, typer.Option(help="Run on this DLA core (Jetson Xavier/Orin).")] = None,
+    gpu_fallback: Annotated[
+        bool, typer.Option(help="Let layers DLA cannot run fall back to the GPU.")
+    ] = False,
+    sparsity: Annotated[
+        bool, typer.Option(help="Use 2:4 sparse tensor cores (needs a run pruned with method 2:4).")
+    ] = False,
+    timing_cache: Annotated[
+        Path | None, typer.Option(help="Timing cache file: reused when present, saved after the build.")
+    ] = None,
+    batch: Annotated[
+        str, typer.Option(help="Optimization profile batch sizes MIN:OPT:MAX (or one static N).")
+    ] = "1:16:64",
+    opt_level: Annotated[
+        int | None, typer.Option(help="Builder optimization level 0-5 (TensorRT default 3).")
+    ] = None,
+    version_compatible: Annotated[
+        bool, typer.Option(help="Build an engine later TensorRT versions of the same major can load.")
+    ] = False,
+    hardware_compat: Annotated[
+        str, typer.Option(help="Hardware compatibility: none, ampere_plus or same_cc.")
+    ] = "none",
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default: SOURCE/build-<precision>).")
+    ] = None,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild even when a matching engine exists.")] = False,
+) -> None:
+    """Build a TensorRT engine (model.<precision>.engine + manifest) for this machine's TensorRT and GPU."""
+    from edgepipe.artifacts import read_manifest
+    from edgepipe.stages.build import build
+    from edgepipe.trt.settings import parse_batch
+
+    stage = build(
+        source,
+        out,
+        precision=precision,
+        target=target,
+        workspace_mib=workspace,
+        dla_core=dla_core,
+        gpu_fallback=gpu_fallback,
+        sparsity=sparsity,
+        timing_cache=timing_cache,
+        batch=parse_batch(batch),
+        opt_level=opt_level,
+        version_compatible=version_compatible,
+        hardware_compat=hardware_compat,
+        rebuild=rebuild,
+    )
+    manifest = read_manifest(stage)
+    config = manifest["config"]
+    machine = config["machine"]
+    typer.echo(config["precision_reason"])
+    typer.echo(config["plan"])
+    for artifact in manifest["artifacts"]:
+        typer.echo(
+            f"wrote {stage / artifact['file']} ({artifact['size_bytes'] / 2**20:.1f} MiB) for TensorRT "
+            f"{machine['tensorrt_version']} on {machine['gpu_name']}"
+        )

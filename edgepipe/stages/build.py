@@ -1,0 +1,200 @@
+"""`build`: ONNX (from a run directory or a file) in, a TensorRT engine directory out.
+
+run/export/model.onnx + run/quantize/{model.fp16.onnx, model.int8.trt.onnx, trt.calib.cache}
+  -> run/build-<precision>/{model.<precision>.engine, manifest.json}
+
+The manifest records what an engine is tied to (TensorRT version, GPU, compute capability, L4T
+release) and every builder setting, so the runner can refuse an engine from another machine and say
+the exact command that rebuilds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgepipe.artifacts import (
+    MANIFEST,
+    add_artifact,
+    atomic_dir,
+    new_manifest,
+    read_manifest,
+    sha256_file,
+    verify_artifacts,
+    write_manifest,
+)
+from edgepipe.errors import EdgepipeError, MissingDependency
+from edgepipe.trt.settings import DEFAULT_BATCH, BuildSettings, check_against_target, check_settings
+
+STAGE = "build"
+
+
+def engine_filename(precision: str) -> str:
+    return f"model.{precision}.engine"
+
+
+def default_out(source: Path, precision: str) -> Path:
+    source = Path(source)
+    return (source if source.is_dir() else source.parent) / f"build-{precision}"
+
+
+def _best_without_target(cc: tuple[int, int], files: Any) -> tuple[str, str]:
+    # TensorRT hardware/precision matrix: INT8 from SM 6.1, fast FP16 on SM 5.3, 6.0, 6.2 and 7.0+.
+    sm = f"sm_{cc[0]}{cc[1]}"
+    if cc >= (6, 1) and (files.int8_trt_onnx or files.calibration_cache):
+        return "int8", f"--precision best resolved to int8 on {sm} (INT8 inputs found)"
+    if cc in ((5, 3), (6, 0), (6, 2)) or cc >= (7, 0):
+        return "fp16", f"--precision best resolved to fp16 on {sm}"
+    return "fp32", f"--precision best resolved to fp32 on {sm} (no fast FP16/INT8)"
+
+
+def _missing(reason: str, files: Any) -> MissingDependency:
+    fallback = files.cpu_fallback()
+    where = (
+        f"use the onnxruntime CPU artifact {fallback}" if fallback else "use the onnxruntime CPU artifacts"
+    )
+    return MissingDependency(
+        f"cannot build a TensorRT engine: {reason}; {where} (eval/bench pick it automatically)"
+    )
+
+
+def build(
+    source: Path,
+    out: Path | None = None,
+    *,
+    precision: str,
+    target: str | None = None,
+    workspace_mib: int | None = None,
+    dla_core: int | None = None,
+    gpu_fallback: bool = False,
+    sparsity: bool = False,
+    timing_cache: Path | None = None,
+    batch: tuple[int, int, int] = DEFAULT_BATCH,
+    opt_level: int | None = None,
+    version_compatible: bool = False,
+    hardware_compat: str = "none",
+    rebuild: bool = False,
+) -> Path:
+    """Build ``model.<precision>.engine`` from SOURCE (run directory or .onnx file); returns the stage dir."""
+    from edgepipe.trt.inputs import find_source_files, plan_build
+    from edgepipe.trt.loader import cuda_device, import_tensorrt, tensorrt_version
+    from edgepipe.trt.portability import machine_facts
+
+    source = Path(source).resolve()
+    files = find_source_files(source)
+    profile = None
+    reason = f"{precision} as requested"
+    if target is not None:
+        from edgepipe.targets import get_target, resolve_precision
+
+        profile = get_target(target)
+        precision, reason = resolve_precision(profile, precision)
+        if workspace_mib is None:
+            workspace_mib = max(64, min(1024, profile.memory_mib // 4))
+
+    def settings_for(resolved: str, workspace: int) -> BuildSettings:
+        return BuildSettings(
+            precision=resolved,
+            workspace_mib=workspace,
+            dla_core=dla_core,
+            gpu_fallback=gpu_fallback,
+            sparsity=sparsity,
+            timing_cache=None if timing_cache is None else Path(timing_cache).resolve(),
+            batch=tuple(batch),
+            opt_level=opt_level,
+            version_compatible=version_compatible,
+            hardware_compat=hardware_compat,
+            target=target,
+        )
+
+    # Everything checkable without a GPU is refused before TensorRT is touched.
+    if precision != "best":
+        early = settings_for(precision, workspace_mib or 1024)
+        check_settings(early)
+        if profile is not None:
+            check_against_target(early, profile)
+    if sparsity and not files.sparse_2_4:
+        raise EdgepipeError(
+            f"--sparsity needs a 2:4-pruned model, and {source} has no prune manifest with method '2:4'; "
+            "run `edgepipe prune --method 2:4` first or drop --sparsity"
+        )
+
+    try:
+        trt = import_tensorrt()
+    except MissingDependency as exc:
+        raise _missing(str(exc).split(": ", 1)[-1], files) from None
+    device = cuda_device()
+    if device is None:
+        raise _missing(f"TensorRT {trt.__version__} is installed but no CUDA GPU is visible", files)
+    version = tensorrt_version(trt)
+    if profile is not None:
+        if not profile.supports_tensorrt(trt.__version__):
+            raise EdgepipeError(
+                f"{profile.name} runs TensorRT {profile.tensorrt_min}-{profile.tensorrt_max}, "
+                f"this machine has "
+                f"{trt.__version__}; build on the device (engines do not move between TensorRT versions)"
+            )
+        if tuple(device.compute_capability) != tuple(profile.compute_capability):
+            raise EdgepipeError(
+                f"{profile.name} is {profile.sm}, this GPU ({device.name}) is "
+                f"sm_{device.compute_capability[0]}"
+                f"{device.compute_capability[1]}; build on the target device"
+            )
+    if precision == "best":
+        precision, reason = _best_without_target(device.compute_capability, files)
+    if workspace_mib is None:
+        workspace_mib = max(64, min(1024, device.total_memory_mib // 4))
+    settings = settings_for(precision, workspace_mib)
+    check_settings(settings)
+    if profile is not None:
+        check_against_target(settings, profile)
+    if settings.workspace_mib > device.total_memory_mib:
+        raise EdgepipeError(
+            f"--workspace {settings.workspace_mib} MiB exceeds {device.name}'s {device.total_memory_mib} MiB"
+        )
+
+    plan = plan_build(files, settings.precision, version[0])
+    machine = machine_facts(trt, device)
+    out = Path(out) if out is not None else default_out(source, settings.precision)
+    parents = {"onnx": sha256_file(plan.onnx)}
+    if plan.calibration_cache is not None:
+        parents["calibration_cache"] = sha256_file(plan.calibration_cache)
+    config = {
+        "source": str(source),
+        "precision": settings.precision,
+        "precision_reason": reason,
+        "onnx": str(plan.onnx),
+        "calibration_cache": None if plan.calibration_cache is None else str(plan.calibration_cache),
+        "plan": plan.reason,
+        "settings": settings.to_json(),
+        "cli_flags": settings.cli_flags(),
+        "machine": machine.to_json(),
+        "jetpack": profile.jetpack if profile is not None else None,
+    }
+    manifest = new_manifest(STAGE, config, parents)
+    if not rebuild and (out / MANIFEST).is_file():
+        existing = read_manifest(out)
+        if existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing):
+            return out  # same inputs, same machine, same settings: the engine on disk is this build
+
+    from edgepipe.trt.builder import build_serialized_engine, check_engine_deserializes
+
+    result = build_serialized_engine(trt, plan, settings)
+    filename = engine_filename(settings.precision)
+    with atomic_dir(out) as tmp:
+        with open(tmp / filename, "wb") as handle:
+            handle.write(memoryview(result.serialized_engine))
+        check_engine_deserializes(trt, (tmp / filename).read_bytes())
+        manifest["config"]["applied"] = result.applied
+        manifest["config"]["input"] = {"name": result.input_name, "shape": list(result.input_shape)}
+        add_artifact(
+            manifest,
+            tmp,
+            filename,
+            name=f"tensorrt-{settings.precision}",
+            fmt="engine",
+            precision=settings.precision,
+            backend="tensorrt",
+        )
+        write_manifest(tmp, manifest)
+    return out
