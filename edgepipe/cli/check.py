@@ -14,7 +14,7 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 def command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to check.", show_default=False)],
     target: Annotated[str, typer.Option("--target", "-t", help="Target profile, e.g. jetson-orin-nano.")],
-    dla: Annotated[bool, typer.Option("--dla", help="Check DLA eligibility (Jetsons with DLA cores).")] = False,
+    dla: Annotated[bool, typer.Option("--dla", help="Check DLA eligibility (Jetson DLA cores).")] = False,
     precision: Annotated[
         str | None,
         typer.Option(help="Precision the build will use: fp32, fp16, int8 or best (default: not decided)."),
