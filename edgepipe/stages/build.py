@@ -110,9 +110,9 @@ def build(
     # Everything checkable without a GPU is refused before TensorRT is touched.
     if precision != "best":
         early = settings_for(precision, workspace_mib or 1024)
-        check_settings(early)
-        if profile is not None:
+        if profile is not None:  # what the device cannot do at all comes before flag combinations
             check_against_target(early, profile)
+        check_settings(early)
     if sparsity and not files.sparse_2_4:
         raise EdgepipeError(
             f"--sparsity needs a 2:4-pruned model, and {source} has no prune manifest with method '2:4'; "

@@ -116,8 +116,9 @@ def cuda_device(index: int = 0) -> CudaDevice | None:
     return CudaDevice(props.name, (int(props.major), int(props.minor)), int(props.total_memory) >> 20)
 
 
-def jetson_release(path: Path = NV_TEGRA_RELEASE) -> str | None:
+def jetson_release(path: Path | None = None) -> str | None:
     """The L4T release from /etc/nv_tegra_release ("R36 (release), REVISION: 4.0, ..." -> "R36.4.0")."""
+    path = NV_TEGRA_RELEASE if path is None else path
     try:
         first = Path(path).read_text(errors="replace").splitlines()[0]
     except (OSError, IndexError):

@@ -1,0 +1,1 @@
+"""Recording fakes of optional heavy dependencies (tensorrt, pycuda), used only in tests."""

@@ -1,0 +1,629 @@
+"""A recording fake of the `tensorrt` module (8.x / 10.x / 11.x surfaces) and of `pycuda.driver`.
+
+Only names the real API has are offered (tests/unit/test_trt_api_surface.py checks every public name
+here against the tensorrt-stubs 10.13 .pyi text, plus an explicit, cited allow-list for 8.x-only names).
+Each fake class says which real class it stands for in ``REAL``. Every call lands in ``trt.calls`` as
+("Class.method", args), so tests assert exact configurations and call sequences.
+
+The fake "engine" is JSON (b"FAKEENGINE:{...}"); its execution computes
+``logits[n, k] = sum(input[n]) * (k + 1)`` from the fake device memory, so data flow is checkable.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NUM_CLASSES = 10
+ENGINE_MAGIC = b"FAKEENGINE:"
+
+
+def _v(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".")[:3])
+
+
+class _Member:
+    def __init__(self, enum: str, name: str, value: int) -> None:
+        self.enum, self.name, self.value = enum, name, value
+
+    def __int__(self) -> int:
+        return self.value
+
+    __index__ = __int__
+
+    def __repr__(self) -> str:
+        return f"<{self.enum}.{self.name}: {self.value}>"
+
+
+def _enum(name: str, members: list[str], values: dict[str, int] | None = None) -> type:
+    values = values or {}
+    namespace: dict[str, Any] = {"REAL": name}
+    for index, member in enumerate(members):
+        namespace[member] = _Member(name, member, values.get(member, index))
+    return type(name, (), namespace)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+
+    def __call__(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+class DeviceMemory:
+    """Fake device memory shared by the pycuda fake (allocations, copies) and the fake engine (execution)."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, np.ndarray] = {}
+        self._next = 0x10000
+
+    def alloc(self, nbytes: int) -> int:
+        address = self._next
+        self._next += max(256, nbytes + 255) // 256 * 256
+        self.blocks[address] = np.zeros(nbytes, dtype=np.uint8)
+        return address
+
+
+def make_tensorrt(
+    version: str = "10.13.0.35",
+    *,
+    memory: DeviceMemory | None = None,
+    num_dla_cores: int = 0,
+    parse_errors: list[tuple[int, str]] | None = None,
+    build_fails: bool = False,
+    reject_calibration_cache: bool = False,
+) -> types.ModuleType:
+    """A fresh fake tensorrt module of ``version``; ``trt.calls`` records every API call."""
+    ver = _v(version)
+    major = ver[0]
+    record = Recorder()
+    memory = memory or DeviceMemory()
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.calls = record.calls
+    trt.recorder = record
+    trt.memory = memory
+
+    flags = [
+        "FP16",
+        "INT8",
+        "DEBUG",
+        "GPU_FALLBACK",
+        "REFIT",
+        "DISABLE_TIMING_CACHE",
+        "TF32",
+        "SPARSE_WEIGHTS",
+    ]
+    if ver >= (8, 6):
+        flags.append("VERSION_COMPATIBLE")
+    if major >= 11:  # removed in 11: precision flags (TensorRT 10.x -> 11.x migration guide)
+        flags = [f for f in flags if f not in ("FP16", "INT8")]
+    trt.BuilderFlag = _enum(
+        "BuilderFlag", flags, {"FP16": 0, "INT8": 1, "GPU_FALLBACK": 3, "SPARSE_WEIGHTS": 7}
+    )
+    network_flags = ["EXPLICIT_BATCH"] if major < 11 else []
+    if major >= 10:
+        network_flags.append("STRONGLY_TYPED")
+    trt.NetworkDefinitionCreationFlag = _enum(
+        "NetworkDefinitionCreationFlag", network_flags, {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+    )
+    if ver >= (8, 4):
+        trt.MemoryPoolType = _enum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"])
+    if ver >= (8, 6):
+        levels = ["NONE", "AMPERE_PLUS"] + (["SAME_COMPUTE_CAPABILITY"] if major >= 10 else [])
+        trt.HardwareCompatibilityLevel = _enum("HardwareCompatibilityLevel", levels)
+    trt.DeviceType = _enum("DeviceType", ["GPU", "DLA"])
+    trt.DataType = _enum("DataType", ["FLOAT", "HALF", "INT8", "INT32"])
+    named_api = ver >= (8, 5)
+    if named_api:
+        trt.TensorIOMode = _enum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
+
+    def nptype(dtype: Any) -> type:
+        return {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
+
+    trt.nptype = nptype
+
+    class ILogger:
+        REAL = "ILogger"
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (
+            _Member("Severity", n, i)
+            for i, n in enumerate(["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"])
+        )
+
+        def __init__(self) -> None:
+            pass
+
+    class Logger(ILogger):
+        REAL = "Logger"
+
+        def __init__(self, min_severity: Any = None) -> None:
+            self.min_severity = min_severity
+
+        def log(self, severity: Any, msg: str) -> None:
+            pass
+
+    trt.ILogger, trt.Logger = ILogger, Logger
+
+    class ITensor:
+        REAL = "ITensor"
+
+        def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+            self.name, self.shape = name, shape
+
+    class INetworkDefinition:
+        REAL = "INetworkDefinition"
+
+        def __init__(self, flags: int) -> None:
+            self.creation_flags = flags
+            self.inputs: list[ITensor] = []
+
+        @property
+        def num_inputs(self) -> int:
+            return len(self.inputs)
+
+        def get_input(self, index: int) -> ITensor:
+            return self.inputs[index]
+
+    class IOptimizationProfile:
+        REAL = "IOptimizationProfile"
+
+        def __init__(self) -> None:
+            self.shapes: dict[str, tuple] = {}
+
+        def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 - real names
+            record("IOptimizationProfile.set_shape", input, tuple(min), tuple(opt), tuple(max))
+            self.shapes[input] = (tuple(min), tuple(opt), tuple(max))
+
+    class IHostMemory(bytes):
+        REAL = "IHostMemory"
+
+        @property
+        def nbytes(self) -> int:
+            return len(self)
+
+    class ITimingCache:
+        REAL = "ITimingCache"
+
+        def __init__(self, data: bytes) -> None:
+            self.data = bytes(data)
+
+        def serialize(self) -> IHostMemory:
+            return IHostMemory(b"TIMING[" + self.data + b"]")
+
+    config_attrs = {"DLA_core", "default_device_type", "flags", "profile_stream", "avg_timing_iterations"}
+    if ver >= (8, 6):
+        config_attrs |= {"builder_optimization_level", "hardware_compatibility_level"}
+    if major < 11:
+        config_attrs.add("int8_calibrator")
+    if ver < (8, 4):
+        config_attrs.add("max_workspace_size")
+
+    class IBuilderConfig:
+        REAL = "IBuilderConfig"
+        SETTABLE = frozenset(config_attrs)
+
+        def __init__(self) -> None:
+            object.__setattr__(self, "state", {"flags": [], "profiles": []})
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name not in self.SETTABLE:
+                raise AttributeError(f"fake tensorrt {version}: IBuilderConfig has no attribute {name!r}")
+            record(f"IBuilderConfig.{name}=", value)
+            self.state[name] = value
+
+        def __getattr__(self, name: str) -> Any:
+            if name in type(self).SETTABLE:
+                return self.state.get(name)
+            raise AttributeError(name)
+
+        def set_flag(self, flag: Any) -> None:
+            record("IBuilderConfig.set_flag", flag.name)
+            self.state["flags"].append(flag.name)
+
+        def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+            record("IBuilderConfig.add_optimization_profile", dict(profile.shapes))
+            self.state["profiles"].append(dict(profile.shapes))
+            return len(self.state["profiles"]) - 1
+
+        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+            record("IBuilderConfig.create_timing_cache", bytes(serialized_timing_cache))
+            return ITimingCache(serialized_timing_cache)
+
+        def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+            record("IBuilderConfig.set_timing_cache", cache.data, ignore_mismatch)
+            self.state["timing_cache"] = cache
+            return True
+
+        def get_timing_cache(self) -> ITimingCache:
+            record("IBuilderConfig.get_timing_cache")
+            return self.state["timing_cache"]
+
+    if ver >= (8, 4):
+
+        def set_memory_pool_limit(self: Any, pool: Any, pool_size: int) -> None:
+            record("IBuilderConfig.set_memory_pool_limit", pool.name, pool_size)
+            self.state.setdefault("memory_pool_limits", {})[pool.name] = pool_size
+
+        IBuilderConfig.set_memory_pool_limit = set_memory_pool_limit
+    if major < 11:
+
+        def set_calibration_profile(self: Any, profile: Any) -> bool:
+            record("IBuilderConfig.set_calibration_profile", dict(profile.shapes))
+            self.state["calibration_profile"] = dict(profile.shapes)
+            return True
+
+        IBuilderConfig.set_calibration_profile = set_calibration_profile
+
+    class ParserError:
+        REAL = "ParserError"
+
+        def __init__(self, node: int, desc: str) -> None:
+            self._node, self._desc = node, desc
+
+        def node(self) -> int:
+            return self._node
+
+        def desc(self) -> str:
+            return self._desc
+
+    class OnnxParser:
+        REAL = "OnnxParser"
+
+        def __init__(self, network: INetworkDefinition, logger: Any) -> None:
+            record("OnnxParser", network.creation_flags)
+            self.network = network
+            self.errors = [ParserError(n, d) for n, d in (parse_errors or [])]
+
+        @property
+        def num_errors(self) -> int:
+            return len(self.errors)
+
+        def get_error(self, index: int) -> ParserError:
+            return self.errors[index]
+
+        def parse_from_file(self, model: str) -> bool:
+            import onnx
+
+            record("OnnxParser.parse_from_file", Path(model).name)
+            if self.errors:
+                return False
+            graph_input = onnx.load(model, load_external_data=False).graph.input[0]
+            dims = tuple(
+                d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim
+            )
+            self.network.inputs.append(ITensor(graph_input.name, dims))
+            return True
+
+    class Builder:
+        REAL = "Builder"
+
+        def __init__(self, logger: Any) -> None:
+            record("Builder", type(logger).__name__)
+            self.logger = logger
+
+        @property
+        def num_DLA_cores(self) -> int:
+            return num_dla_cores
+
+        def create_network(self, flags: int = 0) -> INetworkDefinition:
+            record("Builder.create_network", flags)
+            return INetworkDefinition(flags)
+
+        def create_builder_config(self) -> IBuilderConfig:
+            record("Builder.create_builder_config")
+            return IBuilderConfig()
+
+        def create_optimization_profile(self) -> IOptimizationProfile:
+            record("Builder.create_optimization_profile")
+            return IOptimizationProfile()
+
+        def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> Any:
+            record("Builder.build_serialized_network")
+            calibrator = config.state.get("int8_calibrator")
+            if calibrator is not None:
+                cache = calibrator.read_calibration_cache()
+                if reject_calibration_cache or not cache:
+                    calibrator.get_batch([network.inputs[0].name])
+            if build_fails:
+                self.logger.log(ILogger.ERROR, "fake: out of workspace memory")
+                return None
+            tensor = network.inputs[0]
+            profile = config.state["profiles"][0][tensor.name]
+            description = {
+                "input": tensor.name,
+                "shape": list(tensor.shape),
+                "profile": [list(s) for s in profile],
+            }
+            return IHostMemory(ENGINE_MAGIC + json.dumps(description).encode())
+
+    trt.ITensor, trt.INetworkDefinition, trt.IOptimizationProfile = (
+        ITensor,
+        INetworkDefinition,
+        IOptimizationProfile,
+    )
+    trt.IHostMemory, trt.ITimingCache, trt.IBuilderConfig = IHostMemory, ITimingCache, IBuilderConfig
+    trt.ParserError, trt.OnnxParser, trt.Builder = ParserError, OnnxParser, Builder
+
+    if major < 11:  # implicit INT8 calibration removed in 11 (TensorRT 10.x -> 11.x migration guide)
+
+        class IInt8EntropyCalibrator2:
+            REAL = "IInt8EntropyCalibrator2"
+
+            def __init__(self) -> None:
+                pass
+
+        trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+
+    _add_runtime(trt, record, memory, named_api)
+    return trt
+
+
+def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, named_api: bool) -> None:
+    class IExecutionContext:
+        REAL = "IExecutionContext"
+
+        def __init__(self, engine: Any) -> None:
+            self.engine = engine
+            self.input_shape = tuple(engine.description["shape"])
+            self.addresses: dict[str, int] = {}
+
+        def _out_shape(self) -> tuple[int, ...]:
+            return (self.input_shape[0], NUM_CLASSES)
+
+        def _run(self, input_address: int, output_address: int) -> bool:
+            shape = self.input_shape
+            count = int(np.prod(shape))
+            x = memory.blocks[input_address].view(np.float32)[:count].reshape(shape[0], -1)
+            logits = x.sum(axis=1, keepdims=True) * np.arange(1, NUM_CLASSES + 1, dtype=np.float32)
+            memory.blocks[output_address].view(np.float32)[: logits.size] = logits.reshape(-1)
+            return True
+
+    class ICudaEngine:
+        REAL = "ICudaEngine"
+
+        def __init__(self, description: dict) -> None:
+            self.description = description
+            self.names = [description["input"], "logits"]
+
+        def create_execution_context(self) -> IExecutionContext:
+            record("ICudaEngine.create_execution_context")
+            return IExecutionContext(self)
+
+    if named_api:
+
+        def num_io_tensors(self: Any) -> int:
+            return 2
+
+        def get_tensor_name(self: Any, index: int) -> str:
+            return self.names[index]
+
+        def get_tensor_mode(self: Any, name: str) -> Any:
+            return trt.TensorIOMode.INPUT if name == self.names[0] else trt.TensorIOMode.OUTPUT
+
+        def get_tensor_shape(self: Any, name: str) -> tuple:
+            if name == self.names[0]:
+                return tuple(self.description["shape"])
+            return (-1, NUM_CLASSES)
+
+        def get_tensor_dtype(self: Any, name: str) -> Any:
+            return trt.DataType.FLOAT
+
+        def get_tensor_profile_shape(self: Any, name: str, profile_index: int) -> list:
+            return [tuple(s) for s in self.description["profile"]]
+
+        ICudaEngine.num_io_tensors = property(num_io_tensors)
+        for function in (
+            get_tensor_name,
+            get_tensor_mode,
+            get_tensor_shape,
+            get_tensor_dtype,
+            get_tensor_profile_shape,
+        ):
+            setattr(ICudaEngine, function.__name__, function)
+
+        def set_input_shape(self: Any, name: str, shape: tuple) -> bool:
+            record("IExecutionContext.set_input_shape", name, tuple(shape))
+            low, high = self.engine.description["profile"][0], self.engine.description["profile"][2]
+            if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
+                return False
+            self.input_shape = tuple(shape)
+            return True
+
+        def ctx_get_tensor_shape(self: Any, name: str) -> tuple:
+            return self.input_shape if name == self.engine.names[0] else self._out_shape()
+
+        def set_tensor_address(self: Any, name: str, memory_address: int) -> bool:
+            record("IExecutionContext.set_tensor_address", name, memory_address)
+            self.addresses[name] = memory_address
+            return True
+
+        def execute_async_v3(self: Any, stream_handle: int) -> bool:
+            record("IExecutionContext.execute_async_v3", stream_handle)
+            names = self.engine.names
+            return self._run(self.addresses[names[0]], self.addresses[names[1]])
+
+        IExecutionContext.set_input_shape = set_input_shape
+        IExecutionContext.get_tensor_shape = ctx_get_tensor_shape
+        IExecutionContext.set_tensor_address = set_tensor_address
+        IExecutionContext.execute_async_v3 = execute_async_v3
+    else:  # TensorRT 8.0-8.4 bindings API
+
+        def num_bindings(self: Any) -> int:
+            return 2
+
+        def get_binding_name(self: Any, index: int) -> str:
+            return self.names[index]
+
+        def binding_is_input(self: Any, index: int) -> bool:
+            return index == 0
+
+        def get_binding_shape(self: Any, index: int) -> tuple:
+            return tuple(self.description["shape"]) if index == 0 else (-1, NUM_CLASSES)
+
+        def get_binding_dtype(self: Any, index: int) -> Any:
+            return trt.DataType.FLOAT
+
+        def get_profile_shape(self: Any, profile_index: int, binding: int) -> list:
+            return [tuple(s) for s in self.description["profile"]]
+
+        ICudaEngine.num_bindings = property(num_bindings)
+        for function in (
+            get_binding_name,
+            binding_is_input,
+            get_binding_shape,
+            get_binding_dtype,
+            get_profile_shape,
+        ):
+            setattr(ICudaEngine, function.__name__, function)
+
+        def set_binding_shape(self: Any, index: int, shape: tuple) -> bool:
+            record("IExecutionContext.set_binding_shape", index, tuple(shape))
+            self.input_shape = tuple(shape)
+            return True
+
+        def ctx_get_binding_shape(self: Any, index: int) -> tuple:
+            return self.input_shape if index == 0 else self._out_shape()
+
+        def execute_async_v2(self: Any, bindings: list[int], stream_handle: int) -> bool:
+            record("IExecutionContext.execute_async_v2", list(bindings), stream_handle)
+            return self._run(bindings[0], bindings[1])
+
+        IExecutionContext.set_binding_shape = set_binding_shape
+        IExecutionContext.get_binding_shape = ctx_get_binding_shape
+        IExecutionContext.execute_async_v2 = execute_async_v2
+
+    class Runtime:
+        REAL = "Runtime"
+
+        def __init__(self, logger: Any) -> None:
+            record("Runtime", type(logger).__name__)
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, serialized_engine: Any) -> Any:
+            data = bytes(serialized_engine)
+            record("Runtime.deserialize_cuda_engine", len(data))
+            try:
+                assert data.startswith(ENGINE_MAGIC)
+                description = json.loads(data[len(ENGINE_MAGIC) :])
+            except (AssertionError, ValueError):
+                self.logger.log(trt.ILogger.ERROR, "fake: the engine plan file is corrupted")
+                return None
+            return ICudaEngine(description)
+
+    trt.IExecutionContext, trt.ICudaEngine, trt.Runtime = IExecutionContext, ICudaEngine, Runtime
+
+
+def make_pycuda(
+    memory: DeviceMemory,
+    record: Recorder,
+    *,
+    name: str = "NVIDIA Orin",
+    cc: tuple[int, int] = (8, 7),
+    total_mib: int = 7620,
+) -> types.ModuleType:
+    """A fake ``pycuda.driver``: allocations and copies go through ``memory``; calls into ``record``."""
+    cuda = types.ModuleType("pycuda.driver")
+
+    class Context:
+        def push(self) -> None:
+            record("cuda.Context.push")
+
+        def pop(self) -> None:
+            record("cuda.Context.pop")
+
+        def detach(self) -> None:
+            record("cuda.Context.detach")
+
+    class Device:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        @staticmethod
+        def count() -> int:
+            return 1
+
+        def name(self) -> str:
+            return name
+
+        def compute_capability(self) -> tuple[int, int]:
+            return cc
+
+        def total_memory(self) -> int:
+            return total_mib << 20
+
+        def retain_primary_context(self) -> Context:
+            record("cuda.Device.retain_primary_context")
+            return Context()
+
+    class Stream:
+        handle = 0xABC
+
+        def synchronize(self) -> None:
+            record("cuda.Stream.synchronize")
+
+    class Event:
+        def record(self, stream: Any = None) -> None:
+            record("cuda.Event.record")
+
+        def time_since(self, other: Any) -> float:
+            return 0.25
+
+    class DeviceAllocation:
+        def __init__(self, nbytes: int) -> None:
+            self.address = memory.alloc(nbytes)
+
+        def __int__(self) -> int:
+            return self.address
+
+    def mem_alloc(nbytes: int) -> DeviceAllocation:
+        record("cuda.mem_alloc", nbytes)
+        return DeviceAllocation(nbytes)
+
+    def pagelocked_empty(shape: Any, dtype: Any) -> np.ndarray:
+        record("cuda.pagelocked_empty", tuple(shape))
+        return np.zeros(shape, dtype=dtype)
+
+    def memcpy_htod_async(dest: DeviceAllocation, src: np.ndarray, stream: Any = None) -> None:
+        record("cuda.memcpy_htod_async", src.nbytes)
+        raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
+        memory.blocks[int(dest)][: raw.size] = raw
+
+    def memcpy_dtoh_async(dest: np.ndarray, src: DeviceAllocation, stream: Any = None) -> None:
+        record("cuda.memcpy_dtoh_async", dest.nbytes)
+        dest.view(np.uint8).reshape(-1)[...] = memory.blocks[int(src)][: dest.nbytes]
+
+    cuda.init = lambda flags=0: record("cuda.init")
+    cuda.Device, cuda.Stream, cuda.Event, cuda.Context = Device, Stream, Event, Context
+    cuda.mem_alloc, cuda.pagelocked_empty = mem_alloc, pagelocked_empty
+    cuda.memcpy_htod_async, cuda.memcpy_dtoh_async = memcpy_htod_async, memcpy_dtoh_async
+    return cuda
+
+
+def install(
+    monkeypatch: Any,
+    version: str = "10.13.0.35",
+    *,
+    cc: tuple[int, int] = (8, 7),
+    gpu: str = "NVIDIA Orin",
+    total_mib: int = 7620,
+    **options: Any,
+) -> types.ModuleType:
+    """Serve a fake tensorrt + pycuda through edgepipe's lazy loader for one test (monkeypatch undoes it)."""
+    from edgepipe.trt import loader
+
+    memory = DeviceMemory()
+    trt = make_tensorrt(version, memory=memory, **options)
+    cuda = make_pycuda(memory, trt.recorder, name=gpu, cc=cc, total_mib=total_mib)
+    monkeypatch.setattr(loader, "_injected_tensorrt", trt)
+    monkeypatch.setattr(loader, "_injected_pycuda", cuda)
+    monkeypatch.setattr(loader, "NV_TEGRA_RELEASE", Path("/nonexistent/nv_tegra_release"))
+    trt.cuda = cuda
+    return trt
