@@ -1,0 +1,99 @@
+"""Target profiles: the facts the rest of edgepipe refuses or resolves requests with."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgepipe.errors import EdgepipeError
+from edgepipe.targets import (
+    TargetProfile,
+    get_target,
+    list_targets,
+    parse_version,
+    require_dla,
+    resolve_precision,
+)
+
+EXPECTED = {
+    # name: (compute capability, precisions, DLA cores, sparse tensor cores, TensorRT min)
+    "jetson-nano": ((5, 3), {"fp32", "fp16"}, 0, False, "8.2"),
+    "jetson-xavier-nx": ((7, 2), {"fp32", "fp16", "int8"}, 2, False, "8.5"),
+    "jetson-orin-nano": ((8, 7), {"fp32", "fp16", "int8"}, 0, True, "10.3"),
+    "jetson-orin-nx": ((8, 7), {"fp32", "fp16", "int8"}, 2, True, "10.3"),
+    "jetson-agx-orin": ((8, 7), {"fp32", "fp16", "int8"}, 2, True, "10.3"),
+    "desktop-ampere": ((8, 6), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
+    "desktop-ada": ((8, 9), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
+    "desktop-hopper": ((9, 0), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
+}
+
+
+def test_every_expected_profile_exists_with_its_facts() -> None:
+    assert [profile.name for profile in list_targets()] == list(EXPECTED)
+    for name, (capability, precisions, dla, sparse, trt_min) in EXPECTED.items():
+        profile = get_target(name)
+        assert profile.compute_capability == capability, name
+        assert profile.precisions == frozenset(precisions), name
+        assert profile.dla_cores == dla, name
+        assert profile.sparse_tensor_cores is sparse, name
+        assert profile.tensorrt_min == trt_min, name
+
+
+def test_profiles_are_frozen_and_sourced() -> None:
+    for profile in list_targets():
+        assert isinstance(profile, TargetProfile)
+        assert profile.sources, f"{profile.name} has no sources"
+        assert profile.memory_mib > 0
+        assert parse_version(profile.tensorrt_min) <= parse_version(profile.tensorrt_max)
+        assert (profile.kind == "jetson") == (profile.jetpack is not None)
+    with pytest.raises(AttributeError):
+        get_target("jetson-nano").dla_cores = 2  # type: ignore[misc]
+
+
+def test_jetpack_pins() -> None:
+    assert get_target("jetson-nano").jetpack.startswith("4.6")
+    assert get_target("jetson-xavier-nx").jetpack.startswith("5.")
+    assert get_target("jetson-agx-orin").jetpack.startswith("6.")
+    assert get_target("jetson-agx-orin").tensorrt_max == "10.3"
+
+
+def test_unknown_target_lists_the_known_ones() -> None:
+    with pytest.raises(EdgepipeError) as caught:
+        get_target("jetson-tx2")
+    message = str(caught.value)
+    assert "jetson-tx2" in message
+    for name in EXPECTED:
+        assert name in message
+    assert "\n" not in message
+
+
+def test_best_precision_is_int8_where_supported_and_fp16_on_the_nano() -> None:
+    precision, reason = resolve_precision(get_target("jetson-orin-nano"), "best")
+    assert precision == "int8"
+    assert "jetson-orin-nano" in reason
+    precision, reason = resolve_precision(get_target("jetson-nano"), "best")
+    assert precision == "fp16"
+    assert "no int8" in reason and "\n" not in reason
+
+
+def test_explicit_precision_is_kept_or_refused_with_what_is_supported() -> None:
+    assert resolve_precision(get_target("desktop-ada"), "FP16")[0] == "fp16"
+    with pytest.raises(EdgepipeError, match=r"jetson-nano .*cannot run int8; it supports fp16, fp32"):
+        resolve_precision(get_target("jetson-nano"), "int8")
+    with pytest.raises(EdgepipeError, match="unknown precision 'int4'"):
+        resolve_precision(get_target("jetson-nano"), "int4")
+
+
+def test_dla_requests_are_checked_against_the_core_count() -> None:
+    require_dla(get_target("jetson-agx-orin"), 1)
+    with pytest.raises(EdgepipeError, match="jetson-orin-nano has no DLA"):
+        require_dla(get_target("jetson-orin-nano"), 0)
+    with pytest.raises(EdgepipeError, match="2 DLA core"):
+        require_dla(get_target("jetson-xavier-nx"), 2)
+
+
+def test_tensorrt_range() -> None:
+    nano = get_target("jetson-nano")
+    assert nano.supports_tensorrt("8.2.1.8")
+    assert not nano.supports_tensorrt("8.5.2")
+    assert parse_version("8.6.2-1+cuda12.2") == (8, 6, 2)
+    assert get_target("jetson-agx-orin").sm == "sm_87"
