@@ -1,4 +1,4 @@
-"""Exact TensorRT builder configuration per precision x TensorRT version x target, through the recording fake."""
+"""Exact TensorRT builder configuration per precision x TensorRT version x target (recording fake)."""
 
 from __future__ import annotations
 
