@@ -98,8 +98,8 @@ def find_source_files(source: Path) -> SourceFiles:
 def _pruned_2_4(prune_dir: Path) -> bool:
     if not (prune_dir / MANIFEST).is_file():
         return False
-    config = read_manifest(prune_dir).get("config") or {}
-    return str(config.get("method", "")).replace(" ", "") == "2:4"
+    prune_config = read_manifest(prune_dir).get("config") or {}
+    return str(prune_config.get("method", "")).replace(" ", "") == "2:4"
 
 
 def _require(path: Path | None, what: str, files: SourceFiles, why: str) -> Path:

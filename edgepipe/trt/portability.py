@@ -43,9 +43,9 @@ def machine_facts(trt: ModuleType, device: CudaDevice | None = None) -> MachineF
 
 
 def rebuild_command(engine_manifest: dict[str, Any]) -> str:
-    config = engine_manifest.get("config", {})
-    source = config.get("source", "RUN_DIR")
-    flags = config.get("cli_flags") or ["--precision", config.get("precision", "fp16")]
+    build_config = engine_manifest.get("config", {})
+    source = build_config.get("source", "RUN_DIR")
+    flags = build_config.get("cli_flags") or ["--precision", build_config.get("precision", "fp16")]
     return shlex.join(["edgepipe", "build", str(source), *flags, "--rebuild"])
 
 

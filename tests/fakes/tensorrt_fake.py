@@ -133,16 +133,16 @@ def make_tensorrt(
 
     class ILogger:
         REAL = "ILogger"
-        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (
-            _Member("Severity", n, i)
-            for i, n in enumerate(["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"])
-        )
 
         def __init__(self) -> None:
             pass
 
     class Logger(ILogger):
         REAL = "Logger"
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (
+            _Member("Severity", n, i)
+            for i, n in enumerate(["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"])
+        )
 
         def __init__(self, min_severity: Any = None) -> None:
             self.min_severity = min_severity
@@ -333,7 +333,7 @@ def make_tensorrt(
                 if reject_calibration_cache or not cache:
                     calibrator.get_batch([network.inputs[0].name])
             if build_fails:
-                self.logger.log(ILogger.ERROR, "fake: out of workspace memory")
+                self.logger.log(Logger.ERROR, "fake: out of workspace memory")
                 return None
             tensor = network.inputs[0]
             profile = config.state["profiles"][0][tensor.name]
@@ -514,7 +514,7 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
                 assert data.startswith(ENGINE_MAGIC)
                 description = json.loads(data[len(ENGINE_MAGIC) :])
             except (AssertionError, ValueError):
-                self.logger.log(trt.ILogger.ERROR, "fake: the engine plan file is corrupted")
+                self.logger.log(trt.Logger.ERROR, "fake: the engine plan file is corrupted")
                 return None
             return ICudaEngine(description)
 
