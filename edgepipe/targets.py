@@ -69,7 +69,7 @@ class TargetProfile:
 
 
 def parse_version(version: str) -> tuple[int, ...]:
-    """"10.3.0.26" -> (10, 3, 0, 26); stops at the first non-numeric part ("8.6.2-1+cuda12" -> (8, 6, 2))."""
+    """ "10.3.0.26" -> (10, 3, 0, 26); stops at the first non-numeric part ("8.6.2-1+cuda12" -> (8, 6, 2))."""
     parts: list[int] = []
     for piece in str(version).split("."):
         digits = ""

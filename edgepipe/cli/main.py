@@ -29,6 +29,7 @@ app = typer.Typer(
 COMMANDS = {
     "train": "edgepipe.cli.train",
     "export": "edgepipe.cli.export",
+    "build": "edgepipe.cli.build",
     "eval": "edgepipe.cli.evaluate",
     "pipeline": "edgepipe.cli.pipeline",
 }

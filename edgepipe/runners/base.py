@@ -68,7 +68,7 @@ class Runner(ABC):
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
         expected = self.input_spec.shape
-        ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
+        ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape, strict=False))
         if not ok:
             shown = tuple("N" if e is None else e for e in expected)
             raise EdgepipeError(

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def command(
+    run: Annotated[Path, typer.Argument(help="Run directory (made by `edgepipe pipeline` or the stage commands).")],
+    max_drop: Annotated[float | None, typer.Option(min=0, help="Accuracy budget in points (default: the recipe's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+) -> None:
+    """Accuracy of every artifact of a run on the test split vs the original model; exit 1 when one is over budget."""
+    from edgepipe.progress import console
+    from edgepipe.report import eval_table, update_report
+    from edgepipe.stages.evaluate import evaluate
+
+    report = update_report(run, evaluate(run, max_accuracy_drop=max_drop))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        console.print(eval_table(report))
+    if not report["passed"]:
+        typer.echo(f"over the {report['max_accuracy_drop']} pt budget: {', '.join(report['failed'])}", err=True)
+        raise typer.Exit(1)

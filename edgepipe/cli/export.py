@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def command(
+    source: Annotated[Path, typer.Argument(help="Run directory, train/ or prune/ stage directory, or model.pt.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stage dir (default: RUN/export).")] = None,
+    opset: Annotated[int, typer.Option(min=13, max=23, help="ONNX opset.")] = 18,
+    static_batch: Annotated[bool, typer.Option(help="Fix the batch axis instead of a dynamic one.")] = False,
+    exporter: Annotated[str, typer.Option(help="dynamo (default in torch>=2.9) or torchscript.")] = "dynamo",
+) -> None:
+    """Export a trained model to ONNX (dynamic batch), check it with onnx.checker and against PyTorch on test samples."""
+    from edgepipe.checkpoint import resolve_checkpoint
+    from edgepipe.errors import EdgepipeError
+    from edgepipe.recipe import ExportConfig
+    from edgepipe.stages.export import export
+
+    if exporter not in ("dynamo", "torchscript"):
+        raise EdgepipeError(f"--exporter {exporter!r}: choose dynamo or torchscript")
+    stage = resolve_checkpoint(source)
+    config = ExportConfig(opset=opset, dynamic_batch=not static_batch, exporter=exporter)
+    name = "pruned-onnx-fp32" if stage.name.startswith("prune") else "onnx-fp32"
+    default_out = stage.parent / ("export-pruned" if name.startswith("pruned") else "export")
+    export(stage, out or default_out, config, name=name)

@@ -1,0 +1,112 @@
+"""The model zoo, plus any `package.module:callable` so users bring torchvision, timm or their own models.
+
+A model is described by a JSON-able *spec* (name, params, input shape, classes). Checkpoints hold only
+tensors; the spec in the manifest rebuilds the module, so loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from torch import nn
+
+from edgepipe.errors import EdgepipeError
+from edgepipe.models.cnn import VGG, LeNet5
+from edgepipe.models.mlp import MLP
+from edgepipe.models.mobilenet import MobileNetV2
+from edgepipe.models.recurrent import RecurrentClassifier
+from edgepipe.models.resnet import ResNet
+
+
+def _recurrent(cell: str):
+    def build(input_shape, num_classes, **params):
+        return RecurrentClassifier(input_shape, num_classes, cell=cell, **params)
+
+    return build
+
+
+# A plain lookup table (no decorator registry): name -> builder(input_shape, num_classes, **params).
+ZOO = {
+    "mlp": MLP,
+    "lenet5": LeNet5,
+    "resnet": ResNet,
+    "vgg": VGG,
+    "mobilenetv2": MobileNetV2,
+    "lstm": _recurrent("lstm"),
+    "gru": _recurrent("gru"),
+}
+
+
+def _import_callable(path: str):
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EdgepipeError(f"model '{path}': cannot import module '{module_name}' ({exc})") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise EdgepipeError(f"model '{path}': module '{module_name}' has no attribute '{attribute}'") from None
+
+
+def _call_user_builder(builder, input_shape, num_classes, params):
+    """Pass input_shape/num_classes only when the user's callable accepts them."""
+    accepted = inspect.signature(builder).parameters
+    kwargs = dict(params)
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    if "num_classes" in accepted or takes_all:
+        kwargs.setdefault("num_classes", num_classes)
+    if "input_shape" in accepted:
+        kwargs.setdefault("input_shape", tuple(input_shape))
+    return builder(**kwargs)
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """Build an (untrained) module from a spec: {"name", "params", "input_shape", "num_classes"}."""
+    name, params = spec["name"], dict(spec.get("params") or {})
+    input_shape, num_classes = tuple(spec["input_shape"]), int(spec["num_classes"])
+    try:
+        if ":" in name:
+            model = _call_user_builder(_import_callable(name), input_shape, num_classes, params)
+        elif name in ZOO:
+            model = ZOO[name](input_shape, num_classes, **params)
+        else:
+            raise EdgepipeError(
+                f"unknown model '{name}'; known: {', '.join(ZOO)}, or a 'package.module:callable' import path"
+            )
+    except TypeError as exc:
+        raise EdgepipeError(f"model '{name}': bad params {params} ({exc})") from None
+    if not isinstance(model, nn.Module):
+        raise EdgepipeError(f"model '{name}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def initialize(model: nn.Module, scheme: str) -> None:
+    """Kaiming (He) init for ReLU nets, Xavier (Glorot) for tanh/sigmoid-style nets; BN starts as identity."""
+    if scheme == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def classifier_of(model: nn.Module) -> nn.Module | None:
+    """The final classification layer (zoo models name it `classifier`; torchvision uses fc/head)."""
+    for name in ("classifier", "fc", "head"):
+        layer = getattr(model, name, None)
+        if isinstance(layer, nn.Module):
+            return layer
+    return None
+
+
+__all__ = ["ZOO", "build_model", "classifier_of", "initialize"]

@@ -1,0 +1,44 @@
+"""Rich progress bars and console, shared by every stage. Progress goes to stderr; results to stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Silent:
+    def add_task(self, *args, **kwargs) -> int:
+        return 0
+
+    def update(self, *args, **kwargs) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Progress | _Silent]:
+    if not enabled or os.environ.get("EDGEPIPE_NO_PROGRESS"):
+        yield _Silent()
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        yield bar
+
+
+def say(message: str) -> None:
+    """A one-line status message on stderr (keeps stdout clean for --json)."""
+    err_console.print(message, highlight=False)

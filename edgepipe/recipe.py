@@ -1,0 +1,182 @@
+"""Typed recipes loaded from YAML. Unknown or misspelled keys are errors naming the key, file and allowed keys.
+
+A recipe is flat on purpose (no inheritance): one file per model x target that a person can read
+top to bottom. Sections other than ``model``, ``dataset`` and ``train`` are optional; a stage runs in
+``edgepipe pipeline`` when its section is present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgepipe.errors import EdgepipeError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Section):
+    name: str = Field(description="zoo name (mlp, lenet5, resnet, vgg, mobilenetv2, lstm, gru) or package.module:callable")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
+    init: Literal["kaiming", "xavier", "default"] = "kaiming"
+
+
+class DatasetConfig(Section):
+    name: Literal["mnist5k", "digits", "seqmnist", "imagefolder", "synthetic"]
+    path: str | None = Field(default=None, description="imagefolder: directory of class sub-folders")
+    split_seed: int = 0
+    val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    image_size: tuple[int, int] | None = Field(default=None, description="imagefolder: resize to (H, W)")
+    channels: Literal[1, 3] | None = Field(default=None, description="imagefolder: 1 = grayscale, 3 = RGB")
+    samples: int = Field(default=1200, gt=0, description="synthetic: number of samples")
+    num_classes: int = Field(default=4, ge=2, description="synthetic: number of classes")
+    shape: tuple[int, ...] = Field(default=(1, 12, 12), description="synthetic: per-sample shape")
+
+
+class TrainConfig(Section):
+    optimizer: Literal["sgd", "momentum", "nesterov", "adagrad", "adam", "adamw"] = "adam"
+    lr: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    schedule: Literal["none", "step", "cosine", "onecycle"] = "cosine"
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    seed: int = 0
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    augment: bool = Field(default=False, description="random small rotations, scalings and shifts of images")
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(default=None, gt=0, description="max gradient norm (useful for RNNs)")
+    init_from: str | None = Field(default=None, description="transfer learning: checkpoint or run to start from")
+    freeze_backbone: bool = Field(default=False, description="with init_from: train only the classifier")
+
+
+class ExportConfig(Section):
+    opset: int = Field(default=18, ge=13, le=23)
+    dynamic_batch: bool = True
+    exporter: Literal["dynamo", "torchscript"] = "dynamo"
+    parity_atol: float = Field(default=1e-3, gt=0, description="max abs logit difference vs PyTorch")
+    min_agreement: float = Field(default=0.999, gt=0, le=1, description="top-1 agreement vs PyTorch")
+
+
+class PruneConfig(Section):
+    method: Literal["channel", "2:4"] = "channel"
+    importance: Literal["l1", "l2", "bn_scale", "taylor"] = "l1"
+    ratio: float | None = Field(default=None, gt=0, lt=1, description="fraction of channels removed")
+    target_macs: float | None = Field(default=None, gt=0, lt=1, description="keep this fraction of MACs")
+    global_pruning: bool = False
+    round_to: int = Field(default=8, ge=1)
+    ignore_layers: list[str] = Field(default_factory=list)
+    steps: int = Field(default=1, ge=1)
+    finetune_epochs: int = Field(default=3, ge=0)
+    finetune_lr: float | None = Field(default=None, gt=0)
+
+
+class QuantizeConfig(Section):
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    percentile: float = Field(default=99.99, gt=90, le=100)
+    calibration: str = Field(default="calibration/mnist-train-512.yaml", description="calibration set file or image folder")
+    reduce_range: bool = False
+    fp16: bool = True
+    qat: bool = False
+    qat_epochs: int = Field(default=2, ge=1)
+    max_drop: float | None = Field(default=None, ge=0, description="points; default: eval.max_accuracy_drop")
+
+
+class BuildConfig(Section):
+    precision: Literal["fp32", "fp16", "int8", "best"] = "fp16"
+    workspace_mib: int = Field(default=1024, gt=0)
+    batch: tuple[int, int, int] = (1, 8, 64)
+    dla_core: int | None = None
+    gpu_fallback: bool = True
+    sparsity: bool = False
+    opt_level: int = Field(default=3, ge=0, le=5)
+
+
+class BenchConfig(Section):
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 64])
+    warmup: int = Field(default=10, ge=0)
+    iters: int = Field(default=100, ge=1)
+    threads: int | None = Field(default=None, ge=1)
+    deploy_batch: int = Field(default=1, ge=1, description="batch size the deployable artifact is picked at")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(size <= 0 for size in sizes):
+            raise ValueError("batch sizes must be positive integers")
+        return sizes
+
+
+class EvalConfig(Section):
+    max_accuracy_drop: float = Field(default=0.5, ge=0, description="points vs the original model")
+    batch_size: int = Field(default=256, ge=1)
+
+
+class Recipe(Section):
+    name: str
+    target: str | None = Field(default=None, description="deployment target profile (see `edgepipe targets`)")
+    model: ModelConfig
+    dataset: DatasetConfig
+    train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
+    prune: PruneConfig | None = None
+    quantize: QuantizeConfig | None = None
+    build: BuildConfig | None = None
+    bench: BenchConfig | None = None
+    eval: EvalConfig = EvalConfig()
+
+
+def _allowed_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
+    """Walk the model classes along a validation error's location to list the keys allowed there."""
+    current: Any = model
+    for part in location[:-1]:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            break
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), current)
+    return sorted(current.model_fields)
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    location = tuple(error["loc"])
+    dotted = ".".join(str(part) for part in location)
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(Recipe, location))
+        return f"{source}: unknown key '{dotted}'; allowed keys here: {allowed}"
+    if error["type"] == "missing":
+        return f"{source}: missing required key '{dotted}'"
+    return f"{source}: {dotted}: {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
+    if not isinstance(data, dict):
+        raise EdgepipeError(f"{source}: a recipe must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise EdgepipeError(_describe(errors[0], source) + more) from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise EdgepipeError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise EdgepipeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_recipe(data, source=str(path))
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    return recipe.model_dump(mode="json")

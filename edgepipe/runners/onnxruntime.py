@@ -1,0 +1,61 @@
+"""onnxruntime runner: the CPU fallback (and a reference for TensorRT's explicit-precision graphs).
+
+Imports nothing from torch, so it runs in a deploy bundle on a device without PyTorch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgepipe.errors import EdgepipeError
+from edgepipe.runners.base import Runner, TensorSpec
+
+
+def _dimension(value) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
+
+
+class OrtRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, model_path: Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+        super().__init__()
+        self.model_path = Path(model_path)
+        self.requested_providers = providers or ["CPUExecutionProvider"]
+        self.threads = threads
+
+    def open(self) -> None:
+        import onnxruntime as ort
+
+        if not self.model_path.is_file():
+            raise EdgepipeError(f"ONNX model not found: {self.model_path}")
+        available = ort.get_available_providers()
+        missing = [p for p in self.requested_providers if p not in available]
+        if missing:
+            raise EdgepipeError(f"requested provider {', '.join(missing)}; available: {', '.join(available)}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), options, providers=self.requested_providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise EdgepipeError(f"{self.model_path}: onnxruntime cannot load it as ONNX ({first})") from None
+        meta = self.session.get_inputs()[0]
+        self._spec = TensorSpec(meta.name, tuple(_dimension(d) for d in meta.shape))
+        self._output = self.session.get_outputs()[0].name
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        return self._spec
+
+    @property
+    def device(self) -> str:
+        return ",".join(self.session.get_providers()) if self._opened else "cpu"
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self._output], {self._spec.name: batch})[0]

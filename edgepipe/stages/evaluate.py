@@ -1,0 +1,112 @@
+"""`edgepipe eval`: accuracy of every artifact of a run on the test split, against the original model.
+
+Artifacts are found through the manifests (each stage lists what it made), so a new stage's files are
+evaluated without touching this module. Each result names the backend that actually ran.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepipe.artifacts import read_manifest, run_stage_dirs, stage_dir
+from edgepipe.errors import EdgepipeError
+from edgepipe.progress import progress_bar, say
+from edgepipe.runners.base import infer_in_batches
+from edgepipe.runners.select import open_runner
+from edgepipe.stages.export import load_stage_dataset, parity
+
+
+def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float | None:
+    """One-vs-rest ROC AUC averaged over classes (None when a class is missing from the labels)."""
+    from sklearn.metrics import roc_auc_score
+
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities = shifted / shifted.sum(1, keepdims=True)
+    try:
+        if probabilities.shape[1] == 2:
+            return float(roc_auc_score(labels, probabilities[:, 1]))
+        return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
+    except ValueError:
+        return None
+
+
+def _engine_unavailable() -> str | None:
+    try:
+        from edgepipe.runners.tensorrt import tensorrt_available
+    except ImportError:
+        return "TensorRT runner not available in this install"
+    ok, reason = tensorrt_available()
+    return None if ok else reason
+
+
+def collect_artifacts(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(stage dir, artifact entry) for every artifact of every stage, the original first."""
+    found = []
+    for directory in run_stage_dirs(run_dir):
+        for entry in read_manifest(directory).get("artifacts", []):
+            found.append((directory, entry))
+    found.sort(key=lambda item: item[1]["name"] != "original")
+    return found
+
+
+def evaluate(run_dir: Path, *, max_accuracy_drop: float | None = None, batch_size: int = 256) -> dict[str, Any]:
+    """Evaluate every artifact of ``run_dir``; returns the report dict (written by the caller or the CLI)."""
+    run_dir = Path(run_dir)
+    train_dir = stage_dir(run_dir, "train")
+    train_manifest = read_manifest(train_dir)
+    recipe = train_manifest.get("recipe", {})
+    if max_accuracy_drop is None:
+        max_accuracy_drop = float(recipe.get("eval", {}).get("max_accuracy_drop", 0.5))
+    dataset = load_stage_dataset(train_manifest)
+    test_x, test_y = dataset.test.x, dataset.test.y
+
+    artifacts = collect_artifacts(run_dir)
+    results, original_logits = [], None
+    engine_problem = _engine_unavailable() if any(a["format"] == "engine" for _, a in artifacts) else None
+    with progress_bar() as bar:
+        task = bar.add_task("eval", total=len(artifacts))
+        for directory, artifact in artifacts:
+            bar.update(task, description=f"eval {artifact['name']}")
+            row = {"name": artifact["name"], "precision": artifact["precision"], "format": artifact["format"],
+                   "path": str(directory / artifact["file"]), "size_bytes": artifact["size_bytes"],
+                   "stage": directory.name}
+            if artifact["format"] == "engine" and engine_problem:
+                row.update(backend="tensorrt", skipped=f"not evaluated here: {engine_problem}")
+                results.append(row)
+                bar.update(task, advance=1)
+                continue
+            with open_runner(directory, artifact) as runner:
+                logits = infer_in_batches(runner, test_x, batch_size)
+                row["backend"], row["device"] = runner.backend, runner.device
+            if original_logits is None:
+                original_logits = logits
+            row["accuracy"] = float((logits.argmax(1) == test_y).mean())
+            row["auc"] = macro_auc(logits, test_y)
+            row.update({k: v for k, v in parity(original_logits, logits).items() if k != "samples"})
+            results.append(row)
+            bar.update(task, advance=1)
+
+    if not results or results[0]["name"] != "original":
+        raise EdgepipeError(f"{run_dir}: no original model found (train/manifest.json lists no 'original')")
+    original = results[0]
+    for row in results:
+        if "accuracy" in row:
+            row["accuracy_drop_pts"] = round((original["accuracy"] - row["accuracy"]) * 100, 4)
+            row["within_budget"] = row["accuracy_drop_pts"] <= max_accuracy_drop
+    failed = [r["name"] for r in results if r.get("within_budget") is False]
+    report = {
+        "recipe": recipe.get("name", run_dir.name),
+        "dataset": {"name": dataset.name, "test_samples": int(len(test_y)), "labels": dataset.labels},
+        "original": {"accuracy": original["accuracy"], "auc": original["auc"], "backend": original["backend"],
+                     "path": original["path"]},
+        "max_accuracy_drop": max_accuracy_drop,
+        "artifacts": results,
+        "passed": not failed,
+        "failed": failed,
+    }
+    if engine_problem:
+        say(f"[yellow]eval: engines skipped: {engine_problem}; their ONNX sources ran on onnxruntime[/yellow]")
+    return report

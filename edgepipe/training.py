@@ -1,0 +1,243 @@
+"""The training loop, shared by `train`, pruning fine-tunes and quantization-aware training.
+
+In-memory tensors and a seeded permutation instead of a DataLoader: the datasets are small, and this
+keeps runs bit-for-bit reproducible for a seed on the CPU. Under `torchrun` (WORLD_SIZE > 1) each rank
+takes its shard of every epoch's permutation and gradients are averaged by DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgepipe.data.base import Split
+from edgepipe.errors import EdgepipeError
+from edgepipe.recipe import TrainConfig
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_from_env(device: torch.device) -> Distributed:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        if torch.cuda.is_available():
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            return torch.device(f"cuda:{local_rank}")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise EdgepipeError(f"train.device '{requested}' is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EdgepipeError(f"train.device '{requested}' asked for CUDA, but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def make_optimizer(config: TrainConfig, parameters, lr: float | None = None) -> torch.optim.Optimizer:
+    lr = lr or config.lr
+    params = [p for p in parameters if p.requires_grad]
+    decay = config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=decay)
+    if config.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+    if config.optimizer == "nesterov":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=True, weight_decay=decay)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+
+
+def make_scheduler(config: TrainConfig, optimizer, epochs: int, steps_per_epoch: int, lr: float):
+    """Stepped once per batch."""
+    total = max(1, epochs * steps_per_epoch)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def random_affine(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Small random rotations (+-10 deg), scalings (+-10 %) and shifts (+-2 px) of each image.
+
+    The classic augmentation for small digit sets; done with affine_grid so it costs one batched op.
+    """
+    if batch.ndim != 4:
+        return batch  # sequences and flat vectors are not images
+    n, _, h, w = batch.shape
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * (torch.pi / 18)
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * 0.1
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * torch.tensor([4.0 / w, 4.0 / h])
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = nn.functional.affine_grid(theta, list(batch.shape), align_corners=False)
+    # Pad with the background value (the minimum after normalization), not with zero.
+    background = batch.amin(dim=(1, 2, 3), keepdim=True)
+    warped = nn.functional.grid_sample(batch - background, grid, align_corners=False, padding_mode="zeros")
+    return warped + background
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 512) -> np.ndarray:
+    model.eval()
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
+        outputs.append(model(chunk).float().cpu().numpy())
+    return np.concatenate(outputs)
+
+
+def accuracy(model: nn.Module, split: Split, device: torch.device) -> float:
+    return float((predict(model, split.x, device).argmax(1) == split.y).mean())
+
+
+@dataclass
+class FitResult:
+    best_val_accuracy: float
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    best_state: dict | None = None
+
+
+def fit(
+    model: nn.Module,
+    train_split: Split,
+    val_split: Split,
+    config: TrainConfig,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    device: torch.device | None = None,
+    dist: Distributed | None = None,
+    on_epoch_end: Callable[[int, dict, nn.Module], None] | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
+    start_epoch: int = 0,
+    optimizer_state: dict | None = None,
+    progress_label: str = "train",
+) -> FitResult:
+    """Train ``model`` in place; keep the weights with the best validation accuracy (train/val only)."""
+    from edgepipe.progress import progress_bar
+
+    epochs = epochs or config.epochs
+    lr = lr or config.lr
+    device = device or pick_device(config.device)
+    dist = dist or Distributed()
+    model.to(device)
+    trained: nn.Module = model
+    if dist.enabled:
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    x_train = torch.from_numpy(train_split.x)
+    y_train = torch.from_numpy(train_split.y)
+    per_rank = len(y_train) // dist.world_size
+    steps_per_epoch = max(1, -(-per_rank // config.batch_size))
+    optimizer = make_optimizer(config, trained.parameters(), lr)
+    scheduler = make_scheduler(config, optimizer, epochs, steps_per_epoch, lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state["optimizer"])
+        scheduler.load_state_dict(optimizer_state["scheduler"])
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    result = FitResult(best_val_accuracy=-1.0, best_epoch=-1)
+    if optimizer_state is not None:
+        result.best_val_accuracy = optimizer_state.get("best_val_accuracy", -1.0)
+        result.best_epoch = optimizer_state.get("best_epoch", -1)
+        result.best_state = optimizer_state.get("best_state")
+
+    with progress_bar(enabled=dist.is_main) as bar:
+        task = bar.add_task(progress_label, total=(epochs - start_epoch) * steps_per_epoch)
+        for epoch in range(start_epoch, epochs):
+            # Same permutation on every rank (seeded by epoch), each rank takes its own stride of it.
+            generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+            order = torch.randperm(len(y_train), generator=generator)[dist.rank :: dist.world_size][:per_rank]
+            trained.train()
+            running, seen = 0.0, 0
+            for step in range(steps_per_epoch):
+                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+                inputs, targets = x_train[index], y_train[index]
+                if config.augment:
+                    inputs = random_affine(inputs, generator)
+                inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(trained(inputs), targets)
+                if not torch.isfinite(loss):
+                    raise EdgepipeError(f"{progress_label}: loss became {loss.item()} at epoch {epoch + 1}; "
+                                        "lower train.lr or set train.grad_clip")
+                loss.backward()
+                if config.grad_clip:
+                    nn.utils.clip_grad_norm_(trained.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                if after_step is not None:
+                    after_step(model)
+                running += loss.item() * len(targets)
+                seen += len(targets)
+                bar.update(task, advance=1, description=f"{progress_label} epoch {epoch + 1}/{epochs}")
+            val_accuracy = accuracy(model, val_split, device)
+            record = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_accuracy": val_accuracy}
+            result.history.append(record)
+            if val_accuracy > result.best_val_accuracy:
+                result.best_val_accuracy, result.best_epoch = val_accuracy, epoch + 1
+                result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                     "best_val_accuracy": result.best_val_accuracy,
+                                     "best_epoch": result.best_epoch, "best_state": result.best_state}, model)
+    if result.best_state is not None:
+        model.load_state_dict(result.best_state)
+    return result
+
+
+@contextlib.contextmanager
+def frozen_backbone(model: nn.Module, classifier: nn.Module | None):
+    """Freeze everything but the classifier (transfer learning); BN layers stay in eval statistics."""
+    if classifier is None:
+        raise EdgepipeError("freeze_backbone: the model has no 'classifier'/'fc'/'head' layer to keep trainable")
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for parameter in classifier.parameters():
+        parameter.requires_grad = True
+    try:
+        yield
+    finally:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = flags[name]
