@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -15,25 +14,10 @@ from typer.testing import CliRunner
 
 from edgepipe.check import check_model, check_onnx, has_errors
 from edgepipe.cli import check as check_cli
-from edgepipe.errors import EdgepipeError
+from edgepipe.cli.main import user_errors
 from edgepipe.preflight.operators import table_for
 
-try:
-    from edgepipe.cli.main import user_errors
-except ImportError:  # cli/main.py imports every registered command; until they all exist, mirror its wrapper
-
-    def user_errors(function):  # type: ignore[no-redef]
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            try:
-                return function(*args, **kwargs)
-            except EdgepipeError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(exc.exit_code) from None
-
-        return wrapper
-
-
+# check/doctor are not in cli/main.py's COMMANDS yet: register them with main's own error wrapper
 app = typer.Typer()
 app.command("check")(user_errors(check_cli.command))
 app.command("noop")(lambda: None)  # two commands, so typer keeps the `check` subcommand name
@@ -66,9 +50,7 @@ def _conv_graph(
     return model
 
 
-def _qdq_nodes(
-    zero_point: np.ndarray, scale: float = 0.05
-) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _qdq_nodes(zero_point: np.ndarray, scale: float = 0.05) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     nodes = [
         helper.make_node("QuantizeLinear", ["r", "s", "zp"], ["q"], name="quant"),
         helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dequant"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -13,23 +12,7 @@ from typer.testing import CliRunner
 
 from edgepipe import doctor
 from edgepipe.cli import doctor as doctor_cli
-from edgepipe.errors import EdgepipeError
-
-try:
-    from edgepipe.cli.main import user_errors
-except ImportError:  # cli/main.py imports every registered command; until they all exist, mirror its wrapper
-
-    def user_errors(function):  # type: ignore[no-redef]
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            try:
-                return function(*args, **kwargs)
-            except EdgepipeError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(exc.exit_code) from None
-
-        return wrapper
-
+from edgepipe.cli.main import user_errors
 
 app = typer.Typer()
 app.command("doctor")(user_errors(doctor_cli.command))
