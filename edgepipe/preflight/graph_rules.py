@@ -90,9 +90,7 @@ def check_qdq(model: onnx.ModelProto) -> list[Finding]:
             )
         elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             findings.append(
-                Finding(
-                    "error", "qdq", f"{name}: scales must be positive and finite (min {scale.min():g})", name
-                )
+                Finding("error", "qdq", f"{name}: scales must be positive and finite (min {scale.min():g})", name)
             )
         if not zero_name:
             if node.op_type == "QuantizeLinear":
@@ -108,9 +106,7 @@ def check_qdq(model: onnx.ModelProto) -> list[Finding]:
         else:
             zero_point = values.get(zero_name)
             if zero_point is None:
-                findings.append(
-                    Finding("error", "qdq", f"{name}: zero point {zero_name!r} is not a constant", name)
-                )
+                findings.append(Finding("error", "qdq", f"{name}: zero point {zero_name!r} is not a constant", name))
             else:
                 if zero_point.dtype != np.int8:
                     findings.append(
@@ -147,8 +143,7 @@ def check_qdq(model: onnx.ModelProto) -> list[Finding]:
                 Finding(
                     "error",
                     "qdq",
-                    f"{name}: per-channel scales on an activation; TensorRT quantizes "
-                    "activations per tensor only",
+                    f"{name}: per-channel scales on an activation; TensorRT quantizes activations per tensor only",
                     name,
                 )
             )
@@ -210,10 +205,10 @@ def check_dynamic_axes(model: onnx.ModelProto, dla: bool = False) -> list[Findin
             elif axis == 0:
                 findings.append(
                     Finding(
-                        "error",
+                        "warning",
                         "dynamic-axes",
-                        f"input {graph_input.name!r}: dynamic batch axis ({label}); "
-                        "DLA needs static shapes: export with a fixed batch or build with min=opt=max",
+                        f"input {graph_input.name!r}: dynamic batch axis ({label}); DLA needs static "
+                        "shapes: build with --batch N:N:N (min=opt=max) or export a fixed batch",
                         graph_input.name,
                     )
                 )
