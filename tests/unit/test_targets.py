@@ -97,3 +97,26 @@ def test_tensorrt_range() -> None:
     assert not nano.supports_tensorrt("8.5.2")
     assert parse_version("8.6.2-1+cuda12.2") == (8, 6, 2)
     assert get_target("jetson-agx-orin").sm == "sm_87"
+
+
+def test_targets_command_lists_every_profile_with_sources() -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from edgepipe.cli import targets as targets_cli
+    from edgepipe.cli.main import user_errors
+
+    app = typer.Typer()
+    app.command("targets")(user_errors(targets_cli.command))
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    table = runner.invoke(app, ["targets"])
+    assert table.exit_code == 0, table.output
+    assert "jetson-orin-nano" in table.output and "sm_87" in table.output
+    listed = json.loads(runner.invoke(app, ["targets", "--json"]).output)
+    assert [row["name"] for row in listed] == list(EXPECTED)
+    nano = listed[0]
+    assert nano["precisions"] == ["fp16", "fp32"] and nano["compute_capability"] == [5, 3]
+    assert all(row["sources"] for row in listed)
