@@ -29,9 +29,12 @@ app = typer.Typer(
 COMMANDS = {
     "train": "edgepipe.cli.train",
     "export": "edgepipe.cli.export",
+    "check": "edgepipe.cli.check",
     "build": "edgepipe.cli.build",
     "eval": "edgepipe.cli.evaluate",
     "pipeline": "edgepipe.cli.pipeline",
+    "doctor": "edgepipe.cli.doctor",
+    "targets": "edgepipe.cli.targets",
 }
 
 
