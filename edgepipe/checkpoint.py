@@ -65,6 +65,8 @@ def load_model(directory: Path, filename: str = "model.pt") -> tuple[nn.Module, 
 def resolve_checkpoint(path: Path) -> Path:
     """A run dir, a train/prune stage dir, or a model.pt file inside one → the stage dir holding it."""
     path = Path(path)
+    if not path.exists():
+        raise EdgepipeError(f"{path} does not exist")
     if path.is_file():
         return path.parent
     for stage in ("prune", "train"):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from edgepipe.errors import EdgepipeError
 
@@ -65,27 +65,52 @@ class ExportConfig(Section):
 
 
 class PruneConfig(Section):
-    method: Literal["channel", "2:4"] = "channel"
+    method: Literal["channel", "2:4"] = Field(default="channel", description="channel: remove whole channels; "
+                                              "2:4: zero 2 of every 4 input weights (TensorRT sparse tensor cores)")
     importance: Literal["l1", "l2", "bn_scale", "taylor"] = "l1"
     ratio: float | None = Field(default=None, gt=0, lt=1, description="fraction of channels removed")
-    target_macs: float | None = Field(default=None, gt=0, lt=1, description="keep this fraction of MACs")
+    target_macs: float | None = Field(default=None, gt=0, lt=1, validate_default=True,
+                                      description="keep this fraction of MACs (the channel ratio is searched)")
     global_pruning: bool = False
-    round_to: int = Field(default=8, ge=1)
-    ignore_layers: list[str] = Field(default_factory=list)
-    steps: int = Field(default=1, ge=1)
-    finetune_epochs: int = Field(default=3, ge=0)
-    finetune_lr: float | None = Field(default=None, gt=0)
+    round_to: int = Field(default=8, ge=1, description="kept channels are a multiple of this (SIMD/tensor cores)")
+    ignore_layers: list[str] = Field(default_factory=list, description="module names never pruned")
+    steps: int = Field(default=1, ge=1, description="iterative pruning: steps, each followed by fine-tuning")
+    finetune_epochs: int = Field(default=3, ge=0, description="epochs of fine-tuning after each step")
+    finetune_lr: float | None = Field(default=None, gt=0, description="default: train.lr / 10")
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio_for_channels(cls, ratio: float | None, info: ValidationInfo) -> float | None:
+        if ratio is not None and info.data.get("method") == "2:4":
+            raise ValueError("2:4 sparsity always zeroes half the weights; drop ratio (or use method: channel)")
+        return ratio
+
+    @field_validator("target_macs")
+    @classmethod
+    def _one_target(cls, target: float | None, info: ValidationInfo) -> float | None:
+        method, ratio = info.data.get("method"), info.data.get("ratio")
+        if method == "2:4":
+            if target is not None:
+                raise ValueError("2:4 sparsity always zeroes half the weights; drop target_macs")
+        elif target is not None and ratio is not None:
+            raise ValueError("give either ratio or target_macs, not both")
+        elif target is None and ratio is None and "ratio" in info.data:
+            raise ValueError("channel pruning needs a target: ratio (channels removed) or target_macs (MACs kept)")
+        return target
 
 
 class QuantizeConfig(Section):
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    percentile: float = Field(default=99.99, gt=90, le=100)
+    percentile: float = Field(default=99.99, gt=90, le=100, description="method percentile: the range kept")
     calibration: str = Field(default="calibration/mnist-train-512.yaml", description="calibration set file or image folder")
-    reduce_range: bool = False
+    reduce_range: bool = Field(default=False, description="7-bit weights for the CPU track (CPUs without VNNI)")
     fp16: bool = True
     qat: bool = False
     qat_epochs: int = Field(default=2, ge=1)
+    qat_lr: float | None = Field(default=None, gt=0, description="QAT fine-tune learning rate (default train.lr / 10)")
     max_drop: float | None = Field(default=None, ge=0, description="points; default: eval.max_accuracy_drop")
+    tensorrt_version: str = Field(default="8.6.1", pattern=r"^\d+(\.\d+){0,2}$",
+                                  description="TensorRT that reads trt.calib.cache (its header names the version)")
 
 
 class BuildConfig(Section):

@@ -102,8 +102,10 @@ def random_affine(batch: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
     The classic augmentation for small digit sets; done with affine_grid so it costs one batched op.
     """
+    if batch.ndim == 3:  # (N, T, F) image rows read as a sequence (seqmnist): warp the image it came from
+        return random_affine(batch[:, None], generator)[:, 0]
     if batch.ndim != 4:
-        return batch  # sequences and flat vectors are not images
+        return batch  # flat vectors are not images
     n, _, h, w = batch.shape
     angle = (torch.rand(n, generator=generator) * 2 - 1) * (torch.pi / 18)
     scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * 0.1

@@ -70,10 +70,9 @@ class Runner(ABC):
         expected = self.input_spec.shape
         ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape, strict=False))
         if not ok:
-            shown = tuple("N" if e is None else e for e in expected)
+            shown = "(" + ", ".join("N" if e is None else str(e) for e in expected) + ")"
             raise EdgepipeError(
-                f"input shape {tuple(shape)} does not match the model's input "
-                f"'{self.input_spec.name}' {shown}"
+                f"input shape {tuple(shape)} does not match the model's input '{self.input_spec.name}' {shown}"
             )
 
 

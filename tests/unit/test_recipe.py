@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+
+from edgepipe.errors import EdgepipeError
+from edgepipe.recipe import load_recipe
+from conftest import REPO, write_recipe
+
+SHIPPED = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def test_required_recipes_ship():
+    names = {p.stem for p in SHIPPED}
+    assert {"mnist-lenet5", "mnist-resnet", "mnist-mobilenetv2", "seqmnist-lstm", "seqmnist-gru", "digits-mlp"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_recipes_validate(path: Path):
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+
+
+def test_unknown_key_names_key_file_and_allowed(tmp_path):
+    path = write_recipe(tmp_path / "r.yaml", train={"learning_rate": 0.1})
+    with pytest.raises(EdgepipeError) as info:
+        load_recipe(path)
+    message = str(info.value)
+    assert "train.learning_rate" in message and str(path) in message
+    assert "lr" in message and "optimizer" in message  # the allowed keys are listed
+    assert "\n" not in message
+
+
+def test_unknown_top_level_section(tmp_path):
+    path = write_recipe(tmp_path / "r.yaml", trian={"epochs": 1})
+    with pytest.raises(EdgepipeError, match=r"unknown key 'trian'.*train"):
+        load_recipe(path)
+
+
+def test_bad_value_and_bad_optimizer(tmp_path):
+    with pytest.raises(EdgepipeError, match=r"train.optimizer"):
+        load_recipe(write_recipe(tmp_path / "a.yaml", train={"optimizer": "rmsprop"}))
+    with pytest.raises(EdgepipeError, match=r"train.lr"):
+        load_recipe(write_recipe(tmp_path / "b.yaml", train={"lr": -1}))
+
+
+def test_missing_and_invalid_yaml(tmp_path):
+    with pytest.raises(EdgepipeError, match="recipe not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    with pytest.raises(EdgepipeError, match="not valid YAML"):
+        load_recipe(broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(EdgepipeError, match="must be a YAML mapping"):
+        load_recipe(listy)
