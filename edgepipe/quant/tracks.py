@@ -1,0 +1,209 @@
+"""One calibration, two INT8 graphs: QDQ for TensorRT (int8/int8 symmetric) and QDQ u8s8 for onnxruntime's CPU.
+
+onnxruntime.quantization does both: ``create_calibrator`` collects the ranges once; they are saved with
+``save_tensors_data`` and handed to ``quantize_static(calibration_cache_path=...)`` for each track, so
+neither track re-runs calibration and both quantize from the very same numbers. Only the typed
+options below are exposed; onnxruntime's free-form ``extra_options`` dict stays inside this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepipe.errors import EdgepipeError
+
+QUANTIZED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class Track:
+    """How one INT8 graph is quantized."""
+
+    name: str  # "trt" | "cpu"
+    activation_signed: bool  # int8 activations (TensorRT) or uint8 (onnxruntime CPU u8s8)
+    activation_symmetric: bool
+    reduce_range: bool = False
+    quantize_bias: bool = True
+
+    def quantize_kwargs(self) -> dict:
+        from onnxruntime.quantization import QuantType
+
+        return {
+            "activation_type": QuantType.QInt8 if self.activation_signed else QuantType.QUInt8,
+            "weight_type": QuantType.QInt8,
+            "per_channel": True,  # weights per output channel (axis 0 for Conv, the output axis for Gemm)
+            "reduce_range": self.reduce_range,
+            "extra_options": {"ActivationSymmetric": self.activation_symmetric, "WeightSymmetric": True,
+                              "QuantizeBias": self.quantize_bias},
+        }
+
+
+def trt_track() -> Track:
+    # TensorRT explicit quantization: symmetric int8 activations and weights, zero-point 0.
+    # Bias stays float: TensorRT's DequantizeLinear takes int8 (fp8/int4) inputs, not onnxruntime's int32 bias,
+    # and TensorRT fuses the float bias into the int8 convolution itself.
+    return Track("trt", activation_signed=True, activation_symmetric=True, quantize_bias=False)
+
+
+def cpu_track(reduce_range: bool = False) -> Track:
+    # onnxruntime's fast CPU kernels (VNNI / AVX2 u8s8): asymmetric uint8 activations, int8 weights.
+    return Track("cpu", activation_signed=False, activation_symmetric=False, reduce_range=reduce_range)
+
+
+def calibration_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if name not in methods:
+        raise EdgepipeError(f"calibration method {name!r}; choose one of {', '.join(methods)}")
+    return methods[name]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime.quantization logs pre-processing advice and per-tensor notes at WARNING; keep errors only."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def preprocess(source: Path, out: Path) -> Path:
+    """quant_pre_process: shape inference + graph optimization (e.g. Conv+BN folding) before quantizing."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with _quiet():
+        try:
+            quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise EdgepipeError(f"{source}: onnxruntime cannot prepare it for quantization ({first})") from None
+    return out
+
+
+def calibrate(model: Path, reader, method: str, percentile: float, ranges_path: Path) -> dict[str, tuple[float, float]]:
+    """Run the calibrator once; save onnxruntime's TensorsData to ``ranges_path``; return {tensor: (lo, hi)}."""
+    from onnxruntime.quantization import create_calibrator
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    options = {"percentile": percentile} if method == "percentile" else {}
+    with tempfile.TemporaryDirectory(prefix="edgepipe-calib-") as scratch, _quiet():
+        # Every float tensor is calibrated: the QDQ tracks pick what they need, the TensorRT cache wants all.
+        calibrator = create_calibrator(model, None,
+                                       augmented_model_path=str(Path(scratch) / "augmented.onnx"),
+                                       calibrate_method=calibration_method(method), extra_options=options)
+        calibrator.collect_data(reader)
+        tensors_data = calibrator.compute_data()
+        del calibrator
+    save_tensors_data(tensors_data, ranges_path)
+    return load_ranges(ranges_path)
+
+
+def load_ranges(ranges_path: Path) -> dict[str, tuple[float, float]]:
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    tensors_data = load_tensors_data(ranges_path)
+    ranges = {}
+    for name, data in tensors_data.items():
+        lowest, highest = (float(np.asarray(v).reshape(-1)[0]) for v in data.range_value)
+        if not (np.isfinite(lowest) and np.isfinite(highest)):
+            raise EdgepipeError(f"calibration range of tensor {name!r} is not finite ({lowest}, {highest}); the model "
+                                "overflows on the calibration set")
+        ranges[name] = (lowest, highest)
+    return ranges
+
+
+def quantize_track(model: Path, out: Path, track: Track, method: str, ranges_path: Path,
+                   nodes_to_exclude: list[str] | tuple[str, ...] = ()) -> Path:
+    """QDQ-quantize ``model`` for ``track`` from the saved calibration ranges (no calibration run here)."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    with _quiet():
+        quantize_static(model, out, None, quant_format=QuantFormat.QDQ, calibrate_method=calibration_method(method),
+                        calibration_cache_path=ranges_path, nodes_to_exclude=list(nodes_to_exclude),
+                        op_types_to_quantize=None, **track.quantize_kwargs())
+    strip_for_deploy(out)
+    return out
+
+
+def strip_for_deploy(path: Path) -> None:
+    """Drop shape annotations and exporter metadata (onnxruntime re-infers shapes): smaller files to copy."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    for node in model.graph.node:
+        node.doc_string = ""
+        del node.metadata_props[:]
+    for value in [*model.graph.input, *model.graph.output, *model.graph.initializer]:
+        del value.metadata_props[:]
+        value.doc_string = ""
+    onnx.save(model, str(path))
+
+
+def quantizable_nodes(model_path: Path) -> list[tuple[str, str]]:
+    """(node name, op type) of the nodes whose weights get quantized, in graph order."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    initializers = {init.name for init in model.graph.initializer}
+    return [(node.name, node.op_type) for node in model.graph.node
+            if node.op_type in QUANTIZED_OP_TYPES and len(node.input) > 1 and node.input[1] in initializers]
+
+
+def qdq_parameters(model_path: Path) -> list[dict]:
+    """Every QuantizeLinear/DequantizeLinear: node, input tensor, scale and zero-point arrays."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    found = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zero_point = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        found.append({"node": node.name, "op": node.op_type, "input": node.input[0], "axis": axis,
+                      "scale": constants[node.input[1]], "zero_point": zero_point,
+                      "weight": node.input[0] in constants})
+    return found
+
+
+def activation_scales(model_path: Path) -> dict[str, float]:
+    """Per-tensor scales of the activations a QDQ graph quantizes (QuantizeLinear on a non-constant input)."""
+    return {entry["input"]: float(entry["scale"]) for entry in qdq_parameters(model_path)
+            if entry["op"] == "QuantizeLinear" and not entry["weight"] and np.asarray(entry["scale"]).size == 1}
+
+
+def check_trt_qdq(model_path: Path) -> None:
+    """What TensorRT's explicit mode needs: scales positive and finite, zero-points 0, int8, checker-valid."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(model_path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise EdgepipeError(f"{model_path.name} fails onnx.checker: {str(exc).splitlines()[0]}") from None
+    for entry in qdq_parameters(model_path):
+        scale = np.asarray(entry["scale"], dtype=np.float64)
+        if not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise EdgepipeError(f"{model_path.name}: {entry['node']} has a non-positive or non-finite scale")
+        zero_point = entry["zero_point"]
+        if zero_point is not None and (zero_point.dtype != np.int8 or np.any(zero_point != 0)):
+            raise EdgepipeError(f"{model_path.name}: {entry['node']} zero-point is not int8 0 "
+                                f"({zero_point.dtype}); TensorRT needs symmetric quantization")

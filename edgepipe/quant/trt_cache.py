@@ -1,0 +1,100 @@
+"""TensorRT calibration cache: the text file IInt8EntropyCalibrator2 reads and writes, written without TensorRT.
+
+Format (what TensorRT writes and NVIDIA's TAO exporters write by hand):
+
+    TRT-<NV_TENSORRT_VERSION>-EntropyCalibration2
+    <tensor name>: <float32 scale as 8 hex digits, big-endian bit pattern>
+
+The scale is the per-tensor symmetric INT8 step, amax / 127 — the same number the QDQ graph for
+TensorRT carries in its activation QuantizeLinear nodes. Tensor names are the ONNX tensor names,
+which is what the ONNX parser names TensorRT's tensors. The file holds no key of its own (TensorRT
+would reject extra lines), so the quantize manifest records which model and calibration set it was
+made from, and ``check_cache_is_fresh`` refuses a stale one.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+from edgepipe.errors import EdgepipeError
+from edgepipe.trt.calibrator import CACHE_ALGORITHM
+
+INT8_MAX = 127.0
+
+
+def tensorrt_version_number(version: str) -> int:
+    """NV_TENSORRT_VERSION as TensorRT prints it in cache headers: 8.6.1 -> 8601, 10.3.0 -> 100300."""
+    try:
+        parts = [int(p) for p in version.split(".")]
+    except ValueError:
+        raise EdgepipeError(f"TensorRT version {version!r} is not like 8.6.1 or 10.3") from None
+    major, minor, patch = (parts + [0, 0, 0])[:3]
+    # NvInferVersion.h: major*1000+minor*100+patch up to 9.x, major*10000+minor*100+patch from 10.0 on.
+    return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
+
+
+def cache_header(tensorrt_version: str) -> str:
+    return f"TRT-{tensorrt_version_number(tensorrt_version)}-{CACHE_ALGORITHM}"
+
+
+def scale_to_hex(scale: float) -> str:
+    return struct.pack(">f", scale).hex()
+
+
+def hex_to_scale(text: str) -> float:
+    return struct.unpack(">f", bytes.fromhex(text.rjust(8, "0")))[0]
+
+
+def scales_from_ranges(ranges: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Symmetric per-tensor INT8 scales, amax / 127, from calibrated (lowest, highest) ranges."""
+    scales = {}
+    for name, (lowest, highest) in ranges.items():
+        amax = max(abs(float(lowest)), abs(float(highest)))
+        # A tensor that is constant zero on the calibration set still needs a positive step.
+        scales[name] = float(struct.unpack(">f", struct.pack(">f", amax / INT8_MAX))[0]) if amax > 0 else 1.0 / INT8_MAX
+    return scales
+
+
+def write_cache(path: Path, scales: dict[str, float], tensorrt_version: str) -> Path:
+    lines = [cache_header(tensorrt_version)]
+    for name, scale in scales.items():
+        if not math.isfinite(scale) or scale <= 0:
+            raise EdgepipeError(f"calibration scale of tensor {name!r} is {scale}; it must be positive and finite")
+        if ":" in name or "\n" in name:
+            raise EdgepipeError(f"tensor name {name!r} cannot be written to a TensorRT cache (contains ':' or newline)")
+        lines.append(f"{name}: {scale_to_hex(scale)}")
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)
+
+
+def parse_cache(path: Path) -> tuple[str, dict[str, float]]:
+    """(header, {tensor: scale}); raises EdgepipeError on anything TensorRT would not read."""
+    text = Path(path).read_text(encoding="ascii", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("TRT-") or not lines[0].endswith(CACHE_ALGORITHM):
+        raise EdgepipeError(f"{path}: not a TensorRT {CACHE_ALGORITHM} cache (first line "
+                            f"{(lines or [''])[0][:60]!r}); rerun `edgepipe quantize`")
+    scales = {}
+    for number, line in enumerate(lines[1:], start=2):
+        name, sep, value = line.rpartition(": ")
+        try:
+            if not sep:
+                raise ValueError
+            scales[name] = hex_to_scale(value.strip())
+        except ValueError:
+            raise EdgepipeError(f"{path}:{number}: {line[:60]!r} is not '<tensor>: <hex scale>'") from None
+    return lines[0], scales
+
+
+def check_cache_is_fresh(cache_record: dict, model_sha256: str, calibration_sha256: str | None = None) -> None:
+    """Refuse a cache recorded for another model or calibration set (caches are keyed by content)."""
+    recorded_model = cache_record.get("model_sha256")
+    if recorded_model != model_sha256:
+        raise EdgepipeError(f"calibration cache {cache_record.get('file', 'trt.calib.cache')} is stale: made for "
+                            f"model sha256 {str(recorded_model)[:12]}, this model is {model_sha256[:12]}; "
+                            "rerun `edgepipe quantize`")
+    if calibration_sha256 is not None and cache_record.get("calibration_sha256") != calibration_sha256:
+        raise EdgepipeError(f"calibration cache {cache_record.get('file', 'trt.calib.cache')} is stale: made from "
+                            "another calibration set; rerun `edgepipe quantize`")

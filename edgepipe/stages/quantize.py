@@ -1,0 +1,309 @@
+"""`edgepipe quantize`: one calibration run -> INT8 QDQ for TensorRT, INT8 QDQ u8s8 for the CPU, the TensorRT
+calibration cache, and an FP16 graph; accuracy-checked on the val split, with a per-layer fallback.
+
+RUN/quantize/
+  model.int8.trt.onnx   int8 activations + weights, symmetric, zero-point 0, per-channel weights
+  model.int8.cpu.onnx   uint8 activations, int8 per-channel weights (onnxruntime's fast CPU kernels)
+  trt.calib.cache       the same per-tensor scales for TensorRT's implicit INT8 (8.x / 10.x)
+  model.fp16.onnx       FP16 inside, FP32 inputs/outputs
+  calibration.ranges.json  onnxruntime's calibrated tensor ranges (what all of the above came from)
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepipe.artifacts import (
+    MANIFEST,
+    add_artifact,
+    atomic_dir,
+    new_manifest,
+    read_manifest,
+    sha256_file,
+    sha256_json,
+    verify_artifacts,
+    write_manifest,
+)
+from edgepipe.errors import EdgepipeError
+from edgepipe.progress import say
+from edgepipe.recipe import QuantizeConfig
+
+INT8_TRT, INT8_CPU, FP16, CACHE, RANGES = (
+    "model.int8.trt.onnx", "model.int8.cpu.onnx", "model.fp16.onnx", "trt.calib.cache", "calibration.ranges.json")
+SPEED_BATCH = 64
+DEFAULT_MAX_DROP = 0.5
+
+
+@dataclass
+class QuantizeSource:
+    onnx: Path
+    manifest: dict[str, Any] | None  # the export stage's manifest (model spec, dataset record)
+    stage_dir: Path | None
+
+    def dataset(self):
+        from edgepipe.stages.export import load_stage_dataset
+
+        if not self.manifest or "dataset" not in self.manifest:
+            return None
+        if not hasattr(self, "_dataset"):
+            self._dataset = load_stage_dataset(self.manifest)
+        return self._dataset
+
+
+def resolve_source(source: Path) -> QuantizeSource:
+    """Run dir (export-pruned/ preferred: the deployable model), export stage dir, or an .onnx file."""
+    source = Path(source)
+    if not source.exists():
+        raise EdgepipeError(f"{source} does not exist; pass a run directory, an export directory or an .onnx file")
+    if source.is_file():
+        if source.suffix != ".onnx":
+            raise EdgepipeError(f"{source} is not an .onnx file or a run directory")
+        manifest = read_manifest(source.parent) if (source.parent / MANIFEST).is_file() else None
+        return QuantizeSource(source, manifest, source.parent if manifest else None)
+    for candidate in (source / "export-pruned", source / "export", source):
+        if (candidate / MANIFEST).is_file() and read_manifest(candidate).get("stage") == "export":
+            manifest = read_manifest(candidate)
+            onnx_entry = next((a for a in manifest["artifacts"] if a["format"] == "onnx"), None)
+            if onnx_entry is None:
+                raise EdgepipeError(f"{candidate}: the export manifest lists no ONNX model")
+            return QuantizeSource(candidate / onnx_entry["file"], manifest, candidate)
+    raise EdgepipeError(f"{source}: no export/ stage (or model.onnx) found; run `edgepipe export {source}` first")
+
+
+def model_input(onnx_path: Path) -> tuple[str, tuple[int | None, ...]]:
+    """The single input's name and shape; refuses a fixed batch axis (calibration and eval batch freely)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:
+        raise EdgepipeError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__})") from None
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise EdgepipeError(f"{onnx_path}: quantize supports one model input, found {len(inputs)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    if not shape or shape[0] is not None:
+        raise EdgepipeError(f"{onnx_path}: input '{inputs[0].name}' has no dynamic batch axis (shape {shape}); "
+                            "re-export with a dynamic batch (`edgepipe export` default)")
+    return inputs[0].name, shape
+
+
+def accuracy_of(onnx_path: Path, x: np.ndarray, y: np.ndarray) -> float:
+    from edgepipe.runners.base import infer_in_batches
+    from edgepipe.runners.onnxruntime import OrtRunner
+
+    with OrtRunner(onnx_path) as runner:
+        return float((infer_in_batches(runner, x, 256).argmax(1) == y).mean())
+
+
+def measure_speed(models: dict[str, Path], batch: np.ndarray, rounds: int = 3, seconds: float = 0.6) -> dict:
+    """Throughput of each model at one batch, threads=2, A/B rounds interleaved (the machine is shared)."""
+    from edgepipe.runners.onnxruntime import OrtRunner
+    from edgepipe.timing import measure_latency
+
+    runners = {name: OrtRunner(path, threads=2) for name, path in models.items()}
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    for runner in runners.values():
+        runner.__enter__()
+    try:
+        for _ in range(rounds):
+            for name, runner in runners.items():
+                samples[name].append(measure_latency(runner, batch, warmup=3, seconds=seconds).p50_ms)
+    finally:
+        for runner in runners.values():
+            runner.__exit__(None, None, None)
+    return {name: {"batch": len(batch), "p50_ms": float(np.median(times)),
+                   "throughput_per_s": len(batch) / (float(np.median(times)) / 1000.0)}
+            for name, times in samples.items()}
+
+
+def cpu_vnni() -> dict[str, Any]:
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return {"known": False}
+    return {"known": True, "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags,
+            "vnni": bool({"avx512_vnni", "avx_vnni"} & flags)}
+
+
+def _reusable_ranges(out: Path, ranges_key: str, scratch: Path) -> Path | None:
+    """The previous run's calibration ranges, only when made from this very model + calibration set + method."""
+    if not (out / MANIFEST).is_file() or not (out / RANGES).is_file():
+        return None
+    record = read_manifest(out).get("calibration_cache") or {}
+    if record.get("ranges_key") != ranges_key or sha256_file(out / RANGES) != record.get("ranges_sha256"):
+        say("[dim]quantize: previous calibration is stale (other model, calibration set or method); recalibrating"
+            "[/dim]")
+        return None
+    return Path(shutil.copyfile(out / RANGES, scratch / RANGES))
+
+
+def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, reuse: bool = False,
+             speed: bool = True) -> Path:
+    """Quantize the run's deployable ONNX into ``out``; returns ``out``. ``speed=False`` skips the timing."""
+    from edgepipe.quant import fp16 as fp16_tools
+    from edgepipe.quant import trt_cache
+    from edgepipe.quant.calibration import ArrayDataReader, load_calibration_set
+    from edgepipe.quant.tracks import calibrate, check_trt_qdq, cpu_track, load_ranges, preprocess, trt_track
+
+    config = config or QuantizeConfig()
+    out = Path(out)
+    src = resolve_source(source)
+    input_name, input_shape = model_input(src.onnx)
+    dataset = src.dataset()
+    if dataset is None:
+        raise EdgepipeError(f"{src.onnx}: no edgepipe export manifest beside it, so there is no dataset to check "
+                            "accuracy on; pass the run directory or export directory instead")
+    calibration_set = load_calibration_set(config.calibration, dataset_loader=lambda: dataset,
+                                           preprocessing=src.manifest["dataset"].get("preprocessing"),
+                                           input_shape=input_shape)
+    model_sha = sha256_file(src.onnx)
+    max_drop = config.max_drop if config.max_drop is not None else _recipe_max_drop(src)
+    manifest_config = {**config.model_dump(mode="json"), "max_drop": max_drop}
+    manifest = new_manifest("quantize", manifest_config, {"onnx": model_sha, "calibration_set": calibration_set.sha256})
+    if reuse and (out / MANIFEST).is_file():
+        existing = read_manifest(out)
+        if existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing):
+            say(f"[dim]quantize: up to date ({out})[/dim]")
+            return out
+    ranges_key = sha256_json({"model": model_sha, "calibration": calibration_set.sha256, "method": config.method,
+                              "percentile": config.percentile if config.method == "percentile" else None})
+
+    with tempfile.TemporaryDirectory(prefix="edgepipe-quantize-") as scratch_dir, atomic_dir(out) as tmp:
+        scratch = Path(scratch_dir)
+        prepared = preprocess(src.onnx, scratch / "prepared.onnx")
+        ranges_path = _reusable_ranges(out, ranges_key, scratch) if reuse else None
+        if ranges_path is None:
+            say(f"quantize: calibrating ({config.method}) on {len(calibration_set)} samples of {calibration_set.name}")
+            ranges = calibrate(prepared, ArrayDataReader(calibration_set.data, input_name), config.method,
+                               config.percentile, scratch / RANGES)
+            ranges_path = scratch / RANGES
+        else:
+            ranges = load_ranges(ranges_path)
+        shutil.copyfile(ranges_path, tmp / RANGES)
+
+        tracks = {INT8_TRT: trt_track(), INT8_CPU: cpu_track(config.reduce_range)}
+        val, test = dataset.val, dataset.test
+        reference = {"val": accuracy_of(src.onnx, val.x, val.y), "test": accuracy_of(src.onnx, test.x, test.y)}
+        fallback = _quantize_within_budget(prepared, tmp, tracks, config.method, tmp / RANGES, val, reference["val"],
+                                           max_drop)
+        check_trt_qdq(tmp / INT8_TRT)
+
+        scales = trt_cache.scales_from_ranges(ranges)
+        trt_cache.write_cache(tmp / CACHE, scales, config.tensorrt_version)
+        header, parsed = trt_cache.parse_cache(tmp / CACHE)
+        if parsed != scales:
+            raise RuntimeError("trt.calib.cache does not parse back to the scales written")  # a bug, not user input
+
+        fp16_report = None
+        if config.fp16:
+            fp16_report = fp16_tools.overflow_report(src.onnx, ranges)
+            fp16_tools.convert_fp16(src.onnx, tmp / FP16, fp16_report["nodes_kept_fp32"])
+
+        qat_summary = None
+        if config.qat:
+            from edgepipe.quant.qat import quantization_aware_training
+
+            qat_summary = quantization_aware_training(src, tmp, config, calibration_set, tracks, scratch, reference,
+                                                      input_name)
+
+        rows = _evaluate_artifacts(tmp, src.onnx, dataset, reference, config.fp16, qat_summary)
+        fp32_size = src.onnx.stat().st_size
+        for row in rows:
+            row["size_ratio"] = round(row["size_bytes"] / fp32_size, 4)
+        speed_rows = {}
+        if speed:
+            models = {"fp32": src.onnx, **{r["name"]: tmp / r["file"] for r in rows}}
+            speed_rows = measure_speed(models, test.x[:SPEED_BATCH])
+            for row in rows:
+                row["speed_ratio"] = round(speed_rows[row["name"]]["throughput_per_s"]
+                                           / speed_rows["fp32"]["throughput_per_s"], 3)
+
+        manifest.update(model=src.manifest.get("model"), dataset=src.manifest.get("dataset"),
+                        source={"onnx": str(src.onnx), "stage_dir": str(src.stage_dir), "sha256": model_sha},
+                        calibration=calibration_set.describe())
+        manifest["calibration_cache"] = {
+            "file": CACHE, "sha256": sha256_file(tmp / CACHE), "header": header, "tensors": len(scales),
+            "model_sha256": model_sha, "calibration_sha256": calibration_set.sha256, "method": config.method,
+            "ranges_file": RANGES, "ranges_sha256": sha256_file(tmp / RANGES), "ranges_key": ranges_key,
+        }
+        for row in rows:
+            add_artifact(manifest, tmp, row["file"], name=row["name"], fmt="onnx", precision=row["precision"],
+                         track=row["track"], calibration_sha256=calibration_set.sha256)
+        manifest["metrics"] = {
+            "reference_fp32": {"file": str(src.onnx), "size_bytes": fp32_size, **reference},
+            "artifacts": rows, "speed": speed_rows, "max_drop_pts": max_drop,
+            "fallback": fallback, "fp16_overflow": fp16_report, "cpu": cpu_vnni(), "qat": qat_summary,
+            "accuracy_split": "val decides (budget, fallback); test is reported only",
+        }
+        write_manifest(tmp, manifest)
+    say(f"quantize: {out}  (" + ", ".join(f"{r['name']} drop {r['drop_pts_test']:+.2f} pts" for r in rows) + ")")
+    return out
+
+
+def _recipe_max_drop(src: QuantizeSource) -> float:
+    """eval.max_accuracy_drop of the recipe the model was trained with (recorded in the train manifest)."""
+    run_dir = src.stage_dir.parent if src.stage_dir is not None else None
+    train_manifest = run_dir / "train" / MANIFEST if run_dir is not None else None
+    if train_manifest is not None and train_manifest.is_file():
+        recipe = read_manifest(train_manifest.parent).get("recipe") or {}
+        return float((recipe.get("eval") or {}).get("max_accuracy_drop", DEFAULT_MAX_DROP))
+    return DEFAULT_MAX_DROP
+
+
+def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str, ranges_path: Path, val,
+                            reference_val: float, max_drop: float) -> dict:
+    """Quantize both tracks; when the worse one loses more than ``max_drop`` on val, exclude sensitive layers."""
+    from edgepipe.quant.sensitivity import fit_budget
+    from edgepipe.quant.tracks import quantizable_nodes, quantize_track
+
+    probe_dir = Path(tempfile.mkdtemp(prefix="probe-", dir=prepared.parent))
+
+    def drop(only: list[str] | None, exclude: list[str], target: Path = probe_dir) -> float:
+        worst = 0.0
+        for filename, track in tracks.items():
+            path = target / filename
+            if only is not None:  # everything but ``only`` stays in float
+                exclude = [name for name, _ in quantizable_nodes(prepared) if name not in only]
+            quantize_track(prepared, path, track, method, ranges_path, exclude)
+            worst = max(worst, (reference_val - accuracy_of(path, val.x, val.y)) * 100)
+        return worst
+
+    full_drop = drop(None, [], tmp)
+    result = {"needed": False, "max_drop_pts": max_drop, "val_drop_pts": round(full_drop, 4), "excluded": []}
+    if full_drop <= max_drop:
+        return result
+    say(f"quantize: INT8 loses {full_drop:.2f} pts on val (budget {max_drop:.2f}); measuring per-layer sensitivity")
+    fitted = fit_budget(quantizable_nodes(prepared), drop, max_drop, full_drop)
+    final = drop(None, fitted.excluded, tmp)
+    return {**result, "needed": True, "excluded": fitted.excluded, "val_drop_pts_after": round(final, 4),
+            "sensitivity": fitted.table, "steps": fitted.steps}
+
+
+def _evaluate_artifacts(tmp: Path, fp32: Path, dataset, reference: dict, fp16: bool, qat: dict | None) -> list[dict]:
+    entries = [("int8-cpu", INT8_CPU, "int8", "cpu"), ("int8-trt", INT8_TRT, "int8", "tensorrt-qdq")]
+    if fp16:
+        entries.append(("fp16", FP16, "fp16", "fp16"))
+    if qat:
+        entries += [("int8-cpu-qat", qat["files"]["cpu"], "int8", "cpu"),
+                    ("int8-trt-qat", qat["files"]["trt"], "int8", "tensorrt-qdq")]
+    rows = []
+    for name, filename, precision, track in entries:
+        path = tmp / filename
+        accuracy = {split: accuracy_of(path, getattr(dataset, split).x, getattr(dataset, split).y)
+                    for split in ("val", "test")}
+        rows.append({"name": name, "file": filename, "precision": precision, "track": track,
+                     "size_bytes": path.stat().st_size,
+                     "accuracy_val": accuracy["val"], "accuracy_test": accuracy["test"],
+                     "drop_pts_val": round((reference["val"] - accuracy["val"]) * 100, 4),
+                     "drop_pts_test": round((reference["test"] - accuracy["test"]) * 100, 4)})
+    return rows
