@@ -50,3 +50,225 @@ def _size(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return str(size)
+
+
+# --- bench: the rich table, report.md and report.png -------------------------------------------------------
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.0f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def _drop(row: dict[str, Any]) -> str:
+    return "—" if row.get("accuracy_drop_pts") is None else f"{row['accuracy_drop_pts']:+.2f}"
+
+
+def _speedup(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}x"
+
+
+BENCH_COLUMNS = ("artifact", "backend", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "p50 ±", "samples/s",
+                 "speedup", "e2e p50", "memory", "size", "params", "MACs", "drop pt")
+
+
+def _bytes(size: float | None) -> str:
+    """Compact sizes for wide tables: 245K, 15.1M."""
+    if size is None:
+        return "—"
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit in ("B", "K") else f"{size:.1f}{unit}"
+        size /= 1024
+    return str(size)
+
+
+def bench_cells(row: dict[str, Any]) -> list[str]:
+    latency, e2e = row["latency_ms"], row.get("end_to_end")
+    return [row["artifact"], row["backend"], row["precision"], str(row["batch"]), _ms(latency["p50"]),
+            _ms(latency["p90"]), _ms(latency["p99"]), f"{row['p50_spread_pct'] / 2:.1f}%",
+            _count(row["throughput_per_s"]), _speedup(row.get("speedup_vs_original")),
+            _ms(e2e["latency_ms"]["p50"]) if e2e else "—", _bytes(row.get("peak_memory_bytes")),
+            _bytes(row["size_bytes"]), _count(row.get("params")), _count(row.get("macs")), _drop(row)]
+
+
+def bench_table(result: dict[str, Any]) -> Table:
+    from edgepipe.bench.machine import describe
+
+    settings = result["settings"]
+    timing = f"{settings['seconds']} s" if settings["seconds"] else f"{settings['iters']} iters"
+    table = Table(title=f"bench · {describe(result['machine'])} · {timing} x {settings['repeats']} repeats, "
+                        f"warmup {settings['warmup']}", caption=_deployable_caption(result))
+    for column in BENCH_COLUMNS:
+        table.add_column(column, justify="left" if column in ("artifact", "backend", "precision") else "right",
+                         no_wrap=column != "artifact")
+    for row in result["rows"]:
+        cells = bench_cells(row)
+        if row["artifact"] == "original":
+            cells[0] = f"[bold]{cells[0]}[/bold]"
+        table.add_row(*cells)
+    for skipped in result["skipped"]:
+        table.add_row(skipped["artifact"], skipped["backend"], "", "", f"[dim]skipped: {skipped['reason']}[/dim]",
+                      *[""] * (len(BENCH_COLUMNS) - 5))
+    return table
+
+
+def _deployable_caption(result: dict[str, Any]) -> str:
+    return "\n".join(f"deploy on {target}: {pick['reason']}" for target, pick in result["deployable"].items())
+
+
+def _markdown_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def bench_markdown_table(result: dict[str, Any]) -> str:
+    """The bench rows as a markdown table (also what benchmarks/cpu_table.py prints for the README)."""
+    return _markdown_table(BENCH_COLUMNS, [bench_cells(row) for row in result["rows"]])
+
+
+def _recipe_text(run_dir: Path) -> str | None:
+    import yaml
+
+    if (run_dir / "recipe.yaml").is_file():
+        return (run_dir / "recipe.yaml").read_text().strip()
+    manifest = run_dir / "train" / "manifest.json"
+    if manifest.is_file():
+        recipe = read_json(manifest, "manifest").get("recipe")
+        return yaml.safe_dump(recipe, sort_keys=False).strip() if recipe else None
+    return None
+
+
+def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
+    """RUN/report.md: deployable pick, machine, bench table, accuracy table, plot, recipe."""
+    from edgepipe.bench.machine import describe
+
+    run_dir = Path(run_dir)
+    bench = report.get("bench")
+    dataset = report.get("dataset", {})
+    lines = [f"# {report.get('recipe', run_dir.name)}: edgepipe run report", ""]
+    budget = report.get("max_accuracy_drop")
+    target = bench.get("target") if bench else None
+    lines.append(f"Dataset {dataset.get('name', '?')} test split ({dataset.get('test_samples', '?')} samples) · "
+                 f"accuracy budget {budget} pt vs the original · target {target or '—'}")
+    if bench:
+        settings, machine = bench["settings"], bench["machine"]
+        lines += ["", "## Deployable artifact", ""]
+        lines += [f"- **{name}**: {pick['reason']}" for name, pick in bench["deployable"].items()]
+        lines += ["", "## Machine", "", f"{describe(machine)}. {machine['int8_note']}. onnxruntime "
+                  f"{machine['onnxruntime']}, torch {machine.get('torch') or '—'}, TensorRT "
+                  f"{machine.get('tensorrt') or 'absent'}; {machine['os']}.", ""]
+        timing = f"{settings['seconds']} s" if settings["seconds"] else f"{settings['iters']} timed iterations"
+        lines += ["## Performance", "",
+                  f"Each artifact x batch: {timing} after {settings['warmup']} warmup, x {settings['repeats']} "
+                  f"repeats interleaved across artifacts; {settings['threads']} threads; latency per batch. "
+                  f"Speedup = original p50 / artifact p50, same run. p50 spread = ±half the range of the "
+                  f"repeats' p50s (largest: {bench['p50_spread_pct_max']:.1f}% range).", "",
+                  bench_markdown_table(bench), ""]
+        lines += [f"- {note}" for note in bench["notes"]]
+        lines += [f"- skipped {s['artifact']} ({s['backend']}): {s['reason']}" for s in bench["skipped"]]
+        lines.append("")
+    rows = [r for r in report.get("artifacts", []) if "accuracy" in r]
+    if rows:
+        lines += ["## Accuracy", "", _markdown_table(
+            ("artifact", "backend", "precision", "accuracy", "drop (pt)", "agreement", "size"),
+            [[r["name"], r.get("backend", ""), r["precision"], _pct(r["accuracy"]), f"{r['accuracy_drop_pts']:+.2f}",
+              _pct(r.get("agreement")), _size(r["size_bytes"])] for r in rows]), ""]
+    if (run_dir / "report.png").is_file() or bench:
+        lines += ["## Accuracy vs latency", "", "![accuracy vs latency](report.png)", ""]
+    recipe = _recipe_text(run_dir)
+    if recipe:
+        lines += ["## Recipe", "", "```yaml", recipe, "```", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+_BACKEND_COLORS = {"torch": "#d62728", "onnxruntime": "#1f77b4", "tensorrt": "#2ca02c"}
+_PRECISION_MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
+
+
+def _marker_area(size_bytes: float, largest: float) -> float:
+    return 60.0 + 900.0 * (size_bytes / largest) if largest else 60.0
+
+
+def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
+    """RUN/report.png: accuracy vs p50 latency (log x), one panel per batch size, marker area by file size,
+    the original highlighted, the accuracy budget drawn. None when there is nothing with accuracy to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    bench = report.get("bench") or {}
+    rows = [r for r in bench.get("rows", []) if r.get("accuracy") is not None]
+    original = report.get("original", {}).get("accuracy")
+    if not rows or original is None:
+        return None
+    sizes = sorted({r["batch"] for r in rows})[:3]
+    budget = float(report.get("max_accuracy_drop", bench.get("max_accuracy_drop", 0.5)))
+    largest = max(r["size_bytes"] for r in rows)
+    accuracies = [r["accuracy"] * 100 for r in rows]
+    low = min(min(accuracies), original * 100 - budget) - 0.4 * budget
+    high = max(max(accuracies), original * 100) + 0.3 * budget
+    figure, axes = plt.subplots(1, len(sizes), figsize=(6.2 * len(sizes), 5.2), sharey=True, squeeze=False)
+    for axis, size in zip(axes[0], sizes, strict=True):
+        at_size = sorted((r for r in rows if r["batch"] == size), key=lambda r: r["latency_ms"]["p50"])
+        axis.axhspan(original * 100 - budget, high, color="#2ca02c", alpha=0.07, zorder=0)
+        axis.axhline(original * 100 - budget, color="#2ca02c", linestyle="--", linewidth=1.2, zorder=1)
+        axis.axhline(original * 100, color="0.6", linestyle=":", linewidth=1, zorder=1)
+        for number, row in enumerate(at_size):
+            x, y = row["latency_ms"]["p50"], row["accuracy"] * 100
+            is_original = row["artifact"] == "original"
+            axis.scatter(x, y, s=_marker_area(row["size_bytes"], largest) * (1.6 if is_original else 1.0),
+                         c=_BACKEND_COLORS.get(row["backend"], "0.4"), alpha=0.75, zorder=3,
+                         marker="*" if is_original else _PRECISION_MARKERS.get(row["precision"], "D"),
+                         edgecolors="black" if is_original else "white", linewidths=1.5 if is_original else 0.8)
+            speed = "" if is_original or row.get("speedup_vs_original") is None else \
+                f"  {row['speedup_vs_original']:.1f}x"
+            label = f"{row['artifact']}{speed}"
+            offset = (14, 10) if number % 2 == 0 else (14, -18)
+            axis.annotate(label, (x, y), textcoords="offset points", xytext=offset, fontsize=9,
+                          fontweight="bold" if is_original else "normal", zorder=4,
+                          bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.7})
+        axis.set_xscale("log")
+        axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
+        axis.text(0.02, (original * 100 - budget - low) / (high - low), f" budget: -{budget} pt",
+                  transform=axis.transAxes, va="top", fontsize=9, color="#2ca02c")
+        xs = [r["latency_ms"]["p50"] for r in at_size]
+        axis.set_xlim(min(xs) / 1.8, max(xs) * 3.0)
+        axis.set_ylim(low, high)
+        axis.set_title(f"batch {size}", fontsize=11)
+        axis.set_xlabel("p50 latency per batch (ms, log scale)")
+        axis.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    handles = [Line2D([], [], marker="*", color="w", markerfacecolor=_BACKEND_COLORS["torch"],
+                      markeredgecolor="black", markersize=14, label="original (PyTorch eager)")]
+    handles += [Line2D([], [], marker="o", color="w", markerfacecolor=color, markersize=9, label=backend)
+                for backend, color in _BACKEND_COLORS.items() if any(r["backend"] == backend for r in rows)]
+    handles += [Line2D([], [], marker=marker, color="w", markerfacecolor="0.5", markersize=9, label=precision)
+                for precision, marker in _PRECISION_MARKERS.items() if any(r["precision"] == precision for r in rows)]
+    handles.append(Line2D([], [], color="#2ca02c", linestyle="--",
+                          label=f"budget: ≤ {budget} pt below original"))
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), frameon=False, fontsize=9)
+    machine = bench.get("machine", {})
+    figure.suptitle(f"{report.get('recipe', '')}: accuracy vs latency · marker area ∝ file size "
+                    f"({_size(largest)} largest) · {machine.get('cpu', '?')}, {machine.get('threads', '?')} threads",
+                    fontsize=12)
+    figure.tight_layout(rect=(0, 0.07, 1, 0.95))
+    path = Path(run_dir) / "report.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -7,6 +7,7 @@ meaningful when both sides are measured in the same process, one after the other
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,17 +32,30 @@ class Latency:
         return {**asdict(self), "throughput_per_s": self.throughput_per_s}
 
 
-def measure_latency(runner: Runner, batch: np.ndarray, *, warmup: int = 10, iters: int = 50,
-                    seconds: float | None = None) -> Latency:
-    """Time ``runner.infer(batch)``; with ``seconds``, run until that much time has passed (at least 5 iters)."""
+def time_calls(call: Callable[[], object], *, warmup: int = 10, iters: int = 50,
+               seconds: float | None = None) -> np.ndarray:
+    """Milliseconds per call of ``call()`` after ``warmup`` untimed calls; with ``seconds``, time until that much
+    time has passed (at least 5 calls) instead of a fixed count."""
     for _ in range(warmup):
-        runner.infer(batch)
+        call()
     samples: list[float] = []
     deadline = time.perf_counter() + seconds if seconds else None
     while (len(samples) < iters) if deadline is None else (time.perf_counter() < deadline or len(samples) < 5):
         start = time.perf_counter()
-        runner.infer(batch)
+        call()
         samples.append((time.perf_counter() - start) * 1000.0)
-    times = np.asarray(samples)
-    return Latency(len(batch), len(times), float(np.percentile(times, 50)), float(np.percentile(times, 90)),
+    return np.asarray(samples)
+
+
+def summarize(samples_ms: np.ndarray, batch_size: int) -> Latency:
+    """Percentiles of per-call times (several rounds of ``time_calls`` may be pooled first)."""
+    times = np.asarray(samples_ms, dtype=np.float64)
+    return Latency(batch_size, len(times), float(np.percentile(times, 50)), float(np.percentile(times, 90)),
                    float(np.percentile(times, 99)), float(times.mean()))
+
+
+def measure_latency(runner: Runner, batch: np.ndarray, *, warmup: int = 10, iters: int = 50,
+                    seconds: float | None = None) -> Latency:
+    """Time ``runner.infer(batch)``; with ``seconds``, run until that much time has passed (at least 5 iters)."""
+    samples = time_calls(lambda: runner.infer(batch), warmup=warmup, iters=iters, seconds=seconds)
+    return summarize(samples, len(batch))

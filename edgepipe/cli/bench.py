@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgepipe.errors import EdgepipeError
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise EdgepipeError(f"--batch must be comma-separated integers like 1,8,64 (got '{text}')") from None
+    if not sizes or any(size <= 0 for size in sizes):
+        raise EdgepipeError(f"--batch sizes must be positive integers (got '{text}')")
+    return sizes
+
+
+def command(
+    run_or_model: Annotated[Path, typer.Argument(help="Run directory, stage directory, or one .onnx / model.pt.")],
+    batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")] = "1,64",
+    warmup: Annotated[int, typer.Option(help="Untimed calls before each timed round.")] = 10,
+    iters: Annotated[int | None, typer.Option(help="Timed calls per artifact, batch size and repeat.")] = None,
+    seconds: Annotated[float | None, typer.Option(help="Or: seconds per artifact, batch, repeat.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch and onnxruntime (default: all).")] = None,
+    backend: Annotated[list[Backend] | None, typer.Option("--backend", help="Only these backends (repeat it).")] = None,
+    repeats: Annotated[int, typer.Option(help="Interleaved rounds; the p50 spread across them is reported.")] = 3,
+    memory: Annotated[bool, typer.Option(help="Measure peak memory per artifact in a fresh process.")] = True,
+    end_to_end: Annotated[bool, typer.Option(help="Also time preprocessing from raw uint8 input.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
+) -> None:
+    """Latency p50/p90/p99, throughput, memory, size, params and MACs of every artifact, side by side; speedup vs
+    the original measured in the same run. With a run directory, also writes report.json/.md/.png."""
+    from edgepipe.progress import console, say
+    from edgepipe.report import bench_table
+    from edgepipe.stages.bench import bench
+
+    if iters is not None and seconds is not None:
+        raise EdgepipeError("give --iters or --seconds, not both")
+    if iters is not None and iters < 1:
+        raise EdgepipeError(f"--iters must be at least 1 (got {iters})")
+    result = bench(run_or_model, batch_sizes=parse_batch_sizes(batch), warmup=warmup,
+                   iters=100 if iters is None else iters, seconds=seconds, threads=threads,
+                   backends=[b.value for b in backend] if backend else None, repeats=repeats, memory=memory,
+                   end_to_end=end_to_end)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    console.print(bench_table(result))
+    if Path(run_or_model).is_dir() and (Path(run_or_model) / "report.md").is_file():
+        say(f"bench: report → {Path(run_or_model) / 'report.md'}, report.png, report.json")

@@ -1,0 +1,273 @@
+"""`edgepipe bench`: latency, throughput, memory, size and complexity of every artifact of a run, side by side.
+
+Everything is measured through the one runner contract in one process, and rounds are interleaved
+(repeat r times: for each batch size, every artifact in a rotated order) so that drift on a shared machine
+hits every artifact alike; speedups are ratios of numbers taken in the same run. Peak memory is measured
+per artifact in a fresh process (bench/memory.py says exactly what). PyTorch runs eager with
+torch.set_num_threads(threads) and inference_mode, the same thread count onnxruntime gets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preprocess_raw, resolve_subject
+from edgepipe.errors import EdgepipeError
+from edgepipe.progress import progress_bar, say
+from edgepipe.timing import summarize, time_calls
+
+TORCH_NOTE = ("PyTorch eager runs with torch.set_num_threads(threads) and torch.inference_mode(); its per-call "
+              "overhead dominates at batch 1, which is part of what an exported runtime saves.")
+
+
+def _check_settings(batch_sizes: list[int], warmup: int, iters: int, seconds: float | None, threads: int,
+                    repeats: int, backends: list[str] | None) -> None:
+    if not batch_sizes or any(int(b) <= 0 for b in batch_sizes):
+        raise EdgepipeError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    if seconds is None and iters < 1:
+        raise EdgepipeError(f"--iters must be at least 1 (got {iters}); or give --seconds")
+    if seconds is not None and seconds <= 0:
+        raise EdgepipeError(f"--seconds must be positive (got {seconds})")
+    if warmup < 0 or repeats < 1 or threads < 1:
+        raise EdgepipeError(f"need warmup ≥ 0, repeats ≥ 1, threads ≥ 1 (got {warmup}, {repeats}, {threads})")
+    unknown = sorted(set(backends or []) - set(FORMAT_BACKEND.values()))
+    if unknown:
+        raise EdgepipeError(f"unknown backend {', '.join(unknown)}; available: {', '.join(FORMAT_BACKEND.values())}")
+
+
+def _engine_problem() -> str | None:
+    try:
+        from edgepipe.runners.tensorrt import tensorrt_available
+    except ImportError:
+        return "TensorRT runner not available in this install"
+    ok, reason = tensorrt_available()
+    return None if ok else reason
+
+
+def _input_shape(subject: Subject, name: str, spec_shape: tuple[int | None, ...]) -> tuple[int, ...]:
+    """The per-sample input shape, checked against the dataset the model was trained on."""
+    per_sample = tuple(spec_shape[1:])
+    if subject.input_shape is not None:
+        expected = tuple(subject.input_shape)
+        fits = len(per_sample) == len(expected) and all(
+            p is None or p == e for p, e in zip(per_sample, expected, strict=True))
+        if not fits:
+            shown = tuple("?" if p is None else p for p in per_sample)
+            raise EdgepipeError(f"artifact '{name}' expects inputs of shape {shown} per sample but the dataset's "
+                                f"samples are {expected}; re-export it from this run's model")
+        return expected
+    if any(p is None for p in per_sample):
+        raise EdgepipeError(f"artifact '{name}' has dynamic non-batch input dims {per_sample}; bench it from its "
+                            "run directory so the dataset gives the shape")
+    return per_sample  # type: ignore[return-value]
+
+
+def _complexity(directory: Path, entry: dict[str, Any], runner: Any, input_shape: tuple[int, ...]) -> dict:
+    from edgepipe.bench.complexity import onnx_complexity, torch_complexity
+
+    try:
+        if entry["format"] == "torch":
+            return torch_complexity(runner.model, input_shape)
+        if entry["format"] == "onnx":
+            return onnx_complexity(directory / entry["file"])
+    except Exception as exc:  # an odd graph must not cost the timing results
+        return {"params": None, "macs": None, "error": f"{type(exc).__name__}: {str(exc)[:160]}"}
+    return {"params": None, "macs": None}
+
+
+def _spread_pct(per_repeat: list[np.ndarray]) -> float:
+    p50s = [float(np.percentile(samples, 50)) for samples in per_repeat]
+    return 0.0 if len(p50s) < 2 else (max(p50s) - min(p50s)) / float(np.median(p50s)) * 100.0
+
+
+def _latency_fields(per_repeat: list[np.ndarray], batch: int) -> dict[str, Any]:
+    latency = summarize(np.concatenate(per_repeat), batch)
+    return {"latency_ms": {"p50": latency.p50_ms, "p90": latency.p90_ms, "p99": latency.p99_ms,
+                           "mean": latency.mean_ms},
+            "throughput_per_s": latency.throughput_per_s, "iters": latency.iters,
+            "repeat_p50_ms": [float(np.percentile(s, 50)) for s in per_repeat],
+            "p50_spread_pct": _spread_pct(per_repeat)}
+
+
+def _accuracy_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[dict[str, dict], dict]:
+    """Eval rows by artifact name from report.json, evaluating the run first when they are missing."""
+    from edgepipe.artifacts import read_json
+    from edgepipe.report import REPORT, update_report
+
+    candidates = [subject.run_dir] if subject.run_dir else [subject.path.parent, subject.path.parent.parent]
+    report_path = next((Path(c) / REPORT for c in candidates if (Path(c) / REPORT).is_file()), None)
+    report = read_json(report_path, "report") if report_path else {}
+    rows = {row["name"]: row for row in report.get("artifacts", [])}
+    if subject.run_dir and run_eval and any("accuracy" not in rows.get(name, {}) for name in names):
+        from edgepipe.stages.evaluate import evaluate
+
+        say("bench: no eval results for every artifact yet; running eval first")
+        report = update_report(subject.run_dir, evaluate(subject.run_dir))
+        rows = {row["name"]: row for row in report["artifacts"]}
+    return rows, report
+
+
+def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 64), warmup: int = 10,
+          iters: int = 100, seconds: float | None = None, threads: int | None = None,
+          backends: list[str] | None = None, repeats: int = 3, end_to_end: bool = True, memory: bool = True,
+          max_accuracy_drop: float | None = None, deploy_batch: int | None = None, run_eval: bool = True,
+          write: bool = True) -> dict[str, Any]:
+    """Benchmark every artifact of a run (or one model file); with a run dir and ``write``, also update
+    RUN/report.json (a "bench" key and per-artifact fields) and write RUN/report.md and RUN/report.png.
+
+    ``iters`` (or ``seconds``) is per artifact, batch size and repeat; the latency percentiles pool all
+    repeats and ``p50_spread_pct`` is how far the repeats' p50s disagree ((max-min)/median).
+    """
+    from edgepipe.bench.machine import machine_info
+    from edgepipe.bench.memory import measure_peak_memory
+    from edgepipe.bench.select import pick_deployable
+    from edgepipe.runners.select import open_runner
+
+    if threads is None:  # explicit, so torch and onnxruntime get the same count
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    batch_sizes = sorted({int(b) for b in batch_sizes}) if batch_sizes else []
+    _check_settings(batch_sizes, warmup, iters, seconds, threads, repeats, backends)
+    subject = resolve_subject(Path(run_or_model))
+    chosen = [(d, e) for d, e in subject.artifacts if not backends or FORMAT_BACKEND.get(e["format"]) in backends]
+    if not chosen:
+        raise EdgepipeError(f"{run_or_model}: no artifact runs on backend(s) {', '.join(backends or [])}")
+    engine_problem = _engine_problem() if any(e["format"] == "engine" for _, e in chosen) else None
+    skipped: list[dict[str, Any]] = []
+    measured: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        input_shape = subject.input_shape
+        for directory, entry in chosen:
+            if entry["format"] == "engine" and engine_problem:
+                skipped.append({"artifact": entry["name"], "backend": "tensorrt", "reason": engine_problem})
+                continue
+            runner = stack.enter_context(open_runner(directory, entry, threads=threads))
+            shape = _input_shape(subject, entry["name"], runner.input_spec.shape)
+            input_shape = input_shape or shape
+            subject.input_shape = input_shape
+            fixed = runner.input_spec.shape[0]
+            sizes = [b for b in batch_sizes if fixed is None or b == fixed]
+            if fixed is not None and len(sizes) < len(batch_sizes):
+                skipped.append({"artifact": entry["name"], "backend": runner.backend,
+                                "reason": f"static batch {fixed}: other batch sizes skipped"})
+            measured.append({"directory": directory, "entry": entry, "runner": runner, "sizes": sizes,
+                             "complexity": _complexity(directory, entry, runner, shape)})
+        if not measured:
+            raise EdgepipeError(f"{run_or_model}: nothing could be benchmarked here "
+                                f"({'; '.join(s['reason'] for s in skipped)})")
+        batches = {b: make_batches(b, input_shape, subject.preprocessing) for b in batch_sizes}
+        compute: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
+        full: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
+        steps = repeats * sum(len(m["sizes"]) for m in measured)
+        with progress_bar() as bar:
+            task = bar.add_task("bench", total=steps)
+            for repeat in range(repeats):
+                for size in batch_sizes:
+                    active = [i for i, m in enumerate(measured) if size in m["sizes"]]
+                    shift = repeat % len(active) if active else 0
+                    for index in active[shift:] + active[:shift]:  # rotate who goes first each round
+                        runner, (model_batch, raw_batch) = measured[index]["runner"], batches[size]
+                        bar.update(task, description=f"bench {measured[index]['entry']['name']} b{size} "
+                                                     f"r{repeat + 1}/{repeats}")
+                        compute[index, size].append(time_calls(lambda r=runner, x=model_batch: r.infer(x),
+                                                               warmup=warmup, iters=iters, seconds=seconds))
+                        if end_to_end and raw_batch is not None:
+                            full[index, size].append(time_calls(
+                                lambda r=runner, raw=raw_batch: r.infer(preprocess_raw(raw, subject.preprocessing)),
+                                warmup=warmup, iters=iters, seconds=seconds))
+                        bar.update(task, advance=1)
+        backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
+        devices = {index: m["runner"].device for index, m in enumerate(measured)}
+
+    names = [m["entry"]["name"] for m in measured]
+    eval_rows, report = _accuracy_rows(subject, names, run_eval)
+    if max_accuracy_drop is None:
+        max_accuracy_drop = float(report.get("max_accuracy_drop",
+                                             subject.recipe.get("eval", {}).get("max_accuracy_drop", 0.5)))
+    rows: list[dict[str, Any]] = []
+    for index, item in enumerate(measured):
+        entry = item["entry"]
+        peaks = (measure_peak_memory(item["directory"], entry, item["sizes"], threads, input_shape)
+                 if memory else {"error": "not measured (memory=False)"})
+        evaluated = eval_rows.get(entry["name"], {})
+        for size in item["sizes"]:
+            row = {"artifact": entry["name"], "backend": backends_used[index], "device": devices[index],
+                   "precision": entry["precision"], "format": entry["format"],
+                   "path": str(item["directory"] / entry["file"]), "batch": size,
+                   **_latency_fields(compute[index, size], size),
+                   "peak_memory_bytes": peaks.get("peaks", {}).get(str(size)),
+                   "device_memory_bytes": peaks.get("device_memory_bytes"),
+                   "size_bytes": int(entry.get("size_bytes") or (item["directory"] / entry["file"]).stat().st_size),
+                   "params": item["complexity"].get("params"), "macs": item["complexity"].get("macs"),
+                   "accuracy": evaluated.get("accuracy"), "accuracy_drop_pts": evaluated.get("accuracy_drop_pts")}
+            if "error" in peaks:
+                row["memory_note"] = peaks["error"]
+            if full.get((index, size)):
+                row["end_to_end"] = _latency_fields(full[index, size], size)
+            rows.append(row)
+    _add_speedups(rows)
+    recipe_bench = subject.recipe.get("bench") or {}
+    deploy_batch = deploy_batch or int(recipe_bench.get("deploy_batch") or 1)
+    result = {
+        "subject": str(subject.path),
+        "recipe": subject.recipe.get("name"),
+        "target": subject.recipe.get("target"),
+        "machine": machine_info(threads),
+        "settings": {"batch_sizes": batch_sizes, "warmup": warmup, "iters": iters, "seconds": seconds,
+                     "threads": threads, "repeats": repeats, "backends": backends, "end_to_end": end_to_end,
+                     "input_shape": list(input_shape)},
+        "max_accuracy_drop": max_accuracy_drop,
+        "deploy_batch": deploy_batch,
+        "rows": rows,
+        "skipped": skipped,
+        "p50_spread_pct_max": max((r["p50_spread_pct"] for r in rows), default=0.0),
+        "deployable": pick_deployable(rows, batch=deploy_batch, max_drop=max_accuracy_drop,
+                                      target=subject.recipe.get("target"), engine_problem=engine_problem),
+        "notes": [TORCH_NOTE, "end_to_end = preprocessing from raw uint8 images (scale, normalize) + inference; "
+                  "compute = inference on the preprocessed batch",
+                  "peak_memory_bytes: RSS high-water mark above a fresh process's baseline after importing the "
+                  "backend (model + runtime + activations), one process per artifact"],
+    }
+    if write and subject.run_dir is not None:
+        write_bench_report(subject.run_dir, result)
+    return result
+
+
+def _add_speedups(rows: list[dict[str, Any]]) -> None:
+    """speedup_vs_original = original p50 / artifact p50 at the same batch size, from this same run."""
+    originals = {r["batch"]: r for r in rows if r["artifact"] == "original"}
+    for row in rows:
+        original = originals.get(row["batch"])
+        row["speedup_vs_original"] = (original["latency_ms"]["p50"] / row["latency_ms"]["p50"]
+                                      if original else None)
+        if original and "end_to_end" in row and "end_to_end" in original:
+            row["end_to_end"]["speedup_vs_original"] = (original["end_to_end"]["latency_ms"]["p50"]
+                                                        / row["end_to_end"]["latency_ms"]["p50"])
+
+
+PER_ARTIFACT_FIELDS = ("latency_ms", "throughput_per_s", "iters", "p50_spread_pct", "peak_memory_bytes",
+                       "speedup_vs_original", "end_to_end")
+
+
+def write_bench_report(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """report.json gets "bench" plus, per artifact, params/macs and {batch: latency...}; then report.md/.png."""
+    from edgepipe.artifacts import read_json
+    from edgepipe.report import REPORT, update_report, write_report_markdown, write_report_plot
+
+    path = Path(run_dir) / REPORT
+    report = read_json(path, "report") if path.is_file() else {}
+    artifacts = report.get("artifacts", [])
+    for artifact in artifacts:
+        rows = [r for r in result["rows"] if r["artifact"] == artifact["name"]]
+        if rows:
+            artifact["params"], artifact["macs"] = rows[0]["params"], rows[0]["macs"]
+            artifact["bench"] = {str(r["batch"]): {k: r[k] for k in PER_ARTIFACT_FIELDS if k in r} for r in rows}
+    report = update_report(run_dir, {"bench": result, **({"artifacts": artifacts} if artifacts else {})})
+    write_report_markdown(run_dir, report)
+    write_report_plot(run_dir, report)
+    return report

@@ -1,0 +1,253 @@
+"""edgepipe bench on hand-made tiny runs: structure of results and report.json, bad input, complexity counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import typer
+from fakes.onnx_runs import tiny_onnx
+from onnx import TensorProto, helper, numpy_helper
+from typer.testing import CliRunner
+
+from edgepipe.artifacts import add_artifact, new_manifest, write_json_atomic, write_manifest
+from edgepipe.bench.complexity import onnx_complexity, torch_complexity
+from edgepipe.bench.inputs import make_batches, preprocess_raw
+from edgepipe.bench.select import pick_deployable
+from edgepipe.checkpoint import save_state
+from edgepipe.cli.bench import command
+from edgepipe.cli.main import user_errors
+from edgepipe.errors import EdgepipeError
+from edgepipe.models import build_model
+from edgepipe.stages.bench import bench
+
+SPEC = {"name": "mlp", "params": {"hidden": [8]}, "input_shape": [1, 4, 4], "num_classes": 10}
+PREPROCESSING = {"kind": "image", "layout": "NCHW", "channels": 1, "size": [4, 4], "scale": 1 / 255,
+                 "mean": [0.5], "std": [0.25]}
+FAST = {"warmup": 1, "iters": 3, "repeats": 2, "memory": False}
+
+
+def _stage(directory: Path, stage: str, files: list[tuple[str, str, str, str]], **extra) -> None:
+    manifest = new_manifest(stage, {}, {})
+    for filename, name, fmt, precision in files:
+        add_artifact(manifest, directory, filename, name=name, fmt=fmt, precision=precision)
+    manifest.update(extra)
+    write_manifest(directory, manifest)
+
+
+def make_tiny_run(root: Path, *, accuracies: dict[str, float] | None = None) -> Path:
+    """train (mlp on 1x4x4), export (ONNX MatMul), quantize (QDQ int8) and a report.json with eval results."""
+    run = root / "run"
+    for stage in ("train", "export", "quantize"):
+        (run / stage).mkdir(parents=True)
+    torch.manual_seed(0)
+    save_state({"model": build_model(SPEC).eval().state_dict()}, run / "train" / "model.pt")
+    recipe = {"name": "tiny", "target": "jetson-orin-nano", "eval": {"max_accuracy_drop": 0.5},
+              "bench": {"deploy_batch": 1}}
+    _stage(run / "train", "train", [("model.pt", "original", "torch", "fp32")], model=SPEC,
+           dataset={"preprocessing": PREPROCESSING}, recipe=recipe)
+    tiny_onnx(run / "export" / "model.onnx")
+    _stage(run / "export", "export", [("model.onnx", "onnx-fp32", "onnx", "fp32")], model=SPEC)
+    tiny_onnx(run / "quantize" / "model.int8.cpu.onnx", qdq=True)
+    _stage(run / "quantize", "quantize", [("model.int8.cpu.onnx", "int8-cpu", "onnx", "int8")])
+    accuracies = accuracies or {"original": 0.90, "onnx-fp32": 0.90, "int8-cpu": 0.899}
+    artifacts = [{"name": name, "precision": "fp32", "format": "onnx", "path": "", "size_bytes": 1,
+                  "accuracy": acc, "accuracy_drop_pts": round((accuracies["original"] - acc) * 100, 4),
+                  "agreement": 1.0} for name, acc in accuracies.items()]
+    write_json_atomic(run / "report.json", {"recipe": "tiny", "dataset": {"name": "synthetic", "test_samples": 10},
+                                            "original": {"accuracy": accuracies["original"]},
+                                            "max_accuracy_drop": 0.5, "artifacts": artifacts})
+    return run
+
+
+@pytest.fixture
+def tiny_run(tmp_path: Path) -> Path:
+    return make_tiny_run(tmp_path)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(user_errors(command))
+    return app
+
+
+def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
+    result = bench(tiny_run, batch_sizes=[1, 4], threads=1, **FAST)
+    keys = {(r["artifact"], r["batch"]) for r in result["rows"]}
+    assert keys == {(a, b) for a in ("original", "onnx-fp32", "int8-cpu") for b in (1, 4)}
+    for row in result["rows"]:
+        latency = row["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+        assert row["iters"] == FAST["iters"] * FAST["repeats"]
+        assert len(row["repeat_p50_ms"]) == FAST["repeats"] and row["p50_spread_pct"] >= 0
+        assert row["throughput_per_s"] == pytest.approx(row["batch"] / (latency["p50"] / 1000))
+        assert row["end_to_end"]["iters"] == row["iters"]  # image preprocessing is recorded, so e2e is timed
+        assert row["size_bytes"] > 0 and row["params"] > 0 and row["macs"] > 0
+    original = [r for r in result["rows"] if r["artifact"] == "original"]
+    assert all(r["speedup_vs_original"] == pytest.approx(1.0) for r in original)
+    assert result["machine"]["threads"] == 1 and result["settings"]["repeats"] == 2
+    assert result["deployable"]["cpu"]["artifact"] in {"original", "onnx-fp32", "int8-cpu"}
+    assert "TensorRT" in result["deployable"]["jetson-orin-nano"]["reason"]
+
+
+def test_bench_writes_report_json_md_and_png(tiny_run: Path) -> None:
+    bench(tiny_run, batch_sizes=[1, 2], threads=1, **FAST)
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert report["recipe"] == "tiny" and report["original"]["accuracy"] == 0.90  # existing names kept
+    assert report["bench"]["rows"]
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    int8 = by_name["int8-cpu"]
+    assert int8["accuracy_drop_pts"] == pytest.approx(0.1)
+    assert set(int8["bench"]) == {"1", "2"}
+    for field in ("latency_ms", "throughput_per_s", "peak_memory_bytes", "speedup_vs_original"):
+        assert field in int8["bench"]["1"]
+    assert set(int8["bench"]["1"]["latency_ms"]) == {"p50", "p90", "p99", "mean"}
+    assert int8["params"] == 160 and int8["macs"] == 160  # the 16x10 MatMul of fakes.onnx_runs.tiny_onnx
+    markdown = (tiny_run / "report.md").read_text()
+    assert "| int8-cpu | onnxruntime | int8 | 1 |" in markdown
+    assert "inference_mode" in markdown and "threads" in markdown and "Deployable" in markdown
+    png = (tiny_run / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_bench_measures_peak_memory_in_a_fresh_process(tiny_run: Path) -> None:
+    result = bench(tiny_run / "export" / "model.onnx", batch_sizes=[1], threads=1, warmup=0, iters=2, repeats=1)
+    (row,) = result["rows"]
+    assert row["peak_memory_bytes"] is not None and row["peak_memory_bytes"] > 0
+
+
+def test_single_onnx_file_gets_no_report_but_a_result(tiny_run: Path) -> None:
+    result = bench(tiny_run / "quantize" / "model.int8.cpu.onnx", batch_sizes=[2], threads=1, **FAST)
+    (row,) = result["rows"]
+    assert row["artifact"] == "int8-cpu" and row["speedup_vs_original"] is None
+    assert row["accuracy_drop_pts"] == pytest.approx(0.1)  # found in the run's report.json
+
+
+def test_backend_filter_keeps_only_that_backend(tiny_run: Path) -> None:
+    result = bench(tiny_run, batch_sizes=[1], threads=1, backends=["onnxruntime"], write=False, **FAST)
+    assert {r["backend"] for r in result["rows"]} == {"onnxruntime"}
+
+
+def test_engine_is_skipped_with_the_reason_when_tensorrt_is_absent(tiny_run: Path) -> None:
+    build = tiny_run / "build-fp16"
+    build.mkdir()
+    (build / "model.fp16.engine").write_bytes(b"not an engine")
+    _stage(build, "build", [("model.fp16.engine", "trt-fp16", "engine", "fp16")])
+    result = bench(tiny_run, batch_sizes=[1], threads=1, write=False, **FAST)
+    (skipped,) = result["skipped"]
+    assert skipped["artifact"] == "trt-fp16" and skipped["reason"]
+    assert "trt-fp16" not in {r["artifact"] for r in result["rows"]}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch", "0,8"], "positive"),
+    (["--batch", "1,x"], "comma-separated"),
+    (["--iters", "0"], "at least 1"),
+    (["--seconds", "0"], "positive"),
+    (["--iters", "5", "--seconds", "1"], "not both"),
+])
+def test_bad_settings_are_one_line_exit_2(tiny_run: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(_app(), [str(tiny_run), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_missing_path_is_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(_app(), [str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_artifact_whose_input_does_not_match_the_dataset_is_exit_2(tiny_run: Path) -> None:
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 192])
+    graph = helper.make_graph([helper.make_node("Flatten", ["input"], ["logits"])], "wrong", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              tiny_run / "export" / "wrong.onnx")
+    result = CliRunner().invoke(_app(), [str(tiny_run / "export" / "wrong.onnx"), "--iters", "1"])
+    assert result.exit_code == 2
+    assert "(3, 8, 8)" in result.output and "(1, 4, 4)" in result.output
+
+
+def test_cli_json_and_table(tiny_run: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--warmup", "0", "--repeats",
+                                    "1", "--no-memory", "--json", "--backend", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert {r["artifact"] for r in payload["rows"]} == {"onnx-fp32", "int8-cpu"}
+    table = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--repeats", "1", "--no-memory"])
+    assert table.exit_code == 0 and "int8-cpu" in table.stdout and "p50" in table.stdout
+
+
+def test_bench_python_api_rejects_zero_iterations(tiny_run: Path) -> None:
+    with pytest.raises(EdgepipeError, match="at least 1"):
+        bench(tiny_run, batch_sizes=[1], iters=0)
+    with pytest.raises(EdgepipeError, match="positive"):
+        bench(tiny_run, batch_sizes=[-1])
+
+
+def test_onnx_and_torch_complexity_agree_on_a_conv_net(tmp_path: Path) -> None:
+    model = build_model({"name": "resnet", "params": {"width": 8, "blocks": [1, 1]}, "input_shape": [1, 12, 12],
+                         "num_classes": 10}).eval()
+    counted = torch_complexity(model, (1, 12, 12))
+    path = tmp_path / "resnet.onnx"
+    torch.onnx.export(model, (torch.zeros(2, 1, 12, 12),), str(path), input_names=["input"],
+                      dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+    from_graph = onnx_complexity(path)
+    assert from_graph["macs"] == counted["macs"] and not from_graph["uncounted"]
+    # stem 1->8 3x3 on 12x12, block 8->8 two 3x3, block 8->16 stride 2 (3x3, 3x3, 1x1), classifier 16->10
+    expected = 144 * 8 * 9 + 2 * 144 * 8 * 72 + 36 * 16 * 72 + 36 * 16 * 144 + 36 * 16 * 8 + 160
+    assert counted["macs"] == expected
+
+
+def test_onnx_complexity_counts_recurrent_cells(tmp_path: Path) -> None:
+    steps, features, hidden = 5, 3, 4
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [steps, "batch", features])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    weights = [numpy_helper.from_array(np.zeros((1, 4 * hidden, features), np.float32), "W"),
+               numpy_helper.from_array(np.zeros((1, 4 * hidden, hidden), np.float32), "R")]
+    node = helper.make_node("LSTM", ["input", "W", "R"], ["y"], hidden_size=hidden)
+    graph = helper.make_graph([node], "lstm", [x], [y], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), tmp_path / "lstm.onnx")
+    counted = onnx_complexity(tmp_path / "lstm.onnx")
+    assert counted["macs"] == steps * 4 * hidden * (features + hidden)
+    assert counted["params"] == 4 * hidden * (features + hidden)
+
+
+def test_end_to_end_input_is_the_preprocessed_raw_batch() -> None:
+    model_batch, raw = make_batches(3, (1, 4, 4), PREPROCESSING)
+    assert raw.dtype == np.uint8 and raw.shape == (3, 1, 4, 4)
+    np.testing.assert_allclose(model_batch, (raw / 255.0 - 0.5) / 0.25, rtol=1e-5)
+    np.testing.assert_allclose(preprocess_raw(raw, PREPROCESSING), model_batch)
+    no_raw_batch, none = make_batches(2, (7,), {})
+    assert none is None and no_raw_batch.shape == (2, 7)
+
+
+def _row(name: str, backend: str, precision: str, p50: float, drop: float | None, batch: int = 1) -> dict:
+    return {"artifact": name, "backend": backend, "precision": precision, "batch": batch,
+            "latency_ms": {"p50": p50}, "accuracy_drop_pts": drop}
+
+
+def test_pick_is_the_fastest_within_budget_not_the_int8_one() -> None:
+    rows = [_row("original", "torch", "fp32", 10.0, 0.0), _row("pruned-onnx-fp32", "onnxruntime", "fp32", 1.0, 0.2),
+            _row("int8-cpu", "onnxruntime", "int8", 1.5, 0.1), _row("int8-trt-qdq", "onnxruntime", "int8", 0.5, 0.9)]
+    pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
+    assert pick["artifact"] == "pruned-onnx-fp32"
+    assert "1.5x faster than int8-cpu" in pick["reason"] and "10.0x faster than the original" in pick["reason"]
+    assert "int8-trt-qdq is faster but drops 0.90 pt" in pick["reason"]
+
+
+def test_pick_uses_the_closest_benched_batch_and_says_so() -> None:
+    rows = [_row("original", "torch", "fp32", 10.0, 0.0, batch=64), _row("a", "onnxruntime", "fp32", 2.0, 0.1, 64)]
+    pick = pick_deployable(rows, batch=8, max_drop=0.5)["cpu"]
+    assert pick["artifact"] == "a" and pick["batch"] == 64 and "not benched" in pick["reason"]
+
+
+def test_pick_reports_when_nothing_is_within_budget() -> None:
+    rows = [_row("original", "torch", "fp32", 10.0, 1.0), _row("a", "onnxruntime", "int8", 2.0, 3.0)]
+    pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
+    assert pick["artifact"] is None and "no artifact within" in pick["reason"]

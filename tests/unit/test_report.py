@@ -1,0 +1,45 @@
+"""report.py: report.json merging, the eval table, report.md and report.png without/with bench results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from edgepipe.report import eval_table, update_report, write_report_markdown, write_report_plot
+
+EVAL = {
+    "recipe": "tiny", "dataset": {"name": "mnist5k", "test_samples": 1000}, "max_accuracy_drop": 0.5,
+    "original": {"accuracy": 0.98},
+    "artifacts": [
+        {"name": "original", "backend": "torch", "precision": "fp32", "accuracy": 0.98, "accuracy_drop_pts": 0.0,
+         "within_budget": True, "agreement": 1.0, "auc": 0.99, "size_bytes": 2048},
+        {"name": "trt-fp16", "backend": "tensorrt", "precision": "fp16", "skipped": "no TensorRT", "size_bytes": 10},
+    ],
+}
+
+
+def test_update_report_merges_sections(tmp_path: Path) -> None:
+    update_report(tmp_path, {"recipe": "tiny"})
+    merged = update_report(tmp_path, {"bench": {"rows": []}})
+    assert merged == {"recipe": "tiny", "bench": {"rows": []}}
+
+
+def test_eval_table_still_renders_skipped_rows() -> None:
+    console = Console(record=True, width=160)
+    console.print(eval_table(EVAL))
+    text = console.export_text()
+    assert "trt-fp16" in text and "skipped" in text and "98.00%" in text
+
+
+def test_markdown_without_bench_has_the_accuracy_table_and_recipe(tmp_path: Path) -> None:
+    (tmp_path / "recipe.yaml").write_text("name: tiny\n")
+    path = write_report_markdown(tmp_path, EVAL)
+    text = path.read_text()
+    assert "| original | torch | fp32 | 98.00% | +0.00 |" in text
+    assert "```yaml\nname: tiny\n```" in text and "Performance" not in text
+
+
+def test_plot_needs_bench_rows_with_accuracy(tmp_path: Path) -> None:
+    assert write_report_plot(tmp_path, EVAL) is None
+    assert not (tmp_path / "report.png").exists()
