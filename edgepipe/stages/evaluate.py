@@ -16,7 +16,7 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.progress import progress_bar, say
 from edgepipe.runners.base import infer_in_batches
 from edgepipe.runners.select import open_runner
-from edgepipe.stages.export import load_stage_dataset, parity
+from edgepipe.stages.export import parity
 
 
 def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float | None:
@@ -52,19 +52,56 @@ def collect_artifacts(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
+def _run_inputs(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray, np.ndarray, list[dict]]:
+    """A run directory: the recipe, the dataset record and test split (reloaded), no precomputed rows."""
+    from edgepipe.stages.export import load_stage_dataset
+
+    train_manifest = read_manifest(stage_dir(run_dir, "train"))
+    dataset = load_stage_dataset(train_manifest)
+    record = {"name": dataset.name, "test_samples": int(len(dataset.test.y)), "labels": dataset.labels}
+    return train_manifest.get("recipe", {}), record, dataset.test.x, dataset.test.y, []
+
+
+def _bundle_inputs(bundle: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray, np.ndarray, list[dict]]:
+    """A deploy bundle (no PyTorch here): the stored test samples, and the original row from its stored outputs."""
+    from edgepipe.stages.bundle import load_reference
+
+    reference = load_reference(bundle)  # names a missing or changed file
+    manifest = reference.manifest
+    original = manifest["original"]
+    record = {"name": manifest["dataset"]["name"], "test_samples": int(len(reference.y)),
+              "labels": manifest["dataset"]["labels"], "bundle": {"target": manifest["target"]["name"]}}
+    row = {"name": "original", "precision": "fp32", "format": "torch", "path": str(bundle / original["reference_file"]),
+           "size_bytes": original["size_bytes"], "stage": "train", "backend": "torch (stored outputs)",
+           "device": "recorded when bundled", "logits": reference.logits}
+    recipe = {**manifest.get("recipe", {}), "name": manifest.get("recipe_name", bundle.name)}
+    recipe.setdefault("eval", {"max_accuracy_drop": manifest.get("max_accuracy_drop", 0.5)})
+    return recipe, record, reference.x, reference.y, [row]
+
+
 def evaluate(run_dir: Path, *, max_accuracy_drop: float | None = None, batch_size: int = 256) -> dict[str, Any]:
-    """Evaluate every artifact of ``run_dir``; returns the report dict (written by the caller or the CLI)."""
+    """Evaluate every artifact of ``run_dir``; returns the report dict (written by the caller or the CLI).
+
+    ``run_dir`` may be a deploy bundle: then the test samples and the original model's outputs come from
+    the bundle (nothing imports torch) and its engines run on TensorRT where it is available.
+    """
+    from edgepipe.stages.bundle import is_bundle
+
     run_dir = Path(run_dir)
-    train_dir = stage_dir(run_dir, "train")
-    train_manifest = read_manifest(train_dir)
-    recipe = train_manifest.get("recipe", {})
+    inputs = _bundle_inputs if is_bundle(run_dir) else _run_inputs
+    recipe, dataset_record, test_x, test_y, stored_rows = inputs(run_dir)
     if max_accuracy_drop is None:
         max_accuracy_drop = float(recipe.get("eval", {}).get("max_accuracy_drop", 0.5))
-    dataset = load_stage_dataset(train_manifest)
-    test_x, test_y = dataset.test.x, dataset.test.y
 
     artifacts = collect_artifacts(run_dir)
     results, original_logits = [], None
+    for row in stored_rows:  # the original's outputs, recorded where PyTorch ran
+        logits = row.pop("logits")
+        original_logits = logits if original_logits is None else original_logits
+        row["accuracy"] = float((logits.argmax(1) == test_y).mean())
+        row["auc"] = macro_auc(logits, test_y)
+        row.update({k: v for k, v in parity(original_logits, logits).items() if k != "samples"})
+        results.append(row)
     engine_problem = _engine_unavailable() if any(a["format"] == "engine" for _, a in artifacts) else None
     with progress_bar() as bar:
         task = bar.add_task("eval", total=len(artifacts))
@@ -99,7 +136,7 @@ def evaluate(run_dir: Path, *, max_accuracy_drop: float | None = None, batch_siz
     failed = [r["name"] for r in results if r.get("within_budget") is False]
     report = {
         "recipe": recipe.get("name", run_dir.name),
-        "dataset": {"name": dataset.name, "test_samples": int(len(test_y)), "labels": dataset.labels},
+        "dataset": dataset_record,
         "original": {"accuracy": original["accuracy"], "auc": original["auc"], "backend": original["backend"],
                      "path": original["path"]},
         "max_accuracy_drop": max_accuracy_drop,

@@ -1,0 +1,345 @@
+"""`edgepipe bundle`: what a Jetson without PyTorch needs to build an engine and check its accuracy loss.
+
+BUNDLE/
+  manifest.json   stage "bundle": target, every file with its sha256, the original model's accuracy,
+                  labels and preprocessing
+  README.md       the two commands to run on the device
+  labels.txt      one class name per line
+  reference.npz   x, y: the first N test samples; logits: the original PyTorch model's outputs on them
+  export/         model.onnx + manifest (the deployable FP32 graph: export-pruned/ when the run was pruned)
+  quantize/       the ONNX files the target can build (FP16, INT8 QDQ), trt.calib.cache, manifest
+  prune/          manifest only (`build --sparsity` reads the 2:4 method from it)
+
+The layout mimics a run directory, so `edgepipe build BUNDLE` works unchanged, and `edgepipe eval BUNDLE`
+compares the engines it made with the stored references: nothing on the device needs PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepipe.artifacts import MANIFEST, atomic_dir, new_manifest, read_manifest, sha256_file, write_manifest
+from edgepipe.errors import EdgepipeError
+from edgepipe.progress import say
+
+STAGE = "bundle"
+REFERENCE = "reference.npz"
+LABELS = "labels.txt"
+README = "README.md"
+DEFAULT_SAMPLES = 500
+FP32_ONNX, FP16_ONNX, INT8_TRT_ONNX, INT8_CPU_ONNX, CALIB_CACHE = (
+    "model.onnx", "model.fp16.onnx", "model.int8.trt.onnx", "model.int8.cpu.onnx", "trt.calib.cache")
+_PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A bundle's evaluation set and the original model's outputs on it (what `eval` compares against)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    logits: np.ndarray
+    accuracy: float
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Planned:
+    source: Path
+    dest: str  # path inside the bundle
+    precision: str | None  # what the preflight checks it for; None for non-ONNX files and the FP32 graph
+
+
+# --- reading a bundle (no torch, no onnx: this runs on the device) -------------------------------------------
+
+def is_bundle(path: Path) -> bool:
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        return False
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("stage") == STAGE
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def read_bundle(bundle: Path) -> dict[str, Any]:
+    """The bundle manifest, after checking every file it lists is present and unchanged (named when not)."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    if manifest.get("stage") != STAGE:
+        raise EdgepipeError(f"{bundle} is a '{manifest.get('stage')}' stage, not a deploy bundle "
+                            "(make one with `edgepipe bundle RUN --target PROFILE --out DIR`)")
+    for entry in manifest.get("files", []):
+        path = bundle / entry["path"]
+        if not path.is_file():
+            raise EdgepipeError(f"bundle {bundle} is missing {entry['path']} (listed in its manifest.json); "
+                                "copy the whole bundle directory again")
+        if path.stat().st_size != entry["size_bytes"] or sha256_file(path) != entry["sha256"]:
+            raise EdgepipeError(f"bundle {bundle}: {entry['path']} differs from the file bundled (sha256 mismatch); "
+                                "copy the bundle again or rerun `edgepipe bundle`")
+    return manifest
+
+
+def load_reference(bundle: Path) -> Reference:
+    """The stored evaluation set and reference logits (np.load without pickle: data only)."""
+    bundle = Path(bundle)
+    manifest = read_bundle(bundle)
+    try:
+        with np.load(bundle / REFERENCE, allow_pickle=False) as data:
+            x, y, logits = data["x"], data["y"], data["logits"]
+    except (ValueError, KeyError, OSError) as exc:
+        raise EdgepipeError(f"bundle {bundle}: {REFERENCE} is not a valid evaluation set ({exc})") from None
+    if not len(x) == len(y) == len(logits):
+        raise EdgepipeError(f"bundle {bundle}: {REFERENCE} holds {len(x)} inputs, {len(y)} labels and "
+                            f"{len(logits)} reference outputs; rerun `edgepipe bundle`")
+    return Reference(x.astype(np.float32), y.astype(np.int64), logits.astype(np.float32),
+                     float(manifest["original"]["accuracy"]), manifest)
+
+
+def check_bundle_target(source: Path, target: str | None) -> str | None:
+    """For `build` on a bundle: refuse another target than the bundle's; None means "use the bundle's".
+
+    Returns the target to build for (the bundle's when none is given); not a bundle → ``target`` unchanged.
+    """
+    source = Path(source)
+    if not source.is_dir() or not is_bundle(source):
+        return target
+    manifest = read_bundle(source)
+    bundled = manifest["target"]["name"]
+    if target is not None and target != bundled:
+        from edgepipe.targets import get_target
+
+        get_target(target)  # an unknown name lists the known ones first
+        raise EdgepipeError(f"{source} was bundled for {bundled}, not {target}: its ONNX files were checked for "
+                            f"{bundled} only; rerun `edgepipe bundle RUN --target {target} --out DIR`")
+    return bundled
+
+
+# --- making a bundle (on the workstation: torch runs the original model once) --------------------------------
+
+def _onnx_entry(manifest: dict[str, Any], directory: Path) -> dict[str, Any]:
+    entry = next((a for a in manifest.get("artifacts", []) if a["format"] == "onnx"), None)
+    if entry is None:
+        raise EdgepipeError(f"{directory}: the export manifest lists no ONNX model; rerun `edgepipe export`")
+    return entry
+
+
+def _deployable_export(run_dir: Path, quantize_manifest: dict[str, Any] | None) -> Path:
+    """The export dir to ship: the one quantize was made from, else export-pruned/ (the deployable model)."""
+    candidates = [run_dir / name for name in ("export-pruned", "export") if (run_dir / name / MANIFEST).is_file()]
+    if not candidates:
+        raise EdgepipeError(f"no export/ stage in {run_dir}; run `edgepipe export {run_dir}` first")
+    if not quantize_manifest:
+        return candidates[0]
+    quantized_from = set((quantize_manifest.get("parents") or {}).values())
+    for candidate in candidates:
+        entry = _onnx_entry(read_manifest(candidate), candidate)
+        if sha256_file(candidate / entry["file"]) in quantized_from:
+            return candidate
+    raise EdgepipeError(f"{run_dir / 'quantize'} was made from another model.onnx than "
+                        f"{' or '.join(c.name + '/' for c in candidates)} holds; rerun `edgepipe quantize {run_dir}`")
+
+
+def _quantize_files(quantize: Path, manifest: dict[str, Any], precisions: frozenset[str]) -> tuple[
+        list[_Planned], list[dict[str, Any]], list[dict[str, str]]]:
+    """(files to ship, artifact entries to keep, files left out with the reason) of the quantize stage."""
+    by_file = {entry["file"]: entry for entry in manifest.get("artifacts", [])}
+    known = {FP16_ONNX: "fp16", INT8_TRT_ONNX: "int8", INT8_CPU_ONNX: "int8"}
+    names = sorted(set(by_file) | {name for name in known if (quantize / name).is_file()})
+    planned, kept, excluded = [], [], []
+    for name in names:
+        entry = by_file.get(name, {})
+        precision = entry.get("precision") or known.get(name, "fp32")
+        if entry.get("track") == "cpu" or name == INT8_CPU_ONNX:
+            excluded.append({"file": f"quantize/{name}", "reason": "onnxruntime CPU graph (u8s8); TensorRT builds "
+                             "from the symmetric QDQ graph"})
+        elif precision not in precisions:
+            excluded.append({"file": f"quantize/{name}", "reason": f"{precision}: the target has no {precision}"})
+        elif (quantize / name).is_file():
+            planned.append(_Planned(quantize / name, f"quantize/{name}", precision))
+            if entry:
+                kept.append(entry)
+    if (quantize / CALIB_CACHE).is_file():
+        if "int8" in precisions:
+            planned.append(_Planned(quantize / CALIB_CACHE, f"quantize/{CALIB_CACHE}", None))
+        else:
+            excluded.append({"file": f"quantize/{CALIB_CACHE}", "reason": "int8: the target has no int8"})
+    return planned, kept, excluded
+
+
+def _preflight(planned: list[_Planned], tmp: Path, profile) -> dict[str, list[dict]]:
+    """check_onnx on every shipped ONNX for the target; errors refuse the bundle (one line, first error)."""
+    from edgepipe.check import check_onnx
+
+    findings: dict[str, list[dict]] = {}
+    errors: list[tuple[_Planned, str]] = []
+    for item in planned:
+        if not item.dest.endswith(".onnx"):
+            continue
+        found = check_onnx(tmp / item.dest, profile, precision=item.precision)
+        findings[item.dest] = [finding.to_dict() for finding in found if finding.severity != "info"]
+        errors += [(item, finding.message) for finding in found if finding.severity == "error"]
+    if errors:
+        item, message = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise EdgepipeError(f"{profile.name} cannot build {item.dest}: {message}{more}; nothing was written; see "
+                            f"`edgepipe check {item.source} --target {profile.name}`")
+    return findings
+
+
+def _deploy_precisions(profile, shipped: set[str]) -> list[str]:
+    """Precisions `build` can make from the shipped files on this target, best first."""
+    available = {"fp32"}
+    if "fp16" in profile.precisions:  # FP16 flag on model.onnx (TensorRT < 11) or model.fp16.onnx
+        available.add("fp16")
+    if "int8" in profile.precisions and ({f"quantize/{INT8_TRT_ONNX}", f"quantize/{CALIB_CACHE}"} & shipped):
+        available.add("int8")
+    return [p for p in _PRECISION_PREFERENCE if p in available]
+
+
+def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
+    target = manifest["target"]
+    best = manifest["precisions"][0]
+    original = manifest["original"]
+    lines = [
+        f"# edgepipe deploy bundle: {manifest['recipe_name']} for {target['name']}",
+        "",
+        f"Made for **{target['name']}** ({target['gpu']}, {target['sm']}, TensorRT {target['tensorrt_min']}"
+        f"–{target['tensorrt_max']}" + (f", JetPack {target['jetpack']}" if target.get("jetpack") else "") + ").",
+        f"Original model: {original['accuracy']:.2%} top-1 on the {original['samples']} bundled test samples "
+        f"({REFERENCE}, with its outputs as the reference).",
+        "",
+        "On the device (TensorRT + CUDA, `pip install edgepipe`; PyTorch is not needed):",
+        "",
+        "```sh",
+        f"edgepipe build {bundle_name} --precision {best} --target {target['name']}",
+        f"edgepipe eval {bundle_name}",
+        "```",
+        "",
+        f"`build` writes {bundle_name}/build-{best}/model.{best}.engine; `eval` reports every engine's and ONNX "
+        "model's accuracy drop against the original model's stored outputs and exits 1 when one is over the "
+        f"budget ({manifest['max_accuracy_drop']} points).",
+        f"Precisions this bundle can build here: {', '.join(manifest['precisions'])}.",
+        "",
+        "Files (sha256 in manifest.json; `eval` names any file that is missing or changed):",
+        "",
+        *[f"- `{entry['path']}`" for entry in manifest["files"] if entry["path"] != README],
+        "",
+    ]
+    if manifest["excluded"]:
+        lines += ["Left out for this target:", "", *[f"- `{e['file']}`: {e['reason']}" for e in manifest["excluded"]],
+                  ""]
+    return "\n".join(lines)
+
+
+def _reference_outputs(train_dir: Path, train_manifest: dict[str, Any], samples: int):
+    from edgepipe.runners.base import infer_in_batches
+    from edgepipe.runners.select import open_runner
+    from edgepipe.stages.export import load_stage_dataset
+
+    original = next((a for a in train_manifest["artifacts"] if a["name"] == "original"), None)
+    if original is None:
+        raise EdgepipeError(f"{train_dir}: the train manifest lists no 'original' model")
+    dataset = load_stage_dataset(train_manifest)
+    count = min(samples, len(dataset.test))
+    x, y = dataset.test.x[:count], dataset.test.y[:count]
+    with open_runner(train_dir, original) as runner:
+        logits = infer_in_batches(runner, x, 256).astype(np.float32)
+    return np.ascontiguousarray(x, np.float32), y.astype(np.int64), logits, original
+
+
+def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT_SAMPLES) -> Path:
+    """Bundle ``run_dir`` for ``target`` into ``out`` (see the module docstring); returns ``out``."""
+    from edgepipe.artifacts import stage_dir
+    from edgepipe.targets import get_target
+
+    profile = get_target(target)
+    run_dir, out = Path(run_dir), Path(out)
+    if samples < 1:
+        raise EdgepipeError(f"--samples must be at least 1, got {samples}")
+    if not run_dir.is_dir():
+        raise EdgepipeError(f"{run_dir} is not a run directory; pass the directory `edgepipe pipeline` wrote")
+    if is_bundle(run_dir):
+        raise EdgepipeError(f"{run_dir} is already a deploy bundle; pass the run directory it was made from")
+    if out.resolve() == run_dir.resolve() or (out.exists() and any(out.iterdir()) and not is_bundle(out)):
+        raise EdgepipeError(f"--out {out} exists and is not a bundle (it would be replaced); pick a new directory")
+    train_dir = stage_dir(run_dir, "train")
+    train_manifest = read_manifest(train_dir)
+    quantize = run_dir / "quantize"
+    quantize_manifest = read_manifest(quantize) if (quantize / MANIFEST).is_file() else None
+    export_dir = _deployable_export(run_dir, quantize_manifest)
+    export_manifest = read_manifest(export_dir)
+    onnx_entry = _onnx_entry(export_manifest, export_dir)
+
+    planned = [_Planned(export_dir / onnx_entry["file"], f"export/{onnx_entry['file']}", None)]
+    kept_quantize: list[dict[str, Any]] = []
+    excluded: list[dict[str, str]] = []
+    if quantize_manifest is not None:
+        planned_q, kept_quantize, excluded = _quantize_files(quantize, quantize_manifest, profile.precisions)
+        planned += planned_q
+    prune = run_dir / "prune"
+    ship_prune = export_dir.name == "export-pruned" and (prune / MANIFEST).is_file()
+
+    x, y, logits, original = _reference_outputs(train_dir, train_manifest, samples)
+    accuracy = float((logits.argmax(1) == y).mean())
+    recipe = train_manifest.get("recipe") or {}
+    dataset_record = train_manifest["dataset"]
+
+    with atomic_dir(out) as tmp:
+        for item in planned:
+            (tmp / item.dest).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(item.source, tmp / item.dest)
+        preflight = _preflight(planned, tmp, profile)
+        write_manifest(tmp / "export", export_manifest)
+        if quantize_manifest is not None:
+            write_manifest(tmp / "quantize", {**quantize_manifest, "artifacts": kept_quantize})
+        if ship_prune:  # the pruned weights stay home: build only needs the method (2:4 or not)
+            (tmp / "prune").mkdir()
+            write_manifest(tmp / "prune", {**read_manifest(prune), "artifacts": []})
+        np.savez(tmp / REFERENCE, x=x, y=y, logits=logits)
+        (tmp / LABELS).write_text("\n".join(dataset_record["labels"]) + "\n")
+
+        shipped = {item.dest for item in planned}
+        manifest = new_manifest(STAGE, {"target": profile.name, "samples": int(len(y)), "source": str(run_dir)},
+                                {"original": original["sha256"], "onnx": onnx_entry["sha256"]})
+        manifest.update(
+            recipe_name=recipe.get("name", run_dir.name),
+            recipe=recipe,
+            target={"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
+                    "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
+                    "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack},
+            precisions=_deploy_precisions(profile, shipped),
+            max_accuracy_drop=float((recipe.get("eval") or {}).get("max_accuracy_drop", 0.5)),
+            model=train_manifest.get("model"),
+            dataset={"name": dataset_record["config"]["name"], "labels": dataset_record["labels"],
+                     "preprocessing": dataset_record.get("preprocessing") or {},
+                     "fingerprint": dataset_record.get("fingerprint"), "samples": int(len(y))},
+            original={"accuracy": accuracy, "samples": int(len(y)), "size_bytes": original["size_bytes"],
+                      "sha256": original["sha256"], "backend": "torch", "reference_file": REFERENCE,
+                      "test_accuracy_full_split": (train_manifest.get("metrics") or {}).get("test_accuracy")},
+            excluded=excluded,
+            preflight=preflight,
+        )
+        manifest["files"] = _file_list(tmp)
+        (tmp / README).write_text(_readme(manifest, out.name))
+        manifest["files"] = _file_list(tmp)
+        write_manifest(tmp, manifest)
+        check = load_reference(tmp)  # check before trusting: every file hashes, the set reloads without pickle
+        if not np.array_equal(check.logits, logits):
+            raise RuntimeError("reference.npz does not reload to the logits written")
+    say(f"bundle: {out} for {profile.name} ({', '.join(manifest['precisions'])}; original {accuracy:.2%} on "
+        f"{len(y)} samples)")
+    return out
+
+
+def _file_list(directory: Path) -> list[dict[str, Any]]:
+    """Every file of the bundle but its own manifest.json, with size and sha256."""
+    return [{"path": path.relative_to(directory).as_posix(), "sha256": sha256_file(path),
+             "size_bytes": path.stat().st_size}
+            for path in sorted(directory.rglob("*")) if path.is_file() and path != directory / MANIFEST]
