@@ -1,0 +1,217 @@
+"""`edgepipe infer`: real image files through any artifact, with the preprocessing its manifests recorded.
+
+    result = infer(Path("run"), [Path("digits/")], top_k=3)
+    result["backend"], result["predictions"][0]["top"][0]["label"]
+
+MODEL may be a run directory, a stage directory, a deploy bundle, an .onnx, an .engine or a model.pt.
+A TensorRT engine runs on TensorRT when it is available here; otherwise the ONNX it was built from runs on
+onnxruntime and the result says so. Nothing on the ONNX and engine paths imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepipe.artifacts import MANIFEST, read_manifest, run_stage_dirs
+from edgepipe.errors import EdgepipeError
+from edgepipe.runners.base import Runner
+
+# What a directory runs when no --artifact is named: the deployable form first, the PyTorch original last.
+_FORMAT_ORDER = {"engine": 0, "onnx": 1, "torch": 2}
+_PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
+_CHUNK = 256  # images decoded at a time
+
+
+@dataclass
+class Choice:
+    """The model file to run, on which runner, and why (a fallback is said in ``note``)."""
+
+    runner: Runner
+    path: Path
+    artifact: str
+    note: str | None
+    labels: list[str]
+    preprocessing: dict[str, Any]
+
+
+def _dataset_record(directory: Path) -> dict[str, Any] | None:
+    """labels + preprocessing recorded in ``directory``'s manifest (a stage's dataset record, or a bundle's)."""
+    if not (directory / MANIFEST).is_file():
+        return None
+    record = read_manifest(directory).get("dataset")
+    return record if isinstance(record, dict) and "preprocessing" in record else None
+
+
+def _find_dataset_record(model_dir: Path) -> dict[str, Any]:
+    """The model's own stage dir first, then its run dir / bundle and that run's train/ and export/ stages."""
+    parent = model_dir.parent
+    for directory in (model_dir, parent, parent / "train", parent / "export", parent / "export-pruned"):
+        record = _dataset_record(directory)
+        if record is not None:
+            return record
+    raise EdgepipeError(f"no preprocessing recorded for the model in {model_dir} (no manifest with a dataset "
+                        "record beside it or in its run directory); pass the run directory, stage or bundle")
+
+
+def _tensorrt_problem() -> str | None:
+    from edgepipe.trt.loader import tensorrt_available
+
+    ok, reason = tensorrt_available()
+    return None if ok else reason
+
+
+def _onnx_behind_engine(engine: Path) -> Path | None:
+    """The ONNX an engine was built from: its build manifest's record, else the run's FP32 export."""
+    stage = engine.parent
+    if (stage / MANIFEST).is_file():
+        recorded = (read_manifest(stage).get("config") or {}).get("onnx")
+        if recorded and Path(recorded).is_file():
+            return Path(recorded)
+    for candidate in (stage.parent / "export-pruned" / "model.onnx", stage.parent / "export" / "model.onnx"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _runner_for(path: Path, fmt: str, threads: int | None) -> tuple[Runner, Path, str | None]:
+    if fmt == "engine":
+        problem = _tensorrt_problem()
+        if problem is None:
+            from edgepipe.runners.tensorrt import TrtRunner
+
+            return TrtRunner(path), path, None
+        onnx = _onnx_behind_engine(path)
+        if onnx is None:
+            raise EdgepipeError(f"cannot run {path}: {problem}; and no ONNX it was built from was found beside it "
+                                "to run on onnxruntime instead")
+        fmt, note, path = "onnx", f"TensorRT not available here ({problem}); ran {onnx} on onnxruntime instead", onnx
+    else:
+        note = None
+    if fmt == "onnx":
+        from edgepipe.runners.onnxruntime import OrtRunner
+
+        return OrtRunner(path, threads=threads), path, note
+    if fmt == "torch":
+        from edgepipe.runners.torch import TorchRunner
+
+        return TorchRunner(path.parent, path.name, threads=threads), path, note
+    raise EdgepipeError(f"{path}: unknown artifact format '{fmt}'")
+
+
+def _directory_artifacts(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
+    if (directory / MANIFEST).is_file() and read_manifest(directory).get("stage") != "bundle":
+        stages = [directory]  # a stage directory
+    else:
+        if (directory / MANIFEST).is_file():
+            from edgepipe.stages.bundle import read_bundle
+
+            read_bundle(directory)  # names a missing or changed file
+        stages = run_stage_dirs(directory)
+    return [(stage, entry) for stage in stages for entry in read_manifest(stage).get("artifacts", [])]
+
+
+def _pick(directory: Path, artifacts: list[tuple[Path, dict[str, Any]]], name: str | None,
+          trt_ok: bool) -> tuple[Path, dict[str, Any]]:
+    if name is not None:
+        for stage, entry in artifacts:
+            if entry["name"] == name:
+                return stage, entry
+        known = ", ".join(entry["name"] for _, entry in artifacts) or "none"
+        raise EdgepipeError(f"no artifact named {name!r} in {directory}; its artifacts: {known}")
+    usable = [(s, e) for s, e in artifacts if e["format"] in _FORMAT_ORDER]
+    if not trt_ok:  # an engine would fall back to its ONNX anyway: say that by picking the ONNX directly
+        usable = [(s, e) for s, e in usable if e["format"] != "engine"] or usable
+    if not usable:
+        raise EdgepipeError(f"{directory} holds no model to run (no artifacts in its manifests); "
+                            "pass a run directory, stage directory, bundle, .onnx, .engine or model.pt")
+    # engine > onnx > torch; among ONNX the FP32 graph (what the original exports to), among engines the fastest
+    return min(usable, key=lambda item: (_FORMAT_ORDER[item[1]["format"]],
+                                         _PRECISION_ORDER.get(item[1]["precision"], 9)
+                                         * (-1 if item[1]["format"] == "engine" else 1)))
+
+
+def choose(model: Path, *, artifact: str | None = None, threads: int | None = None) -> Choice:
+    """Resolve MODEL (file or directory) to a runner, the file it runs, and the recorded preprocessing."""
+    model = Path(model)
+    if not model.exists():
+        raise EdgepipeError(f"{model} does not exist; pass a run directory, stage, bundle, .onnx, .engine or .pt")
+    if model.is_dir():
+        problem = _tensorrt_problem()
+        artifacts = _directory_artifacts(model)
+        stage, entry = _pick(model, artifacts, artifact, problem is None)
+        path, fmt, name, note = stage / entry["file"], entry["format"], entry["name"], None
+        if problem is not None and artifact is None and any(e["format"] == "engine" for _, e in artifacts):
+            note = f"TensorRT not available here ({problem}); ran the ONNX artifact {name} on onnxruntime instead"
+    else:
+        suffixes = {".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".pt": "torch"}
+        fmt = suffixes.get(model.suffix)
+        if fmt is None:
+            raise EdgepipeError(f"{model} is not a model file (.onnx, .engine or .pt) nor a run/stage/bundle directory")
+        path, name, note = model, model.name, None
+    runner, ran, fallback_note = _runner_for(path, fmt, threads)
+    record = _find_dataset_record(ran.parent)
+    return Choice(runner, ran, name, fallback_note or note, list(record.get("labels") or []),
+                  record["preprocessing"] or {})
+
+
+def collect_images(inputs: list[Path]) -> list[Path]:
+    """Files as given, folders expanded to the image files inside them (sorted)."""
+    from edgepipe.data.images import IMAGE_SUFFIXES, list_images
+
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            images = list_images(item)
+            if not images:
+                raise EdgepipeError(f"{item}: no image files in this folder "
+                                    f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+            found += images
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise EdgepipeError(f"{item}: no such image file or folder")
+    if not found:
+        raise EdgepipeError("no images given; pass image files or a folder of images")
+    return found
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
+def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | None = None,
+          threads: int | None = None, batch_size: int = 64) -> dict[str, Any]:
+    """Predictions for image files: {"model", "artifact", "backend", "device", "note", "predictions": [...]}."""
+    from edgepipe.data.images import preprocess_files
+    from edgepipe.runners.base import infer_in_batches
+
+    if top_k < 1:
+        raise EdgepipeError(f"--top-k must be at least 1, got {top_k}")
+    images = collect_images(inputs)
+    choice = choose(model, artifact=artifact, threads=threads)
+    if choice.preprocessing.get("kind") != "image":
+        raise EdgepipeError(f"{choice.path} was trained on {choice.preprocessing.get('kind') or 'unknown'} inputs, "
+                            "not images; `infer` reads image files only")
+    predictions: list[dict[str, Any]] = []
+    with choice.runner as runner:
+        for start in range(0, len(images), _CHUNK):
+            chunk = images[start:start + _CHUNK]
+            probabilities = softmax(infer_in_batches(runner, preprocess_files(chunk, choice.preprocessing),
+                                                     batch_size).astype(np.float64))
+            for path, row in zip(chunk, probabilities, strict=True):
+                order = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
+                predictions.append({"file": str(path), "top": [
+                    {"index": int(i), "label": _label(choice.labels, int(i)), "probability": float(row[i])}
+                    for i in order]})
+        backend, device = runner.backend, runner.device
+    return {"model": str(model), "artifact": choice.artifact, "path": str(choice.path), "backend": backend,
+            "device": device, "note": choice.note, "predictions": predictions}
+
+
+def _label(labels: list[str], index: int) -> str:
+    return labels[index] if index < len(labels) else str(index)
