@@ -217,6 +217,10 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
                                                       input_name)
 
         rows = _evaluate_artifacts(tmp, src.onnx, dataset, reference, config.fp16, qat_summary)
+        if qat_summary:
+            ptq = max(r["drop_pts_val"] for r in rows if r["name"] in ("int8-cpu", "int8-trt"))
+            qat = max(qat_summary["val_drop_pts"].values())
+            qat_summary.update(ptq_val_drop_pts=ptq, recovered_pts=round(ptq - qat, 4), recovered=qat <= ptq)
         fp32_size = src.onnx.stat().st_size
         for row in rows:
             row["size_ratio"] = round(row["size_bytes"] / fp32_size, 4)

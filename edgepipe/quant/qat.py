@@ -1,0 +1,123 @@
+"""Quantization-aware training: fine-tune with fake INT8 quantization, then export QDQ graphs for both tracks.
+
+A minimal fake-quant, not torch.ao's prepare/convert machinery: on every Conv/Linear, weights are fake
+quantized per output channel (symmetric int8, scale max|w|/127: exactly what onnxruntime's per-channel
+weight quantizer will compute from the fine-tuned weights) through a parametrization, and inputs per
+tensor (symmetric int8 from a running max) through a forward pre-hook. Both use torch's
+fake_quantize_* ops, whose gradient is the straight-through estimator. The loop is edgepipe.training.fit.
+After fine-tuning the fake quantizers are removed and the float model is exported and quantized from
+the same calibration set as the PTQ graphs, so the QAT graphs differ from PTQ only by their weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgepipe.errors import EdgepipeError
+
+ACTIVATION_MOMENTUM = 0.1
+
+
+def _fake_quant_modules(model) -> list:
+    import torch
+
+    return [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Linear))]
+
+
+def attach_fake_quant(model) -> list:
+    """Fake-quantize weights (per channel) and inputs (per tensor) of every Conv/Linear; returns hook handles."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    class PerChannelWeight(torch.nn.Module):
+        def forward(self, weight: torch.Tensor) -> torch.Tensor:
+            amax = weight.detach().abs().flatten(1).amax(1).clamp(min=1e-8)
+            scale = (amax / 127.0).float()
+            zero = torch.zeros_like(scale, dtype=torch.int32)
+            return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+
+    def quantize_input(module, args):
+        (x, *rest) = args
+        amax = x.detach().abs().amax().clamp(min=1e-8)
+        if module.training:  # running max while training, frozen for evaluation
+            module.qat_amax = amax if module.qat_amax is None else (
+                (1 - ACTIVATION_MOMENTUM) * module.qat_amax + ACTIVATION_MOMENTUM * amax)
+        scale = float((module.qat_amax if module.qat_amax is not None else amax) / 127.0)
+        return (torch.fake_quantize_per_tensor_affine(x, scale, 0, -127, 127), *rest)
+
+    handles = []
+    for module in _fake_quant_modules(model):
+        parametrize.register_parametrization(module, "weight", PerChannelWeight())
+        module.qat_amax = None
+        handles.append(module.register_forward_pre_hook(quantize_input))
+    return handles
+
+
+def detach_fake_quant(model, handles: list) -> None:
+    from torch.nn.utils import parametrize
+
+    for handle in handles:
+        handle.remove()
+    for module in _fake_quant_modules(model):
+        if parametrize.is_parametrized(module, "weight"):
+            # Keep the trained float weights: onnxruntime quantizes them with the same per-channel rule.
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+        if hasattr(module, "qat_amax"):
+            del module.qat_amax
+
+
+def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks: dict, scratch: Path,
+                                reference: dict, input_name: str) -> dict[str, Any]:
+    """Fine-tune the run's model with fake quantization; write model.int8.{cpu,trt}.qat.onnx into ``tmp``."""
+    import torch
+
+    from edgepipe.artifacts import read_manifest
+    from edgepipe.checkpoint import load_model
+    from edgepipe.quant.calibration import ArrayDataReader
+    from edgepipe.quant.tracks import calibrate, preprocess, quantize_track
+    from edgepipe.recipe import ExportConfig, TrainConfig
+    from edgepipe.stages.export import _torch_export
+    from edgepipe.stages.quantize import accuracy_of
+    from edgepipe.training import fit, seed_everything
+
+    source = (src.manifest or {}).get("source") or {}
+    if not source.get("dir") or not Path(source["dir"]).is_dir():
+        raise EdgepipeError(f"--qat needs the PyTorch model the ONNX came from; {src.onnx}'s export manifest "
+                            "names none that exists (run quantize on the run directory)")
+    model_entry = next((a for a in read_manifest(Path(source["dir"]))["artifacts"] if a["format"] == "torch"), None)
+    model, stage_manifest = load_model(Path(source["dir"]), model_entry["file"] if model_entry else "model.pt")
+    recipe = stage_manifest.get("recipe") or _train_recipe(Path(source["dir"]))
+    train_config = TrainConfig.model_validate((recipe or {}).get("train") or {})
+    dataset = src.dataset()
+    seed_everything(train_config.seed)
+    lr = config.qat_lr or train_config.lr / 10
+    handles = attach_fake_quant(model)
+    result = fit(model, dataset.train, dataset.val, train_config.model_copy(update={"augment": False}),
+                 epochs=config.qat_epochs, lr=lr, device=torch.device("cpu"), progress_label="qat")
+    detach_fake_quant(model, handles)
+    model.eval()
+
+    export_config = ExportConfig.model_validate({**src.manifest.get("config", {}), "dynamic_batch": True})
+    fp32 = scratch / "qat.fp32.onnx"
+    _torch_export(model, torch.from_numpy(dataset.test.x[:2]), fp32, export_config)
+    prepared = preprocess(fp32, scratch / "qat.prepared.onnx")
+    ranges_path = scratch / "qat.ranges.json"
+    calibrate(prepared, ArrayDataReader(calibration_set.data, input_name), config.method, config.percentile,
+              ranges_path)
+    files = {"cpu": "model.int8.cpu.qat.onnx", "trt": "model.int8.trt.qat.onnx"}
+    drops = {}
+    for key, filename in files.items():
+        track = next(t for t in tracks.values() if t.name == key)
+        quantize_track(prepared, tmp / filename, track, config.method, ranges_path)
+        val = dataset.val
+        drops[key] = round((reference["val"] - accuracy_of(tmp / filename, val.x, val.y)) * 100, 4)
+    return {"files": files, "epochs": config.qat_epochs, "lr": lr, "best_val_accuracy": result.best_val_accuracy,
+            "val_drop_pts": drops, "calibration_sha256": calibration_set.sha256}
+
+
+def _train_recipe(stage_dir: Path) -> dict:
+    from edgepipe.artifacts import read_manifest
+
+    train_dir = stage_dir.parent / "train"
+    return read_manifest(train_dir).get("recipe", {}) if (train_dir / "manifest.json").is_file() else {}

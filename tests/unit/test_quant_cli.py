@@ -1,0 +1,109 @@
+"""`edgepipe quantize` through typer's CliRunner: the table, and bad input as one line + exit 2, nothing damaged."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import typer
+from PIL import Image
+from test_quant import export_onnx, make_export_dir, tiny_net, write_calibration
+from typer.testing import CliRunner
+
+from edgepipe.cli.main import user_errors
+from edgepipe.cli.quantize import command
+
+os.environ.setdefault("EDGEPIPE_NO_PROGRESS", "1")
+
+
+@pytest.fixture(scope="module")
+def cli():
+    app = typer.Typer()
+    app.command()(user_errors(command))
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = make_export_dir(tmp_path_factory.mktemp("cli"))
+    write_calibration(root / "calib.yaml")
+    return root
+
+
+def _snapshot(directory):
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_quantize_prints_the_artifact_table(cli, run):
+    result = cli(run, "--calib", run / "calib.yaml", "--method", "percentile", "--percentile", "99.9")
+    assert result.exit_code == 0, result.output
+    for text in ("int8-cpu", "int8-trt", "fp16", "speed ×", "CPU VNNI"):
+        assert text in result.output
+    assert (run / "quantize" / "trt.calib.cache").is_file()
+
+
+def _images(folder, count, size):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 255, size, dtype=np.uint8), mode="L").save(folder / f"{index}.png")
+    return folder
+
+
+def test_image_folder_calibration(cli, run, tmp_path):
+    folder = _images(tmp_path / "images", 16, (12, 12))
+    result = cli(run, "--calib", folder, "--out", tmp_path / "q")
+    assert result.exit_code == 0, result.output
+    import json
+
+    calibration = json.loads((tmp_path / "q" / "manifest.json").read_text())["calibration"]
+    assert calibration["images"] == 16 and calibration["name"] == "images"
+
+
+@pytest.mark.parametrize("case", ["empty-folder", "wrong-shape-image", "test-split", "nan-data", "bad-method",
+                                  "missing-calibration"])
+def test_bad_input_is_one_line_exit_2_and_damages_nothing(cli, run, tmp_path, monkeypatch, case):
+    calib = run / "calib.yaml"
+    extra = []
+    if case == "empty-folder":
+        (tmp_path / "empty").mkdir()
+        calib, expected = tmp_path / "empty", "holds no images"
+    elif case == "wrong-shape-image":
+        calib, expected = _images(tmp_path / "imgs", 3, (20, 20)), "is 20x20, the model takes 12x12"
+    elif case == "test-split":
+        calib, expected = write_calibration(tmp_path / "t.yaml", split="test"), "never on test"
+    elif case == "nan-data":
+        import edgepipe.stages.quantize as stage
+
+        real = stage.QuantizeSource.dataset
+
+        def poisoned(self):
+            dataset = real(self)
+            dataset.train.x[5, 0, 0, 0] = np.inf
+            return dataset
+
+        monkeypatch.setattr(stage.QuantizeSource, "dataset", poisoned)
+        expected = "holds NaN or Inf"
+    elif case == "bad-method":
+        extra, expected = ["--method", "kl"], "--method 'kl'"
+    else:
+        calib, expected = "calibration/does-not-exist.yaml", "not found"
+    out = tmp_path / "quantize"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous result")
+    before = _snapshot(run)
+    result = cli(run, "--calib", calib, "--out", out, *extra)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
+    assert (out / "keep.txt").read_text() == "previous result" and sorted(os.listdir(out)) == ["keep.txt"]
+    assert _snapshot(run) == before
+
+
+def test_onnx_without_batch_axis_is_refused(cli, tmp_path):
+    model = export_onnx(tiny_net().eval(), tmp_path / "static.onnx", dynamic=False)
+    result = cli(model, "--out", tmp_path / "q")
+    assert result.exit_code == 2
+    assert "no dynamic batch axis" in result.output and not (tmp_path / "q").exists()
