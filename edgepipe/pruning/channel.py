@@ -1,0 +1,183 @@
+"""Structured channel pruning on torch-pruning's dependency graph: which layers, how much, by which importance.
+
+The dependency graph couples every layer that must lose the same channels (a residual add ties a block's
+output to its shortcut; a depthwise conv follows its input), so removed channels really leave the graph and
+the exported ONNX gets narrower convolutions: the MAC reduction is real, not a mask.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from importlib import metadata
+
+import torch
+from torch import nn
+
+from edgepipe.errors import EdgepipeError
+from edgepipe.models import classifier_of
+from edgepipe.pruning.measure import count_macs_params
+from edgepipe.pruning.replay import example_input
+
+PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+MAX_RATIO = 0.95  # never search past this: a layer keeps at least a sliver of its channels
+
+
+def _importance(name: str):
+    import torch_pruning as tp
+
+    table = {
+        "l1": lambda: tp.importance.MagnitudeImportance(p=1),
+        "l2": lambda: tp.importance.MagnitudeImportance(p=2),
+        "bn_scale": lambda: tp.importance.BNScaleImportance(),
+        "taylor": lambda: tp.importance.TaylorImportance(),
+    }
+    return table[name]()
+
+
+def check_prunable(model: nn.Module, model_name: str, importance: str) -> None:
+    """Refuse, with the reason, the models torch-pruning cannot shrink correctly."""
+    recurrent = [(name, type(module).__name__) for name, module in model.named_modules()
+                 if isinstance(module, nn.RNNBase)]
+    if recurrent:
+        name, kind = recurrent[0]
+        version = metadata.version("torch-pruning")
+        raise EdgepipeError(
+            f"model '{model_name}' is not prunable by channels: its {kind} layer '{name}' cannot be narrowed with "
+            f"torch-pruning {version} (its nn.LSTM pruner slices the gate weights wrongly and fails, and there is "
+            "no nn.GRU pruner); train a smaller hidden size instead"
+        )
+    if importance == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise EdgepipeError(f"importance 'bn_scale' ranks channels by BatchNorm scales, and model '{model_name}' has "
+                            "no BatchNorm layer; use --importance l1, l2 or taylor")
+
+
+def output_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The layer producing the logits: the zoo's `classifier` (or fc/head), else the last Linear/Conv."""
+    named = dict(model.named_modules())
+    classifier = classifier_of(model)
+    if classifier is not None:
+        return next(name for name, module in named.items() if module is classifier), classifier
+    last = [(name, module) for name, module in named.items() if isinstance(module, PRUNABLE_TYPES)]
+    return last[-1] if last else None
+
+
+def prunable_layer_names(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, PRUNABLE_TYPES)]
+
+
+def resolve_ignored(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
+    """The output layer plus the user's layers, by module name (unknown names are user errors)."""
+    named = dict(model.named_modules())
+    unknown = [name for name in names if name not in named or name == ""]
+    if unknown:
+        known = prunable_layer_names(model)
+        shown = ", ".join(known[:8]) + (f", ... ({len(known)} in all)" if len(known) > 8 else "")
+        raise EdgepipeError(f"ignore_layers: no layer named '{unknown[0]}' in this model; layers: {shown}")
+    ignored = {name: named[name] for name in names}
+    output = output_layer(model)
+    if output is not None:
+        ignored.setdefault(*output)
+    return ignored
+
+
+class _RoundingPruner:
+    """Factory for a torch-pruning BasePruner that rounds kept channels to the *nearest* multiple of round_to.
+
+    torch-pruning rounds the kept channels *down*: removing one channel of 32 with round_to=8 keeps 24,
+    and a 6-channel conv would keep 0 and silently turn into zeros. Here the kept count is rounded to
+    the nearest multiple, and a layer keeps at least ``round_to`` channels (all of them when it has fewer).
+    """
+
+    _cls = None
+
+    @classmethod
+    def cls(cls):
+        if cls._cls is None:
+            import torch_pruning as tp
+
+            class RoundingPruner(tp.pruner.BasePruner):
+                def _round_to(self, n_pruned, current_channels, round_to):
+                    kept = int((current_channels - n_pruned) / round_to + 0.5) * round_to
+                    kept = min(max(kept, min(round_to, current_channels)), current_channels)
+                    return current_channels - kept
+
+            cls._cls = RoundingPruner
+        return cls._cls
+
+
+def build_pruner(model: nn.Module, input_shape, *, ratio: float, importance: str, global_pruning: bool,
+                 round_to: int, ignored: list[str], steps: int):
+    was_training = model.training
+    model.eval()  # tracing runs a forward pass; keep BatchNorm statistics untouched
+    pruner = _RoundingPruner.cls()(
+        model, example_input(input_shape), importance=_importance(importance), global_pruning=global_pruning,
+        pruning_ratio=ratio, max_pruning_ratio=MAX_RATIO, iterative_steps=steps,
+        ignored_layers=list(resolve_ignored(model, ignored).values()), round_to=round_to if round_to > 1 else None,
+    )
+    model.train(was_training)
+    return pruner
+
+
+def taylor_gradients(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Taylor importance reads weight * grad: accumulate the loss gradient over a few training batches."""
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    loss_fn = nn.CrossEntropyLoss()
+    device = next(model.parameters()).device
+    for x, y in batches:
+        loss_fn(model(x.to(device)), y.to(device)).backward()
+    model.train(was_training)
+
+
+def pruning_step(pruner, model: nn.Module, importance: str,
+                 gradient_batches: Callable[[], list[tuple[torch.Tensor, torch.Tensor]]] | None) -> None:
+    """One iterative step of ``pruner`` (gradients first when the importance needs them)."""
+    if importance == "taylor":
+        if gradient_batches is None:
+            raise ValueError("taylor importance needs gradient batches")
+        taylor_gradients(model, gradient_batches())
+    was_training = model.training
+    model.eval()
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+
+
+def one_shot_macs(model: nn.Module, input_shape, ratio: float, *, importance: str, global_pruning: bool,
+                  round_to: int, ignored: list[str], gradient_batches=None) -> int:
+    """MACs of a copy of ``model`` pruned at ``ratio`` in one step (the model itself is untouched)."""
+    trial = copy.deepcopy(model).cpu()
+    pruner = build_pruner(trial, input_shape, ratio=ratio, importance=importance, global_pruning=global_pruning,
+                          round_to=round_to, ignored=ignored, steps=1)
+    pruning_step(pruner, trial, importance, gradient_batches)
+    return count_macs_params(trial, input_shape)[0]
+
+
+def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iterations: int = 12,
+                 **options) -> tuple[float, float]:
+    """Bisect the channel ratio so the pruned model keeps at most ``target_macs`` of the MACs.
+
+    MACs fall in steps as the ratio grows (channels are rounded), so this returns the smallest ratio
+    found whose MAC fraction is <= target, and that fraction: (ratio, achieved_fraction).
+    """
+    base = count_macs_params(model, input_shape)[0]
+
+    def fraction(ratio: float) -> float:
+        return one_shot_macs(model, input_shape, ratio, **options) / base
+
+    high_fraction = fraction(MAX_RATIO)
+    if high_fraction > target_macs:
+        raise EdgepipeError(f"target_macs {target_macs}: pruning at most {MAX_RATIO:.0%} of the channels of the "
+                            f"prunable layers keeps {high_fraction:.1%} of the MACs; ask for {high_fraction:.2f} or "
+                            "more, or ignore fewer layers")
+    low, high = 0.0, MAX_RATIO
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        achieved = fraction(middle)
+        if achieved <= target_macs:
+            high, high_fraction = middle, achieved
+        else:
+            low = middle
+    return high, high_fraction
