@@ -6,29 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 os.environ.setdefault("EDGEPIPE_NO_PROGRESS", "1")  # keep test logs readable
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def write_recipe(path: Path, **sections) -> Path:
-    """A small recipe: synthetic 12x12 images, an MLP, 3 epochs (about a second on a CPU)."""
-    recipe = {
-        "name": "tiny",
-        "model": {"name": "mlp", "params": {"hidden": [32]}},
-        "dataset": {"name": "synthetic", "samples": 400, "num_classes": 4, "shape": [1, 12, 12]},
-        "train": {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 0},
-        "export": {"exporter": "torchscript"},
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
-            recipe[key] = {**recipe[key], **value}
-        else:
-            recipe[key] = value
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+from helpers.recipes import REPO, write_recipe  # noqa: F401  (re-exported for fixtures)
 
 
 @pytest.fixture

@@ -32,6 +32,8 @@ COMMANDS = {
     "check": "edgepipe.cli.check",
     "build": "edgepipe.cli.build",
     "eval": "edgepipe.cli.evaluate",
+    "bundle": "edgepipe.cli.bundle",
+    "infer": "edgepipe.cli.infer",
     "pipeline": "edgepipe.cli.pipeline",
     "doctor": "edgepipe.cli.doctor",
     "targets": "edgepipe.cli.targets",

@@ -76,11 +76,13 @@ def build(
     rebuild: bool = False,
 ) -> Path:
     """Build ``model.<precision>.engine`` from SOURCE (run directory or .onnx file); returns the stage dir."""
+    from edgepipe.stages.bundle import check_bundle_target
     from edgepipe.trt.inputs import find_source_files, plan_build
     from edgepipe.trt.loader import cuda_device, import_tensorrt, tensorrt_version
     from edgepipe.trt.portability import machine_facts
 
     source = Path(source).resolve()
+    target = check_bundle_target(source, target)  # a bundle names its target; refuse another one
     files = find_source_files(source)
     profile = None
     reason = f"{precision} as requested"

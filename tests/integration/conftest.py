@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO
+from helpers.recipes import REPO
 
 _RUNS: dict[str, Path] = {}
 

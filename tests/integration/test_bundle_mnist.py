@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, write_recipe
+from helpers.recipes import REPO, write_recipe
 from PIL import Image
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers.recipes import write_recipe
 
 from edgepipe.artifacts import read_manifest
 from edgepipe.checkpoint import load_model
-from conftest import write_recipe
 
 
 @pytest.mark.integration

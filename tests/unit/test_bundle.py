@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import typer
-from conftest import REPO, write_recipe
+from helpers.recipes import REPO, write_recipe
 from onnx import helper, numpy_helper
 from typer.testing import CliRunner
 

@@ -6,13 +6,13 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from helpers.recipes import write_recipe
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from edgepipe import __version__
 from edgepipe.artifacts import add_artifact, new_manifest, write_manifest
 from edgepipe.cli.main import COMMANDS, app
-from conftest import write_recipe
 
 runner = CliRunner()
 
@@ -61,8 +61,8 @@ def _add_bad_onnx_artifact(run, output_classes=4):
         "constant",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 12, 12])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", output_classes])],
-        [numpy_helper.from_array(np.array([1], np.int64), "one"), numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
-         numpy_helper.from_array(logits, "bias")],
+        [numpy_helper.from_array(np.array([1], np.int64), "one"),
+         numpy_helper.from_array(np.zeros(1, np.float32), "zero"), numpy_helper.from_array(logits, "bias")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, stage / "model.onnx")

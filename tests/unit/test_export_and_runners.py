@@ -72,7 +72,8 @@ def test_broken_parity_fails_and_writes_nothing(tiny_run, tmp_path, monkeypatch)
 
 
 def test_missing_provider_names_available_ones(tiny_run):
-    with pytest.raises(EdgepipeError, match=r"requested provider CUDAExecutionProvider; available: .*CPUExecutionProvider"):
+    expected = r"requested provider CUDAExecutionProvider; available: .*CPUExecutionProvider"
+    with pytest.raises(EdgepipeError, match=expected):
         with OrtRunner(tiny_run / "export" / "model.onnx", providers=["CUDAExecutionProvider"]):
             pass
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from conftest import write_recipe
+from helpers.recipes import write_recipe
 from PIL import Image
 from typer.testing import CliRunner
 

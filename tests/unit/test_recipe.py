@@ -1,10 +1,10 @@
 from pathlib import Path
 
 import pytest
+from helpers.recipes import REPO, write_recipe
 
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import load_recipe
-from conftest import REPO, write_recipe
 
 SHIPPED = sorted((REPO / "recipes").glob("*.yaml"))
 

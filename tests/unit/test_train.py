@@ -2,13 +2,13 @@ import shutil
 
 import pytest
 import torch
+from helpers.recipes import write_recipe
 
 from edgepipe.artifacts import read_manifest
 from edgepipe.checkpoint import load_model
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import load_recipe
 from edgepipe.stages.train import train
-from conftest import write_recipe
 
 OPTIMIZERS = ["sgd", "momentum", "nesterov", "adagrad", "adam"]
 
