@@ -75,8 +75,8 @@ def _speedup(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}x"
 
 
-BENCH_COLUMNS = ("artifact", "backend", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "p50 ±", "samples/s",
-                 "speedup", "e2e p50", "memory", "size", "params", "MACs", "drop pt")
+BENCH_COLUMNS = ("artifact", "backend", "prec", "batch", "p50 ms", "p90", "p99", "p50 ±", "samples/s", "speedup",
+                 "e2e p50", "memory", "size", "params", "MACs", "drop pt")
 
 
 def _bytes(size: float | None) -> str:
@@ -90,9 +90,13 @@ def _bytes(size: float | None) -> str:
     return str(size)
 
 
-def bench_cells(row: dict[str, Any]) -> list[str]:
+_SHORT_BACKENDS = {"onnxruntime": "ort", "tensorrt": "trt"}
+
+
+def bench_cells(row: dict[str, Any], short: bool = False) -> list[str]:
     latency, e2e = row["latency_ms"], row.get("end_to_end")
-    return [row["artifact"], row["backend"], row["precision"], str(row["batch"]), _ms(latency["p50"]),
+    backend = _SHORT_BACKENDS.get(row["backend"], row["backend"]) if short else row["backend"]
+    return [row["artifact"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
             _ms(latency["p90"]), _ms(latency["p99"]), f"{row['p50_spread_pct'] / 2:.1f}%",
             _count(row["throughput_per_s"]), _speedup(row.get("speedup_vs_original")),
             _ms(e2e["latency_ms"]["p50"]) if e2e else "—", _bytes(row.get("peak_memory_bytes")),
@@ -105,12 +109,15 @@ def bench_table(result: dict[str, Any]) -> Table:
     settings = result["settings"]
     timing = f"{settings['seconds']} s" if settings["seconds"] else f"{settings['iters']} iters"
     table = Table(title=f"bench · {describe(result['machine'])} · {timing} x {settings['repeats']} repeats, "
-                        f"warmup {settings['warmup']}", caption=_deployable_caption(result))
-    for column in BENCH_COLUMNS:
-        table.add_column(column, justify="left" if column in ("artifact", "backend", "precision") else "right",
-                         no_wrap=column != "artifact")
+                        f"warmup {settings['warmup']}", caption=_deployable_caption(result) +
+                  "\nbackend: ort = onnxruntime, trt = TensorRT; p50 ± = half the range of the repeats' p50s",
+                  padding=(0, 1), pad_edge=False)
+    longest = max((len(r["artifact"]) for r in result["rows"]), default=8)
+    for column in BENCH_COLUMNS:  # the artifact name never shrinks; numbers never wrap
+        table.add_column(column, justify="left" if column in ("artifact", "backend", "prec") else "right",
+                         no_wrap=True, min_width=longest if column == "artifact" else None)
     for row in result["rows"]:
-        cells = bench_cells(row)
+        cells = bench_cells(row, short=True)
         if row["artifact"] == "original":
             cells[0] = f"[bold]{cells[0]}[/bold]"
         table.add_row(*cells)
@@ -200,6 +207,47 @@ def _marker_area(size_bytes: float, largest: float) -> float:
     return 60.0 + 900.0 * (size_bytes / largest) if largest else 60.0
 
 
+# label offsets (points) tried in order: right, then left, then further up/down, until a label overlaps nothing
+_LABEL_OFFSETS = [(14, 8), (14, -16), (-14, 8), (-14, -16), (14, 24), (14, -32), (-14, 24), (-14, -32),
+                  (0, 40), (0, -48), (30, 40), (30, -56)]
+_Box = tuple[float, float, float, float]
+
+
+def _overlaps(box: _Box, others: list[_Box]) -> bool:
+    return any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3] for o in others)
+
+
+def _place_labels(figure: Any, axis: Any, points: list[tuple[float, float, float, str, bool, bool]]) -> None:
+    """Greedy label placement: each label takes the first offset whose box overlaps no marker and no earlier
+    label and stays inside the axes (matplotlib has no built-in; adjustText would be one more dependency)."""
+    renderer = figure.canvas.get_renderer()
+    pixels_per_point = figure.dpi / 72.0
+    frame = axis.get_window_extent(renderer)
+    markers: list[_Box] = []
+    for x, y, area, *_ in points:
+        cx, cy = axis.transData.transform((x, y))
+        radius = (area ** 0.5) / 2 * pixels_per_point
+        markers.append((cx - radius, cy - radius, cx + radius, cy + radius))
+    placed: list[_Box] = []
+    for index, (x, y, _, label, is_original, is_pick) in enumerate(points):
+        obstacles = placed + markers[:index] + markers[index + 1:]
+        for number, (dx, dy) in enumerate(_LABEL_OFFSETS):
+            far = abs(dy) > 20 or dx == 0
+            text = axis.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=9,
+                                 ha="left" if dx >= 0 else "right", va="bottom" if dy >= 0 else "top",
+                                 fontweight="bold" if is_original or is_pick else "normal", zorder=5,
+                                 color="#1a7f1a" if is_pick else "black",
+                                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+                                 arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.7} if far else None)
+            extent = text.get_window_extent(renderer)
+            box = (extent.x0, extent.y0, extent.x1, extent.y1)
+            inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+            if (inside and not _overlaps(box, obstacles)) or number == len(_LABEL_OFFSETS) - 1:
+                placed.append(box)
+                break
+            text.remove()
+
+
 def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     """RUN/report.png: accuracy vs p50 latency (log x), one panel per batch size, marker area by file size,
     the original highlighted, the accuracy budget drawn. None when there is nothing with accuracy to plot."""
@@ -221,35 +269,39 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     accuracies = [r["accuracy"] * 100 for r in rows]
     low = min(min(accuracies), original * 100 - budget) - 0.4 * budget
     high = max(max(accuracies), original * 100) + 0.3 * budget
-    figure, axes = plt.subplots(1, len(sizes), figsize=(6.2 * len(sizes), 5.2), sharey=True, squeeze=False)
+    pick = (bench.get("deployable") or {}).get("cpu") or {}
+    figure, axes = plt.subplots(1, len(sizes), figsize=(6.4 * len(sizes), 5.4), sharey=True, squeeze=False)
+    labels = []
     for axis, size in zip(axes[0], sizes, strict=True):
         at_size = sorted((r for r in rows if r["batch"] == size), key=lambda r: r["latency_ms"]["p50"])
         axis.axhspan(original * 100 - budget, high, color="#2ca02c", alpha=0.07, zorder=0)
         axis.axhline(original * 100 - budget, color="#2ca02c", linestyle="--", linewidth=1.2, zorder=1)
         axis.axhline(original * 100, color="0.6", linestyle=":", linewidth=1, zorder=1)
-        for number, row in enumerate(at_size):
-            x, y = row["latency_ms"]["p50"], row["accuracy"] * 100
-            is_original = row["artifact"] == "original"
-            axis.scatter(x, y, s=_marker_area(row["size_bytes"], largest) * (1.6 if is_original else 1.0),
-                         c=_BACKEND_COLORS.get(row["backend"], "0.4"), alpha=0.75, zorder=3,
-                         marker="*" if is_original else _PRECISION_MARKERS.get(row["precision"], "D"),
-                         edgecolors="black" if is_original else "white", linewidths=1.5 if is_original else 0.8)
-            speed = "" if is_original or row.get("speedup_vs_original") is None else \
-                f"  {row['speedup_vs_original']:.1f}x"
-            label = f"{row['artifact']}{speed}"
-            offset = (14, 10) if number % 2 == 0 else (14, -18)
-            axis.annotate(label, (x, y), textcoords="offset points", xytext=offset, fontsize=9,
-                          fontweight="bold" if is_original else "normal", zorder=4,
-                          bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.7})
+        xs = [r["latency_ms"]["p50"] for r in at_size]
         axis.set_xscale("log")
+        axis.set_xlim(min(xs) / 2.0, max(xs) * 3.0)
+        axis.set_ylim(low, high)
         axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
-        axis.text(0.02, (original * 100 - budget - low) / (high - low), f" budget: -{budget} pt",
+        axis.text(0.02, (original * 100 - budget - low) / (high - low) - 0.01, f"budget: -{budget} pt",
                   transform=axis.transAxes, va="top", fontsize=9, color="#2ca02c")
-        xs = [r["latency_ms"]["p50"] for r in at_size]
-        axis.set_xlim(min(xs) / 1.8, max(xs) * 3.0)
-        axis.set_ylim(low, high)
+        points = []
+        for row in at_size:
+            x, y = row["latency_ms"]["p50"], row["accuracy"] * 100
+            is_original = row["artifact"] == "original"
+            area = _marker_area(row["size_bytes"], largest) * (1.6 if is_original else 1.0)
+            axis.scatter(x, y, s=area, c=_BACKEND_COLORS.get(row["backend"], "0.4"), alpha=0.75, zorder=3,
+                         marker="*" if is_original else _PRECISION_MARKERS.get(row["precision"], "D"),
+                         edgecolors="black" if is_original else "white", linewidths=1.5 if is_original else 0.8)
+            is_pick = row["artifact"] == pick.get("artifact")
+            if is_pick:  # a ring around the deployable artifact
+                axis.scatter(x, y, s=area * 2.4, facecolors="none", edgecolors="#2ca02c", linewidths=2.2, zorder=4)
+            speed = "" if is_original or row.get("speedup_vs_original") is None else \
+                f"  {row['speedup_vs_original']:.1f}x"
+            points.append((x, y, area, f"{row['artifact']}{speed}{'  (deploy)' if is_pick else ''}", is_original,
+                           is_pick))
+        labels.append((axis, points))
         axis.set_title(f"batch {size}", fontsize=11)
         axis.set_xlabel("p50 latency per batch (ms, log scale)")
         axis.grid(True, which="major", alpha=0.3)
@@ -260,14 +312,18 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
                 for backend, color in _BACKEND_COLORS.items() if any(r["backend"] == backend for r in rows)]
     handles += [Line2D([], [], marker=marker, color="w", markerfacecolor="0.5", markersize=9, label=precision)
                 for precision, marker in _PRECISION_MARKERS.items() if any(r["precision"] == precision for r in rows)]
-    handles.append(Line2D([], [], color="#2ca02c", linestyle="--",
-                          label=f"budget: ≤ {budget} pt below original"))
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), frameon=False, fontsize=9)
+    handles.append(Line2D([], [], color="#2ca02c", linestyle="--", label=f"budget: ≤ {budget} pt below original"))
+    if pick.get("artifact"):
+        handles.append(Line2D([], [], marker="o", color="w", markerfacecolor="none", markeredgecolor="#2ca02c",
+                              markeredgewidth=2, markersize=13, label="picked for CPU deployment"))
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), frameon=False, fontsize=9)
     machine = bench.get("machine", {})
     figure.suptitle(f"{report.get('recipe', '')}: accuracy vs latency · marker area ∝ file size "
-                    f"({_size(largest)} largest) · {machine.get('cpu', '?')}, {machine.get('threads', '?')} threads",
-                    fontsize=12)
+                    f"({_size(largest)} largest) · {machine.get('cpu', '?')}, {machine.get('threads', '?')} threads"
+                    f" · labels: speedup vs original", fontsize=12)
     figure.tight_layout(rect=(0, 0.07, 1, 0.95))
+    for axis, points in labels:  # after the layout is final, so boxes are where they will be drawn
+        _place_labels(figure, axis, points)
     path = Path(run_dir) / "report.png"
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -271,3 +271,26 @@ def write_bench_report(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     write_report_markdown(run_dir, report)
     write_report_plot(run_dir, report)
     return report
+
+
+def finish_report(run_dir: Path, recipe: Any) -> dict[str, Any]:
+    """The end of `edgepipe pipeline`: bench when the recipe has a bench: section (writing report.json's "bench",
+    report.md and report.png), else report.md from the eval results alone; says the deployable pick."""
+    from edgepipe.artifacts import read_json
+    from edgepipe.report import REPORT, write_report_markdown, write_report_plot
+
+    run_dir = Path(run_dir)
+    config = recipe.bench
+    if config is not None:
+        bench(run_dir, batch_sizes=config.batch_sizes, warmup=config.warmup, iters=config.iters,
+              seconds=getattr(config, "seconds", None), threads=config.threads,
+              backends=getattr(config, "backends", None), repeats=getattr(config, "repeats", 3),
+              end_to_end=getattr(config, "end_to_end", True), memory=getattr(config, "memory", True),
+              max_accuracy_drop=recipe.eval.max_accuracy_drop, deploy_batch=config.deploy_batch)
+    report = read_json(run_dir / REPORT, "report")
+    if config is None:
+        write_report_markdown(run_dir, report)
+        write_report_plot(run_dir, report)
+    for target, pick in (report.get("bench") or {}).get("deployable", {}).items():
+        say(f"deploy on {target}: {pick['reason']}")
+    return report

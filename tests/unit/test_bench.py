@@ -251,3 +251,19 @@ def test_pick_reports_when_nothing_is_within_budget() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 1.0), _row("a", "onnxruntime", "int8", 2.0, 3.0)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
     assert pick["artifact"] is None and "no artifact within" in pick["reason"]
+
+
+def test_finish_report_benches_when_the_recipe_asks_and_writes_md_either_way(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edgepipe.recipe import BenchConfig, EvalConfig
+    from edgepipe.stages.bench import finish_report
+
+    run = make_tiny_run(tmp_path)
+    report = finish_report(run, SimpleNamespace(bench=None, eval=EvalConfig()))
+    assert "bench" not in report and (run / "report.md").is_file() and not (run / "report.png").exists()
+    config = BenchConfig(batch_sizes=[1], warmup=0, iters=2, threads=1)
+    report = finish_report(run, SimpleNamespace(bench=config, eval=EvalConfig(max_accuracy_drop=0.05)))
+    assert report["bench"]["max_accuracy_drop"] == 0.05
+    assert report["bench"]["deployable"]["cpu"]["artifact"] in {"original", "onnx-fp32"}  # int8 drops 0.1 > 0.05
+    assert (run / "report.png").is_file() and "Deployable" in (run / "report.md").read_text()

@@ -1,0 +1,98 @@
+"""Reproduce the README's CPU performance table from a clean clone.
+
+    .venv/bin/python benchmarks/cpu_table.py [--recipe recipes/mnist-resnet.yaml] [--run runs/bench-mnist-resnet]
+                                             [--threads 2] [--batch 1,64] [--iters 50] [--repeats 3]
+
+Trains the recipe through edgepipe's Python API when the run has no train/ stage yet (pipeline: train, export,
+eval), then prunes (+ exports the pruned model) and quantizes when those stages exist in this install, evaluates
+every artifact, benches them side by side (interleaved rounds, same process, same thread count) and prints a
+markdown table naming the machine, the deployable pick and the speedups the README quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _has_stage(name: str) -> bool:
+    return importlib.util.find_spec(f"edgepipe.stages.{name}") is not None
+
+
+def prepare_run(recipe_path: Path, run: Path, target_macs: float) -> None:
+    """Train/export/eval via the pipeline if needed, then prune and quantize when those stages exist."""
+    from edgepipe.progress import say
+    from edgepipe.recipe import PruneConfig, QuantizeConfig, load_recipe
+    from edgepipe.stages.export import export
+    from edgepipe.stages.pipeline import run_pipeline
+
+    recipe = load_recipe(recipe_path)
+    if not (run / "train" / "manifest.json").is_file():
+        say(f"cpu_table: training {recipe.name} into {run} (once; later runs reuse it)")
+        run_pipeline(recipe_path, run)
+    if _has_stage("prune") and not (run / "prune" / "manifest.json").is_file():
+        from edgepipe.stages.prune import prune
+
+        prune(run, run / "prune", recipe.prune or PruneConfig(target_macs=target_macs), reuse=True)
+    if (run / "prune" / "manifest.json").is_file():
+        export(run / "prune", run / "export-pruned", recipe.export, reuse=True, name="pruned-onnx-fp32")
+    if _has_stage("quantize") and not (run / "quantize" / "manifest.json").is_file():
+        from edgepipe.stages.quantize import quantize
+
+        quantize(run, run / "quantize", recipe.quantize or QuantizeConfig(), reuse=True)
+
+
+def floors(result: dict) -> list[str]:
+    """The issue's floors, checked on the picked CPU artifact vs the original, from this one run."""
+    pick = result["deployable"]["cpu"]
+    lines = []
+    for size, floor in ((64, 12.0), (1, 10.0)):
+        row = next((r for r in result["rows"] if r["artifact"] == pick["artifact"] and r["batch"] == size), None)
+        if row is None or row["speedup_vs_original"] is None:
+            continue
+        verdict = "meets" if row["speedup_vs_original"] >= floor else "BELOW"
+        lines.append(f"- batch {size}: {pick['artifact']} is {row['speedup_vs_original']:.1f}x the original's "
+                     f"throughput ({verdict} the {floor:.0f}x floor), drop {row['accuracy_drop_pts']} pt")
+    lines.append(f"- largest p50 spread across repeats: {result['p50_spread_pct_max']:.1f}% of the median "
+                 f"({'within' if result['p50_spread_pct_max'] <= 10 else 'OVER'} the 10% floor)")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "mnist-resnet.yaml")
+    parser.add_argument("--run", type=Path, default=REPO / "runs" / "bench-mnist-resnet")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", default="1,64")
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--target-macs", type=float, default=0.25,
+                        help="prune target when the recipe has no prune: section (fraction of MACs kept)")
+    args = parser.parse_args()
+
+    from edgepipe.bench.machine import describe
+    from edgepipe.report import bench_markdown_table, update_report
+    from edgepipe.stages.bench import bench
+    from edgepipe.stages.evaluate import evaluate
+
+    prepare_run(args.recipe, args.run, args.target_macs)
+    update_report(args.run, evaluate(args.run))
+    result = bench(args.run, batch_sizes=[int(b) for b in args.batch.split(",")], threads=args.threads,
+                   iters=args.iters, repeats=args.repeats)
+    print(f"**{result['recipe']}** on {describe(result['machine'])}; {args.iters} iters x {args.repeats} "
+          f"interleaved repeats per artifact and batch (`benchmarks/cpu_table.py`)\n")
+    print(bench_markdown_table(result))
+    print()
+    for target, pick in result["deployable"].items():
+        print(f"- deploy on {target}: {pick['reason']}")
+    print("\n".join(floors(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
