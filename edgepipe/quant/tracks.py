@@ -144,6 +144,7 @@ def strip_for_deploy(path: Path) -> None:
 
     model = onnx.load(str(path))
     del model.graph.value_info[:]
+    _drop_int32_zero_points(model)
     for node in model.graph.node:
         node.doc_string = ""
         del node.metadata_props[:]
@@ -151,6 +152,31 @@ def strip_for_deploy(path: Path) -> None:
         del value.metadata_props[:]
         value.doc_string = ""
     onnx.save(model, str(path))
+
+
+def _drop_int32_zero_points(model) -> None:
+    """Int32 bias zero-points are all zeros, one per channel: the optional input's default says the same."""
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    dropped = set()
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3 or node.input[2] not in initializers:
+            continue
+        zero_point = initializers[node.input[2]]
+        if zero_point.data_type == onnx_int32() and not numpy_helper.to_array(zero_point).any():
+            dropped.add(node.input[2])
+            del node.input[2]
+    still_used = {name for node in model.graph.node for name in node.input}
+    kept = [init for init in model.graph.initializer if init.name not in dropped or init.name in still_used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+
+
+def onnx_int32() -> int:
+    import onnx
+
+    return onnx.TensorProto.INT32
 
 
 def quantizable_nodes(model_path: Path) -> list[tuple[str, str]]:
