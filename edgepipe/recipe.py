@@ -126,8 +126,13 @@ class BuildConfig(Section):
 class BenchConfig(Section):
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 64])
     warmup: int = Field(default=10, ge=0)
-    iters: int = Field(default=100, ge=1)
-    threads: int | None = Field(default=None, ge=1)
+    iters: int = Field(default=100, ge=1, description="timed calls per artifact, batch size and repeat")
+    seconds: float | None = Field(default=None, gt=0, description="instead of iters: seconds per artifact/batch/repeat")
+    repeats: int = Field(default=3, ge=1, description="interleaved rounds; the p50 spread across them is reported")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch and onnxruntime (default: all)")
+    backends: list[Literal["torch", "onnxruntime", "tensorrt"]] | None = None
+    end_to_end: bool = Field(default=True, description="also time preprocessing from raw uint8 input")
+    memory: bool = Field(default=True, description="peak RSS per artifact, each in a fresh process")
     deploy_batch: int = Field(default=1, ge=1, description="batch size the deployable artifact is picked at")
 
     @field_validator("batch_sizes")

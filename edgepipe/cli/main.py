@@ -29,6 +29,7 @@ app = typer.Typer(
 COMMANDS = {
     "train": "edgepipe.cli.train",
     "export": "edgepipe.cli.export",
+    "quantize": "edgepipe.cli.quantize",
     "check": "edgepipe.cli.check",
     "build": "edgepipe.cli.build",
     "eval": "edgepipe.cli.evaluate",

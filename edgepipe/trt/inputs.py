@@ -79,7 +79,8 @@ def find_source_files(source: Path) -> SourceFiles:
     files = SourceFiles(
         source=source,
         run_dir=source,
-        fp32_onnx=_first([export / FP32_ONNX, source / FP32_ONNX]),
+        # The pruned export is the deployable FP32 model (and what quantize calibrated) when it exists.
+        fp32_onnx=_first([source / "export-pruned" / FP32_ONNX, export / FP32_ONNX, source / FP32_ONNX]),
         fp16_onnx=_first([quantize / FP16_ONNX, source / FP16_ONNX]),
         int8_trt_onnx=_first([quantize / INT8_TRT_ONNX, source / INT8_TRT_ONNX]),
         int8_cpu_onnx=_first([quantize / INT8_CPU_ONNX, source / INT8_CPU_ONNX]),

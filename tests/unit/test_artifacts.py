@@ -2,8 +2,15 @@ import json
 
 import pytest
 
-from edgepipe.artifacts import (add_artifact, atomic_dir, new_manifest, read_manifest, stage_dir, verify_artifacts,
-                                write_manifest)
+from edgepipe.artifacts import (
+    add_artifact,
+    atomic_dir,
+    new_manifest,
+    read_manifest,
+    stage_dir,
+    verify_artifacts,
+    write_manifest,
+)
 from edgepipe.errors import EdgepipeError
 
 
