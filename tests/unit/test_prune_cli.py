@@ -1,0 +1,112 @@
+"""`edgepipe prune` through typer: the before/after table, and one-line errors (exit 2) that change nothing on disk."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import typer
+from conftest import write_recipe
+from typer.testing import CliRunner
+
+import edgepipe.stages.prune as prune_stage
+from edgepipe.artifacts import read_manifest, write_manifest
+from edgepipe.cli.main import user_errors
+from edgepipe.cli.prune import command
+from edgepipe.recipe import load_recipe
+from edgepipe.stages.train import train
+
+app = typer.Typer()
+app.command()(user_errors(command))
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def quick_latency(monkeypatch):
+    monkeypatch.setattr(prune_stage, "LATENCY_ROUNDS", 1)
+    monkeypatch.setattr(prune_stage, "LATENCY_SECONDS", 0.01)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    recipe = load_recipe(write_recipe(root / "r.yaml", model={"name": "vgg", "params": {"widths": [16, 32]}},
+                                      train={"epochs": 2}))
+    train(recipe, root / "run" / "train")
+    return root / "run"
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    shutil.copytree(trained, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_prune_prints_the_before_after_table(run):
+    result = runner.invoke(app, [str(run), "--ratio", "0.5", "--finetune-epochs", "1", "--ignore", "features.0"])
+    assert result.exit_code == 0, result.output
+    for text in ("params", "MACs / sample", "test accuracy", "latency p50, batch 64", "x fewer", "x faster"):
+        assert text in result.output
+    manifest = read_manifest(run / "prune")
+    assert manifest["config"]["ignore_layers"] == ["features.0"] and manifest["config"]["ratio"] == 0.5
+
+
+def test_2_4_prints_where_the_speedup_can_appear(run):
+    result = runner.invoke(app, [str(run / "train"), "--method", "2:4", "--finetune-epochs", "0",
+                                 "--out", str(run / "sparse")])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "2:4 pattern (checked on the exported ONNX weights)" in flat
+    assert "Ampere" in flat and "gain nothing" in flat
+    assert read_manifest(run / "sparse")["artifacts"][0]["precision"] == "fp32-2:4"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--ratio", "1.5"], "--ratio: Input should be less than 1"),
+    (["--ratio", "0"], "--ratio: Input should be greater than 0"),
+    (["--ratio", "0.3", "--target-macs", "0.5"], "--target-macs: give either ratio or target_macs, not both"),
+    ([], "--target-macs: channel pruning needs a target"),
+    (["--method", "2:4", "--ratio", "0.5"], "--ratio: 2:4 sparsity always zeroes half the weights"),
+    (["--method", "magic", "--ratio", "0.5"], "--method: Input should be 'channel' or '2:4'"),
+    (["--ratio", "0.5", "--ignore", "features.42"],
+     "no layer named 'features.42' in this model; layers: features.0, features.3"),
+    (["--ratio", "0.5", "--importance", "bn_scale", "--ignore", "classifier"], None),
+])
+def test_bad_options_are_one_line_exit_2_and_change_nothing(run, arguments, message):
+    before = _tree(run)
+    result = runner.invoke(app, [str(run), "--finetune-epochs", "0", *arguments])
+    if message is None:  # the control case: valid options do succeed
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert _tree(run) == before
+
+
+def test_checkpoint_without_a_model_spec_is_refused(run):
+    manifest = read_manifest(run / "train")
+    del manifest["model"]
+    write_manifest(run / "train", manifest)
+    before = _tree(run)
+    result = runner.invoke(app, [str(run / "train" / "model.pt"), "--ratio", "0.5"])
+    assert result.exit_code == 2
+    assert "manifest has no model spec" in result.output
+    assert _tree(run) == before
+
+
+def test_a_model_without_eligible_2_4_layers_is_refused(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", model={"name": "mlp", "params": {"hidden": [30]}},
+                                      train={"epochs": 1}))
+    train(recipe, tmp_path / "run" / "train")
+    before = _tree(tmp_path / "run")
+    result = runner.invoke(app, [str(tmp_path / "run"), "--method", "2:4"])
+    assert result.exit_code == 2
+    assert "2:4: model 'mlp' has no eligible layer" in result.output
+    assert _tree(tmp_path / "run") == before
