@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--batch", default="1,64")
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--target-macs", type=float, default=0.25,
+    parser.add_argument("--target-macs", type=float, default=0.5,
                         help="prune target when the recipe has no prune: section (fraction of MACs kept)")
     args = parser.parse_args()
 

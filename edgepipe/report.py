@@ -208,8 +208,8 @@ def _marker_area(size_bytes: float, largest: float) -> float:
 
 
 # label offsets (points) tried in order: right, then left, then further up/down, until a label overlaps nothing
-_LABEL_OFFSETS = [(14, 8), (14, -16), (-14, 8), (-14, -16), (14, 24), (14, -32), (-14, 24), (-14, -32),
-                  (0, 40), (0, -48), (30, 40), (30, -56)]
+_LABEL_OFFSETS = [(14, 8), (14, -16), (-14, 8), (-14, -16), (16, -4), (-16, -4), (14, 24), (14, -32),
+                  (-14, 24), (-14, -32), (0, 40), (0, -48), (40, 16), (40, -24), (-40, 16), (-40, -24)]
 _Box = tuple[float, float, float, float]
 
 
@@ -231,21 +231,38 @@ def _place_labels(figure: Any, axis: Any, points: list[tuple[float, float, float
     placed: list[_Box] = []
     for index, (x, y, _, label, is_original, is_pick) in enumerate(points):
         obstacles = placed + markers[:index] + markers[index + 1:]
+        best: tuple[int, int, _Box] | None = None
         for number, (dx, dy) in enumerate(_LABEL_OFFSETS):
-            far = abs(dy) > 20 or dx == 0
-            text = axis.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=9,
-                                 ha="left" if dx >= 0 else "right", va="bottom" if dy >= 0 else "top",
-                                 fontweight="bold" if is_original or is_pick else "normal", zorder=5,
-                                 color="#1a7f1a" if is_pick else "black",
-                                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
-                                 arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.7} if far else None)
-            extent = text.get_window_extent(renderer)
-            box = (extent.x0, extent.y0, extent.x1, extent.y1)
+            box = _label_box(figure, axis, renderer, (x, y), label, (dx, dy))
             inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
-            if (inside and not _overlaps(box, obstacles)) or number == len(_LABEL_OFFSETS) - 1:
-                placed.append(box)
+            score = (0 if inside else 100) + sum(_overlaps(box, [o]) for o in obstacles)
+            if best is None or score < best[0]:
+                best = (score, number, box)
+            if score == 0:
                 break
-            text.remove()
+        score, number, box = best
+        dx, dy = _LABEL_OFFSETS[number]
+        axis.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=9,
+                      ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                      va="bottom" if dy > 0 else "top" if dy < -6 else "center",
+                      fontweight="bold" if is_original or is_pick else "normal", zorder=5,
+                      color="#1a7f1a" if is_pick else "black",
+                      bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+                      arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.7, "shrinkA": 0, "shrinkB": 4})
+        placed.append(box)
+
+
+def _label_box(figure: Any, axis: Any, renderer: Any, xy: tuple[float, float], label: str,
+               offset: tuple[int, int]) -> _Box:
+    """Where a label at ``offset`` (points) from ``xy`` would be drawn, in display pixels (drawn, measured, removed)."""
+    dx, dy = offset
+    text = axis.annotate(label, xy, textcoords="offset points", xytext=(dx, dy), fontsize=9, fontweight="bold",
+                         ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                         va="bottom" if dy > 0 else "top" if dy < -6 else "center",
+                         bbox={"boxstyle": "round,pad=0.2"})
+    extent = text.get_window_extent(renderer)
+    text.remove()
+    return (extent.x0, extent.y0, extent.x1, extent.y1)
 
 
 def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
@@ -267,8 +284,9 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     budget = float(report.get("max_accuracy_drop", bench.get("max_accuracy_drop", 0.5)))
     largest = max(r["size_bytes"] for r in rows)
     accuracies = [r["accuracy"] * 100 for r in rows]
-    low = min(min(accuracies), original * 100 - budget) - 0.4 * budget
-    high = max(max(accuracies), original * 100) + 0.3 * budget
+    low, high = min(min(accuracies), original * 100 - budget), max(max(accuracies), original * 100)
+    pad = 0.3 * budget + 0.15 * (high - low)  # room for labels above the top and below the bottom points
+    low, high = low - pad, high + pad
     pick = (bench.get("deployable") or {}).get("cpu") or {}
     figure, axes = plt.subplots(1, len(sizes), figsize=(6.4 * len(sizes), 5.4), sharey=True, squeeze=False)
     labels = []
@@ -279,7 +297,7 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
         axis.axhline(original * 100, color="0.6", linestyle=":", linewidth=1, zorder=1)
         xs = [r["latency_ms"]["p50"] for r in at_size]
         axis.set_xscale("log")
-        axis.set_xlim(min(xs) / 2.0, max(xs) * 3.0)
+        axis.set_xlim(min(xs) / 2.5, max(xs) * 4.0)
         axis.set_ylim(low, high)
         axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))

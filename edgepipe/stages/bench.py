@@ -233,6 +233,11 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
                   "peak_memory_bytes: RSS high-water mark above a fresh process's baseline after importing the "
                   "backend (model + runtime + activations), one process per artifact"],
     }
+    machine = result["machine"]
+    if machine.get("load_average_1min", 0) > machine.get("cpus_available", machine["cores"] or 1):
+        result["notes"].insert(0, f"the machine was busy (1-min load {machine['load_average_1min']} on "
+                                  f"{machine.get('cpus_available', machine['cores'])} CPUs): expect wide spreads; "
+                                  "PyTorch's OpenMP pool suffers most from oversubscription")
     if write and subject.run_dir is not None:
         write_bench_report(subject.run_dir, result)
     return result
