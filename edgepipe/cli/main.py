@@ -28,6 +28,7 @@ app = typer.Typer(
 # Order is the order `--help` lists them (the order of the pipeline).
 COMMANDS = {
     "train": "edgepipe.cli.train",
+    "prune": "edgepipe.cli.prune",
     "export": "edgepipe.cli.export",
     "quantize": "edgepipe.cli.quantize",
     "check": "edgepipe.cli.check",
