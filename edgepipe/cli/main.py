@@ -34,6 +34,7 @@ COMMANDS = {
     "check": "edgepipe.cli.check",
     "build": "edgepipe.cli.build",
     "eval": "edgepipe.cli.evaluate",
+    "bench": "edgepipe.cli.bench",
     "bundle": "edgepipe.cli.bundle",
     "infer": "edgepipe.cli.infer",
     "pipeline": "edgepipe.cli.pipeline",

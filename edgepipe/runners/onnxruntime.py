@@ -49,6 +49,11 @@ class OrtRunner(Runner):
         self._spec = TensorSpec(meta.name, tuple(_dimension(d) for d in meta.shape))
         self._output = self.session.get_outputs()[0].name
 
+    def close(self) -> None:
+        # Free the session and its intra-op thread pool now, not whenever the runner is garbage collected:
+        # bench and eval open one backend after another on the same few cores.
+        self.session = None
+
     @property
     def input_spec(self) -> TensorSpec:
         return self._spec

@@ -24,8 +24,24 @@ def _quantize_config(recipe: Recipe):
     return config.model_copy(update=update)
 
 
+def _build_engines(out: Path, recipe: Recipe) -> None:
+    """TensorRT engines where TensorRT and a GPU exist; elsewhere one line, and the CPU artifacts carry on."""
+    from edgepipe.errors import MissingDependency
+    from edgepipe.stages.build import build
+
+    config = recipe.build
+    try:
+        build(out, None, precision=config.precision, target=recipe.target, workspace_mib=config.workspace_mib,
+              batch=config.batch, dla_core=config.dla_core,
+              gpu_fallback=config.gpu_fallback and config.dla_core is not None, sparsity=config.sparsity,
+              opt_level=config.opt_level, timing_cache=out / "trt.timing.cache")
+    except MissingDependency as exc:
+        say(f"[yellow]build skipped: {exc}[/yellow]")
+
+
 def run_pipeline(recipe_path: Path, out: Path) -> dict[str, Any]:
     """Run the recipe into run directory ``out``; returns the report (also written to out/report.json)."""
+    from edgepipe.stages.bench import finish_report
     from edgepipe.stages.evaluate import evaluate
     from edgepipe.stages.export import export
     from edgepipe.stages.train import train
@@ -48,7 +64,14 @@ def run_pipeline(recipe_path: Path, out: Path) -> dict[str, Any]:
 
         quantize(out, out / "quantize", _quantize_config(recipe), reuse=True)
 
+    if recipe.build is not None:
+        _build_engines(out, recipe)
     report = evaluate(out, max_accuracy_drop=recipe.eval.max_accuracy_drop, batch_size=recipe.eval.batch_size)
-    report = update_report(out, report)
+    update_report(out, report)
+    report = finish_report(out, recipe)  # bench (in a fresh process), report.md/.png, the deployable pick
+    if recipe.target:
+        from edgepipe.stages.bundle import make_bundle
+
+        make_bundle(out, recipe.target, out / f"bundle-{recipe.target}")
     say(f"pipeline: report → {out / 'report.json'}")
     return report
