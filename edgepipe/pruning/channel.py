@@ -181,3 +181,32 @@ def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iteration
         else:
             low = middle
     return high, high_fraction
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 128) -> bool:
+    """Re-estimate BatchNorm running statistics on ``inputs`` (forward passes only, no weight changes).
+
+    Removing channels shifts every later layer's input distribution, and the stored running statistics
+    no longer match it: a ResNet pruned by a quarter can fall to chance accuracy until fine-tuning moves
+    them. Recomputing them (as EagleEye's "adaptive BN" does) makes the before-fine-tune accuracy
+    meaningful and the only pruned model usable when fine-tuning is off. Returns False without BatchNorm.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    saved = [(m.momentum, m.training) for m in norms]
+    was_training = model.training
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over all batches
+        norm.train()
+    device = next(model.parameters()).device
+    for start in range(0, len(inputs), batch_size):
+        model(inputs[start:start + batch_size].to(device))
+    for norm, (momentum, training) in zip(norms, saved, strict=True):
+        norm.momentum = momentum
+        norm.train(training)
+    model.train(was_training)
+    return True

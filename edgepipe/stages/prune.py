@@ -33,6 +33,7 @@ SPARSITY_NOTE = ("2:4 sparsity speeds up inference only in TensorRT on Ampere-cl
                  "RTX 30xx/A100 and newer) with sparse weights enabled (`edgepipe build --sparsity`), and usually "
                  "only for layers with >= 256 channels; onnxruntime and other CPU runtimes gain nothing from it.")
 GRADIENT_BATCHES, GRADIENT_BATCH_SIZE = 4, 64
+BATCHNORM_SAMPLES = 2048  # training images (not augmented) that re-estimate BatchNorm statistics after a step
 # Interleaved timing rounds x seconds per model and batch size (about 5 s in all for two models, two batches).
 LATENCY_ROUNDS, LATENCY_SECONDS = 5, 0.25
 
@@ -90,7 +91,13 @@ def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list]:
 
 def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig,
                     config: PruneConfig, device) -> dict[str, Any]:
-    from edgepipe.pruning.channel import build_pruner, check_prunable, pruning_step, search_ratio
+    from edgepipe.pruning.channel import (
+        build_pruner,
+        check_prunable,
+        pruning_step,
+        recalibrate_batchnorm,
+        search_ratio,
+    )
     from edgepipe.pruning.measure import count_macs_params
     from edgepipe.pruning.replay import history_to_json
 
@@ -117,19 +124,20 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
     for step in range(1, config.steps + 1):
         model.cpu()
         pruning_step(pruner, model, config.importance, gradient_batches)
+        recalibrated = recalibrate_batchnorm(model, x_train[:BATCHNORM_SAMPLES])
         macs, params = count_macs_params(model, input_shape)
         before_finetune = _accuracies(model, dataset, torch.device("cpu"))
         finetune = _finetune(model, dataset, train_config, config, device, label=f"prune step {step}/{config.steps}")
         model.cpu()
-        steps.append({"step": step, "macs": macs, "params": params, "val_accuracy_pruned": before_finetune["val"],
-                      "finetune": finetune})
+        steps.append({"step": step, "macs": macs, "params": params, "batchnorm_recalibrated": recalibrated,
+                      "val_accuracy_pruned": before_finetune["val"], "finetune": finetune})
     return {"ratio": ratio, "search": search, "steps": steps, "history": history_to_json(pruner.pruning_history()),
             "accuracy_before_finetune": before_finetune}
 
 
 def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig, config: PruneConfig,
                   device) -> dict[str, Any]:
-    from edgepipe.pruning.channel import resolve_ignored
+    from edgepipe.pruning.channel import recalibrate_batchnorm, resolve_ignored
     from edgepipe.pruning.sparsity24 import (
         IN_MULTIPLE,
         OUT_MULTIPLE,
@@ -150,6 +158,8 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
     model.cpu()
     keeper = MaskKeeper(layers, magnitude_masks(layers))
     keeper()
+    # Zeroing half the weights shifts activations as removing channels does: re-estimate BatchNorm statistics.
+    recalibrated = recalibrate_batchnorm(model, torch.from_numpy(dataset.train.x[:BATCHNORM_SAMPLES]))
     before_finetune = _accuracies(model, dataset, torch.device("cpu"))
     finetune = _finetune(model, dataset, train_config, config, device, label="prune 2:4 fine-tune", after_step=keeper)
     model.cpu()
@@ -160,6 +170,7 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
     sparse_weights = sum(int(module.weight.numel()) for module in layers.values())
     total_weights = sum(int(p.numel()) for name, p in model.named_parameters() if name.endswith("weight"))
     return {"layers": sorted(layers), "accuracy_before_finetune": before_finetune, "finetune": finetune,
+            "batchnorm_recalibrated": recalibrated,
             "sparse_weight_fraction": sparse_weights / max(total_weights, 1) / 2}
 
 
@@ -195,6 +206,10 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     from edgepipe.stages.export import load_stage_dataset
     from edgepipe.training import pick_device
 
+    if config.method == "2:4" and config.steps > 1:
+        raise EdgepipeError(f"steps {config.steps}: 2:4 sparsity is one mask of fixed density (2 of every 4 "
+                            "weights), so there is no schedule to iterate; use steps 1 (more fine-tuning: "
+                            "finetune_epochs), or method channel for iterative pruning")
     source, out = source_stage(source), Path(out)
     source_manifest = read_manifest(source)
     spec = source_manifest.get("model")

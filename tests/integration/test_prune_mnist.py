@@ -1,76 +1,80 @@
-"""Prune a briefly trained ResNet on real MNIST digits: fewer MACs, accuracy kept, 2:4 verified in the ONNX."""
+"""Issue 3's prune floors on real MNIST, from the shipped mnist-resnet recipe, and 2:4 sparsity on its trained model.
+
+The channel test reads the session's shared `pipeline_run("mnist-resnet")` (train, prune, export-pruned, eval),
+so it costs no training of its own; the 2:4 test fine-tunes that run's trained model for one epoch.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import edgepipe.stages.prune as prune_stage
 from edgepipe.artifacts import read_manifest
 from edgepipe.checkpoint import load_model
-from edgepipe.recipe import ExportConfig, PruneConfig, load_recipe
-from edgepipe.stages.export import export
+from edgepipe.recipe import ExportConfig, PruneConfig
+from edgepipe.stages.export import export, load_stage_dataset
 from edgepipe.stages.prune import prune
-from edgepipe.stages.train import train
 from edgepipe.training import accuracy
 
 pytestmark = pytest.mark.integration
 
+# The floors of issue 3 for the mnist-resnet recipe (test split, after fine-tuning).
+MIN_MAC_RATIO = 2.0
+MAX_DROP_POINTS = 0.3
+MIN_SPEEDUP_PER_MAC_RATIO = 0.6  # measured ORT CPU throughput gain at batch 64, per unit of MAC ratio
+
 
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory) -> Path:
-    """A small ResNet (width 16, two blocks) trained briefly on mnist5k (over 90 % test accuracy, not converged)."""
-    root = tmp_path_factory.mktemp("prune-mnist")
-    (root / "recipe.yaml").write_text(yaml.safe_dump({
-        "name": "prune-mnist",
-        "model": {"name": "resnet", "params": {"width": 16, "blocks": [1, 1]}},
-        "dataset": {"name": "mnist5k", "split_seed": 0},
-        "train": {"optimizer": "nesterov", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005,
-                  "schedule": "onecycle", "epochs": 4, "batch_size": 64, "seed": 0},
-    }))
-    recipe = load_recipe(root / "recipe.yaml")
-    train(recipe, root / "run" / "train")
-    return root / "run"
+def resnet_run(pipeline_run) -> Path:
+    return pipeline_run("mnist-resnet")
 
 
-@pytest.fixture(autouse=True)
-def short_latency(monkeypatch):
-    monkeypatch.setattr(prune_stage, "LATENCY_ROUNDS", 2)
-    monkeypatch.setattr(prune_stage, "LATENCY_SECONDS", 0.05)
+def test_recipe_prune_meets_the_mac_accuracy_and_measured_speed_floors(resnet_run):
+    manifest = read_manifest(resnet_run / "prune")
+    metrics = manifest["metrics"]
+    assert manifest["config"]["method"] == "channel"
+    mac_ratio = metrics["macs"]["ratio"]
+    assert mac_ratio >= MIN_MAC_RATIO, metrics["macs"]
+    assert metrics["accuracy"]["drop_points"]["test"] <= MAX_DROP_POINTS, metrics["accuracy"]
+    # Unpruned and pruned ONNX timed side by side, interleaved, in the prune stage's own process.
+    assert metrics["speedup"]["64"] >= MIN_SPEEDUP_PER_MAC_RATIO * mac_ratio, (mac_ratio, metrics["latency"])
+
+    # eval (another code path) agrees: the pruned model and its ONNX export against the original.
+    report = json.loads((resnet_run / "report.json").read_text())
+    rows = {row["name"]: row for row in report["artifacts"]}
+    for name in ("pruned", "pruned-onnx-fp32"):
+        assert rows[name]["accuracy_drop_pts"] <= MAX_DROP_POINTS, rows[name]
+    assert read_manifest(resnet_run / "export-pruned")["metrics"]["parity"]["agreement"] >= 0.999  # vs pruned
+
+    # The narrower architecture rebuilds from the manifest's JSON history and gives the recorded accuracy.
+    model, pruned_manifest = load_model(resnet_run / "prune")
+    test_accuracy = accuracy(model, load_stage_dataset(pruned_manifest).test, torch.device("cpu"))
+    assert test_accuracy == pytest.approx(metrics["accuracy"]["after_finetune"]["test"])
 
 
-def test_half_the_macs_with_accuracy_kept_and_a_reloadable_export(mnist_run):
-    out = prune(mnist_run, mnist_run / "prune", PruneConfig(target_macs=0.5, finetune_epochs=2, finetune_lr=0.02))
-    metrics = read_manifest(out)["metrics"]
-    assert metrics["macs"]["ratio"] >= 2.0
-    assert metrics["accuracy"]["unpruned"]["test"] > 0.9  # the brief training did work
-    assert metrics["accuracy"]["drop_points"]["test"] <= 2.0
-    assert metrics["latency"]["batches"]["64"]["pruned"]["p50_ms"] > 0
-
-    model, manifest = load_model(out)
-    dataset_accuracy = accuracy(model, _dataset(manifest).test, torch.device("cpu"))
-    assert dataset_accuracy == pytest.approx(metrics["accuracy"]["after_finetune"]["test"])
-    exported = export(out, mnist_run / "export-pruned", ExportConfig(exporter="torchscript"), name="pruned-onnx-fp32")
-    assert read_manifest(exported)["metrics"]["parity"]["agreement"] >= 0.999
-
-
-def test_2_4_sparsity_keeps_accuracy_and_the_pattern_survives_export(mnist_run, tmp_path):
+def test_2_4_sparsity_keeps_accuracy_and_the_pattern_survives_export(resnet_run, tmp_path, monkeypatch):
     from edgepipe.pruning.sparsity24 import onnx_weight_patterns
 
-    out = prune(mnist_run, tmp_path / "prune-2-4", PruneConfig(method="2:4", finetune_epochs=2, finetune_lr=0.02))
+    monkeypatch.setattr(prune_stage, "LATENCY_ROUNDS", 1)
+    monkeypatch.setattr(prune_stage, "LATENCY_SECONDS", 0.05)
+    run = tmp_path / "run"
+    shutil.copytree(resnet_run / "train", run / "train")
+    out = prune(run, run / "prune-2-4", PruneConfig(method="2:4", finetune_epochs=1))
     manifest = read_manifest(out)
-    assert manifest["metrics"]["accuracy"]["drop_points"]["test"] <= 2.0
+    accuracy_metrics = manifest["metrics"]["accuracy"]
+    assert accuracy_metrics["unpruned"]["test"] >= 0.98  # a really trained model
+    # BatchNorm statistics re-estimated after masking: without that this model falls to ~24 % before fine-tuning.
+    assert accuracy_metrics["before_finetune"]["test"] >= 0.95, accuracy_metrics
+    # Measured: 0.6-0.9 pt lost on test with 1-3 fine-tuning epochs (val unchanged); half the weights of 32-128
+    # channel layers is a lot for this small model. The issue sets no 2:4 accuracy floor; this bounds regressions.
+    assert accuracy_metrics["drop_points"]["test"] <= 1.0, accuracy_metrics
     layers = manifest["sparsity"]["layers"]
-    assert {"stages.0.conv1", "stages.0.conv2", "stages.1.conv2"} <= set(layers)
-    exported = export(out, tmp_path / "export-2-4", ExportConfig(exporter="torchscript"))
+    assert {"stages.0.conv1", "stages.1.conv2", "stages.2.conv2"} <= set(layers), layers
+    exported = export(out, run / "export-2-4", ExportConfig())
     sparse = [p for p in onnx_weight_patterns(exported / "model.onnx") if p.sparse_2_4]
     assert len(sparse) >= len(layers)
-
-
-def _dataset(manifest):
-    from edgepipe.stages.export import load_stage_dataset
-
-    return load_stage_dataset(manifest)

@@ -166,3 +166,23 @@ def test_bn_scale_needs_batchnorm():
     with pytest.raises(EdgepipeError, match="no BatchNorm"):
         check_prunable(model, "lenet5", "bn_scale")
     check_prunable(copy.deepcopy(_model("vgg", {"widths": [16]})[0]), "vgg", "bn_scale")
+
+
+def test_batchnorm_recalibration_re_estimates_statistics_and_changes_nothing_else():
+    from edgepipe.pruning.channel import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.1), nn.ReLU()).train()
+    norm = model[1]
+    norm.running_mean.fill_(5.0)  # stale statistics, as after removing channels upstream
+    norm.running_var.fill_(9.0)
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    inputs = torch.randn(320, 1, 8, 8) * 2 + 1  # equal batches: the running average weighs batches
+    assert recalibrate_batchnorm(model, inputs, batch_size=64)
+    with torch.no_grad():
+        features = model[0](inputs)
+    assert torch.allclose(norm.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert torch.allclose(norm.running_var, features.var(dim=(0, 2, 3)), rtol=1e-2)
+    assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters())
+    assert norm.momentum == 0.1 and model.training and norm.training
+    assert not recalibrate_batchnorm(nn.Sequential(nn.Linear(3, 2)), torch.randn(4, 3))

@@ -6,19 +6,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-import typer
-from conftest import write_recipe
+from helpers.recipes import write_recipe
 from typer.testing import CliRunner
 
 import edgepipe.stages.prune as prune_stage
 from edgepipe.artifacts import read_manifest, write_manifest
-from edgepipe.cli.main import user_errors
-from edgepipe.cli.prune import command
+from edgepipe.cli.main import app
 from edgepipe.recipe import load_recipe
 from edgepipe.stages.train import train
 
-app = typer.Typer()
-app.command()(user_errors(command))
 runner = CliRunner()
 
 
@@ -48,7 +44,8 @@ def _tree(path: Path) -> list[str]:
 
 
 def test_prune_prints_the_before_after_table(run):
-    result = runner.invoke(app, [str(run), "--ratio", "0.5", "--finetune-epochs", "1", "--ignore", "features.0"])
+    result = runner.invoke(app, ["prune", str(run), "--ratio", "0.5", "--finetune-epochs", "1",
+                                 "--ignore", "features.0"])
     assert result.exit_code == 0, result.output
     for text in ("params", "MACs / sample", "test accuracy", "latency p50, batch 64", "x fewer", "x faster"):
         assert text in result.output
@@ -57,7 +54,7 @@ def test_prune_prints_the_before_after_table(run):
 
 
 def test_2_4_prints_where_the_speedup_can_appear(run):
-    result = runner.invoke(app, [str(run / "train"), "--method", "2:4", "--finetune-epochs", "0",
+    result = runner.invoke(app, ["prune", str(run / "train"), "--method", "2:4", "--finetune-epochs", "0",
                                  "--out", str(run / "sparse")])
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
@@ -73,13 +70,14 @@ def test_2_4_prints_where_the_speedup_can_appear(run):
     ([], "--target-macs: channel pruning needs a target"),
     (["--method", "2:4", "--ratio", "0.5"], "--ratio: 2:4 sparsity always zeroes half the weights"),
     (["--method", "magic", "--ratio", "0.5"], "--method: Input should be 'channel' or '2:4'"),
+    (["--method", "2:4", "--steps", "2"], "steps 2: 2:4 sparsity is one mask of fixed density"),
     (["--ratio", "0.5", "--ignore", "features.42"],
      "no layer named 'features.42' in this model; layers: features.0, features.3"),
     (["--ratio", "0.5", "--importance", "bn_scale", "--ignore", "classifier"], None),
 ])
 def test_bad_options_are_one_line_exit_2_and_change_nothing(run, arguments, message):
     before = _tree(run)
-    result = runner.invoke(app, [str(run), "--finetune-epochs", "0", *arguments])
+    result = runner.invoke(app, ["prune", str(run), "--finetune-epochs", "0", *arguments])
     if message is None:  # the control case: valid options do succeed
         assert result.exit_code == 0, result.output
         return
@@ -95,7 +93,7 @@ def test_checkpoint_without_a_model_spec_is_refused(run):
     del manifest["model"]
     write_manifest(run / "train", manifest)
     before = _tree(run)
-    result = runner.invoke(app, [str(run / "train" / "model.pt"), "--ratio", "0.5"])
+    result = runner.invoke(app, ["prune", str(run / "train" / "model.pt"), "--ratio", "0.5"])
     assert result.exit_code == 2
     assert "manifest has no model spec" in result.output
     assert _tree(run) == before
@@ -106,7 +104,7 @@ def test_a_model_without_eligible_2_4_layers_is_refused(tmp_path):
                                       train={"epochs": 1}))
     train(recipe, tmp_path / "run" / "train")
     before = _tree(tmp_path / "run")
-    result = runner.invoke(app, [str(tmp_path / "run"), "--method", "2:4"])
+    result = runner.invoke(app, ["prune", str(tmp_path / "run"), "--method", "2:4"])
     assert result.exit_code == 2
     assert "2:4: model 'mlp' has no eligible layer" in result.output
     assert _tree(tmp_path / "run") == before
