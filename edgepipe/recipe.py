@@ -78,6 +78,19 @@ class PruneConfig(Section):
     finetune_epochs: int = Field(default=3, ge=0, description="epochs of fine-tuning after each step")
     finetune_lr: float | None = Field(default=None, gt=0, description="default: train.lr / 10")
 
+    @field_validator("method", mode="before")
+    @classmethod
+    def _yaml_sexagesimal(cls, method: Any) -> Any:
+        # YAML 1.1 reads an unquoted 2:4 as the base-60 integer 124.
+        return "2:4" if method == 124 else method
+
+    @field_validator("steps")
+    @classmethod
+    def _one_step_for_2_4(cls, steps: int, info: ValidationInfo) -> int:
+        if steps > 1 and info.data.get("method") == "2:4":
+            raise ValueError("2:4 sparsity is applied in one step; drop steps (or use method: channel)")
+        return steps
+
     @field_validator("ratio")
     @classmethod
     def _ratio_for_channels(cls, ratio: float | None, info: ValidationInfo) -> float | None:

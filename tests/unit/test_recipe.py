@@ -54,3 +54,12 @@ def test_missing_and_invalid_yaml(tmp_path):
     listy.write_text("- a\n- b\n")
     with pytest.raises(EdgepipeError, match="must be a YAML mapping"):
         load_recipe(listy)
+
+
+def test_unquoted_2_4_in_yaml_means_2_4_and_2_4_takes_one_step(tmp_path):
+    path = tmp_path / "r.yaml"
+    write_recipe(path, prune={"method": "PLACEHOLDER"})
+    path.write_text(path.read_text().replace("PLACEHOLDER", "2:4"))  # unquoted: YAML 1.1 reads 124
+    assert load_recipe(path).prune.method == "2:4"
+    with pytest.raises(EdgepipeError, match="prune.steps.*one step"):
+        load_recipe(write_recipe(tmp_path / "s.yaml", prune={"method": "2:4", "steps": 2}))
