@@ -12,7 +12,6 @@ markdown table naming the machine, the deployable pick and the speedups the READ
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -21,31 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _has_stage(name: str) -> bool:
-    return importlib.util.find_spec(f"edgepipe.stages.{name}") is not None
-
-
-def prepare_run(recipe_path: Path, run: Path, target_macs: float) -> None:
-    """Train/export/eval via the pipeline if needed, then prune and quantize when those stages exist."""
-    from edgepipe.progress import say
-    from edgepipe.recipe import PruneConfig, QuantizeConfig, load_recipe
-    from edgepipe.stages.export import export
+def prepare_run(recipe_path: Path, run: Path) -> None:
+    """`edgepipe pipeline RECIPE` (train, prune, export, quantize, eval; reused when already done)."""
     from edgepipe.stages.pipeline import run_pipeline
 
-    recipe = load_recipe(recipe_path)
-    if not (run / "train" / "manifest.json").is_file():
-        say(f"cpu_table: training {recipe.name} into {run} (once; later runs reuse it)")
-        run_pipeline(recipe_path, run)
-    if _has_stage("prune") and not (run / "prune" / "manifest.json").is_file():
-        from edgepipe.stages.prune import prune
-
-        prune(run, run / "prune", recipe.prune or PruneConfig(target_macs=target_macs), reuse=True)
-    if (run / "prune" / "manifest.json").is_file():
-        export(run / "prune", run / "export-pruned", recipe.export, reuse=True, name="pruned-onnx-fp32")
-    if _has_stage("quantize") and not (run / "quantize" / "manifest.json").is_file():
-        from edgepipe.stages.quantize import quantize
-
-        quantize(run, run / "quantize", recipe.quantize or QuantizeConfig(), reuse=True)
+    run_pipeline(recipe_path, run)
 
 
 def floors(result: dict) -> list[str]:
@@ -73,8 +52,6 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--target-macs", type=float, default=0.5,
-                        help="prune target when the recipe has no prune: section (fraction of MACs kept)")
     args = parser.parse_args()
 
     from edgepipe.bench.machine import describe
@@ -83,11 +60,11 @@ def main() -> int:
     from edgepipe.stages.evaluate import evaluate
 
     if args.prepare_only:
-        prepare_run(args.recipe, args.run, args.target_macs)
+        prepare_run(args.recipe, args.run)
         update_report(args.run, evaluate(args.run))
         return 0
-    # Train/prune/quantize/eval in a child process: a process that trained runs PyTorch eager inference far
-    # slower afterwards (measured: ~1 ms -> ~300 ms at batch 1), which would inflate every speedup.
+    # Train/prune/quantize/eval in a child process, so the timings start from a fresh interpreter (no thread
+    # pools, allocator state or imports left over from training).
     subprocess.run([sys.executable, __file__, "--prepare-only", *sys.argv[1:]], check=True)
     result = bench(args.run, batch_sizes=[int(b) for b in args.batch.split(",")], threads=args.threads,
                    iters=args.iters, repeats=args.repeats)

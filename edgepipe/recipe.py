@@ -21,7 +21,8 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    name: str = Field(description="zoo name (mlp, lenet5, resnet, vgg, mobilenetv2, lstm, gru) or package.module:callable")
+    name: str = Field(description="zoo name (mlp, lenet5, resnet, vgg, mobilenetv2, lstm, gru) "
+                                  "or package.module:callable")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
     init: Literal["kaiming", "xavier", "default"] = "kaiming"
 
@@ -115,7 +116,8 @@ class PruneConfig(Section):
 class QuantizeConfig(Section):
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
     percentile: float = Field(default=99.99, gt=90, le=100, description="method percentile: the range kept")
-    calibration: str = Field(default="calibration/mnist-train-512.yaml", description="calibration set file or image folder")
+    calibration: str = Field(default="calibration/mnist-train-512.yaml",
+                             description="calibration set file or image folder")
     reduce_range: bool = Field(default=False, description="7-bit weights for the CPU track (CPUs without VNNI)")
     fp16: bool = True
     qat: bool = False

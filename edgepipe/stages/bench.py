@@ -282,9 +282,9 @@ def finish_report(run_dir: Path, recipe: Any, *, fresh_process: bool = True) -> 
     """The end of `edgepipe pipeline`: bench when the recipe has a bench: section (writing report.json's "bench",
     report.md and report.png), else report.md from the eval results alone; says the deployable pick.
 
-    ``fresh_process``: bench in a child Python, because a process that has just trained runs PyTorch eager
-    inference far slower (measured on this machine: ~1 ms -> ~300 ms per batch-1 call), which would inflate
-    every speedup over the original.
+    ``fresh_process``: bench in a child Python, so timings start from a fresh interpreter rather than one
+    whose thread pools and allocator were just used for training. (PyTorch eager is also very sensitive to
+    other processes on the same cores: its OpenMP threads wait on each other; report.md warns about load.)
     """
     import json
     import subprocess
