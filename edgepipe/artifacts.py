@@ -161,6 +161,18 @@ def verify_artifacts(directory: Path, manifest: dict[str, Any]) -> bool:
     return True
 
 
+def is_up_to_date(out: Path, manifest: dict[str, Any]) -> bool:
+    """True when ``out`` already holds a complete artifact made from the same inputs (so a stage can skip)."""
+    out = Path(out)
+    if not (out / MANIFEST).is_file():
+        return False
+    try:
+        existing = read_manifest(out)
+    except EdgepipeError:
+        return False  # a corrupt manifest means: make the stage again
+    return existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing)
+
+
 def stage_dir(path: Path, stage: str) -> Path:
     """Accept either a run directory (containing ``stage/``) or the stage directory itself."""
     path = Path(path)

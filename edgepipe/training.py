@@ -58,7 +58,9 @@ def pick_device(requested: str) -> torch.device:
     except RuntimeError:
         raise EdgepipeError(f"train.device '{requested}' is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise EdgepipeError(f"train.device '{requested}' asked for CUDA, but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+        raise EdgepipeError(
+            f"train.device '{requested}' asked for CUDA, but torch sees no CUDA GPU; use 'auto' or 'cpu'"
+        )
     return device
 
 
@@ -167,7 +169,8 @@ def fit(
     model.to(device)
     trained: nn.Module = model
     if dist.enabled:
-        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     x_train = torch.from_numpy(train_split.x)
     y_train = torch.from_numpy(train_split.y)
     per_rank = len(y_train) // dist.world_size

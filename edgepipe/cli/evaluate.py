@@ -9,7 +9,9 @@ import typer
 
 def command(
     run: Annotated[Path, typer.Argument(help="Run directory (made by `edgepipe pipeline` or the stage commands).")],
-    max_drop: Annotated[float | None, typer.Option(min=0, help="Accuracy budget in points (default: the recipe's).")] = None,
+    max_drop: Annotated[
+        float | None, typer.Option(min=0, help="Accuracy budget in points (default: the recipe's).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
     """Accuracy of every artifact of a run on the test split vs the original model; exit 1 when one is over budget."""

@@ -13,7 +13,7 @@ def command(
     static_batch: Annotated[bool, typer.Option(help="Fix the batch axis instead of a dynamic one.")] = False,
     exporter: Annotated[str, typer.Option(help="dynamo (default in torch>=2.9) or torchscript.")] = "dynamo",
 ) -> None:
-    """Export a trained model to ONNX (dynamic batch), check it with onnx.checker and against PyTorch on test samples."""
+    """Export a trained model to ONNX (dynamic batch); check it with onnx.checker and against PyTorch."""
     from edgepipe.checkpoint import resolve_checkpoint
     from edgepipe.errors import EdgepipeError
     from edgepipe.recipe import ExportConfig

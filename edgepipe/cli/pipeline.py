@@ -9,10 +9,12 @@ import typer
 
 def command(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for every stage's artifacts.")] = Path("runs/latest"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory for every stage's artifacts.")
+    ] = Path("runs/latest"),
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json instead of tables.")] = False,
 ) -> None:
-    """Run every stage the recipe asks for (train, prune, export, quantize, build, eval, bench); skip up-to-date ones."""
+    """Run every stage the recipe asks for (train, prune, export, quantize, build, eval, bench, bundle)."""
     from edgepipe.progress import console
     from edgepipe.report import eval_table
     from edgepipe.stages.pipeline import run_pipeline

@@ -8,14 +8,16 @@ import typer
 
 def command(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory; the model goes to OUT/train/.")] = Path("runs/latest"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory; the model goes to OUT/train/.")
+    ] = Path("runs/latest"),
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last finished epoch.")] = False,
     init_from: Annotated[str | None, typer.Option(help="Transfer learning: start from this checkpoint or run.")] = None,
     freeze_backbone: Annotated[bool, typer.Option(help="With --init-from: train only the classifier.")] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override train.epochs.")] = None,
     device: Annotated[str | None, typer.Option(help="Override train.device (auto, cpu, cuda, cuda:N).")] = None,
 ) -> None:
-    """Train the recipe's model (CPU or CUDA; DDP when launched by torchrun); keep the best checkpoint by validation accuracy."""
+    """Train the recipe's model (CPU or CUDA, DDP under torchrun); keep the best checkpoint by val accuracy."""
     from edgepipe.recipe import load_recipe
     from edgepipe.stages.train import train
 

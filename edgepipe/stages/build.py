@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.artifacts import (
-    MANIFEST,
     add_artifact,
     atomic_dir,
+    is_up_to_date,
     new_manifest,
-    read_manifest,
     sha256_file,
-    verify_artifacts,
     write_manifest,
 )
 from edgepipe.errors import EdgepipeError, MissingDependency
@@ -174,10 +172,8 @@ def build(
         "jetpack": profile.jetpack if profile is not None else None,
     }
     manifest = new_manifest(STAGE, config, parents)
-    if not rebuild and (out / MANIFEST).is_file():
-        existing = read_manifest(out)
-        if existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing):
-            return out  # same inputs, same machine, same settings: the engine on disk is this build
+    if not rebuild and is_up_to_date(out, manifest):
+        return out  # same inputs, same machine, same settings: the engine on disk is this build
 
     from edgepipe.trt.builder import build_serialized_engine, check_engine_deserializes
 

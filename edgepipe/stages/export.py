@@ -14,10 +14,10 @@ import numpy as np
 from edgepipe.artifacts import (
     add_artifact,
     atomic_dir,
+    is_up_to_date,
     new_manifest,
     read_manifest,
     sha256_file,
-    verify_artifacts,
     write_manifest,
 )
 from edgepipe.errors import EdgepipeError
@@ -86,11 +86,9 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
     if model_entry is None:
         raise EdgepipeError(f"{source}: no PyTorch model in this stage to export")
     manifest = new_manifest("export", config.model_dump(mode="json"), {"model": model_entry["sha256"]})
-    if reuse and (out / "manifest.json").is_file():
-        existing = read_manifest(out)
-        if existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing):
-            say(f"[dim]export: up to date ({out})[/dim]")
-            return out
+    if reuse and is_up_to_date(out, manifest):
+        say(f"[dim]export: up to date ({out})[/dim]")
+        return out
 
     model, _ = load_model(source, model_entry["file"])
     dataset = load_stage_dataset(source_manifest)

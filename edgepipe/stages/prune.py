@@ -19,10 +19,10 @@ from edgepipe.artifacts import (
     MANIFEST,
     add_artifact,
     atomic_dir,
+    is_up_to_date,
     new_manifest,
     read_manifest,
     stage_dir,
-    verify_artifacts,
     write_manifest,
 )
 from edgepipe.errors import EdgepipeError
@@ -220,11 +220,9 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     if model_entry is None:
         raise EdgepipeError(f"{source}: no PyTorch model in this stage to prune")
     manifest = new_manifest("prune", config.model_dump(mode="json"), {"model": model_entry["sha256"]})
-    if reuse and (out / MANIFEST).is_file():
-        existing = read_manifest(out)
-        if existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing):
-            say(f"[dim]prune: up to date ({out})[/dim]")
-            return out
+    if reuse and is_up_to_date(out, manifest):
+        say(f"[dim]prune: up to date ({out})[/dim]")
+        return out
 
     base_spec, previous_history = _base_spec(spec)
     unpruned, _ = load_model(source, model_entry["file"])

@@ -23,11 +23,11 @@ from edgepipe.artifacts import (
     MANIFEST,
     add_artifact,
     atomic_dir,
+    is_up_to_date,
     new_manifest,
     read_manifest,
     sha256_file,
     sha256_json,
-    verify_artifacts,
     write_manifest,
 )
 from edgepipe.errors import EdgepipeError
@@ -170,11 +170,9 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
     max_drop = config.max_drop if config.max_drop is not None else _recipe_max_drop(src)
     manifest_config = {**config.model_dump(mode="json"), "max_drop": max_drop}
     manifest = new_manifest("quantize", manifest_config, {"onnx": model_sha, "calibration_set": calibration_set.sha256})
-    if reuse and (out / MANIFEST).is_file():
-        existing = read_manifest(out)
-        if existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing):
-            say(f"[dim]quantize: up to date ({out})[/dim]")
-            return out
+    if reuse and is_up_to_date(out, manifest):
+        say(f"[dim]quantize: up to date ({out})[/dim]")
+        return out
     ranges_key = sha256_json({"model": model_sha, "calibration": calibration_set.sha256, "method": config.method,
                               "percentile": config.percentile if config.method == "percentile" else None})
 

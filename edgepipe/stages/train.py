@@ -11,9 +11,8 @@ import torch
 from edgepipe.artifacts import (
     add_artifact,
     atomic_dir,
+    is_up_to_date,
     new_manifest,
-    read_manifest,
-    verify_artifacts,
     write_manifest,
 )
 from edgepipe.checkpoint import load_model, load_state, resolve_checkpoint, save_state
@@ -66,11 +65,9 @@ def train(recipe: Recipe, out: Path, *, resume: bool = False, reuse: bool = Fals
               "train": recipe.train.model_dump(mode="json")}
     parents = {"dataset": dataset.fingerprint()}
     manifest = new_manifest("train", config, parents)
-    if reuse and (out / "manifest.json").is_file():
-        existing = read_manifest(out)
-        if existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing):
-            say(f"[dim]train: up to date ({out})[/dim]")
-            return out
+    if reuse and is_up_to_date(out, manifest):
+        say(f"[dim]train: up to date ({out})[/dim]")
+        return out
 
     device = pick_device(recipe.train.device)
     dist = distributed_from_env(device)
