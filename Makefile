@@ -22,6 +22,7 @@ demo: install
 	$(BIN)/edgepipe pipeline recipes/mnist-lenet5.yaml --out runs/demo
 
 test: install
+	$(BIN)/ruff check edgepipe tests benchmarks
 	$(BIN)/python -m pytest
 
 test-fast: install
