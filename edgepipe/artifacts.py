@@ -24,6 +24,7 @@ from edgepipe import __version__
 from edgepipe.errors import EdgepipeError
 
 MANIFEST = "manifest.json"
+PIPELINE_ORDER = ("train", "prune", "export", "quantize", "build", "bundle")
 _TRACKED_LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "torch-pruning", "numpy", "tensorrt")
 
 
@@ -189,4 +190,11 @@ def run_stage_dirs(run_dir: Path) -> list[Path]:
     """Stage directories of a run, in the order they were created."""
     run_dir = Path(run_dir)
     found = [p for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()]
-    return sorted(found, key=lambda p: read_manifest(p).get("created", ""))
+    # Timestamps have one-second resolution: break ties by the pipeline's stage order, then by name.
+    order = {stage: rank for rank, stage in enumerate(PIPELINE_ORDER)}
+
+    def key(directory: Path) -> tuple[str, int, str]:
+        manifest = read_manifest(directory)
+        return manifest.get("created", ""), order.get(manifest.get("stage", ""), len(order)), directory.name
+
+    return sorted(found, key=key)

@@ -89,6 +89,7 @@ class PruneConfig(Section):
     @classmethod
     def _one_step_for_2_4(cls, steps: int, info: ValidationInfo) -> int:
         if steps > 1 and info.data.get("method") == "2:4":
+            # One mask of fixed density (2 of every 4 weights): there is no schedule to iterate.
             raise ValueError("2:4 sparsity is applied in one step; drop steps (or use method: channel)")
         return steps
 

@@ -206,10 +206,6 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     from edgepipe.stages.export import load_stage_dataset
     from edgepipe.training import pick_device
 
-    if config.method == "2:4" and config.steps > 1:
-        raise EdgepipeError(f"steps {config.steps}: 2:4 sparsity is one mask of fixed density (2 of every 4 "
-                            "weights), so there is no schedule to iterate; use steps 1 (more fine-tuning: "
-                            "finetune_epochs), or method channel for iterative pruning")
     source, out = source_stage(source), Path(out)
     source_manifest = read_manifest(source)
     spec = source_manifest.get("model")
