@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,15 +14,9 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
     """Accuracy of every artifact of a run on the test split vs the original model; exit 1 when one is over budget."""
-    from edgepipe.progress import console
-    from edgepipe.report import eval_table, update_report
+    from edgepipe.cli.output import show_eval_report
+    from edgepipe.report import update_report
     from edgepipe.stages.evaluate import evaluate
 
     report = update_report(run, evaluate(run, max_accuracy_drop=max_drop))
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-    else:
-        console.print(eval_table(report))
-    if not report["passed"]:
-        typer.echo(f"over the {report['max_accuracy_drop']} pt budget: {', '.join(report['failed'])}", err=True)
-        raise typer.Exit(1)
+    show_eval_report(report, as_json)
