@@ -68,6 +68,8 @@ def resolve_checkpoint(path: Path) -> Path:
     if not path.exists():
         raise EdgepipeError(f"{path} does not exist")
     if path.is_file():
+        if path.suffix != ".pt":
+            raise EdgepipeError(f"{path}: not a checkpoint; pass a run dir, a train/ or prune/ dir, or model.pt")
         return path.parent
     for stage in ("prune", "train"):
         try:

@@ -10,8 +10,3 @@ class EdgepipeError(Exception):
 class MissingDependency(EdgepipeError):
     """An optional heavy dependency (tensorrt, pycuda, CUDA) is not available here."""
 
-
-class AccuracyBudgetExceeded(Exception):
-    """An artifact lost more accuracy than the recipe allows; `eval` exits 1 (a result, not bad input)."""
-
-    exit_code = 1

@@ -125,6 +125,3 @@ def onnx_weight_patterns(onnx_path: Path) -> list[OnnxWeightPattern]:
                                           follows_2_4(weight, axis)))
     return patterns
 
-
-def count_sparse_weights(onnx_path: Path) -> int:
-    return sum(pattern.sparse_2_4 for pattern in onnx_weight_patterns(onnx_path))

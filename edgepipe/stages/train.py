@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def train(recipe: Recipe, out: Path, *, resume: bool = False, reuse: bool = Fals
                         "fit": fit_state}, partial / "last.pt")
 
     classifier = classifier_of(model)
-    freeze = frozen_backbone(model, classifier) if recipe.train.freeze_backbone else _nothing()
+    freeze = frozen_backbone(model, classifier) if recipe.train.freeze_backbone else contextlib.nullcontext()
     with freeze:
         result = fit(model, dataset.train, dataset.val, recipe.train, device=device, dist=dist,
                      on_epoch_end=checkpoint_epoch, start_epoch=start_epoch, optimizer_state=resume_state)
@@ -129,10 +130,3 @@ def train(recipe: Recipe, out: Path, *, resume: bool = False, reuse: bool = Fals
     say(f"train: val {val_accuracy:.2%}  test {test_accuracy:.2%}  (best epoch {result.best_epoch}) → {out}")
     return out
 
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

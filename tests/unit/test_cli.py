@@ -83,6 +83,7 @@ def test_eval_exits_1_when_an_artifact_is_over_budget(tiny_run, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["train", "missing.yaml"], "recipe not found"),
     (["export", "no/such/run"], "does not exist"),
+    (["export", "README.md"], "README.md: not a checkpoint"),
     (["eval", "no/such/run"], "does not exist"),
     (["pipeline", "missing.yaml"], "recipe not found"),
 ])

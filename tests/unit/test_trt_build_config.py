@@ -230,7 +230,7 @@ def test_stale_calibration_cache_is_refused(tmp_path, monkeypatch):
     install(monkeypatch, "8.6.2")
     run = make_run(tmp_path)
     tiny_onnx(run / "export" / "model.onnx", static_batch=2)  # the model changed after quantize
-    with pytest.raises(EdgepipeError, match="calibrated for another model"):
+    with pytest.raises(EdgepipeError, match="calibration cache trt.calib.cache is stale: made for model"):
         build(run, precision="int8")
 
 
