@@ -1,12 +1,14 @@
 """Reproduce the README's CPU performance table from a clean clone.
 
     .venv/bin/python benchmarks/cpu_table.py [--recipe recipes/mnist-resnet.yaml] [--run runs/bench-mnist-resnet]
-                                             [--threads 2] [--batch 1,64] [--iters 50] [--repeats 3]
+                                             [--threads 2] [--batch 1,64] [--iters 100] [--seconds 1]
+                                             [--repeats 3] [--runs 2]
 
 Trains the recipe through edgepipe's Python API when the run has no train/ stage yet (pipeline: train, export,
 eval), then prunes (+ exports the pruned model) and quantizes when those stages exist in this install, evaluates
 every artifact, benches them side by side (interleaved rounds, same process, same thread count) and prints a
-markdown table naming the machine, the deployable pick and the speedups the README quotes.
+markdown table naming the machine, the deployable pick and the speedups the README quotes. With --runs N it
+runs `bench` N times and also reports how far the same artifact's p50 moves from one bench run to the next.
 """
 
 from __future__ import annotations
@@ -43,14 +45,30 @@ def floors(result: dict) -> list[str]:
     return lines
 
 
+def across_runs(results: list[dict]) -> str:
+    """The largest run-to-run p50 spread of one artifact at one batch ((max-min)/median over the bench runs)."""
+    import statistics
+
+    p50s: dict[tuple[str, int], list[float]] = {}
+    for result in results:
+        for row in result["rows"]:
+            p50s.setdefault((row["artifact"], row["batch"]), []).append(row["latency_ms"]["p50"])
+    spreads = {key: (max(v) - min(v)) / statistics.median(v) * 100 for key, v in p50s.items()}
+    (artifact, batch), worst = max(spreads.items(), key=lambda item: item[1])
+    return (f"- largest p50 spread between {len(results)} bench runs: {worst:.1f}% ({artifact}, batch {batch}; "
+            f"{'within' if worst <= 10 else 'OVER'} the 10% floor)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "mnist-resnet.yaml")
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "bench-mnist-resnet")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", default="1,64")
-    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--iters", type=int, default=100, help="at least this many timed calls per window")
+    parser.add_argument("--seconds", type=float, default=1.0, help="and at least this long per window")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=2, help="bench runs, for the run-to-run p50 spread")
     parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -66,15 +84,20 @@ def main() -> int:
     # Train/prune/quantize/eval in a child process, so the timings start from a fresh interpreter (no thread
     # pools, allocator state or imports left over from training).
     subprocess.run([sys.executable, __file__, "--prepare-only", *sys.argv[1:]], check=True)
-    result = bench(args.run, batch_sizes=[int(b) for b in args.batch.split(",")], threads=args.threads,
-                   iters=args.iters, repeats=args.repeats)
-    print(f"**{result['recipe']}** on {describe(result['machine'])}; {args.iters} iters x {args.repeats} "
-          f"interleaved repeats per artifact and batch (`benchmarks/cpu_table.py`)\n")
+    results = [bench(args.run, batch_sizes=[int(b) for b in args.batch.split(",")], threads=args.threads,
+                     iters=args.iters, seconds=args.seconds, repeats=args.repeats, memory=run == 0)
+               for run in range(args.runs)]
+    result = results[0]
+    print(f"**{result['recipe']}** on {describe(result['machine'])}; windows of at least {args.iters} calls and "
+          f"{args.seconds:g} s, {args.repeats} interleaved repeats per artifact and batch "
+          "(`benchmarks/cpu_table.py`)\n")
     print(bench_markdown_table(result))
     print()
     for target, pick in result["deployable"].items():
         print(f"- deploy on {target}: {pick['reason']}")
     print("\n".join(floors(result)))
+    if len(results) > 1:
+        print(across_runs(results))
     return 0
 
 

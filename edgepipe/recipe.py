@@ -125,6 +125,9 @@ class QuantizeConfig(Section):
     qat_epochs: int = Field(default=2, ge=1)
     qat_lr: float | None = Field(default=None, gt=0, description="QAT fine-tune learning rate (default train.lr / 10)")
     max_drop: float | None = Field(default=None, ge=0, description="points; default: eval.max_accuracy_drop")
+    cpu_speed_fallback: bool = Field(default=True, description="CPU track: keep a layer in float where int8 is "
+                                     "measured slower at speed_batch (e.g. a 1-channel stem conv)")
+    speed_batch: int = Field(default=64, ge=1, description="batch size the CPU track's speed is measured at")
     tensorrt_version: str = Field(default="8.6.1", pattern=r"^\d+(\.\d+){0,2}$",
                                   description="TensorRT that reads trt.calib.cache (its header names the version)")
 
@@ -142,14 +145,17 @@ class BuildConfig(Section):
 class BenchConfig(Section):
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 64])
     warmup: int = Field(default=10, ge=0)
-    iters: int = Field(default=100, ge=1, description="timed calls per artifact, batch size and repeat")
-    seconds: float | None = Field(default=None, gt=0, description="instead of iters: seconds per artifact/batch/repeat")
+    iters: int = Field(default=100, ge=1, description="at least this many timed calls per artifact, batch and repeat")
+    seconds: float | None = Field(default=0.5, gt=0, description="and at least this long per window (trtexec's "
+                                  "--duration): what keeps sub-millisecond p50s steady")
     repeats: int = Field(default=3, ge=1, description="interleaved rounds; the p50 spread across them is reported")
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch and onnxruntime (default: all)")
     backends: list[Literal["torch", "onnxruntime", "tensorrt"]] | None = None
     end_to_end: bool = Field(default=True, description="also time preprocessing from raw uint8 input")
     memory: bool = Field(default=True, description="peak RSS per artifact, each in a fresh process")
     deploy_batch: int = Field(default=1, ge=1, description="batch size the deployable artifact is picked at")
+    steady: bool = Field(default=True, description="before each timed window, wait out a slow phase of a shared "
+                         "machine (probe-timed; waits are reported)")
 
     @field_validator("batch_sizes")
     @classmethod

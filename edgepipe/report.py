@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from edgepipe.artifacts import read_json, write_json_atomic
+from edgepipe.artifacts import read_json, sha256_file, write_json_atomic
 
 REPORT = "report.json"
 
@@ -17,8 +17,22 @@ def update_report(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:
     path = Path(run_dir) / REPORT
     report = read_json(path, "report") if path.is_file() else {}
     report.update(patch)
+    if "bench" not in patch and report.get("bench") and bench_is_stale(report["bench"]):
+        del report["bench"]  # timings of files that have since been rebuilt must not be reported as current
     write_json_atomic(path, report)
     return report
+
+
+def bench_is_stale(bench: dict[str, Any]) -> bool:
+    """True when a benchmarked file is gone or differs from the one timed (its sha256 is in every row)."""
+    current: dict[str, str | None] = {}
+    for row in bench.get("rows", []):
+        path = Path(row["path"])
+        if row["path"] not in current:
+            current[row["path"]] = sha256_file(path) if path.is_file() else None
+        if row.get("sha256") is None or current[row["path"]] != row["sha256"]:
+            return True
+    return False
 
 
 def _pct(value: float | None) -> str:

@@ -6,6 +6,7 @@ meaningful when both sides are measured in the same process, one after the other
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -13,6 +14,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgepipe.runners.base import Runner
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, e.g. a container's cpuset), else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass
@@ -32,15 +38,23 @@ class Latency:
         return {**asdict(self), "throughput_per_s": self.throughput_per_s}
 
 
-def time_calls(call: Callable[[], object], *, warmup: int = 10, iters: int = 50,
-               seconds: float | None = None) -> np.ndarray:
-    """Milliseconds per call of ``call()`` after ``warmup`` untimed calls; with ``seconds``, time until that much
-    time has passed (at least 5 calls) instead of a fixed count."""
-    for _ in range(warmup):
+def time_calls(call: Callable[[], object], *, warmup: int = 10, iters: int = 50, seconds: float | None = None,
+               warmup_seconds: float = 0.0) -> np.ndarray:
+    """Milliseconds per call of ``call()``, trtexec-style: warm up for ``warmup`` calls *and* ``warmup_seconds``,
+    then time at least ``iters`` calls *and*, with ``seconds``, at least that long (and at least 5 calls).
+
+    A time floor is what makes short calls comparable: 200 calls of 0.05 ms are a 10 ms window, which one
+    scheduler hiccup or another runtime's still-spinning threads can move by 20 %; a 1 s window cannot.
+    """
+    deadline = time.perf_counter() + warmup_seconds
+    done = 0
+    while done < warmup or time.perf_counter() < deadline:
         call()
+        done += 1
     samples: list[float] = []
-    deadline = time.perf_counter() + seconds if seconds else None
-    while (len(samples) < iters) if deadline is None else (time.perf_counter() < deadline or len(samples) < 5):
+    deadline = time.perf_counter() + (seconds or 0.0)
+    minimum = max(iters, 5) if seconds else iters
+    while len(samples) < minimum or time.perf_counter() < deadline:
         start = time.perf_counter()
         call()
         samples.append((time.perf_counter() - start) * 1000.0)
@@ -56,6 +70,6 @@ def summarize(samples_ms: np.ndarray, batch_size: int) -> Latency:
 
 def measure_latency(runner: Runner, batch: np.ndarray, *, warmup: int = 10, iters: int = 50,
                     seconds: float | None = None) -> Latency:
-    """Time ``runner.infer(batch)``; with ``seconds``, run until that much time has passed (at least 5 iters)."""
+    """Time ``runner.infer(batch)``: at least ``iters`` calls and, with ``seconds``, at least that long."""
     samples = time_calls(lambda: runner.infer(batch), warmup=warmup, iters=iters, seconds=seconds)
     return summarize(samples, len(batch))

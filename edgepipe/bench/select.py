@@ -2,7 +2,9 @@
 
 "Fastest" is the compute-only p50 latency at the recipe's deployment batch size, measured in the same
 bench run as every other artifact. INT8 is not always faster (e.g. symmetric-activation QDQ on an
-x86 CPU without VNNI), so nothing is assumed: the measurement decides.
+x86 CPU without VNNI), so nothing is assumed: the measurement decides. Artifacts whose p50s are within
+TIE of the fastest are a tie on a shared machine (repeats of one artifact differ by a few percent); among
+them the smallest file wins, which is what an edge device with little storage and memory would pick.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 CPU_BACKENDS = ("torch", "onnxruntime")
+TIE = 0.05
 
 
 def _closest_batch(rows: list[dict[str, Any]], batch: int) -> int | None:
@@ -35,10 +38,19 @@ def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target:
         return {"target": target, "artifact": None, "batch": chosen_batch,
                 "reason": f"no artifact within the {max_drop} pt budget; the fastest, {_label(best)}, "
                           f"drops {best['accuracy_drop_pts']:.2f} pt{batch_note}"}
-    best = eligible[0]
+    fastest_p50 = eligible[0]["latency_ms"]["p50"]
+    tied = [r for r in eligible if r["latency_ms"]["p50"] <= fastest_p50 * (1 + TIE)]
+    best = min(tied, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms"]["p50"]))
+    eligible = [best, *(r for r in eligible if r is not best)]
     p50 = best["latency_ms"]["p50"]
     parts = [f"{best['artifact']}: fastest within budget at batch {chosen_batch}{batch_note}, p50 {p50:.3g} ms"]
-    if len(eligible) > 1:
+    if len(tied) > 1:
+        others = ", ".join(f"{r['artifact']} {r['latency_ms']['p50']:.3g} ms, "
+                           f"{(r.get('size_bytes') or 0) / 1024:.0f} KiB" for r in tied if r is not best)
+        parts[0] = (f"{best['artifact']}: smallest file ({(best.get('size_bytes') or 0) / 1024:.0f} KiB) among the "
+                    f"artifacts within {TIE:.0%} of the fastest p50 at batch {chosen_batch}{batch_note} "
+                    f"(p50 {p50:.3g} ms; tied: {others})")
+    elif len(eligible) > 1:
         runner_up = eligible[1]
         parts.append(f"{runner_up['latency_ms']['p50'] / p50:.1f}x faster than {_label(runner_up)}")
     original = next((r for r in at_batch if r["artifact"] == "original"), None)

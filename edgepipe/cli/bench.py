@@ -29,14 +29,18 @@ def parse_batch_sizes(text: str) -> list[int]:
 def command(
     run_or_model: Annotated[Path, typer.Argument(help="Run directory, stage directory, or one .onnx / model.pt.")],
     batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")] = "1,64",
-    warmup: Annotated[int, typer.Option(help="Untimed calls before each timed round.")] = 10,
-    iters: Annotated[int | None, typer.Option(help="Timed calls per artifact, batch size and repeat.")] = None,
-    seconds: Annotated[float | None, typer.Option(help="Or: seconds per artifact, batch, repeat.")] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed calls (and at least 0.2 s) before each timed window.")] = 10,
+    iters: Annotated[int, typer.Option(help="At least this many timed calls per artifact, batch size and repeat.")]
+    = 100,
+    seconds: Annotated[float, typer.Option(help="And at least this long per window (like trtexec --duration): "
+                                                "what keeps sub-millisecond p50s steady.")] = 0.5,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch and onnxruntime (default: all).")] = None,
     backend: Annotated[list[Backend] | None, typer.Option("--backend", help="Only these backends (repeat it).")] = None,
     repeats: Annotated[int, typer.Option(help="Interleaved rounds; the p50 spread across them is reported.")] = 3,
     memory: Annotated[bool, typer.Option(help="Measure peak memory per artifact in a fresh process.")] = True,
     end_to_end: Annotated[bool, typer.Option(help="Also time preprocessing from raw uint8 input.")] = True,
+    steady: Annotated[bool, typer.Option(help="Before each window, wait out a slow phase of a shared machine "
+                                              "(a probe is timed; waits are reported).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
 ) -> None:
     """Latency p50/p90/p99, throughput, memory, size, params and MACs of every artifact, side by side; speedup vs
@@ -45,14 +49,10 @@ def command(
     from edgepipe.report import bench_table
     from edgepipe.stages.bench import bench
 
-    if iters is not None and seconds is not None:
-        raise EdgepipeError("give --iters or --seconds, not both")
-    if iters is not None and iters < 1:
-        raise EdgepipeError(f"--iters must be at least 1 (got {iters})")
     result = bench(run_or_model, batch_sizes=parse_batch_sizes(batch), warmup=warmup,
-                   iters=100 if iters is None else iters, seconds=seconds, threads=threads,
+                   iters=iters, seconds=seconds, threads=threads,
                    backends=[b.value for b in backend] if backend else None, repeats=repeats, memory=memory,
-                   end_to_end=end_to_end)
+                   end_to_end=end_to_end, steady=steady)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return

@@ -21,6 +21,9 @@ def command(
     reduce_range: Annotated[bool, typer.Option(help="7-bit weights on the CPU track (for CPUs without VNNI).")]
     = False,
     tensorrt_version: Annotated[str, typer.Option(help="TensorRT that will read trt.calib.cache.")] = "8.6.1",
+    cpu_speed_fallback: Annotated[bool, typer.Option(help="CPU track: keep a layer in float where int8 is measured "
+                                                          "slower at --speed-batch.")] = True,
+    speed_batch: Annotated[int, typer.Option(help="Batch size the CPU track's speed is measured at.")] = 64,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: RUN/quantize).")]
     = None,
 ) -> None:
@@ -35,7 +38,8 @@ def command(
 
     try:
         config = QuantizeConfig(method=method, percentile=percentile, calibration=calib, qat=qat,
-                                max_drop=max_drop, reduce_range=reduce_range, tensorrt_version=tensorrt_version)
+                                max_drop=max_drop, reduce_range=reduce_range, tensorrt_version=tensorrt_version,
+                                cpu_speed_fallback=cpu_speed_fallback, speed_batch=speed_batch)
     except ValidationError as exc:
         error = exc.errors()[0]
         option = str(error["loc"][0]).replace("_", "-")
@@ -63,9 +67,15 @@ def command(
     cpu = metrics["cpu"]
     vnni = "unknown" if not cpu.get("known") else ("yes" if cpu["vnni"] else "no (consider --reduce-range)")
     fallback = metrics["fallback"]
-    console.print(f"CPU VNNI: {vnni}; batch-64 speed on onnxruntime, 2 threads; decisions on val, table shows test")
+    speed = next(iter(metrics["speed"].values()), None)
+    where = f"batch-{speed['batch']} speed on onnxruntime, {speed['threads']} threads; " if speed else ""
+    console.print(f"CPU VNNI: {vnni}; {where}decisions on val, table shows test")
     if fallback.get("needed"):
         console.print(f"kept in float to meet {fallback['max_drop_pts']} pts: {', '.join(fallback['excluded'])}")
+    for row in (metrics.get("cpu_speed_fallback") or {}).get("table", []):
+        if row["kept_float"]:
+            console.print(f"CPU track keeps {row['node']} ({row['op']}) in float: {row['float_ms']:.3f} ms vs "
+                          f"{row['int8_ms']:.3f} ms in int8 at batch {metrics['cpu_speed_fallback']['batch']}")
     if metrics.get("qat"):
         qat_row = metrics["qat"]
         console.print(f"QAT recovered {qat_row['recovered_pts']:+.2f} pts of PTQ's val drop "

@@ -63,7 +63,7 @@ def side_by_side_latency(onnx_paths: dict[str, Path], input_shape: list[int] | t
                 measure_latency(runner, batch, warmup=3, iters=1)
             for _ in range(rounds):
                 for name, runner in runners.items():
-                    samples[name].append(measure_latency(runner, batch, warmup=1, seconds=seconds).p50_ms)
+                    samples[name].append(measure_latency(runner, batch, warmup=1, iters=5, seconds=seconds).p50_ms)
             results["batches"][str(batch_size)] = {
                 name: {"p50_ms": statistics.median(times),
                        "throughput_per_s": batch_size / (statistics.median(times) / 1000.0)}

@@ -9,7 +9,6 @@ torch.set_num_threads(threads) and inference_mode, the same thread count onnxrun
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preprocess_raw, resolve_subject
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import progress_bar, say
-from edgepipe.timing import summarize, time_calls
+from edgepipe.timing import available_cpus, summarize, time_calls
 
 TORCH_NOTE = ("PyTorch eager runs with torch.set_num_threads(threads) and torch.inference_mode(); its per-call "
               "overhead dominates at batch 1, which is part of what an exported runtime saves.")
@@ -30,8 +29,8 @@ def _check_settings(batch_sizes: list[int], warmup: int, iters: int, seconds: fl
                     repeats: int, backends: list[str] | None) -> None:
     if not batch_sizes or any(int(b) <= 0 for b in batch_sizes):
         raise EdgepipeError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    if seconds is None and iters < 1:
-        raise EdgepipeError(f"--iters must be at least 1 (got {iters}); or give --seconds")
+    if iters < 1:
+        raise EdgepipeError(f"--iters must be at least 1 (got {iters})")
     if seconds is not None and seconds <= 0:
         raise EdgepipeError(f"--seconds must be positive (got {seconds})")
     if warmup < 0 or repeats < 1 or threads < 1:
@@ -114,15 +113,17 @@ def _accuracy_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[
 
 
 def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 64), warmup: int = 10,
-          iters: int = 100, seconds: float | None = None, threads: int | None = None,
+          iters: int = 100, seconds: float | None = None, warmup_seconds: float = 0.2, threads: int | None = None,
           backends: list[str] | None = None, repeats: int = 3, end_to_end: bool = True, memory: bool = True,
           max_accuracy_drop: float | None = None, deploy_batch: int | None = None, run_eval: bool = True,
-          write: bool = True) -> dict[str, Any]:
+          write: bool = True, steady: bool = True) -> dict[str, Any]:
     """Benchmark every artifact of a run (or one model file); with a run dir and ``write``, also update
     RUN/report.json (a "bench" key and per-artifact fields) and write RUN/report.md and RUN/report.png.
 
-    ``iters`` (or ``seconds``) is per artifact, batch size and repeat; the latency percentiles pool all
-    repeats and ``p50_spread_pct`` is how far the repeats' p50s disagree ((max-min)/median).
+    Each timed window (per artifact, batch size and repeat) is at least ``iters`` calls and at least ``seconds``
+    long, after ``warmup`` calls and ``warmup_seconds`` (trtexec's --iterations/--duration/--warmUp); the
+    latency percentiles pool all repeats and ``p50_spread_pct`` is how far the repeats' p50s disagree
+    ((max-min)/median). ``steady``: before each window, wait out a slow phase of the machine (bench/steady.py).
     """
     from edgepipe.bench.machine import machine_info
     from edgepipe.bench.memory import measure_peak_memory
@@ -130,7 +131,7 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
     from edgepipe.runners.select import open_runner
 
     if threads is None:  # explicit, so torch and onnxruntime get the same count
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = available_cpus()
     batch_sizes = sorted({int(b) for b in batch_sizes}) if batch_sizes else []
     _check_settings(batch_sizes, warmup, iters, seconds, threads, repeats, backends)
     subject = resolve_subject(Path(run_or_model))
@@ -161,6 +162,13 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
             raise EdgepipeError(f"{run_or_model}: nothing could be benchmarked here "
                                 f"({'; '.join(s['reason'] for s in skipped)})")
         batches = {b: make_batches(b, input_shape, subject.preprocessing) for b in batch_sizes}
+        gate = None
+        if steady:
+            from edgepipe.bench.steady import SteadyGate
+
+            gate = SteadyGate(threads)
+            gate.calibrate()
+        before_window = gate.wait_until_steady if gate else (lambda: None)
         compute: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
         full: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
         steps = repeats * sum(len(m["sizes"]) for m in measured)
@@ -174,12 +182,15 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
                         runner, (model_batch, raw_batch) = measured[index]["runner"], batches[size]
                         bar.update(task, description=f"bench {measured[index]['entry']['name']} b{size} "
                                                      f"r{repeat + 1}/{repeats}")
+                        before_window()
                         compute[index, size].append(time_calls(lambda r=runner, x=model_batch: r.infer(x),
-                                                               warmup=warmup, iters=iters, seconds=seconds))
+                                                               warmup=warmup, iters=iters, seconds=seconds,
+                                                               warmup_seconds=warmup_seconds))
                         if end_to_end and raw_batch is not None:
+                            before_window()
                             full[index, size].append(time_calls(
                                 lambda r=runner, raw=raw_batch: r.infer(preprocess_raw(raw, subject.preprocessing)),
-                                warmup=warmup, iters=iters, seconds=seconds))
+                                warmup=warmup, iters=iters, seconds=seconds, warmup_seconds=warmup_seconds))
                         bar.update(task, advance=1)
         backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
         devices = {index: m["runner"].device for index, m in enumerate(measured)}
@@ -198,7 +209,7 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
         for size in item["sizes"]:
             row = {"artifact": entry["name"], "backend": backends_used[index], "device": devices[index],
                    "precision": entry["precision"], "format": entry["format"],
-                   "path": str(item["directory"] / entry["file"]), "batch": size,
+                   "path": str(item["directory"] / entry["file"]), "sha256": entry.get("sha256"), "batch": size,
                    **_latency_fields(compute[index, size], size),
                    "peak_memory_bytes": peaks.get("peaks", {}).get(str(size)),
                    "device_memory_bytes": peaks.get("device_memory_bytes"),
@@ -218,7 +229,8 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
         "recipe": subject.recipe.get("name"),
         "target": subject.recipe.get("target"),
         "machine": machine_info(threads),
-        "settings": {"batch_sizes": batch_sizes, "warmup": warmup, "iters": iters, "seconds": seconds,
+        "settings": {"batch_sizes": batch_sizes, "warmup": warmup, "warmup_seconds": warmup_seconds, "iters": iters,
+                     "seconds": seconds,
                      "threads": threads, "repeats": repeats, "backends": backends, "end_to_end": end_to_end,
                      "input_shape": list(input_shape)},
         "max_accuracy_drop": max_accuracy_drop,
@@ -226,6 +238,7 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
         "rows": rows,
         "skipped": skipped,
         "p50_spread_pct_max": max((r["p50_spread_pct"] for r in rows), default=0.0),
+        "steadiness": gate.summary() if gate else None,
         "deployable": pick_deployable(rows, batch=deploy_batch, max_drop=max_accuracy_drop,
                                       target=subject.recipe.get("target"), engine_problem=engine_problem),
         "notes": [TORCH_NOTE, "end_to_end = preprocessing from raw uint8 images (scale, normalize) + inference; "
@@ -233,6 +246,11 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
                   "peak_memory_bytes: RSS high-water mark above a fresh process's baseline after importing the "
                   "backend (model + runtime + activations), one process per artifact"],
     }
+    slow = (result["steadiness"] or {}).get("windows_timed_on_a_slow_machine", 0)
+    if slow:
+        result["notes"].insert(0, f"{slow} of {result['steadiness']['windows']} timed windows went ahead while the "
+                                  f"machine probe was over {result['steadiness']['tolerance']:.0%} slower than its "
+                                  "best (a shared host): expect those artifacts' p50s to read high")
     machine = result["machine"]
     if machine.get("load_average_1min", 0) > machine.get("cpus_available", machine["cores"] or 1):
         result["notes"].insert(0, f"the machine was busy (1-min load {machine['load_average_1min']} on "
@@ -300,7 +318,8 @@ def finish_report(run_dir: Path, recipe: Any, *, fresh_process: bool = True) -> 
                    "seconds": getattr(config, "seconds", None), "threads": config.threads,
                    "backends": getattr(config, "backends", None), "repeats": getattr(config, "repeats", 3),
                    "end_to_end": getattr(config, "end_to_end", True), "memory": getattr(config, "memory", True),
-                   "max_accuracy_drop": recipe.eval.max_accuracy_drop, "deploy_batch": config.deploy_batch}
+                   "max_accuracy_drop": recipe.eval.max_accuracy_drop, "deploy_batch": config.deploy_batch,
+                   "steady": getattr(config, "steady", True)}
         if fresh_process:
             done = subprocess.run([sys.executable, "-m", "edgepipe.stages.bench", str(run_dir), json.dumps(options)],
                                   check=False)

@@ -33,10 +33,10 @@ from edgepipe.artifacts import (
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import QuantizeConfig
+from edgepipe.timing import available_cpus
 
 INT8_TRT, INT8_CPU, FP16, CACHE, RANGES = (
     "model.int8.trt.onnx", "model.int8.cpu.onnx", "model.fp16.onnx", "trt.calib.cache", "calibration.ranges.json")
-SPEED_BATCH = 64
 DEFAULT_MAX_DROP = 0.5
 
 
@@ -104,25 +104,13 @@ def accuracy_of(onnx_path: Path, x: np.ndarray, y: np.ndarray) -> float:
         return float((infer_in_batches(runner, x, 256).argmax(1) == y).mean())
 
 
-def measure_speed(models: dict[str, Path], batch: np.ndarray, rounds: int = 3, seconds: float = 0.6) -> dict:
-    """Throughput of each model at one batch, threads=2, A/B rounds interleaved (the machine is shared)."""
-    from edgepipe.runners.onnxruntime import OrtRunner
-    from edgepipe.timing import measure_latency
+def measure_speed(models: dict[str, Path], batch: np.ndarray, threads: int) -> dict:
+    """Throughput of each model at one batch, A/B rounds interleaved (the machine is shared)."""
+    from edgepipe.quant.speed import ort_timer
 
-    runners = {name: OrtRunner(path, threads=2) for name, path in models.items()}
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    for runner in runners.values():
-        runner.__enter__()
-    try:
-        for _ in range(rounds):
-            for name, runner in runners.items():
-                samples[name].append(measure_latency(runner, batch, warmup=3, seconds=seconds).p50_ms)
-    finally:
-        for runner in runners.values():
-            runner.__exit__(None, None, None)
-    return {name: {"batch": len(batch), "p50_ms": float(np.median(times)),
-                   "throughput_per_s": len(batch) / (float(np.median(times)) / 1000.0)}
-            for name, times in samples.items()}
+    p50s = ort_timer(batch, threads, rounds=3, seconds=0.6)(models)
+    return {name: {"batch": len(batch), "threads": threads, "p50_ms": p50,
+                   "throughput_per_s": len(batch) / (p50 / 1000.0)} for name, p50 in p50s.items()}
 
 
 def cpu_vnni() -> dict[str, Any]:
@@ -195,6 +183,11 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         fallback = _quantize_within_budget(prepared, tmp, tracks, config.method, tmp / RANGES, val, reference["val"],
                                            max_drop)
         check_trt_qdq(tmp / INT8_TRT)
+        speed_batch = np.resize(test.x, (config.speed_batch, *test.x.shape[1:]))
+        cpu_speed = None
+        if speed and config.cpu_speed_fallback:
+            cpu_speed = _cpu_float_where_faster(prepared, tmp, tracks[INT8_CPU], config.method, tmp / RANGES,
+                                                fallback["excluded"], val, reference["val"], max_drop, speed_batch)
 
         scales = trt_cache.scales_from_ranges(ranges)
         trt_cache.write_cache(tmp / CACHE, scales, config.tensorrt_version)
@@ -225,7 +218,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         speed_rows = {}
         if speed:
             models = {"fp32": src.onnx, **{r["name"]: tmp / r["file"] for r in rows}}
-            speed_rows = measure_speed(models, test.x[:SPEED_BATCH])
+            speed_rows = measure_speed(models, speed_batch, available_cpus())
             for row in rows:
                 row["speed_ratio"] = round(speed_rows[row["name"]]["throughput_per_s"]
                                            / speed_rows["fp32"]["throughput_per_s"], 3)
@@ -244,7 +237,8 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         manifest["metrics"] = {
             "reference_fp32": {"file": str(src.onnx), "size_bytes": fp32_size, **reference},
             "artifacts": rows, "speed": speed_rows, "max_drop_pts": max_drop,
-            "fallback": fallback, "fp16_overflow": fp16_report, "cpu": cpu_vnni(), "qat": qat_summary,
+            "fallback": fallback, "cpu_speed_fallback": cpu_speed, "fp16_overflow": fp16_report, "cpu": cpu_vnni(),
+            "qat": qat_summary,
             "accuracy_split": "val decides (budget, fallback); test is reported only",
         }
         write_manifest(tmp, manifest)
@@ -289,6 +283,40 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
     final = drop(None, fitted.excluded, tmp)
     return {**result, "needed": True, "excluded": fitted.excluded, "val_drop_pts_after": round(final, 4),
             "sensitivity": fitted.table, "steps": fitted.steps}
+
+
+def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, ranges_path: Path, already_float: list[str],
+                            val, reference_val: float, max_drop: float, batch: np.ndarray) -> dict:
+    """quant/speed.py on the CPU track; the faster mix replaces tmp's int8-cpu model when it stays within budget."""
+    import itertools
+
+    from edgepipe.quant.speed import MIN_GAIN, keep_float_where_faster, ort_timer
+    from edgepipe.quant.tracks import quantizable_nodes, quantize_track
+
+    probe_dir = Path(tempfile.mkdtemp(prefix="speed-", dir=prepared.parent))
+    numbers = itertools.count()
+
+    def build(excluded: list[str]) -> Path:
+        path = probe_dir / f"cpu-{next(numbers)}.onnx"
+        return quantize_track(prepared, path, track, method, ranges_path, excluded)
+
+    threads = available_cpus()
+    say(f"quantize: timing each layer of the CPU track in int8 vs float (batch {len(batch)}, {threads} threads)")
+    found = keep_float_where_faster(quantizable_nodes(prepared), already_float, build, ort_timer(batch, threads))
+    summary = {"batch": len(batch), "threads": threads, "min_gain": MIN_GAIN, "kept_float": found.kept_float,
+               "table": found.table}
+    if not found.kept_float:
+        return summary
+    drop = (reference_val - accuracy_of(found.model, val.x, val.y)) * 100
+    if drop > max_drop:  # float layers should only help accuracy; if not, the budget wins over speed
+        summary.update(kept_float=[], reverted=f"the faster mix loses {drop:.2f} pts on val (budget {max_drop:.2f})")
+        return summary
+    shutil.copyfile(found.model, tmp / INT8_CPU)
+    for row in found.table:
+        if row["kept_float"]:
+            say(f"quantize: CPU track keeps {row['node']} ({row['op']}) in float: the graph takes "
+                f"{row['float_ms']:.3f} ms vs {row['int8_ms']:.3f} ms with it in int8")
+    return summary
 
 
 def _evaluate_artifacts(tmp: Path, fp32: Path, dataset, reference: dict, fp16: bool, qat: dict | None) -> list[dict]:

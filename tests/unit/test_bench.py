@@ -28,7 +28,7 @@ from edgepipe.stages.bench import bench
 SPEC = {"name": "mlp", "params": {"hidden": [8]}, "input_shape": [1, 4, 4], "num_classes": 10}
 PREPROCESSING = {"kind": "image", "layout": "NCHW", "channels": 1, "size": [4, 4], "scale": 1 / 255,
                  "mean": [0.5], "std": [0.25]}
-FAST = {"warmup": 1, "iters": 3, "repeats": 2, "memory": False}
+FAST = {"warmup": 1, "warmup_seconds": 0.0, "iters": 3, "repeats": 2, "memory": False, "steady": False}
 
 
 def _stage(directory: Path, stage: str, files: list[tuple[str, str, str, str]], **extra) -> None:
@@ -115,7 +115,8 @@ def test_bench_writes_report_json_md_and_png(tiny_run: Path) -> None:
 
 
 def test_bench_measures_peak_memory_in_a_fresh_process(tiny_run: Path) -> None:
-    result = bench(tiny_run / "export" / "model.onnx", batch_sizes=[1], threads=1, warmup=0, iters=2, repeats=1)
+    result = bench(tiny_run / "export" / "model.onnx", batch_sizes=[1], threads=1, warmup=0, warmup_seconds=0.0,
+                   iters=2, repeats=1)
     (row,) = result["rows"]
     assert row["peak_memory_bytes"] is not None and row["peak_memory_bytes"] > 0
 
@@ -148,7 +149,6 @@ def test_engine_is_skipped_with_the_reason_when_tensorrt_is_absent(tiny_run: Pat
     (["--batch", "1,x"], "comma-separated"),
     (["--iters", "0"], "at least 1"),
     (["--seconds", "0"], "positive"),
-    (["--iters", "5", "--seconds", "1"], "not both"),
 ])
 def test_bad_settings_are_one_line_exit_2(tiny_run: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(_app(), [str(tiny_run), *args])
@@ -174,12 +174,15 @@ def test_artifact_whose_input_does_not_match_the_dataset_is_exit_2(tiny_run: Pat
 
 def test_cli_json_and_table(tiny_run: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--warmup", "0", "--repeats",
-                                    "1", "--no-memory", "--json", "--backend", "onnxruntime"])
+    result = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--seconds", "0.01", "--warmup",
+                                    "0", "--repeats", "1", "--no-memory", "--json", "--backend", "onnxruntime"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert {r["artifact"] for r in payload["rows"]} == {"onnx-fp32", "int8-cpu"}
-    table = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--repeats", "1", "--no-memory"])
+    steadiness = payload["steadiness"]  # the real probe ran before each window: 2 artifacts x (compute, e2e)
+    assert steadiness["windows"] == 4 and steadiness["probe_best_ms"] > 0
+    table = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--seconds", "0.01", "--repeats", "1",
+                                   "--no-memory", "--no-steady"])
     assert table.exit_code == 0 and "int8-cpu" in table.stdout and "p50" in table.stdout
 
 
@@ -227,9 +230,10 @@ def test_end_to_end_input_is_the_preprocessed_raw_batch() -> None:
     assert none is None and no_raw_batch.shape == (2, 7)
 
 
-def _row(name: str, backend: str, precision: str, p50: float, drop: float | None, batch: int = 1) -> dict:
+def _row(name: str, backend: str, precision: str, p50: float, drop: float | None, batch: int = 1,
+         size: int = 1000) -> dict:
     return {"artifact": name, "backend": backend, "precision": precision, "batch": batch,
-            "latency_ms": {"p50": p50}, "accuracy_drop_pts": drop}
+            "latency_ms": {"p50": p50}, "accuracy_drop_pts": drop, "size_bytes": size}
 
 
 def test_pick_is_the_fastest_within_budget_not_the_int8_one() -> None:
@@ -239,6 +243,18 @@ def test_pick_is_the_fastest_within_budget_not_the_int8_one() -> None:
     assert pick["artifact"] == "pruned-onnx-fp32"
     assert "1.5x faster than int8-cpu" in pick["reason"] and "10.0x faster than the original" in pick["reason"]
     assert "int8-trt-qdq is faster but drops 0.90 pt" in pick["reason"]
+
+
+def test_a_tie_within_noise_goes_to_the_smaller_file() -> None:
+    rows = [_row("original", "torch", "fp32", 10.0, 0.0, size=9000),
+            _row("pruned-onnx-fp32", "onnxruntime", "fp32", 1.00, 0.0, size=4000),
+            _row("int8-cpu", "onnxruntime", "int8", 1.04, 0.1, size=1000),
+            _row("fp16", "onnxruntime", "fp16", 1.20, 0.0, size=2000)]
+    pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
+    assert pick["artifact"] == "int8-cpu"
+    assert "smallest file" in pick["reason"] and "pruned-onnx-fp32 1 ms" in pick["reason"]
+    rows[2]["latency_ms"]["p50"] = 1.06  # just outside the 5 % tie: speed decides again
+    assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["artifact"] == "pruned-onnx-fp32"
 
 
 def test_pick_uses_the_closest_benched_batch_and_says_so() -> None:

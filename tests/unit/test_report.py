@@ -25,6 +25,18 @@ def test_update_report_merges_sections(tmp_path: Path) -> None:
     assert merged == {"recipe": "tiny", "bench": {"rows": []}}
 
 
+def test_bench_results_of_a_rebuilt_file_are_dropped_when_eval_writes_again(tmp_path: Path) -> None:
+    from edgepipe.artifacts import sha256_file
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"first build")
+    row = {"artifact": "onnx-fp32", "path": str(model), "sha256": sha256_file(model), "batch": 1}
+    update_report(tmp_path, {"bench": {"rows": [row]}})
+    assert "bench" in update_report(tmp_path, {"artifacts": []})  # same file: the timings still hold
+    model.write_bytes(b"rebuilt by a later stage")
+    assert "bench" not in update_report(tmp_path, {"artifacts": []})
+
+
 def test_eval_table_still_renders_skipped_rows() -> None:
     console = Console(record=True, width=160)
     console.print(eval_table(EVAL))

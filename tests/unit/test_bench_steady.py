@@ -1,0 +1,69 @@
+"""bench/steady.py: wait out a slow phase of the machine before a timed window (scripted probe, no sleeping)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgepipe.bench import steady
+from edgepipe.bench.steady import SteadyGate
+
+
+@pytest.fixture()
+def scripted(monkeypatch: pytest.MonkeyPatch):
+    """A gate whose probe returns the given values in turn; sleeping advances a fake clock instead."""
+    clock = [0.0]
+    monkeypatch.setattr(steady.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(steady.time, "perf_counter", lambda: clock[0])
+
+    def make(values: list[float], **options) -> SteadyGate:
+        gate = SteadyGate(threads=1, **options)
+        feed = iter(values)
+
+        def probe() -> float:
+            value = next(feed)
+            gate.probes.append(value)
+            gate.best_ms = min(gate.best_ms, value)
+            return value
+
+        gate.probe = probe  # type: ignore[method-assign]
+        return gate
+
+    return make
+
+
+def test_a_fast_machine_goes_straight_on(scripted) -> None:
+    gate = scripted([1.0, 1.0, 1.05])
+    gate.calibrate(rounds=2)
+    gate.wait_until_steady()
+    summary = gate.summary()
+    assert summary["windows"] == 1 and summary["windows_that_waited"] == 0
+    assert summary["windows_timed_on_a_slow_machine"] == 0
+
+
+def test_a_slow_phase_is_waited_out(scripted) -> None:
+    gate = scripted([1.0, 2.0, 2.0, 1.1])
+    gate.calibrate(rounds=1)
+    gate.wait_until_steady()
+    summary = gate.summary()
+    assert summary["windows_that_waited"] == 1 and summary["seconds_waited"] == 1.0
+    assert summary["windows_timed_on_a_slow_machine"] == 0
+
+
+def test_a_wait_is_bounded_and_the_window_is_reported_slow(scripted) -> None:
+    gate = scripted([1.0] + [2.0] * 10, max_wait_s=2.0)
+    gate.calibrate(rounds=1)
+    gate.wait_until_steady()
+    assert gate.summary()["windows_timed_on_a_slow_machine"] == 1
+
+
+def test_windows_before_the_machine_showed_its_fast_phase_count_as_slow(scripted) -> None:
+    gate = scripted([2.0, 2.0, 1.0], max_wait_s=0.0)  # the run began slow; fast only shows up later
+    gate.calibrate(rounds=1)
+    gate.wait_until_steady()
+    gate.wait_until_steady()
+    assert gate.summary()["windows_timed_on_a_slow_machine"] == 1
+
+
+def test_the_real_probe_times_an_onnxruntime_session() -> None:
+    gate = SteadyGate(threads=1, probe_seconds=0.01)
+    assert gate.probe() > 0 and gate.best_ms == gate.probes[0]
