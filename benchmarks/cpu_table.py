@@ -98,6 +98,12 @@ def main() -> int:
     print("\n".join(floors(result)))
     if len(results) > 1:
         print(across_runs(results))
+    for number, each in enumerate(results, 1):
+        steady = each.get("steadiness") or {}
+        if steady:
+            print(f"- bench run {number}: waited out a slow machine before {steady['windows_that_waited']} of "
+                  f"{steady['windows']} windows ({steady['seconds_waited']} s); "
+                  f"{steady['windows_timed_on_a_slow_machine']} went ahead on a slow machine")
     return 0
 
 

@@ -162,15 +162,24 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
             raise EdgepipeError(f"{run_or_model}: nothing could be benchmarked here "
                                 f"({'; '.join(s['reason'] for s in skipped)})")
         batches = {b: make_batches(b, input_shape, subject.preprocessing) for b in batch_sizes}
+        from edgepipe.bench.allocator import keep_freed_memory
+
+        allocator = keep_freed_memory()
         gate = None
         if steady:
             from edgepipe.bench.steady import SteadyGate
 
             gate = SteadyGate(threads)
             gate.calibrate()
-        before_window = gate.wait_until_steady if gate else (lambda: None)
         compute: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
         full: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
+        windows: list[tuple[list[np.ndarray], int, Any, int | None]] = []  # (samples list, slot, call, gate ticket)
+
+        def time_window(store: list[np.ndarray], call: Any) -> None:
+            ticket = gate.wait_until_steady() if gate else None
+            store.append(time_calls(call, warmup=warmup, iters=iters, seconds=seconds, warmup_seconds=warmup_seconds))
+            windows.append((store, len(store) - 1, call, ticket))
+
         steps = repeats * sum(len(m["sizes"]) for m in measured)
         with progress_bar() as bar:
             task = bar.add_task("bench", total=steps)
@@ -182,16 +191,20 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
                         runner, (model_batch, raw_batch) = measured[index]["runner"], batches[size]
                         bar.update(task, description=f"bench {measured[index]['entry']['name']} b{size} "
                                                      f"r{repeat + 1}/{repeats}")
-                        before_window()
-                        compute[index, size].append(time_calls(lambda r=runner, x=model_batch: r.infer(x),
-                                                               warmup=warmup, iters=iters, seconds=seconds,
-                                                               warmup_seconds=warmup_seconds))
+                        time_window(compute[index, size], lambda r=runner, x=model_batch: r.infer(x))
                         if end_to_end and raw_batch is not None:
-                            before_window()
-                            full[index, size].append(time_calls(
-                                lambda r=runner, raw=raw_batch: r.infer(preprocess_raw(raw, subject.preprocessing)),
-                                warmup=warmup, iters=iters, seconds=seconds, warmup_seconds=warmup_seconds))
+                            time_window(full[index, size], lambda r=runner, raw=raw_batch: r.infer(
+                                preprocess_raw(raw, subject.preprocessing)))
                         bar.update(task, advance=1)
+            if gate:  # windows that went ahead before the run had seen how fast this machine can be
+                slow = [w for w in windows if gate.went_ahead_slow(w[3])]
+                if slow:
+                    retake = bar.add_task("bench: re-timing windows from a slow phase", total=len(slow))
+                for store, slot, call, ticket in slow:
+                    gate.retake(ticket)
+                    store[slot] = time_calls(call, warmup=warmup, iters=iters, seconds=seconds,
+                                             warmup_seconds=warmup_seconds)
+                    bar.update(retake, advance=1)
         backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
         devices = {index: m["runner"].device for index, m in enumerate(measured)}
 
@@ -232,6 +245,7 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
         "settings": {"batch_sizes": batch_sizes, "warmup": warmup, "warmup_seconds": warmup_seconds, "iters": iters,
                      "seconds": seconds,
                      "threads": threads, "repeats": repeats, "backends": backends, "end_to_end": end_to_end,
+                     "allocator": allocator or "default",
                      "input_shape": list(input_shape)},
         "max_accuracy_drop": max_accuracy_drop,
         "deploy_batch": deploy_batch,

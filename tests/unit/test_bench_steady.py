@@ -67,3 +67,25 @@ def test_windows_before_the_machine_showed_its_fast_phase_count_as_slow(scripted
 def test_the_real_probe_times_an_onnxruntime_session() -> None:
     gate = SteadyGate(threads=1, probe_seconds=0.01)
     assert gate.probe() > 0 and gate.best_ms == gate.probes[0]
+
+
+def test_a_window_from_the_slow_phase_is_retaken_once_fast_is_known(scripted) -> None:
+    gate = scripted([2.0, 2.0, 1.0, 1.0], max_wait_s=0.0)
+    gate.calibrate(rounds=1)
+    first, second = gate.wait_until_steady(), gate.wait_until_steady()
+    assert gate.went_ahead_slow(first) and not gate.went_ahead_slow(second)
+    gate.retake(first)
+    summary = gate.summary()
+    assert summary["windows_retimed"] == 1 and summary["windows_timed_on_a_slow_machine"] == 0
+
+
+def test_bench_keeps_freed_memory_on_glibc() -> None:
+    import platform
+
+    from edgepipe.bench.allocator import keep_freed_memory
+
+    applied = keep_freed_memory()
+    if platform.libc_ver()[0] == "glibc":
+        assert applied is not None and "mmap threshold 32 MiB" in applied
+    else:
+        assert applied is None
