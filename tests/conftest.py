@@ -30,3 +30,9 @@ def tiny_run(tmp_path_factory) -> Path:
     train(recipe, run / "train")
     export(run / "train", run / "export", recipe.export)
     return run
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory, monkeypatch) -> None:
+    """bench remembers the machine's fastest probe under EDGEPIPE_CACHE_DIR: keep tests out of ~/.cache."""
+    monkeypatch.setenv("EDGEPIPE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "edgepipe-cache"))

@@ -7,15 +7,21 @@ a minute apart disagree by 60 %+. No statistic over the samples fixes that, beca
 the slow phase. So before each window a fixed probe (a small two-thread onnxruntime conv chain, built in
 memory) is timed; while it is more than ``tolerance`` slower than the fastest probe seen, bench waits and
 probes again, up to ``max_wait_s``. A run that *starts* in the slow phase only learns later what fast is,
-so at the end every window whose probe was slow by the run's best is timed once more (``retake``). The
-result records every wait, every retake and every window that still went ahead on a slow machine, so a
-number is never silently from the slow phase.
+so at the end every window whose probe was slow by the run's best is timed once more (``retake``). A run
+can also spend its whole length in the slow phase (seen: 5 minutes), so the fastest probe is remembered
+across runs in ~/.cache/edgepipe (per CPU model, thread count and onnxruntime version). Waiting is bounded
+per window and per run. The result records every wait, every retake and every window that still went
+ahead on a slow machine, so a number is never silently from the slow phase.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -39,20 +45,37 @@ def _probe_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
 
 
+def remembered_probes_path() -> Path:
+    root = os.environ.get("EDGEPIPE_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
+        / "edgepipe"
+    return Path(root) / "steady-probe.json"
+
+
 @dataclass
 class SteadyGate:
     threads: int
     tolerance: float = 0.2
     max_wait_s: float = 20.0
+    max_total_wait_s: float = 180.0
     probe_seconds: float = 0.1
+    remember: Path | None = None  # where the fastest probe ever seen on this machine is kept
     best_ms: float = float("inf")
     probes: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
     window_probes: list[float] = field(default_factory=list)  # the probe each window went ahead on
     retakes: int = 0
+    remembered_ms: float | None = None
 
     def __post_init__(self) -> None:
         import onnxruntime as ort
+
+        self._key = f"{_cpu_model()} | threads {self.threads} | onnxruntime {ort.__version__}"
+        if self.remember is not None and self.remember.is_file():
+            try:
+                self.remembered_ms = float(json.loads(self.remember.read_text())[self._key])
+                self.best_ms = self.remembered_ms
+            except (ValueError, KeyError, TypeError, OSError):
+                self.remembered_ms = None  # an unreadable or foreign cache is simply not used
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
@@ -76,8 +99,9 @@ class SteadyGate:
 
     def _steady_probe(self) -> float:
         started = time.perf_counter()
+        budget = min(self.max_wait_s, max(0.0, self.max_total_wait_s - sum(self.waits)))
         latest = self.probe()
-        while self._slow(latest) and time.perf_counter() - started < self.max_wait_s:
+        while self._slow(latest) and time.perf_counter() - started < budget:
             time.sleep(0.5)
             latest = self.probe()
         if time.perf_counter() - started > 0.5:
@@ -102,11 +126,34 @@ class SteadyGate:
         self.retakes += 1
         self.window_probes[ticket] = self._steady_probe()
 
+    def save(self) -> None:
+        """Remember this machine's fastest probe for the next run (best effort: a read-only home is fine)."""
+        if self.remember is None or not self.probes:
+            return
+        try:
+            known = json.loads(self.remember.read_text()) if self.remember.is_file() else {}
+            known[self._key] = min(self.best_ms, float(known.get(self._key, self.best_ms)))
+            self.remember.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.remember.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(known, indent=1))
+            temporary.replace(self.remember)
+        except (OSError, ValueError, TypeError):
+            pass
+
     def summary(self) -> dict:
         slow = sum(self._slow(probe) for probe in self.window_probes)
         return {"probe": "4x conv3x3 16ch 28x28, onnxruntime, batch 1", "tolerance": self.tolerance,
                 "probe_best_ms": round(self.best_ms, 5), "probe_median_ms": round(float(np.median(self.probes)), 5),
+                "probe_best_remembered_ms": self.remembered_ms, "remembered_in": str(self.remember or ""),
                 "windows": len(self.window_probes), "windows_that_waited": len(self.waits),
                 "seconds_waited": round(float(sum(self.waits)), 1), "windows_retimed": self.retakes,
                 "windows_timed_on_a_slow_machine": slow,
-                "max_wait_s": self.max_wait_s}
+                "max_wait_s": self.max_wait_s, "max_total_wait_s": self.max_total_wait_s}
+
+
+def _cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()

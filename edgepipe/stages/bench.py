@@ -167,9 +167,9 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
         allocator = keep_freed_memory()
         gate = None
         if steady:
-            from edgepipe.bench.steady import SteadyGate
+            from edgepipe.bench.steady import SteadyGate, remembered_probes_path
 
-            gate = SteadyGate(threads)
+            gate = SteadyGate(threads, remember=remembered_probes_path())
             gate.calibrate()
         compute: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
         full: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
@@ -205,6 +205,7 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
                     store[slot] = time_calls(call, warmup=warmup, iters=iters, seconds=seconds,
                                              warmup_seconds=warmup_seconds)
                     bar.update(retake, advance=1)
+                gate.save()
         backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
         devices = {index: m["runner"].device for index, m in enumerate(measured)}
 

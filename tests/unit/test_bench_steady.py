@@ -89,3 +89,23 @@ def test_bench_keeps_freed_memory_on_glibc() -> None:
         assert applied is not None and "mmap threshold 32 MiB" in applied
     else:
         assert applied is None
+
+
+def test_the_fastest_probe_is_remembered_across_runs(tmp_path) -> None:
+    memory = tmp_path / "cache" / "steady-probe.json"
+    first = SteadyGate(threads=1, probe_seconds=0.01, remember=memory)
+    first.calibrate(rounds=2)
+    first.save()
+    second = SteadyGate(threads=1, probe_seconds=0.01, remember=memory)
+    assert second.remembered_ms == pytest.approx(first.best_ms)
+    assert second.best_ms == second.remembered_ms  # a run that starts slow already knows what fast is
+    memory.write_text("not json")
+    assert SteadyGate(threads=1, remember=memory).remembered_ms is None
+
+
+def test_waiting_is_bounded_per_run(scripted) -> None:
+    gate = scripted([1.0] + [2.0] * 40, max_wait_s=2.0, max_total_wait_s=3.0)
+    gate.calibrate(rounds=1)
+    for _ in range(3):
+        gate.wait_until_steady()
+    assert gate.summary()["seconds_waited"] <= 3.0 + 0.5 + 1e-9
