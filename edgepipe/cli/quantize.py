@@ -72,7 +72,10 @@ def command(
     console.print(f"CPU VNNI: {vnni}; {where}decisions on val, table shows test")
     if fallback.get("needed"):
         console.print(f"kept in float to meet {fallback['max_drop_pts']} pts: {', '.join(fallback['excluded'])}")
-    for row in (metrics.get("cpu_speed_fallback") or {}).get("table", []):
+    speed_fallback = metrics.get("cpu_speed_fallback") or {}
+    if speed_fallback.get("reverted"):
+        console.print(f"CPU track: {speed_fallback['reverted']}")
+    for row in speed_fallback.get("table", []) if speed_fallback.get("kept_float") else []:
         if row["kept_float"]:
             console.print(f"CPU track keeps {row['node']} ({row['op']}) in float: {row['float_ms']:.3f} ms vs "
                           f"{row['int8_ms']:.3f} ms in int8 at batch {metrics['cpu_speed_fallback']['batch']}")

@@ -307,6 +307,16 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
                "table": found.table}
     if not found.kept_float:
         return summary
+    # A mix that is no faster than the FP32 graph itself has given up INT8's size for nothing: then INT8 does
+    # not pay for speed on this CPU, the fully quantized graph (the smallest) stays, and FP32 is the fast one.
+    versus = ort_timer(batch, threads)({"fp32": prepared, "mix": found.model})
+    summary.update(fp32_ms=round(versus["fp32"], 4), mix_ms=round(versus["mix"], 4))
+    if versus["mix"] > versus["fp32"] * (1 - MIN_GAIN):
+        summary.update(kept_float=[], reverted=f"the fastest mix ({versus['mix']:.3f} ms) is not faster than FP32 "
+                                              f"({versus['fp32']:.3f} ms): int8-cpu stays fully quantized, for size")
+        say(f"quantize: INT8 does not pay for speed on this CPU (fastest mix {versus['mix']:.3f} ms vs FP32 "
+            f"{versus['fp32']:.3f} ms at batch {len(batch)}); int8-cpu stays fully quantized (smallest file)")
+        return summary
     drop = (reference_val - accuracy_of(found.model, val.x, val.y)) * 100
     if drop > max_drop:  # float layers should only help accuracy; if not, the budget wins over speed
         summary.update(kept_float=[], reverted=f"the faster mix loses {drop:.2f} pts on val (budget {max_drop:.2f})")
