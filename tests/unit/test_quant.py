@@ -342,3 +342,42 @@ def test_qat_fake_quant_uses_a_straight_through_gradient_and_comes_off_cleanly()
     detach_fake_quant(model, handles)
     assert type(model[0].weight) is torch.nn.Parameter and not hasattr(model[0], "qat_amax")
     assert torch.allclose(model(x), reference)
+
+
+# ---------------------------------------------------------------------------- the CPU track's speed fallback
+
+
+def _scripted_timer(fp32_ms: float):
+    """Times from graph structure instead of a clock: the FP32 reference takes ``fp32_ms``; a quantized graph
+    takes 10 ms minus 3 ms per layer left in float (its weight is a plain initializer, not a DequantizeLinear)."""
+    def timer(batch, threads, **_):
+        def time_models(models):
+            return {label: fp32_ms if label == "fp32" else 10.0 - 3.0 * _float_layers(path)
+                    for label, path in models.items()}
+        return time_models
+    return timer
+
+
+def _float_layers(path: Path) -> int:
+    graph = onnx.load(str(path)).graph
+    initializers = {init.name for init in graph.initializer}
+    return sum(node.op_type in ("Conv", "Gemm") and node.input[1] in initializers for node in graph.node)
+
+
+@pytest.mark.parametrize(("fp32_ms", "kept"), [(5.0, True), (0.5, False)])
+def test_cpu_track_keeps_float_layers_only_when_the_mix_beats_fp32(tmp_path, monkeypatch, fp32_ms, kept):
+    from edgepipe.quant import speed
+    from edgepipe.stages.quantize import quantize
+
+    monkeypatch.setattr(speed, "ort_timer", _scripted_timer(fp32_ms))
+    root = make_export_dir(tmp_path)
+    calib = write_calibration(root / "calib.yaml")
+    out = quantize(root, root / "quantize", QuantizeConfig(calibration=str(calib), qat=False, fp16=False))
+    summary = json.loads((out / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
+    assert [row["kept_float"] for row in summary["table"]] == [True, True, True]  # each layer: 3 ms faster
+    if kept:  # the all-float mix takes 1 ms, FP32 5 ms: the mix is the int8-cpu artifact
+        assert summary["kept_float"] and _float_layers(out / "model.int8.cpu.onnx") == 3
+    else:  # FP32 (0.5 ms) beats every mix: INT8 does not pay, the fully quantized graph stays
+        assert summary["kept_float"] == [] and "not faster than FP32" in summary["reverted"]
+        assert _float_layers(out / "model.int8.cpu.onnx") == 0
+    assert _float_layers(out / "model.int8.trt.onnx") == 0  # the TensorRT track is never touched
