@@ -57,5 +57,11 @@ def command(
         typer.echo(json.dumps(result, indent=2, default=str))
         return
     console.print(bench_table(result))
+    steadiness = result.get("steadiness")
+    if steadiness and (steadiness["windows_that_waited"] or steadiness["windows_timed_on_a_slow_machine"]):
+        say(f"bench: waited {steadiness['seconds_waited']} s for a slow machine before "
+            f"{steadiness['windows_that_waited']} of {steadiness['windows']} windows, re-timed "
+            f"{steadiness['windows_retimed']}; {steadiness['windows_timed_on_a_slow_machine']} still ran slow "
+            "(their p50s read high)")
     if Path(run_or_model).is_dir() and (Path(run_or_model) / "report.md").is_file():
         say(f"bench: report → {Path(run_or_model) / 'report.md'}, report.png, report.json")
