@@ -1,4 +1,4 @@
-"""Keep freed memory for reuse during timing (glibc), so PyTorch eager is timed without page-fault churn.
+"""Keep freed memory for reuse (glibc), so PyTorch eager is timed without page-fault churn.
 
 PyTorch's CPU allocator is plain malloc. With glibc's defaults a batch-64 activation (a few MB) is above
 the dynamic mmap threshold or gets trimmed back to the OS when freed, so every call page-faults it in
@@ -6,6 +6,8 @@ again: on this project's CI machine the mnist-resnet original at batch 64 took 1
 15 ms with the settings below, varying with whatever else the process had allocated before. PyTorch's
 CPU performance guide fixes this with jemalloc/tcmalloc; mallopt does the same for glibc without an
 LD_PRELOAD. It only helps the baseline (onnxruntime has its own arena), so speedups stay conservative.
+mallopt cannot be undone per call site: bench sets it for the rest of its process (the CLI and the
+pipeline's bench child are processes of their own).
 """
 
 from __future__ import annotations

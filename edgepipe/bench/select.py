@@ -25,7 +25,8 @@ def _label(row: dict[str, Any]) -> str:
 
 
 def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target: str) -> dict[str, Any]:
-    """The fastest row within budget at ``batch`` (or the closest benched batch), and why."""
+    """The fastest row within budget at ``batch`` (or the closest benched batch; a tie within TIE goes to the
+    smallest file), and why."""
     chosen_batch = _closest_batch(rows, batch)
     if chosen_batch is None:
         return {"target": target, "artifact": None, "reason": "no artifact was benchmarked for this target"}

@@ -8,8 +8,9 @@ the slow phase. So before each window a fixed probe (a small two-thread onnxrunt
 memory) is timed; while it is more than ``tolerance`` slower than the fastest probe seen, bench waits and
 probes again, up to ``max_wait_s``. A run that *starts* in the slow phase only learns later what fast is,
 so at the end every window whose probe was slow by the run's best is timed once more (``retake``). A run
-can also spend its whole length in the slow phase (seen: 5 minutes), so the fastest probe is remembered
-across runs in ~/.cache/edgepipe (per CPU model, thread count and onnxruntime version). Waiting is bounded
+can also spend its whole length in the slow phase (seen: 5 minutes), so each run's fastest probe is
+remembered in ~/.cache/edgepipe (per CPU model, thread count and onnxruntime version) and a run starts
+from the median of the last few. Waiting is bounded
 per window and per run. The result records every wait, every retake and every window that still went
 ahead on a slow machine, so a number is never silently from the slow phase.
 """
@@ -45,10 +46,14 @@ def _probe_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
 
 
+REMEMBERED_RUNS = 5  # the remembered "fast" is the median of the last few runs' bests, not one lucky minimum
+
+
 def remembered_probes_path() -> Path:
-    root = os.environ.get("EDGEPIPE_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
-        / "edgepipe"
-    return Path(root) / "steady-probe.json"
+    if os.environ.get("EDGEPIPE_CACHE_DIR"):
+        return Path(os.environ["EDGEPIPE_CACHE_DIR"]) / "steady-probe.json"
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "edgepipe" / "steady-probe.json"
 
 
 @dataclass
@@ -69,15 +74,17 @@ class SteadyGate:
     def __post_init__(self) -> None:
         import onnxruntime as ort
 
-        self._key = f"{_cpu_model()} | threads {self.threads} | onnxruntime {ort.__version__}"
+        self._key = f"probe 2 | {_cpu_model()} | threads {self.threads} | onnxruntime {ort.__version__}"
         if self.remember is not None and self.remember.is_file():
             try:
-                self.remembered_ms = float(json.loads(self.remember.read_text())[self._key])
-                self.best_ms = self.remembered_ms
+                recent = [float(v) for v in json.loads(self.remember.read_text())[self._key]]
+                self.remembered_ms = float(np.median(recent)) if recent else None
             except (ValueError, KeyError, TypeError, OSError):
                 self.remembered_ms = None  # an unreadable or foreign cache is simply not used
-
+            if self.remembered_ms:
+                self.best_ms = self.remembered_ms
         options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no spinning into the window
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
@@ -121,10 +128,15 @@ class SteadyGate:
         """Judged against the fastest probe of the whole run so far."""
         return self._slow(self.window_probes[ticket])
 
-    def retake(self, ticket: int) -> None:
-        """Before timing window ``ticket`` again: wait for a steady machine and record the new probe."""
+    def retake(self, ticket: int) -> bool:
+        """Wait for a steady machine; True when it is now faster than when window ``ticket`` was timed (then the
+        caller times the window again and the new probe is recorded), False to keep the window as it was."""
+        latest = self._steady_probe()
+        if latest >= self.window_probes[ticket]:
+            return False
         self.retakes += 1
-        self.window_probes[ticket] = self._steady_probe()
+        self.window_probes[ticket] = latest
+        return True
 
     def save(self) -> None:
         """Remember this machine's fastest probe for the next run (best effort: a read-only home is fine)."""
@@ -132,7 +144,8 @@ class SteadyGate:
             return
         try:
             known = json.loads(self.remember.read_text()) if self.remember.is_file() else {}
-            known[self._key] = min(self.best_ms, float(known.get(self._key, self.best_ms)))
+            recent = known.get(self._key) if isinstance(known.get(self._key), list) else []
+            known[self._key] = [*recent, min(self.probes)][-REMEMBERED_RUNS:]
             self.remember.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.remember.with_suffix(f".{os.getpid()}.tmp")
             temporary.write_text(json.dumps(known, indent=1))

@@ -6,8 +6,8 @@ batch 64, ResNet's 1->16 3x3 stem takes 0.52 ms in int8 and 0.06 ms in float (on
 like TensorRT's builder, which times each layer and runs it in FP32 when that tactic wins, the CPU track
 times the whole graph with each quantizable layer in float vs int8 (same process, interleaved rounds) and
 keeps the float version when it is at least ``min_gain`` faster. Greedy in graph order: each decision is
-measured on top of the previous ones. Keeping a layer in float never costs accuracy budget (the caller
-re-checks it anyway). The TensorRT track is left alone: TensorRT picks its own per-layer tactics.
+measured on top of the previous ones. Keeping a layer in float rarely costs accuracy, and the caller
+re-checks the budget. The TensorRT track is left alone: TensorRT picks its own per-layer tactics.
 """
 
 from __future__ import annotations

@@ -201,9 +201,9 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
                 if slow:
                     retake = bar.add_task("bench: re-timing windows from a slow phase", total=len(slow))
                 for store, slot, call, ticket in slow:
-                    gate.retake(ticket)
-                    store[slot] = time_calls(call, warmup=warmup, iters=iters, seconds=seconds,
-                                             warmup_seconds=warmup_seconds)
+                    if gate.retake(ticket):  # only when the machine is faster now than for the first take
+                        store[slot] = time_calls(call, warmup=warmup, iters=iters, seconds=seconds,
+                                                 warmup_seconds=warmup_seconds)
                     bar.update(retake, advance=1)
                 gate.save()
         backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
@@ -223,7 +223,8 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
         for size in item["sizes"]:
             row = {"artifact": entry["name"], "backend": backends_used[index], "device": devices[index],
                    "precision": entry["precision"], "format": entry["format"],
-                   "path": str(item["directory"] / entry["file"]), "sha256": entry.get("sha256"), "batch": size,
+                   "path": str((item["directory"] / entry["file"]).resolve()), "sha256": entry.get("sha256"),
+                   "batch": size,
                    **_latency_fields(compute[index, size], size),
                    "peak_memory_bytes": peaks.get("peaks", {}).get(str(size)),
                    "device_memory_bytes": peaks.get("device_memory_bytes"),

@@ -312,8 +312,9 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
     versus = ort_timer(batch, threads)({"fp32": prepared, "mix": found.model})
     summary.update(fp32_ms=round(versus["fp32"], 4), mix_ms=round(versus["mix"], 4))
     if versus["mix"] > versus["fp32"] * (1 - MIN_GAIN):
-        summary.update(kept_float=[], reverted=f"the fastest mix ({versus['mix']:.3f} ms) is not faster than FP32 "
-                                              f"({versus['fp32']:.3f} ms): int8-cpu stays fully quantized, for size")
+        summary.update(kept_float=[], reverted=f"the fastest mix ({versus['mix']:.3f} ms) is not {MIN_GAIN:.0%} faster "
+                                              f"than FP32 ({versus['fp32']:.3f} ms): int8-cpu stays fully "
+                                              "quantized, for size")
         say(f"quantize: INT8 does not pay for speed on this CPU (fastest mix {versus['mix']:.3f} ms vs FP32 "
             f"{versus['fp32']:.3f} ms at batch {len(batch)}); int8-cpu stays fully quantized (smallest file)")
         return summary

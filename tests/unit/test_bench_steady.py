@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from edgepipe.bench import steady
@@ -74,9 +76,17 @@ def test_a_window_from_the_slow_phase_is_retaken_once_fast_is_known(scripted) ->
     gate.calibrate(rounds=1)
     first, second = gate.wait_until_steady(), gate.wait_until_steady()
     assert gate.went_ahead_slow(first) and not gate.went_ahead_slow(second)
-    gate.retake(first)
+    assert gate.retake(first)
     summary = gate.summary()
     assert summary["windows_retimed"] == 1 and summary["windows_timed_on_a_slow_machine"] == 0
+
+
+def test_a_retake_on_a_machine_no_faster_keeps_the_first_window(scripted) -> None:
+    gate = scripted([1.0, 2.0, 2.5], max_wait_s=0.0)
+    gate.calibrate(rounds=1)
+    ticket = gate.wait_until_steady()
+    assert not gate.retake(ticket)
+    assert gate.summary()["windows_retimed"] == 0 and gate.went_ahead_slow(ticket)
 
 
 def test_bench_keeps_freed_memory_on_glibc() -> None:
@@ -99,6 +109,12 @@ def test_the_fastest_probe_is_remembered_across_runs(tmp_path) -> None:
     second = SteadyGate(threads=1, probe_seconds=0.01, remember=memory)
     assert second.remembered_ms == pytest.approx(first.best_ms)
     assert second.best_ms == second.remembered_ms  # a run that starts slow already knows what fast is
+    key = next(iter(json.loads(memory.read_text())))
+    memory.write_text(json.dumps({key: [1.0, 0.01, 1.1, 1.2, 0.9]}))  # one lucky run does not set the bar
+    assert SteadyGate(threads=1, remember=memory).remembered_ms == 1.0
+    for _ in range(7):
+        second.save()
+    assert len(json.loads(memory.read_text())[key]) == 5  # only the last few runs are kept
     memory.write_text("not json")
     assert SteadyGate(threads=1, remember=memory).remembered_ms is None
 
