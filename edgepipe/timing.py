@@ -68,6 +68,19 @@ def summarize(samples_ms: np.ndarray, batch_size: int) -> Latency:
                    float(np.percentile(times, 99)), float(times.mean()))
 
 
+def interleaved_p50s(runners: dict[str, Runner], batch: np.ndarray, *, rounds: int, seconds: float,
+                     warmup: int = 3) -> dict[str, float]:
+    """Median over ``rounds`` of each runner's p50 on ``batch``: every round times every runner once (at least
+    ``seconds``), and who goes first rotates, so drift on a shared machine hits them all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    order = list(runners.items())
+    for round_index in range(rounds):
+        shift = round_index % len(order)
+        for name, runner in order[shift:] + order[:shift]:
+            samples[name].append(measure_latency(runner, batch, warmup=warmup, iters=5, seconds=seconds).p50_ms)
+    return {name: float(np.median(times)) for name, times in samples.items()}
+
+
 def measure_latency(runner: Runner, batch: np.ndarray, *, warmup: int = 10, iters: int = 50,
                     seconds: float | None = None) -> Latency:
     """Time ``runner.infer(batch)``: at least ``iters`` calls and, with ``seconds``, at least that long."""

@@ -8,7 +8,6 @@ see the same background load, so their ratio means something even when the absol
 from __future__ import annotations
 
 import contextlib
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ def side_by_side_latency(onnx_paths: dict[str, Path], input_shape: list[int] | t
     Returns {"threads", "rounds", "batches": {str(batch): {model: {"p50_ms", "throughput_per_s"}}}}.
     """
     from edgepipe.runners.onnxruntime import OrtRunner
-    from edgepipe.timing import measure_latency
+    from edgepipe.timing import interleaved_p50s
 
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"backend": "onnxruntime-cpu", "threads": threads, "rounds": rounds, "batches": {}}
@@ -58,16 +57,9 @@ def side_by_side_latency(onnx_paths: dict[str, Path], input_shape: list[int] | t
         runners = {name: stack.enter_context(OrtRunner(path, threads=threads)) for name, path in onnx_paths.items()}
         for batch_size in batches:
             batch = rng.standard_normal((batch_size, *input_shape)).astype(np.float32)
-            samples: dict[str, list[float]] = {name: [] for name in runners}
-            for runner in runners.values():  # warm every session once before any timing
-                measure_latency(runner, batch, warmup=3, iters=1)
-            for _ in range(rounds):
-                for name, runner in runners.items():
-                    samples[name].append(measure_latency(runner, batch, warmup=1, iters=5, seconds=seconds).p50_ms)
+            p50s = interleaved_p50s(runners, batch, rounds=rounds, seconds=seconds)
             results["batches"][str(batch_size)] = {
-                name: {"p50_ms": statistics.median(times),
-                       "throughput_per_s": batch_size / (statistics.median(times) / 1000.0)}
-                for name, times in samples.items()
+                name: {"p50_ms": p50, "throughput_per_s": batch_size / (p50 / 1000.0)} for name, p50 in p50s.items()
             }
     return results
 

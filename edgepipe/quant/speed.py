@@ -58,23 +58,14 @@ def keep_float_where_faster(layers: list[tuple[str, str]], already_float: list[s
 
 def ort_timer(batch: np.ndarray, threads: int, rounds: int = 3, seconds: float = 0.25) -> TimeModels:
     """p50 per model from ``rounds`` interleaved windows of ``seconds`` each (median of the windows' p50s)."""
+    import contextlib
+
     from edgepipe.runners.onnxruntime import OrtRunner
-    from edgepipe.timing import measure_latency
+    from edgepipe.timing import interleaved_p50s
 
     def time_models(models: dict[str, Path]) -> dict[str, float]:
-        samples: dict[str, list[float]] = {label: [] for label in models}
-        runners = {label: OrtRunner(path, threads=threads) for label, path in models.items()}
-        for runner in runners.values():
-            runner.__enter__()
-        try:
-            for round_index in range(rounds):
-                order = list(runners.items())
-                order = order[round_index % len(order):] + order[:round_index % len(order)]  # who goes first rotates
-                for label, runner in order:
-                    samples[label].append(measure_latency(runner, batch, warmup=3, iters=5, seconds=seconds).p50_ms)
-        finally:
-            for runner in runners.values():
-                runner.__exit__(None, None, None)
-        return {label: float(np.median(times)) for label, times in samples.items()}
+        with contextlib.ExitStack() as stack:
+            runners = {label: stack.enter_context(OrtRunner(path, threads=threads)) for label, path in models.items()}
+            return interleaved_p50s(runners, batch, rounds=rounds, seconds=seconds)
 
     return time_models
