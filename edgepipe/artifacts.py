@@ -8,12 +8,15 @@ A run directory holds one sub-directory per stage (``train/``, ``export/``, ...)
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
@@ -49,20 +52,44 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write JSON to a temp file in the same directory, then rename: readers never see half a file."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_readable(path: Path) -> None:
+    """Ordinary permissions (what umask gives a new file or directory), not mkstemp/mkdtemp's owner-only 0600/0700.
+
+    A bundle copied to a Jetson must be readable by the service account that runs it.
+    """
+    path = Path(path)
+    mode = 0o777 if path.is_dir() else 0o666
+    os.chmod(path, mode & ~_umask())
+
+
+def write_bytes_atomic(path: Path, data: Any) -> None:
+    """Write bytes to a temp file in the same directory, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(value, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(memoryview(data))
+        make_readable(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON to a temp file in the same directory, then rename: readers never see half a file.
+
+    Keys are sorted, so the same content always gives the same bytes (and the same hashes in a bundle).
+    """
+    write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def read_json(path: Path, what: str = "file") -> Any:
@@ -73,30 +100,221 @@ def read_json(path: Path, what: str = "file") -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EdgepipeError(f"{what} {path} is not valid JSON ({exc}); delete it and rerun the stage") from None
+    except RecursionError:
+        raise EdgepipeError(f"{what} {path} nests too deeply to be an edgepipe file") from None
+
+
+def artifact_path(directory: Path, relative: Any, where: str | None = None) -> Path:
+    """``directory / relative``, refused unless it stays inside ``directory`` once symlinks are resolved.
+
+    A manifest is data from whoever made the run: '../../secret', an absolute path or a symlink out of the
+    run must never be read, evaluated or shipped in a bundle.
+    """
+    directory = Path(directory)
+    where = where or str(directory / MANIFEST)
+    if not isinstance(relative, str) or not relative or "\0" in relative or Path(relative).is_absolute():
+        raise EdgepipeError(f"{where}: artifact file {relative!r} is not a path inside {directory}; refusing it")
+    root = directory.resolve()
+    candidate = directory / relative
+    resolved = candidate.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise EdgepipeError(f"{where}: artifact file '{relative}' points outside {directory} (to {resolved}); "
+                            "refusing to read it")
+    return candidate
+
+
+# What every artifact entry must carry, and its type (a hand-edited manifest gets one line, not a KeyError).
+_ARTIFACT_FIELDS = {"name": str, "file": str, "format": str, "sha256": str}
+
+
+def _check_manifest(path: Path, manifest: Any) -> dict[str, Any]:
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("stage"), str):
+        raise EdgepipeError(f"{path} is not an edgepipe manifest (no 'stage' key)")
+    for key, kind in (("artifacts", list), ("parents", dict), ("metrics", dict), ("config", dict)):
+        value = manifest.setdefault(key, kind())
+        if not isinstance(value, kind):
+            raise EdgepipeError(f"{path}: '{key}' must be a {kind.__name__}, got {type(value).__name__}")
+    for index, entry in enumerate(manifest["artifacts"]):
+        if not isinstance(entry, dict):
+            raise EdgepipeError(f"{path}: artifacts[{index}] is not an object")
+        for field, kind in _ARTIFACT_FIELDS.items():
+            if not isinstance(entry.get(field), kind):
+                raise EdgepipeError(f"{path}: artifacts[{index}] has no '{field}' {kind.__name__}; "
+                                    "the manifest was edited or damaged, rerun the stage")
+        artifact_path(path.parent, entry["file"], f"{path}: artifacts[{index}]")
+    for index, entry in enumerate(manifest.get("files") or []):  # a bundle's file list
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise EdgepipeError(f"{path}: files[{index}] has no sha256; copy the bundle again")
+        artifact_path(path.parent, entry.get("path"), f"{path}: files[{index}]")
+    return manifest
+
+
+def is_stage_dir(path: Path, stage: str) -> bool:
+    """True when ``path`` is a directory holding a manifest.json of ``stage`` (a directory edgepipe made)."""
+    manifest = Path(path) / MANIFEST
+    if not Path(path).is_dir() or not manifest.is_file():
+        return False
+    try:
+        value = json.loads(manifest.read_text())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(value, dict) and value.get("stage") == stage
+
+
+RECIPE_COPY = "recipe.yaml"  # the recipe a pipeline run was made from, beside its stage directories
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run directory edgepipe made: it holds the pipeline's recipe copy or a stage directory with a manifest."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    return (path / RECIPE_COPY).is_file() or (path / LOCK).is_file() or any(
+        (child / MANIFEST).is_file() for child in path.iterdir() if child.is_dir())
+
+
+def check_run_out(out: Path) -> None:
+    """``--out`` of a pipeline: a new or empty directory, or a run directory of ours (never someone's folder)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EdgepipeError(f"--out {out} is a file, not a directory; pick a new directory")
+    if out.is_dir() and any(out.iterdir()) and not is_run_dir(out):
+        raise EdgepipeError(f"--out {out} exists and is not an edgepipe run directory; pick a new directory "
+                            "(nothing was written)")
+
+
+def check_replaceable(final: Path, stage: str) -> None:
+    """Refuse to replace anything edgepipe did not make: only a missing path, an empty directory or a ``stage``
+    directory of ours may become the new ``stage`` artifact."""
+    final = Path(final)
+    if final.is_symlink():
+        raise EdgepipeError(f"--out {final} is a symbolic link; pick a new directory")
+    if not final.exists():
+        return
+    if not final.is_dir():
+        raise EdgepipeError(f"--out {final} is a file, not a directory; pick a new directory")
+    if is_stage_dir(final, stage) or not any(final.iterdir()):
+        return
+    raise EdgepipeError(f"--out {final} exists and is not an edgepipe '{stage}' directory; it would be replaced, so "
+                        "nothing was written: pick a new directory (or delete it yourself)")
+
+
+LOCK = ".edgepipe.lock"
+_held_locks: dict[Path, list[int]] = {}  # resolved directory -> [fd, depth]: re-entrant within one process
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``final``; on success replace ``final`` with it, on error delete it.
+def run_lock(directory: Path) -> Iterator[None]:
+    """One writer per run directory at a time: a second process is refused in one line, not raced.
 
-    The previous ``final`` (if any) is kept until the new one is complete, so a failed rerun leaves
-    the last good artifact untouched.
+    Re-entrant within a process (the pipeline holds it while its stages take it again). Taking it also
+    restores or removes what a killed writer left behind (see :func:`recover`).
     """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory.resolve()
+    if key in _held_locks:
+        _held_locks[key][1] += 1
+        try:
+            yield
+        finally:
+            _held_locks[key][1] -= 1
+        return
+    fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 80).decode(errors="replace").strip() or "another process"
+            raise EdgepipeError(f"{directory} is being written by another edgepipe process ({holder}); wait for it "
+                                "to finish or pick another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}\n".encode())
+        _held_locks[key] = [fd, 1]
+        try:
+            recover(key)
+            yield
+        finally:
+            del _held_locks[key]
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock, also when the process is killed
+
+
+def recover(directory: Path) -> None:
+    """Undo what a killed writer left in ``directory``: a stranded previous artifact (``.NAME.old-*``, when the
+    kill came between two renames) goes back in place; half-written ``.NAME.tmp-*`` directories are removed.
+
+    Only called under :func:`run_lock`, so no other writer is using them.
+    """
+    for leftover in sorted(Path(directory).glob(".*.old-*")):
+        final = leftover.parent / leftover.name[1:].rsplit(".old-", 1)[0]
+        if not final.exists() and (leftover / MANIFEST).is_file():
+            os.replace(leftover, final)
+        else:
+            _remove(leftover)
+    for leftover in Path(directory).glob(".*.tmp-*"):
+        _remove(leftover)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextlib.contextmanager
+def scratch_dir(final: Path) -> Iterator[Path]:
+    """A work directory beside ``final`` that a later run removes if this process is killed (not /tmp)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    retired = None
-    if final.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        os.replace(final, retired / final.name)
-    os.replace(staging, final)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f".{final.name}.tmp-scratch-", dir=final.parent) as path:
+        yield Path(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, stage: str) -> Iterator[Path]:
+    """Yield a temporary sibling of ``final``; on success replace ``final`` with it, on error delete it.
+
+    ``final`` must be missing, empty or a ``stage`` directory of ours (anything else is refused before
+    anything is written). The previous ``final`` stays complete until the new one is: the swap is one
+    atomic exchange where the system has it, else two renames that :func:`recover` completes after a
+    kill. The run directory is locked for the whole write.
+    """
+    final = Path(final)
+    check_replaceable(final, stage)
+    with run_lock(final.parent):
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        try:
+            yield staging
+            check_replaceable(final, stage)  # the stage may run for minutes: check again before replacing
+            make_readable(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if final.exists() and _exchange(staging, final):
+            shutil.rmtree(staging, ignore_errors=True)  # now holds the previous artifact
+            return
+        retired = None
+        if final.exists():
+            retired = final.parent / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, retired)
+        os.replace(staging, final)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
 
 
 def new_manifest(stage: str, config: dict[str, Any], parents: dict[str, str] | None = None) -> dict[str, Any]:
@@ -147,16 +365,13 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
 
 def read_manifest(directory: Path) -> dict[str, Any]:
     directory = Path(directory)
-    manifest = read_json(directory / MANIFEST, what="manifest")
-    if not isinstance(manifest, dict) or "stage" not in manifest:
-        raise EdgepipeError(f"{directory / MANIFEST} is not an edgepipe manifest (no 'stage' key)")
-    return manifest
+    return _check_manifest(directory / MANIFEST, read_json(directory / MANIFEST, what="manifest"))
 
 
 def verify_artifacts(directory: Path, manifest: dict[str, Any]) -> bool:
     """True when every artifact file the manifest lists exists with the recorded hash."""
     for entry in manifest.get("artifacts", []):
-        path = Path(directory) / entry["file"]
+        path = artifact_path(directory, entry["file"])
         if not path.is_file() or sha256_file(path) != entry["sha256"]:
             return False
     return True

@@ -10,3 +10,11 @@ class EdgepipeError(Exception):
 class MissingDependency(EdgepipeError):
     """An optional heavy dependency (tensorrt, pycuda, CUDA) is not available here."""
 
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name (some exceptions say nothing)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

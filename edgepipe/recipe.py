@@ -13,11 +13,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from edgepipe.errors import EdgepipeError
+from edgepipe.errors import EdgepipeError, first_line
+
+SEED_MAX = 2**32 - 1  # numpy and torch seeds are 32-bit
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -30,7 +32,7 @@ class ModelConfig(Section):
 class DatasetConfig(Section):
     name: Literal["mnist5k", "digits", "seqmnist", "imagefolder", "synthetic"]
     path: str | None = Field(default=None, description="imagefolder: directory of class sub-folders")
-    split_seed: int = 0
+    split_seed: int = Field(default=0, ge=0, le=SEED_MAX)
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     image_size: tuple[int, int] | None = Field(default=None, description="imagefolder: resize to (H, W)")
@@ -48,7 +50,7 @@ class TrainConfig(Section):
     schedule: Literal["none", "step", "cosine", "onecycle"] = "cosine"
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     augment: bool = Field(default=False, description="random small rotations, scalings and shifts of images")
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
@@ -224,9 +226,13 @@ def load_recipe(path: str | Path) -> Recipe:
     if not path.is_file():
         raise EdgepipeError(f"recipe not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise EdgepipeError(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
     except yaml.YAMLError as exc:
-        raise EdgepipeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise EdgepipeError(f"{path}: not valid YAML ({first_line(exc)})") from None
+    except RecursionError:
+        raise EdgepipeError(f"{path}: nests too deeply to be a recipe") from None
     return parse_recipe(data, source=str(path))
 
 

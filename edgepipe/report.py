@@ -16,18 +16,28 @@ def update_report(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:
     """Merge ``patch`` into run_dir/report.json (eval, bench and pipeline each add their part)."""
     path = Path(run_dir) / REPORT
     report = read_json(path, "report") if path.is_file() else {}
+    if not isinstance(report, dict):
+        report = {}  # not ours to keep: the parts are made again from the artifacts
     report.update(patch)
-    if "bench" not in patch and report.get("bench") and bench_is_stale(report["bench"]):
+    if "bench" not in patch and report.get("bench") and bench_is_stale(report["bench"], Path(run_dir)):
         del report["bench"]  # timings of files that have since been rebuilt must not be reported as current
     write_json_atomic(path, report)
     return report
 
 
-def bench_is_stale(bench: dict[str, Any]) -> bool:
-    """True when a benchmarked file is gone or differs from the one timed (its sha256 is in every row)."""
+def bench_is_stale(bench: dict[str, Any], run_dir: Path) -> bool:
+    """True when a benchmarked file is gone or differs from the one timed (its sha256 is in every row).
+
+    Only files inside ``run_dir`` are hashed: a report.json naming a file elsewhere is stale, not followed.
+    """
     current: dict[str, str | None] = {}
-    for row in bench.get("rows", []):
+    root = Path(run_dir).resolve()
+    for row in bench.get("rows", []) if isinstance(bench, dict) else [None]:
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+            return True
         path = Path(row["path"])
+        if root not in path.resolve().parents:
+            return True
         if row["path"] not in current:
             current[row["path"]] = sha256_file(path) if path.is_file() else None
         if row.get("sha256") is None or current[row["path"]] != row["sha256"]:

@@ -29,14 +29,17 @@ def parse_batch_sizes(text: str) -> list[int]:
 def command(
     run_or_model: Annotated[Path, typer.Argument(help="Run directory, stage directory, or one .onnx / model.pt.")],
     batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")] = "1,64",
-    warmup: Annotated[int, typer.Option(help="Untimed calls (and at least 0.2 s) before each timed window.")] = 10,
-    iters: Annotated[int, typer.Option(help="At least this many timed calls per artifact, batch size and repeat.")]
-    = 100,
-    seconds: Annotated[float, typer.Option(help="And at least this long per window (like trtexec --duration): "
-                                                "what keeps sub-millisecond p50s steady.")] = 0.5,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch and onnxruntime (default: all).")] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls (and at least 0.2 s) before each timed window.")
+                      ] = 10,
+    iters: Annotated[int, typer.Option(min=1, help="At least this many timed calls per artifact, batch size and "
+                                                   "repeat.")] = 100,
+    seconds: Annotated[float, typer.Option(min=0.01, max=3600, help="And at least this long per window (like "
+                                           "trtexec --duration): what keeps sub-millisecond p50s steady.")] = 0.5,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch and onnxruntime (default: all).")
+                       ] = None,
     backend: Annotated[list[Backend] | None, typer.Option("--backend", help="Only these backends (repeat it).")] = None,
-    repeats: Annotated[int, typer.Option(help="Interleaved rounds; the p50 spread across them is reported.")] = 3,
+    repeats: Annotated[int, typer.Option(min=1, max=100, help="Interleaved rounds; the p50 spread across them is "
+                                                             "reported.")] = 3,
     memory: Annotated[bool, typer.Option(help="Measure peak memory per artifact in a fresh process.")] = True,
     end_to_end: Annotated[bool, typer.Option(help="Also time preprocessing from raw uint8 input.")] = True,
     steady: Annotated[bool, typer.Option(help="Before each window, wait out a slow phase of a shared machine "

@@ -23,7 +23,7 @@ def command(
         int | None,
         typer.Option(help="Builder workspace limit in MiB (default: 1024, at most 1/4 of device memory)."),
     ] = None,
-    dla_core: Annotated[int | None, typer.Option(help="Run on this DLA core (Jetson Xavier/Orin).")] = None,
+    dla_core: Annotated[int | None, typer.Option(min=0, help="Run on this DLA core (Jetson Xavier/Orin).")] = None,
     gpu_fallback: Annotated[
         bool, typer.Option(help="Let layers DLA cannot run fall back to the GPU.")
     ] = False,

@@ -8,16 +8,53 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
+import sys
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 carries its own copy of click; older releases use click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_exceptions
 
 from edgepipe import __version__
-from edgepipe.errors import EdgepipeError
+from edgepipe.errors import EdgepipeError, first_line
+from edgepipe.trust import trusting
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """A bad option value or a missing argument is one line and exit code 2, like every other user error
+    (typer would draw a multi-line box); help and our own errors are unchanged."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click_exceptions.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `edgepipe` alone: the help text, as typer shows it
+                exc.show()
+                sys.exit(exc.exit_code)
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            typer.echo(f"error: {exc.format_message()}{where}", err=True)
+            sys.exit(2)
+        except click_exceptions.ClickException as exc:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="edgepipe",
+    cls=_OneLineUsageErrors,
     help="PyTorch training to optimized edge inference: train, prune, quantize, export, build, eval, bench.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -51,11 +88,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    trust_code: Annotated[bool, typer.Option(
+        "--trust-code", help="Let a run directory or bundle you trust rebuild a model from the "
+                             "package.module:callable its manifest names (off: manifests are data).")] = False,
 ) -> None:
     """edgepipe: artifact dir in, artifact dir out, accuracy checked at every stage."""
+    if trust_code:
+        trust = trusting(everything=True)  # the environment carries it into edgepipe's own child processes
+        trust.__enter__()
+        ctx.call_on_close(lambda: trust.__exit__(None, None, None))
 
 
 def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -63,11 +108,36 @@ def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for name, value in kwargs.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                typer.echo(f"error: --{name.replace('_', '-')} must be a finite number, got {value}", err=True)
+                raise typer.Exit(2)
         try:
-            return function(*args, **kwargs)
+            with warnings.catch_warnings():
+                # Library deprecation and user warnings are not the user's business on this terminal.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                return function(*args, **kwargs)
         except EdgepipeError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # the machine said no: read-only output, not a directory, disk full, permission
+            where = f": {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: {exc.strerror or first_line(exc)}{where}", err=True)
+            raise typer.Exit(2) from None
+        except RecursionError:
+            typer.echo("error: an input file nests too deeply to be read", err=True)
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            pydantic = sys.modules.get("pydantic")
+            if pydantic is None or not isinstance(exc, pydantic.ValidationError):
+                raise  # a bug: keep the traceback
+            # An option value that a typed config refuses (its range, its choices).
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"]) or exc.title
+            typer.echo(f"error: {field}: {error['msg']} (got {error.get('input')!r})", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: nothing was written (stages write atomically)", err=True)
             raise typer.Exit(130) from None

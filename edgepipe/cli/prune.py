@@ -67,10 +67,11 @@ def command(
                                                            "channel ratio is searched.")] = None,
     importance: Annotated[str, typer.Option(help="Channel ranking: l1, l2, bn_scale or taylor.")] = "l1",
     global_pruning: Annotated[bool, typer.Option("--global", help="Rank channels across layers.")] = False,
-    round_to: Annotated[int, typer.Option(help="Kept channels are a multiple of N (SIMD/tensor-core friendly).")] = 8,
+    round_to: Annotated[int, typer.Option(min=1, help="Kept channels are a multiple of N (SIMD/tensor-core "
+                                                      "friendly).")] = 8,
     ignore: Annotated[list[str] | None, typer.Option(help="Layer (module) name never pruned; repeatable.")] = None,
-    steps: Annotated[int, typer.Option(help="Iterative pruning steps, each followed by fine-tuning.")] = 1,
-    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after each step (0: none).")] = 3,
+    steps: Annotated[int, typer.Option(min=1, help="Iterative pruning steps, each followed by fine-tuning.")] = 1,
+    finetune_epochs: Annotated[int, typer.Option(min=0, help="Fine-tuning epochs after each step (0: none).")] = 3,
     finetune_lr: Annotated[float | None, typer.Option(help="Fine-tuning lr (default: train lr/10).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stage dir (default: RUN/prune).")] = None,
 ) -> None:

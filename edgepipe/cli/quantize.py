@@ -23,7 +23,7 @@ def command(
     tensorrt_version: Annotated[str, typer.Option(help="TensorRT that will read trt.calib.cache.")] = "8.6.1",
     cpu_speed_fallback: Annotated[bool, typer.Option(help="CPU track: keep a layer in float where int8 is measured "
                                                           "slower at --speed-batch.")] = True,
-    speed_batch: Annotated[int, typer.Option(help="Batch size the CPU track's speed is measured at.")] = 64,
+    speed_batch: Annotated[int, typer.Option(min=1, help="Batch size the CPU track's speed is measured at.")] = 64,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: RUN/quantize).")]
     = None,
 ) -> None:

@@ -39,12 +39,19 @@ ZOO = {
 }
 
 
-def _import_callable(path: str):
+def import_callable(path: str):
+    """The callable a recipe names (``package.module:callable``); import problems are one line."""
     module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise EdgepipeError(f"model '{path}': an import path is 'package.module:callable'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise EdgepipeError(f"model '{path}': cannot import module '{module_name}' ({exc})") from None
+    except Exception as exc:  # the user's package broke while importing (a CUDA build next to a CPU torch, ...)
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise EdgepipeError(f"model '{path}': importing '{module_name}' failed ({type(exc).__name__}: {detail})"
+                            ) from None
     try:
         return getattr(module, attribute)
     except AttributeError:
@@ -69,7 +76,7 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     input_shape, num_classes = tuple(spec["input_shape"]), int(spec["num_classes"])
     try:
         if ":" in name:
-            model = _call_user_builder(_import_callable(name), input_shape, num_classes, params)
+            model = _call_user_builder(import_callable(name), input_shape, num_classes, params)
         elif name in ZOO:
             model = ZOO[name](input_shape, num_classes, **params)
         else:
@@ -109,4 +116,4 @@ def classifier_of(model: nn.Module) -> nn.Module | None:
     return None
 
 
-__all__ = ["ZOO", "build_model", "classifier_of", "initialize"]
+__all__ = ["ZOO", "build_model", "import_callable", "classifier_of", "initialize"]

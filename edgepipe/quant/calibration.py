@@ -128,13 +128,10 @@ def _from_folder(folder: Path, preprocessing: dict[str, Any] | None) -> tuple[np
 
 def _check_image_size(path: Path, size: tuple[int, int]) -> None:
     """Calibration images must already be the model's input size: ranges are measured on what the model sees."""
-    from PIL import Image, UnidentifiedImageError
+    from edgepipe.data.images import open_image
 
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise EdgepipeError(f"calibration image {path}: not a readable image ({type(exc).__name__})") from None
+    with open_image(path, "calibration image") as image:
+        width, height = image.size
     if (height, width) != tuple(size):
         raise EdgepipeError(f"calibration image {path} is {height}x{width}, the model takes {size[0]}x{size[1]}; "
                             "resize the calibration images to the model's input size")

@@ -67,12 +67,31 @@ def detach_fake_quant(model, handles: list) -> None:
             del module.qat_amax
 
 
+def torch_source(src) -> tuple[Path, dict[str, Any]]:
+    """The train/prune stage of the same run that the ONNX was exported from (its model's sha256 matches).
+
+    Looked up by stage name inside the run, never by the absolute path the manifest recorded: a manifest
+    from someone else must not make us read a model from anywhere else on this machine.
+    """
+    from edgepipe.artifacts import is_stage_dir, read_manifest
+
+    recorded = (src.manifest or {}).get("source") or {}
+    expected = ((src.manifest or {}).get("parents") or {}).get("model")
+    name = Path(str(recorded.get("dir") or "")).name
+    candidate = src.stage_dir.parent / name if src.stage_dir is not None and name else None
+    if candidate is not None and any(is_stage_dir(candidate, stage) for stage in ("train", "prune")):
+        entry = next((a for a in read_manifest(candidate)["artifacts"] if a["format"] == "torch"), None)
+        if entry is not None and entry["sha256"] == expected:
+            return candidate, entry
+    raise EdgepipeError(f"--qat needs the PyTorch model the ONNX came from; {src.onnx}'s run holds no train/ or "
+                        "prune/ stage with that model (run quantize on the run directory)")
+
+
 def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks: dict, scratch: Path,
                                 reference: dict, input_name: str) -> dict[str, Any]:
     """Fine-tune the run's model with fake quantization; write model.int8.{cpu,trt}.qat.onnx into ``tmp``."""
     import torch
 
-    from edgepipe.artifacts import read_manifest
     from edgepipe.checkpoint import load_model
     from edgepipe.quant.calibration import ArrayDataReader
     from edgepipe.quant.tracks import calibrate, preprocess, quantize_track
@@ -81,13 +100,9 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     from edgepipe.stages.quantize import accuracy_of
     from edgepipe.training import fit, seed_everything
 
-    source = (src.manifest or {}).get("source") or {}
-    if not source.get("dir") or not Path(source["dir"]).is_dir():
-        raise EdgepipeError(f"--qat needs the PyTorch model the ONNX came from; {src.onnx}'s export manifest "
-                            "names none that exists (run quantize on the run directory)")
-    model_entry = next((a for a in read_manifest(Path(source["dir"]))["artifacts"] if a["format"] == "torch"), None)
-    model, stage_manifest = load_model(Path(source["dir"]), model_entry["file"] if model_entry else "model.pt")
-    recipe = stage_manifest.get("recipe") or _train_recipe(Path(source["dir"]))
+    source_dir, model_entry = torch_source(src)
+    model, stage_manifest = load_model(source_dir, model_entry["file"])
+    recipe = stage_manifest.get("recipe") or _train_recipe(source_dir)
     train_config = TrainConfig.model_validate((recipe or {}).get("train") or {})
     dataset = src.dataset()
     seed_everything(train_config.seed)

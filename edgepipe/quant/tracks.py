@@ -99,7 +99,7 @@ def calibrate(model: Path, reader, method: str, percentile: float, ranges_path: 
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     options = {"percentile": percentile} if method == "percentile" else {}
-    with tempfile.TemporaryDirectory(prefix="edgepipe-calib-") as scratch, _quiet():
+    with tempfile.TemporaryDirectory(prefix="calib-", dir=Path(ranges_path).parent) as scratch, _quiet():
         # Every float tensor is calibrated: the QDQ tracks pick what they need, the TensorRT cache wants all.
         calibrator = create_calibrator(model, None,
                                        augmented_model_path=str(Path(scratch) / "augmented.onnx"),
@@ -107,6 +107,7 @@ def calibrate(model: Path, reader, method: str, percentile: float, ranges_path: 
         calibrator.collect_data(reader)
         tensors_data = calibrator.compute_data()
         del calibrator
+    tensors_data.data = dict(sorted(tensors_data.data.items()))  # same ranges, same bytes, in every process
     save_tensors_data(tensors_data, ranges_path)
     return load_ranges(ranges_path)
 

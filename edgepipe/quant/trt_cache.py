@@ -59,7 +59,7 @@ def scales_from_ranges(ranges: dict[str, tuple[float, float]]) -> dict[str, floa
 
 def write_cache(path: Path, scales: dict[str, float], tensorrt_version: str) -> Path:
     lines = [cache_header(tensorrt_version)]
-    for name, scale in scales.items():
+    for name, scale in sorted(scales.items()):  # byte-stable: the order tensors were met varies by process
         if not math.isfinite(scale) or scale <= 0:
             raise EdgepipeError(f"calibration scale of tensor {name!r} is {scale}; it must be positive and finite")
         if ":" in name or "\n" in name:

@@ -16,6 +16,7 @@ from typing import Any
 from edgepipe.artifacts import (
     add_artifact,
     atomic_dir,
+    check_replaceable,
     is_up_to_date,
     new_manifest,
     sha256_file,
@@ -156,6 +157,7 @@ def build(
     plan = plan_build(files, settings.precision, version[0])
     machine = machine_facts(trt, device)
     out = Path(out) if out is not None else default_out(source, settings.precision)
+    check_replaceable(out, STAGE)
     parents = {"onnx": sha256_file(plan.onnx)}
     if plan.calibration_cache is not None:
         parents["calibration_cache"] = sha256_file(plan.calibration_cache)
@@ -179,7 +181,7 @@ def build(
 
     result = build_serialized_engine(trt, plan, settings)
     filename = engine_filename(settings.precision)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, STAGE) as tmp:
         with open(tmp / filename, "wb") as handle:
             handle.write(memoryview(result.serialized_engine))
         check_engine_deserializes(trt, (tmp / filename).read_bytes())

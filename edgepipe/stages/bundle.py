@@ -16,7 +16,6 @@ compares the engines it made with the stored references: nothing on the device n
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.artifacts import MANIFEST, atomic_dir, new_manifest, read_manifest, sha256_file, write_manifest
+from edgepipe.artifacts import (
+    MANIFEST,
+    artifact_path,
+    atomic_dir,
+    check_replaceable,
+    is_stage_dir,
+    new_manifest,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 
@@ -54,18 +63,13 @@ class _Planned:
     source: Path
     dest: str  # path inside the bundle
     precision: str | None  # what the preflight checks it for; None for non-ONNX files and the FP32 graph
+    sha256: str  # what the source stage's manifest recorded: only that exact file is shipped
 
 
 # --- reading a bundle (no torch, no onnx: this runs on the device) -------------------------------------------
 
 def is_bundle(path: Path) -> bool:
-    path = Path(path)
-    if not (path / MANIFEST).is_file():
-        return False
-    try:
-        return json.loads((path / MANIFEST).read_text()).get("stage") == STAGE
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return False
+    return is_stage_dir(path, STAGE)
 
 
 def read_bundle(bundle: Path) -> dict[str, Any]:
@@ -149,25 +153,25 @@ def _deployable_export(run_dir: Path, quantize_manifest: dict[str, Any] | None) 
 def _quantize_files(quantize: Path, manifest: dict[str, Any], precisions: frozenset[str]) -> tuple[
         list[_Planned], list[dict[str, Any]], list[dict[str, str]]]:
     """(files to ship, artifact entries to keep, files left out with the reason) of the quantize stage."""
-    by_file = {entry["file"]: entry for entry in manifest.get("artifacts", [])}
-    known = {FP16_ONNX: "fp16", INT8_TRT_ONNX: "int8", INT8_CPU_ONNX: "int8"}
-    names = sorted(set(by_file) | {name for name in known if (quantize / name).is_file()})
+    # Only what the manifest lists, with its hash: a file dropped into quantize/ by hand is never shipped.
+    by_file = {entry["file"]: entry for entry in manifest["artifacts"]}
     planned, kept, excluded = [], [], []
-    for name in names:
-        entry = by_file.get(name, {})
-        precision = entry.get("precision") or known.get(name, "fp32")
+    for name in sorted(by_file):
+        entry = by_file[name]
+        precision = entry.get("precision") or "fp32"
         if entry.get("track") == "cpu" or name == INT8_CPU_ONNX:
             excluded.append({"file": f"quantize/{name}", "reason": "onnxruntime CPU graph (u8s8); TensorRT builds "
                              "from the symmetric QDQ graph"})
         elif precision not in precisions:
             excluded.append({"file": f"quantize/{name}", "reason": f"{precision}: the target has no {precision}"})
-        elif (quantize / name).is_file():
-            planned.append(_Planned(quantize / name, f"quantize/{name}", precision))
-            if entry:
-                kept.append(entry)
-    if (quantize / CALIB_CACHE).is_file():
+        else:
+            planned.append(_Planned(artifact_path(quantize, name), f"quantize/{name}", precision, entry["sha256"]))
+            kept.append(entry)
+    cache = manifest.get("calibration_cache")
+    if isinstance(cache, dict) and isinstance(cache.get("sha256"), str):
         if "int8" in precisions:
-            planned.append(_Planned(quantize / CALIB_CACHE, f"quantize/{CALIB_CACHE}", None))
+            planned.append(_Planned(artifact_path(quantize, cache.get("file")), f"quantize/{CALIB_CACHE}", None,
+                                    cache["sha256"]))
         else:
             excluded.append({"file": f"quantize/{CALIB_CACHE}", "reason": "int8: the target has no int8"})
     return planned, kept, excluded
@@ -267,8 +271,9 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         raise EdgepipeError(f"{run_dir} is not a run directory; pass the directory `edgepipe pipeline` wrote")
     if is_bundle(run_dir):
         raise EdgepipeError(f"{run_dir} is already a deploy bundle; pass the run directory it was made from")
-    if out.resolve() == run_dir.resolve() or (out.exists() and any(out.iterdir()) and not is_bundle(out)):
-        raise EdgepipeError(f"--out {out} exists and is not a bundle (it would be replaced); pick a new directory")
+    if out.resolve() == run_dir.resolve():
+        raise EdgepipeError(f"--out {out} is the run directory itself; pick a new directory for the bundle")
+    check_replaceable(out, STAGE)
     train_dir = stage_dir(run_dir, "train")
     train_manifest = read_manifest(train_dir)
     quantize = run_dir / "quantize"
@@ -277,7 +282,8 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     export_manifest = read_manifest(export_dir)
     onnx_entry = _onnx_entry(export_manifest, export_dir)
 
-    planned = [_Planned(export_dir / onnx_entry["file"], f"export/{onnx_entry['file']}", None)]
+    planned = [_Planned(artifact_path(export_dir, onnx_entry["file"]), f"export/{onnx_entry['file']}", None,
+                        onnx_entry["sha256"])]
     kept_quantize: list[dict[str, Any]] = []
     excluded: list[dict[str, str]] = []
     if quantize_manifest is not None:
@@ -291,10 +297,9 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     recipe = train_manifest.get("recipe") or {}
     dataset_record = train_manifest["dataset"]
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, STAGE) as tmp:
         for item in planned:
-            (tmp / item.dest).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(item.source, tmp / item.dest)
+            _copy_checked(item, tmp)
         preflight = _preflight(planned, tmp, profile)
         write_manifest(tmp / "export", export_manifest)
         if quantize_manifest is not None:
@@ -336,6 +341,18 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     say(f"bundle: {out} for {profile.name} ({', '.join(manifest['precisions'])}; original {accuracy:.2%} on "
         f"{len(y)} samples)")
     return out
+
+
+def _copy_checked(item: _Planned, bundle: Path) -> None:
+    """Copy one planned file, then hash the copy: a bundle holds exactly the bytes its run's manifests record."""
+    if not item.source.is_file():
+        raise EdgepipeError(f"{item.source} is listed in its stage's manifest.json but missing; rerun that stage")
+    destination = bundle / item.dest
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(item.source, destination)
+    if sha256_file(destination) != item.sha256:
+        raise EdgepipeError(f"{item.source} differs from what its stage's manifest.json records (sha256); it was "
+                            "changed after the stage wrote it: rerun that stage. Nothing was written")
 
 
 def _file_list(directory: Path) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import numpy as np
 from edgepipe.artifacts import (
     add_artifact,
     atomic_dir,
+    check_replaceable,
     is_up_to_date,
     new_manifest,
     read_manifest,
@@ -81,6 +82,7 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
 
     config = config or ExportConfig()
     source, out = Path(source), Path(out)
+    check_replaceable(out, "export")
     source_manifest = read_manifest(source)
     model_entry = next((a for a in source_manifest["artifacts"] if a["format"] == "torch"), None)
     if model_entry is None:
@@ -96,7 +98,7 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
     with torch.inference_mode():
         reference = model(torch.from_numpy(samples)).numpy()
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "export") as tmp:
         path = tmp / "model.onnx"
         example = torch.from_numpy(samples[:2])
         _torch_export(model, example, path, config)

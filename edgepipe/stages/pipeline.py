@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
+from edgepipe.artifacts import RECIPE_COPY, check_run_out, run_lock, write_bytes_atomic
+from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, load_recipe
 from edgepipe.report import update_report
+from edgepipe.trust import is_import_path, trusting
 
 
 def _quantize_config(recipe: Recipe):
@@ -39,20 +41,68 @@ def _build_engines(out: Path, recipe: Recipe) -> None:
         say(f"[yellow]build skipped: {exc}[/yellow]")
 
 
+def check_recipe(recipe: Recipe) -> None:
+    """Everything a recipe names, checked before any stage starts (not after 40 s of training)."""
+    import inspect
+
+    from edgepipe.models import ZOO, import_callable
+
+    if recipe.target:
+        from edgepipe.targets import get_target
+
+        get_target(recipe.target)
+    if is_import_path(recipe.model.name):
+        builder = import_callable(recipe.model.name)
+    elif recipe.model.name in ZOO:
+        builder = ZOO[recipe.model.name]
+    else:
+        raise EdgepipeError(f"model.name: unknown model '{recipe.model.name}'; known: {', '.join(ZOO)}, or a "
+                            "'package.module:callable' import path")
+    try:
+        inspect.signature(builder).bind_partial(**recipe.model.params)
+    except TypeError as exc:
+        raise EdgepipeError(f"model.params: {exc} (model '{recipe.model.name}')") from None
+    except ValueError:
+        pass  # a builder without an inspectable signature (a C function): train will say what is wrong
+    if recipe.dataset.path is not None and not Path(recipe.dataset.path).is_dir():
+        raise EdgepipeError(f"dataset.path: {recipe.dataset.path} is not a directory")
+    if recipe.train.init_from:
+        from edgepipe.checkpoint import resolve_checkpoint
+
+        resolve_checkpoint(Path(recipe.train.init_from))
+    if recipe.quantize is not None:
+        from edgepipe.quant.calibration import read_definition, resolve_calibration_path
+
+        calibration = resolve_calibration_path(recipe.quantize.calibration)
+        if calibration.is_file():
+            read_definition(calibration)
+
+
 def run_pipeline(recipe_path: Path, out: Path) -> dict[str, Any]:
-    """Run the recipe into run directory ``out``; returns the report (also written to out/report.json)."""
+    """Run the recipe into run directory ``out``; returns the report (also written to out/report.json).
+
+    The recipe is checked whole before anything is written; the run is locked against a second writer;
+    the recipe's own ``package.module:callable`` is trusted for this run (its manifests name it).
+    """
+    recipe: Recipe = load_recipe(recipe_path)
+    out = Path(out)
+    check_recipe(recipe)
+    check_run_out(out)
+    recipe_bytes = Path(recipe_path).read_bytes()
+    with run_lock(out), trusting([recipe.model.name]):
+        return _run_stages(recipe, recipe_bytes, out)
+
+
+def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any]:
     from edgepipe.stages.bench import finish_report
     from edgepipe.stages.evaluate import evaluate
     from edgepipe.stages.export import export
     from edgepipe.stages.train import train
 
-    recipe: Recipe = load_recipe(recipe_path)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if Path(recipe_path).resolve() != (out / "recipe.yaml").resolve():
-        shutil.copyfile(recipe_path, out / "recipe.yaml")
-
     train_dir = train(recipe, out / "train", reuse=True)
+    # The recipe copy changes only once training accepted it (its data and model params really work).
+    if not (out / RECIPE_COPY).is_file() or (out / RECIPE_COPY).read_bytes() != recipe_bytes:
+        write_bytes_atomic(out / RECIPE_COPY, recipe_bytes)
     export(train_dir, out / "export", recipe.export, reuse=True)
     if recipe.prune is not None:
         from edgepipe.stages.prune import prune

@@ -8,7 +8,6 @@ Latency is measured, not inferred from MACs: both models are exported to ONNX an
 from __future__ import annotations
 
 import copy
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,11 @@ from edgepipe.artifacts import (
     MANIFEST,
     add_artifact,
     atomic_dir,
+    check_replaceable,
     is_up_to_date,
     new_manifest,
     read_manifest,
+    scratch_dir,
     stage_dir,
     write_manifest,
 )
@@ -175,13 +176,13 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
 
 
 def _measure(unpruned: nn.Module, pruned: nn.Module, input_shape, *, sparse_layers: list[str] | None,
-             latency_rounds: int, latency_seconds: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Export both models to ONNX (temp dir), check 2:4 on the exported weights, time both side by side."""
+             latency_rounds: int, latency_seconds: float, out: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Export both models to ONNX (scratch beside ``out``), check 2:4 on the exported weights, time them."""
     from edgepipe.pruning.measure import export_for_timing, side_by_side_latency
     from edgepipe.pruning.sparsity24 import onnx_weight_patterns
 
-    with tempfile.TemporaryDirectory(prefix="edgepipe-prune-") as tmp:
-        paths = {name: export_for_timing(model, input_shape, Path(tmp) / f"{name}.onnx")
+    with scratch_dir(out) as tmp:
+        paths = {name: export_for_timing(model, input_shape, tmp / f"{name}.onnx")
                  for name, model in (("unpruned", unpruned), ("pruned", pruned))}
         onnx_check = None
         if sparse_layers is not None:
@@ -207,6 +208,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     from edgepipe.training import pick_device
 
     source, out = source_stage(source), Path(out)
+    check_replaceable(out, "prune")
     source_manifest = read_manifest(source)
     spec = source_manifest.get("model")
     if not spec:
@@ -245,9 +247,9 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     macs_after, params_after = count_macs_params(model, input_shape)
     latency, onnx_check = _measure(unpruned, model, input_shape, sparse_layers=sparse_layers,
                                    latency_rounds=latency_rounds or LATENCY_ROUNDS,
-                                   latency_seconds=latency_seconds or LATENCY_SECONDS)
+                                   latency_seconds=latency_seconds or LATENCY_SECONDS, out=out)
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "prune") as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / "model.pt")
         manifest["model"] = pruned_spec
         manifest["dataset"] = source_manifest["dataset"]

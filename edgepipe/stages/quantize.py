@@ -23,9 +23,11 @@ from edgepipe.artifacts import (
     MANIFEST,
     add_artifact,
     atomic_dir,
+    check_replaceable,
     is_up_to_date,
     new_manifest,
     read_manifest,
+    scratch_dir,
     sha256_file,
     sha256_json,
     write_manifest,
@@ -145,8 +147,13 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
 
     config = config or QuantizeConfig()
     out = Path(out)
+    check_replaceable(out, "quantize")
     src = resolve_source(source)
     input_name, input_shape = model_input(src.onnx)
+    if config.qat:
+        from edgepipe.quant.qat import torch_source
+
+        torch_source(src)  # before minutes of calibration: --qat needs the PyTorch model of this ONNX
     dataset = src.dataset()
     if dataset is None:
         raise EdgepipeError(f"{src.onnx}: no edgepipe export manifest beside it, so there is no dataset to check "
@@ -164,8 +171,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
     ranges_key = sha256_json({"model": model_sha, "calibration": calibration_set.sha256, "method": config.method,
                               "percentile": config.percentile if config.method == "percentile" else None})
 
-    with tempfile.TemporaryDirectory(prefix="edgepipe-quantize-") as scratch_dir, atomic_dir(out) as tmp:
-        scratch = Path(scratch_dir)
+    with atomic_dir(out, "quantize") as tmp, scratch_dir(out) as scratch:
         prepared = preprocess(src.onnx, scratch / "prepared.onnx")
         ranges_path = _reusable_ranges(out, ranges_key, scratch) if reuse else None
         if ranges_path is None:

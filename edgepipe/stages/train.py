@@ -12,6 +12,7 @@ import torch
 from edgepipe.artifacts import (
     add_artifact,
     atomic_dir,
+    check_replaceable,
     is_up_to_date,
     new_manifest,
     write_manifest,
@@ -30,6 +31,7 @@ from edgepipe.training import (
     pick_device,
     seed_everything,
 )
+from edgepipe.trust import trusting
 
 
 def model_spec(recipe: Recipe, dataset: Dataset) -> dict[str, Any]:
@@ -59,7 +61,13 @@ def _transfer_weights(model: torch.nn.Module, source: str) -> dict[str, Any]:
 
 def train(recipe: Recipe, out: Path, *, resume: bool = False, reuse: bool = False) -> Path:
     """Train the recipe's model; write ``out`` (a stage dir) with model.pt and manifest.json."""
+    with trusting([recipe.model.name]):  # the user's recipe names it: its manifests may rebuild it
+        return _train(recipe, out, resume=resume, reuse=reuse)
+
+
+def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     out = Path(out)
+    check_replaceable(out, "train")
     dataset = load_dataset(recipe.dataset)
     spec = model_spec(recipe, dataset)
     config = {"model": recipe.model.model_dump(mode="json"), "dataset": recipe.dataset.model_dump(mode="json"),
@@ -107,7 +115,7 @@ def train(recipe: Recipe, out: Path, *, resume: bool = False, reuse: bool = Fals
     model.cpu()  # artifacts are saved and checked on the CPU, wherever training ran
     val_accuracy = accuracy(model, dataset.val, torch.device("cpu"))
     test_accuracy = accuracy(model, dataset.test, torch.device("cpu"))
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "train") as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / "model.pt")
         manifest["model"] = spec
         manifest["dataset"] = dataset_record(recipe, dataset)

@@ -6,14 +6,12 @@ tests/unit/test_trt_api_surface.py), with the few 8.x and 11.x differences featu
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from edgepipe.artifacts import write_bytes_atomic
 from edgepipe.errors import EdgepipeError
 from edgepipe.trt.calibrator import check_calibrator_used_cache, make_cache_calibrator
 from edgepipe.trt.inputs import BuildPlan
@@ -177,19 +175,6 @@ def configure(
     return applied, calibrator, shapes
 
 
-def _write_bytes_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(memoryview(data))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def build_serialized_engine(trt: ModuleType, plan: BuildPlan, settings: BuildSettings) -> BuildResult:
     """Parse ``plan.onnx`` and build a serialized engine; EdgepipeError with TensorRT's reason on failure."""
     major = tensorrt_version(trt)[0]
@@ -215,7 +200,7 @@ def build_serialized_engine(trt: ModuleType, plan: BuildPlan, settings: BuildSet
         reason = "; ".join(logger.errors()[-3:]) or "no error logged"
         raise EdgepipeError(f"TensorRT could not build an engine from {plan.onnx}: {reason}")
     if cache_path is not None:
-        _write_bytes_atomic(Path(cache_path), config.get_timing_cache().serialize())
+        write_bytes_atomic(Path(cache_path), config.get_timing_cache().serialize())
         applied["timing_cache_saved"] = str(cache_path)
     tensor = network.get_input(0)
     return BuildResult(serialized, tensor.name, tuple(int(d) for d in tensor.shape), shapes, applied)

@@ -1,37 +1,140 @@
 import json
+import os
+import stat
+import subprocess
+import sys
 
 import pytest
 
 from edgepipe.artifacts import (
+    LOCK,
     add_artifact,
+    artifact_path,
     atomic_dir,
     new_manifest,
     read_manifest,
+    recover,
+    run_lock,
     stage_dir,
     verify_artifacts,
+    write_json_atomic,
     write_manifest,
 )
 from edgepipe.errors import EdgepipeError
 
 
+def _write_stage(tmp, content: str, stage: str = "train") -> None:
+    (tmp / "a.txt").write_text(content)
+    write_manifest(tmp, new_manifest(stage, {"content": content}))
+
+
+def _left_in(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name != LOCK)
+
+
 def test_atomic_dir_keeps_previous_artifact_on_failure(tmp_path):
     final = tmp_path / "stage"
-    with atomic_dir(final) as tmp:
-        (tmp / "a.txt").write_text("good")
-    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
+    with atomic_dir(final, "train") as tmp:
+        _write_stage(tmp, "good")
+    with pytest.raises(RuntimeError), atomic_dir(final, "train") as tmp:
         (tmp / "a.txt").write_text("half")
         raise RuntimeError("crash mid-stage")
     assert (final / "a.txt").read_text() == "good"
-    assert [p.name for p in tmp_path.iterdir()] == ["stage"]  # no temp dirs left behind
+    assert _left_in(tmp_path) == ["stage"]  # no temp dirs left behind
 
 
 def test_atomic_dir_replaces_on_success(tmp_path):
     final = tmp_path / "stage"
     for content in ("one", "two"):
-        with atomic_dir(final) as tmp:
-            (tmp / "a.txt").write_text(content)
+        with atomic_dir(final, "train") as tmp:
+            _write_stage(tmp, content)
     assert (final / "a.txt").read_text() == "two"
-    assert len(list(tmp_path.iterdir())) == 1
+    assert _left_in(tmp_path) == ["stage"]
+
+
+@pytest.mark.parametrize("occupant", ["user-folder", "file", "other-stage", "symlink"])
+def test_atomic_dir_never_replaces_what_edgepipe_did_not_make(tmp_path, occupant):
+    final = tmp_path / "out"
+    if occupant == "user-folder":
+        final.mkdir()
+        (final / "thesis.txt").write_text("years of work")
+    elif occupant == "file":
+        final.write_text("notes")
+    elif occupant == "other-stage":
+        final.mkdir()
+        write_manifest(final, new_manifest("export", {}))
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        final.symlink_to(tmp_path / "elsewhere")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    with pytest.raises(EdgepipeError, match="--out"), atomic_dir(final, "train") as tmp:
+        _write_stage(tmp, "new")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_empty_out_directory_is_ours_to_fill(tmp_path):
+    (tmp_path / "out").mkdir()
+    with atomic_dir(tmp_path / "out", "train") as tmp:
+        _write_stage(tmp, "new")
+    assert (tmp_path / "out" / "a.txt").read_text() == "new"
+
+
+def test_a_previous_artifact_stranded_by_a_kill_between_two_renames_is_restored(tmp_path):
+    with atomic_dir(tmp_path / "stage", "train") as tmp:
+        _write_stage(tmp, "good")
+    # What a kill between "final -> .old" and "staging -> final" leaves (systems without RENAME_EXCHANGE):
+    (tmp_path / "stage").rename(tmp_path / ".stage.old-1234")
+    (tmp_path / ".stage.tmp-abcd").mkdir()
+    recover(tmp_path)
+    assert (tmp_path / "stage" / "a.txt").read_text() == "good"
+    assert _left_in(tmp_path) == ["stage"]
+
+
+def test_outputs_get_ordinary_permissions_and_sorted_keys(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "stage", "train") as tmp:
+            _write_stage(tmp, "x")
+            write_json_atomic(tmp / "report.json", {"b": 1, "a": {"d": 2, "c": 3}})
+    finally:
+        os.umask(old)
+    stage = tmp_path / "stage"
+    assert stat.S_IMODE(stage.stat().st_mode) == 0o755
+    assert stat.S_IMODE((stage / "manifest.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((stage / "report.json").stat().st_mode) == 0o644
+    assert (stage / "report.json").read_text() == '{\n  "a": {\n    "c": 3,\n    "d": 2\n  },\n  "b": 1\n}\n'
+
+
+def test_a_second_writer_of_a_run_is_refused_in_one_line(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from edgepipe.artifacts import run_lock\n"
+        "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(30)\n"), str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(EdgepipeError, match=f"being written by another edgepipe process \\(pid {holder.pid}\\)"):
+            with run_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(tmp_path), run_lock(tmp_path):  # free again once the holder is gone; re-entrant in one process
+        pass
+
+
+@pytest.mark.parametrize("file", ["../secret.txt", "/etc/hostname", "link/secret.txt", "", 7])
+def test_a_manifest_cannot_name_a_file_outside_its_directory(tmp_path, file):
+    (tmp_path / "secret.txt").write_text("private")
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "link").symlink_to(tmp_path)
+    manifest = new_manifest("export", {})
+    manifest["artifacts"].append({"name": "x", "file": file, "format": "onnx", "precision": "fp32", "sha256": "0"})
+    write_manifest(stage, manifest)
+    with pytest.raises(EdgepipeError, match="artifacts\\[0\\]"):
+        read_manifest(stage)
+    with pytest.raises(EdgepipeError):
+        artifact_path(stage, file)
 
 
 def test_manifest_roundtrip_and_verification(tmp_path):

@@ -147,8 +147,9 @@ def test_engine_is_skipped_with_the_reason_when_tensorrt_is_absent(tiny_run: Pat
 @pytest.mark.parametrize(("args", "message"), [
     (["--batch", "0,8"], "positive"),
     (["--batch", "1,x"], "comma-separated"),
-    (["--iters", "0"], "at least 1"),
-    (["--seconds", "0"], "positive"),
+    (["--iters", "0"], "greater than or equal to 1"),
+    (["--seconds", "0"], "greater than or equal to 0.01"),
+    (["--seconds", "inf"], "less than or equal to 3600"),
 ])
 def test_bad_settings_are_one_line_exit_2(tiny_run: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(_app(), [str(tiny_run), *args])

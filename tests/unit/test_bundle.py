@@ -66,6 +66,8 @@ def add_quantize_stage(run: Path, *, zero_point: int = 0) -> Path:
                                          ("int8-trt", "model.int8.trt.onnx", "int8", "tensorrt-qdq"),
                                          ("int8-cpu", "model.int8.cpu.onnx", "int8", "cpu")):
         add_artifact(manifest, quantize, file, name=name, fmt="onnx", precision=precision, track=track)
+    manifest["calibration_cache"] = {"file": "trt.calib.cache", "sha256": sha256_file(quantize / "trt.calib.cache"),
+                                     "model_sha256": sha256_file(fp32)}
     write_manifest(quantize, manifest)
     return quantize
 
@@ -213,7 +215,7 @@ def test_bad_input_is_one_line_exit_2(quantized_run, orin_bundle, tmp_path):
     assert again.exit_code == 2 and "already a deploy bundle" in again.output
     overwrite = CliRunner().invoke(app, ["bundle", str(quantized_run), "--target", "jetson-nano",
                                          "--out", str(quantized_run / "export")])
-    assert overwrite.exit_code == 2 and "is not a bundle" in overwrite.output
+    assert overwrite.exit_code == 2 and "is not an edgepipe 'bundle' directory" in overwrite.output
     assert (quantized_run / "export" / "model.onnx").is_file()
     assert not (tmp_path / "b").exists()
 

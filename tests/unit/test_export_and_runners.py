@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgepipe.artifacts import read_manifest
+from edgepipe.artifacts import LOCK, read_manifest
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import ExportConfig
 from edgepipe.runners.base import infer_in_batches
@@ -68,7 +68,7 @@ def test_broken_parity_fails_and_writes_nothing(tiny_run, tmp_path, monkeypatch)
     with pytest.raises(EdgepipeError, match="ONNX parity broken"):
         export(tiny_run / "train", tmp_path / "export", ExportConfig(exporter="torchscript"))
     assert not (tmp_path / "export").exists()
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [LOCK]  # the run's lock file stays; no staging leftovers
 
 
 def test_missing_provider_names_available_ones(tiny_run):

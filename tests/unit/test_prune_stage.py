@@ -12,13 +12,14 @@ import torch
 from helpers.recipes import write_recipe
 
 import edgepipe.stages.prune as prune_stage
-from edgepipe.artifacts import read_manifest, write_manifest
+from edgepipe.artifacts import LOCK, read_manifest, write_manifest
 from edgepipe.checkpoint import load_model
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import ExportConfig, PruneConfig, load_recipe
 from edgepipe.stages.export import export
 from edgepipe.stages.prune import prune
 from edgepipe.stages.train import train
+from edgepipe.trust import trusting
 
 
 @pytest.fixture(autouse=True)
@@ -155,8 +156,9 @@ def test_a_user_model_by_import_path_prunes_and_reloads(tmp_path, monkeypatch):
     """))
     monkeypatch.syspath_prepend(str(package))
     run = _train(tmp_path, {"name": "tiny_user_net:build", "params": {}}, train={"epochs": 2})
-    out = prune(run, run / "prune", PruneConfig(ratio=0.5, finetune_epochs=1))
-    model, manifest = load_model(out)
+    with trusting(["tiny_user_net:build"]):  # what running the recipe that names it does
+        out = prune(run, run / "prune", PruneConfig(ratio=0.5, finetune_epochs=1))
+        model, manifest = load_model(out)
     assert manifest["model"]["name"] == "tiny_user_net:build"
     assert [m.out_channels for m in model if isinstance(m, torch.nn.Conv2d)] == [8, 16]
     assert model[8].out_features == 4  # the output layer keeps its classes
@@ -171,7 +173,7 @@ def test_recurrent_model_is_refused_and_nothing_is_written(tmp_path):
         prune(tmp_path / "run", tmp_path / "run" / "prune", PruneConfig(ratio=0.5))
     with pytest.raises(EdgepipeError, match="2:4: model 'lstm' has no eligible layer"):
         prune(tmp_path / "run", tmp_path / "run" / "prune", PruneConfig(method="2:4"))
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["train"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK, "train"]
 
 
 def test_bad_sources_are_user_errors_and_leave_the_previous_result(vgg_run, tmp_path):
@@ -181,7 +183,7 @@ def test_bad_sources_are_user_errors_and_leave_the_previous_result(vgg_run, tmp_
     with pytest.raises(EdgepipeError, match="no layer named 'nope'"):
         prune(run, run / "prune", PruneConfig(ratio=0.3, ignore_layers=["nope"]))
     assert (run / "prune" / "manifest.json").read_text() == before
-    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no staging leftovers
+    assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != LOCK]  # no staging leftovers
 
     manifest = read_manifest(run / "train")
     del manifest["model"]

@@ -11,6 +11,7 @@ from PIL import Image
 from test_quant import export_onnx, make_export_dir, tiny_net, write_calibration
 from typer.testing import CliRunner
 
+from edgepipe.artifacts import new_manifest, write_manifest
 from edgepipe.cli.main import user_errors
 from edgepipe.cli.quantize import command
 
@@ -91,14 +92,15 @@ def test_bad_input_is_one_line_exit_2_and_damages_nothing(cli, run, tmp_path, mo
     else:
         calib, expected = "calibration/does-not-exist.yaml", "not found"
     out = tmp_path / "quantize"
-    out.mkdir()
+    write_manifest(out, new_manifest("quantize", {}))  # a previous quantize result of ours
     (out / "keep.txt").write_text("previous result")
     before = _snapshot(run)
     result = cli(run, "--calib", calib, "--out", out, *extra)
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
-    assert (out / "keep.txt").read_text() == "previous result" and sorted(os.listdir(out)) == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "previous result"
+    assert sorted(os.listdir(out)) == ["keep.txt", "manifest.json"]
     assert _snapshot(run) == before
 
 
