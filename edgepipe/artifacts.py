@@ -72,7 +72,8 @@ def write_bytes_atomic(path: Path, data: Any) -> None:
     """Write bytes to a temp file in the same directory, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # The .tmp- name is what recover() removes after a kill.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(memoryview(data))
@@ -201,26 +202,33 @@ def check_replaceable(final: Path, stage: str) -> None:
 
 LOCK = ".edgepipe.lock"
 _held_locks: dict[Path, list[int]] = {}  # resolved directory -> [fd, depth]: re-entrant within one process
+# Runs locked by this process, for its child processes (the pipeline's bench child writes report.json).
+_LOCKED_BY_PARENT_ENV = "EDGEPIPE_LOCKED_RUNS"
 
 
 @contextlib.contextmanager
 def run_lock(directory: Path) -> Iterator[None]:
     """One writer per run directory at a time: a second process is refused in one line, not raced.
 
-    Re-entrant within a process (the pipeline holds it while its stages take it again). Taking it also
-    restores or removes what a killed writer left behind (see :func:`recover`).
+    Re-entrant within a process (the pipeline holds it while its stages take it again) and for the
+    child processes it starts. Taking it also restores or removes what a killed writer left behind
+    (see :func:`recover`).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     key = directory.resolve()
-    if key in _held_locks:
-        _held_locks[key][1] += 1
+    if key in _held_locks or str(key) in os.environ.get(_LOCKED_BY_PARENT_ENV, "").split(os.pathsep):
+        depth = _held_locks.setdefault(key, [-1, 0])
+        depth[1] += 1
         try:
             yield
         finally:
-            _held_locks[key][1] -= 1
+            depth[1] -= 1
+            if depth == [-1, 0]:
+                del _held_locks[key]
         return
     fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    saved_env = os.environ.get(_LOCKED_BY_PARENT_ENV)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -231,11 +239,16 @@ def run_lock(directory: Path) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}\n".encode())
         _held_locks[key] = [fd, 1]
+        os.environ[_LOCKED_BY_PARENT_ENV] = os.pathsep.join(filter(None, [saved_env, str(key)]))
         try:
             recover(key)
             yield
         finally:
             del _held_locks[key]
+            if saved_env is None:
+                os.environ.pop(_LOCKED_BY_PARENT_ENV, None)
+            else:
+                os.environ[_LOCKED_BY_PARENT_ENV] = saved_env
     finally:
         os.close(fd)  # closing the descriptor releases the lock, also when the process is killed
 

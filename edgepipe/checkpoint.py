@@ -23,7 +23,7 @@ BUILTIN_REBUILDS = {"edgepipe.pruning.replay:rebuild": ("edgepipe.pruning.replay
 def save_state(obj: dict[str, Any], path: Path) -> None:
     """Atomic torch.save of a dict of tensors/numbers (never a module object)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     try:
         torch.save(obj, tmp)

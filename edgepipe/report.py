@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from edgepipe.artifacts import read_json, sha256_file, write_json_atomic
+from edgepipe.artifacts import read_json, run_lock, sha256_file, write_bytes_atomic, write_json_atomic
 
 REPORT = "report.json"
 
 
 def update_report(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``patch`` into run_dir/report.json (eval, bench and pipeline each add their part)."""
+    """Merge ``patch`` into run_dir/report.json (eval, bench and pipeline each add their part).
+
+    Under the run's lock: two processes merging at once would lose one's part.
+    """
+    with run_lock(run_dir):
+        return _merge_report(Path(run_dir), patch)
+
+
+def _merge_report(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:
     path = Path(run_dir) / REPORT
     report = read_json(path, "report") if path.is_file() else {}
     if not isinstance(report, dict):
@@ -219,7 +228,7 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
     if recipe:
         lines += ["## Recipe", "", "```yaml", recipe, "```", ""]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
+    write_bytes_atomic(path, "\n".join(lines).encode())
     return path
 
 
@@ -367,6 +376,8 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     for axis, points in labels:  # after the layout is final, so boxes are where they will be drawn
         _place_labels(figure, axis, points)
     path = Path(run_dir) / "report.png"
-    figure.savefig(path, dpi=110)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=110)
     plt.close(figure)
+    write_bytes_atomic(path, image.getbuffer())
     return path

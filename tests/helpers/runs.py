@@ -18,7 +18,7 @@ def tiny_pipeline_recipe(path: Path, **sections) -> Path:
     """An MLP on scikit-learn's 8x8 digits (real images, so `infer` and calibration folders apply), with
     every stage the reliability cases touch: quantize (no speed timing) and a bundle for TARGET."""
     defaults = {"target": TARGET, "quantize": {"cpu_speed_fallback": False, "fp16": True, "max_drop": 10},
-                "dataset": {"name": "digits"}}
+                "dataset": {"name": "digits"}, "eval": {"max_accuracy_drop": 10}}
     return write_recipe(path, **{**defaults, **sections})
 
 
