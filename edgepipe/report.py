@@ -8,7 +8,8 @@ from typing import Any
 
 from rich.table import Table
 
-from edgepipe.artifacts import read_json, run_lock, sha256_file, write_bytes_atomic, write_json_atomic
+from edgepipe.artifacts import read_json, sha256_file, write_bytes_atomic, write_json_atomic
+from edgepipe.rundir import run_lock
 
 REPORT = "report.json"
 

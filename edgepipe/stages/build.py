@@ -13,16 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgepipe.artifacts import (
-    add_artifact,
-    atomic_dir,
-    check_replaceable,
-    is_up_to_date,
-    new_manifest,
-    sha256_file,
-    write_manifest,
-)
+from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, sha256_file, write_manifest
 from edgepipe.errors import EdgepipeError, MissingDependency
+from edgepipe.rundir import atomic_dir, check_replaceable
 from edgepipe.trt.settings import DEFAULT_BATCH, BuildSettings, check_against_target, check_settings
 
 STAGE = "build"

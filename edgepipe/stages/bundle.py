@@ -26,8 +26,6 @@ import numpy as np
 from edgepipe.artifacts import (
     MANIFEST,
     artifact_path,
-    atomic_dir,
-    check_replaceable,
     is_stage_dir,
     new_manifest,
     read_manifest,
@@ -36,6 +34,7 @@ from edgepipe.artifacts import (
 )
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
+from edgepipe.rundir import atomic_dir, check_replaceable
 
 STAGE = "bundle"
 REFERENCE = "reference.npz"

@@ -11,19 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.artifacts import (
-    add_artifact,
-    atomic_dir,
-    check_replaceable,
-    is_up_to_date,
-    new_manifest,
-    read_manifest,
-    sha256_file,
-    write_manifest,
-)
+from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, read_manifest, sha256_file, write_manifest
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import DatasetConfig, ExportConfig
+from edgepipe.rundir import atomic_dir, check_replaceable
 
 PARITY_SAMPLES = 1000
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgepipe.artifacts import RECIPE_COPY, check_run_out, run_lock, write_bytes_atomic
+from edgepipe.artifacts import write_bytes_atomic
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, load_recipe
 from edgepipe.report import update_report
+from edgepipe.rundir import RECIPE_COPY, check_run_out, run_lock
 from edgepipe.trust import is_import_path, trusting
 
 

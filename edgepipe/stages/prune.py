@@ -17,18 +17,16 @@ from torch import nn
 from edgepipe.artifacts import (
     MANIFEST,
     add_artifact,
-    atomic_dir,
-    check_replaceable,
     is_up_to_date,
     new_manifest,
     read_manifest,
-    scratch_dir,
     stage_dir,
     write_manifest,
 )
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import PruneConfig, TrainConfig
+from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
 
 SPARSITY_NOTE = ("2:4 sparsity speeds up inference only in TensorRT on Ampere-class GPUs (Jetson Orin, "
                  "RTX 30xx/A100 and newer) with sparse weights enabled (`edgepipe build --sparsity`), and usually "

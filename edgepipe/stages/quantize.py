@@ -22,12 +22,9 @@ import numpy as np
 from edgepipe.artifacts import (
     MANIFEST,
     add_artifact,
-    atomic_dir,
-    check_replaceable,
     is_up_to_date,
     new_manifest,
     read_manifest,
-    scratch_dir,
     sha256_file,
     sha256_json,
     write_manifest,
@@ -35,6 +32,7 @@ from edgepipe.artifacts import (
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import QuantizeConfig
+from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
 from edgepipe.timing import available_cpus
 
 INT8_TRT, INT8_CPU, FP16, CACHE, RANGES = (

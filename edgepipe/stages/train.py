@@ -9,20 +9,14 @@ from typing import Any
 
 import torch
 
-from edgepipe.artifacts import (
-    add_artifact,
-    atomic_dir,
-    check_replaceable,
-    is_up_to_date,
-    new_manifest,
-    write_manifest,
-)
+from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, write_manifest
 from edgepipe.checkpoint import load_model, load_state, resolve_checkpoint, save_state
 from edgepipe.data import Dataset, load_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model, classifier_of, initialize
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, recipe_to_dict
+from edgepipe.rundir import atomic_dir, check_replaceable
 from edgepipe.training import (
     accuracy,
     distributed_from_env,

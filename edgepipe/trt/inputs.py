@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgepipe.artifacts import MANIFEST, read_manifest, sha256_file
+from edgepipe.artifacts import MANIFEST, artifact_path, read_manifest, sha256_file
 from edgepipe.errors import EdgepipeError
 
 FP32_ONNX = "model.onnx"
@@ -51,8 +51,10 @@ class BuildPlan:
     reason: str
 
 
-def _first(candidates: list[Path]) -> Path | None:
-    return next((path for path in candidates if path.is_file()), None)
+def _first(candidates: list[Path], root: Path) -> Path | None:
+    """The first existing candidate; one that a symlink takes outside the run ``root`` is refused, not read."""
+    found = next((path for path in candidates if path.is_file()), None)
+    return None if found is None else artifact_path(root, found.relative_to(root).as_posix())
 
 
 def _onnx_has_qdq(path: Path) -> bool:
@@ -80,11 +82,11 @@ def find_source_files(source: Path) -> SourceFiles:
         source=source,
         run_dir=source,
         # The pruned export is the deployable FP32 model (and what quantize calibrated) when it exists.
-        fp32_onnx=_first([source / "export-pruned" / FP32_ONNX, export / FP32_ONNX, source / FP32_ONNX]),
-        fp16_onnx=_first([quantize / FP16_ONNX, source / FP16_ONNX]),
-        int8_trt_onnx=_first([quantize / INT8_TRT_ONNX, source / INT8_TRT_ONNX]),
-        int8_cpu_onnx=_first([quantize / INT8_CPU_ONNX, source / INT8_CPU_ONNX]),
-        calibration_cache=_first([quantize / CALIB_CACHE, source / CALIB_CACHE]),
+        fp32_onnx=_first([source / "export-pruned" / FP32_ONNX, export / FP32_ONNX, source / FP32_ONNX], source),
+        fp16_onnx=_first([quantize / FP16_ONNX, source / FP16_ONNX], source),
+        int8_trt_onnx=_first([quantize / INT8_TRT_ONNX, source / INT8_TRT_ONNX], source),
+        int8_cpu_onnx=_first([quantize / INT8_CPU_ONNX, source / INT8_CPU_ONNX], source),
+        calibration_cache=_first([quantize / CALIB_CACHE, source / CALIB_CACHE], source),
         sparse_2_4=_pruned_2_4(prune),
         quantize_manifest=read_manifest(quantize) if (quantize / MANIFEST).is_file() else {},
     )

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgepipe.artifacts import LOCK
+from edgepipe.rundir import LOCK
 from helpers.recipes import REPO, write_recipe
 
 TARGET = "jetson-orin-nano"

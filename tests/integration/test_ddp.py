@@ -9,6 +9,7 @@ from helpers.recipes import write_recipe
 
 from edgepipe.artifacts import read_manifest
 from edgepipe.checkpoint import load_model
+from edgepipe.rundir import LOCK
 
 
 @pytest.mark.integration
@@ -25,4 +26,4 @@ def test_torchrun_two_cpu_processes_train_one_model(tmp_path):
     assert manifest["metrics"]["val_accuracy"] >= 0.9
     assert len(manifest["metrics"]["history"]) == 3
     model, _ = load_model(run / "train")  # rank 0 wrote one complete, loadable artifact
-    assert sum(1 for _ in run.iterdir()) == 1  # and nothing else (no partial dirs left)
+    assert [p.name for p in run.iterdir() if p.name != LOCK] == ["train"]  # and nothing else (no partial dirs)

@@ -42,3 +42,17 @@ def test_the_recipe_being_run_trusts_its_own_callable_through_every_stage(tmp_pa
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "bundle-jetson-orin-nano" / "manifest.json").is_file()
     assert TRUSTED_CALLABLES_ENV not in os.environ
+
+
+def test_build_never_reads_a_calibration_cache_symlinked_out_of_the_run(case_dir: Path):
+    import pytest
+
+    from edgepipe.errors import EdgepipeError
+    from edgepipe.trt.inputs import find_source_files
+
+    (case_dir / "secret.txt").write_text("not a cache")
+    cache = case_dir / "run" / "quantize" / "trt.calib.cache"
+    cache.unlink()
+    cache.symlink_to(case_dir / "secret.txt")
+    with pytest.raises(EdgepipeError, match="trt.calib.cache' points outside"):
+        find_source_files(case_dir / "run")

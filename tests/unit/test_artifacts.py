@@ -7,20 +7,17 @@ import sys
 import pytest
 
 from edgepipe.artifacts import (
-    LOCK,
     add_artifact,
     artifact_path,
-    atomic_dir,
     new_manifest,
     read_manifest,
-    recover,
-    run_lock,
     stage_dir,
     verify_artifacts,
     write_json_atomic,
     write_manifest,
 )
 from edgepipe.errors import EdgepipeError
+from edgepipe.rundir import LOCK, atomic_dir, recover, run_lock
 
 
 def _write_stage(tmp, content: str, stage: str = "train") -> None:
@@ -107,7 +104,7 @@ def test_outputs_get_ordinary_permissions_and_sorted_keys(tmp_path):
 
 def test_a_second_writer_of_a_run_is_refused_in_one_line(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from edgepipe.artifacts import run_lock\n"
+        "import sys, time; from pathlib import Path; from edgepipe.rundir import run_lock\n"
         "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(30)\n"), str(tmp_path)],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -4,9 +4,10 @@ import numpy as np
 import onnx
 import pytest
 
-from edgepipe.artifacts import LOCK, read_manifest
+from edgepipe.artifacts import read_manifest
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import ExportConfig
+from edgepipe.rundir import LOCK
 from edgepipe.runners.base import infer_in_batches
 from edgepipe.runners.onnxruntime import OrtRunner
 from edgepipe.runners.torch import TorchRunner

@@ -12,10 +12,11 @@ import torch
 from helpers.recipes import write_recipe
 
 import edgepipe.stages.prune as prune_stage
-from edgepipe.artifacts import LOCK, read_manifest, write_manifest
+from edgepipe.artifacts import read_manifest, write_manifest
 from edgepipe.checkpoint import load_model
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import ExportConfig, PruneConfig, load_recipe
+from edgepipe.rundir import LOCK
 from edgepipe.stages.export import export
 from edgepipe.stages.prune import prune
 from edgepipe.stages.train import train
