@@ -186,6 +186,8 @@ def fit(
         result.best_val_accuracy = optimizer_state.get("best_val_accuracy", -1.0)
         result.best_epoch = optimizer_state.get("best_epoch", -1)
         result.best_state = optimizer_state.get("best_state")
+    peak = (optimizer_state or {}).get("peak_val_accuracy", result.best_val_accuracy)
+    tie = 1.0 / max(len(val_split), 1) + 1e-9  # one sample, and float rounding
 
     with progress_bar(enabled=dist.is_main) as bar:
         task = bar.add_task(progress_label, total=(epochs - start_epoch) * steps_per_epoch)
@@ -219,12 +221,15 @@ def fit(
             val_accuracy = accuracy(model, val_split, device)
             record = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_accuracy": val_accuracy}
             result.history.append(record)
-            if val_accuracy > result.best_val_accuracy:
+            peak = max(peak, val_accuracy)
+            # Within one validation sample of the best so far is a tie (noise on a few hundred samples):
+            # the later, more trained model wins it (a decaying schedule's last epochs are its converged ones).
+            if val_accuracy >= peak - tie:
                 result.best_val_accuracy, result.best_epoch = val_accuracy, epoch + 1
                 result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if on_epoch_end is not None:
                 on_epoch_end(epoch, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                     "best_val_accuracy": result.best_val_accuracy,
+                                     "best_val_accuracy": result.best_val_accuracy, "peak_val_accuracy": peak,
                                      "best_epoch": result.best_epoch, "best_state": result.best_state}, model)
     if result.best_state is not None:
         model.load_state_dict(result.best_state)

@@ -26,7 +26,7 @@ def mnist_bundle(tmp_path_factory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("mnist-bundle")
     recipe = load_recipe(write_recipe(root / "mnist.yaml", model={"name": "lenet5", "params": {}},
-                                      dataset={"name": "mnist5k"}, train={"epochs": 2, "lr": 0.002}))
+                                      dataset={"name": "mnist5k"}, train={"epochs": 4, "lr": 0.002}))
     run = root / "run"
     train(recipe, run / "train")
     export(run / "train", run / "export", recipe.export)

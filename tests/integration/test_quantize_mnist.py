@@ -20,7 +20,7 @@ os.environ.setdefault("EDGEPIPE_NO_PROGRESS", "1")
 
 RECIPE = {"name": "lenet5-quantize-test", "model": {"name": "lenet5"},
           "dataset": {"name": "mnist5k", "split_seed": 0},
-          "train": {"optimizer": "adam", "lr": 0.002, "epochs": 2, "batch_size": 64, "seed": 0},
+          "train": {"optimizer": "adam", "lr": 0.002, "epochs": 4, "batch_size": 64, "seed": 0},
           "eval": {"max_accuracy_drop": 0.5}}
 
 
@@ -46,7 +46,7 @@ def test_int8_floors_on_the_test_split(quantized_run):
     assert fallback["val_drop_pts_after" if fallback["needed"] else "val_drop_pts"] <= 0.3  # the budget, on val
     for name in ("int8-cpu", "int8-trt"):
         assert rows[name]["drop_pts_val"] <= 0.3, rows[name]
-        # Test is reported, not optimized for: a 2-epoch model on 1,000 test digits (1 digit = 0.1 pt) gets slack;
+        # Test is reported, not optimized for: a 4-epoch model on 1,000 test digits (1 digit = 0.1 pt) gets slack;
         # the 0.3-pt floor on the fully trained recipes is measured by the command in the report.
         assert rows[name]["drop_pts_test"] <= 0.6, rows[name]
         assert rows[name]["size_ratio"] <= 0.3, rows[name]
