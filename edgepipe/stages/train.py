@@ -87,6 +87,8 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
         if state.get("inputs_key") != manifest["inputs_key"]:
             raise EdgepipeError(f"{partial}: interrupted run was for a different recipe; delete it or drop --resume")
         model.load_state_dict(state["model"])
+        if "torch_rng" in state:  # dropout masks continue as if training had never stopped
+            torch.set_rng_state(state["torch_rng"])
         resume_state, start_epoch = state["fit"], int(state["epoch"]) + 1
         say(f"train: resuming at epoch {start_epoch + 1}")
     partial.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     def checkpoint_epoch(epoch: int, fit_state: dict, trained: torch.nn.Module) -> None:
         if dist.is_main:
             save_state({"inputs_key": manifest["inputs_key"], "epoch": epoch, "model": trained.state_dict(),
-                        "fit": fit_state}, partial / "last.pt")
+                        "fit": fit_state, "torch_rng": torch.get_rng_state()}, partial / "last.pt")
 
     classifier = classifier_of(model)
     freeze = frozen_backbone(model, classifier) if recipe.train.freeze_backbone else contextlib.nullcontext()
