@@ -43,9 +43,10 @@ def fit_budget(layers: list[tuple[str, str]], probe: DropProbe, max_drop: float,
         steps.append({"excluded": list(excluded), "drop_pts": round(drop, 4)})
         if drop <= max_drop and len(excluded) < len(layers):
             return FallbackResult(excluded, drop, table, steps)
-    best = min(steps, key=lambda s: s["drop_pts"])
+    # Only mixes that still hold INT8 count: every layer in float is the FP32 model, not a quantized one.
+    best = min((s for s in steps if len(s["excluded"]) < len(layers)), key=lambda s: s["drop_pts"])
     raise EdgepipeError(
         f"no INT8 mix meets the accuracy budget of {max_drop:.2f} pts: all layers quantized lose {full_drop:.2f}, "
-        f"the best partial mix ({len(best['excluded'])} of {len(layers)} layers kept in float) loses "
+        f"the best mix that still has INT8 ({len(best['excluded'])} of {len(layers)} layers kept in float) loses "
         f"{best['drop_pts']:.2f}; raise --max-drop, try --method entropy or percentile, or --qat"
     )
