@@ -59,7 +59,7 @@ def check_replaceable(final: Path, stage: str) -> None:
 
 
 LOCK = ".edgepipe.lock"
-_held_locks: dict[Path, list[int]] = {}  # resolved directory -> [fd, depth]: re-entrant within one process
+_held_locks: set[Path] = set()  # resolved run directories this process holds the lock of
 # Runs locked by this process, for its child processes (the pipeline's bench child writes report.json).
 _LOCKED_BY_PARENT_ENV = "EDGEPIPE_LOCKED_RUNS"
 
@@ -76,14 +76,7 @@ def run_lock(directory: Path) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
     key = directory.resolve()
     if key in _held_locks or str(key) in os.environ.get(_LOCKED_BY_PARENT_ENV, "").split(os.pathsep):
-        depth = _held_locks.setdefault(key, [-1, 0])
-        depth[1] += 1
-        try:
-            yield
-        finally:
-            depth[1] -= 1
-            if depth == [-1, 0]:
-                del _held_locks[key]
+        yield  # already ours (this process or the one that started it)
         return
     fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o666)  # the kernel applies the umask
     saved_env = os.environ.get(_LOCKED_BY_PARENT_ENV)
@@ -96,13 +89,13 @@ def run_lock(directory: Path) -> Iterator[None]:
                                 "to finish or pick another --out") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}\n".encode())
-        _held_locks[key] = [fd, 1]
+        _held_locks.add(key)
         os.environ[_LOCKED_BY_PARENT_ENV] = os.pathsep.join(filter(None, [saved_env, str(key)]))
         try:
             recover(key)
             yield
         finally:
-            del _held_locks[key]
+            _held_locks.discard(key)
             if saved_env is None:
                 os.environ.pop(_LOCKED_BY_PARENT_ENV, None)
             else:

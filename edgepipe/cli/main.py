@@ -97,10 +97,8 @@ def _root(
                              "package.module:callable its manifest names (off: manifests are data).")] = False,
 ) -> None:
     """edgepipe: artifact dir in, artifact dir out, accuracy checked at every stage."""
-    if trust_code:
-        trust = trusting(everything=True)  # the environment carries it into edgepipe's own child processes
-        trust.__enter__()
-        ctx.call_on_close(lambda: trust.__exit__(None, None, None))
+    if trust_code:  # until the command ends; the environment carries it into edgepipe's own child processes
+        ctx.with_resource(trusting(everything=True))
 
 
 def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
