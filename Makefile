@@ -30,6 +30,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check edgepipe tests benchmarks
+	$(BIN)/python -m pytest -q tests/unit/test_import_layers.py  # the layers import downward only
 
 bench: install
 	$(BIN)/python benchmarks/cpu_table.py

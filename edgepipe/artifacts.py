@@ -1,8 +1,8 @@
 """Artifact directories: manifest.json, content hashes, atomic file writes, paths kept inside their stage.
 
-A run directory holds one sub-directory per stage (``train/``, ``export/``, ...), each with a manifest.
-How a whole stage directory is written into a run (atomically, locked, never over a user's files) is
-:mod:`edgepipe.rundir`.
+A run directory holds one sub-directory per stage (``train/``, ``export/``, ...), each with a manifest;
+:mod:`edgepipe.run` names them. How a whole stage directory is written into a run (atomically, locked,
+never over a user's files) is :mod:`edgepipe.rundir`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from edgepipe import __version__
 from edgepipe.errors import EdgepipeError
 
 MANIFEST = "manifest.json"
-PIPELINE_ORDER = ("train", "prune", "export", "quantize", "build", "bundle")
 _TRACKED_LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "torch-pruning", "numpy", "tensorrt")
 
 
@@ -119,29 +120,108 @@ def artifact_path(directory: Path, relative: Any, where: str | None = None) -> P
     return candidate
 
 
-# What every artifact entry must carry, and its type (a hand-edited manifest gets one line, not a KeyError).
-_ARTIFACT_FIELDS = {"name": str, "file": str, "format": str, "sha256": str}
+class Artifact(BaseModel):
+    """One file a stage made that eval, bench and infer can run (an entry of a manifest's ``artifacts``)."""
+
+    model_config = ConfigDict(extra="allow")  # stage-specific facts (an engine's settings, a QDQ track)
+
+    name: str
+    file: str
+    format: str  # "torch" | "onnx" | "engine"
+    sha256: str
+    precision: str = "fp32"
+    size_bytes: int = 0
 
 
-def _check_manifest(path: Path, manifest: Any) -> dict[str, Any]:
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("stage"), str):
+class DatasetRecord(BaseModel):
+    """How a model's data was made: enough to reload the exact splits and preprocess a raw image the same way."""
+
+    model_config = ConfigDict(extra="allow")
+
+    config: dict[str, Any] = Field(default_factory=dict)
+    fingerprint: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    preprocessing: dict[str, Any] | None = None
+    sizes: dict[str, int] | None = None  # train/val/test split sizes
+    name: str | None = None  # a bundle's record: the dataset's name and how many test samples it ships
+    samples: int | None = None
+
+
+class BundleFile(BaseModel):
+    path: str
+    sha256: str
+    size_bytes: int = 0
+
+
+class Manifest(BaseModel):
+    """A stage directory's manifest.json. Keys a stage adds of its own (``onnx``, ``calibration_cache``, a
+    bundle's ``target``...) are kept as extra fields; ``model_dump`` writes back what was read."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    stage: str
+    created: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    parents: dict[str, str] = Field(default_factory=dict)  # a parent file's role -> its sha256
+    inputs_key: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] | None = None  # the model spec (zoo name, params, input shape, rebuild record)
+    dataset: DatasetRecord | None = None
+    recipe: dict[str, Any] | None = None
+    source: dict[str, Any] | None = None  # the stage this one was made from: {"stage", "dir"}
+    files: list[BundleFile] | None = None  # a bundle's every file with its hash
+
+    def find_artifact(self, *, name: str | None = None, fmt: str | None = None,
+                      file: str | None = None) -> Artifact | None:
+        """The first artifact with that name / format / file (any of them left out matches all)."""
+        return next((a for a in self.artifacts if (name is None or a.name == name)
+                     and (fmt is None or a.format == fmt) and (file is None or a.file == file)), None)
+
+    def require_artifact(self, directory: Path, *, name: str | None = None, fmt: str | None = None,
+                         what: str = "model") -> Artifact:
+        found = self.find_artifact(name=name, fmt=fmt)
+        if found is None:
+            raise EdgepipeError(f"{directory}: the {self.stage} manifest lists no {what}; rerun that stage")
+        return found
+
+    def extra(self, key: str, default: Any = None) -> Any:
+        """A stage-specific key (``onnx``, ``calibration_cache``, ``sparsity``...), ``default`` when absent."""
+        return (self.__pydantic_extra__ or {}).get(key, default)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+_KINDS = {"list_type": "a list", "dict_type": "an object", "model_type": "an object", "string_type": "a string",
+          "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer"}
+
+
+def _first_error(error: ValidationError) -> str:
+    """pydantic's first complaint as one line: "artifacts[0] has no 'sha256'", "'artifacts' must be a list"."""
+    first = error.errors()[0]
+    parts = [f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]]
+    where = "".join(parts).lstrip(".")
+    if first["type"] == "missing":
+        parent = "".join(parts[:-1]).lstrip(".") or "the manifest"
+        return f"{parent} has no '{first['loc'][-1]}'"
+    kind = _KINDS.get(first["type"])
+    return f"'{where}' must be {kind}" if kind else f"'{where}': {first['msg']}"
+
+
+def _check_manifest(path: Path, value: Any) -> Manifest:
+    if not isinstance(value, dict) or not isinstance(value.get("stage"), str):
         raise EdgepipeError(f"{path} is not an edgepipe manifest (no 'stage' key)")
-    for key, kind in (("artifacts", list), ("parents", dict), ("metrics", dict), ("config", dict)):
-        value = manifest.setdefault(key, kind())
-        if not isinstance(value, kind):
-            raise EdgepipeError(f"{path}: '{key}' must be a {kind.__name__}, got {type(value).__name__}")
-    for index, entry in enumerate(manifest["artifacts"]):
-        if not isinstance(entry, dict):
-            raise EdgepipeError(f"{path}: artifacts[{index}] is not an object")
-        for field, kind in _ARTIFACT_FIELDS.items():
-            if not isinstance(entry.get(field), kind):
-                raise EdgepipeError(f"{path}: artifacts[{index}] has no '{field}' {kind.__name__}; "
-                                    "the manifest was edited or damaged, rerun the stage")
-        artifact_path(path.parent, entry["file"], f"{path}: artifacts[{index}]")
-    for index, entry in enumerate(manifest.get("files") or []):  # a bundle's file list
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise EdgepipeError(f"{path}: files[{index}] has no sha256; copy the bundle again")
-        artifact_path(path.parent, entry.get("path"), f"{path}: files[{index}]")
+    try:
+        manifest = Manifest.model_validate(value)
+    except ValidationError as exc:
+        raise EdgepipeError(f"{path}: {_first_error(exc)}; the manifest was edited or damaged, rerun the stage") \
+            from None
+    for index, entry in enumerate(manifest.artifacts):
+        artifact_path(path.parent, entry.file, f"{path}: artifacts[{index}]")
+    for index, bundled in enumerate(manifest.files or []):
+        artifact_path(path.parent, bundled.path, f"{path}: files[{index}]")
     return manifest
 
 
@@ -157,67 +237,53 @@ def is_stage_dir(path: Path, stage: str) -> bool:
     return isinstance(value, dict) and value.get("stage") == stage
 
 
-def new_manifest(stage: str, config: dict[str, Any], parents: dict[str, str] | None = None) -> dict[str, Any]:
+def new_manifest(stage: str, config: dict[str, Any], parents: dict[str, str] | None = None) -> Manifest:
     """The common manifest header. ``parents`` maps a parent file's role to its sha256."""
     parents = parents or {}
-    return {
-        "stage": stage,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
-        "parents": parents,
+    return Manifest(
+        stage=stage,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        config=config,
+        parents=parents,
         # What the pipeline compares to decide a stage is already done.
-        "inputs_key": sha256_json({"stage": stage, "config": config, "parents": parents}),
-        "versions": library_versions(),
-        "artifacts": [],
-        "metrics": {},
-    }
+        inputs_key=sha256_json({"stage": stage, "config": config, "parents": parents}),
+        versions=library_versions(),
+        artifacts=[],
+        metrics={},
+    )
 
 
-def add_artifact(
-    manifest: dict[str, Any],
-    directory: Path,
-    filename: str,
-    *,
-    name: str,
-    fmt: str,
-    precision: str,
-    **extra: Any,
-) -> dict[str, Any]:
+def add_artifact(manifest: Manifest, directory: Path, filename: str, *, name: str, fmt: str, precision: str,
+                 **extra: Any) -> Artifact:
     """Record a file of ``directory`` as an evaluable artifact (eval/bench find artifacts this way)."""
-    entry = {
-        "name": name,
-        "file": filename,
-        "format": fmt,  # "torch" | "onnx" | "engine"
-        "precision": precision,
-        "sha256": sha256_file(Path(directory) / filename),
-        "size_bytes": (Path(directory) / filename).stat().st_size,
-        **extra,
-    }
-    manifest["artifacts"].append(entry)
+    path = Path(directory) / filename
+    entry = Artifact(name=name, file=filename, format=fmt, precision=precision, sha256=sha256_file(path),
+                     size_bytes=path.stat().st_size, **extra)
+    manifest.artifacts.append(entry)
     return entry
 
 
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
     path = Path(directory) / MANIFEST
-    write_json_atomic(path, manifest)
+    write_json_atomic(path, manifest.to_json())
     return path
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
+def read_manifest(directory: Path) -> Manifest:
     directory = Path(directory)
     return _check_manifest(directory / MANIFEST, read_json(directory / MANIFEST, what="manifest"))
 
 
-def verify_artifacts(directory: Path, manifest: dict[str, Any]) -> bool:
+def verify_artifacts(directory: Path, manifest: Manifest) -> bool:
     """True when every artifact file the manifest lists exists with the recorded hash."""
-    for entry in manifest.get("artifacts", []):
-        path = artifact_path(directory, entry["file"])
-        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+    for entry in manifest.artifacts:
+        path = artifact_path(directory, entry.file)
+        if not path.is_file() or sha256_file(path) != entry.sha256:
             return False
     return True
 
 
-def is_up_to_date(out: Path, manifest: dict[str, Any]) -> bool:
+def is_up_to_date(out: Path, manifest: Manifest) -> bool:
     """True when ``out`` already holds a complete artifact made from the same inputs (so a stage can skip)."""
     out = Path(out)
     if not (out / MANIFEST).is_file():
@@ -226,30 +292,4 @@ def is_up_to_date(out: Path, manifest: dict[str, Any]) -> bool:
         existing = read_manifest(out)
     except EdgepipeError:
         return False  # a corrupt manifest means: make the stage again
-    return existing.get("inputs_key") == manifest["inputs_key"] and verify_artifacts(out, existing)
-
-
-def stage_dir(path: Path, stage: str) -> Path:
-    """Accept either a run directory (containing ``stage/``) or the stage directory itself."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgepipeError(f"{path} does not exist")
-    if (path / stage / MANIFEST).is_file():
-        return path / stage
-    if (path / MANIFEST).is_file() and read_manifest(path).get("stage") == stage:
-        return path
-    raise EdgepipeError(f"no '{stage}' stage found in {path} (expected {path / stage / MANIFEST})")
-
-
-def run_stage_dirs(run_dir: Path) -> list[Path]:
-    """Stage directories of a run, in the order they were created."""
-    run_dir = Path(run_dir)
-    found = [p for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()]
-    # Timestamps have one-second resolution: break ties by the pipeline's stage order, then by name.
-    order = {stage: rank for rank, stage in enumerate(PIPELINE_ORDER)}
-
-    def key(directory: Path) -> tuple[str, int, str]:
-        manifest = read_manifest(directory)
-        return manifest.get("created", ""), order.get(manifest.get("stage", ""), len(order)), directory.name
-
-    return sorted(found, key=key)
+    return existing.inputs_key == manifest.inputs_key and verify_artifacts(out, existing)

@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgepipe.artifacts import MANIFEST, artifact_path, make_readable, read_manifest, stage_dir
+from edgepipe.artifacts import MANIFEST, Manifest, artifact_path, make_readable, read_manifest
 from edgepipe.errors import EdgepipeError, first_line
 from edgepipe.models import build_model
+from edgepipe.run import MODEL_PT, resolve
 from edgepipe.trust import is_import_path, require_trusted
 
 # Rebuild steps a manifest may name without --trust-code: edgepipe's own, looked up here, never imported by name.
@@ -51,11 +52,11 @@ def load_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_model(directory: Path, filename: str = "model.pt") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(directory: Path, filename: str = MODEL_PT) -> tuple[nn.Module, Manifest]:
     """Rebuild a stage's model from its manifest spec and load its weights. Returns (model in eval mode, manifest)."""
     manifest = read_manifest(directory)
     where = str(Path(directory) / MANIFEST)
-    spec = manifest.get("model")
+    spec = manifest.model
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise EdgepipeError(f"{directory}: manifest has no model spec; was this made by `edgepipe train`?")
     if is_import_path(spec["name"]):
@@ -98,16 +99,7 @@ def _rebuild(model: nn.Module, record: object, where: str) -> nn.Module:
 
 def resolve_checkpoint(path: Path) -> Path:
     """A run dir, a train/prune stage dir, or a model.pt file inside one → the stage dir holding it."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgepipeError(f"{path} does not exist")
-    if path.is_file():
-        if path.suffix != ".pt":
-            raise EdgepipeError(f"{path}: not a checkpoint; pass a run dir, a train/ or prune/ dir, or model.pt")
-        return path.parent
-    for stage in ("prune", "train"):
-        try:
-            return stage_dir(path, stage)
-        except EdgepipeError:
-            continue
-    raise EdgepipeError(f"{path}: no trained model found (expected a run dir, a train/ or prune/ dir, or model.pt)")
+    if Path(path).is_file() and Path(path).suffix != ".pt":
+        raise EdgepipeError(f"{path}: not a checkpoint; pass a run dir, a train/ or prune/ dir, or model.pt")
+    source = resolve(path, files=(".pt",))
+    return source.directory if source.kind == "file" else source.model_stage()

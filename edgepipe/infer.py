@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.artifacts import MANIFEST, read_manifest, run_stage_dirs
+from edgepipe.artifacts import MANIFEST, Artifact, DatasetRecord, read_manifest
 from edgepipe.errors import EdgepipeError
+from edgepipe.run import EXPORT, EXPORT_PRUNED, TRAIN, RunLayout, resolve
 from edgepipe.runners.base import Runner
 
 # What a directory runs when no --artifact is named: the deployable form first, the PyTorch original last.
@@ -38,18 +39,18 @@ class Choice:
     preprocessing: dict[str, Any]
 
 
-def _dataset_record(directory: Path) -> dict[str, Any] | None:
+def _dataset_record(directory: Path) -> DatasetRecord | None:
     """labels + preprocessing recorded in ``directory``'s manifest (a stage's dataset record, or a bundle's)."""
     if not (directory / MANIFEST).is_file():
         return None
-    record = read_manifest(directory).get("dataset")
-    return record if isinstance(record, dict) and "preprocessing" in record else None
+    record = read_manifest(directory).dataset
+    return record if record is not None and record.preprocessing is not None else None
 
 
-def _find_dataset_record(model_dir: Path) -> dict[str, Any]:
+def _find_dataset_record(model_dir: Path) -> DatasetRecord:
     """The model's own stage dir first, then its run dir / bundle and that run's train/ and export/ stages."""
     parent = model_dir.parent
-    for directory in (model_dir, parent, parent / "train", parent / "export", parent / "export-pruned"):
+    for directory in (model_dir, parent, parent / TRAIN, parent / EXPORT, parent / EXPORT_PRUNED):
         record = _dataset_record(directory)
         if record is not None:
             return record
@@ -57,105 +58,60 @@ def _find_dataset_record(model_dir: Path) -> dict[str, Any]:
                         "record beside it or in its run directory); pass the run directory, stage or bundle")
 
 
-def _tensorrt_problem() -> str | None:
-    from edgepipe.trt.loader import tensorrt_available
-
-    ok, reason = tensorrt_available()
-    return None if ok else reason
-
-
-def _onnx_behind_engine(engine: Path) -> Path | None:
-    """The ONNX an engine was built from: its build manifest's record, else the run's FP32 export."""
-    stage = engine.parent
-    if (stage / MANIFEST).is_file():
-        recorded = (read_manifest(stage).get("config") or {}).get("onnx")
-        if recorded and Path(recorded).is_file():
-            return Path(recorded)
-    for candidate in (stage.parent / "export-pruned" / "model.onnx", stage.parent / "export" / "model.onnx"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _runner_for(path: Path, fmt: str, threads: int | None) -> tuple[Runner, Path, str | None]:
-    if fmt == "engine":
-        problem = _tensorrt_problem()
-        if problem is None:
-            from edgepipe.runners.tensorrt import TrtRunner
-
-            return TrtRunner(path), path, None
-        onnx = _onnx_behind_engine(path)
-        if onnx is None:
-            raise EdgepipeError(f"cannot run {path}: {problem}; and no ONNX it was built from was found beside it "
-                                "to run on onnxruntime instead")
-        fmt, note, path = "onnx", f"TensorRT not available here ({problem}); ran {onnx} on onnxruntime instead", onnx
+def _directory_artifacts(source) -> list[tuple[Path, Artifact]]:
+    if source.kind == "stage":
+        stages = [source.directory]
     else:
-        note = None
-    if fmt == "onnx":
-        from edgepipe.runners.onnxruntime import OrtRunner
+        if source.kind == "bundle":
+            from edgepipe.bundles import read_bundle
 
-        return OrtRunner(path, threads=threads), path, note
-    if fmt == "torch":
-        from edgepipe.runners.torch import TorchRunner
-
-        return TorchRunner(path.parent, path.name, threads=threads), path, note
-    raise EdgepipeError(f"{path}: unknown artifact format '{fmt}'")
+            read_bundle(source.directory)  # names a missing or changed file
+        stages = RunLayout(source.directory).stage_dirs()
+    return [(stage, entry) for stage in stages for entry in read_manifest(stage).artifacts]
 
 
-def _directory_artifacts(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
-    if (directory / MANIFEST).is_file() and read_manifest(directory).get("stage") != "bundle":
-        stages = [directory]  # a stage directory
-    else:
-        if (directory / MANIFEST).is_file():
-            from edgepipe.stages.bundle import read_bundle
-
-            read_bundle(directory)  # names a missing or changed file
-        stages = run_stage_dirs(directory)
-    return [(stage, entry) for stage in stages for entry in read_manifest(stage).get("artifacts", [])]
-
-
-def _pick(directory: Path, artifacts: list[tuple[Path, dict[str, Any]]], name: str | None,
-          trt_ok: bool) -> tuple[Path, dict[str, Any]]:
+def _pick(directory: Path, artifacts: list[tuple[Path, Artifact]], name: str | None,
+          trt_ok: bool) -> tuple[Path, Artifact]:
     if name is not None:
         for stage, entry in artifacts:
-            if entry["name"] == name:
+            if entry.name == name:
                 return stage, entry
-        known = ", ".join(entry["name"] for _, entry in artifacts) or "none"
+        known = ", ".join(entry.name for _, entry in artifacts) or "none"
         raise EdgepipeError(f"no artifact named {name!r} in {directory}; its artifacts: {known}")
-    usable = [(s, e) for s, e in artifacts if e["format"] in _FORMAT_ORDER]
+    usable = [(s, e) for s, e in artifacts if e.format in _FORMAT_ORDER]
     if not trt_ok:  # an engine would fall back to its ONNX anyway: say that by picking the ONNX directly
-        usable = [(s, e) for s, e in usable if e["format"] != "engine"] or usable
+        usable = [(s, e) for s, e in usable if e.format != "engine"] or usable
     if not usable:
         raise EdgepipeError(f"{directory} holds no model to run (no artifacts in its manifests); "
                             "pass a run directory, stage directory, bundle, .onnx, .engine or model.pt")
     # engine > onnx > torch; among ONNX the FP32 graph (what the original exports to), among engines the fastest
-    return min(usable, key=lambda item: (_FORMAT_ORDER[item[1]["format"]],
-                                         _PRECISION_ORDER.get(item[1]["precision"], 9)
-                                         * (-1 if item[1]["format"] == "engine" else 1)))
+    return min(usable, key=lambda item: (_FORMAT_ORDER[item[1].format],
+                                         _PRECISION_ORDER.get(item[1].precision, 9)
+                                         * (-1 if item[1].format == "engine" else 1)))
 
 
 def choose(model: Path, *, artifact: str | None = None, threads: int | None = None) -> Choice:
     """Resolve MODEL (file or directory) to a runner, the file it runs, and the recorded preprocessing."""
+    from edgepipe.runners.select import runner_for_file, tensorrt_problem
+
     model = Path(model)
     if not model.exists():
         raise EdgepipeError(f"{model} does not exist; pass a run directory, stage, bundle, .onnx, .engine or .pt")
-    if model.is_dir():
-        problem = _tensorrt_problem()
-        artifacts = _directory_artifacts(model)
-        stage, entry = _pick(model, artifacts, artifact, problem is None)
-        path, fmt, name, note = stage / entry["file"], entry["format"], entry["name"], None
-        if problem is not None and artifact is None and any(e["format"] == "engine" for _, e in artifacts):
-            note = f"TensorRT not available here ({problem}); ran the ONNX artifact {name} on onnxruntime instead"
+    source = resolve(model)
+    fmt, note = None, None
+    if source.kind == "file":
+        path, name = model, model.name
     else:
-        suffixes = {".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".pt": "torch"}
-        fmt = suffixes.get(model.suffix)
-        if fmt is None:
-            raise EdgepipeError(f"{model} is not a model file (.onnx, .engine or .pt) nor a run/stage/bundle directory")
-        path, name, note = model, model.name, None
-    runner, ran, fallback_note = _runner_for(path, fmt, threads)
+        problem = tensorrt_problem()
+        artifacts = _directory_artifacts(source)
+        stage, entry = _pick(model, artifacts, artifact, problem is None)
+        path, fmt, name = stage / entry.file, entry.format, entry.name
+        if problem is not None and artifact is None and any(e.format == "engine" for _, e in artifacts):
+            note = f"TensorRT not available here ({problem}); ran the ONNX artifact {name} on onnxruntime instead"
+    runner = runner_for_file(path, fmt, threads=threads, fallback=True)
+    ran = runner.source or path
     record = _find_dataset_record(ran.parent)
-    return Choice(runner, ran, name, fallback_note or note, list(record.get("labels") or []),
-                  record["preprocessing"] or {})
+    return Choice(runner, ran, name, runner.note or note, list(record.labels), record.preprocessing or {})
 
 
 def collect_images(inputs: list[Path]) -> list[Path]:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from edgepipe.errors import EdgepipeError, first_line
 
 SEED_MAX = 2**32 - 1  # numpy and torch seeds are 32-bit
+# Accuracy points an optimized artifact may lose against the original (eval, the quantize budget, bundles).
+DEFAULT_MAX_ACCURACY_DROP = 0.5
 
 
 class Section(BaseModel):
@@ -168,7 +170,8 @@ class BenchConfig(Section):
 
 
 class EvalConfig(Section):
-    max_accuracy_drop: float = Field(default=0.5, ge=0, description="points vs the original model")
+    max_accuracy_drop: float = Field(default=DEFAULT_MAX_ACCURACY_DROP, ge=0,
+                                     description="points vs the original model")
     batch_size: int = Field(default=256, ge=1)
 
 

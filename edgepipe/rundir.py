@@ -19,8 +19,7 @@ from pathlib import Path
 
 from edgepipe.artifacts import MANIFEST, is_stage_dir, make_readable
 from edgepipe.errors import EdgepipeError
-
-RECIPE_COPY = "recipe.yaml"  # the recipe a pipeline run was made from, beside its stage directories
+from edgepipe.run import RECIPE_COPY
 
 
 def is_run_dir(path: Path) -> bool:

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.artifacts import MANIFEST, read_manifest, stage_dir
+from edgepipe.artifacts import MANIFEST, Artifact, Manifest, read_manifest, sha256_file
 from edgepipe.errors import EdgepipeError
+from edgepipe.run import MODEL_SUFFIXES, TRAIN, RunLayout, resolve
 
 FORMAT_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
-_SUFFIX_FORMAT = {".onnx": "onnx", ".pt": "torch", ".engine": "engine", ".plan": "engine"}
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Subject:
     """A run directory or a single model, with what is known of its inputs."""
 
     path: Path
-    artifacts: list[tuple[Path, dict[str, Any]]]
+    artifacts: list[tuple[Path, Artifact]]
     run_dir: Path | None = None
     input_shape: tuple[int, ...] | None = None  # per sample, from the training manifest
     preprocessing: dict[str, Any] = field(default_factory=dict)
@@ -31,64 +31,56 @@ def _precision_from_name(name: str) -> str:
     return next((p for p in ("int8", "fp16", "bf16") if p in name), "fp32")
 
 
-def _entry_for_file(path: Path) -> tuple[Path, dict[str, Any]]:
+def _entry_for_file(path: Path, manifest: Manifest | None) -> tuple[Path, Artifact]:
     """The manifest entry of a model file, or one made up from its name when no manifest lists it."""
-    fmt = _SUFFIX_FORMAT.get(path.suffix.lower())
-    if fmt is None:
-        raise EdgepipeError(f"{path}: not a model file bench knows (.onnx, .pt, .engine); "
-                            "or pass a run directory")
-    if (path.parent / MANIFEST).is_file():
-        for entry in read_manifest(path.parent).get("artifacts", []):
-            if entry["file"] == path.name:
-                return path.parent, entry
+    fmt = MODEL_SUFFIXES[path.suffix.lower()]
+    listed = manifest.find_artifact(file=path.name) if manifest is not None else None
+    if listed is not None:
+        return path.parent, listed
     if fmt == "torch":
         raise EdgepipeError(f"{path}: a PyTorch checkpoint needs the manifest.json its stage wrote beside it "
                             "(it holds the model spec)")
-    entry = {"name": path.stem, "file": path.name, "format": fmt, "precision": _precision_from_name(path.name),
-             "size_bytes": path.stat().st_size}
-    return path.parent, entry
+    return path.parent, Artifact(name=path.stem, file=path.name, format=fmt, precision=_precision_from_name(path.name),
+                                 sha256=sha256_file(path), size_bytes=path.stat().st_size)
 
 
-def _training_record(*candidates: Path) -> dict[str, Any]:
+def _training_record(*candidates: Path) -> Manifest | None:
     """The first manifest among ``candidates`` that records the model's input shape and the dataset."""
     for directory in candidates:
         if (directory / MANIFEST).is_file():
             manifest = read_manifest(directory)
-            if "model" in manifest:
+            if manifest.model is not None:
                 return manifest
-    return {}
+    return None
 
 
 def resolve_subject(path: Path) -> Subject:
     """A run dir (every stage's artifacts), a stage dir, or one model file (.onnx/.pt/.engine)."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgepipeError(f"{path} does not exist; pass a run directory or a model file (.onnx, .pt, .engine)")
-    if path.is_file():
-        directory, entry = _entry_for_file(path)
+    source = resolve(path)
+    if source.kind == "file":
+        directory, entry = _entry_for_file(source.path, source.manifest)
         artifacts = [(directory, entry)]
-        record = _training_record(directory, directory.parent / "train")
+        record = _training_record(directory, directory.parent / TRAIN)
         run_dir = None
-    elif (path / "train" / MANIFEST).is_file():
-        from edgepipe.stages.evaluate import collect_artifacts
-
-        artifacts = collect_artifacts(path)
-        record = read_manifest(stage_dir(path, "train"))
-        run_dir = path
-    elif (path / MANIFEST).is_file():
-        artifacts = [(path, entry) for entry in read_manifest(path).get("artifacts", [])]
-        record = _training_record(path, path.parent / "train")
-        run_dir = None
+    elif source.kind == "run":
+        if not (source.directory / TRAIN / MANIFEST).is_file():
+            raise EdgepipeError(f"{path}: neither a run directory (no train/{MANIFEST}) nor a stage directory "
+                                f"(no {MANIFEST})")
+        artifacts = RunLayout(source.directory).artifacts()
+        record = read_manifest(source.stage_dir(TRAIN))
+        run_dir = source.directory
     else:
-        raise EdgepipeError(f"{path}: neither a run directory (no train/{MANIFEST}) nor a stage directory "
-                            f"(no {MANIFEST})")
+        artifacts = [(source.directory, entry) for entry in source.manifest.artifacts]
+        record = _training_record(source.directory, source.directory.parent / TRAIN)
+        run_dir = None
     if not artifacts:
         raise EdgepipeError(f"{path}: no artifacts to benchmark (the manifests list none)")
-    model = record.get("model") or {}
+    model = (record.model if record is not None else None) or {}
     shape = tuple(model["input_shape"]) if model.get("input_shape") else None
-    return Subject(path=path, artifacts=artifacts, run_dir=run_dir, input_shape=shape,
-                   preprocessing=(record.get("dataset") or {}).get("preprocessing") or {},
-                   recipe=record.get("recipe") or {})
+    dataset = record.dataset if record is not None else None
+    return Subject(path=Path(path), artifacts=artifacts, run_dir=run_dir, input_shape=shape,
+                   preprocessing=(dataset.preprocessing if dataset is not None else None) or {},
+                   recipe=(record.recipe if record is not None else None) or {})
 
 
 def raw_shape(preprocessing: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[int, ...] | None:

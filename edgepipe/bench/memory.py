@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepipe.artifacts import Artifact
 from edgepipe.errors import EdgepipeError
 
 RUNS_PER_BATCH = 3
@@ -53,12 +54,12 @@ def _device_memory(runner: Any) -> int | None:
     return None
 
 
-def measure_in_this_process(directory: Path, artifact: dict[str, Any], batch_sizes: list[int],
+def measure_in_this_process(directory: Path, artifact: Artifact, batch_sizes: list[int],
                             threads: int | None, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """The child's side: baseline, load, infer; returns peak bytes above baseline per batch size."""
     from importlib import import_module
 
-    for module in _BACKEND_IMPORTS.get(artifact["format"], ()):
+    for module in _BACKEND_IMPORTS.get(artifact.format, ()):
         import_module(module)
     from edgepipe.runners.select import open_runner
 
@@ -79,13 +80,13 @@ def measure_in_this_process(directory: Path, artifact: dict[str, Any], batch_siz
     return result
 
 
-def measure_peak_memory(directory: Path, artifact: dict[str, Any], batch_sizes: list[int],
+def measure_peak_memory(directory: Path, artifact: Artifact, batch_sizes: list[int],
                         threads: int | None, input_shape: tuple[int, ...], timeout: float = 300) -> dict[str, Any]:
     """Run ``measure_in_this_process`` in a fresh Python; returns its result, or {"error": why}."""
     if not Path("/proc/self/status").is_file():
         return {"error": "peak memory needs Linux /proc (not available on this OS)"}
-    request = {"directory": str(directory), "artifact": artifact, "batch_sizes": list(batch_sizes),
-               "threads": threads, "input_shape": list(input_shape)}
+    request = {"directory": str(directory), "artifact": artifact.model_dump(mode="json"),
+               "batch_sizes": list(batch_sizes), "threads": threads, "input_shape": list(input_shape)}
     try:
         done = subprocess.run([sys.executable, "-m", "edgepipe.bench.memory", json.dumps(request)],
                               capture_output=True, text=True, timeout=timeout, check=False)
@@ -103,7 +104,8 @@ def measure_peak_memory(directory: Path, artifact: dict[str, Any], batch_sizes: 
 def main(argv: list[str]) -> int:
     request = json.loads(argv[0])
     try:
-        result = measure_in_this_process(Path(request["directory"]), request["artifact"], request["batch_sizes"],
+        result = measure_in_this_process(Path(request["directory"]), Artifact.model_validate(request["artifact"]),
+                                         request["batch_sizes"],
                                          request["threads"], tuple(request["input_shape"]))
     except EdgepipeError as exc:
         print(f"error: {exc}", file=sys.stderr)

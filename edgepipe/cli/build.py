@@ -72,12 +72,12 @@ def command(
         rebuild=rebuild,
     )
     manifest = read_manifest(stage)
-    config = manifest["config"]
+    config = manifest.config
     machine = config["machine"]
     typer.echo(config["precision_reason"])
     typer.echo(config["plan"])
-    for artifact in manifest["artifacts"]:
+    for artifact in manifest.artifacts:
         typer.echo(
-            f"wrote {stage / artifact['file']} ({artifact['size_bytes'] / 2**20:.1f} MiB) for TensorRT "
+            f"wrote {stage / artifact.file} ({artifact.size_bytes / 2**20:.1f} MiB) for TensorRT "
             f"{machine['tensorrt_version']} on {machine['gpu_name']}"
         )

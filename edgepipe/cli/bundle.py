@@ -18,13 +18,14 @@ def command(
 ) -> None:
     """Bundle a run for a device without PyTorch: then `edgepipe build DIR` and `edgepipe eval DIR` there."""
     from edgepipe.artifacts import read_manifest
-    from edgepipe.stages.bundle import README, make_bundle
+    from edgepipe.run import BUNDLE_README as README
+    from edgepipe.stages.bundle import make_bundle
 
     bundle = make_bundle(run, target, out, samples=samples)
     manifest = read_manifest(bundle)
-    typer.echo(f"wrote {bundle} for {manifest['target']['name']}: {len(manifest['files'])} files, "
-               f"precisions {', '.join(manifest['precisions'])}, original accuracy "
-               f"{manifest['original']['accuracy']:.2%} on {manifest['original']['samples']} samples")
-    for excluded in manifest["excluded"]:
+    typer.echo(f"wrote {bundle} for {manifest.target['name']}: {len(manifest.files or [])} files, "
+               f"precisions {', '.join(manifest.precisions)}, original accuracy "
+               f"{manifest.original['accuracy']:.2%} on {manifest.original['samples']} samples")
+    for excluded in manifest.excluded:
         typer.echo(f"left out {excluded['file']}: {excluded['reason']}")
     typer.echo(f"on the device: see {bundle / README}")

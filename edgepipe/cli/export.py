@@ -17,12 +17,12 @@ def command(
     from edgepipe.checkpoint import resolve_checkpoint
     from edgepipe.errors import EdgepipeError
     from edgepipe.recipe import ExportConfig
+    from edgepipe.run import EXPORT_NAMES, export_dir_for
     from edgepipe.stages.export import export
 
     if exporter not in ("dynamo", "torchscript"):
         raise EdgepipeError(f"--exporter {exporter!r}: choose dynamo or torchscript")
     stage = resolve_checkpoint(source)
     config = ExportConfig(opset=opset, dynamic_batch=not static_batch, exporter=exporter)
-    name = "pruned-onnx-fp32" if stage.name.startswith("prune") else "onnx-fp32"
-    default_out = stage.parent / ("export-pruned" if name.startswith("pruned") else "export")
-    export(stage, out or default_out, config, name=name)
+    default_out = export_dir_for(stage)
+    export(stage, out or default_out, config, name=EXPORT_NAMES[default_out.name])

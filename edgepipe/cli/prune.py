@@ -5,6 +5,8 @@ from typing import Annotated, Any
 
 import typer
 
+from edgepipe.run import MODEL_PT
+
 
 def _config(options: dict[str, Any]):
     """Build the PruneConfig, turning a validation error into one line naming the option."""
@@ -24,10 +26,10 @@ def _config(options: dict[str, Any]):
         raise EdgepipeError(f"{option}: {message}{got}") from None
 
 
-def _table(manifest: dict[str, Any]):
+def _table(manifest):
     from rich.table import Table
 
-    metrics = manifest["metrics"]
+    metrics = manifest.metrics
     accuracy, latency = metrics["accuracy"], metrics["latency"]["batches"]
     table = Table(title=f"prune ({metrics['method']}): before → after", title_justify="left")
     for column in ("", "unpruned", "pruned", "ratio"):
@@ -43,7 +45,7 @@ def _table(manifest: dict[str, Any]):
                   f"{metrics['params']['ratio']:.2f}x fewer")
     table.add_row("MACs / sample", count(metrics["macs"]["before"]), count(metrics["macs"]["after"]),
                   f"{metrics['macs']['ratio']:.2f}x fewer")
-    table.add_row("model.pt", f"{metrics['file_bytes']['before'] / 1024:.0f} KiB",
+    table.add_row(MODEL_PT, f"{metrics['file_bytes']['before'] / 1024:.0f} KiB",
                   f"{metrics['file_bytes']['after'] / 1024:.0f} KiB",
                   f"{metrics['file_bytes']['before'] / max(metrics['file_bytes']['after'], 1):.2f}x smaller")
     for split in ("val", "test"):
@@ -78,16 +80,17 @@ def command(
     """Prune a trained model (remove channels, or 2:4 sparsity), fine-tune it, measure MACs and latency side by side."""
     from edgepipe.artifacts import read_manifest
     from edgepipe.progress import console
+    from edgepipe.run import PRUNE
     from edgepipe.stages.prune import SPARSITY_NOTE, prune, source_stage
 
     config = _config({"method": method, "ratio": ratio, "target_macs": target_macs, "importance": importance,
                       "global_pruning": global_pruning, "round_to": round_to, "ignore_layers": ignore or [],
                       "steps": steps, "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr})
     stage = source_stage(source)
-    result = prune(stage, out or stage.parent / "prune", config)
+    result = prune(stage, out or stage.parent / PRUNE, config)
     manifest = read_manifest(result)
     console.print(_table(manifest))
     if config.method == "2:4":
-        console.print(f"{len(manifest['sparsity']['layers'])} layers in the 2:4 pattern (checked on the exported "
+        console.print(f"{len(manifest.sparsity['layers'])} layers in the 2:4 pattern (checked on the exported "
                       f"ONNX weights). {SPARSITY_NOTE}")
     console.print(f"pruned model: {result}  (next: edgepipe export {result})")

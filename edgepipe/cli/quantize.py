@@ -52,7 +52,7 @@ def command(
 
     from edgepipe.artifacts import read_manifest
 
-    metrics = read_manifest(result)["metrics"]
+    metrics = read_manifest(result).metrics
     table = Table(title=f"quantize: {result}")
     for column in ("artifact", "precision", "acc (test)", "drop pts", "size", "size ×", "speed ×"):
         table.add_column(column, justify="left" if column in ("artifact", "precision") else "right")

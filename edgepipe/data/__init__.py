@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from edgepipe.artifacts import Manifest
 from edgepipe.data.base import Dataset, Split
+from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import DatasetConfig
 
 
@@ -27,4 +29,16 @@ def load_dataset(config: DatasetConfig) -> Dataset:
     return _loaders()[config.name](config)
 
 
-__all__ = ["Dataset", "Split", "load_dataset"]
+def load_stage_dataset(manifest: Manifest) -> Dataset:
+    """Reload the exact splits a stage's model was trained on (its manifest's dataset record), fingerprint checked."""
+    record = manifest.dataset
+    if record is None:
+        raise EdgepipeError(f"the {manifest.stage} manifest has no dataset record; rerun the stage")
+    dataset = load_dataset(DatasetConfig.model_validate(record.config))
+    if dataset.fingerprint() != record.fingerprint:
+        raise EdgepipeError(f"dataset '{dataset.name}' changed since the model was trained (fingerprint differs); "
+                            "retrain or restore the data")
+    return dataset
+
+
+__all__ = ["Dataset", "Split", "load_dataset", "load_stage_dataset"]

@@ -14,9 +14,9 @@ from importlib import metadata
 import torch
 from torch import nn
 
+from edgepipe.complexity import count_macs_params
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import classifier_of
-from edgepipe.pruning.measure import count_macs_params
 from edgepipe.pruning.replay import example_input
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)

@@ -1,4 +1,4 @@
-"""What a pruning run changed: MACs and parameters (torch-pruning's counter) and measured onnxruntime latency.
+"""What a pruning run changed: measured onnxruntime latency (MACs and parameters: :mod:`edgepipe.complexity`).
 
 Latency of the unpruned and the pruned model is measured side by side in one process, interleaved
 (A, B, A, B, ...) and summarised by the median over rounds: on a shared, noisy CPU the two models then
@@ -18,39 +18,28 @@ from torch import nn
 LATENCY_BATCHES = (1, 64)
 
 
-def count_macs_params(model: nn.Module, input_shape: list[int] | tuple[int, ...]) -> tuple[int, int]:
-    """(MACs for one sample, parameters). torch-pruning counts on a deep copy, in eval mode."""
-    import torch_pruning as tp
-
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        macs, params = tp.utils.count_ops_and_params(model, torch.zeros(1, *input_shape))
-    model.train(was_training)
-    return int(macs), int(params)
-
-
 def export_for_timing(model: nn.Module, input_shape: list[int] | tuple[int, ...], path: Path) -> Path:
     """A quick ONNX export (TorchScript exporter, dynamic batch): only used to time the graph."""
+    from edgepipe.onnx_export import export_onnx
     from edgepipe.recipe import ExportConfig
-    from edgepipe.stages.export import _torch_export
 
     model = model.eval().cpu()
     example = torch.zeros(2, *input_shape)
-    _torch_export(model, example, path, ExportConfig(exporter="torchscript", dynamic_batch=True))
+    export_onnx(model, example, path, ExportConfig(exporter="torchscript", dynamic_batch=True))
     return path
 
 
 def side_by_side_latency(onnx_paths: dict[str, Path], input_shape: list[int] | tuple[int, ...], *,
                          batches: tuple[int, ...] = LATENCY_BATCHES, rounds: int = 5, seconds: float = 0.25,
-                         threads: int = 2) -> dict[str, Any]:
+                         threads: int | None = None) -> dict[str, Any]:
     """p50 latency (ms) per ONNX model and batch: median over ``rounds`` interleaved measurements.
 
     Returns {"threads", "rounds", "batches": {str(batch): {model: {"p50_ms", "throughput_per_s"}}}}.
     """
     from edgepipe.runners.onnxruntime import OrtRunner
-    from edgepipe.timing import interleaved_p50s
+    from edgepipe.timing import available_cpus, interleaved_p50s
 
+    threads = threads or available_cpus()  # as quantize and bench time: every CPU this process may use
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"backend": "onnxruntime-cpu", "threads": threads, "rounds": rounds, "batches": {}}
     with contextlib.ExitStack() as stack:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgepipe.artifacts import Artifact
 from edgepipe.errors import EdgepipeError
 
 ACTIVATION_MOMENTUM = 0.1
@@ -67,21 +68,22 @@ def detach_fake_quant(model, handles: list) -> None:
             del module.qat_amax
 
 
-def torch_source(src) -> tuple[Path, dict[str, Any]]:
+def torch_source(src) -> tuple[Path, Artifact]:
     """The train/prune stage of the same run that the ONNX was exported from (its model's sha256 matches).
 
     Looked up by stage name inside the run, never by the absolute path the manifest recorded: a manifest
     from someone else must not make us read a model from anywhere else on this machine.
     """
     from edgepipe.artifacts import is_stage_dir, read_manifest
+    from edgepipe.run import PRUNE, TRAIN
 
-    recorded = (src.manifest or {}).get("source") or {}
-    expected = ((src.manifest or {}).get("parents") or {}).get("model")
+    recorded = (src.manifest.source if src.manifest is not None else None) or {}
+    expected = src.manifest.parents.get("model") if src.manifest is not None else None
     name = Path(str(recorded.get("dir") or "")).name
     candidate = src.stage_dir.parent / name if src.stage_dir is not None and name else None
-    if candidate is not None and any(is_stage_dir(candidate, stage) for stage in ("train", "prune")):
-        entry = next((a for a in read_manifest(candidate)["artifacts"] if a["format"] == "torch"), None)
-        if entry is not None and entry["sha256"] == expected:
+    if candidate is not None and any(is_stage_dir(candidate, stage) for stage in (TRAIN, PRUNE)):
+        entry = read_manifest(candidate).find_artifact(fmt="torch")
+        if entry is not None and entry.sha256 == expected:
             return candidate, entry
     raise EdgepipeError(f"--qat needs the PyTorch model the ONNX came from; {src.onnx}'s run holds no train/ or "
                         "prune/ stage with that model (run quantize on the run directory)")
@@ -93,16 +95,17 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     import torch
 
     from edgepipe.checkpoint import load_model
+    from edgepipe.onnx_export import export_onnx
+    from edgepipe.quant.accuracy import accuracy_of
     from edgepipe.quant.calibration import ArrayDataReader
     from edgepipe.quant.tracks import calibrate, preprocess, quantize_track
     from edgepipe.recipe import ExportConfig, TrainConfig
-    from edgepipe.stages.export import _torch_export
-    from edgepipe.stages.quantize import accuracy_of
+    from edgepipe.run import QAT_ONNX
     from edgepipe.training import fit, seed_everything
 
     source_dir, model_entry = torch_source(src)
-    model, stage_manifest = load_model(source_dir, model_entry["file"])
-    recipe = stage_manifest.get("recipe") or _train_recipe(source_dir)
+    model, stage_manifest = load_model(source_dir, model_entry.file)
+    recipe = stage_manifest.recipe or _train_recipe(source_dir)
     train_config = TrainConfig.model_validate((recipe or {}).get("train") or {})
     dataset = src.dataset()
     seed_everything(train_config.seed)
@@ -113,14 +116,14 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     detach_fake_quant(model, handles)
     model.eval()
 
-    export_config = ExportConfig.model_validate({**src.manifest.get("config", {}), "dynamic_batch": True})
+    export_config = ExportConfig.model_validate({**src.manifest.config, "dynamic_batch": True})
     fp32 = scratch / "qat.fp32.onnx"
-    _torch_export(model, torch.from_numpy(dataset.test.x[:2]), fp32, export_config)
+    export_onnx(model, torch.from_numpy(dataset.test.x[:2]), fp32, export_config)
     prepared = preprocess(fp32, scratch / "qat.prepared.onnx")
     ranges_path = scratch / "qat.ranges.json"
     calibrate(prepared, ArrayDataReader(calibration_set.data, input_name), config.method, config.percentile,
               ranges_path)
-    files = {"cpu": "model.int8.cpu.qat.onnx", "trt": "model.int8.trt.qat.onnx"}
+    files = dict(QAT_ONNX)
     drops = {}
     for key, filename in files.items():
         track = next(t for t in tracks.values() if t.name == key)
@@ -132,7 +135,8 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
 
 
 def _train_recipe(stage_dir: Path) -> dict:
-    from edgepipe.artifacts import read_manifest
+    from edgepipe.artifacts import MANIFEST, read_manifest
+    from edgepipe.run import TRAIN
 
-    train_dir = stage_dir.parent / "train"
-    return read_manifest(train_dir).get("recipe", {}) if (train_dir / "manifest.json").is_file() else {}
+    train_dir = stage_dir.parent / TRAIN
+    return (read_manifest(train_dir).recipe or {}) if (train_dir / MANIFEST).is_file() else {}

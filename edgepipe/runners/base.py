@@ -1,17 +1,24 @@
 """The runner contract every backend implements (PyTorch, onnxruntime, TensorRT).
 
-Evaluation, comparison, benchmarking and ``infer`` are written once against it, so any two
-backends can be compared on the same inputs (the Polygraphy idea, without its scaffolding).
+A runner names its inputs and outputs (``inputs``, ``outputs``: lists of :class:`TensorSpec`) and maps a
+feed ``{input name: array}`` to ``{output name: array}``: a detector's boxes, scores and classes, or a
+two-headed model, pass as they are. Evaluation, comparison, benchmarking and ``infer`` are written once
+against it, so any two backends can be compared on the same inputs (the Polygraphy idea, without its
+scaffolding). A single-input model may be fed a bare array.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from edgepipe.errors import EdgepipeError
+
+Feed = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -20,11 +27,16 @@ class TensorSpec:
     shape: tuple[int | None, ...]  # None marks a dynamic axis (the batch axis)
     dtype: str = "float32"
 
+    def shown(self) -> str:
+        return "(" + ", ".join("N" if d is None else str(d) for d in self.shape) + ")"
+
 
 class Runner(ABC):
-    """One loaded model on one backend. Use as a context manager; ``infer`` takes a float32 batch."""
+    """One loaded model on one backend. Use as a context manager."""
 
     backend: str = "abstract"
+    note: str | None = None  # set by the factory when this runner stands in for another (an engine's ONNX)
+    source: Path | None = None  # the model file it runs (set by the factory)
 
     def __init__(self) -> None:
         self._opened = False
@@ -48,7 +60,16 @@ class Runner(ABC):
 
     @property
     @abstractmethod
-    def input_spec(self) -> TensorSpec: ...
+    def inputs(self) -> list[TensorSpec]: ...
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorSpec]: ...
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        """The first input: what a single-input model is fed (a bare array goes there)."""
+        return self.inputs[0]
 
     @property
     def device(self) -> str:
@@ -56,37 +77,73 @@ class Runner(ABC):
         return "cpu"
 
     @abstractmethod
-    def _infer(self, batch: np.ndarray) -> np.ndarray: ...
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch; returns the model's first output (logits) as a numpy array."""
+    def infer(self, feed: Feed | np.ndarray) -> dict[str, np.ndarray]:
+        """Run one batch: ``{input name: array}`` (or one array for a single-input model) → ``{output name: array}``."""
         if not self._opened:
             raise RuntimeError(f"{type(self).__name__} used outside its context manager")
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self.check_shape(batch.shape)
-        return self._infer(batch)
+        return self._infer(self.prepare(feed))
 
-    def check_shape(self, shape: tuple[int, ...]) -> None:
-        expected = self.input_spec.shape
-        ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape, strict=False))
-        if not ok:
-            shown = "(" + ", ".join("N" if e is None else str(e) for e in expected) + ")"
-            raise EdgepipeError(
-                f"input shape {tuple(shape)} does not match the model's input '{self.input_spec.name}' {shown}"
-            )
+    def prepare(self, feed: Feed | np.ndarray, *, any_batch: bool = False) -> dict[str, np.ndarray]:
+        """The feed as contiguous arrays of each input's dtype, names and shapes checked (one line when wrong).
+
+        ``any_batch``: a whole dataset, to be cut into the model's batches (a fixed batch axis is not checked).
+        """
+        specs = self.inputs
+        if not isinstance(feed, Mapping):
+            if len(specs) != 1:
+                raise EdgepipeError(f"the model has {len(specs)} inputs ({', '.join(s.name for s in specs)}); "
+                                    "feed a dict of arrays by input name")
+            feed = {specs[0].name: feed}
+        missing = [spec.name for spec in specs if spec.name not in feed]
+        unknown = [name for name in feed if name not in {spec.name for spec in specs}]
+        if missing or unknown:
+            raise EdgepipeError(f"feed names {sorted(feed)} do not match the model's inputs "
+                                f"{[spec.name for spec in specs]}")
+        prepared = {}
+        for spec in specs:
+            array = np.ascontiguousarray(feed[spec.name], dtype=spec.dtype)
+            check_shape(TensorSpec(spec.name, (None, *spec.shape[1:])) if any_batch else spec, array.shape)
+            prepared[spec.name] = array
+        return prepared
 
 
-def infer_in_batches(runner: Runner, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Run ``inputs`` through ``runner`` in chunks and concatenate the outputs."""
-    fixed_batch = runner.input_spec.shape[0]
-    if fixed_batch is not None:
-        batch_size = fixed_batch
-    outputs = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start : start + batch_size]
-        if fixed_batch is not None and len(chunk) < fixed_batch:  # pad the tail for static-batch models
-            pad = np.zeros((fixed_batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
-            outputs.append(runner.infer(np.concatenate([chunk, pad]))[: len(chunk)])
-        else:
-            outputs.append(runner.infer(chunk))
-    return np.concatenate(outputs)
+def check_shape(spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    expected = spec.shape
+    if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape, strict=False)):
+        raise EdgepipeError(f"input shape {tuple(shape)} does not match the model's input '{spec.name}' {spec.shown()}")
+
+
+def _batch_of(feed: dict[str, np.ndarray]) -> int:
+    sizes = {len(array) for array in feed.values()}
+    if len(sizes) != 1:
+        raise EdgepipeError(f"the inputs disagree on the batch size ({sorted(sizes)})")
+    return sizes.pop()
+
+
+def infer_all(runner: Runner, feed: Feed | np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Run a whole dataset through ``runner`` in chunks: every output, concatenated along the batch axis.
+
+    A model with a fixed batch (a static export, DLA) gets exactly that batch; the tail chunk is padded and
+    its padding cut from the outputs.
+    """
+    feed = runner.prepare(feed, any_batch=True)
+    total = _batch_of(feed)
+    fixed = runner.input_spec.shape[0]
+    step = fixed if fixed is not None else batch_size
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in range(0, total, step):
+        chunk = {name: array[start:start + step] for name, array in feed.items()}
+        count = len(next(iter(chunk.values())))
+        if fixed is not None and count < fixed:  # pad the tail for static-batch models
+            chunk = {name: np.concatenate([array, np.zeros((fixed - count, *array.shape[1:]), array.dtype)])
+                     for name, array in chunk.items()}
+        for name, output in runner.infer(chunk).items():
+            chunks.setdefault(name, []).append(output[:count])
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def infer_in_batches(runner: Runner, inputs: Feed | np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """:func:`infer_all`'s first output: a classifier's logits."""
+    return infer_all(runner, inputs, batch_size)[runner.outputs[0].name]

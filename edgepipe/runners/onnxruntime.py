@@ -17,6 +17,16 @@ def _dimension(value) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+# onnxruntime's type strings -> numpy dtype names (what a feed is cast to).
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+              "tensor(bool)": "bool"}
+
+
+def _spec(meta) -> TensorSpec:
+    return TensorSpec(meta.name, tuple(_dimension(d) for d in meta.shape), _ORT_TYPES.get(meta.type, "float32"))
+
+
 class OrtRunner(Runner):
     backend = "onnxruntime"
 
@@ -45,9 +55,8 @@ class OrtRunner(Runner):
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise EdgepipeError(f"{self.model_path}: onnxruntime cannot load it as ONNX ({first})") from None
-        meta = self.session.get_inputs()[0]
-        self._spec = TensorSpec(meta.name, tuple(_dimension(d) for d in meta.shape))
-        self._output = self.session.get_outputs()[0].name
+        self._inputs = [_spec(meta) for meta in self.session.get_inputs()]
+        self._outputs = [_spec(meta) for meta in self.session.get_outputs()]
 
     def close(self) -> None:
         # Free the session and its intra-op thread pool now, not whenever the runner is garbage collected:
@@ -55,12 +64,17 @@ class OrtRunner(Runner):
         self.session = None
 
     @property
-    def input_spec(self) -> TensorSpec:
-        return self._spec
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
 
     @property
     def device(self) -> str:
         return ",".join(self.session.get_providers()) if self._opened else "cpu"
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self._output], {self._spec.name: batch})[0]
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [spec.name for spec in self._outputs]
+        return dict(zip(names, self.session.run(names, feed), strict=True))

@@ -4,8 +4,9 @@
   get_tensor_mode, set_input_shape, set_tensor_address, execute_async_v3.
 - TensorRT 8.0-8.4 (JetPack 4.6 on the Nano): the bindings API — num_bindings, binding_is_input,
   set_binding_shape, execute_async_v2.
-Device buffers come from pycuda (pinned host buffers, a stream, events), or from torch CUDA tensors when
-pycuda is missing. Buffers are allocated once for the profile's max batch; larger batches are split.
+Every input and output is named (a detector's boxes, scores and classes come back as they are). Device
+buffers come from pycuda (pinned host buffers, a stream, events), or from torch CUDA tensors when pycuda
+is missing. Buffers are allocated once for the profile's max batch; larger batches are split.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from edgepipe.artifacts import MANIFEST, read_manifest
 from edgepipe.errors import EdgepipeError, MissingDependency
 from edgepipe.runners.base import Runner, TensorSpec
-from edgepipe.trt.loader import tensorrt_available  # re-exported: runners/select.py asks here
 
-__all__ = ["TrtRunner", "TrtTiming", "tensorrt_available"]
+__all__ = ["TrtRunner", "TrtTiming"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class _PycudaBuffers:
 
 
 class _TorchBuffers:
-    """The same with torch CUDA tensors, for machines without pycuda (and for CUDA graph capture)."""
+    """The same with torch CUDA tensors, for machines without pycuda."""
 
     kind = "torch"
 
@@ -147,10 +148,10 @@ class _TorchBuffers:
         return None
 
 
-def _device_buffers(prefer: str, cuda_graph: bool) -> Any:
+def _device_buffers() -> Any:
     from edgepipe.trt.loader import import_pycuda_driver
 
-    cuda = None if (prefer == "torch" or cuda_graph) else import_pycuda_driver()
+    cuda = import_pycuda_driver()
     if cuda is not None:
         return _PycudaBuffers(cuda)
     try:
@@ -159,36 +160,21 @@ def _device_buffers(prefer: str, cuda_graph: bool) -> Any:
         torch = None
     if torch is not None and torch.cuda.is_available():
         return _TorchBuffers(torch)
-    need = (
-        "torch with CUDA (CUDA graph capture uses torch.cuda.CUDAGraph)"
-        if cuda_graph
-        else "pycuda or torch with CUDA"
-    )
     raise MissingDependency(
-        f"TrtRunner needs {need} for device buffers; `pip install pycuda` or a CUDA torch build"
+        "TrtRunner needs pycuda or torch with CUDA for device buffers; `pip install pycuda` or a CUDA torch build"
     )
 
 
 class TrtRunner(Runner):
-    """Run a TensorRT engine file. ``cuda_graph=True`` captures batch-1 inference in a CUDA graph."""
+    """Run a TensorRT engine file."""
 
     backend = "tensorrt"
 
-    def __init__(
-        self,
-        engine_path: Path,
-        *,
-        cuda_graph: bool = False,
-        buffers: str = "auto",  # "auto" (pycuda, else torch) | "torch"
-        check_portability: bool = True,
-    ) -> None:
+    def __init__(self, engine_path: Path, *, check_portability: bool = True) -> None:
         super().__init__()
         self.engine_path = Path(engine_path)
-        self.cuda_graph = cuda_graph
-        self._buffers_choice = buffers
         self._check_portability = check_portability
         self.last_timing: TrtTiming | None = None
-        self._graph: Any = None
         self._device_name = "cuda:0"
 
     # -- open / close -------------------------------------------------------------------------------
@@ -200,14 +186,12 @@ class TrtRunner(Runner):
         self._trt = trt
         if not self.engine_path.is_file():
             raise EdgepipeError(f"engine file not found: {self.engine_path}")
-        manifest_path = self.engine_path.parent / "manifest.json"
+        manifest_path = self.engine_path.parent / MANIFEST
         device = cuda_device()
         if device is None:
             raise MissingDependency(f"TensorRT {trt.__version__} is installed but no CUDA GPU is visible")
         self._device_name = f"cuda:0 ({device.name})"
         if self._check_portability and manifest_path.is_file():
-            from edgepipe.artifacts import read_manifest
-
             check_engine_portable(read_manifest(self.engine_path.parent), machine_facts(trt, device))
         data = self.engine_path.read_bytes()
         if not data:
@@ -227,14 +211,9 @@ class TrtRunner(Runner):
         self._context = self._engine.create_execution_context()
         self._named = hasattr(self._engine, "num_io_tensors")  # TensorRT >= 8.5
         self._ios = self._discover_named() if self._named else self._discover_bindings()
-        inputs = [io for io in self._ios if io.is_input]
-        if len(inputs) != 1:
-            raise EdgepipeError(
-                f"{self.engine_path} has {len(inputs)} inputs; TrtRunner runs single-input engines"
-            )
-        self._input = inputs[0]
-        self._outputs = [io for io in self._ios if not io.is_input]
-        self._buffers = _device_buffers(self._buffers_choice, self.cuda_graph)
+        self._in = [io for io in self._ios if io.is_input]
+        self._out = [io for io in self._ios if not io.is_input]
+        self._buffers = _device_buffers()
         self._allocate()
 
     def _discover_named(self) -> list[_IO]:
@@ -269,14 +248,14 @@ class TrtRunner(Runner):
                 io.max_shape = tuple(int(d) for d in engine.get_profile_shape(0, io.index)[2])
         return ios
 
-    def _set_input_shape(self, shape: tuple[int, ...]) -> None:
+    def _set_input_shape(self, io: _IO, shape: tuple[int, ...]) -> None:
         if self._named:
-            ok = self._context.set_input_shape(self._input.name, shape)
+            ok = self._context.set_input_shape(io.name, shape)
         else:
-            ok = self._context.set_binding_shape(self._input.index, shape)
+            ok = self._context.set_binding_shape(io.index, shape)
         if ok is False:
             raise EdgepipeError(
-                f"input shape {shape} is outside the engine's profile (max {self._input.max_shape}); "
+                f"input '{io.name}' shape {shape} is outside the engine's profile (max {io.max_shape}); "
                 "rebuild with a wider --batch"
             )
 
@@ -286,12 +265,11 @@ class TrtRunner(Runner):
         return tuple(int(d) for d in self._context.get_binding_shape(io.index))
 
     def _allocate(self) -> None:
-        # Size buffers for the profile's max batch; addresses then stay fixed (CUDA graphs need that).
-        self._set_input_shape(self._input.max_shape)
-        self._input.device, self._input.host = self._buffers.allocate(
-            self._input.max_shape, self._input.dtype
-        )
-        for io in self._outputs:
+        # Size buffers for the profile's max batch; addresses then stay fixed for every call.
+        for io in self._in:
+            self._set_input_shape(io, io.max_shape)
+            io.device, io.host = self._buffers.allocate(io.max_shape, io.dtype)
+        for io in self._out:
             io.max_shape = self._output_shape(io)
             io.device, io.host = self._buffers.allocate(io.max_shape, io.dtype)
         if self._named:
@@ -302,7 +280,6 @@ class TrtRunner(Runner):
             self._bindings = [self._buffers.address(io.device) for io in ordered]
 
     def close(self) -> None:
-        self._graph = None
         buffers = getattr(self, "_buffers", None)
         for name in ("_context", "_engine", "_runtime"):
             if hasattr(self, name):
@@ -312,22 +289,34 @@ class TrtRunner(Runner):
             self._buffers = None
 
     # -- contract -----------------------------------------------------------------------------------
+    @staticmethod
+    def _spec(io: _IO) -> TensorSpec:
+        return TensorSpec(io.name, tuple(None if d < 0 else d for d in io.shape), np.dtype(io.dtype).name)
+
     @property
-    def input_spec(self) -> TensorSpec:
-        if not hasattr(self, "_input"):
-            raise RuntimeError("TrtRunner.input_spec is known once the runner is open")
-        shape = tuple(None if d < 0 else d for d in self._input.shape)
-        return TensorSpec(self._input.name, shape, np.dtype(self._input.dtype).name)
+    def inputs(self) -> list[TensorSpec]:
+        if not hasattr(self, "_in"):
+            raise RuntimeError("TrtRunner.inputs are known once the runner is open")
+        return [self._spec(io) for io in self._in]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        if not hasattr(self, "_out"):
+            raise RuntimeError("TrtRunner.outputs are known once the runner is open")
+        return [self._spec(io) for io in self._out]
 
     @property
     def device(self) -> str:
         return self._device_name
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        limit = self._input.max_shape[0]
-        if len(batch) > limit:
-            return np.concatenate([self._infer(batch[i : i + limit]) for i in range(0, len(batch), limit)])
-        return self._run(batch)
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        limit = min(io.max_shape[0] for io in self._in)
+        total = len(next(iter(feed.values())))
+        if total > limit:
+            parts = [self._run({name: array[i:i + limit] for name, array in feed.items()})
+                     for i in range(0, total, limit)]
+            return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        return self._run(feed)
 
     def _execute(self) -> None:
         if self._named:
@@ -339,30 +328,18 @@ class TrtRunner(Runner):
                 f"TensorRT failed to run {self.engine_path.name}: {'; '.join(self._logger.errors()[-1:])}"
             )
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         buffers = self._buffers
         started = time.perf_counter()
-        self._set_input_shape(tuple(batch.shape))
-        buffers.to_device(self._input, batch.astype(self._input.dtype, copy=False))
+        for io in self._in:
+            self._set_input_shape(io, tuple(feed[io.name].shape))
+        for io in self._in:
+            buffers.to_device(io, feed[io.name].astype(io.dtype, copy=False))
         buffers.record_start()
-        if self.cuda_graph and len(batch) == 1:
-            self._replay_graph()
-        else:
-            self._execute()
+        self._execute()
         buffers.record_end()
-        output = self._outputs[0]
-        result = buffers.from_device(output, self._output_shape(output))
+        results = {io.name: buffers.from_device(io, self._output_shape(io)) for io in self._out}
         buffers.synchronize()
         self.last_timing = TrtTiming(buffers.elapsed_ms(), (time.perf_counter() - started) * 1e3)
-        return np.array(result, dtype=np.float32, copy=True)
-
-    def _replay_graph(self) -> None:
-        torch = self._buffers.torch
-        if self._graph is None:
-            # Run once outside capture so TensorRT does its deferred shape work (TensorRT guide, CUDA graphs).
-            self._execute()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self._buffers.stream):
-                self._execute()
-            self._graph = graph
-        self._graph.replay()
+        # Copies: the pinned host buffers are overwritten by the next call.
+        return {name: np.array(value, copy=True) for name, value in results.items()}

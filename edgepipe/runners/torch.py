@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgepipe.onnx_export import INPUT_NAME, output_names
+from edgepipe.run import MODEL_PT
 from edgepipe.runners.base import Runner, TensorSpec
 
 
 class TorchRunner(Runner):
     backend = "torch"
 
-    def __init__(self, stage_directory: Path, filename: str = "model.pt", device: str = "cpu",
+    def __init__(self, stage_directory: Path, filename: str = MODEL_PT, device: str = "cpu",
                  threads: int | None = None) -> None:
         super().__init__()
         self.stage_directory = Path(stage_directory)
@@ -31,17 +34,29 @@ class TorchRunner(Runner):
         self._device = torch.device(self._device_name)
         model, manifest = load_model(self.stage_directory, self.filename)
         self.model = model.to(self._device).eval()
-        self._spec = TensorSpec("input", (None, *manifest["model"]["input_shape"]))
+        self._inputs = [TensorSpec(INPUT_NAME, (None, *manifest.model["input_shape"]))]
+        # One sample through the model names its outputs as the ONNX export does (a tensor, a tuple, a dict).
+        probe = self._run(np.zeros((1, *manifest.model["input_shape"]), np.float32))
+        self._outputs = [TensorSpec(name, (None, *array.shape[1:])) for name, array in probe.items()]
 
     @property
-    def input_spec(self) -> TensorSpec:
-        return self._spec
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
 
     @property
     def device(self) -> str:
         return str(self._device)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._run(feed[INPUT_NAME])
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         with self._torch.inference_mode():
-            inputs = self._torch.from_numpy(batch).to(self._device)
-            return self.model(inputs).float().cpu().numpy()
+            result: Any = self.model(self._torch.from_numpy(batch).to(self._device))
+        values = list(result.values()) if isinstance(result, dict) else (
+            list(result) if isinstance(result, (tuple, list)) else [result])
+        return {name: value.float().cpu().numpy() for name, value in zip(output_names(result), values, strict=True)}

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from edgepipe.artifacts import Artifact
 from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preprocess_raw, resolve_subject
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import progress_bar, say
+from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP
 from edgepipe.timing import available_cpus, summarize, time_calls
 
 TORCH_NOTE = ("PyTorch eager runs with torch.set_num_threads(threads) and torch.inference_mode(); its per-call "
@@ -40,15 +42,6 @@ def _check_settings(batch_sizes: list[int], warmup: int, iters: int, seconds: fl
         raise EdgepipeError(f"unknown backend {', '.join(unknown)}; available: {', '.join(FORMAT_BACKEND.values())}")
 
 
-def _engine_problem() -> str | None:
-    try:
-        from edgepipe.runners.tensorrt import tensorrt_available
-    except ImportError:
-        return "TensorRT runner not available in this install"
-    ok, reason = tensorrt_available()
-    return None if ok else reason
-
-
 def _input_shape(subject: Subject, name: str, spec_shape: tuple[int | None, ...]) -> tuple[int, ...]:
     """The per-sample input shape, checked against the dataset the model was trained on."""
     per_sample = tuple(spec_shape[1:])
@@ -67,14 +60,14 @@ def _input_shape(subject: Subject, name: str, spec_shape: tuple[int | None, ...]
     return per_sample  # type: ignore[return-value]
 
 
-def _complexity(directory: Path, entry: dict[str, Any], runner: Any, input_shape: tuple[int, ...]) -> dict:
-    from edgepipe.bench.complexity import onnx_complexity, torch_complexity
+def _complexity(directory: Path, entry: Artifact, runner: Any, input_shape: tuple[int, ...]) -> dict:
+    from edgepipe.complexity import onnx_complexity, torch_complexity
 
     try:
-        if entry["format"] == "torch":
+        if entry.format == "torch":
             return torch_complexity(runner.model, input_shape)
-        if entry["format"] == "onnx":
-            return onnx_complexity(directory / entry["file"])
+        if entry.format == "onnx":
+            return onnx_complexity(directory / entry.file)
     except Exception as exc:  # an odd graph must not cost the timing results
         return {"params": None, "macs": None, "error": f"{type(exc).__name__}: {str(exc)[:160]}"}
     return {"params": None, "macs": None}
@@ -128,33 +121,33 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
     from edgepipe.bench.machine import machine_info
     from edgepipe.bench.memory import measure_peak_memory
     from edgepipe.bench.select import pick_deployable
-    from edgepipe.runners.select import open_runner
+    from edgepipe.runners.select import open_runner, tensorrt_problem
 
     if threads is None:  # explicit, so torch and onnxruntime get the same count
         threads = available_cpus()
     batch_sizes = sorted({int(b) for b in batch_sizes}) if batch_sizes else []
     _check_settings(batch_sizes, warmup, iters, seconds, threads, repeats, backends)
     subject = resolve_subject(Path(run_or_model))
-    chosen = [(d, e) for d, e in subject.artifacts if not backends or FORMAT_BACKEND.get(e["format"]) in backends]
+    chosen = [(d, e) for d, e in subject.artifacts if not backends or FORMAT_BACKEND.get(e.format) in backends]
     if not chosen:
         raise EdgepipeError(f"{run_or_model}: no artifact runs on backend(s) {', '.join(backends or [])}")
-    engine_problem = _engine_problem() if any(e["format"] == "engine" for _, e in chosen) else None
+    engine_problem = tensorrt_problem() if any(e.format == "engine" for _, e in chosen) else None
     skipped: list[dict[str, Any]] = []
     measured: list[dict[str, Any]] = []
     with ExitStack() as stack:
         input_shape = subject.input_shape
         for directory, entry in chosen:
-            if entry["format"] == "engine" and engine_problem:
-                skipped.append({"artifact": entry["name"], "backend": "tensorrt", "reason": engine_problem})
+            if entry.format == "engine" and engine_problem:
+                skipped.append({"artifact": entry.name, "backend": "tensorrt", "reason": engine_problem})
                 continue
             runner = stack.enter_context(open_runner(directory, entry, threads=threads))
-            shape = _input_shape(subject, entry["name"], runner.input_spec.shape)
+            shape = _input_shape(subject, entry.name, runner.input_spec.shape)
             input_shape = input_shape or shape
             subject.input_shape = input_shape
             fixed = runner.input_spec.shape[0]
             sizes = [b for b in batch_sizes if fixed is None or b == fixed]
             if fixed is not None and len(sizes) < len(batch_sizes):
-                skipped.append({"artifact": entry["name"], "backend": runner.backend,
+                skipped.append({"artifact": entry.name, "backend": runner.backend,
                                 "reason": f"static batch {fixed}: other batch sizes skipped"})
             measured.append({"directory": directory, "entry": entry, "runner": runner, "sizes": sizes,
                              "complexity": _complexity(directory, entry, runner, shape)})
@@ -189,7 +182,7 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
                     shift = repeat % len(active) if active else 0
                     for index in active[shift:] + active[:shift]:  # rotate who goes first each round
                         runner, (model_batch, raw_batch) = measured[index]["runner"], batches[size]
-                        bar.update(task, description=f"bench {measured[index]['entry']['name']} b{size} "
+                        bar.update(task, description=f"bench {measured[index]['entry'].name} b{size} "
                                                      f"r{repeat + 1}/{repeats}")
                         time_window(compute[index, size], lambda r=runner, x=model_batch: r.infer(x))
                         if end_to_end and raw_batch is not None:
@@ -209,26 +202,26 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
         backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
         devices = {index: m["runner"].device for index, m in enumerate(measured)}
 
-    names = [m["entry"]["name"] for m in measured]
+    names = [m["entry"].name for m in measured]
     eval_rows, report = _accuracy_rows(subject, names, run_eval)
     if max_accuracy_drop is None:
-        max_accuracy_drop = float(report.get("max_accuracy_drop",
-                                             subject.recipe.get("eval", {}).get("max_accuracy_drop", 0.5)))
+        recipe_budget = subject.recipe.get("eval", {}).get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP)
+        max_accuracy_drop = float(report.get("max_accuracy_drop", recipe_budget))
     rows: list[dict[str, Any]] = []
     for index, item in enumerate(measured):
         entry = item["entry"]
         peaks = (measure_peak_memory(item["directory"], entry, item["sizes"], threads, input_shape)
                  if memory else {"error": "not measured (memory=False)"})
-        evaluated = eval_rows.get(entry["name"], {})
+        evaluated = eval_rows.get(entry.name, {})
         for size in item["sizes"]:
-            row = {"artifact": entry["name"], "backend": backends_used[index], "device": devices[index],
-                   "precision": entry["precision"], "format": entry["format"],
-                   "path": str((item["directory"] / entry["file"]).resolve()), "sha256": entry.get("sha256"),
+            row = {"artifact": entry.name, "backend": backends_used[index], "device": devices[index],
+                   "precision": entry.precision, "format": entry.format,
+                   "path": str((item["directory"] / entry.file).resolve()), "sha256": entry.sha256,
                    "batch": size,
                    **_latency_fields(compute[index, size], size),
                    "peak_memory_bytes": peaks.get("peaks", {}).get(str(size)),
                    "device_memory_bytes": peaks.get("device_memory_bytes"),
-                   "size_bytes": int(entry.get("size_bytes") or (item["directory"] / entry["file"]).stat().st_size),
+                   "size_bytes": int(entry.size_bytes or (item["directory"] / entry.file).stat().st_size),
                    "params": item["complexity"].get("params"), "macs": item["complexity"].get("macs"),
                    "accuracy": evaluated.get("accuracy"), "accuracy_drop_pts": evaluated.get("accuracy_drop_pts")}
             if "error" in peaks:

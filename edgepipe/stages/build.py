@@ -15,19 +15,15 @@ from typing import Any
 
 from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, sha256_file, write_manifest
 from edgepipe.errors import EdgepipeError, MissingDependency
+from edgepipe.run import BUILD as STAGE
+from edgepipe.run import build_dir_name, engine_file
 from edgepipe.rundir import atomic_dir, check_replaceable
 from edgepipe.trt.settings import DEFAULT_BATCH, BuildSettings, check_against_target, check_settings
-
-STAGE = "build"
-
-
-def engine_filename(precision: str) -> str:
-    return f"model.{precision}.engine"
 
 
 def default_out(source: Path, precision: str) -> Path:
     source = Path(source)
-    return (source if source.is_dir() else source.parent) / f"build-{precision}"
+    return (source if source.is_dir() else source.parent) / build_dir_name(precision)
 
 
 def _best_without_target(cc: tuple[int, int], files: Any) -> tuple[str, str]:
@@ -68,7 +64,7 @@ def build(
     rebuild: bool = False,
 ) -> Path:
     """Build ``model.<precision>.engine`` from SOURCE (run directory or .onnx file); returns the stage dir."""
-    from edgepipe.stages.bundle import check_bundle_target
+    from edgepipe.bundles import check_bundle_target
     from edgepipe.trt.inputs import find_source_files, plan_build
     from edgepipe.trt.loader import cuda_device, import_tensorrt, tensorrt_version
     from edgepipe.trt.portability import machine_facts
@@ -173,13 +169,13 @@ def build(
     from edgepipe.trt.builder import build_serialized_engine, check_engine_deserializes
 
     result = build_serialized_engine(trt, plan, settings)
-    filename = engine_filename(settings.precision)
+    filename = engine_file(settings.precision)
     with atomic_dir(out, STAGE) as tmp:
         with open(tmp / filename, "wb") as handle:
             handle.write(memoryview(result.serialized_engine))
         check_engine_deserializes(trt, (tmp / filename).read_bytes())
-        manifest["config"]["applied"] = result.applied
-        manifest["config"]["input"] = {"name": result.input_name, "shape": list(result.input_shape)}
+        manifest.config["applied"] = result.applied
+        manifest.config["input"] = {"name": result.input_name, "shape": list(result.input_shape)}
         add_artifact(
             manifest,
             tmp,

@@ -25,36 +25,40 @@ import numpy as np
 
 from edgepipe.artifacts import (
     MANIFEST,
+    Artifact,
+    Manifest,
     artifact_path,
-    is_stage_dir,
     new_manifest,
     read_manifest,
     sha256_file,
     write_manifest,
 )
+from edgepipe.bundles import is_bundle, load_reference
+from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
+from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP
+from edgepipe.run import BUNDLE as STAGE
+from edgepipe.run import BUNDLE_README as README
+from edgepipe.run import (
+    CALIB_CACHE,
+    EXPORT,
+    EXPORT_PRUNED,
+    INT8_CPU_ONNX,
+    INT8_TRT_ONNX,
+    ORIGINAL,
+    PRUNE,
+    QUANTIZE,
+    TRAIN,
+    RunLayout,
+    stage_dir,
+)
+from edgepipe.run import LABELS_TXT as LABELS
+from edgepipe.run import REFERENCE_NPZ as REFERENCE
 from edgepipe.rundir import atomic_dir, check_replaceable
 
-STAGE = "bundle"
-REFERENCE = "reference.npz"
-LABELS = "labels.txt"
-README = "README.md"
 DEFAULT_SAMPLES = 500
-FP32_ONNX, FP16_ONNX, INT8_TRT_ONNX, INT8_CPU_ONNX, CALIB_CACHE = (
-    "model.onnx", "model.fp16.onnx", "model.int8.trt.onnx", "model.int8.cpu.onnx", "trt.calib.cache")
 _PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A bundle's evaluation set and the original model's outputs on it (what `eval` compares against)."""
-
-    x: np.ndarray
-    y: np.ndarray
-    logits: np.ndarray
-    accuracy: float
-    manifest: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -65,114 +69,55 @@ class _Planned:
     sha256: str  # what the source stage's manifest recorded: only that exact file is shipped
 
 
-# --- reading a bundle (no torch, no onnx: this runs on the device) -------------------------------------------
-
-def is_bundle(path: Path) -> bool:
-    return is_stage_dir(path, STAGE)
-
-
-def read_bundle(bundle: Path) -> dict[str, Any]:
-    """The bundle manifest, after checking every file it lists is present and unchanged (named when not)."""
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    if manifest.get("stage") != STAGE:
-        raise EdgepipeError(f"{bundle} is a '{manifest.get('stage')}' stage, not a deploy bundle "
-                            "(make one with `edgepipe bundle RUN --target PROFILE --out DIR`)")
-    for entry in manifest.get("files", []):
-        path = bundle / entry["path"]
-        if not path.is_file():
-            raise EdgepipeError(f"bundle {bundle} is missing {entry['path']} (listed in its manifest.json); "
-                                "copy the whole bundle directory again")
-        if path.stat().st_size != entry["size_bytes"] or sha256_file(path) != entry["sha256"]:
-            raise EdgepipeError(f"bundle {bundle}: {entry['path']} differs from the file bundled (sha256 mismatch); "
-                                "copy the bundle again or rerun `edgepipe bundle`")
-    return manifest
-
-
-def load_reference(bundle: Path) -> Reference:
-    """The stored evaluation set and reference logits (np.load without pickle: data only)."""
-    bundle = Path(bundle)
-    manifest = read_bundle(bundle)
-    try:
-        with np.load(bundle / REFERENCE, allow_pickle=False) as data:
-            x, y, logits = data["x"], data["y"], data["logits"]
-    except (ValueError, KeyError, OSError) as exc:
-        raise EdgepipeError(f"bundle {bundle}: {REFERENCE} is not a valid evaluation set ({exc})") from None
-    if not len(x) == len(y) == len(logits):
-        raise EdgepipeError(f"bundle {bundle}: {REFERENCE} holds {len(x)} inputs, {len(y)} labels and "
-                            f"{len(logits)} reference outputs; rerun `edgepipe bundle`")
-    return Reference(x.astype(np.float32), y.astype(np.int64), logits.astype(np.float32),
-                     float(manifest["original"]["accuracy"]), manifest)
-
-
-def check_bundle_target(source: Path, target: str | None) -> str | None:
-    """For `build` on a bundle: refuse another target than the bundle's; None means "use the bundle's".
-
-    Returns the target to build for (the bundle's when none is given); not a bundle → ``target`` unchanged.
-    """
-    source = Path(source)
-    if not source.is_dir() or not is_bundle(source):
-        return target
-    manifest = read_bundle(source)
-    bundled = manifest["target"]["name"]
-    if target is not None and target != bundled:
-        from edgepipe.targets import get_target
-
-        get_target(target)  # an unknown name lists the known ones first
-        raise EdgepipeError(f"{source} was bundled for {bundled}, not {target}: its ONNX files were checked for "
-                            f"{bundled} only; rerun `edgepipe bundle RUN --target {target} --out DIR`")
-    return bundled
-
-
 # --- making a bundle (on the workstation: torch runs the original model once) --------------------------------
 
-def _onnx_entry(manifest: dict[str, Any], directory: Path) -> dict[str, Any]:
-    entry = next((a for a in manifest.get("artifacts", []) if a["format"] == "onnx"), None)
+def _onnx_entry(manifest: Manifest, directory: Path) -> Artifact:
+    entry = manifest.find_artifact(fmt="onnx")
     if entry is None:
         raise EdgepipeError(f"{directory}: the export manifest lists no ONNX model; rerun `edgepipe export`")
     return entry
 
 
-def _deployable_export(run_dir: Path, quantize_manifest: dict[str, Any] | None) -> Path:
+def _deployable_export(run_dir: Path, quantize_manifest: Manifest | None) -> Path:
     """The export dir to ship: the one quantize was made from, else export-pruned/ (the deployable model)."""
-    candidates = [run_dir / name for name in ("export-pruned", "export") if (run_dir / name / MANIFEST).is_file()]
+    candidates = RunLayout(run_dir).exports()
     if not candidates:
         raise EdgepipeError(f"no export/ stage in {run_dir}; run `edgepipe export {run_dir}` first")
     if not quantize_manifest:
         return candidates[0]
-    quantized_from = set((quantize_manifest.get("parents") or {}).values())
+    quantized_from = set(quantize_manifest.parents.values())
     for candidate in candidates:
         entry = _onnx_entry(read_manifest(candidate), candidate)
-        if sha256_file(candidate / entry["file"]) in quantized_from:
+        if sha256_file(candidate / entry.file) in quantized_from:
             return candidate
-    raise EdgepipeError(f"{run_dir / 'quantize'} was made from another model.onnx than "
+    raise EdgepipeError(f"{RunLayout(run_dir).quantize} was made from another model.onnx than "
                         f"{' or '.join(c.name + '/' for c in candidates)} holds; rerun `edgepipe quantize {run_dir}`")
 
 
-def _quantize_files(quantize: Path, manifest: dict[str, Any], precisions: frozenset[str]) -> tuple[
-        list[_Planned], list[dict[str, Any]], list[dict[str, str]]]:
+def _quantize_files(quantize: Path, manifest: Manifest, precisions: frozenset[str]) -> tuple[
+        list[_Planned], list[Artifact], list[dict[str, str]]]:
     """(files to ship, artifact entries to keep, files left out with the reason) of the quantize stage."""
     # Only what the manifest lists, with its hash: a file dropped into quantize/ by hand is never shipped.
-    by_file = {entry["file"]: entry for entry in manifest["artifacts"]}
+    by_file = {entry.file: entry for entry in manifest.artifacts}
     planned, kept, excluded = [], [], []
     for name in sorted(by_file):
         entry = by_file[name]
-        precision = entry.get("precision") or "fp32"
-        if entry.get("track") == "cpu" or name == INT8_CPU_ONNX:
-            excluded.append({"file": f"quantize/{name}", "reason": "onnxruntime CPU graph (u8s8); TensorRT builds "
+        precision = entry.precision
+        if (entry.model_extra or {}).get("track") == "cpu" or name == INT8_CPU_ONNX:
+            excluded.append({"file": f"{QUANTIZE}/{name}", "reason": "onnxruntime CPU graph (u8s8); TensorRT builds "
                              "from the symmetric QDQ graph"})
         elif precision not in precisions:
-            excluded.append({"file": f"quantize/{name}", "reason": f"{precision}: the target has no {precision}"})
+            excluded.append({"file": f"{QUANTIZE}/{name}", "reason": f"{precision}: the target has no {precision}"})
         else:
-            planned.append(_Planned(artifact_path(quantize, name), f"quantize/{name}", precision, entry["sha256"]))
+            planned.append(_Planned(artifact_path(quantize, name), f"{QUANTIZE}/{name}", precision, entry.sha256))
             kept.append(entry)
-    cache = manifest.get("calibration_cache")
+    cache = manifest.extra("calibration_cache")
     if isinstance(cache, dict) and isinstance(cache.get("sha256"), str):
         if "int8" in precisions:
-            planned.append(_Planned(artifact_path(quantize, cache.get("file")), f"quantize/{CALIB_CACHE}", None,
+            planned.append(_Planned(artifact_path(quantize, cache.get("file")), f"{QUANTIZE}/{CALIB_CACHE}", None,
                                     cache["sha256"]))
         else:
-            excluded.append({"file": f"quantize/{CALIB_CACHE}", "reason": "int8: the target has no int8"})
+            excluded.append({"file": f"{QUANTIZE}/{CALIB_CACHE}", "reason": "int8: the target has no int8"})
     return planned, kept, excluded
 
 
@@ -201,7 +146,7 @@ def _deploy_precisions(profile, shipped: set[str]) -> list[str]:
     available = {"fp32"}
     if "fp16" in profile.precisions:  # FP16 flag on model.onnx (TensorRT < 11) or model.fp16.onnx
         available.add("fp16")
-    if "int8" in profile.precisions and ({f"quantize/{INT8_TRT_ONNX}", f"quantize/{CALIB_CACHE}"} & shipped):
+    if "int8" in profile.precisions and ({f"{QUANTIZE}/{INT8_TRT_ONNX}", f"{QUANTIZE}/{CALIB_CACHE}"} & shipped):
         available.add("int8")
     return [p for p in _PRECISION_PREFERENCE if p in available]
 
@@ -241,14 +186,13 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
     return "\n".join(lines)
 
 
-def _reference_outputs(train_dir: Path, train_manifest: dict[str, Any], samples: int):
+def _reference_outputs(train_dir: Path, train_manifest: Manifest, samples: int):
     from edgepipe.runners.base import infer_in_batches
     from edgepipe.runners.select import open_runner
-    from edgepipe.stages.export import load_stage_dataset
 
-    original = next((a for a in train_manifest["artifacts"] if a["name"] == "original"), None)
+    original = train_manifest.find_artifact(name=ORIGINAL)
     if original is None:
-        raise EdgepipeError(f"{train_dir}: the train manifest lists no 'original' model")
+        raise EdgepipeError(f"{train_dir}: the train manifest lists no '{ORIGINAL}' model")
     dataset = load_stage_dataset(train_manifest)
     count = min(samples, len(dataset.test))
     x, y = dataset.test.x[:count], dataset.test.y[:count]
@@ -259,7 +203,6 @@ def _reference_outputs(train_dir: Path, train_manifest: dict[str, Any], samples:
 
 def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT_SAMPLES) -> Path:
     """Bundle ``run_dir`` for ``target`` into ``out`` (see the module docstring); returns ``out``."""
-    from edgepipe.artifacts import stage_dir
     from edgepipe.targets import get_target
 
     profile = get_target(target)
@@ -273,71 +216,74 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     if out.resolve() == run_dir.resolve():
         raise EdgepipeError(f"--out {out} is the run directory itself; pick a new directory for the bundle")
     check_replaceable(out, STAGE)
-    train_dir = stage_dir(run_dir, "train")
+    layout = RunLayout(run_dir)
+    train_dir = stage_dir(run_dir, TRAIN)
     train_manifest = read_manifest(train_dir)
-    quantize = run_dir / "quantize"
+    quantize = layout.quantize
     quantize_manifest = read_manifest(quantize) if (quantize / MANIFEST).is_file() else None
     export_dir = _deployable_export(run_dir, quantize_manifest)
     export_manifest = read_manifest(export_dir)
     onnx_entry = _onnx_entry(export_manifest, export_dir)
 
-    planned = [_Planned(artifact_path(export_dir, onnx_entry["file"]), f"export/{onnx_entry['file']}", None,
-                        onnx_entry["sha256"])]
-    kept_quantize: list[dict[str, Any]] = []
+    planned = [_Planned(artifact_path(export_dir, onnx_entry.file), f"{EXPORT}/{onnx_entry.file}", None,
+                        onnx_entry.sha256)]
+    kept_quantize: list[Artifact] = []
     excluded: list[dict[str, str]] = []
     if quantize_manifest is not None:
         planned_q, kept_quantize, excluded = _quantize_files(quantize, quantize_manifest, profile.precisions)
         planned += planned_q
-    prune = run_dir / "prune"
-    ship_prune = export_dir.name == "export-pruned" and (prune / MANIFEST).is_file()
+    ship_prune = export_dir.name == EXPORT_PRUNED and layout.has(layout.prune)
 
     x, y, logits, original = _reference_outputs(train_dir, train_manifest, samples)
     accuracy = float((logits.argmax(1) == y).mean())
-    recipe = train_manifest.get("recipe") or {}
-    dataset_record = train_manifest["dataset"]
+    recipe = train_manifest.recipe or {}
+    dataset_record = train_manifest.dataset
 
     with atomic_dir(out, STAGE) as tmp:
         for item in planned:
             _copy_checked(item, tmp)
         preflight = _preflight(planned, tmp, profile)
-        write_manifest(tmp / "export", export_manifest)
+        write_manifest(tmp / EXPORT, export_manifest)
         if quantize_manifest is not None:
-            write_manifest(tmp / "quantize", {**quantize_manifest, "artifacts": kept_quantize})
+            write_manifest(tmp / QUANTIZE, quantize_manifest.model_copy(update={"artifacts": kept_quantize}))
         if ship_prune:  # the pruned weights stay home: build only needs the method (2:4 or not)
-            (tmp / "prune").mkdir()
-            write_manifest(tmp / "prune", {**read_manifest(prune), "artifacts": []})
+            (tmp / PRUNE).mkdir()
+            write_manifest(tmp / PRUNE, read_manifest(layout.prune).model_copy(update={"artifacts": []}))
         np.savez(tmp / REFERENCE, x=x, y=y, logits=logits)
-        (tmp / LABELS).write_text("\n".join(dataset_record["labels"]) + "\n")
+        (tmp / LABELS).write_text("\n".join(dataset_record.labels) + "\n")
 
         shipped = {item.dest for item in planned}
         manifest = new_manifest(STAGE, {"target": profile.name, "samples": int(len(y)), "source": str(run_dir)},
-                                {"original": original["sha256"], "onnx": onnx_entry["sha256"]})
-        manifest.update(
-            recipe_name=recipe.get("name", run_dir.name),
-            recipe=recipe,
-            target={"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
-                    "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
-                    "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack},
-            precisions=_deploy_precisions(profile, shipped),
-            max_accuracy_drop=float((recipe.get("eval") or {}).get("max_accuracy_drop", 0.5)),
-            model=train_manifest.get("model"),
-            dataset={"name": dataset_record["config"]["name"], "labels": dataset_record["labels"],
-                     "preprocessing": dataset_record.get("preprocessing") or {},
-                     "fingerprint": dataset_record.get("fingerprint"), "samples": int(len(y))},
-            original={"accuracy": accuracy, "samples": int(len(y)), "size_bytes": original["size_bytes"],
-                      "sha256": original["sha256"], "backend": "torch", "reference_file": REFERENCE,
-                      "test_accuracy_full_split": (train_manifest.get("metrics") or {}).get("test_accuracy")},
-            excluded=excluded,
-            preflight=preflight,
-        )
-        manifest["files"] = _file_list(tmp)
-        (tmp / README).write_text(_readme(manifest, out.name))
-        manifest["files"] = _file_list(tmp)
+                                {"original": original.sha256, "onnx": onnx_entry.sha256})
+        manifest.recipe = recipe
+        manifest.model = train_manifest.model
+        manifest.dataset = {"name": dataset_record.config["name"], "labels": dataset_record.labels,
+                            "preprocessing": dataset_record.preprocessing or {},
+                            "fingerprint": dataset_record.fingerprint, "samples": int(len(y))}
+        bundle_facts = {
+            "recipe_name": recipe.get("name", run_dir.name),
+            "target": {"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
+                       "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
+                       "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack},
+            "precisions": _deploy_precisions(profile, shipped),
+            "max_accuracy_drop": float((recipe.get("eval") or {}).get("max_accuracy_drop",
+                                                                      DEFAULT_MAX_ACCURACY_DROP)),
+            "original": {"accuracy": accuracy, "samples": int(len(y)), "size_bytes": original.size_bytes,
+                         "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
+                         "test_accuracy_full_split": train_manifest.metrics.get("test_accuracy")},
+            "excluded": excluded,
+            "preflight": preflight,
+        }
+        for key, value in bundle_facts.items():
+            setattr(manifest, key, value)
+        manifest.files = _file_list(tmp)
+        (tmp / README).write_text(_readme(manifest.to_json(), out.name))
+        manifest.files = _file_list(tmp)
         write_manifest(tmp, manifest)
         check = load_reference(tmp)  # check before trusting: every file hashes, the set reloads without pickle
         if not np.array_equal(check.logits, logits):
             raise RuntimeError("reference.npz does not reload to the logits written")
-    say(f"bundle: {out} for {profile.name} ({', '.join(manifest['precisions'])}; original {accuracy:.2%} on "
+    say(f"bundle: {out} for {profile.name} ({', '.join(bundle_facts['precisions'])}; original {accuracy:.2%} on "
         f"{len(y)} samples)")
     return out
 

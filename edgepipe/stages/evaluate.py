@@ -11,12 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.artifacts import read_manifest, run_stage_dirs, stage_dir
+from edgepipe.artifacts import read_manifest
+from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
+from edgepipe.onnx_export import parity
 from edgepipe.progress import progress_bar, say
+from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP
+from edgepipe.run import ORIGINAL, TRAIN, RunLayout, stage_dir
 from edgepipe.runners.base import infer_in_batches
-from edgepipe.runners.select import open_runner
-from edgepipe.stages.export import parity
+from edgepipe.runners.select import open_runner, tensorrt_problem
 
 
 def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float | None:
@@ -33,49 +36,28 @@ def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float | None:
         return None
 
 
-def _engine_unavailable() -> str | None:
-    try:
-        from edgepipe.runners.tensorrt import tensorrt_available
-    except ImportError:
-        return "TensorRT runner not available in this install"
-    ok, reason = tensorrt_available()
-    return None if ok else reason
-
-
-def collect_artifacts(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(stage dir, artifact entry) for every artifact of every stage, the original first."""
-    found = []
-    for directory in run_stage_dirs(run_dir):
-        for entry in read_manifest(directory).get("artifacts", []):
-            found.append((directory, entry))
-    found.sort(key=lambda item: item[1]["name"] != "original")
-    return found
-
-
 def _run_inputs(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray, np.ndarray, list[dict]]:
     """A run directory: the recipe, the dataset record and test split (reloaded), no precomputed rows."""
-    from edgepipe.stages.export import load_stage_dataset
-
-    train_manifest = read_manifest(stage_dir(run_dir, "train"))
+    train_manifest = read_manifest(stage_dir(run_dir, TRAIN))
     dataset = load_stage_dataset(train_manifest)
     record = {"name": dataset.name, "test_samples": int(len(dataset.test.y)), "labels": dataset.labels}
-    return train_manifest.get("recipe", {}), record, dataset.test.x, dataset.test.y, []
+    return (train_manifest.recipe or {}), record, dataset.test.x, dataset.test.y, []
 
 
 def _bundle_inputs(bundle: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray, np.ndarray, list[dict]]:
     """A deploy bundle (no PyTorch here): the stored test samples, and the original row from its stored outputs."""
-    from edgepipe.stages.bundle import load_reference
+    from edgepipe.bundles import load_reference
 
     reference = load_reference(bundle)  # names a missing or changed file
     manifest = reference.manifest
-    original = manifest["original"]
-    record = {"name": manifest["dataset"]["name"], "test_samples": int(len(reference.y)),
-              "labels": manifest["dataset"]["labels"], "bundle": {"target": manifest["target"]["name"]}}
-    row = {"name": "original", "precision": "fp32", "format": "torch", "path": str(bundle / original["reference_file"]),
-           "size_bytes": original["size_bytes"], "stage": "train", "backend": "torch (stored outputs)",
+    original = manifest.original
+    record = {"name": manifest.dataset.name, "test_samples": int(len(reference.y)),
+              "labels": manifest.dataset.labels, "bundle": {"target": manifest.target["name"]}}
+    row = {"name": ORIGINAL, "precision": "fp32", "format": "torch", "path": str(bundle / original["reference_file"]),
+           "size_bytes": original["size_bytes"], "stage": TRAIN, "backend": "torch (stored outputs)",
            "device": "recorded when bundled", "logits": reference.logits}
-    recipe = {**manifest.get("recipe", {}), "name": manifest.get("recipe_name", bundle.name)}
-    recipe.setdefault("eval", {"max_accuracy_drop": manifest.get("max_accuracy_drop", 0.5)})
+    recipe = {**(manifest.recipe or {}), "name": manifest.extra("recipe_name", bundle.name)}
+    recipe.setdefault("eval", {"max_accuracy_drop": manifest.extra("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP)})
     return recipe, record, reference.x, reference.y, [row]
 
 
@@ -85,15 +67,15 @@ def evaluate(run_dir: Path, *, max_accuracy_drop: float | None = None, batch_siz
     ``run_dir`` may be a deploy bundle: then the test samples and the original model's outputs come from
     the bundle (nothing imports torch) and its engines run on TensorRT where it is available.
     """
-    from edgepipe.stages.bundle import is_bundle
+    from edgepipe.bundles import is_bundle
 
     run_dir = Path(run_dir)
     inputs = _bundle_inputs if is_bundle(run_dir) else _run_inputs
     recipe, dataset_record, test_x, test_y, stored_rows = inputs(run_dir)
     if max_accuracy_drop is None:
-        max_accuracy_drop = float(recipe.get("eval", {}).get("max_accuracy_drop", 0.5))
+        max_accuracy_drop = float(recipe.get("eval", {}).get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP))
 
-    artifacts = collect_artifacts(run_dir)
+    artifacts = RunLayout(run_dir).artifacts()
     results, original_logits = [], None
     for row in stored_rows:  # the original's outputs, recorded where PyTorch ran
         logits = row.pop("logits")
@@ -102,15 +84,15 @@ def evaluate(run_dir: Path, *, max_accuracy_drop: float | None = None, batch_siz
         row["auc"] = macro_auc(logits, test_y)
         row.update({k: v for k, v in parity(original_logits, logits).items() if k != "samples"})
         results.append(row)
-    engine_problem = _engine_unavailable() if any(a["format"] == "engine" for _, a in artifacts) else None
+    engine_problem = tensorrt_problem() if any(a.format == "engine" for _, a in artifacts) else None
     with progress_bar() as bar:
         task = bar.add_task("eval", total=len(artifacts))
         for directory, artifact in artifacts:
-            bar.update(task, description=f"eval {artifact['name']}")
-            row = {"name": artifact["name"], "precision": artifact["precision"], "format": artifact["format"],
-                   "path": str(directory / artifact["file"]), "size_bytes": artifact["size_bytes"],
+            bar.update(task, description=f"eval {artifact.name}")
+            row = {"name": artifact.name, "precision": artifact.precision, "format": artifact.format,
+                   "path": str(directory / artifact.file), "size_bytes": artifact.size_bytes,
                    "stage": directory.name}
-            if artifact["format"] == "engine" and engine_problem:
+            if artifact.format == "engine" and engine_problem:
                 row.update(backend="tensorrt", skipped=f"not evaluated here: {engine_problem}")
                 results.append(row)
                 bar.update(task, advance=1)
@@ -126,7 +108,7 @@ def evaluate(run_dir: Path, *, max_accuracy_drop: float | None = None, batch_siz
             results.append(row)
             bar.update(task, advance=1)
 
-    if not results or results[0]["name"] != "original":
+    if not results or results[0]["name"] != ORIGINAL:
         raise EdgepipeError(f"{run_dir}: no original model found (train/manifest.json lists no 'original')")
     original = results[0]
     for row in results:

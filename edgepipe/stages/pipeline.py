@@ -10,7 +10,8 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, load_recipe
 from edgepipe.report import update_report
-from edgepipe.rundir import RECIPE_COPY, check_run_out, run_lock
+from edgepipe.run import EXPORT_NAMES, EXPORT_PRUNED, RECIPE_COPY, TIMING_CACHE, RunLayout
+from edgepipe.rundir import check_run_out, run_lock
 from edgepipe.trust import is_import_path, trusting
 
 
@@ -37,7 +38,7 @@ def _build_engines(out: Path, recipe: Recipe) -> None:
         build(out, None, precision=config.precision, target=recipe.target, workspace_mib=config.workspace_mib,
               batch=config.batch, dla_core=config.dla_core,
               gpu_fallback=config.gpu_fallback and config.dla_core is not None, sparsity=config.sparsity,
-              opt_level=config.opt_level, timing_cache=out / "trt.timing.cache")
+              opt_level=config.opt_level, timing_cache=out / TIMING_CACHE)
     except MissingDependency as exc:
         say(f"[yellow]build skipped: {exc}[/yellow]")
 
@@ -100,20 +101,21 @@ def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any
     from edgepipe.stages.export import export
     from edgepipe.stages.train import train
 
-    train_dir = train(recipe, out / "train", reuse=True)
+    layout = RunLayout(out)
+    train_dir = train(recipe, layout.train, reuse=True)
     # The recipe copy changes only once training accepted it (its data and model params really work).
     if not (out / RECIPE_COPY).is_file() or (out / RECIPE_COPY).read_bytes() != recipe_bytes:
         write_bytes_atomic(out / RECIPE_COPY, recipe_bytes)
-    export(train_dir, out / "export", recipe.export, reuse=True)
+    export(train_dir, layout.export, recipe.export, reuse=True)
     if recipe.prune is not None:
         from edgepipe.stages.prune import prune
 
-        prune_dir = prune(train_dir, out / "prune", recipe.prune, reuse=True)
-        export(prune_dir, out / "export-pruned", recipe.export, reuse=True, name="pruned-onnx-fp32")
+        prune_dir = prune(train_dir, layout.prune, recipe.prune, reuse=True)
+        export(prune_dir, layout.export_pruned, recipe.export, reuse=True, name=EXPORT_NAMES[EXPORT_PRUNED])
     if recipe.quantize is not None:
         from edgepipe.stages.quantize import quantize
 
-        quantize(out, out / "quantize", _quantize_config(recipe), reuse=True)
+        quantize(out, layout.quantize, _quantize_config(recipe), reuse=True)
 
     if recipe.build is not None:
         _build_engines(out, recipe)
@@ -123,6 +125,6 @@ def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any
     if recipe.target:
         from edgepipe.stages.bundle import make_bundle
 
-        make_bundle(out, recipe.target, out / f"bundle-{recipe.target}")
+        make_bundle(out, recipe.target, layout.bundle(recipe.target))
     say(f"pipeline: report → {out / 'report.json'}")
     return report

@@ -14,18 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgepipe.artifacts import (
-    MANIFEST,
-    add_artifact,
-    is_up_to_date,
-    new_manifest,
-    read_manifest,
-    stage_dir,
-    write_manifest,
-)
+from edgepipe.artifacts import Manifest, add_artifact, is_up_to_date, new_manifest, read_manifest, write_manifest
+from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import PruneConfig, TrainConfig
+from edgepipe.run import MODEL_PT, PRUNE, TRAIN, resolve
 from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
 
 SPARSITY_NOTE = ("2:4 sparsity speeds up inference only in TensorRT on Ampere-class GPUs (Jetson Orin, "
@@ -39,18 +33,12 @@ LATENCY_ROUNDS, LATENCY_SECONDS = 5, 0.25
 
 def source_stage(source: Path) -> Path:
     """A run dir → its train/ stage; a train/ or prune/ stage dir, or a model.pt inside one, as given."""
-    source = Path(source)
-    if source.is_file():
-        source = source.parent
-    if not source.exists():
-        raise EdgepipeError(f"{source} does not exist; pass a run directory, a train/ or prune/ dir, or model.pt")
-    if (source / MANIFEST).is_file():
-        return source
-    return stage_dir(source, "train")
+    found = resolve(source, files=(".pt",))
+    return found.directory if found.kind in ("stage", "file") else found.stage_dir(TRAIN)
 
 
-def _train_config(source_manifest: dict[str, Any]) -> TrainConfig:
-    recipe = source_manifest.get("recipe") or {}
+def _train_config(source_manifest: Manifest) -> TrainConfig:
+    recipe = source_manifest.recipe or {}
     return TrainConfig.model_validate(recipe.get("train") or {})
 
 
@@ -90,6 +78,7 @@ def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list]:
 
 def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig,
                     config: PruneConfig, device) -> dict[str, Any]:
+    from edgepipe.complexity import count_macs_params
     from edgepipe.pruning.channel import (
         build_pruner,
         check_prunable,
@@ -97,7 +86,6 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
         recalibrate_batchnorm,
         search_ratio,
     )
-    from edgepipe.pruning.measure import count_macs_params
     from edgepipe.pruning.replay import history_to_json
 
     input_shape = spec["input_shape"]
@@ -200,28 +188,28 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
           latency_seconds: float | None = None) -> Path:
     """Prune the model of ``source`` (run dir, train/ or prune/ dir) into ``out``; returns ``out``."""
     from edgepipe.checkpoint import load_model, save_state
-    from edgepipe.pruning.measure import count_macs_params, speedups
+    from edgepipe.complexity import count_macs_params
+    from edgepipe.pruning.measure import speedups
     from edgepipe.pruning.replay import rebuild_record
-    from edgepipe.stages.export import load_stage_dataset
     from edgepipe.training import pick_device
 
     source, out = source_stage(source), Path(out)
-    check_replaceable(out, "prune")
+    check_replaceable(out, PRUNE)
     source_manifest = read_manifest(source)
-    spec = source_manifest.get("model")
+    spec = source_manifest.model
     if not spec:
         raise EdgepipeError(f"{source}: manifest has no model spec, so the pruned architecture could not be "
                             "rebuilt; prune a checkpoint made by `edgepipe train`")
-    model_entry = next((a for a in source_manifest.get("artifacts", []) if a["format"] == "torch"), None)
+    model_entry = source_manifest.find_artifact(fmt="torch")
     if model_entry is None:
         raise EdgepipeError(f"{source}: no PyTorch model in this stage to prune")
-    manifest = new_manifest("prune", config.model_dump(mode="json"), {"model": model_entry["sha256"]})
+    manifest = new_manifest(PRUNE, config.model_dump(mode="json"), {"model": model_entry.sha256})
     if reuse and is_up_to_date(out, manifest):
         say(f"[dim]prune: up to date ({out})[/dim]")
         return out
 
     base_spec, previous_history = _base_spec(spec)
-    unpruned, _ = load_model(source, model_entry["file"])
+    unpruned, _ = load_model(source, model_entry.file)
     dataset = load_stage_dataset(source_manifest)
     train_config = _train_config(source_manifest)
     device = pick_device(train_config.device)
@@ -247,19 +235,19 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
                                    latency_rounds=latency_rounds or LATENCY_ROUNDS,
                                    latency_seconds=latency_seconds or LATENCY_SECONDS, out=out)
 
-    with atomic_dir(out, "prune") as tmp:
-        save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / "model.pt")
-        manifest["model"] = pruned_spec
-        manifest["dataset"] = source_manifest["dataset"]
-        if "recipe" in source_manifest:
-            manifest["recipe"] = source_manifest["recipe"]
-        manifest["source"] = {"stage": source_manifest["stage"], "dir": str(source)}
-        manifest["metrics"] = {
+    with atomic_dir(out, PRUNE) as tmp:
+        save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / MODEL_PT)
+        manifest.model = pruned_spec
+        manifest.dataset = source_manifest.dataset
+        if source_manifest.recipe is not None:
+            manifest.recipe = source_manifest.recipe
+        manifest.source = {"stage": source_manifest.stage, "dir": str(source)}
+        manifest.metrics = {
             "method": config.method,
             "params": {"before": params_before, "after": params_after, "ratio": params_before / max(params_after, 1)},
             "macs": {"before": macs_before, "after": macs_after, "ratio": macs_before / max(macs_after, 1),
                      "kept_fraction": macs_after / max(macs_before, 1)},
-            "file_bytes": {"before": model_entry["size_bytes"], "after": (tmp / "model.pt").stat().st_size},
+            "file_bytes": {"before": model_entry.size_bytes, "after": (tmp / MODEL_PT).stat().st_size},
             "accuracy": {"unpruned": accuracy_before, "before_finetune": outcome["accuracy_before_finetune"],
                          "after_finetune": accuracy_after,
                          "drop_points": {split: 100 * (accuracy_before[split] - accuracy_after[split])
@@ -270,9 +258,9 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
                         if key not in ("history", "accuracy_before_finetune", "layers")},
         }
         if sparse_layers is not None:
-            manifest["sparsity"] = {"pattern": "2:4", "layers": sparse_layers, "onnx": onnx_check,
+            manifest.sparsity = {"pattern": "2:4", "layers": sparse_layers, "onnx": onnx_check,
                                     "note": SPARSITY_NOTE}
-        add_artifact(manifest, tmp, "model.pt", name="pruned", fmt="torch",
+        add_artifact(manifest, tmp, MODEL_PT, name="pruned", fmt="torch",
                      precision="fp32-2:4" if config.method == "2:4" else "fp32")
         write_manifest(tmp, manifest)
         # Check before trusting: the saved spec + tensors rebuild the same network (same outputs).
@@ -282,7 +270,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
             difference = (reloaded(probe) - model(probe)).abs().max().item()
         if difference > 1e-5:
             raise RuntimeError(f"pruned checkpoint does not reload to the same model (max |diff| {difference:.2e})")
-    metrics = manifest["metrics"]
+    metrics = manifest.metrics
     say(f"prune: {config.method}  MACs {metrics['macs']['ratio']:.2f}x fewer  test accuracy "
         f"{accuracy_before['test']:.2%} → {accuracy_after['test']:.2%}  "
         f"b64 speedup {metrics['speedup'].get('64', float('nan')):.2f}x → {out}")

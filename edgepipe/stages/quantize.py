@@ -21,6 +21,7 @@ import numpy as np
 
 from edgepipe.artifacts import (
     MANIFEST,
+    Manifest,
     add_artifact,
     is_up_to_date,
     new_manifest,
@@ -29,27 +30,29 @@ from edgepipe.artifacts import (
     sha256_json,
     write_manifest,
 )
+from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
-from edgepipe.recipe import QuantizeConfig
+from edgepipe.quant.accuracy import accuracy_of
+from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP, QuantizeConfig
+from edgepipe.run import CALIB_CACHE as CACHE
+from edgepipe.run import CALIB_RANGES as RANGES
+from edgepipe.run import EXPORT, QUANTIZE, TRAIN, resolve
+from edgepipe.run import FP16_ONNX as FP16
+from edgepipe.run import INT8_CPU_ONNX as INT8_CPU
+from edgepipe.run import INT8_TRT_ONNX as INT8_TRT
 from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
 from edgepipe.timing import available_cpus
-
-INT8_TRT, INT8_CPU, FP16, CACHE, RANGES = (
-    "model.int8.trt.onnx", "model.int8.cpu.onnx", "model.fp16.onnx", "trt.calib.cache", "calibration.ranges.json")
-DEFAULT_MAX_DROP = 0.5
 
 
 @dataclass
 class QuantizeSource:
     onnx: Path
-    manifest: dict[str, Any] | None  # the export stage's manifest (model spec, dataset record)
+    manifest: Manifest | None  # the export stage's manifest (model spec, dataset record)
     stage_dir: Path | None
 
     def dataset(self):
-        from edgepipe.stages.export import load_stage_dataset
-
-        if not self.manifest or "dataset" not in self.manifest:
+        if self.manifest is None or self.manifest.dataset is None:
             return None
         if not hasattr(self, "_dataset"):
             self._dataset = load_stage_dataset(self.manifest)
@@ -58,21 +61,17 @@ class QuantizeSource:
 
 def resolve_source(source: Path) -> QuantizeSource:
     """Run dir (export-pruned/ preferred: the deployable model), export stage dir, or an .onnx file."""
-    source = Path(source)
-    if not source.exists():
-        raise EdgepipeError(f"{source} does not exist; pass a run directory, an export directory or an .onnx file")
-    if source.is_file():
-        if source.suffix != ".onnx":
-            raise EdgepipeError(f"{source} is not an .onnx file or a run directory")
-        manifest = read_manifest(source.parent) if (source.parent / MANIFEST).is_file() else None
-        return QuantizeSource(source, manifest, source.parent if manifest else None)
-    for candidate in (source / "export-pruned", source / "export", source):
-        if (candidate / MANIFEST).is_file() and read_manifest(candidate).get("stage") == "export":
-            manifest = read_manifest(candidate)
-            onnx_entry = next((a for a in manifest["artifacts"] if a["format"] == "onnx"), None)
+    found = resolve(source, files=(".onnx",))
+    if found.kind == "file":
+        return QuantizeSource(found.path, found.manifest, found.directory if found.manifest else None)
+    candidates = [found.directory] if found.kind == "stage" else found.run.exports() if found.run else []
+    for candidate in candidates:
+        manifest = read_manifest(candidate)
+        if manifest.stage == EXPORT:
+            onnx_entry = manifest.find_artifact(fmt="onnx")
             if onnx_entry is None:
                 raise EdgepipeError(f"{candidate}: the export manifest lists no ONNX model")
-            return QuantizeSource(candidate / onnx_entry["file"], manifest, candidate)
+            return QuantizeSource(candidate / onnx_entry.file, manifest, candidate)
     raise EdgepipeError(f"{source}: no export/ stage (or model.onnx) found; run `edgepipe export {source}` first")
 
 
@@ -94,14 +93,6 @@ def model_input(onnx_path: Path) -> tuple[str, tuple[int | None, ...]]:
         raise EdgepipeError(f"{onnx_path}: input '{inputs[0].name}' has no dynamic batch axis (shape {shape}); "
                             "re-export with a dynamic batch (`edgepipe export` default)")
     return inputs[0].name, shape
-
-
-def accuracy_of(onnx_path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    from edgepipe.runners.base import infer_in_batches
-    from edgepipe.runners.onnxruntime import OrtRunner
-
-    with OrtRunner(onnx_path) as runner:
-        return float((infer_in_batches(runner, x, 256).argmax(1) == y).mean())
 
 
 def measure_speed(models: dict[str, Path], batch: np.ndarray, threads: int) -> dict:
@@ -127,7 +118,7 @@ def _reusable_ranges(out: Path, ranges_key: str, scratch: Path) -> Path | None:
     """The previous run's calibration ranges, only when made from this very model + calibration set + method."""
     if not (out / MANIFEST).is_file() or not (out / RANGES).is_file():
         return None
-    record = read_manifest(out).get("calibration_cache") or {}
+    record = read_manifest(out).extra("calibration_cache") or {}
     if record.get("ranges_key") != ranges_key or sha256_file(out / RANGES) != record.get("ranges_sha256"):
         say("[dim]quantize: previous calibration is stale (other model, calibration set or method); recalibrating"
             "[/dim]")
@@ -139,13 +130,13 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
              speed: bool = True) -> Path:
     """Quantize the run's deployable ONNX into ``out``; returns ``out``. ``speed=False`` skips the timing."""
     from edgepipe.quant import fp16 as fp16_tools
-    from edgepipe.quant import trt_cache
     from edgepipe.quant.calibration import ArrayDataReader, load_calibration_set
     from edgepipe.quant.tracks import calibrate, check_trt_qdq, cpu_track, load_ranges, preprocess, trt_track
+    from edgepipe.trt import calib_cache as trt_cache
 
     config = config or QuantizeConfig()
     out = Path(out)
-    check_replaceable(out, "quantize")
+    check_replaceable(out, QUANTIZE)
     src = resolve_source(source)
     input_name, input_shape = model_input(src.onnx)
     if config.qat:
@@ -157,19 +148,19 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         raise EdgepipeError(f"{src.onnx}: no edgepipe export manifest beside it, so there is no dataset to check "
                             "accuracy on; pass the run directory or export directory instead")
     calibration_set = load_calibration_set(config.calibration, dataset_loader=lambda: dataset,
-                                           preprocessing=src.manifest["dataset"].get("preprocessing"),
+                                           preprocessing=src.manifest.dataset.preprocessing,
                                            input_shape=input_shape)
     model_sha = sha256_file(src.onnx)
     max_drop = config.max_drop if config.max_drop is not None else _recipe_max_drop(src)
     manifest_config = {**config.model_dump(mode="json"), "max_drop": max_drop}
-    manifest = new_manifest("quantize", manifest_config, {"onnx": model_sha, "calibration_set": calibration_set.sha256})
+    manifest = new_manifest(QUANTIZE, manifest_config, {"onnx": model_sha, "calibration_set": calibration_set.sha256})
     if reuse and is_up_to_date(out, manifest):
         say(f"[dim]quantize: up to date ({out})[/dim]")
         return out
     ranges_key = sha256_json({"model": model_sha, "calibration": calibration_set.sha256, "method": config.method,
                               "percentile": config.percentile if config.method == "percentile" else None})
 
-    with atomic_dir(out, "quantize") as tmp, scratch_dir(out) as scratch:
+    with atomic_dir(out, QUANTIZE) as tmp, scratch_dir(out) as scratch:
         prepared = preprocess(src.onnx, scratch / "prepared.onnx")
         ranges_path = _reusable_ranges(out, ranges_key, scratch) if reuse else None
         if ranges_path is None:
@@ -227,10 +218,10 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
                 row["speed_ratio"] = round(speed_rows[row["name"]]["throughput_per_s"]
                                            / speed_rows["fp32"]["throughput_per_s"], 3)
 
-        manifest.update(model=src.manifest.get("model"), dataset=src.manifest.get("dataset"),
-                        source={"onnx": str(src.onnx), "stage_dir": str(src.stage_dir), "sha256": model_sha},
-                        calibration=calibration_set.describe())
-        manifest["calibration_cache"] = {
+        manifest.model, manifest.dataset = src.manifest.model, src.manifest.dataset
+        manifest.source = {"onnx": str(src.onnx), "stage_dir": str(src.stage_dir), "sha256": model_sha}
+        manifest.calibration = calibration_set.describe()
+        manifest.calibration_cache = {
             "file": CACHE, "sha256": sha256_file(tmp / CACHE), "header": header, "tensors": len(scales),
             "model_sha256": model_sha, "calibration_sha256": calibration_set.sha256, "method": config.method,
             "ranges_file": RANGES, "ranges_sha256": sha256_file(tmp / RANGES), "ranges_key": ranges_key,
@@ -238,7 +229,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         for row in rows:
             add_artifact(manifest, tmp, row["file"], name=row["name"], fmt="onnx", precision=row["precision"],
                          track=row["track"], calibration_sha256=calibration_set.sha256)
-        manifest["metrics"] = {
+        manifest.metrics = {
             "reference_fp32": {"file": str(src.onnx), "size_bytes": fp32_size, **reference},
             "artifacts": rows, "speed": speed_rows, "max_drop_pts": max_drop,
             "fallback": fallback, "cpu_speed_fallback": cpu_speed, "fp16_overflow": fp16_report, "cpu": cpu_vnni(),
@@ -253,11 +244,11 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
 def _recipe_max_drop(src: QuantizeSource) -> float:
     """eval.max_accuracy_drop of the recipe the model was trained with (recorded in the train manifest)."""
     run_dir = src.stage_dir.parent if src.stage_dir is not None else None
-    train_manifest = run_dir / "train" / MANIFEST if run_dir is not None else None
+    train_manifest = run_dir / TRAIN / MANIFEST if run_dir is not None else None
     if train_manifest is not None and train_manifest.is_file():
-        recipe = read_manifest(train_manifest.parent).get("recipe") or {}
-        return float((recipe.get("eval") or {}).get("max_accuracy_drop", DEFAULT_MAX_DROP))
-    return DEFAULT_MAX_DROP
+        recipe = read_manifest(train_manifest.parent).recipe or {}
+        return float((recipe.get("eval") or {}).get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP))
+    return DEFAULT_MAX_ACCURACY_DROP
 
 
 def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str, ranges_path: Path, val,

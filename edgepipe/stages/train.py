@@ -84,7 +84,7 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     resume_state, start_epoch = None, 0
     if resume and (partial / "last.pt").is_file():
         state = load_state(partial / "last.pt")
-        if state.get("inputs_key") != manifest["inputs_key"]:
+        if state.get("inputs_key") != manifest.inputs_key:
             raise EdgepipeError(f"{partial}: interrupted run was for a different recipe; delete it or drop --resume")
         model.load_state_dict(state["model"])
         if "torch_rng" in state:  # dropout masks continue as if training had never stopped
@@ -95,7 +95,7 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
 
     def checkpoint_epoch(epoch: int, fit_state: dict, trained: torch.nn.Module) -> None:
         if dist.is_main:
-            save_state({"inputs_key": manifest["inputs_key"], "epoch": epoch, "model": trained.state_dict(),
+            save_state({"inputs_key": manifest.inputs_key, "epoch": epoch, "model": trained.state_dict(),
                         "fit": fit_state, "torch_rng": torch.get_rng_state()}, partial / "last.pt")
 
     classifier = classifier_of(model)
@@ -113,17 +113,17 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     test_accuracy = accuracy(model, dataset.test, torch.device("cpu"))
     with atomic_dir(out, "train") as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / "model.pt")
-        manifest["model"] = spec
-        manifest["dataset"] = dataset_record(recipe, dataset)
-        manifest["recipe"] = recipe_to_dict(recipe)
-        manifest["device"] = str(device)
-        manifest["world_size"] = dist.world_size
-        manifest["metrics"] = {
+        manifest.model = spec
+        manifest.dataset = dataset_record(recipe, dataset)
+        manifest.recipe = recipe_to_dict(recipe)
+        manifest.device = str(device)
+        manifest.world_size = dist.world_size
+        manifest.metrics = {
             "val_accuracy": val_accuracy, "test_accuracy": test_accuracy, "best_epoch": result.best_epoch,
             "params": sum(p.numel() for p in model.parameters()), "history": result.history,
         }
         if transfer:
-            manifest["transfer"] = {**transfer, "freeze_backbone": recipe.train.freeze_backbone}
+            manifest.transfer = {**transfer, "freeze_backbone": recipe.train.freeze_backbone}
         add_artifact(manifest, tmp, "model.pt", name="original", fmt="torch", precision="fp32")
         write_manifest(tmp, manifest)
         # Check before trusting: the saved file reloads to the same accuracy.

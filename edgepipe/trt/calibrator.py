@@ -13,9 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from edgepipe.errors import EdgepipeError
-
-# First line of a cache written by IInt8EntropyCalibrator2: "TRT-<version>-EntropyCalibration2".
-CACHE_ALGORITHM = "EntropyCalibration2"
+from edgepipe.trt.calib_cache import CACHE_ALGORITHM
 
 
 def read_cache(path: Path) -> bytes:

@@ -13,14 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgepipe.artifacts import MANIFEST, artifact_path, read_manifest, sha256_file
+from edgepipe.artifacts import MANIFEST, Manifest, artifact_path, read_manifest, sha256_file
 from edgepipe.errors import EdgepipeError
-
-FP32_ONNX = "model.onnx"
-FP16_ONNX = "model.fp16.onnx"
-INT8_TRT_ONNX = "model.int8.trt.onnx"
-INT8_CPU_ONNX = "model.int8.cpu.onnx"
-CALIB_CACHE = "trt.calib.cache"
+from edgepipe.run import CALIB_CACHE, FP16_ONNX, FP32_ONNX, INT8_CPU_ONNX, INT8_TRT_ONNX, RunLayout
 
 
 @dataclass(frozen=True)
@@ -35,7 +30,7 @@ class SourceFiles:
     int8_cpu_onnx: Path | None = None
     calibration_cache: Path | None = None
     sparse_2_4: bool = False
-    quantize_manifest: dict = field(default_factory=dict, compare=False)
+    quantize_manifest: Manifest | None = field(default=None, compare=False)
 
     def cpu_fallback(self) -> Path | None:
         """The artifact onnxruntime runs on the CPU when TensorRT cannot: INT8 CPU graph, else FP32."""
@@ -77,18 +72,19 @@ def find_source_files(source: Path) -> SourceFiles:
         if source.name.endswith(".fp16.onnx"):
             return SourceFiles(source=source, fp16_onnx=source)
         return SourceFiles(source=source, fp32_onnx=source)
-    export, quantize, prune = source / "export", source / "quantize", source / "prune"
+    layout = RunLayout(source)
+    quantize = layout.quantize
     files = SourceFiles(
         source=source,
         run_dir=source,
         # The pruned export is the deployable FP32 model (and what quantize calibrated) when it exists.
-        fp32_onnx=_first([source / "export-pruned" / FP32_ONNX, export / FP32_ONNX, source / FP32_ONNX], source),
+        fp32_onnx=_first([layout.export_pruned / FP32_ONNX, layout.export / FP32_ONNX, source / FP32_ONNX], source),
         fp16_onnx=_first([quantize / FP16_ONNX, source / FP16_ONNX], source),
         int8_trt_onnx=_first([quantize / INT8_TRT_ONNX, source / INT8_TRT_ONNX], source),
         int8_cpu_onnx=_first([quantize / INT8_CPU_ONNX, source / INT8_CPU_ONNX], source),
         calibration_cache=_first([quantize / CALIB_CACHE, source / CALIB_CACHE], source),
-        sparse_2_4=_pruned_2_4(prune),
-        quantize_manifest=read_manifest(quantize) if (quantize / MANIFEST).is_file() else {},
+        sparse_2_4=_pruned_2_4(layout.prune),
+        quantize_manifest=read_manifest(quantize) if (quantize / MANIFEST).is_file() else None,
     )
     if not any([files.fp32_onnx, files.fp16_onnx, files.int8_trt_onnx]):
         raise EdgepipeError(
@@ -101,7 +97,7 @@ def find_source_files(source: Path) -> SourceFiles:
 def _pruned_2_4(prune_dir: Path) -> bool:
     if not (prune_dir / MANIFEST).is_file():
         return False
-    prune_config = read_manifest(prune_dir).get("config") or {}
+    prune_config = read_manifest(prune_dir).config
     return str(prune_config.get("method", "")).replace(" ", "") == "2:4"
 
 
@@ -115,9 +111,9 @@ def _require(path: Path | None, what: str, files: SourceFiles, why: str) -> Path
 
 def check_cache_is_current(files: SourceFiles) -> None:
     """Refuse a calibration cache made for another model.onnx (the quantize manifest records which one)."""
-    from edgepipe.quant.trt_cache import check_cache_is_fresh
+    from edgepipe.trt.calib_cache import check_cache_is_fresh
 
-    record = files.quantize_manifest.get("calibration_cache")
+    record = files.quantize_manifest.extra("calibration_cache") if files.quantize_manifest else None
     if files.calibration_cache is None or files.fp32_onnx is None or not record:
         return  # a cache brought without a quantize manifest: nothing to compare against
     check_cache_is_fresh(record, sha256_file(files.fp32_onnx))

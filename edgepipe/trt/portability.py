@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from edgepipe.artifacts import Manifest
 from edgepipe.errors import EdgepipeError
 from edgepipe.targets import parse_version
 from edgepipe.trt.loader import CudaDevice, cuda_device, jetson_release
@@ -42,8 +43,8 @@ def machine_facts(trt: ModuleType, device: CudaDevice | None = None) -> MachineF
     return MachineFacts(trt.__version__, device.name, device.compute_capability, jetson_release())
 
 
-def rebuild_command(engine_manifest: dict[str, Any]) -> str:
-    build_config = engine_manifest.get("config", {})
+def rebuild_command(engine_manifest: Manifest) -> str:
+    build_config = engine_manifest.config
     source = build_config.get("source", "RUN_DIR")
     flags = build_config.get("cli_flags") or ["--precision", build_config.get("precision", "fp16")]
     return shlex.join(["edgepipe", "build", str(source), *flags, "--rebuild"])
@@ -53,10 +54,11 @@ def _sm(cc: Any) -> str:
     return f"sm_{cc[0]}{cc[1]}"
 
 
-def check_engine_portable(engine_manifest: dict[str, Any], machine: MachineFacts) -> None:
+def check_engine_portable(engine_manifest: Manifest, machine: MachineFacts) -> None:
     """Refuse an engine built by another TensorRT or for another GPU architecture, in one line."""
-    built = engine_manifest.get("config", {}).get("machine") or {}
-    settings = engine_manifest.get("config", {}).get("settings") or {}
+    recorded = engine_manifest.config
+    built = recorded.get("machine") or {}
+    settings = recorded.get("settings") or {}
     built_version = str(built.get("tensorrt_version", "?"))
     built_cc = tuple(built.get("compute_capability") or (0, 0))
     problems = []

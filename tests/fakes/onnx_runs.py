@@ -61,8 +61,8 @@ def make_run(
         (quantize / "trt.calib.cache").write_text(f"{cache_header}\ninput: 3c010a14\nlogits: 3d8f5c29\n")
     manifest = new_manifest("quantize", {}, {"onnx": sha256_file(model), "calibration_set": "0" * 64})
     if cache:  # what the quantize stage records about the cache it wrote
-        manifest["calibration_cache"] = {"file": "trt.calib.cache", "model_sha256": sha256_file(model),
-                                         "calibration_sha256": "0" * 64}
+        manifest.calibration_cache = {"file": "trt.calib.cache", "model_sha256": sha256_file(model),
+                                      "calibration_sha256": "0" * 64}
     write_manifest(quantize, manifest)
     if prune is not None:
         (run / "prune").mkdir()

@@ -49,7 +49,7 @@ def _edgepipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 def test_eval_on_the_device_checks_quantized_models_against_stored_references(mnist_bundle, tmp_path):
     _, bundle = mnist_bundle
-    from edgepipe.stages.bundle import load_reference
+    from edgepipe.bundles import load_reference
 
     reference = load_reference(bundle)
     assert len(reference.y) == 500 and reference.accuracy >= 0.9
@@ -68,7 +68,7 @@ def test_infer_on_the_device_reads_real_digit_pngs(mnist_bundle, tmp_path):
     run, bundle = mnist_bundle
     from edgepipe.artifacts import read_manifest
     from edgepipe.data.mnist import MNIST_MEAN, MNIST_STD
-    from edgepipe.stages.export import load_stage_dataset
+    from edgepipe.data import load_stage_dataset
 
     test = load_stage_dataset(read_manifest(run / "train")).test  # held-out digits, normalization undone
     folder = tmp_path / "digits"

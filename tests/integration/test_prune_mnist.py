@@ -17,7 +17,8 @@ import edgepipe.stages.prune as prune_stage
 from edgepipe.artifacts import read_manifest
 from edgepipe.checkpoint import load_model
 from edgepipe.recipe import ExportConfig, PruneConfig
-from edgepipe.stages.export import export, load_stage_dataset
+from edgepipe.data import load_stage_dataset
+from edgepipe.stages.export import export
 from edgepipe.stages.prune import prune
 from edgepipe.training import accuracy
 
@@ -37,8 +38,8 @@ def resnet_run(pipeline_run) -> Path:
 
 def test_recipe_prune_meets_the_mac_and_accuracy_floors_and_measures_latency(resnet_run):
     manifest = read_manifest(resnet_run / "prune")
-    metrics = manifest["metrics"]
-    assert manifest["config"]["method"] == "channel"
+    metrics = manifest.metrics
+    assert manifest.config["method"] == "channel"
     mac_ratio = metrics["macs"]["ratio"]
     assert mac_ratio >= MIN_MAC_RATIO, metrics["macs"]
     assert metrics["accuracy"]["drop_points"]["test"] <= MAX_DROP_POINTS, metrics["accuracy"]
@@ -50,7 +51,7 @@ def test_recipe_prune_meets_the_mac_and_accuracy_floors_and_measures_latency(res
     rows = {row["name"]: row for row in report["artifacts"]}
     for name in ("pruned", "pruned-onnx-fp32"):
         assert rows[name]["accuracy_drop_pts"] <= MAX_DROP_POINTS, rows[name]
-    assert read_manifest(resnet_run / "export-pruned")["metrics"]["parity"]["agreement"] >= 0.999  # vs pruned
+    assert read_manifest(resnet_run / "export-pruned").metrics["parity"]["agreement"] >= 0.999  # vs pruned
 
     # The narrower architecture rebuilds from the manifest's JSON history and gives the recorded accuracy.
     model, pruned_manifest = load_model(resnet_run / "prune")
@@ -67,14 +68,14 @@ def test_2_4_sparsity_keeps_accuracy_and_the_pattern_survives_export(resnet_run,
     shutil.copytree(resnet_run / "train", run / "train")
     out = prune(run, run / "prune-2-4", PruneConfig(method="2:4", finetune_epochs=1))
     manifest = read_manifest(out)
-    accuracy_metrics = manifest["metrics"]["accuracy"]
+    accuracy_metrics = manifest.metrics["accuracy"]
     assert accuracy_metrics["unpruned"]["test"] >= 0.98  # a really trained model
     # BatchNorm statistics re-estimated after masking: without that this model falls to ~24 % before fine-tuning.
     assert accuracy_metrics["before_finetune"]["test"] >= 0.95, accuracy_metrics
     # Measured: 0.6-0.9 pt lost on test with 1-3 fine-tuning epochs (val unchanged); half the weights of 32-128
     # channel layers is a lot for this small model. The issue sets no 2:4 accuracy floor; this bounds regressions.
     assert accuracy_metrics["drop_points"]["test"] <= 1.0, accuracy_metrics
-    layers = manifest["sparsity"]["layers"]
+    layers = manifest.sparsity["layers"]
     assert {"stages.0.conv1", "stages.1.conv2", "stages.2.conv2"} <= set(layers), layers
     exported = export(out, run / "export-2-4", ExportConfig())
     sparse = [p for p in onnx_weight_patterns(exported / "model.onnx") if p.sparse_2_4]

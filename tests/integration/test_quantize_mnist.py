@@ -12,9 +12,9 @@ import os
 import numpy as np
 import pytest
 
-from edgepipe.quant import trt_cache
 from edgepipe.quant.tracks import qdq_parameters
 from edgepipe.recipe import QuantizeConfig, parse_recipe
+from edgepipe.trt import calib_cache as trt_cache
 
 os.environ.setdefault("EDGEPIPE_NO_PROGRESS", "1")
 
@@ -74,7 +74,7 @@ def test_qat_artifacts_and_verdict(quantized_run):
     assert {"int8-cpu-qat", "int8-trt-qat"} <= names
     qat = manifest["metrics"]["qat"]
     assert isinstance(qat["recovered"], bool) and "recovered_pts" in qat
-    from edgepipe.stages.evaluate import collect_artifacts
+    from edgepipe.run import RunLayout
 
-    found = {entry["name"] for _, entry in collect_artifacts(run)}
+    found = {entry.name for _, entry in RunLayout(run).artifacts()}
     assert {"int8-cpu", "int8-trt", "fp16", "int8-cpu-qat", "int8-trt-qat"} <= found

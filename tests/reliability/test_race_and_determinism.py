@@ -30,7 +30,7 @@ def test_two_pipelines_racing_into_one_out_the_second_is_refused_and_the_run_is_
     assert len(lines) == 1 and "being written by another edgepipe process (pid" in lines[0], second_err
     # Everything in the run is A's: its recipe copy, its training config, its report.
     assert yaml.safe_load((run / "recipe.yaml").read_text())["name"] == "recipe-a"
-    assert read_manifest(run / "train")["config"]["train"]["seed"] == 0
+    assert read_manifest(run / "train").config["train"]["seed"] == 0
     assert json.loads((run / "report.json").read_text())["recipe"] == "recipe-a"
 
 

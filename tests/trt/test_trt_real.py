@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepipe.runners.tensorrt import tensorrt_available
+from edgepipe.trt.loader import tensorrt_available
 
 pytestmark = pytest.mark.tensorrt
 
@@ -68,7 +68,7 @@ def test_engine_matches_onnxruntime(trt_ready, exported, precision, atol):
     )[0]
     stage = build(onnx_path, precision=precision, batch=(1, 8, 16))
     with TrtRunner(stage / f"model.{precision}.engine") as runner:
-        out = runner.infer(batch)
+        out = runner.infer(batch)["logits"]
         assert runner.last_timing.gpu_compute_ms > 0
     np.testing.assert_allclose(out, reference, atol=atol, rtol=atol)
     assert (out.argmax(1) == reference.argmax(1)).mean() >= 0.9

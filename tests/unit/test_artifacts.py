@@ -11,7 +11,6 @@ from edgepipe.artifacts import (
     artifact_path,
     new_manifest,
     read_manifest,
-    stage_dir,
     verify_artifacts,
     write_json_atomic,
     write_manifest,
@@ -125,9 +124,9 @@ def test_a_manifest_cannot_name_a_file_outside_its_directory(tmp_path, file):
     stage = tmp_path / "stage"
     stage.mkdir()
     (stage / "link").symlink_to(tmp_path)
-    manifest = new_manifest("export", {})
+    manifest = new_manifest("export", {}).to_json()
     manifest["artifacts"].append({"name": "x", "file": file, "format": "onnx", "precision": "fp32", "sha256": "0"})
-    write_manifest(stage, manifest)
+    write_json_atomic(stage / "manifest.json", manifest)
     with pytest.raises(EdgepipeError, match="artifacts\\[0\\]"):
         read_manifest(stage)
     with pytest.raises(EdgepipeError):
@@ -140,8 +139,8 @@ def test_manifest_roundtrip_and_verification(tmp_path):
     add_artifact(manifest, tmp_path, "model.bin", name="original", fmt="torch", precision="fp32")
     write_manifest(tmp_path, manifest)
     loaded = read_manifest(tmp_path)
-    assert loaded["artifacts"][0]["size_bytes"] == 7
-    assert "torch" in loaded["versions"] and loaded["inputs_key"]
+    assert loaded.artifacts[0].size_bytes == 7 and loaded.find_artifact(name="original").file == "model.bin"
+    assert "torch" in loaded.versions and loaded.inputs_key
     assert verify_artifacts(tmp_path, loaded)
     (tmp_path / "model.bin").write_bytes(b"tampered")
     assert not verify_artifacts(tmp_path, loaded)
@@ -151,7 +150,7 @@ def test_same_inputs_same_key_different_config_different_key():
     a = new_manifest("export", {"opset": 18}, {"model": "x"})
     b = new_manifest("export", {"opset": 18}, {"model": "x"})
     c = new_manifest("export", {"opset": 17}, {"model": "x"})
-    assert a["inputs_key"] == b["inputs_key"] != c["inputs_key"]
+    assert a.inputs_key == b.inputs_key != c.inputs_key
 
 
 def test_corrupt_or_missing_manifest_is_a_user_error(tmp_path):
@@ -163,11 +162,3 @@ def test_corrupt_or_missing_manifest_is_a_user_error(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(EdgepipeError, match="not an edgepipe manifest"):
         read_manifest(tmp_path)
-
-
-def test_stage_dir_accepts_run_or_stage(tmp_path):
-    write_manifest(tmp_path / "train", new_manifest("train", {}))
-    assert stage_dir(tmp_path, "train") == tmp_path / "train"
-    assert stage_dir(tmp_path / "train", "train") == tmp_path / "train"
-    with pytest.raises(EdgepipeError, match="no 'export' stage"):
-        stage_dir(tmp_path, "export")

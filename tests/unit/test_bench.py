@@ -15,12 +15,12 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from edgepipe.artifacts import add_artifact, new_manifest, write_json_atomic, write_manifest
-from edgepipe.bench.complexity import onnx_complexity, torch_complexity
 from edgepipe.bench.inputs import make_batches, preprocess_raw
 from edgepipe.bench.select import pick_deployable
 from edgepipe.checkpoint import save_state
 from edgepipe.cli.bench import command
 from edgepipe.cli.main import user_errors
+from edgepipe.complexity import onnx_complexity, torch_complexity
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model
 from edgepipe.stages.bench import bench
@@ -35,7 +35,8 @@ def _stage(directory: Path, stage: str, files: list[tuple[str, str, str, str]], 
     manifest = new_manifest(stage, {}, {})
     for filename, name, fmt, precision in files:
         add_artifact(manifest, directory, filename, name=name, fmt=fmt, precision=precision)
-    manifest.update(extra)
+    for key, value in extra.items():
+        setattr(manifest, key, value)
     write_manifest(directory, manifest)
 
 

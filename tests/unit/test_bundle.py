@@ -18,9 +18,10 @@ from onnx import helper, numpy_helper
 from typer.testing import CliRunner
 
 from edgepipe.artifacts import add_artifact, new_manifest, read_manifest, sha256_file, write_manifest
+from edgepipe.bundles import check_bundle_target, load_reference, read_bundle
 from edgepipe.cli.main import user_errors
 from edgepipe.errors import EdgepipeError
-from edgepipe.stages.bundle import check_bundle_target, load_reference, make_bundle, read_bundle
+from edgepipe.stages.bundle import make_bundle
 
 
 def _cli(module: str, name: str) -> typer.Typer:
@@ -61,12 +62,12 @@ def add_quantize_stage(run: Path, *, zero_point: int = 0) -> Path:
     _qdq_copy(fp32, quantize / "model.int8.cpu.onnx", 3)  # asymmetric like the u8s8 CPU track
     (quantize / "trt.calib.cache").write_text("TRT-8601-EntropyCalibration2\ninput: 3c010a14\n")
     manifest = new_manifest("quantize", {}, {"onnx": sha256_file(fp32)})
-    manifest["dataset"] = read_manifest(run / "export")["dataset"]
+    manifest.dataset = read_manifest(run / "export").dataset
     for name, file, precision, track in (("fp16", "model.fp16.onnx", "fp16", "fp16"),
                                          ("int8-trt", "model.int8.trt.onnx", "int8", "tensorrt-qdq"),
                                          ("int8-cpu", "model.int8.cpu.onnx", "int8", "cpu")):
         add_artifact(manifest, quantize, file, name=name, fmt="onnx", precision=precision, track=track)
-    manifest["calibration_cache"] = {"file": "trt.calib.cache", "sha256": sha256_file(quantize / "trt.calib.cache"),
+    manifest.calibration_cache = {"file": "trt.calib.cache", "sha256": sha256_file(quantize / "trt.calib.cache"),
                                      "model_sha256": sha256_file(fp32)}
     write_manifest(quantize, manifest)
     return quantize
@@ -102,13 +103,13 @@ def test_orin_bundle_mimics_a_run_dir_so_build_finds_every_input(orin_bundle):
     assert files.int8_cpu_onnx is None  # the u8s8 CPU graph is not for TensorRT
     plan_build(files, "int8", 8)  # the cache check against quantize's parents passes on the copied model.onnx
     manifest = read_bundle(orin_bundle)
-    assert manifest["stage"] == "bundle" and manifest["target"]["name"] == "jetson-orin-nano"
-    assert manifest["precisions"] == ["int8", "fp16", "fp32"]
-    listed = {entry["path"]: entry["sha256"] for entry in manifest["files"]}
+    assert manifest.stage == "bundle" and manifest.target["name"] == "jetson-orin-nano"
+    assert manifest.precisions == ["int8", "fp16", "fp32"]
+    listed = {entry.path: entry.sha256 for entry in manifest.files}
     for path in ("export/model.onnx", "quantize/model.fp16.onnx", "quantize/model.int8.trt.onnx",
                  "quantize/trt.calib.cache", "quantize/manifest.json", "reference.npz", "labels.txt", "README.md"):
         assert listed[path] == sha256_file(orin_bundle / path), path
-    kept = [a["name"] for a in read_manifest(orin_bundle / "quantize")["artifacts"]]
+    kept = [a.name for a in read_manifest(orin_bundle / "quantize").artifacts]
     assert kept == ["fp16", "int8-trt"]
     readme = (orin_bundle / "README.md").read_text()
     assert "edgepipe build bundle --precision int8 --target jetson-orin-nano" in readme
@@ -118,7 +119,7 @@ def test_orin_bundle_mimics_a_run_dir_so_build_finds_every_input(orin_bundle):
 def test_reference_is_the_original_models_outputs_on_stored_test_samples(orin_bundle, tiny_run):
     from edgepipe.runners.base import infer_in_batches
     from edgepipe.runners.onnxruntime import OrtRunner
-    from edgepipe.stages.export import load_stage_dataset
+    from edgepipe.data import load_stage_dataset
 
     with np.load(orin_bundle / "reference.npz", allow_pickle=False) as data:
         assert sorted(data.files) == ["logits", "x", "y"]
@@ -130,7 +131,7 @@ def test_reference_is_the_original_models_outputs_on_stored_test_samples(orin_bu
     with OrtRunner(tiny_run / "export" / "model.onnx") as runner:  # the export agrees with PyTorch to 1e-3
         np.testing.assert_allclose(reference.logits, infer_in_batches(runner, test.x[:60]), atol=1e-3)
     assert reference.accuracy == pytest.approx(float((reference.logits.argmax(1) == reference.y).mean()))
-    assert reference.manifest["dataset"]["labels"] == ["class0", "class1", "class2", "class3"]
+    assert reference.manifest.dataset.labels == ["class0", "class1", "class2", "class3"]
     assert (orin_bundle / "labels.txt").read_text().split() == ["class0", "class1", "class2", "class3"]
 
 
@@ -142,7 +143,7 @@ def test_nano_bundle_leaves_int8_out_and_says_why(quantized_run, tmp_path):
     names = {p.relative_to(tmp_path / "nano").as_posix() for p in (tmp_path / "nano").rglob("*") if p.is_file()}
     assert "quantize/model.fp16.onnx" in names
     assert not {"quantize/model.int8.trt.onnx", "quantize/trt.calib.cache", "quantize/model.int8.cpu.onnx"} & names
-    assert read_manifest(tmp_path / "nano")["precisions"] == ["fp16", "fp32"]
+    assert read_manifest(tmp_path / "nano").precisions == ["fp16", "fp32"]
 
 
 def test_eval_on_a_bundle_runs_where_importing_torch_fails(orin_bundle, tmp_path):

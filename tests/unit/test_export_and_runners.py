@@ -16,7 +16,7 @@ from edgepipe.stages.export import export
 
 def test_export_records_parity_and_dynamic_batch(tiny_run):
     manifest = read_manifest(tiny_run / "export")
-    parity = manifest["metrics"]["parity"]
+    parity = manifest.metrics["parity"]
     assert parity["agreement"] == 1.0 and parity["max_abs_diff"] < 1e-4 and parity["samples"] > 0
     model = onnx.load(tiny_run / "export" / "model.onnx")
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -28,7 +28,8 @@ def test_ort_and_torch_runners_agree_at_any_batch(tiny_run, batch):
     x = np.random.default_rng(0).normal(size=(batch, 1, 12, 12)).astype(np.float32)
     with TorchRunner(tiny_run / "train") as reference, OrtRunner(tiny_run / "export" / "model.onnx") as candidate:
         assert candidate.input_spec.shape == (None, 1, 12, 12)
-        np.testing.assert_allclose(reference.infer(x), candidate.infer(x), atol=1e-4)
+        assert [o.name for o in reference.outputs] == [o.name for o in candidate.outputs] == ["logits"]
+        np.testing.assert_allclose(reference.infer(x)["logits"], candidate.infer({"input": x})["logits"], atol=1e-4)
 
 
 def test_wrong_input_shape_is_a_user_error(tiny_run):
@@ -42,12 +43,12 @@ def test_static_batch_export_pads_the_tail(tiny_run, tmp_path):
     x = np.random.default_rng(1).normal(size=(7, 1, 12, 12)).astype(np.float32)
     with OrtRunner(out / "model.onnx") as runner, TorchRunner(tiny_run / "train") as reference:
         assert runner.input_spec.shape[0] == 2  # exported with a 2-sample example
-        np.testing.assert_allclose(infer_in_batches(runner, x), reference.infer(x), atol=1e-4)
+        np.testing.assert_allclose(infer_in_batches(runner, x), reference.infer(x)["logits"], atol=1e-4)
 
 
 def test_dynamo_exporter_also_passes_parity(tiny_run, tmp_path):
     out = export(tiny_run / "train", tmp_path / "dynamo", ExportConfig(exporter="dynamo"))
-    assert read_manifest(out)["metrics"]["parity"]["agreement"] == 1.0
+    assert read_manifest(out).metrics["parity"]["agreement"] == 1.0
 
 
 @pytest.mark.parametrize("content", [b"", b"definitely not a protobuf \x00\x01", b"\x08\x07" * 50])
@@ -83,7 +84,7 @@ def test_export_refuses_a_changed_dataset(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     manifest = read_manifest(run / "train")
-    manifest["dataset"]["fingerprint"] = "0" * 64
+    manifest.dataset.fingerprint = "0" * 64
     from edgepipe.artifacts import write_manifest
 
     write_manifest(run / "train", manifest)

@@ -37,7 +37,7 @@ def digit_images(digits_run, tmp_path_factory) -> tuple[Path, list[int]]:
     """Held-out test digits written as 8-bit PNGs (the normalization undone), named by their label."""
     from edgepipe.artifacts import read_manifest
     from edgepipe.data.digits import DIGITS_MEAN, DIGITS_STD
-    from edgepipe.stages.export import load_stage_dataset
+    from edgepipe.data import load_stage_dataset
 
     test = load_stage_dataset(read_manifest(digits_run / "train")).test
     folder = tmp_path_factory.mktemp("digit-pngs")

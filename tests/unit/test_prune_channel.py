@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgepipe.complexity import count_macs_params
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model
 from edgepipe.pruning.channel import (
@@ -19,7 +20,6 @@ from edgepipe.pruning.channel import (
     resolve_ignored,
     search_ratio,
 )
-from edgepipe.pruning.measure import count_macs_params
 from edgepipe.pruning.replay import history_to_json, rebuild, rebuild_record
 
 IMAGE = [1, 16, 16]

@@ -50,7 +50,7 @@ def test_prune_prints_the_before_after_table(run):
     for text in ("params", "MACs / sample", "test accuracy", "latency p50, batch 64", "x fewer", "x faster"):
         assert text in result.output
     manifest = read_manifest(run / "prune")
-    assert manifest["config"]["ignore_layers"] == ["features.0"] and manifest["config"]["ratio"] == 0.5
+    assert manifest.config["ignore_layers"] == ["features.0"] and manifest.config["ratio"] == 0.5
 
 
 def test_2_4_prints_where_the_speedup_can_appear(run):
@@ -60,7 +60,7 @@ def test_2_4_prints_where_the_speedup_can_appear(run):
     flat = " ".join(result.output.split())
     assert "2:4 pattern (checked on the exported ONNX weights)" in flat
     assert "Ampere" in flat and "gain nothing" in flat
-    assert read_manifest(run / "sparse")["artifacts"][0]["precision"] == "fp32-2:4"
+    assert read_manifest(run / "sparse").artifacts[0].precision == "fp32-2:4"
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
@@ -90,7 +90,7 @@ def test_bad_options_are_one_line_exit_2_and_change_nothing(run, arguments, mess
 
 def test_checkpoint_without_a_model_spec_is_refused(run):
     manifest = read_manifest(run / "train")
-    del manifest["model"]
+    manifest.model = None
     write_manifest(run / "train", manifest)
     before = _tree(run)
     result = runner.invoke(app, ["prune", str(run / "train" / "model.pt"), "--ratio", "0.5"])

@@ -52,14 +52,14 @@ def test_channel_pruning_writes_a_reloadable_smaller_model(vgg_run, tmp_path):
     run = _copy(vgg_run, tmp_path)
     out = prune(run, run / "prune", PruneConfig(ratio=0.5, finetune_epochs=1))
     manifest = read_manifest(out)
-    assert manifest["stage"] == "prune" and manifest["config"]["method"] == "channel"
-    [artifact] = manifest["artifacts"]
-    assert (artifact["name"], artifact["format"], artifact["precision"]) == ("pruned", "torch", "fp32")
-    rebuild = manifest["model"]["rebuild"]
+    assert manifest.stage == "prune" and manifest.config["method"] == "channel"
+    [artifact] = manifest.artifacts
+    assert (artifact.name, artifact.format, artifact.precision) == ("pruned", "torch", "fp32")
+    rebuild = manifest.model["rebuild"]
     assert rebuild["function"] == "edgepipe.pruning.replay:rebuild" and rebuild["history"]
-    json.dumps(manifest["model"])  # the architecture is plain JSON
+    json.dumps(manifest.model)  # the architecture is plain JSON
 
-    metrics = manifest["metrics"]
+    metrics = manifest.metrics
     assert metrics["macs"]["after"] < metrics["macs"]["before"] / 2.5  # half the channels: ~4x fewer MACs
     assert metrics["params"]["after"] < metrics["params"]["before"]
     assert set(metrics["latency"]["batches"]) == {"1", "64"}
@@ -80,20 +80,20 @@ def test_channel_pruning_writes_a_reloadable_smaller_model(vgg_run, tmp_path):
 
     # the pipeline's next step: export the pruned model, checked for parity by export itself
     exported = export(out, run / "export-pruned", ExportConfig(exporter="torchscript"), name="pruned-onnx-fp32")
-    assert read_manifest(exported)["artifacts"][0]["name"] == "pruned-onnx-fp32"
+    assert read_manifest(exported).artifacts[0].name == "pruned-onnx-fp32"
 
 
 def test_reuse_skips_an_up_to_date_prune_and_a_new_config_reruns(vgg_run, tmp_path, monkeypatch):
     run = _copy(vgg_run, tmp_path)
     config = PruneConfig(ratio=0.5, finetune_epochs=0)
     prune(run, run / "prune", config)
-    first = read_manifest(run / "prune")["created"]
+    first = read_manifest(run / "prune").created
     monkeypatch.setattr(prune_stage, "_prune_channels", lambda *a, **k: pytest.fail("should have been reused"))
     prune(run, run / "prune", config, reuse=True)
-    assert read_manifest(run / "prune")["created"] == first
+    assert read_manifest(run / "prune").created == first
     monkeypatch.undo()
     prune(run, run / "prune", PruneConfig(ratio=0.25, finetune_epochs=0), reuse=True)
-    assert read_manifest(run / "prune")["config"]["ratio"] == 0.25
+    assert read_manifest(run / "prune").config["ratio"] == 0.25
 
 
 def test_pruning_a_pruned_model_chains_the_histories(vgg_run, tmp_path):
@@ -101,21 +101,21 @@ def test_pruning_a_pruned_model_chains_the_histories(vgg_run, tmp_path):
     first = prune(run, tmp_path / "first", PruneConfig(ratio=0.5, finetune_epochs=0, round_to=1))
     second = prune(first, tmp_path / "second", PruneConfig(ratio=0.5, finetune_epochs=0, round_to=1))
     once, twice = read_manifest(first), read_manifest(second)
-    assert len(twice["model"]["rebuild"]["history"]) > len(once["model"]["rebuild"]["history"])
+    assert len(twice.model["rebuild"]["history"]) > len(once.model["rebuild"]["history"])
     model, _ = load_model(second)
     assert model.features[0].out_channels == 4  # 16 -> 8 -> 4
-    assert twice["metrics"]["macs"]["after"] < once["metrics"]["macs"]["after"]
+    assert twice.metrics["macs"]["after"] < once.metrics["macs"]["after"]
 
 
 def test_iterative_steps_finetune_after_each_step(vgg_run, tmp_path):
     run = _copy(vgg_run, tmp_path)
     out = prune(run, run / "prune", PruneConfig(target_macs=0.5, steps=2, finetune_epochs=1, importance="l2"))
-    pruning = read_manifest(out)["metrics"]["pruning"]
+    pruning = read_manifest(out).metrics["pruning"]
     assert [step["step"] for step in pruning["steps"]] == [1, 2]
     assert all(step["finetune"]["epochs"] == 1 for step in pruning["steps"])
     assert pruning["steps"][0]["macs"] > pruning["steps"][1]["macs"]  # the ratio is reached gradually
     assert pruning["search"]["one_shot_mac_fraction"] <= 0.5
-    assert read_manifest(out)["metrics"]["macs"]["kept_fraction"] <= 0.5 + 1e-9
+    assert read_manifest(out).metrics["macs"]["kept_fraction"] <= 0.5 + 1e-9
 
 
 def test_2_4_sparsity_is_flagged_for_the_tensorrt_build(vgg_run, tmp_path):
@@ -127,18 +127,18 @@ def test_2_4_sparsity_is_flagged_for_the_tensorrt_build(vgg_run, tmp_path):
     assert not find_source_files(run).sparse_2_4
     out = prune(run, run / "prune", PruneConfig(method="2:4", finetune_epochs=1))
     manifest = read_manifest(out)
-    assert manifest["artifacts"][0]["precision"] == "fp32-2:4"
-    assert manifest["config"]["method"] == "2:4"
-    layers = manifest["sparsity"]["layers"]
-    assert manifest["sparsity"]["pattern"] == "2:4"
+    assert manifest.artifacts[0].precision == "fp32-2:4"
+    assert manifest.config["method"] == "2:4"
+    layers = manifest.sparsity["layers"]
+    assert manifest.sparsity["pattern"] == "2:4"
     assert layers == ["features.10", "features.3", "features.7"]  # every conv after the 1-channel stem
-    assert manifest["sparsity"]["onnx"]["verified_weights"] >= len(layers)
-    assert "Ampere" in manifest["sparsity"]["note"] and "256 channels" in manifest["sparsity"]["note"]
+    assert manifest.sparsity["onnx"]["verified_weights"] >= len(layers)
+    assert "Ampere" in manifest.sparsity["note"] and "256 channels" in manifest.sparsity["note"]
     model, _ = load_model(out)
     modules = dict(model.named_modules())
     assert all(follows_2_4(modules[name].weight) for name in layers)
     assert not follows_2_4(modules["features.0"].weight)
-    assert manifest["metrics"]["macs"]["ratio"] == 1.0  # dense MAC count: 2:4 is no channel reduction
+    assert manifest.metrics["macs"]["ratio"] == 1.0  # dense MAC count: 2:4 is no channel reduction
     assert find_source_files(run).sparse_2_4  # what `edgepipe build --sparsity` checks
 
 
@@ -160,7 +160,7 @@ def test_a_user_model_by_import_path_prunes_and_reloads(tmp_path, monkeypatch):
     with trusting(["tiny_user_net:build"]):  # what running the recipe that names it does
         out = prune(run, run / "prune", PruneConfig(ratio=0.5, finetune_epochs=1))
         model, manifest = load_model(out)
-    assert manifest["model"]["name"] == "tiny_user_net:build"
+    assert manifest.model["name"] == "tiny_user_net:build"
     assert [m.out_channels for m in model if isinstance(m, torch.nn.Conv2d)] == [8, 16]
     assert model[8].out_features == 4  # the output layer keeps its classes
 
@@ -187,7 +187,7 @@ def test_bad_sources_are_user_errors_and_leave_the_previous_result(vgg_run, tmp_
     assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != LOCK]  # no staging leftovers
 
     manifest = read_manifest(run / "train")
-    del manifest["model"]
+    manifest.model = None
     write_manifest(run / "train", manifest)
     with pytest.raises(EdgepipeError, match="no model spec"):
         prune(run / "train", tmp_path / "elsewhere", PruneConfig(ratio=0.5))

@@ -15,10 +15,10 @@ from torch import nn
 from edgepipe.artifacts import add_artifact, new_manifest, write_manifest
 from edgepipe.data import load_dataset
 from edgepipe.errors import EdgepipeError
-from edgepipe.quant import trt_cache
 from edgepipe.quant.calibration import CalibrationSet, check_calibration_data
 from edgepipe.quant.tracks import activation_scales, load_ranges, qdq_parameters
 from edgepipe.recipe import DatasetConfig, QuantizeConfig
+from edgepipe.trt import calib_cache as trt_cache
 
 DATASET = DatasetConfig(name="synthetic", samples=400, shape=(1, 12, 12), num_classes=4)
 # The synthetic set is tensors; the manifest claims image preprocessing so image-folder calibration can be tested.
@@ -63,7 +63,7 @@ def make_export_dir(root: Path, *, seed_offset: int = 0, dynamic: bool = True) -
     export.mkdir(parents=True)
     export_onnx(model, export / "model.onnx", dynamic=dynamic)
     manifest = new_manifest("export", {"opset": 17}, {"model": "test"})
-    manifest["dataset"] = {"config": DATASET.model_dump(mode="json"), "fingerprint": dataset.fingerprint(),
+    manifest.dataset = {"config": DATASET.model_dump(mode="json"), "fingerprint": dataset.fingerprint(),
                            "preprocessing": IMAGE_PREPROCESSING}
     add_artifact(manifest, export, "model.onnx", name="onnx-fp32", fmt="onnx", precision="fp32")
     write_manifest(export, manifest)

@@ -19,9 +19,9 @@ def test_each_optimizer_learns_the_synthetic_task(tmp_path, optimizer):
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", train={"optimizer": optimizer, "lr": lr}))
     out = train(recipe, tmp_path / "run" / "train")
     manifest = read_manifest(out)
-    assert manifest["metrics"]["val_accuracy"] >= 0.9, manifest["metrics"]
-    assert manifest["model"]["input_shape"] == [1, 12, 12]
-    assert manifest["artifacts"][0]["name"] == "original"
+    assert manifest.metrics["val_accuracy"] >= 0.9, manifest.metrics
+    assert manifest.model["input_shape"] == [1, 12, 12]
+    assert manifest.artifacts[0].name == "original"
 
 
 def test_training_is_deterministic_for_a_seed(tmp_path):
@@ -35,10 +35,10 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
 def test_reuse_skips_an_up_to_date_stage(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml"))
     out = train(recipe, tmp_path / "run" / "train")
-    created = read_manifest(out)["created"]
+    created = read_manifest(out).created
     stamp = (out / "model.pt").stat().st_mtime_ns
     train(recipe, out, reuse=True)
-    assert (out / "model.pt").stat().st_mtime_ns == stamp and read_manifest(out)["created"] == created
+    assert (out / "model.pt").stat().st_mtime_ns == stamp and read_manifest(out).created == created
 
 
 def test_resume_continues_from_the_last_epoch(tmp_path, monkeypatch):
@@ -62,7 +62,7 @@ def test_resume_continues_from_the_last_epoch(tmp_path, monkeypatch):
     assert (tmp_path / "run" / ".train.partial" / "last.pt").is_file()
     monkeypatch.setattr(training, "accuracy", real_accuracy)
     train(recipe, out, resume=True)
-    history = read_manifest(out)["metrics"]["history"]
+    history = read_manifest(out).metrics["history"]
     assert [h["epoch"] for h in history] == [3, 4]  # epochs 1-2 were not redone
     reference = train(recipe, tmp_path / "ref" / "train")
     resumed_model, _ = load_model(out)
@@ -79,7 +79,7 @@ def test_transfer_learning_with_frozen_backbone(tmp_path):
     ))
     out = train(recipe, tmp_path / "dst" / "train")
     manifest = read_manifest(out)
-    assert manifest["transfer"]["copied_tensors"] >= 4 and manifest["transfer"]["freeze_backbone"]
+    assert manifest.transfer["copied_tensors"] >= 4 and manifest.transfer["freeze_backbone"]
     base, _ = load_model(source)
     tuned, _ = load_model(out)
     assert torch.equal(base.features[1].weight, tuned.features[1].weight)  # frozen

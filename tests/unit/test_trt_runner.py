@@ -56,7 +56,7 @@ def test_named_tensor_api_sequence_and_outputs(tmp_path, monkeypatch):
         assert runner.input_spec.name == "input" and runner.input_spec.shape == (None, 1, 4, 4)
         open_calls = trt.recorder.names()
         trt.calls.clear()
-        out = runner.infer(batch)
+        out = runner.infer(batch)["logits"]
         assert runner.last_timing.gpu_compute_ms == 0.25 and runner.last_timing.host_to_host_ms > 0
     np.testing.assert_allclose(out, _expected(batch), rtol=1e-5)
     trt_open = [n for n in open_calls if not n.startswith("cuda.")]
@@ -88,7 +88,7 @@ def test_bindings_api_on_tensorrt_8_2(tmp_path, monkeypatch):
     batch = np.ones((2, 1, 4, 4), np.float32)
     with TrtRunner(engine) as runner:
         trt.calls.clear()
-        out = runner.infer(batch)
+        out = runner.infer(batch)["logits"]
     np.testing.assert_allclose(out, _expected(batch))
     names = trt.recorder.names()
     assert "IExecutionContext.execute_async_v2" in names and "IExecutionContext.execute_async_v3" not in names
@@ -102,7 +102,7 @@ def test_batches_above_the_profile_max_are_split(tmp_path, monkeypatch):
     batch = np.arange(20 * 16, dtype=np.float32).reshape(20, 1, 4, 4)
     with TrtRunner(engine) as runner:
         trt.calls.clear()
-        out = runner.infer(batch)
+        out = runner.infer(batch)["logits"]
     np.testing.assert_allclose(out, _expected(batch), rtol=1e-5)
     assert trt.recorder.names().count("IExecutionContext.execute_async_v3") == 3  # 8 + 8 + 4
 

@@ -19,7 +19,9 @@ import struct
 from pathlib import Path
 
 from edgepipe.errors import EdgepipeError
-from edgepipe.trt.calibrator import CACHE_ALGORITHM
+
+# First line of a cache written by IInt8EntropyCalibrator2: "TRT-<version>-EntropyCalibration2".
+CACHE_ALGORITHM = "EntropyCalibration2"
 
 INT8_MAX = 127.0
 

@@ -1,4 +1,7 @@
-"""Parameters and MACs per sample: torch-pruning's counter for PyTorch models, the ONNX graph for ONNX files.
+"""Parameters and MACs per sample, one counter for all: forward hooks for PyTorch models, the graph for ONNX files.
+
+prune (its MAC target and report) and bench count with the same rules, so a model and its ONNX export
+report the same MACs.
 
 The ONNX count needs only `onnx` (no torch), so it also works in a deploy bundle. MACs are multiply-
 accumulates of Conv/ConvTranspose/Gemm/MatMul (and their integer/QLinear forms) and LSTM/GRU/RNN cells,
@@ -145,7 +148,7 @@ def _module_macs(module: Any, inputs: tuple[Any, ...], output: Any) -> int:
 
 
 def torch_complexity(model: Any, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """{"params", "macs"} of a PyTorch module per sample: forward hooks on Conv/Linear/RNN modules.
+    """{"params", "macs"} of a PyTorch module per sample: forward hooks on Conv/Linear/RNN modules, in eval mode.
 
     Hooks (rather than torch-pruning's counter, which also counts BatchNorm/ReLU/pooling) so that the
     original model and its ONNX export report the same MACs.
@@ -153,17 +156,27 @@ def torch_complexity(model: Any, input_shape: tuple[int, ...]) -> dict[str, Any]
     import torch
 
     total = 0
+    was_training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
     def hook(module: Any, inputs: tuple[Any, ...], output: Any) -> None:
         nonlocal total
         total += _module_macs(module, inputs, output[0] if isinstance(output, tuple) else output)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    model.eval()  # a counting pass must not move BatchNorm's running statistics
     try:
         with torch.no_grad():
-            model(torch.zeros((1, *input_shape), dtype=torch.float32))
+            model(torch.zeros((1, *input_shape), dtype=torch.float32, device=device))
     finally:
+        model.train(was_training)
         for handle in handles:
             handle.remove()
     params = sum(p.numel() for p in model.parameters())
     return {"params": int(params), "macs": int(total), "uncounted": []}
+
+
+def count_macs_params(model: Any, input_shape: tuple[int, ...] | list[int]) -> tuple[int, int]:
+    """(MACs, parameters) per sample of a PyTorch module: :func:`torch_complexity` as a pair."""
+    counted = torch_complexity(model, tuple(input_shape))
+    return counted["macs"], counted["params"]

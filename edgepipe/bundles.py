@@ -1,0 +1,83 @@
+"""Reading a deploy bundle: its manifest with every listed file checked, and its stored evaluation set.
+
+No torch and no onnx here: eval, infer and build read bundles on a device that has neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepipe.artifacts import Manifest, is_stage_dir, read_manifest, sha256_file
+from edgepipe.errors import EdgepipeError
+from edgepipe.run import BUNDLE, REFERENCE_NPZ
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A bundle's evaluation set and the original model's outputs on it (what `eval` compares against)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    logits: np.ndarray
+    accuracy: float
+    manifest: Manifest
+
+
+def is_bundle(path: Path) -> bool:
+    return is_stage_dir(path, BUNDLE)
+
+
+def read_bundle(bundle: Path) -> Manifest:
+    """The bundle manifest, after checking every file it lists is present and unchanged (named when not)."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    if manifest.stage != BUNDLE:
+        raise EdgepipeError(f"{bundle} is a '{manifest.stage}' stage, not a deploy bundle "
+                            "(make one with `edgepipe bundle RUN --target PROFILE --out DIR`)")
+    for entry in manifest.files or []:
+        path = bundle / entry.path
+        if not path.is_file():
+            raise EdgepipeError(f"bundle {bundle} is missing {entry.path} (listed in its manifest.json); "
+                                "copy the whole bundle directory again")
+        if path.stat().st_size != entry.size_bytes or sha256_file(path) != entry.sha256:
+            raise EdgepipeError(f"bundle {bundle}: {entry.path} differs from the file bundled (sha256 mismatch); "
+                                "copy the bundle again or rerun `edgepipe bundle`")
+    return manifest
+
+
+def load_reference(bundle: Path) -> Reference:
+    """The stored evaluation set and reference logits (np.load without pickle: data only)."""
+    bundle = Path(bundle)
+    manifest = read_bundle(bundle)
+    try:
+        with np.load(bundle / REFERENCE_NPZ, allow_pickle=False) as data:
+            x, y, logits = data["x"], data["y"], data["logits"]
+    except (ValueError, KeyError, OSError) as exc:
+        raise EdgepipeError(f"bundle {bundle}: {REFERENCE_NPZ} is not a valid evaluation set ({exc})") from None
+    if not len(x) == len(y) == len(logits):
+        raise EdgepipeError(f"bundle {bundle}: {REFERENCE_NPZ} holds {len(x)} inputs, {len(y)} labels and "
+                            f"{len(logits)} reference outputs; rerun `edgepipe bundle`")
+    return Reference(x.astype(np.float32), y.astype(np.int64), logits.astype(np.float32),
+                     float(manifest.original["accuracy"]), manifest)
+
+
+def check_bundle_target(source: Path, target: str | None) -> str | None:
+    """For `build` on a bundle: refuse another target than the bundle's; None means "use the bundle's".
+
+    Returns the target to build for (the bundle's when none is given); not a bundle → ``target`` unchanged.
+    """
+    source = Path(source)
+    if not source.is_dir() or not is_bundle(source):
+        return target
+    manifest = read_bundle(source)
+    bundled = manifest.target["name"]
+    if target is not None and target != bundled:
+        from edgepipe.targets import get_target
+
+        get_target(target)  # an unknown name lists the known ones first
+        raise EdgepipeError(f"{source} was bundled for {bundled}, not {target}: its ONNX files were checked for "
+                            f"{bundled} only; rerun `edgepipe bundle RUN --target {target} --out DIR`")
+    return bundled
