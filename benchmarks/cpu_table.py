@@ -73,6 +73,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from edgepipe.bench.machine import describe
+    from edgepipe.recipe import BenchConfig
     from edgepipe.report import bench_markdown_table, update_report
     from edgepipe.stages.bench import bench
     from edgepipe.stages.evaluate import evaluate
@@ -84,8 +85,10 @@ def main() -> int:
     # Train/prune/quantize/eval in a child process, so the timings start from a fresh interpreter (no thread
     # pools, allocator state or imports left over from training).
     subprocess.run([sys.executable, __file__, "--prepare-only", *sys.argv[1:]], check=True)
-    results = [bench(args.run, batch_sizes=[int(b) for b in args.batch.split(",")], threads=args.threads,
-                     iters=args.iters, seconds=args.seconds, repeats=args.repeats, memory=run == 0)
+    # steady: a benchmark waits out a shared machine's slow phases (a library call does not, unless asked).
+    results = [bench(args.run, BenchConfig(batch_sizes=[int(b) for b in args.batch.split(",")], threads=args.threads,
+                                           iters=args.iters, seconds=args.seconds, repeats=args.repeats,
+                                           memory=run == 0, steady=True))
                for run in range(args.runs)]
     result = results[0]
     print(f"**{result['recipe']}** on {describe(result['machine'])}; windows of at least {args.iters} calls and "

@@ -186,6 +186,14 @@ class Manifest(BaseModel):
             raise EdgepipeError(f"{directory}: the {self.stage} manifest lists no {what}; rerun that stage")
         return found
 
+    def carry_from(self, source: Manifest, source_dir: Path) -> None:
+        """What a stage made from another keeps of it: the model spec, the dataset record, the recipe, and where
+        it came from (one place, so no stage forgets the dataset record that eval and infer need)."""
+        self.model, self.dataset = source.model, source.dataset
+        if source.recipe is not None:
+            self.recipe = source.recipe
+        self.source = {"stage": source.stage, "dir": str(source_dir)}
+
     def extra(self, key: str, default: Any = None) -> Any:
         """A stage-specific key (``onnx``, ``calibration_cache``, ``sparsity``...), ``default`` when absent."""
         return (self.__pydantic_extra__ or {}).get(key, default)

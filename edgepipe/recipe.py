@@ -137,18 +137,26 @@ class QuantizeConfig(Section):
 
 
 class BuildConfig(Section):
-    precision: Literal["fp32", "fp16", "int8", "best"] = "fp16"
-    workspace_mib: int = Field(default=1024, gt=0)
-    batch: tuple[int, int, int] = (1, 8, 64)
-    dla_core: int | None = None
-    gpu_fallback: bool = True
-    sparsity: bool = False
-    opt_level: int = Field(default=3, ge=0, le=5)
+    """A TensorRT engine build (`edgepipe build` options and a recipe's build: section)."""
+
+    precision: Literal["fp32", "fp16", "int8", "best"] = Field(
+        default="best", description="best: the fastest the target (or this GPU) supports")
+    workspace_mib: int | None = Field(default=None, gt=0, description="builder workspace limit; default 1 GiB, at "
+                                      "most a quarter of the device's memory (Jetsons share it with the CPU)")
+    batch: tuple[int, int, int] = Field(default=(1, 16, 64), description="optimization profile MIN:OPT:MAX")
+    dla_core: int | None = Field(default=None, ge=0, description="run on this DLA core (Jetson Xavier/Orin)")
+    gpu_fallback: bool = Field(default=False, description="let layers DLA cannot run fall back to the GPU")
+    sparsity: bool = Field(default=False, description="2:4 sparse tensor cores (a model pruned with method 2:4)")
+    opt_level: int | None = Field(default=None, ge=0, le=5, description="builder optimization level (TensorRT "
+                                  ">= 8.6; its default is 3)")
+    version_compatible: bool = Field(default=False, description="an engine later TensorRT of the same major loads")
+    hardware_compat: Literal["none", "ampere_plus", "same_cc"] = "none"
 
 
 class BenchConfig(Section):
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 64])
-    warmup: int = Field(default=10, ge=0)
+    warmup: int = Field(default=10, ge=0, description="untimed calls before each timed window")
+    warmup_seconds: float = Field(default=0.2, ge=0, description="and at least this long (trtexec's --warmUp)")
     iters: int = Field(default=100, ge=1, description="at least this many timed calls per artifact, batch and repeat")
     seconds: float | None = Field(default=0.5, gt=0, description="and at least this long per window (trtexec's "
                                   "--duration): what keeps sub-millisecond p50s steady")
@@ -158,8 +166,9 @@ class BenchConfig(Section):
     end_to_end: bool = Field(default=True, description="also time preprocessing from raw uint8 input")
     memory: bool = Field(default=True, description="peak RSS per artifact, each in a fresh process")
     deploy_batch: int = Field(default=1, ge=1, description="batch size the deployable artifact is picked at")
-    steady: bool = Field(default=True, description="before each timed window, wait out a slow phase of a shared "
-                         "machine (probe-timed; waits are reported)")
+    steady: bool = Field(default=False, description="before each timed window, wait out a slow phase of a shared "
+                         "machine (probe-timed; waits are reported, the machine's fast probe is remembered in "
+                         "~/.cache/edgepipe): for benchmarks; it can wait minutes")
 
     @field_validator("batch_sizes")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,9 +33,6 @@ class Latency:
     @property
     def throughput_per_s(self) -> float:
         return self.batch_size / (self.p50_ms / 1000.0)
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "throughput_per_s": self.throughput_per_s}
 
 
 def time_calls(call: Callable[[], object], *, warmup: int = 10, iters: int = 50, seconds: float | None = None,

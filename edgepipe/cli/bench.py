@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
+from edgepipe.cli.options import default, stage_config
 from edgepipe.errors import EdgepipeError
+from edgepipe.recipe import BenchConfig
+from edgepipe.run import REPORT_JSON, REPORT_MD, REPORT_PNG
 
 
 class Backend(str, Enum):
@@ -28,22 +31,27 @@ def parse_batch_sizes(text: str) -> list[int]:
 
 def command(
     run_or_model: Annotated[Path, typer.Argument(help="Run directory, stage directory, or one .onnx / model.pt.")],
-    batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")] = "1,64",
+    batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")]
+    = ",".join(map(str, default(BenchConfig, "batch_sizes"))),
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls (and at least 0.2 s) before each timed window.")
-                      ] = 10,
+                      ] = default(BenchConfig, "warmup"),
     iters: Annotated[int, typer.Option(min=1, help="At least this many timed calls per artifact, batch size and "
-                                                   "repeat.")] = 100,
+                                                   "repeat.")] = default(BenchConfig, "iters"),
     seconds: Annotated[float, typer.Option(min=0.01, max=3600, help="And at least this long per window (like "
-                                           "trtexec --duration): what keeps sub-millisecond p50s steady.")] = 0.5,
+                                           "trtexec --duration): what keeps sub-millisecond p50s steady.")]
+    = default(BenchConfig, "seconds"),
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch and onnxruntime (default: all).")
-                       ] = None,
+                       ] = default(BenchConfig, "threads"),
     backend: Annotated[list[Backend] | None, typer.Option("--backend", help="Only these backends (repeat it).")] = None,
     repeats: Annotated[int, typer.Option(min=1, max=100, help="Interleaved rounds; the p50 spread across them is "
-                                                             "reported.")] = 3,
-    memory: Annotated[bool, typer.Option(help="Measure peak memory per artifact in a fresh process.")] = True,
-    end_to_end: Annotated[bool, typer.Option(help="Also time preprocessing from raw uint8 input.")] = True,
-    steady: Annotated[bool, typer.Option(help="Before each window, wait out a slow phase of a shared machine "
-                                              "(a probe is timed; waits are reported).")] = True,
+                                                             "reported.")] = default(BenchConfig, "repeats"),
+    memory: Annotated[bool, typer.Option(help="Measure peak memory per artifact in a fresh process.")]
+    = default(BenchConfig, "memory"),
+    end_to_end: Annotated[bool, typer.Option(help="Also time preprocessing from raw uint8 input.")]
+    = default(BenchConfig, "end_to_end"),
+    steady: Annotated[bool, typer.Option(help="Before each window, wait out a slow phase of a shared machine (a "
+                                              "probe is timed; waits are reported; can take minutes).")]
+    = default(BenchConfig, "steady"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
 ) -> None:
     """Latency p50/p90/p99, throughput, memory, size, params and MACs of every artifact, side by side; speedup vs
@@ -52,10 +60,11 @@ def command(
     from edgepipe.report import bench_table
     from edgepipe.stages.bench import bench
 
-    result = bench(run_or_model, batch_sizes=parse_batch_sizes(batch), warmup=warmup,
-                   iters=iters, seconds=seconds, threads=threads,
-                   backends=[b.value for b in backend] if backend else None, repeats=repeats, memory=memory,
-                   end_to_end=end_to_end, steady=steady)
+    config = stage_config(BenchConfig, {
+        "batch_sizes": parse_batch_sizes(batch), "warmup": warmup, "iters": iters, "seconds": seconds,
+        "threads": threads, "backends": [b.value for b in backend] if backend else None, "repeats": repeats,
+        "memory": memory, "end_to_end": end_to_end, "steady": steady}, flags={"batch_sizes": "--batch"})
+    result = bench(run_or_model, config)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -66,5 +75,5 @@ def command(
             f"{steadiness['windows_that_waited']} of {steadiness['windows']} windows, re-timed "
             f"{steadiness['windows_retimed']}; {steadiness['windows_timed_on_a_slow_machine']} still ran slow "
             "(their p50s read high)")
-    if Path(run_or_model).is_dir() and (Path(run_or_model) / "report.md").is_file():
-        say(f"bench: report → {Path(run_or_model) / 'report.md'}, report.png, report.json")
+    if Path(run_or_model).is_dir() and (Path(run_or_model) / REPORT_MD).is_file():
+        say(f"bench: report → {Path(run_or_model) / REPORT_MD}, {REPORT_PNG}, {REPORT_JSON}")

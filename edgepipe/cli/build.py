@@ -7,47 +7,36 @@ from typing import Annotated
 
 import typer
 
+from edgepipe.cli.options import default, stage_config
+from edgepipe.recipe import BuildConfig
+
 
 def command(
     source: Annotated[Path, typer.Argument(help="Run directory (export/ + quantize/) or an .onnx file.")],
-    precision: Annotated[
-        str, typer.Option(help="fp32, fp16, int8, or best (the fastest the target/GPU supports).")
-    ] = "best",
-    target: Annotated[
-        str | None,
-        typer.Option(
-            help="Device profile (jetson-orin-nano, desktop-ampere, ...); refuses what it can't do."
-        ),
-    ] = None,
-    workspace: Annotated[
-        int | None,
-        typer.Option(help="Builder workspace limit in MiB (default: 1024, at most 1/4 of device memory)."),
-    ] = None,
-    dla_core: Annotated[int | None, typer.Option(min=0, help="Run on this DLA core (Jetson Xavier/Orin).")] = None,
-    gpu_fallback: Annotated[
-        bool, typer.Option(help="Let layers DLA cannot run fall back to the GPU.")
-    ] = False,
-    sparsity: Annotated[
-        bool, typer.Option(help="Use 2:4 sparse tensor cores (needs a run pruned with method 2:4).")
-    ] = False,
-    timing_cache: Annotated[
-        Path | None, typer.Option(help="Timing cache file: reused when present, saved after the build.")
-    ] = None,
-    batch: Annotated[
-        str, typer.Option(help="Optimization profile batch sizes MIN:OPT:MAX (or one static N).")
-    ] = "1:16:64",
-    opt_level: Annotated[
-        int | None, typer.Option(help="Builder optimization level 0-5 (TensorRT default 3).")
-    ] = None,
-    version_compatible: Annotated[
-        bool, typer.Option(help="Build an engine later TensorRT versions of the same major can load.")
-    ] = False,
-    hardware_compat: Annotated[
-        str, typer.Option(help="Hardware compatibility: none, ampere_plus or same_cc.")
-    ] = "none",
-    out: Annotated[
-        Path | None, typer.Option(help="Output directory (default: SOURCE/build-<precision>).")
-    ] = None,
+    precision: Annotated[str, typer.Option(help="fp32, fp16, int8, or best (the fastest the target/GPU supports).")
+                         ] = default(BuildConfig, "precision"),
+    target: Annotated[str | None, typer.Option(help="Device profile (jetson-orin-nano, desktop-ampere, ...); "
+                                                    "refuses what it can't do.")] = None,
+    workspace: Annotated[int | None, typer.Option(help="Builder workspace limit in MiB (default: 1024, at most 1/4 "
+                                                       "of device memory).")] = default(BuildConfig, "workspace_mib"),
+    dla_core: Annotated[int | None, typer.Option(min=0, help="Run on this DLA core (Jetson Xavier/Orin).")]
+    = default(BuildConfig, "dla_core"),
+    gpu_fallback: Annotated[bool, typer.Option(help="Let layers DLA cannot run fall back to the GPU.")]
+    = default(BuildConfig, "gpu_fallback"),
+    sparsity: Annotated[bool, typer.Option(help="Use 2:4 sparse tensor cores (needs a run pruned with method 2:4).")
+                        ] = default(BuildConfig, "sparsity"),
+    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file: reused when present, saved after "
+                                                           "the build.")] = None,
+    batch: Annotated[str, typer.Option(help="Optimization profile batch sizes MIN:OPT:MAX (or one static N).")]
+    = ":".join(map(str, default(BuildConfig, "batch"))),
+    opt_level: Annotated[int | None, typer.Option(help="Builder optimization level 0-5 (TensorRT >= 8.6; its "
+                                                       "default is 3).")] = default(BuildConfig, "opt_level"),
+    version_compatible: Annotated[bool, typer.Option(help="Build an engine later TensorRT versions of the same "
+                                                          "major can load.")]
+    = default(BuildConfig, "version_compatible"),
+    hardware_compat: Annotated[str, typer.Option(help="Hardware compatibility: none, ampere_plus or same_cc.")]
+    = default(BuildConfig, "hardware_compat"),
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: SOURCE/build-<precision>).")] = None,
     rebuild: Annotated[bool, typer.Option(help="Rebuild even when a matching engine exists.")] = False,
 ) -> None:
     """Build a TensorRT engine (model.<precision>.engine + manifest) for this machine's TensorRT and GPU."""
@@ -55,22 +44,12 @@ def command(
     from edgepipe.stages.build import build
     from edgepipe.trt.settings import parse_batch
 
-    stage = build(
-        source,
-        out,
-        precision=precision,
-        target=target,
-        workspace_mib=workspace,
-        dla_core=dla_core,
-        gpu_fallback=gpu_fallback,
-        sparsity=sparsity,
-        timing_cache=timing_cache,
-        batch=parse_batch(batch),
-        opt_level=opt_level,
-        version_compatible=version_compatible,
-        hardware_compat=hardware_compat,
-        rebuild=rebuild,
-    )
+    config = stage_config(BuildConfig, {
+        "precision": precision, "workspace_mib": workspace, "batch": parse_batch(batch), "dla_core": dla_core,
+        "gpu_fallback": gpu_fallback, "sparsity": sparsity, "opt_level": opt_level,
+        "version_compatible": version_compatible, "hardware_compat": hardware_compat},
+        flags={"workspace_mib": "--workspace"})
+    stage = build(source, out, config, target=target, timing_cache=timing_cache, rebuild=rebuild)
     manifest = read_manifest(stage)
     config = manifest.config
     machine = config["machine"]

@@ -5,6 +5,9 @@ from typing import Annotated
 
 import typer
 
+from edgepipe.cli.options import stage_config
+from edgepipe.recipe import EvalConfig
+
 
 def command(
     run: Annotated[Path, typer.Argument(help="Run directory (made by `edgepipe pipeline` or the stage commands).")],
@@ -18,5 +21,7 @@ def command(
     from edgepipe.report import update_report
     from edgepipe.stages.evaluate import evaluate
 
-    report = update_report(run, evaluate(run, max_accuracy_drop=max_drop))
+    config = None if max_drop is None else stage_config(EvalConfig, {"max_accuracy_drop": max_drop},
+                                                         flags={"max_accuracy_drop": "--max-drop"})
+    report = update_report(run, evaluate(run, config))
     show_eval_report(report, as_json)

@@ -20,10 +20,9 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON.")] = False,
 ) -> None:
     """Predict labels for images; a directory runs its engine (TensorRT) or else its FP32 ONNX (onnxruntime)."""
-    from rich.table import Table
-
     from edgepipe.infer import infer
     from edgepipe.progress import console, say
+    from edgepipe.report import infer_table
 
     result = infer(model, images, top_k=top_k, artifact=artifact, threads=threads)
     if as_json:
@@ -31,11 +30,4 @@ def command(
         return
     if result["note"]:
         say(f"[yellow]{result['note']}[/yellow]")
-    table = Table(title=f"{result['path']} · {result['backend']} ({result['device']})")
-    for column in ("image", "prediction", "probability", f"top {top_k}"):
-        table.add_column(column, justify="right" if column == "probability" else "left")
-    for row in result["predictions"]:
-        best = row["top"][0]
-        others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in row["top"])
-        table.add_row(row["file"], best["label"], f"{best['probability']:.2%}", others)
-    console.print(table)
+    console.print(infer_table(result, top_k))

@@ -131,10 +131,10 @@ def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
             pydantic = sys.modules.get("pydantic")
             if pydantic is None or not isinstance(exc, pydantic.ValidationError):
                 raise  # a bug: keep the traceback
-            # An option value that a typed config refuses (its range, its choices).
-            error = exc.errors()[0]
-            field = ".".join(str(part) for part in error["loc"]) or exc.title
-            typer.echo(f"error: {field}: {error['msg']} (got {error.get('input')!r})", err=True)
+            # A value that a typed config refuses (its range, its choices): one line, as every command says it.
+            from edgepipe.cli.options import option_error
+
+            typer.echo(f"error: {option_error(exc)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: nothing was written (stages write atomically)", err=True)

@@ -5,65 +5,57 @@ from typing import Annotated
 
 import typer
 
+from edgepipe.cli.options import default, stage_config
+from edgepipe.recipe import QuantizeConfig
+from edgepipe.run import EXPORT, QUANTIZE
+
 
 def command(
     source: Annotated[Path, typer.Argument(help="Run directory (export-pruned/ preferred, else export/), export "
                                                 "directory, or its model.onnx.")],
-    method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")] = "minmax",
-    percentile: Annotated[float, typer.Option(help="With --method percentile: the percentile of |x| kept.")] = 99.99,
+    method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")]
+    = default(QuantizeConfig, "method"),
+    percentile: Annotated[float, typer.Option(help="With --method percentile: the percentile of |x| kept.")]
+    = default(QuantizeConfig, "percentile"),
     calib: Annotated[str, typer.Option("--calib", help="Calibration set: calibration/NAME.yaml or a folder of "
                                                          "images at the model's input size.")]
-    = "calibration/mnist-train-512.yaml",
+    = default(QuantizeConfig, "calibration"),
     qat: Annotated[bool, typer.Option(help="Also fine-tune with fake quantization (QAT) and export QDQ graphs.")]
-    = False,
+    = default(QuantizeConfig, "qat"),
     max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in points on val (default: the recipe's "
-                                                        "eval.max_accuracy_drop).")] = None,
+                                                        "eval.max_accuracy_drop).")]
+    = default(QuantizeConfig, "max_drop"),
     reduce_range: Annotated[bool, typer.Option(help="7-bit weights on the CPU track (for CPUs without VNNI).")]
-    = False,
-    tensorrt_version: Annotated[str, typer.Option(help="TensorRT that will read trt.calib.cache.")] = "8.6.1",
+    = default(QuantizeConfig, "reduce_range"),
+    tensorrt_version: Annotated[str, typer.Option(help="TensorRT that will read trt.calib.cache.")]
+    = default(QuantizeConfig, "tensorrt_version"),
     cpu_speed_fallback: Annotated[bool, typer.Option(help="CPU track: keep a layer in float where int8 is measured "
-                                                          "slower at --speed-batch.")] = True,
-    speed_batch: Annotated[int, typer.Option(min=1, help="Batch size the CPU track's speed is measured at.")] = 64,
+                                                          "slower at --speed-batch.")]
+    = default(QuantizeConfig, "cpu_speed_fallback"),
+    speed_batch: Annotated[int, typer.Option(min=1, help="Batch size the CPU track's speed is measured at.")]
+    = default(QuantizeConfig, "speed_batch"),
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: RUN/quantize).")]
     = None,
 ) -> None:
     """INT8 for TensorRT (QDQ) and the CPU (QDQ u8s8), a TensorRT calibration cache and FP16, from one calibration."""
-    from pydantic import ValidationError
-    from rich.table import Table
-
-    from edgepipe.errors import EdgepipeError
     from edgepipe.progress import console
-    from edgepipe.recipe import QuantizeConfig
+    from edgepipe.report import quantize_table
     from edgepipe.stages.quantize import quantize, resolve_source
 
-    try:
-        config = QuantizeConfig(method=method, percentile=percentile, calibration=calib, qat=qat,
-                                max_drop=max_drop, reduce_range=reduce_range, tensorrt_version=tensorrt_version,
-                                cpu_speed_fallback=cpu_speed_fallback, speed_batch=speed_batch)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        option = str(error["loc"][0]).replace("_", "-")
-        raise EdgepipeError(f"--{option} {error.get('input')!r}: {error['msg']}") from None
+    config = stage_config(QuantizeConfig, {
+        "method": method, "percentile": percentile, "calibration": calib, "qat": qat, "max_drop": max_drop,
+        "reduce_range": reduce_range, "tensorrt_version": tensorrt_version, "cpu_speed_fallback": cpu_speed_fallback,
+        "speed_batch": speed_batch}, flags={"calibration": "--calib"})
     resolved = resolve_source(source)
     if out is None:
         stage_dir = resolved.stage_dir or resolved.onnx.parent
-        out = (stage_dir.parent if stage_dir.name.startswith("export") else stage_dir) / "quantize"
+        out = (stage_dir.parent if stage_dir.name.startswith(EXPORT) else stage_dir) / QUANTIZE
     result = quantize(source, out, config)
 
     from edgepipe.artifacts import read_manifest
 
     metrics = read_manifest(result).metrics
-    table = Table(title=f"quantize: {result}")
-    for column in ("artifact", "precision", "acc (test)", "drop pts", "size", "size ×", "speed ×"):
-        table.add_column(column, justify="left" if column in ("artifact", "precision") else "right")
-    reference = metrics["reference_fp32"]
-    table.add_row("fp32 (reference)", "fp32", f"{reference['test']:.2%}", "",
-                  f"{reference['size_bytes'] / 1024:.0f} KiB", "1.00", "1.00")
-    for row in metrics["artifacts"]:
-        table.add_row(row["name"], row["precision"], f"{row['accuracy_test']:.2%}", f"{row['drop_pts_test']:+.2f}",
-                      f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_ratio']:.2f}",
-                      f"{row['speed_ratio']:.2f}" if "speed_ratio" in row else "-")
-    console.print(table)
+    console.print(quantize_table(metrics, result))
     cpu = metrics["cpu"]
     vnni = "unknown" if not cpu.get("known") else ("yes" if cpu["vnni"] else "no (consider --reduce-range)")
     fallback = metrics["fallback"]

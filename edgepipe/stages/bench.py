@@ -20,26 +20,11 @@ from edgepipe.artifacts import Artifact
 from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preprocess_raw, resolve_subject
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import progress_bar, say
-from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP
+from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP, BenchConfig
 from edgepipe.timing import available_cpus, summarize, time_calls
 
 TORCH_NOTE = ("PyTorch eager runs with torch.set_num_threads(threads) and torch.inference_mode(); its per-call "
               "overhead dominates at batch 1, which is part of what an exported runtime saves.")
-
-
-def _check_settings(batch_sizes: list[int], warmup: int, iters: int, seconds: float | None, threads: int,
-                    repeats: int, backends: list[str] | None) -> None:
-    if not batch_sizes or any(int(b) <= 0 for b in batch_sizes):
-        raise EdgepipeError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    if iters < 1:
-        raise EdgepipeError(f"--iters must be at least 1 (got {iters})")
-    if seconds is not None and seconds <= 0:
-        raise EdgepipeError(f"--seconds must be positive (got {seconds})")
-    if warmup < 0 or repeats < 1 or threads < 1:
-        raise EdgepipeError(f"need warmup ≥ 0, repeats ≥ 1, threads ≥ 1 (got {warmup}, {repeats}, {threads})")
-    unknown = sorted(set(backends or []) - set(FORMAT_BACKEND.values()))
-    if unknown:
-        raise EdgepipeError(f"unknown backend {', '.join(unknown)}; available: {', '.join(FORMAT_BACKEND.values())}")
 
 
 def _input_shape(subject: Subject, name: str, spec_shape: tuple[int | None, ...]) -> tuple[int, ...]:
@@ -105,29 +90,29 @@ def _accuracy_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[
     return rows, report
 
 
-def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 64), warmup: int = 10,
-          iters: int = 100, seconds: float | None = None, warmup_seconds: float = 0.2, threads: int | None = None,
-          backends: list[str] | None = None, repeats: int = 3, end_to_end: bool = True, memory: bool = True,
-          max_accuracy_drop: float | None = None, deploy_batch: int | None = None, run_eval: bool = True,
-          write: bool = True, steady: bool = True) -> dict[str, Any]:
+def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy_drop: float | None = None,
+          run_eval: bool = True, write: bool = True) -> dict[str, Any]:
     """Benchmark every artifact of a run (or one model file); with a run dir and ``write``, also update
     RUN/report.json (a "bench" key and per-artifact fields) and write RUN/report.md and RUN/report.png.
 
     Each timed window (per artifact, batch size and repeat) is at least ``iters`` calls and at least ``seconds``
     long, after ``warmup`` calls and ``warmup_seconds`` (trtexec's --iterations/--duration/--warmUp); the
     latency percentiles pool all repeats and ``p50_spread_pct`` is how far the repeats' p50s disagree
-    ((max-min)/median). ``steady``: before each window, wait out a slow phase of the machine (bench/steady.py).
+    ((max-min)/median). ``steady`` (off unless asked for): before each window, wait out a slow phase of the
+    machine (bench/steady.py). ``config`` left out: the settings of the run's recipe (its bench: section).
     """
     from edgepipe.bench.machine import machine_info
     from edgepipe.bench.memory import measure_peak_memory
     from edgepipe.bench.select import pick_deployable
     from edgepipe.runners.select import open_runner, tensorrt_problem
 
-    if threads is None:  # explicit, so torch and onnxruntime get the same count
-        threads = available_cpus()
-    batch_sizes = sorted({int(b) for b in batch_sizes}) if batch_sizes else []
-    _check_settings(batch_sizes, warmup, iters, seconds, threads, repeats, backends)
     subject = resolve_subject(Path(run_or_model))
+    if config is None:
+        config = BenchConfig.model_validate(subject.recipe.get("bench") or {})
+    batch_sizes = sorted(set(config.batch_sizes))
+    warmup, warmup_seconds, iters, seconds = config.warmup, config.warmup_seconds, config.iters, config.seconds
+    repeats, backends, end_to_end, memory = config.repeats, config.backends, config.end_to_end, config.memory
+    threads = config.threads or available_cpus()  # explicit, so torch and onnxruntime get the same count
     chosen = [(d, e) for d, e in subject.artifacts if not backends or FORMAT_BACKEND.get(e.format) in backends]
     if not chosen:
         raise EdgepipeError(f"{run_or_model}: no artifact runs on backend(s) {', '.join(backends or [])}")
@@ -159,7 +144,7 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
 
         allocator = keep_freed_memory()
         gate = None
-        if steady:
+        if config.steady:
             from edgepipe.bench.steady import SteadyGate, remembered_probes_path
 
             gate = SteadyGate(threads, remember=remembered_probes_path())
@@ -231,7 +216,8 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
             rows.append(row)
     _add_speedups(rows)
     recipe_bench = subject.recipe.get("bench") or {}
-    deploy_batch = deploy_batch or int(recipe_bench.get("deploy_batch") or 1)
+    deploy_batch = (config.deploy_batch if "deploy_batch" in config.model_fields_set
+                    else int(recipe_bench.get("deploy_batch") or 1))
     result = {
         "subject": str(subject.path),
         "recipe": subject.recipe.get("name"),
@@ -266,7 +252,11 @@ def bench(run_or_model: Path, *, batch_sizes: list[int] | tuple[int, ...] = (1, 
                                   f"{machine.get('cpus_available', machine['cores'])} CPUs): expect wide spreads; "
                                   "PyTorch's OpenMP pool suffers most from oversubscription")
     if write and subject.run_dir is not None:
-        write_bench_report(subject.run_dir, result)
+        from edgepipe.report import record_bench, write_report_markdown, write_report_plot
+
+        report = record_bench(subject.run_dir, result)
+        write_report_markdown(subject.run_dir, report)
+        write_report_plot(subject.run_dir, report)
     return result
 
 
@@ -282,75 +272,14 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
                                                         / row["end_to_end"]["latency_ms"]["p50"])
 
 
-PER_ARTIFACT_FIELDS = ("latency_ms", "throughput_per_s", "iters", "p50_spread_pct", "peak_memory_bytes",
-                       "speedup_vs_original", "end_to_end")
-
-
-def write_bench_report(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """report.json gets "bench" plus, per artifact, params/macs and {batch: latency...}; then report.md/.png."""
-    from edgepipe.artifacts import read_json
-    from edgepipe.report import REPORT, update_report, write_report_markdown, write_report_plot
-
-    path = Path(run_dir) / REPORT
-    report = read_json(path, "report") if path.is_file() else {}
-    artifacts = report.get("artifacts", [])
-    for artifact in artifacts:
-        rows = [r for r in result["rows"] if r["artifact"] == artifact["name"]]
-        if rows:
-            artifact["params"], artifact["macs"] = rows[0]["params"], rows[0]["macs"]
-            artifact["bench"] = {str(r["batch"]): {k: r[k] for k in PER_ARTIFACT_FIELDS if k in r} for r in rows}
-    report = update_report(run_dir, {"bench": result, **({"artifacts": artifacts} if artifacts else {})})
-    write_report_markdown(run_dir, report)
-    write_report_plot(run_dir, report)
-    return report
-
-
-def finish_report(run_dir: Path, recipe: Any, *, fresh_process: bool = True) -> dict[str, Any]:
-    """The end of `edgepipe pipeline`: bench when the recipe has a bench: section (writing report.json's "bench",
-    report.md and report.png), else report.md from the eval results alone; says the deployable pick.
-
-    ``fresh_process``: bench in a child Python, so timings start from a fresh interpreter rather than one
-    whose thread pools and allocator were just used for training. (PyTorch eager is also very sensitive to
-    other processes on the same cores: its OpenMP threads wait on each other; report.md warns about load.)
-    """
-    import json
-    import subprocess
-    import sys
-
-    from edgepipe.artifacts import read_json
-    from edgepipe.report import REPORT, write_report_markdown, write_report_plot
-
-    run_dir = Path(run_dir)
-    config = recipe.bench
-    if config is not None:
-        options = {"batch_sizes": list(config.batch_sizes), "warmup": config.warmup, "iters": config.iters,
-                   "seconds": getattr(config, "seconds", None), "threads": config.threads,
-                   "backends": getattr(config, "backends", None), "repeats": getattr(config, "repeats", 3),
-                   "end_to_end": getattr(config, "end_to_end", True), "memory": getattr(config, "memory", True),
-                   "max_accuracy_drop": recipe.eval.max_accuracy_drop, "deploy_batch": config.deploy_batch,
-                   "steady": getattr(config, "steady", True)}
-        if fresh_process:
-            done = subprocess.run([sys.executable, "-m", "edgepipe.stages.bench", str(run_dir), json.dumps(options)],
-                                  check=False)
-            if done.returncode != 0:
-                raise EdgepipeError(f"bench of {run_dir} failed (exit {done.returncode}; its message is above)")
-        else:
-            bench(run_dir, **options)
-    report = read_json(run_dir / REPORT, "report")
-    if config is None:
-        write_report_markdown(run_dir, report)
-        write_report_plot(run_dir, report)
-    for target, pick in (report.get("bench") or {}).get("deployable", {}).items():
-        say(f"deploy on {target}: {pick['reason']}")
-    return report
-
-
-if __name__ == "__main__":  # finish_report's child: python -m edgepipe.stages.bench RUN_DIR '{json options}'
+if __name__ == "__main__":  # the pipeline's fresh process: python -m edgepipe.stages.bench RUN_DIR '{json config}'
     import json
     import sys
 
     try:
-        bench(Path(sys.argv[1]), **json.loads(sys.argv[2]))
+        options = json.loads(sys.argv[2])
+        budget = options.pop("max_accuracy_drop", None)
+        bench(Path(sys.argv[1]), BenchConfig.model_validate(options), max_accuracy_drop=budget)
     except EdgepipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -15,10 +15,11 @@ from typing import Any
 
 from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, sha256_file, write_manifest
 from edgepipe.errors import EdgepipeError, MissingDependency
+from edgepipe.recipe import BuildConfig
 from edgepipe.run import BUILD as STAGE
 from edgepipe.run import build_dir_name, engine_file
 from edgepipe.rundir import atomic_dir, check_replaceable
-from edgepipe.trt.settings import DEFAULT_BATCH, BuildSettings, check_against_target, check_settings
+from edgepipe.trt.settings import BuildSettings, check_against_target, check_settings, default_workspace_mib
 
 
 def default_out(source: Path, precision: str) -> Path:
@@ -46,29 +47,18 @@ def _missing(reason: str, files: Any) -> MissingDependency:
     )
 
 
-def build(
-    source: Path,
-    out: Path | None = None,
-    *,
-    precision: str,
-    target: str | None = None,
-    workspace_mib: int | None = None,
-    dla_core: int | None = None,
-    gpu_fallback: bool = False,
-    sparsity: bool = False,
-    timing_cache: Path | None = None,
-    batch: tuple[int, int, int] = DEFAULT_BATCH,
-    opt_level: int | None = None,
-    version_compatible: bool = False,
-    hardware_compat: str = "none",
-    rebuild: bool = False,
-) -> Path:
+def build(source: Path, out: Path | None = None, config: BuildConfig | None = None, *, target: str | None = None,
+          timing_cache: Path | None = None, rebuild: bool = False) -> Path:
     """Build ``model.<precision>.engine`` from SOURCE (run directory or .onnx file); returns the stage dir."""
     from edgepipe.bundles import check_bundle_target
     from edgepipe.trt.inputs import find_source_files, plan_build
     from edgepipe.trt.loader import cuda_device, import_tensorrt, tensorrt_version
     from edgepipe.trt.portability import machine_facts
 
+    config = config or BuildConfig()
+    precision, workspace_mib, batch, dla_core = config.precision, config.workspace_mib, config.batch, config.dla_core
+    gpu_fallback, sparsity, opt_level = config.gpu_fallback, config.sparsity, config.opt_level
+    version_compatible, hardware_compat = config.version_compatible, config.hardware_compat
     source = Path(source).resolve()
     target = check_bundle_target(source, target)  # a bundle names its target; refuse another one
     files = find_source_files(source)
@@ -80,7 +70,7 @@ def build(
         profile = get_target(target)
         precision, reason = resolve_precision(profile, precision)
         if workspace_mib is None:
-            workspace_mib = max(64, min(1024, profile.memory_mib // 4))
+            workspace_mib = default_workspace_mib(profile.memory_mib)
 
     def settings_for(resolved: str, workspace: int) -> BuildSettings:
         return BuildSettings(
@@ -99,7 +89,7 @@ def build(
 
     # Everything checkable without a GPU is refused before TensorRT is touched.
     if precision != "best":
-        early = settings_for(precision, workspace_mib or 1024)
+        early = settings_for(precision, workspace_mib or default_workspace_mib(None))
         if profile is not None:  # what the device cannot do at all comes before flag combinations
             check_against_target(early, profile)
         check_settings(early)
@@ -133,7 +123,7 @@ def build(
     if precision == "best":
         precision, reason = _best_without_target(device.compute_capability, files)
     if workspace_mib is None:
-        workspace_mib = max(64, min(1024, device.total_memory_mib // 4))
+        workspace_mib = default_workspace_mib(device.total_memory_mib)
     settings = settings_for(precision, workspace_mib)
     check_settings(settings)
     if profile is not None:

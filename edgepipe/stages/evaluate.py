@@ -16,7 +16,7 @@ from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import parity
 from edgepipe.progress import progress_bar, say
-from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP
+from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP, EvalConfig
 from edgepipe.run import ORIGINAL, TRAIN, RunLayout, stage_dir
 from edgepipe.runners.base import infer_in_batches
 from edgepipe.runners.select import open_runner, tensorrt_problem
@@ -61,19 +61,21 @@ def _bundle_inputs(bundle: Path) -> tuple[dict[str, Any], dict[str, Any], np.nda
     return recipe, record, reference.x, reference.y, [row]
 
 
-def evaluate(run_dir: Path, *, max_accuracy_drop: float | None = None, batch_size: int = 256) -> dict[str, Any]:
+def evaluate(run_dir: Path, config: EvalConfig | None = None) -> dict[str, Any]:
     """Evaluate every artifact of ``run_dir``; returns the report dict (written by the caller or the CLI).
 
     ``run_dir`` may be a deploy bundle: then the test samples and the original model's outputs come from
-    the bundle (nothing imports torch) and its engines run on TensorRT where it is available.
+    the bundle (nothing imports torch) and its engines run on TensorRT where it is available. ``config`` left
+    out: the budget and batch size of the run's recipe (a bundle's: the budget it was bundled with).
     """
     from edgepipe.bundles import is_bundle
 
     run_dir = Path(run_dir)
     inputs = _bundle_inputs if is_bundle(run_dir) else _run_inputs
     recipe, dataset_record, test_x, test_y, stored_rows = inputs(run_dir)
-    if max_accuracy_drop is None:
-        max_accuracy_drop = float(recipe.get("eval", {}).get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP))
+    if config is None:
+        config = EvalConfig.model_validate(recipe.get("eval") or {})
+    max_accuracy_drop, batch_size = config.max_accuracy_drop, config.batch_size
 
     artifacts = RunLayout(run_dir).artifacts()
     results, original_logits = [], None

@@ -63,9 +63,7 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
                 f"max |diff| {check['max_abs_diff']:.2e} (allowed {config.parity_atol:.0e}) on {check['samples']} "
                 "test samples; nothing was written"
             )
-        manifest.model = source_manifest.model
-        manifest.dataset = source_manifest.dataset
-        manifest.source = {"stage": source_manifest.stage, "dir": str(source)}
+        manifest.carry_from(source_manifest, source)
         manifest.onnx = {"opset": config.opset, "exporter": config.exporter, "input": "input",
                             "output": OUTPUT_NAME, "dynamic_batch": config.dynamic_batch,
                             "sha256": sha256_file(path)}

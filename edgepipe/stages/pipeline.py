@@ -33,14 +33,47 @@ def _build_engines(out: Path, recipe: Recipe) -> None:
     from edgepipe.errors import MissingDependency
     from edgepipe.stages.build import build
 
-    config = recipe.build
     try:
-        build(out, None, precision=config.precision, target=recipe.target, workspace_mib=config.workspace_mib,
-              batch=config.batch, dla_core=config.dla_core,
-              gpu_fallback=config.gpu_fallback and config.dla_core is not None, sparsity=config.sparsity,
-              opt_level=config.opt_level, timing_cache=out / TIMING_CACHE)
+        build(out, None, recipe.build, target=recipe.target, timing_cache=out / TIMING_CACHE)
     except MissingDependency as exc:
         say(f"[yellow]build skipped: {exc}[/yellow]")
+
+
+def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) -> dict[str, Any]:
+    """The pipeline's last word: bench when the recipe has a bench: section (report.json's "bench", report.md and
+    report.png), else report.md from the eval results alone; says the deployable pick.
+
+    ``fresh_process``: bench in a child Python, so timings start from a fresh interpreter rather than one
+    whose thread pools and allocator were just used for training. (PyTorch eager is also very sensitive to
+    other processes on the same cores: its OpenMP threads wait on each other; report.md warns about load.)
+    """
+    import json
+    import subprocess
+    import sys
+
+    from edgepipe.artifacts import read_json
+    from edgepipe.report import REPORT, write_report_markdown, write_report_plot
+
+    run_dir = Path(run_dir)
+    config = recipe.bench
+    if config is not None:
+        if fresh_process:
+            options = {**config.model_dump(mode="json"), "max_accuracy_drop": recipe.eval.max_accuracy_drop}
+            done = subprocess.run([sys.executable, "-m", "edgepipe.stages.bench", str(run_dir), json.dumps(options)],
+                                  check=False)
+            if done.returncode != 0:
+                raise EdgepipeError(f"bench of {run_dir} failed (exit {done.returncode}; its message is above)")
+        else:
+            from edgepipe.stages.bench import bench
+
+            bench(run_dir, config, max_accuracy_drop=recipe.eval.max_accuracy_drop)
+    report = read_json(run_dir / REPORT, "report")
+    if config is None:
+        write_report_markdown(run_dir, report)
+        write_report_plot(run_dir, report)
+    for target, pick in (report.get("bench") or {}).get("deployable", {}).items():
+        say(f"deploy on {target}: {pick['reason']}")
+    return report
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -96,7 +129,6 @@ def run_pipeline(recipe_path: Path, out: Path) -> dict[str, Any]:
 
 
 def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any]:
-    from edgepipe.stages.bench import finish_report
     from edgepipe.stages.evaluate import evaluate
     from edgepipe.stages.export import export
     from edgepipe.stages.train import train
@@ -119,7 +151,7 @@ def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any
 
     if recipe.build is not None:
         _build_engines(out, recipe)
-    report = evaluate(out, max_accuracy_drop=recipe.eval.max_accuracy_drop, batch_size=recipe.eval.batch_size)
+    report = evaluate(out, recipe.eval)
     update_report(out, report)
     report = finish_report(out, recipe)  # bench (in a fresh process), report.md/.png, the deployable pick
     if recipe.target:

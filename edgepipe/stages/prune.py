@@ -237,11 +237,8 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
 
     with atomic_dir(out, PRUNE) as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / MODEL_PT)
+        manifest.carry_from(source_manifest, source)
         manifest.model = pruned_spec
-        manifest.dataset = source_manifest.dataset
-        if source_manifest.recipe is not None:
-            manifest.recipe = source_manifest.recipe
-        manifest.source = {"stage": source_manifest.stage, "dir": str(source)}
         manifest.metrics = {
             "method": config.method,
             "params": {"before": params_before, "after": params_after, "ratio": params_before / max(params_after, 1)},

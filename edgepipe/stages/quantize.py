@@ -218,7 +218,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
                 row["speed_ratio"] = round(speed_rows[row["name"]]["throughput_per_s"]
                                            / speed_rows["fp32"]["throughput_per_s"], 3)
 
-        manifest.model, manifest.dataset = src.manifest.model, src.manifest.dataset
+        manifest.carry_from(src.manifest, src.stage_dir)
         manifest.source = {"onnx": str(src.onnx), "stage_dir": str(src.stage_dir), "sha256": model_sha}
         manifest.calibration = calibration_set.describe()
         manifest.calibration_cache = {

@@ -35,12 +35,6 @@ def set_tensorrt_module(module: ModuleType | None) -> None:
     _injected_tensorrt = module
 
 
-def set_pycuda_module(module: Any) -> None:
-    """Serve ``module`` as pycuda.driver (tests); None restores the real import, False means "absent"."""
-    global _injected_pycuda
-    _injected_pycuda = module
-
-
 def _is_real_tensorrt(module: ModuleType) -> bool:
     # The tensorrt-stubs package (dev install) creates site-packages/tensorrt/ holding only __init__.pyi,
     # so `import tensorrt` succeeds there as an empty namespace package. Real bindings have Builder and

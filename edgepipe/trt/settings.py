@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.errors import EdgepipeError
+from edgepipe.recipe import BuildConfig
+from edgepipe.targets import PRECISIONS  # one list of precisions: the target profiles own it
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # names of trt.HardwareCompatibilityLevel members, as the CLI spells them
 HARDWARE_COMPAT_LEVELS = {"none": "NONE", "ampere_plus": "AMPERE_PLUS", "same_cc": "SAME_COMPUTE_CAPABILITY"}
-DEFAULT_BATCH = (1, 16, 64)
+DEFAULT_BATCH = BuildConfig.model_fields["batch"].default
 DEFAULT_WORKSPACE_MIB = 1024
 MAX_OPT_LEVEL = 5  # IBuilderConfig.builder_optimization_level: 0..5, default 3 (TensorRT Python API docs)
 

@@ -67,8 +67,8 @@ def test_eval_on_the_device_checks_quantized_models_against_stored_references(mn
 def test_infer_on_the_device_reads_real_digit_pngs(mnist_bundle, tmp_path):
     run, bundle = mnist_bundle
     from edgepipe.artifacts import read_manifest
-    from edgepipe.data.mnist import MNIST_MEAN, MNIST_STD
     from edgepipe.data import load_stage_dataset
+    from edgepipe.data.mnist import MNIST_MEAN, MNIST_STD
 
     test = load_stage_dataset(read_manifest(run / "train")).test  # held-out digits, normalization undone
     folder = tmp_path / "digits"

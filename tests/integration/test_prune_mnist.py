@@ -16,8 +16,8 @@ import torch
 import edgepipe.stages.prune as prune_stage
 from edgepipe.artifacts import read_manifest
 from edgepipe.checkpoint import load_model
-from edgepipe.recipe import ExportConfig, PruneConfig
 from edgepipe.data import load_stage_dataset
+from edgepipe.recipe import ExportConfig, PruneConfig
 from edgepipe.stages.export import export
 from edgepipe.stages.prune import prune
 from edgepipe.training import accuracy

@@ -59,6 +59,7 @@ def exported(tmp_path_factory) -> tuple[Path, np.ndarray]:
 def test_engine_matches_onnxruntime(trt_ready, exported, precision, atol):
     import onnxruntime as ort
 
+    from edgepipe.recipe import BuildConfig
     from edgepipe.runners.tensorrt import TrtRunner
     from edgepipe.stages.build import build
 
@@ -66,7 +67,7 @@ def test_engine_matches_onnxruntime(trt_ready, exported, precision, atol):
     reference = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
         None, {"input": batch}
     )[0]
-    stage = build(onnx_path, precision=precision, batch=(1, 8, 16))
+    stage = build(onnx_path, None, BuildConfig(precision=precision, batch=(1, 8, 16)))
     with TrtRunner(stage / f"model.{precision}.engine") as runner:
         out = runner.infer(batch)["logits"]
         assert runner.last_timing.gpu_compute_ms > 0

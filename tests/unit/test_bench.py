@@ -21,14 +21,14 @@ from edgepipe.checkpoint import save_state
 from edgepipe.cli.bench import command
 from edgepipe.cli.main import user_errors
 from edgepipe.complexity import onnx_complexity, torch_complexity
-from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model
+from edgepipe.recipe import BenchConfig
 from edgepipe.stages.bench import bench
 
 SPEC = {"name": "mlp", "params": {"hidden": [8]}, "input_shape": [1, 4, 4], "num_classes": 10}
 PREPROCESSING = {"kind": "image", "layout": "NCHW", "channels": 1, "size": [4, 4], "scale": 1 / 255,
                  "mean": [0.5], "std": [0.25]}
-FAST = {"warmup": 1, "warmup_seconds": 0.0, "iters": 3, "repeats": 2, "memory": False, "steady": False}
+FAST = {"warmup": 1, "warmup_seconds": 0.0, "iters": 3, "seconds": None, "repeats": 2, "memory": False}
 
 
 def _stage(directory: Path, stage: str, files: list[tuple[str, str, str, str]], **extra) -> None:
@@ -77,7 +77,7 @@ def _app() -> typer.Typer:
 
 
 def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
-    result = bench(tiny_run, batch_sizes=[1, 4], threads=1, **FAST)
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1, 4], threads=1, **FAST))
     keys = {(r["artifact"], r["batch"]) for r in result["rows"]}
     assert keys == {(a, b) for a in ("original", "onnx-fp32", "int8-cpu") for b in (1, 4)}
     for row in result["rows"]:
@@ -96,7 +96,7 @@ def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
 
 
 def test_bench_writes_report_json_md_and_png(tiny_run: Path) -> None:
-    bench(tiny_run, batch_sizes=[1, 2], threads=1, **FAST)
+    bench(tiny_run, BenchConfig(batch_sizes=[1, 2], threads=1, **FAST))
     report = json.loads((tiny_run / "report.json").read_text())
     assert report["recipe"] == "tiny" and report["original"]["accuracy"] == 0.90  # existing names kept
     assert report["bench"]["rows"]
@@ -116,21 +116,21 @@ def test_bench_writes_report_json_md_and_png(tiny_run: Path) -> None:
 
 
 def test_bench_measures_peak_memory_in_a_fresh_process(tiny_run: Path) -> None:
-    result = bench(tiny_run / "export" / "model.onnx", batch_sizes=[1], threads=1, warmup=0, warmup_seconds=0.0,
-                   iters=2, repeats=1)
+    result = bench(tiny_run / "export" / "model.onnx", BenchConfig(batch_sizes=[1], threads=1, warmup=0,
+                                                                  warmup_seconds=0.0, iters=2, repeats=1))
     (row,) = result["rows"]
     assert row["peak_memory_bytes"] is not None and row["peak_memory_bytes"] > 0
 
 
 def test_single_onnx_file_gets_no_report_but_a_result(tiny_run: Path) -> None:
-    result = bench(tiny_run / "quantize" / "model.int8.cpu.onnx", batch_sizes=[2], threads=1, **FAST)
+    result = bench(tiny_run / "quantize" / "model.int8.cpu.onnx", BenchConfig(batch_sizes=[2], threads=1, **FAST))
     (row,) = result["rows"]
     assert row["artifact"] == "int8-cpu" and row["speedup_vs_original"] is None
     assert row["accuracy_drop_pts"] == pytest.approx(0.1)  # found in the run's report.json
 
 
 def test_backend_filter_keeps_only_that_backend(tiny_run: Path) -> None:
-    result = bench(tiny_run, batch_sizes=[1], threads=1, backends=["onnxruntime"], write=False, **FAST)
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, backends=["onnxruntime"], **FAST), write=False)
     assert {r["backend"] for r in result["rows"]} == {"onnxruntime"}
 
 
@@ -139,7 +139,7 @@ def test_engine_is_skipped_with_the_reason_when_tensorrt_is_absent(tiny_run: Pat
     build.mkdir()
     (build / "model.fp16.engine").write_bytes(b"not an engine")
     _stage(build, "build", [("model.fp16.engine", "trt-fp16", "engine", "fp16")])
-    result = bench(tiny_run, batch_sizes=[1], threads=1, write=False, **FAST)
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, **FAST), write=False)
     (skipped,) = result["skipped"]
     assert skipped["artifact"] == "trt-fp16" and skipped["reason"]
     assert "trt-fp16" not in {r["artifact"] for r in result["rows"]}
@@ -177,22 +177,37 @@ def test_artifact_whose_input_does_not_match_the_dataset_is_exit_2(tiny_run: Pat
 def test_cli_json_and_table(tiny_run: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--seconds", "0.01", "--warmup",
-                                    "0", "--repeats", "1", "--no-memory", "--json", "--backend", "onnxruntime"])
+                                    "0", "--repeats", "1", "--no-memory", "--json", "--backend", "onnxruntime",
+                                    "--steady"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert {r["artifact"] for r in payload["rows"]} == {"onnx-fp32", "int8-cpu"}
-    steadiness = payload["steadiness"]  # the real probe ran before each window: 2 artifacts x (compute, e2e)
+    steadiness = payload["steadiness"]  # --steady: a probe before each window: 2 artifacts x (compute, e2e)
     assert steadiness["windows"] == 4 and steadiness["probe_best_ms"] > 0
     table = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--seconds", "0.01", "--repeats", "1",
                                    "--no-memory", "--no-steady"])
     assert table.exit_code == 0 and "int8-cpu" in table.stdout and "p50" in table.stdout
 
 
-def test_bench_python_api_rejects_zero_iterations(tiny_run: Path) -> None:
-    with pytest.raises(EdgepipeError, match="at least 1"):
-        bench(tiny_run, batch_sizes=[1], iters=0)
-    with pytest.raises(EdgepipeError, match="positive"):
-        bench(tiny_run, batch_sizes=[-1])
+def test_bench_settings_are_checked_by_their_config(tiny_run: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        BenchConfig(batch_sizes=[1], iters=0)
+    with pytest.raises(ValidationError, match="positive"):
+        BenchConfig(batch_sizes=[-1])
+    result = CliRunner().invoke(_app(), [str(tiny_run), "--batch", "1,-2"])  # the CLI: one line, exit 2
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "positive" in result.output
+
+
+def test_a_library_call_neither_waits_for_the_machine_nor_writes_home(tiny_run: Path, monkeypatch, tmp_path) -> None:
+    from edgepipe.bench import steady
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(steady.SteadyGate, "__post_init__", lambda self: pytest.fail("steadiness is opt-in"))
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, warmup=0, iters=2, repeats=1, memory=False,
+                                         warmup_seconds=0.0), write=False)
+    assert result["steadiness"] is None and not (tmp_path / "home").exists()
 
 
 def test_onnx_and_torch_complexity_agree_on_a_conv_net(tmp_path: Path) -> None:
@@ -274,8 +289,8 @@ def test_pick_reports_when_nothing_is_within_budget() -> None:
 def test_finish_report_benches_when_the_recipe_asks_and_writes_md_either_way(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from edgepipe.recipe import BenchConfig, EvalConfig
-    from edgepipe.stages.bench import finish_report
+    from edgepipe.recipe import EvalConfig
+    from edgepipe.stages.pipeline import finish_report
 
     run = make_tiny_run(tmp_path)
     report = finish_report(run, SimpleNamespace(bench=None, eval=EvalConfig()))

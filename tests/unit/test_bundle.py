@@ -117,9 +117,9 @@ def test_orin_bundle_mimics_a_run_dir_so_build_finds_every_input(orin_bundle):
 
 
 def test_reference_is_the_original_models_outputs_on_stored_test_samples(orin_bundle, tiny_run):
+    from edgepipe.data import load_stage_dataset
     from edgepipe.runners.base import infer_in_batches
     from edgepipe.runners.onnxruntime import OrtRunner
-    from edgepipe.data import load_stage_dataset
 
     with np.load(orin_bundle / "reference.npz", allow_pickle=False) as data:
         assert sorted(data.files) == ["logits", "x", "y"]
@@ -235,7 +235,7 @@ def test_a_graph_the_target_cannot_build_refuses_the_bundle(tiny_run, tmp_path):
 def test_build_on_a_bundle_then_eval_runs_the_engine_on_tensorrt(tmp_path, monkeypatch):
     from fakes.tensorrt_fake import install
 
-    from edgepipe.recipe import load_recipe
+    from edgepipe.recipe import BuildConfig, EvalConfig, load_recipe
     from edgepipe.stages.build import build
     from edgepipe.stages.evaluate import evaluate
     from edgepipe.stages.export import export
@@ -250,9 +250,9 @@ def test_build_on_a_bundle_then_eval_runs_the_engine_on_tensorrt(tmp_path, monke
     bundle = make_bundle(run, "jetson-orin-nano", tmp_path / "bundle", samples=40)
     install(monkeypatch, "10.3.0", cc=(8, 7))
     target = check_bundle_target(bundle, None)
-    engine_dir = build(bundle, precision="fp16", target=target, batch=(1, 8, 16))
+    engine_dir = build(bundle, None, BuildConfig(precision="fp16", batch=(1, 8, 16)), target=target)
     assert engine_dir == bundle / "build-fp16"
-    report = evaluate(bundle, max_accuracy_drop=100)
+    report = evaluate(bundle, EvalConfig(max_accuracy_drop=100))
     row = next(r for r in report["artifacts"] if r["format"] == "engine")
     reference = load_reference(bundle)
     fake_logits = reference.x.reshape(len(reference.x), -1).sum(1, keepdims=True) * np.arange(1, 11)

@@ -36,8 +36,8 @@ def digits_run(tmp_path_factory) -> Path:
 def digit_images(digits_run, tmp_path_factory) -> tuple[Path, list[int]]:
     """Held-out test digits written as 8-bit PNGs (the normalization undone), named by their label."""
     from edgepipe.artifacts import read_manifest
-    from edgepipe.data.digits import DIGITS_MEAN, DIGITS_STD
     from edgepipe.data import load_stage_dataset
+    from edgepipe.data.digits import DIGITS_MEAN, DIGITS_STD
 
     test = load_stage_dataset(read_manifest(digits_run / "train")).test
     folder = tmp_path_factory.mktemp("digit-pngs")
@@ -130,13 +130,14 @@ def test_an_engine_without_tensorrt_says_so_and_runs_its_onnx(digits_run, digit_
 def test_an_engine_runs_on_tensorrt_when_it_is_available(digits_run, digit_images, tmp_path, monkeypatch):
     from fakes.tensorrt_fake import install
 
+    from edgepipe.recipe import BuildConfig
     from edgepipe.stages.build import build
 
     folder, _ = digit_images
     run = tmp_path / "run"
     shutil.copytree(digits_run, run)
     install(monkeypatch, "10.3.0")
-    stage = build(run, precision="fp16", batch=(1, 8, 16))
+    stage = build(run, None, BuildConfig(precision="fp16", batch=(1, 8, 16)))
     for model in (stage / "model.fp16.engine", run):
         report = json.loads(_run(model, folder / "002.png", "--json").output)
         assert report["backend"] == "tensorrt" and report["note"] is None

@@ -13,6 +13,7 @@ from fakes.onnx_runs import make_run, read_json, tiny_onnx  # noqa: E402
 from fakes.tensorrt_fake import install  # noqa: E402
 
 from edgepipe.errors import EdgepipeError, MissingDependency  # noqa: E402
+from edgepipe.recipe import BuildConfig
 from edgepipe.stages.build import build  # noqa: E402
 
 MiB = 1 << 20
@@ -50,7 +51,7 @@ def test_builder_configuration_per_version_and_precision(
 ):
     trt = install(monkeypatch, version)
     run = make_run(tmp_path)
-    stage = build(run, precision=precision, workspace_mib=512, batch=(1, 8, 32))
+    stage = build(run, None, BuildConfig(precision=precision, workspace_mib=512, batch=(1, 8, 32)))
 
     calls = _config_calls(trt)
     assert ("Builder.create_network", network_flags) in calls
@@ -91,7 +92,7 @@ def test_builder_configuration_per_version_and_precision(
 
 def test_trt_8_2_uses_max_workspace_size(tmp_path, monkeypatch):
     trt = install(monkeypatch, "8.2.1", cc=(5, 3))
-    build(make_run(tmp_path), precision="fp16", workspace_mib=256, target="jetson-nano")
+    build(make_run(tmp_path), None, BuildConfig(precision="fp16", workspace_mib=256), target="jetson-nano")
     calls = _config_calls(trt)
     assert ("IBuilderConfig.max_workspace_size=", 256 * MiB) in calls
     assert not [c for c in calls if c[0] == "IBuilderConfig.set_memory_pool_limit"]
@@ -100,17 +101,9 @@ def test_trt_8_2_uses_max_workspace_size(tmp_path, monkeypatch):
 def test_dla_sparsity_opt_level_compat_and_version_compatible(tmp_path, monkeypatch):
     trt = install(monkeypatch, "10.3.0", num_dla_cores=2)
     run = make_run(tmp_path, prune="2:4")
-    build(
-        run,
-        precision="int8",
-        target="jetson-agx-orin",
-        dla_core=1,
-        gpu_fallback=True,
-        sparsity=True,
-        batch=(4, 4, 4),
-        opt_level=5,
-        version_compatible=True,
-    )
+    config = BuildConfig(precision="int8", dla_core=1, gpu_fallback=True, sparsity=True, batch=(4, 4, 4), opt_level=5,
+                         version_compatible=True)
+    build(run, None, config, target="jetson-agx-orin")
     calls = _config_calls(trt)
     assert ("IBuilderConfig.default_device_type=", trt.DeviceType.DLA) in calls
     assert ("IBuilderConfig.DLA_core=", 1) in calls
@@ -127,7 +120,8 @@ def test_dla_sparsity_opt_level_compat_and_version_compatible(tmp_path, monkeypa
 
 def test_hardware_compat_level_on_desktop(tmp_path, monkeypatch):
     trt = install(monkeypatch, "10.13.0.35", cc=(8, 6), gpu="NVIDIA RTX A4000", total_mib=16376)
-    build(make_run(tmp_path), precision="fp16", target="desktop-ampere", hardware_compat="ampere_plus")
+    build(make_run(tmp_path), None, BuildConfig(precision="fp16", hardware_compat="ampere_plus"),
+          target="desktop-ampere")
     assert ("IBuilderConfig.hardware_compatibility_level=", trt.HardwareCompatibilityLevel.AMPERE_PLUS) in (
         _config_calls(trt)
     )
@@ -137,12 +131,12 @@ def test_timing_cache_is_created_reused_and_saved(tmp_path, monkeypatch):
     trt = install(monkeypatch, "10.3.0")
     run = make_run(tmp_path)
     cache = tmp_path / "timing.cache"
-    build(run, precision="fp16", timing_cache=cache)
+    build(run, None, BuildConfig(precision="fp16"), timing_cache=cache)
     assert ("IBuilderConfig.create_timing_cache", b"") in _config_calls(trt)
     assert ("IBuilderConfig.set_timing_cache", b"", False) in _config_calls(trt)
     assert cache.read_bytes() == b"TIMING[]"
     trt.calls.clear()
-    build(run, precision="fp16", timing_cache=cache, rebuild=True)
+    build(run, None, BuildConfig(precision="fp16"), timing_cache=cache, rebuild=True)
     assert ("IBuilderConfig.create_timing_cache", b"TIMING[]") in _config_calls(trt)
     assert cache.read_bytes() == b"TIMING[TIMING[]]"
 
@@ -150,17 +144,17 @@ def test_timing_cache_is_created_reused_and_saved(tmp_path, monkeypatch):
 def test_unchanged_inputs_skip_the_build_and_rebuild_forces_it(tmp_path, monkeypatch):
     trt = install(monkeypatch, "10.3.0")
     run = make_run(tmp_path)
-    build(run, precision="fp16")
+    build(run, None, BuildConfig(precision="fp16"))
     trt.calls.clear()
-    build(run, precision="fp16")
+    build(run, None, BuildConfig(precision="fp16"))
     assert "Builder.build_serialized_network" not in trt.recorder.names()
-    build(run, precision="fp16", rebuild=True)
+    build(run, None, BuildConfig(precision="fp16"), rebuild=True)
     assert "Builder.build_serialized_network" in trt.recorder.names()
 
 
 def test_best_resolves_through_the_target(tmp_path, monkeypatch):
     install(monkeypatch, "8.2.1", cc=(5, 3))
-    stage = build(make_run(tmp_path), precision="best", target="jetson-nano")
+    stage = build(make_run(tmp_path), None, BuildConfig(precision="best"), target="jetson-nano")
     assert read_json(stage / "manifest.json")["config"]["precision"] == "fp16"
 
 
@@ -184,7 +178,8 @@ def test_best_resolves_through_the_target(tmp_path, monkeypatch):
 def test_refused_before_tensorrt_is_touched(tmp_path, monkeypatch, kwargs, message):
     trt = install(monkeypatch, "10.3.0")
     with pytest.raises(EdgepipeError, match=message):
-        build(make_run(tmp_path), **kwargs)
+        target = kwargs.pop("target", None)
+        build(make_run(tmp_path), None, BuildConfig(**kwargs), target=target)
     assert trt.calls == []
 
 
@@ -193,19 +188,19 @@ def test_target_with_another_tensorrt_is_refused(tmp_path, monkeypatch):
     with pytest.raises(
         EdgepipeError, match=r"jetson-nano runs TensorRT 8.2-8.2, this machine has 10.13.0.35"
     ):
-        build(make_run(tmp_path), precision="fp16", target="jetson-nano")
+        build(make_run(tmp_path), None, BuildConfig(precision="fp16"), target="jetson-nano")
 
 
 def test_trt11_fp16_without_fp16_onnx_says_run_quantize(tmp_path, monkeypatch):
     install(monkeypatch, "11.0.0")
     with pytest.raises(EdgepipeError, match=r"model.fp16.onnx.*edgepipe quantize"):
-        build(make_run(tmp_path, fp16=False), precision="fp16")
+        build(make_run(tmp_path, fp16=False), None, BuildConfig(precision="fp16"))
 
 
 def test_parser_errors_are_shown_node_by_node(tmp_path, monkeypatch):
     install(monkeypatch, "10.3.0", parse_errors=[(1, "Unsupported operator"), (-1, "graph has no outputs")])
     with pytest.raises(EdgepipeError) as info:
-        build(make_run(tmp_path), precision="fp32")
+        build(make_run(tmp_path), None, BuildConfig(precision="fp32"))
     text = str(info.value)
     assert "node 1 (MatMul 'fc'): Unsupported operator" in text
     assert "model: graph has no outputs" in text
@@ -216,14 +211,14 @@ def test_rejected_calibration_cache_is_never_silently_recalibrated(tmp_path, mon
     install(monkeypatch, "8.6.2", reject_calibration_cache=True)
     run = make_run(tmp_path)
     with pytest.raises(EdgepipeError, match="rejected .*trt.calib.cache.*asked for calibration data"):
-        build(run, precision="int8")
+        build(run, None, BuildConfig(precision="int8"))
     assert not (run / "build-int8").exists()
 
 
 def test_calibration_cache_with_wrong_header_is_refused(tmp_path, monkeypatch):
     install(monkeypatch, "8.6.2")
     with pytest.raises(EdgepipeError, match="not an IInt8EntropyCalibrator2 cache"):
-        build(make_run(tmp_path, cache_header="TRT-8601-MinMaxCalibration"), precision="int8")
+        build(make_run(tmp_path, cache_header="TRT-8601-MinMaxCalibration"), None, BuildConfig(precision="int8"))
 
 
 def test_stale_calibration_cache_is_refused(tmp_path, monkeypatch):
@@ -231,14 +226,14 @@ def test_stale_calibration_cache_is_refused(tmp_path, monkeypatch):
     run = make_run(tmp_path)
     tiny_onnx(run / "export" / "model.onnx", static_batch=2)  # the model changed after quantize
     with pytest.raises(EdgepipeError, match="calibration cache trt.calib.cache is stale: made for model"):
-        build(run, precision="int8")
+        build(run, None, BuildConfig(precision="int8"))
 
 
 def test_failed_build_reports_tensorrt_error_and_leaves_nothing(tmp_path, monkeypatch):
     install(monkeypatch, "10.3.0", build_fails=True)
     run = make_run(tmp_path)
     with pytest.raises(EdgepipeError, match="fake: out of workspace memory"):
-        build(run, precision="fp16")
+        build(run, None, BuildConfig(precision="fp16"))
     assert not (run / "build-fp16").exists()
 
 
@@ -246,8 +241,8 @@ def test_static_batch_onnx_needs_matching_batch(tmp_path, monkeypatch):
     install(monkeypatch, "10.3.0")
     model = tiny_onnx(tmp_path / "static.onnx", static_batch=8)
     with pytest.raises(EdgepipeError, match="static batch of 8; pass --batch 8:8:8"):
-        build(model, precision="fp32")
-    stage = build(model, precision="fp32", batch=(8, 8, 8))
+        build(model, None, BuildConfig(precision="fp32"))
+    stage = build(model, None, BuildConfig(precision="fp32", batch=(8, 8, 8)))
     assert stage == tmp_path / "build-fp32"
 
 
@@ -255,6 +250,6 @@ def test_without_tensorrt_points_to_the_cpu_artifact(tmp_path):
     # the real loader: here only tensorrt-stubs is installed, an empty namespace package
     run = make_run(tmp_path)
     with pytest.raises(MissingDependency) as info:
-        build(run, precision="fp16")
+        build(run, None, BuildConfig(precision="fp16"))
     assert "tensorrt-stubs" in str(info.value)
     assert str(run / "quantize" / "model.int8.cpu.onnx") in str(info.value)

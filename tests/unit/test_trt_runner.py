@@ -17,6 +17,7 @@ from fakes.onnx_runs import make_run  # noqa: E402
 from fakes.tensorrt_fake import NUM_CLASSES, install  # noqa: E402
 
 from edgepipe.errors import EdgepipeError  # noqa: E402
+from edgepipe.recipe import BuildConfig
 from edgepipe.runners.tensorrt import TrtRunner  # noqa: E402
 from edgepipe.stages.build import build  # noqa: E402
 
@@ -44,7 +45,7 @@ def _expected(batch: np.ndarray) -> np.ndarray:
 
 def _engine(tmp_path, monkeypatch, version="10.3.0", **options):
     trt = install(monkeypatch, version, **options)
-    stage = build(make_run(tmp_path), precision="fp16", batch=(1, 4, 8))
+    stage = build(make_run(tmp_path), None, BuildConfig(precision="fp16", batch=(1, 4, 8)))
     trt.calls.clear()
     return trt, stage / "model.fp16.engine"
 

@@ -1,0 +1,176 @@
+"""Rich tables for the terminal: eval, bench, prune, quantize, infer. Stages return results; these show them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from edgepipe.run import MODEL_PT, ORIGINAL
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
+def eval_table(report: dict[str, Any]) -> Table:
+    budget = report["max_accuracy_drop"]
+    table = Table(title=f"{report['recipe']} · {report['dataset']['name']} test split "
+                        f"({report['dataset']['test_samples']} samples) · budget {budget} pt")
+    for column in ("artifact", "backend", "precision", "accuracy", "drop (pt)", "agreement", "AUC", "size"):
+        table.add_column(column, justify="left" if column in ("artifact", "backend", "precision") else "right")
+    for row in report["artifacts"]:
+        if "skipped" in row:
+            table.add_row(row["name"], row["backend"], row["precision"], "[dim]skipped[/dim]", "", "", "",
+                          human_size(row["size_bytes"]))
+            continue
+        drop = row["accuracy_drop_pts"]
+        style = "green" if row["within_budget"] else "bold red"
+        table.add_row(row["name"], row["backend"], row["precision"], percent(row["accuracy"]),
+                      f"[{style}]{drop:+.2f}[/{style}]", percent(row["agreement"]),
+                      "—" if row["auc"] is None else f"{row['auc']:.4f}", human_size(row["size_bytes"]))
+    return table
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+# --- bench: the rich table, report.md and report.png -------------------------------------------------------
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.0f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def _drop(row: dict[str, Any]) -> str:
+    return "—" if row.get("accuracy_drop_pts") is None else f"{row['accuracy_drop_pts']:+.2f}"
+
+
+def _speedup(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}x"
+
+
+BENCH_COLUMNS = ("artifact", "backend", "prec", "batch", "p50 ms", "p90", "p99", "p50 ±", "samples/s", "speedup",
+                 "e2e p50", "memory", "size", "params", "MACs", "drop pt")
+
+
+def _bytes(size: float | None) -> str:
+    """Compact sizes for wide tables: 245K, 15.1M."""
+    if size is None:
+        return "—"
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit in ("B", "K") else f"{size:.1f}{unit}"
+        size /= 1024
+    return str(size)
+
+
+_SHORT_BACKENDS = {"onnxruntime": "ort", "tensorrt": "trt"}
+
+
+def bench_cells(row: dict[str, Any], short: bool = False) -> list[str]:
+    latency, e2e = row["latency_ms"], row.get("end_to_end")
+    backend = _SHORT_BACKENDS.get(row["backend"], row["backend"]) if short else row["backend"]
+    return [row["artifact"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
+            _ms(latency["p90"]), _ms(latency["p99"]), f"{row['p50_spread_pct'] / 2:.1f}%",
+            _count(row["throughput_per_s"]), _speedup(row.get("speedup_vs_original")),
+            _ms(e2e["latency_ms"]["p50"]) if e2e else "—", _bytes(row.get("peak_memory_bytes")),
+            _bytes(row["size_bytes"]), _count(row.get("params")), _count(row.get("macs")), _drop(row)]
+
+
+def bench_table(result: dict[str, Any]) -> Table:
+    from edgepipe.bench.machine import describe
+
+    settings = result["settings"]
+    timing = f"{settings['seconds']} s" if settings["seconds"] else f"{settings['iters']} iters"
+    table = Table(title=f"bench · {describe(result['machine'])} · {timing} x {settings['repeats']} repeats, "
+                        f"warmup {settings['warmup']}", caption=_deployable_caption(result) +
+                  "\nbackend: ort = onnxruntime, trt = TensorRT; p50 ± = half the range of the repeats' p50s",
+                  padding=(0, 1), pad_edge=False)
+    longest = max((len(r["artifact"]) for r in result["rows"]), default=8)
+    for column in BENCH_COLUMNS:  # the artifact name never shrinks; numbers never wrap
+        table.add_column(column, justify="left" if column in ("artifact", "backend", "prec") else "right",
+                         no_wrap=True, min_width=longest if column == "artifact" else None)
+    for row in result["rows"]:
+        cells = bench_cells(row, short=True)
+        if row["artifact"] == ORIGINAL:
+            cells[0] = f"[bold]{cells[0]}[/bold]"
+        table.add_row(*cells)
+    for skipped in result["skipped"]:
+        table.add_row(skipped["artifact"], skipped["backend"], "", "", f"[dim]skipped: {skipped['reason']}[/dim]",
+                      *[""] * (len(BENCH_COLUMNS) - 5))
+    return table
+
+
+def _deployable_caption(result: dict[str, Any]) -> str:
+    return "\n".join(f"deploy on {target}: {pick['reason']}" for target, pick in result["deployable"].items())
+
+
+def prune_table(metrics: dict[str, Any]) -> Table:
+    """What pruning changed (the prune manifest's metrics): params, MACs, file, accuracy, measured latency."""
+    accuracy, latency = metrics["accuracy"], metrics["latency"]["batches"]
+    table = Table(title=f"prune ({metrics['method']}): before → after", title_justify="left")
+    for column in ("", "unpruned", "pruned", "ratio"):
+        table.add_column(column, justify="left" if not column else "right")
+
+    def count(value: int) -> str:
+        return f"{value / 1e6:.2f} M" if value >= 1e5 else f"{value / 1e3:.1f} k"
+
+    table.add_row("params", count(metrics["params"]["before"]), count(metrics["params"]["after"]),
+                  f"{metrics['params']['ratio']:.2f}x fewer")
+    table.add_row("MACs / sample", count(metrics["macs"]["before"]), count(metrics["macs"]["after"]),
+                  f"{metrics['macs']['ratio']:.2f}x fewer")
+    table.add_row(MODEL_PT, f"{metrics['file_bytes']['before'] / 1024:.0f} KiB",
+                  f"{metrics['file_bytes']['after'] / 1024:.0f} KiB",
+                  f"{metrics['file_bytes']['before'] / max(metrics['file_bytes']['after'], 1):.2f}x smaller")
+    for split in ("val", "test"):
+        table.add_row(f"{split} accuracy (before fine-tune)", percent(accuracy["unpruned"][split]),
+                      percent(accuracy["before_finetune"][split]), "")
+        table.add_row(f"{split} accuracy", percent(accuracy["unpruned"][split]),
+                      percent(accuracy["after_finetune"][split]), f"{accuracy['drop_points'][split]:+.2f} pt drop")
+    threads = metrics["latency"]["threads"]
+    for batch, per_model in latency.items():
+        table.add_row(f"latency p50, batch {batch} (ORT CPU, {threads} threads)",
+                      f"{per_model['unpruned']['p50_ms']:.2f} ms", f"{per_model['pruned']['p50_ms']:.2f} ms",
+                      f"{metrics['speedup'][batch]:.2f}x faster")
+    return table
+
+
+def quantize_table(metrics: dict[str, Any], where: Any) -> Table:
+    """Each quantized artifact against the FP32 reference: test accuracy, drop, size and speed ratios."""
+    table = Table(title=f"quantize: {where}")
+    for column in ("artifact", "precision", "acc (test)", "drop pts", "size", "size ×", "speed ×"):
+        table.add_column(column, justify="left" if column in ("artifact", "precision") else "right")
+    reference = metrics["reference_fp32"]
+    table.add_row("fp32 (reference)", "fp32", f"{reference['test']:.2%}", "",
+                  f"{reference['size_bytes'] / 1024:.0f} KiB", "1.00", "1.00")
+    for row in metrics["artifacts"]:
+        table.add_row(row["name"], row["precision"], f"{row['accuracy_test']:.2%}", f"{row['drop_pts_test']:+.2f}",
+                      f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_ratio']:.2f}",
+                      f"{row['speed_ratio']:.2f}" if "speed_ratio" in row else "-")
+    return table
+
+
+def infer_table(result: dict[str, Any], top_k: int) -> Table:
+    """`infer`'s predictions: one row per image, best label first."""
+    table = Table(title=f"{result['path']} · {result['backend']} ({result['device']})")
+    for column in ("image", "prediction", "probability", f"top {top_k}"):
+        table.add_column(column, justify="right" if column == "probability" else "left")
+    for row in result["predictions"]:
+        best = row["top"][0]
+        others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in row["top"])
+        table.add_row(row["file"], best["label"], f"{best['probability']:.2%}", others)
+    return table
