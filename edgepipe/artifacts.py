@@ -199,7 +199,9 @@ class Manifest(BaseModel):
         return (self.__pydantic_extra__ or {}).get(key, default)
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True)
+        """What manifest.json holds. Python mode: a numpy number in a stage's metrics is written by
+        write_json_atomic (as it always was), not refused by pydantic's JSON serializer."""
+        return self.model_dump(mode="python", exclude_unset=True, warnings=False)
 
 
 _KINDS = {"list_type": "a list", "dict_type": "an object", "model_type": "an object", "string_type": "a string",

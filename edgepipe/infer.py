@@ -84,10 +84,12 @@ def _pick(directory: Path, artifacts: list[tuple[Path, Artifact]], name: str | N
     if not usable:
         raise EdgepipeError(f"{directory} holds no model to run (no artifacts in its manifests); "
                             "pass a run directory, stage directory, bundle, .onnx, .engine or model.pt")
-    # engine > onnx > torch; among ONNX the FP32 graph (what the original exports to), among engines the fastest
+    # engine > onnx > torch; among ONNX the FP32 graph (what the original exports to), among engines the fastest;
+    # between the two FP32 exports the pruned one (the deployable model, what quantize and bundle use)
     return min(usable, key=lambda item: (_FORMAT_ORDER[item[1].format],
                                          _PRECISION_ORDER.get(item[1].precision, 9)
-                                         * (-1 if item[1].format == "engine" else 1)))
+                                         * (-1 if item[1].format == "engine" else 1),
+                                         item[0].name != EXPORT_PRUNED))
 
 
 def choose(model: Path, *, artifact: str | None = None, threads: int | None = None) -> Choice:

@@ -65,8 +65,9 @@ def bundle_dir_name(target: str) -> str:
 
 
 def export_dir_for(model_stage: Path) -> Path:
-    """Where a train/ or prune/ stage's ONNX goes: export/ or export-pruned/ beside it."""
-    return Path(model_stage).parent / (EXPORT_PRUNED if Path(model_stage).name.startswith(PRUNE) else EXPORT)
+    """Where a train/ or prune/ stage's ONNX goes: export/ or export-pruned/ beside it (`.` is a real directory)."""
+    stage = Path(model_stage).absolute()
+    return stage.parent / (EXPORT_PRUNED if stage.name.startswith(PRUNE) else EXPORT)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class Source:
         """The run this source belongs to: itself, or the run directory holding its stage (None for a file alone)."""
         if self.kind in ("run", "bundle"):
             return RunLayout(self.directory)
-        parent = self.directory.parent
+        parent = self.directory.absolute().parent  # `edgepipe ... .` inside a stage directory
         return RunLayout(parent) if (parent / TRAIN / MANIFEST).is_file() else None
 
     def stage_dir(self, stage: str, *, hint: str = "") -> Path:

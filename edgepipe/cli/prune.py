@@ -46,7 +46,7 @@ def command(
         "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr},
         flags={"global_pruning": "--global", "ignore_layers": "--ignore"})
     stage = source_stage(source)
-    result = prune(stage, out or stage.parent / PRUNE, config)
+    result = prune(stage, out or stage.absolute().parent / PRUNE, config)
     manifest = read_manifest(result)
     console.print(prune_table(manifest.metrics))
     if config.method == "2:4":

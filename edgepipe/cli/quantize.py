@@ -48,7 +48,7 @@ def command(
         "speed_batch": speed_batch}, flags={"calibration": "--calib"})
     resolved = resolve_source(source)
     if out is None:
-        stage_dir = resolved.stage_dir or resolved.onnx.parent
+        stage_dir = (resolved.stage_dir or resolved.onnx.parent).absolute()
         out = (stage_dir.parent if stage_dir.name.startswith(EXPORT) else stage_dir) / QUANTIZE
     result = quantize(source, out, config)
 

@@ -39,6 +39,7 @@ class _IO:
     shape: tuple[int, ...]  # engine shape, -1 for dynamic
     dtype: Any
     max_shape: tuple[int, ...] = ()
+    min_shape: tuple[int, ...] = ()  # inputs: the optimization profile's minimum (DLA: min == max, a static batch)
     device: Any = None  # pycuda DeviceAllocation or torch tensor
     host: Any = None  # pinned numpy array (pycuda) or pinned torch tensor
 
@@ -226,7 +227,8 @@ class TrtRunner(Runner):
             ios.append(_IO(name, index, is_input, shape, trt.nptype(engine.get_tensor_dtype(name))))
         for io in ios:
             if io.is_input:
-                io.max_shape = tuple(int(d) for d in engine.get_tensor_profile_shape(io.name, 0)[2])
+                profile = engine.get_tensor_profile_shape(io.name, 0)
+                io.min_shape, io.max_shape = tuple(int(d) for d in profile[0]), tuple(int(d) for d in profile[2])
         return ios
 
     def _discover_bindings(self) -> list[_IO]:
@@ -245,7 +247,8 @@ class TrtRunner(Runner):
             )
         for io in ios:
             if io.is_input:
-                io.max_shape = tuple(int(d) for d in engine.get_profile_shape(0, io.index)[2])
+                profile = engine.get_profile_shape(0, io.index)
+                io.min_shape, io.max_shape = tuple(int(d) for d in profile[0]), tuple(int(d) for d in profile[2])
         return ios
 
     def _set_input_shape(self, io: _IO, shape: tuple[int, ...]) -> None:
@@ -291,7 +294,10 @@ class TrtRunner(Runner):
     # -- contract -----------------------------------------------------------------------------------
     @staticmethod
     def _spec(io: _IO) -> TensorSpec:
-        return TensorSpec(io.name, tuple(None if d < 0 else d for d in io.shape), np.dtype(io.dtype).name)
+        shape = [None if d < 0 else d for d in io.shape]
+        if io.is_input and shape and shape[0] is None and io.min_shape and io.min_shape[0] == io.max_shape[0]:
+            shape[0] = io.max_shape[0]  # a profile with min == max is a static batch: callers must fill it
+        return TensorSpec(io.name, tuple(shape), np.dtype(io.dtype).name)
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -311,7 +317,12 @@ class TrtRunner(Runner):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         limit = min(io.max_shape[0] for io in self._in)
+        least = max(io.min_shape[0] for io in self._in)
         total = len(next(iter(feed.values())))
+        if total < least:  # below the profile's minimum (a tail chunk): pad with zeros, cut the padding off
+            padded = {name: np.concatenate([array, np.zeros((least - total, *array.shape[1:]), array.dtype)])
+                      for name, array in feed.items()}
+            return {name: output[:total] for name, output in self._run(padded).items()}
         if total > limit:
             parts = [self._run({name: array[i:i + limit] for name, array in feed.items()})
                      for i in range(0, total, limit)]

@@ -17,7 +17,7 @@ from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, sha256
 from edgepipe.errors import EdgepipeError, MissingDependency
 from edgepipe.recipe import BuildConfig
 from edgepipe.run import BUILD as STAGE
-from edgepipe.run import build_dir_name, engine_file
+from edgepipe.run import CALIB_CACHE, INT8_TRT_ONNX, build_dir_name, engine_file
 from edgepipe.rundir import atomic_dir, check_replaceable
 from edgepipe.trt.settings import BuildSettings, check_against_target, check_settings, default_workspace_mib
 
@@ -35,6 +35,40 @@ def _best_without_target(cc: tuple[int, int], files: Any) -> tuple[str, str]:
     if cc in ((5, 3), (6, 0), (6, 2)) or cc >= (7, 0):
         return "fp16", f"--precision best resolved to fp16 on {sm}"
     return "fp32", f"--precision best resolved to fp32 on {sm} (no fast FP16/INT8)"
+
+
+def _best_for_target(profile: Any, files: Any) -> tuple[str, str]:
+    """"best" on a target: its fastest precision that this run has the inputs for (INT8 needs the QDQ graph or
+    the calibration cache: a run that was not quantized builds FP16 rather than failing)."""
+    from edgepipe.targets import resolve_precision
+
+    precision, reason = resolve_precision(profile, "best")
+    if precision == "int8" and not (files.int8_trt_onnx or files.calibration_cache):
+        fallback = "fp16" if "fp16" in profile.precisions else "fp32"
+        return fallback, (f"--precision best resolved to {fallback} for {profile.name}: no {INT8_TRT_ONNX} or "
+                          f"{CALIB_CACHE} in the run for int8 (run `edgepipe quantize` for it)")
+    return precision, reason
+
+
+def check_request(config: BuildConfig, target: str | None = None) -> None:
+    """What a build request can be refused for without TensorRT, a GPU or the run's files (the pipeline asks
+    this of a recipe before training). ``best`` is checked as the target's best precision, else as fp16."""
+    profile = None
+    precision = config.precision
+    if target is not None:
+        from edgepipe.targets import get_target, resolve_precision
+
+        profile = get_target(target)
+        precision, _ = resolve_precision(profile, precision)
+    settings = BuildSettings(
+        precision="fp16" if precision == "best" else precision,
+        workspace_mib=config.workspace_mib or default_workspace_mib(profile.memory_mib if profile else None),
+        dla_core=config.dla_core, gpu_fallback=config.gpu_fallback, sparsity=config.sparsity,
+        batch=tuple(config.batch), opt_level=config.opt_level, version_compatible=config.version_compatible,
+        hardware_compat=config.hardware_compat, target=target)
+    if profile is not None:  # what the device cannot do at all comes before flag combinations
+        check_against_target(settings, profile)
+    check_settings(settings)
 
 
 def _missing(reason: str, files: Any) -> MissingDependency:
@@ -68,7 +102,8 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
         from edgepipe.targets import get_target, resolve_precision
 
         profile = get_target(target)
-        precision, reason = resolve_precision(profile, precision)
+        precision, reason = (_best_for_target(profile, files) if precision == "best"
+                             else resolve_precision(profile, precision))
         if workspace_mib is None:
             workspace_mib = default_workspace_mib(profile.memory_mib)
 
@@ -88,11 +123,7 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
         )
 
     # Everything checkable without a GPU is refused before TensorRT is touched.
-    if precision != "best":
-        early = settings_for(precision, workspace_mib or default_workspace_mib(None))
-        if profile is not None:  # what the device cannot do at all comes before flag combinations
-            check_against_target(early, profile)
-        check_settings(early)
+    check_request(config.model_copy(update={"precision": precision, "workspace_mib": workspace_mib}), target)
     if sparsity and not files.sparse_2_4:
         raise EdgepipeError(
             f"--sparsity needs a 2:4-pruned model, and {source} has no prune manifest with method '2:4'; "

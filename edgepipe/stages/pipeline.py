@@ -99,6 +99,10 @@ def check_recipe(recipe: Recipe) -> None:
         raise EdgepipeError(f"model.params: {exc} (model '{recipe.model.name}')") from None
     except ValueError:
         pass  # a builder without an inspectable signature (a C function): train will say what is wrong
+    if recipe.build is not None:
+        from edgepipe.stages.build import check_request
+
+        check_request(recipe.build, recipe.target)  # DLA without a static batch, --gpu-fallback without DLA, ...
     if recipe.dataset.path is not None and not Path(recipe.dataset.path).is_dir():
         raise EdgepipeError(f"dataset.path: {recipe.dataset.path} is not a directory")
     if recipe.train.init_from:

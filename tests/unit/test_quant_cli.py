@@ -88,7 +88,7 @@ def test_bad_input_is_one_line_exit_2_and_damages_nothing(cli, run, tmp_path, mo
         monkeypatch.setattr(stage.QuantizeSource, "dataset", poisoned)
         expected = "holds NaN or Inf"
     elif case == "bad-method":
-        extra, expected = ["--method", "kl"], "--method 'kl'"
+        extra, expected = ["--method", "kl"], "--method: Input should be 'minmax', 'entropy' or 'percentile' (got 'kl')"
     else:
         calib, expected = "calibration/does-not-exist.yaml", "not found"
     out = tmp_path / "quantize"

@@ -92,3 +92,11 @@ def test_new_keys_are_typed_on_assignment():
     assert manifest.dataset.labels == ["a"]
     manifest.device = "cpu"  # a stage's own key: kept as an extra
     assert Manifest.model_validate(manifest.to_json()).extra("device") == "cpu"
+
+
+def test_a_stage_given_as_dot_still_knows_its_run(old_run, monkeypatch):
+    from edgepipe.run import export_dir_for
+
+    monkeypatch.chdir(old_run / "prune")
+    assert resolve(Path(".")).run.root == old_run
+    assert export_dir_for(Path(".")) == old_run / EXPORT_PRUNED

@@ -158,6 +158,28 @@ def test_best_resolves_through_the_target(tmp_path, monkeypatch):
     assert read_json(stage / "manifest.json")["config"]["precision"] == "fp16"
 
 
+def test_best_on_a_target_builds_what_the_run_has_inputs_for(tmp_path, monkeypatch):
+    # desktop-ampere's best is int8; a run that was not quantized for TensorRT builds fp16 instead of failing.
+    install(monkeypatch, "10.3.0", cc=(8, 6), gpu="NVIDIA RTX A4000", total_mib=16376)
+    stage = build(make_run(tmp_path, qdq=False, cache=False), None, BuildConfig(), target="desktop-ampere")
+    config = read_json(stage / "manifest.json")["config"]
+    assert config["precision"] == "fp16" and "run `edgepipe quantize`" in config["precision_reason"]
+
+
+def test_a_recipe_build_section_is_checked_before_training(tmp_path):
+    from helpers.recipes import write_recipe
+
+    from edgepipe.recipe import load_recipe
+    from edgepipe.stages.pipeline import check_recipe
+
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", build={"precision": "fp16", "gpu_fallback": True}))
+    with pytest.raises(EdgepipeError, match="--gpu-fallback only applies to DLA"):
+        check_recipe(recipe)
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", target="jetson-orin-nano", build={"dla_core": 0}))
+    with pytest.raises(EdgepipeError, match="has no DLA cores"):
+        check_recipe(recipe)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -188,3 +188,20 @@ def test_build_cli_prints_what_it_built(tmp_path, monkeypatch):
     assert f"wrote {run / 'build-int8' / 'model.int8.engine'}" in result.output
     bad = CliRunner().invoke(app, ["build", str(run), "--batch", "8:4:1"])
     assert bad.exit_code == 2 and "MIN:OPT:MAX" in bad.output
+
+
+def test_a_static_profile_is_a_fixed_batch_and_a_short_tail_is_padded(tmp_path, monkeypatch):
+    from edgepipe.recipe import BuildConfig
+    from edgepipe.runners.base import infer_in_batches
+
+    install(monkeypatch, "10.3.0")
+    static = build(make_run(tmp_path / "a"), None, BuildConfig(precision="fp16", batch=(4, 4, 4)))
+    batch = np.arange(6 * 16, dtype=np.float32).reshape(6, 1, 4, 4)
+    with TrtRunner(static / "model.fp16.engine") as runner:
+        assert runner.input_spec.shape == (4, 1, 4, 4)  # DLA-style min == max: callers must fill the batch
+        np.testing.assert_allclose(infer_in_batches(runner, batch), _expected(batch), rtol=1e-5)
+    ranged = build(make_run(tmp_path / "b"), None, BuildConfig(precision="fp16", batch=(2, 4, 8)))
+    with TrtRunner(ranged / "model.fp16.engine") as runner:
+        assert runner.input_spec.shape[0] is None
+        out = runner.infer(batch[:1])["logits"]  # one sample under the profile's minimum of 2
+    np.testing.assert_allclose(out, _expected(batch[:1]), rtol=1e-5)
