@@ -25,6 +25,21 @@ from edgepipe.runners.base import Runner, TensorSpec
 __all__ = ["TrtRunner", "TrtTiming"]
 
 
+# trt.DataType member name -> numpy dtype. Not trt.nptype: before TensorRT 8.5.3 it builds its table with
+# np.bool, which numpy 1.24 removed, so it raises AttributeError on every JetPack 4.6/5.1 with a current numpy.
+_NUMPY_TYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+                "BOOL": np.bool_, "UINT8": np.uint8}
+
+
+def numpy_dtype(dtype: Any) -> Any:
+    """The numpy type of an engine tensor's trt.DataType; one line for types numpy cannot hold (BF16, FP8)."""
+    name = getattr(dtype, "name", str(dtype).rsplit(".", 1)[-1])
+    if name not in _NUMPY_TYPES:
+        raise EdgepipeError(f"engine input/output type {name} has no numpy equivalent; export the model with "
+                            "float32 inputs and outputs")
+    return _NUMPY_TYPES[name]
+
+
 @dataclass(frozen=True)
 class TrtTiming:
     gpu_compute_ms: float  # CUDA events around the execute call only
@@ -192,15 +207,20 @@ class TrtRunner(Runner):
         if device is None:
             raise MissingDependency(f"TensorRT {trt.__version__} is installed but no CUDA GPU is visible")
         self._device_name = f"cuda:0 ({device.name})"
-        if self._check_portability and manifest_path.is_file():
-            check_engine_portable(read_manifest(self.engine_path.parent), machine_facts(trt, device))
+        settings: dict[str, Any] = {}
+        if manifest_path.is_file():
+            manifest = read_manifest(self.engine_path.parent)
+            recorded = manifest.config
+            settings = recorded.get("settings") or {}
+            if self._check_portability:
+                check_engine_portable(manifest, machine_facts(trt, device))
         data = self.engine_path.read_bytes()
         if not data:
             raise EdgepipeError(f"engine file {self.engine_path} is empty; rebuild it with `edgepipe build`")
-        from edgepipe.trt.builder import make_logger
+        from edgepipe.trt.builder import make_logger, make_runtime
 
         self._logger = make_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime = make_runtime(trt, self._logger, settings)
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             detail = "; ".join(self._logger.errors()[-1:]) or "TensorRT could not deserialize it"
@@ -224,7 +244,7 @@ class TrtRunner(Runner):
             name = engine.get_tensor_name(index)
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-            ios.append(_IO(name, index, is_input, shape, trt.nptype(engine.get_tensor_dtype(name))))
+            ios.append(_IO(name, index, is_input, shape, numpy_dtype(engine.get_tensor_dtype(name))))
         for io in ios:
             if io.is_input:
                 profile = engine.get_tensor_profile_shape(io.name, 0)
@@ -232,7 +252,7 @@ class TrtRunner(Runner):
         return ios
 
     def _discover_bindings(self) -> list[_IO]:
-        trt, engine = self._trt, self._engine
+        engine = self._engine
         ios = []
         for index in range(engine.num_bindings):
             shape = tuple(int(d) for d in engine.get_binding_shape(index))
@@ -242,7 +262,7 @@ class TrtRunner(Runner):
                     index,
                     engine.binding_is_input(index),
                     shape,
-                    trt.nptype(engine.get_binding_dtype(index)),
+                    numpy_dtype(engine.get_binding_dtype(index)),
                 )
             )
         for io in ios:

@@ -157,6 +157,9 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
         workspace_mib = default_workspace_mib(device.total_memory_mib)
     settings = settings_for(precision, workspace_mib)
     check_settings(settings)
+    from edgepipe.trt.builder import check_release_supports
+
+    check_release_supports(trt, settings)
     if profile is not None:
         check_against_target(settings, profile)
     if settings.workspace_mib > device.total_memory_mib:
@@ -194,7 +197,7 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
     with atomic_dir(out, STAGE) as tmp:
         with open(tmp / filename, "wb") as handle:
             handle.write(memoryview(result.serialized_engine))
-        check_engine_deserializes(trt, (tmp / filename).read_bytes())
+        check_engine_deserializes(trt, (tmp / filename).read_bytes(), settings)
         manifest.config["applied"] = result.applied
         manifest.config["input"] = {"name": result.input_name, "shape": list(result.input_shape)}
         add_artifact(

@@ -95,6 +95,27 @@ def _profile_shapes(
     return tuple((b, *rest) for b in batch)  # type: ignore[return-value]
 
 
+# Builder settings that older TensorRT releases do not have, and the first release that does (NVIDIA's Python API
+# docs per release: IBuilderConfig.builder_optimization_level, BuilderFlag.VERSION_COMPATIBLE and
+# hardware_compatibility_level arrived in 8.6; HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY in 10.9).
+_FIRST_RELEASE = {"opt_level": ((8, 6), "--opt-level"), "version_compatible": ((8, 6), "--version-compatible"),
+                  "hardware_compat": ((8, 6), "--hardware-compat"),
+                  "hardware_compat_same_cc": ((10, 9), "--hardware-compat same_cc")}
+
+
+def check_release_supports(trt: ModuleType, settings: BuildSettings) -> None:
+    """Refuse, in one line and before any work, a setting the running TensorRT release does not have."""
+    version = tensorrt_version(trt)[:2]
+    asked = {"opt_level": settings.opt_level is not None, "version_compatible": settings.version_compatible,
+             "hardware_compat": settings.hardware_compat != "none",
+             "hardware_compat_same_cc": settings.hardware_compat == "same_cc"}
+    for key, wanted in asked.items():
+        first, flag = _FIRST_RELEASE[key]
+        if wanted and version < first:
+            raise EdgepipeError(f"{flag} needs TensorRT {first[0]}.{first[1]} or newer; this machine has "
+                                f"{trt.__version__}: drop it")
+
+
 def configure(
     trt: ModuleType,
     builder: Any,
@@ -168,8 +189,12 @@ def configure(
 
     if timing_cache_bytes is not None:
         cache = config.create_timing_cache(timing_cache_bytes)
-        config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is refused
-        applied["timing_cache"] = "reused" if timing_cache_bytes else "new"
+        # ignore_mismatch=False: TensorRT refuses (returns False) a cache from another GPU or TensorRT release.
+        if config.set_timing_cache(cache, False):
+            applied["timing_cache"] = "reused" if timing_cache_bytes else "new"
+        else:
+            config.set_timing_cache(config.create_timing_cache(b""), False)
+            applied["timing_cache"] = "replaced: the file was made on another GPU or TensorRT release"
     applied["network_strongly_typed"] = plan.strongly_typed
     applied["tensorrt_major"] = major
     return applied, calibrator, shapes
@@ -206,10 +231,22 @@ def build_serialized_engine(trt: ModuleType, plan: BuildPlan, settings: BuildSet
     return BuildResult(serialized, tensor.name, tuple(int(d) for d in tensor.shape), shapes, applied)
 
 
-def check_engine_deserializes(trt: ModuleType, engine_bytes: Any) -> Any:
+def make_runtime(trt: ModuleType, logger: Any, settings: dict[str, Any]) -> Any:
+    """A trt.Runtime set up for an engine built with ``settings`` (its manifest's): what deserialization needs."""
+    runtime = trt.Runtime(logger)
+    if settings.get("dla_core") is not None:
+        # The DLA core a DLA engine runs on is chosen at deserialization (IRuntime.DLA_core), not at build.
+        runtime.DLA_core = int(settings["dla_core"])
+    if settings.get("version_compatible"):
+        # A version-compatible plan embeds a lean runtime that TensorRT (>= 8.6) only runs when allowed.
+        runtime.engine_host_code_allowed = True
+    return runtime
+
+
+def check_engine_deserializes(trt: ModuleType, engine_bytes: Any, settings: BuildSettings) -> Any:
     """Load the engine back (the stage checks its result before returning)."""
     logger = make_logger(trt)
-    runtime = trt.Runtime(logger)
+    runtime = make_runtime(trt, logger, settings.to_json())
     engine = runtime.deserialize_cuda_engine(engine_bytes)
     if engine is None:
         reason = "; ".join(logger.errors()[-2:]) or "no error logged"

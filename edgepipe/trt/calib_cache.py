@@ -41,6 +41,16 @@ def cache_header(tensorrt_version: str) -> str:
     return f"TRT-{tensorrt_version_number(tensorrt_version)}-{CACHE_ALGORITHM}"
 
 
+def with_running_header(cache: bytes, tensorrt_version: str) -> bytes:
+    """The cache as the running TensorRT expects it: its header names that very version (8.5.2 -> TRT-8502-...).
+
+    TensorRT ignores a cache whose header names another version and asks for calibration data instead; the
+    scales themselves (per-tensor amax / 127) do not depend on the release, so the header is rewritten at load.
+    """
+    _, _, body = cache.partition(b"\n")
+    return cache_header(tensorrt_version).encode() + b"\n" + body
+
+
 def scale_to_hex(scale: float) -> str:
     return struct.pack(">f", scale).hex()
 

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from edgepipe.errors import EdgepipeError
-from edgepipe.trt.calib_cache import CACHE_ALGORITHM
+from edgepipe.trt.calib_cache import CACHE_ALGORITHM, with_running_header
 
 
 def read_cache(path: Path) -> bytes:
@@ -28,8 +28,9 @@ def read_cache(path: Path) -> bytes:
 
 
 def make_cache_calibrator(trt: ModuleType, cache_path: Path, batch_size: int = 1) -> Any:
-    """An instance of a trt.IInt8EntropyCalibrator2 subclass that only serves ``cache_path``."""
-    cache = read_cache(cache_path)
+    """An instance of a trt.IInt8EntropyCalibrator2 subclass that only serves ``cache_path``, its header naming the
+    running TensorRT (quantize writes the target's nominal version; a Jetson may run another patch release)."""
+    cache = with_running_header(read_cache(cache_path), trt.__version__)
 
     class CacheOnlyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:

@@ -127,6 +127,9 @@ def make_tensorrt(
         trt.TensorIOMode = _enum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
 
     def nptype(dtype: Any) -> type:
+        # Before 8.5.3 the real nptype builds its table with np.bool, which numpy 1.24 removed: it always raises.
+        if ver < (8, 5, 3) and not hasattr(np, "bool"):
+            raise AttributeError("module 'numpy' has no attribute 'bool'")
         return {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
 
     trt.nptype = nptype
@@ -196,7 +199,8 @@ def make_tensorrt(
             self.data = bytes(data)
 
         def serialize(self) -> IHostMemory:
-            return IHostMemory(b"TIMING[" + self.data + b"]")
+            # Timing caches hold tactic timings of one TensorRT release on one GPU.
+            return IHostMemory(b"TIMING(" + version.encode() + b")[" + self.data + b"]")
 
     config_attrs = {"DLA_core", "default_device_type", "flags", "profile_stream", "avg_timing_iterations"}
     if ver >= (8, 6):
@@ -239,6 +243,9 @@ def make_tensorrt(
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             record("IBuilderConfig.set_timing_cache", cache.data, ignore_mismatch)
+            foreign = bool(cache.data) and not cache.data.startswith(b"TIMING(" + version.encode() + b")")
+            if foreign and not ignore_mismatch:
+                return False  # the real call refuses another release's (or GPU's) cache and keeps none
             self.state["timing_cache"] = cache
             return True
 
@@ -330,7 +337,10 @@ def make_tensorrt(
             calibrator = config.state.get("int8_calibrator")
             if calibrator is not None:
                 cache = calibrator.read_calibration_cache()
-                if reject_calibration_cache or not cache:
+                # TensorRT uses a cache only when its header names this very release (NV_TENSORRT_VERSION).
+                number = ver[0] * (10000 if ver[0] >= 10 else 1000) + ver[1] * 100 + (ver[2] if len(ver) > 2 else 0)
+                header = bytes(cache or b"").split(b"\n", 1)[0].decode(errors="replace")
+                if reject_calibration_cache or not cache or not header.startswith(f"TRT-{number}-"):
                     calibrator.get_batch([network.inputs[0].name])
             if build_fails:
                 self.logger.log(Logger.ERROR, "fake: out of workspace memory")
@@ -341,6 +351,7 @@ def make_tensorrt(
                 "input": tensor.name,
                 "shape": list(tensor.shape),
                 "profile": [list(s) for s in profile],
+                "version_compatible": "VERSION_COMPATIBLE" in config.state["flags"],
             }
             return IHostMemory(ENGINE_MAGIC + json.dumps(description).encode())
 
@@ -486,6 +497,9 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
 
         def set_binding_shape(self: Any, index: int, shape: tuple) -> bool:
             record("IExecutionContext.set_binding_shape", index, tuple(shape))
+            low, high = self.engine.description["profile"][0], self.engine.description["profile"][2]
+            if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
+                return False  # outside the optimization profile, as the real call says
             self.input_shape = tuple(shape)
             return True
 
@@ -500,12 +514,27 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
         IExecutionContext.get_binding_shape = ctx_get_binding_shape
         IExecutionContext.execute_async_v2 = execute_async_v2
 
+    runtime_attrs = {"DLA_core"} | ({"engine_host_code_allowed"} if _v(trt.__version__) >= (8, 6) else set())
+
     class Runtime:
         REAL = "Runtime"
+        SETTABLE = frozenset(runtime_attrs)
 
         def __init__(self, logger: Any) -> None:
             record("Runtime", type(logger).__name__)
-            self.logger = logger
+            object.__setattr__(self, "logger", logger)
+            object.__setattr__(self, "state", {"DLA_core": -1, "engine_host_code_allowed": False})
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name not in self.SETTABLE:
+                raise AttributeError(f"fake tensorrt {trt.__version__}: Runtime has no attribute {name!r}")
+            record(f"Runtime.{name}=", value)
+            self.state[name] = value
+
+        def __getattr__(self, name: str) -> Any:
+            if name in type(self).SETTABLE:
+                return self.state[name]
+            raise AttributeError(name)
 
         def deserialize_cuda_engine(self, serialized_engine: Any) -> Any:
             data = bytes(serialized_engine)
@@ -515,6 +544,11 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
                 description = json.loads(data[len(ENGINE_MAGIC) :])
             except (AssertionError, ValueError):
                 self.logger.log(trt.Logger.ERROR, "fake: the engine plan file is corrupted")
+                return None
+            if description.get("version_compatible") and not self.state["engine_host_code_allowed"]:
+                # A version-compatible plan carries a lean runtime; TensorRT refuses to run host code unasked.
+                self.logger.log(trt.Logger.ERROR, "fake: engine_host_code_allowed is false for a version-"
+                                                  "compatible engine")
                 return None
             return ICudaEngine(description)
 

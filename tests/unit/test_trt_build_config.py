@@ -13,7 +13,7 @@ from fakes.onnx_runs import make_run, read_json, tiny_onnx  # noqa: E402
 from fakes.tensorrt_fake import install  # noqa: E402
 
 from edgepipe.errors import EdgepipeError, MissingDependency  # noqa: E402
-from edgepipe.recipe import BuildConfig
+from edgepipe.recipe import BuildConfig  # noqa: E402
 from edgepipe.stages.build import build  # noqa: E402
 
 MiB = 1 << 20
@@ -134,11 +134,23 @@ def test_timing_cache_is_created_reused_and_saved(tmp_path, monkeypatch):
     build(run, None, BuildConfig(precision="fp16"), timing_cache=cache)
     assert ("IBuilderConfig.create_timing_cache", b"") in _config_calls(trt)
     assert ("IBuilderConfig.set_timing_cache", b"", False) in _config_calls(trt)
-    assert cache.read_bytes() == b"TIMING[]"
+    assert cache.read_bytes() == b"TIMING(10.3.0)[]"
     trt.calls.clear()
     build(run, None, BuildConfig(precision="fp16"), timing_cache=cache, rebuild=True)
-    assert ("IBuilderConfig.create_timing_cache", b"TIMING[]") in _config_calls(trt)
-    assert cache.read_bytes() == b"TIMING[TIMING[]]"
+    assert ("IBuilderConfig.create_timing_cache", b"TIMING(10.3.0)[]") in _config_calls(trt)
+    assert cache.read_bytes() == b"TIMING(10.3.0)[TIMING(10.3.0)[]]"
+
+
+def test_a_timing_cache_from_another_release_is_replaced_not_trusted(tmp_path, monkeypatch):
+    trt = install(monkeypatch, "10.3.0")
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"TIMING(8.6.2)[old tactics]")  # copied from a JetPack 6.0 device
+    stage = build(make_run(tmp_path), None, BuildConfig(precision="fp16"), timing_cache=cache)
+    calls = _config_calls(trt)
+    assert ("IBuilderConfig.set_timing_cache", b"TIMING(8.6.2)[old tactics]", False) in calls
+    assert ("IBuilderConfig.set_timing_cache", b"", False) in calls  # a fresh cache instead
+    assert "another GPU or TensorRT" in read_json(stage / "manifest.json")["config"]["applied"]["timing_cache"]
+    assert cache.read_bytes() == b"TIMING(10.3.0)[]"
 
 
 def test_unchanged_inputs_skip_the_build_and_rebuild_forces_it(tmp_path, monkeypatch):
@@ -275,3 +287,63 @@ def test_without_tensorrt_points_to_the_cpu_artifact(tmp_path):
         build(run, None, BuildConfig(precision="fp16"))
     assert "tensorrt-stubs" in str(info.value)
     assert str(run / "quantize" / "model.int8.cpu.onnx") in str(info.value)
+
+
+# --- what older TensorRT releases (JetPack 4.6 / 5.1) do differently -------------------------------------------
+
+def test_a_cache_header_naming_another_release_is_rewritten_to_the_running_one(tmp_path, monkeypatch):
+    # quantize wrote the target's nominal 8.6.1; the Jetson runs 8.5.2 and TensorRT would ignore "TRT-8601".
+    from edgepipe.trt.calibrator import make_cache_calibrator
+
+    trt = install(monkeypatch, "8.5.2", cc=(8, 7))
+    run = make_run(tmp_path, qdq=False, cache_header="TRT-8601-EntropyCalibration2")
+    # The strict fake asks for calibration data when the header names another release: the build would fail.
+    stage = build(run, None, BuildConfig(precision="int8"))
+    assert "implicit INT8 from trt.calib.cache" in read_json(stage / "manifest.json")["config"]["plan"]
+    served = make_cache_calibrator(trt, run / "quantize" / "trt.calib.cache").read_calibration_cache()
+    assert served.startswith(b"TRT-8502-EntropyCalibration2\n") and served.endswith(b"logits: 3d8f5c29\n")
+    assert (run / "quantize" / "trt.calib.cache").read_bytes().startswith(b"TRT-8601-")  # the file is untouched
+
+
+def test_settings_a_release_lacks_are_refused_before_the_build(tmp_path, monkeypatch):
+    install(monkeypatch, "8.5.2", cc=(8, 7))
+    run = make_run(tmp_path)
+    for config, flag in ((BuildConfig(precision="fp16", opt_level=5), "--opt-level"),
+                         (BuildConfig(precision="fp16", version_compatible=True), "--version-compatible")):
+        with pytest.raises(EdgepipeError, match=f"{flag} needs TensorRT 8.6 or newer; this machine has 8.5.2"):
+            build(run, None, config)
+    install(monkeypatch, "10.3.0", cc=(8, 6), gpu="NVIDIA RTX A4000", total_mib=16376)
+    with pytest.raises(EdgepipeError, match="same_cc needs TensorRT 10.9"):
+        build(run, None, BuildConfig(precision="fp16", hardware_compat="same_cc"))
+
+
+def test_nptype_is_never_asked_where_it_crashes(tmp_path, monkeypatch):
+    import numpy as np
+
+    from edgepipe.runners.tensorrt import TrtRunner
+
+    trt = install(monkeypatch, "8.2.1", cc=(5, 3))
+    if not hasattr(np, "bool"):  # numpy >= 1.24: the real 8.2 nptype raises, and so does the strict fake
+        with pytest.raises(AttributeError):
+            trt.nptype(trt.DataType.FLOAT)
+    stage = build(make_run(tmp_path), None, BuildConfig(precision="fp16", batch=(1, 2, 4)))
+    with TrtRunner(stage / "model.fp16.engine") as runner:
+        assert runner.outputs[0].dtype == "float32"
+
+
+def test_a_version_compatible_or_dla_engine_loads_with_its_runtime_settings(tmp_path, monkeypatch):
+    from edgepipe.runners.tensorrt import TrtRunner
+
+    trt = install(monkeypatch, "10.3.0", num_dla_cores=2)
+    run = make_run(tmp_path)
+    stage = build(run, None, BuildConfig(precision="fp16", version_compatible=True))
+    trt.calls.clear()
+    with TrtRunner(stage / "model.fp16.engine"):
+        pass
+    assert ("Runtime.engine_host_code_allowed=", (True,)) in trt.calls
+    dla = build(run, tmp_path / "dla", BuildConfig(precision="fp16", dla_core=1, batch=(4, 4, 4)),
+                target="jetson-agx-orin")
+    trt.calls.clear()
+    with TrtRunner(dla / "model.fp16.engine"):
+        pass
+    assert ("Runtime.DLA_core=", (1,)) in trt.calls
