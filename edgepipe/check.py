@@ -53,15 +53,14 @@ def check_model(
     default the oldest the target ships (the strictest parser).
     """
     profile = get_target(target) if isinstance(target, str) else target
-    tensorrt_version = tensorrt or profile.tensorrt_min
+    tensorrt_version = tensorrt or profile.checked_tensorrt
     findings: list[Finding] = []
     if tensorrt and not profile.supports_tensorrt(tensorrt):
         findings.append(
             Finding(
                 "warning",
                 "precision",
-                f"TensorRT {tensorrt} is outside {profile.name}'s range "
-                f"{profile.tensorrt_min}–{profile.tensorrt_max}",
+                f"TensorRT {tensorrt} is not a release {profile.name} runs ({profile.tensorrt_text()})",
             )
         )
     if precision is not None and precision not in profile.precisions:

@@ -19,19 +19,20 @@ from edgepipe.errors import EdgepipeError
 PRECISIONS = ("fp32", "fp16", "int8")
 # best first: INT8 tensor cores beat FP16 beat FP32 wherever the hardware has them
 _PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
-_REQUIRED_KEYS = {
-    "kind",
-    "gpu",
-    "compute_capability",
-    "precisions",
-    "dla_cores",
-    "sparse_tensor_cores",
-    "memory_mib",
-    "tensorrt_min",
-    "tensorrt_max",
-    "jetpack",
-    "sources",
-}
+_COMMON_KEYS = {"kind", "gpu", "compute_capability", "precisions", "dla_cores", "sparse_tensor_cores", "memory_mib",
+                "jetpack", "sources"}
+_REQUIRED_KEYS = {"jetson": _COMMON_KEYS | {"releases"}, "desktop": _COMMON_KEYS | {"tensorrt_min", "tensorrt_max"}}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One JetPack release a Jetson module runs, and the stack it pins (None: not checked yet)."""
+
+    jetpack: str
+    tensorrt: str  # full version, e.g. "8.5.2": what a calibration cache header names
+    l4t: str | None = None
+    cuda: str | None = None
+    python: str | None = None  # the system Python TensorRT's bindings exist for
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class TargetProfile:
     memory_mib: int
     tensorrt_min: str
     tensorrt_max: str
-    jetpack: str | None
+    jetpack: str | None  # a Jetson's release that bundles are made and checked for
     sources: list[str] = field(default_factory=list, compare=False, hash=False)
+    releases: tuple[Release, ...] = ()  # Jetsons: every JetPack the module runs
 
     @property
     def sm(self) -> str:
@@ -62,10 +64,36 @@ class TargetProfile:
         return parse_version(self.tensorrt_min), parse_version(self.tensorrt_max)
 
     def supports_tensorrt(self, version: str) -> bool:
-        """Whether a TensorRT version (any number of components, "10.3.0.26") is in this target's range."""
-        low, high = self.tensorrt_range
+        """Whether a TensorRT version (any number of components, "10.3.0.26") runs on this target: a Jetson's
+        JetPack releases each pin one TensorRT (a device on any of them is never refused); desktops a range."""
         major_minor = parse_version(version)[:2]
+        if self.releases:
+            return any(parse_version(release.tensorrt)[:2] == major_minor for release in self.releases)
+        low, high = self.tensorrt_range
         return low[:2] <= major_minor <= high[:2]
+
+    def release_for(self, version: str) -> Release | None:
+        """The newest JetPack release that ships this TensorRT (major.minor), None on desktops or when none does."""
+        major_minor = parse_version(version)[:2]
+        found = [r for r in self.releases if parse_version(r.tensorrt)[:2] == major_minor]
+        return found[-1] if found else None
+
+    @property
+    def default_release(self) -> Release | None:
+        """The Jetson release named by ``jetpack``: what bundles are preflighted for and caches are headed for."""
+        return next((r for r in self.releases if r.jetpack == self.jetpack), None)
+
+    def tensorrt_text(self) -> str:
+        """"8.0/8.2" for a Jetson's releases, "8.6–10.13" for a desktop range."""
+        if self.releases:
+            return "/".join(dict.fromkeys(".".join(map(str, parse_version(r.tensorrt)[:2])) for r in self.releases))
+        low, high = self.tensorrt_min, self.tensorrt_max
+        return low if low == high else f"{low}–{high}"
+
+    @property
+    def checked_tensorrt(self) -> str:
+        """The release preflight checks against by default: a Jetson's bundle release, a desktop's oldest."""
+        return self.default_release.tensorrt if self.default_release else self.tensorrt_min
 
 
 def parse_version(version: str) -> tuple[int, ...]:
@@ -87,10 +115,18 @@ def parse_version(version: str) -> tuple[int, ...]:
 
 def _profile_from_entry(name: str, entry: dict) -> TargetProfile:
     # The data file ships with the package, so a malformed entry is a bug (ValueError), not user input.
-    missing = _REQUIRED_KEYS - set(entry)
-    unknown = set(entry) - _REQUIRED_KEYS
+    required = _REQUIRED_KEYS.get(entry.get("kind"), _COMMON_KEYS)
+    missing = required - set(entry)
+    unknown = set(entry) - required
     if missing or unknown:
         raise ValueError(f"targets.yaml entry {name!r}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    releases = tuple(Release(**{key: None if value is None else str(value) for key, value in release.items()})
+                     for release in entry.get("releases") or ())
+    versions = sorted(parse_version(r.tensorrt) for r in releases)
+    if releases and entry["jetpack"] not in {r.jetpack for r in releases}:
+        raise ValueError(f"targets.yaml entry {name!r}: jetpack {entry['jetpack']!r} is not one of its releases")
+    tensorrt_min = ".".join(map(str, versions[0][:2])) if releases else str(entry["tensorrt_min"])
+    tensorrt_max = ".".join(map(str, versions[-1][:2])) if releases else str(entry["tensorrt_max"])
     precisions = frozenset(entry["precisions"])
     if not precisions <= set(PRECISIONS) or "fp32" not in precisions:
         raise ValueError(f"targets.yaml entry {name!r}: precisions {sorted(precisions)} outside {PRECISIONS}")
@@ -106,10 +142,11 @@ def _profile_from_entry(name: str, entry: dict) -> TargetProfile:
         dla_cores=int(entry["dla_cores"]),
         sparse_tensor_cores=bool(entry["sparse_tensor_cores"]),
         memory_mib=int(entry["memory_mib"]),
-        tensorrt_min=str(entry["tensorrt_min"]),
-        tensorrt_max=str(entry["tensorrt_max"]),
+        tensorrt_min=tensorrt_min,
+        tensorrt_max=tensorrt_max,
         jetpack=None if entry["jetpack"] is None else str(entry["jetpack"]),
         sources=[str(source) for source in entry["sources"]],
+        releases=releases,
     )
 
 

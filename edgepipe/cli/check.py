@@ -39,7 +39,7 @@ def command(
     profile = get_target(target)
     resolved = resolve_precision(profile, precision)[0] if precision else None
     findings = check_onnx(model, profile, dla=dla, precision=resolved, tensorrt=tensorrt)
-    tensorrt_version = tensorrt or profile.tensorrt_min
+    tensorrt_version = tensorrt or profile.checked_tensorrt
     failed = has_errors(findings)
 
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -23,18 +24,14 @@ def command(
         for profile in profiles:
             row = {field: getattr(profile, field) for field in profile.__dataclass_fields__}
             row["precisions"] = sorted(profile.precisions)
+            row["releases"] = [asdict(release) for release in profile.releases]
             rows.append(row)
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="target profiles (--json adds the GPU and a source for each fact)")
     for column in ("name", "SM", "precisions", "DLA", "2:4 sparse", "memory", "TensorRT", "JetPack"):
-        table.add_column(column, no_wrap=column in ("name", "SM"))
+        table.add_column(column, no_wrap=column in ("name", "SM", "TensorRT", "JetPack"))
     for profile in profiles:
-        trt = (
-            profile.tensorrt_min
-            if profile.tensorrt_min == profile.tensorrt_max
-            else (f"{profile.tensorrt_min}–{profile.tensorrt_max}")
-        )
         table.add_row(
             profile.name,
             profile.sm,
@@ -42,7 +39,12 @@ def command(
             str(profile.dla_cores),
             "yes" if profile.sparse_tensor_cores else "no",
             f"{profile.memory_mib // 1024} GiB",
-            trt,
-            profile.jetpack or "-",
+            profile.tensorrt_text(),
+            _span([release.jetpack for release in profile.releases]),
         )
     Console().print(table)
+
+
+def _span(releases: list[str]) -> str:
+    """Every JetPack a module runs, compactly: "4.6–4.6.1" (`--json` lists each with its TensorRT and CUDA)."""
+    return "-" if not releases else releases[0] if len(releases) == 1 else f"{releases[0]}–{releases[-1]}"

@@ -71,6 +71,12 @@ def check_request(config: BuildConfig, target: str | None = None) -> None:
     check_settings(settings)
 
 
+def _running_jetpack(profile: Any, tensorrt_version: str) -> str | None:
+    """The JetPack release this TensorRT comes with on the target (what the engine is tied to), if a Jetson."""
+    release = profile.release_for(tensorrt_version) if profile is not None else None
+    return release.jetpack if release is not None else None
+
+
 def _missing(reason: str, files: Any) -> MissingDependency:
     fallback = files.cpu_fallback()
     where = (
@@ -141,9 +147,8 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
     if profile is not None:
         if not profile.supports_tensorrt(trt.__version__):
             raise EdgepipeError(
-                f"{profile.name} runs TensorRT {profile.tensorrt_min}-{profile.tensorrt_max}, "
-                f"this machine has "
-                f"{trt.__version__}; build on the device (engines do not move between TensorRT versions)"
+                f"{profile.name} runs TensorRT {profile.tensorrt_text()}, this machine has {trt.__version__}; build on "
+                "the device (engines do not move between TensorRT versions)"
             )
         if tuple(device.compute_capability) != tuple(profile.compute_capability):
             raise EdgepipeError(
@@ -184,7 +189,7 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
         "settings": settings.to_json(),
         "cli_flags": settings.cli_flags(),
         "machine": machine.to_json(),
-        "jetpack": profile.jetpack if profile is not None else None,
+        "jetpack": _running_jetpack(profile, trt.__version__),
     }
     manifest = new_manifest(STAGE, config, parents)
     if not rebuild and is_up_to_date(out, manifest):

@@ -158,8 +158,8 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
     lines = [
         f"# edgepipe deploy bundle: {manifest['recipe_name']} for {target['name']}",
         "",
-        f"Made for **{target['name']}** ({target['gpu']}, {target['sm']}, TensorRT {target['tensorrt_min']}"
-        f"–{target['tensorrt_max']}" + (f", JetPack {target['jetpack']}" if target.get("jetpack") else "") + ").",
+        f"Made for **{target['name']}** ({target['gpu']}, {target['sm']}, TensorRT {target['tensorrt']}"
+        + (f", JetPack {', '.join(target['jetpack_releases'])}" if target.get("jetpack_releases") else "") + ").",
         f"Original model: {original['accuracy']:.2%} top-1 on the {original['samples']} bundled test samples "
         f"({REFERENCE}, with its outputs as the reference).",
         "",
@@ -264,7 +264,9 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
             "recipe_name": recipe.get("name", run_dir.name),
             "target": {"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
                        "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
-                       "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack},
+                       "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack,
+                       "tensorrt": profile.tensorrt_text(),
+                       "jetpack_releases": [release.jetpack for release in profile.releases]},
             "precisions": _deploy_precisions(profile, shipped),
             "max_accuracy_drop": float((recipe.get("eval") or {}).get("max_accuracy_drop",
                                                                       DEFAULT_MAX_ACCURACY_DROP)),

@@ -24,7 +24,10 @@ def _quantize_config(recipe: Recipe):
     if recipe.target and "tensorrt_version" not in config.model_fields_set:
         from edgepipe.targets import get_target
 
-        update["tensorrt_version"] = get_target(recipe.target).tensorrt_max  # the cache header names it
+        # The cache header names it (and build rewrites it to the release running on the device).
+        profile = get_target(recipe.target)
+        release = profile.default_release
+        update["tensorrt_version"] = release.tensorrt if release is not None else profile.tensorrt_max
     return config.model_copy(update=update)
 
 

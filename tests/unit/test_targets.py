@@ -16,11 +16,11 @@ from edgepipe.targets import (
 
 EXPECTED = {
     # name: (compute capability, precisions, DLA cores, sparse tensor cores, TensorRT min)
-    "jetson-nano": ((5, 3), {"fp32", "fp16"}, 0, False, "8.2"),
-    "jetson-xavier-nx": ((7, 2), {"fp32", "fp16", "int8"}, 2, False, "8.5"),
-    "jetson-orin-nano": ((8, 7), {"fp32", "fp16", "int8"}, 0, True, "10.3"),
-    "jetson-orin-nx": ((8, 7), {"fp32", "fp16", "int8"}, 2, True, "10.3"),
-    "jetson-agx-orin": ((8, 7), {"fp32", "fp16", "int8"}, 2, True, "10.3"),
+    "jetson-nano": ((5, 3), {"fp32", "fp16"}, 0, False, "8.0"),
+    "jetson-xavier-nx": ((7, 2), {"fp32", "fp16", "int8"}, 2, False, "8.0"),
+    "jetson-orin-nano": ((8, 7), {"fp32", "fp16", "int8"}, 0, True, "8.5"),
+    "jetson-orin-nx": ((8, 7), {"fp32", "fp16", "int8"}, 2, True, "8.5"),
+    "jetson-agx-orin": ((8, 7), {"fp32", "fp16", "int8"}, 2, True, "8.4"),
     "desktop-ampere": ((8, 6), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
     "desktop-ada": ((8, 9), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
     "desktop-hopper": ((9, 0), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
@@ -49,11 +49,18 @@ def test_profiles_are_frozen_and_sourced() -> None:
         get_target("jetson-nano").dla_cores = 2  # type: ignore[misc]
 
 
-def test_jetpack_pins() -> None:
-    assert get_target("jetson-nano").jetpack.startswith("4.6")
-    assert get_target("jetson-xavier-nx").jetpack.startswith("5.")
-    assert get_target("jetson-agx-orin").jetpack.startswith("6.")
-    assert get_target("jetson-agx-orin").tensorrt_max == "10.3"
+def test_every_jetpack_a_module_runs_is_in_its_profile() -> None:
+    nano, xavier, orin = get_target("jetson-nano"), get_target("jetson-xavier-nx"), get_target("jetson-agx-orin")
+    assert [(r.jetpack, r.tensorrt, r.python) for r in nano.releases] == [("4.6", "8.0.1", "3.6"),
+                                                                          ("4.6.1", "8.2.1", "3.6")]
+    assert [r.tensorrt for r in xavier.releases][-1] == "8.5.2" and xavier.release_for("8.5.2.2").python == "3.8"
+    assert [r.jetpack for r in orin.releases] == ["5.0.2", "5.1", "6.0", "6.1", "7.2.2"]
+    for version in ("8.4.1", "8.5.2", "8.6.2", "10.3.0", "11.4.1"):
+        assert orin.supports_tensorrt(version), version
+    assert not orin.supports_tensorrt("10.13.0") and not nano.supports_tensorrt("8.5.2")
+    # Bundles are made and preflighted for the profile's named release; desktops have no JetPack.
+    assert orin.jetpack == "6.1" and orin.default_release.tensorrt == "10.3.0" and orin.checked_tensorrt == "10.3.0"
+    assert get_target("desktop-ampere").releases == () and get_target("desktop-ampere").checked_tensorrt == "8.6"
 
 
 def test_unknown_target_lists_the_known_ones() -> None:

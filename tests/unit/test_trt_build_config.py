@@ -220,7 +220,7 @@ def test_refused_before_tensorrt_is_touched(tmp_path, monkeypatch, kwargs, messa
 def test_target_with_another_tensorrt_is_refused(tmp_path, monkeypatch):
     install(monkeypatch, "10.13.0.35")
     with pytest.raises(
-        EdgepipeError, match=r"jetson-nano runs TensorRT 8.2-8.2, this machine has 10.13.0.35"
+        EdgepipeError, match=r"jetson-nano runs TensorRT 8.0/8.2, this machine has 10.13.0.35"
     ):
         build(make_run(tmp_path), None, BuildConfig(precision="fp16"), target="jetson-nano")
 
@@ -347,3 +347,12 @@ def test_a_version_compatible_or_dla_engine_loads_with_its_runtime_settings(tmp_
     with TrtRunner(dla / "model.fp16.engine"):
         pass
     assert ("Runtime.DLA_core=", (1,)) in trt.calls
+
+
+@pytest.mark.parametrize("version, jetpack", [("8.4.1", "5.0.2"), ("8.5.2", "5.1"), ("8.6.2", "6.0"),
+                                              ("10.3.0", "6.1")])
+def test_an_orin_on_any_of_its_jetpacks_is_never_refused(tmp_path, monkeypatch, version, jetpack):
+    # Before: the profile pinned one TensorRT per module, so an AGX Orin on JetPack 5.1 or 6.0 was refused.
+    install(monkeypatch, version, cc=(8, 7))
+    stage = build(make_run(tmp_path), None, BuildConfig(precision="fp16"), target="jetson-agx-orin")
+    assert read_json(stage / "manifest.json")["config"]["jetpack"] == jetpack
