@@ -151,6 +151,21 @@ def _deploy_precisions(profile, shipped: set[str]) -> list[str]:
     return [p for p in _PRECISION_PREFERENCE if p in available]
 
 
+def _trtexec(profile, shipped: set[str], precisions: list[str], export_manifest: Manifest,
+             train_manifest: Manifest) -> list[dict[str, str]]:
+    """trtexec command lines for every precision this bundle can build, per TensorRT family the target runs."""
+    from edgepipe.onnx_export import INPUT_NAME
+    from edgepipe.trt.settings import DEFAULT_BATCH, default_workspace_mib
+    from edgepipe.trt.trtexec import trtexec_commands
+
+    versions = [release.tensorrt for release in profile.releases] or [profile.tensorrt_min, profile.tensorrt_max]
+    commands = trtexec_commands(shipped, precisions, input_name=(export_manifest.extra("onnx") or {}).get(
+        "input", INPUT_NAME), sample_shape=tuple(train_manifest.model["input_shape"]), batch=DEFAULT_BATCH,
+        workspace_mib=default_workspace_mib(profile.memory_mib), tensorrt_versions=versions,
+        dla_cores=profile.dla_cores)
+    return [command.to_json() for command in commands]
+
+
 def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
     target = manifest["target"]
     best = manifest["precisions"][0]
@@ -183,6 +198,13 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
     if manifest["excluded"]:
         lines += ["Left out for this target:", "", *[f"- `{e['file']}`: {e['reason']}" for e in manifest["excluded"]],
                   ""]
+    if manifest.get("trtexec"):
+        lines += ["Without TensorRT's Python bindings, trtexec builds the same engines (run them inside the bundle; "
+                  f"`edgepipe infer {bundle_name}/model.{best}.engine IMAGES` runs the result; manifest.json lists "
+                  "these for every TensorRT release the target runs):", "", "```sh"]
+        lines += [f"# {c['precision']}, TensorRT {c['tensorrt']}: {c['how']}\n{c['command']}"
+                  for c in manifest["trtexec"]]
+        lines += ["```", ""]
     return "\n".join(lines)
 
 
@@ -276,6 +298,8 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
             "excluded": excluded,
             "preflight": preflight,
         }
+        bundle_facts["trtexec"] = _trtexec(profile, shipped, bundle_facts["precisions"], export_manifest,
+                                           train_manifest)
         for key, value in bundle_facts.items():
             setattr(manifest, key, value)
         manifest.files = _file_list(tmp)

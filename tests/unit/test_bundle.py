@@ -260,3 +260,14 @@ def test_build_on_a_bundle_then_eval_runs_the_engine_on_tensorrt(tmp_path, monke
     assert row["accuracy"] == pytest.approx(float((fake_logits.argmax(1) == reference.y).mean()))
     assert row["accuracy_drop_pts"] == pytest.approx((reference.accuracy - row["accuracy"]) * 100, abs=1e-3)
     read_bundle(bundle)  # the engine and report beside the bundled files leave it intact
+
+
+def test_the_bundle_carries_trtexec_commands_for_what_it_ships(orin_bundle):
+    manifest = read_bundle(orin_bundle)
+    commands = {(c["precision"], c["how"]): c["command"] for c in manifest.trtexec}
+    assert ("int8", "explicit INT8 from the QDQ graph") in commands
+    assert all(command.startswith("/usr/src/tensorrt/bin/trtexec --onnx=") for command in commands.values())
+    for command in commands.values():  # every file a command names is in the bundle
+        onnx = command.split("--onnx=")[1].split()[0]
+        assert (orin_bundle / onnx).is_file(), onnx
+    assert "trtexec" in (orin_bundle / "README.md").read_text()
