@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from edgepipe import defaults
 from edgepipe.errors import EdgepipeError, first_line
 
 SEED_MAX = 2**32 - 1  # numpy and torch seeds are 32-bit
@@ -62,26 +63,30 @@ class TrainConfig(Section):
 
 
 class ExportConfig(Section):
-    opset: int = Field(default=18, ge=13, le=23)
-    dynamic_batch: bool = True
-    exporter: Literal["dynamo", "torchscript"] = "dynamo"
+    opset: int = Field(default=defaults.EXPORT["opset"], ge=13, le=23)
+    dynamic_batch: bool = defaults.EXPORT["dynamic_batch"]
+    exporter: Literal["dynamo", "torchscript"] = defaults.EXPORT["exporter"]
     parity_atol: float = Field(default=1e-3, gt=0, description="max abs logit difference vs PyTorch")
     min_agreement: float = Field(default=0.999, gt=0, le=1, description="top-1 agreement vs PyTorch")
 
 
 class PruneConfig(Section):
-    method: Literal["channel", "2:4"] = Field(default="channel", description="channel: remove whole channels; "
+    method: Literal["channel", "2:4"] = Field(default=defaults.PRUNE["method"],
+                                              description="channel: remove whole channels; "
                                               "2:4: zero 2 of every 4 input weights (TensorRT sparse tensor cores)")
-    importance: Literal["l1", "l2", "bn_scale", "taylor"] = "l1"
-    ratio: float | None = Field(default=None, gt=0, lt=1, description="fraction of channels removed")
-    target_macs: float | None = Field(default=None, gt=0, lt=1, validate_default=True,
+    importance: Literal["l1", "l2", "bn_scale", "taylor"] = defaults.PRUNE["importance"]
+    ratio: float | None = Field(default=defaults.PRUNE["ratio"], gt=0, lt=1, description="fraction of channels removed")
+    target_macs: float | None = Field(default=defaults.PRUNE["target_macs"], gt=0, lt=1, validate_default=True,
                                       description="keep this fraction of MACs (the channel ratio is searched)")
-    global_pruning: bool = False
-    round_to: int = Field(default=8, ge=1, description="kept channels are a multiple of this (SIMD/tensor cores)")
+    global_pruning: bool = defaults.PRUNE["global_pruning"]
+    round_to: int = Field(default=defaults.PRUNE["round_to"], ge=1,
+                          description="kept channels are a multiple of this (SIMD/tensor cores)")
     ignore_layers: list[str] = Field(default_factory=list, description="module names never pruned")
-    steps: int = Field(default=1, ge=1, description="iterative pruning: steps, each followed by fine-tuning")
-    finetune_epochs: int = Field(default=3, ge=0, description="epochs of fine-tuning after each step")
-    finetune_lr: float | None = Field(default=None, gt=0, description="default: train.lr / 10")
+    steps: int = Field(default=defaults.PRUNE["steps"], ge=1,
+                       description="iterative pruning: steps, each followed by fine-tuning")
+    finetune_epochs: int = Field(default=defaults.PRUNE["finetune_epochs"], ge=0,
+                                 description="epochs of fine-tuning after each step")
+    finetune_lr: float | None = Field(default=defaults.PRUNE["finetune_lr"], gt=0, description="default: train.lr / 10")
 
     @field_validator("method", mode="before")
     @classmethod
@@ -119,20 +124,25 @@ class PruneConfig(Section):
 
 
 class QuantizeConfig(Section):
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    percentile: float = Field(default=99.99, gt=90, le=100, description="method percentile: the range kept")
-    calibration: str = Field(default="calibration/mnist-train-512.yaml",
+    method: Literal["minmax", "entropy", "percentile"] = defaults.QUANTIZE["method"]
+    percentile: float = Field(default=defaults.QUANTIZE["percentile"], gt=90, le=100,
+                              description="method percentile: the range kept")
+    calibration: str = Field(default=defaults.QUANTIZE["calibration"],
                              description="calibration set file or image folder")
-    reduce_range: bool = Field(default=False, description="7-bit weights for the CPU track (CPUs without VNNI)")
+    reduce_range: bool = Field(default=defaults.QUANTIZE["reduce_range"],
+                               description="7-bit weights for the CPU track (CPUs without VNNI)")
     fp16: bool = True
-    qat: bool = False
+    qat: bool = defaults.QUANTIZE["qat"]
     qat_epochs: int = Field(default=2, ge=1)
     qat_lr: float | None = Field(default=None, gt=0, description="QAT fine-tune learning rate (default train.lr / 10)")
-    max_drop: float | None = Field(default=None, ge=0, description="points; default: eval.max_accuracy_drop")
-    cpu_speed_fallback: bool = Field(default=True, description="CPU track: keep a layer in float where int8 is "
+    max_drop: float | None = Field(default=defaults.QUANTIZE["max_drop"], ge=0,
+                                   description="points; default: eval.max_accuracy_drop")
+    cpu_speed_fallback: bool = Field(default=defaults.QUANTIZE["cpu_speed_fallback"],
+                                     description="CPU track: keep a layer in float where int8 is "
                                      "measured slower at speed_batch (e.g. a 1-channel stem conv)")
-    speed_batch: int = Field(default=64, ge=1, description="batch size the CPU track's speed is measured at")
-    tensorrt_version: str = Field(default="8.6.1", pattern=r"^\d+(\.\d+){0,2}$",
+    speed_batch: int = Field(default=defaults.QUANTIZE["speed_batch"], ge=1,
+                             description="batch size the CPU track's speed is measured at")
+    tensorrt_version: str = Field(default=defaults.QUANTIZE["tensorrt_version"], pattern=r"^\d+(\.\d+){0,2}$",
                                   description="TensorRT that reads trt.calib.cache (its header names the version)")
 
 
@@ -140,33 +150,47 @@ class BuildConfig(Section):
     """A TensorRT engine build (`edgepipe build` options and a recipe's build: section)."""
 
     precision: Literal["fp32", "fp16", "int8", "best"] = Field(
-        default="best", description="best: the fastest the target (or this GPU) supports")
-    workspace_mib: int | None = Field(default=None, gt=0, description="builder workspace limit; default 1 GiB, at "
+        default=defaults.BUILD["precision"], description="best: the fastest the target (or this GPU) supports")
+    workspace_mib: int | None = Field(default=defaults.BUILD["workspace_mib"], gt=0,
+                                      description="builder workspace limit; default 1 GiB, at "
                                       "most a quarter of the device's memory (Jetsons share it with the CPU)")
-    batch: tuple[int, int, int] = Field(default=(1, 16, 64), description="optimization profile MIN:OPT:MAX")
-    dla_core: int | None = Field(default=None, ge=0, description="run on this DLA core (Jetson Xavier/Orin)")
-    gpu_fallback: bool = Field(default=False, description="let layers DLA cannot run fall back to the GPU")
-    sparsity: bool = Field(default=False, description="2:4 sparse tensor cores (a model pruned with method 2:4)")
-    opt_level: int | None = Field(default=None, ge=0, le=5, description="builder optimization level (TensorRT "
+    batch: tuple[int, int, int] = Field(default=defaults.BUILD["batch"], description="optimization profile MIN:OPT:MAX")
+    dla_core: int | None = Field(default=defaults.BUILD["dla_core"], ge=0,
+                                 description="run on this DLA core (Jetson Xavier/Orin)")
+    gpu_fallback: bool = Field(default=defaults.BUILD["gpu_fallback"],
+                               description="let layers DLA cannot run fall back to the GPU")
+    sparsity: bool = Field(default=defaults.BUILD["sparsity"],
+                           description="2:4 sparse tensor cores (a model pruned with method 2:4)")
+    opt_level: int | None = Field(default=defaults.BUILD["opt_level"], ge=0, le=5,
+                                  description="builder optimization level (TensorRT "
                                   ">= 8.6; its default is 3)")
-    version_compatible: bool = Field(default=False, description="an engine later TensorRT of the same major loads")
-    hardware_compat: Literal["none", "ampere_plus", "same_cc"] = "none"
+    version_compatible: bool = Field(default=defaults.BUILD["version_compatible"],
+                                     description="an engine later TensorRT of the same major loads")
+    hardware_compat: Literal["none", "ampere_plus", "same_cc"] = defaults.BUILD["hardware_compat"]
 
 
 class BenchConfig(Section):
-    batch_sizes: list[int] = Field(default_factory=lambda: [1, 64])
-    warmup: int = Field(default=10, ge=0, description="untimed calls before each timed window")
-    warmup_seconds: float = Field(default=0.2, ge=0, description="and at least this long (trtexec's --warmUp)")
-    iters: int = Field(default=100, ge=1, description="at least this many timed calls per artifact, batch and repeat")
-    seconds: float | None = Field(default=0.5, gt=0, description="and at least this long per window (trtexec's "
+    batch_sizes: list[int] = Field(default_factory=lambda: list(defaults.BENCH["batch_sizes"]))
+    warmup: int = Field(default=defaults.BENCH["warmup"], ge=0, description="untimed calls before each timed window")
+    warmup_seconds: float = Field(default=defaults.BENCH["warmup_seconds"], ge=0,
+                                  description="and at least this long (trtexec's --warmUp)")
+    iters: int = Field(default=defaults.BENCH["iters"], ge=1,
+                       description="at least this many timed calls per artifact, batch and repeat")
+    seconds: float | None = Field(default=defaults.BENCH["seconds"], gt=0,
+                                  description="and at least this long per window (trtexec's "
                                   "--duration): what keeps sub-millisecond p50s steady")
-    repeats: int = Field(default=3, ge=1, description="interleaved rounds; the p50 spread across them is reported")
-    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch and onnxruntime (default: all)")
+    repeats: int = Field(default=defaults.BENCH["repeats"], ge=1,
+                         description="interleaved rounds; the p50 spread across them is reported")
+    threads: int | None = Field(default=defaults.BENCH["threads"], ge=1,
+                                description="CPU threads for torch and onnxruntime (default: all)")
     backends: list[Literal["torch", "onnxruntime", "tensorrt"]] | None = None
-    end_to_end: bool = Field(default=True, description="also time preprocessing from raw uint8 input")
-    memory: bool = Field(default=True, description="peak RSS per artifact, each in a fresh process")
-    deploy_batch: int = Field(default=1, ge=1, description="batch size the deployable artifact is picked at")
-    steady: bool = Field(default=False, description="before each timed window, wait out a slow phase of a shared "
+    end_to_end: bool = Field(default=defaults.BENCH["end_to_end"],
+                             description="also time preprocessing from raw uint8 input")
+    memory: bool = Field(default=defaults.BENCH["memory"], description="peak RSS per artifact, each in a fresh process")
+    deploy_batch: int = Field(default=defaults.BENCH["deploy_batch"], ge=1,
+                              description="batch size the deployable artifact is picked at")
+    steady: bool = Field(default=defaults.BENCH["steady"],
+                         description="before each timed window, wait out a slow phase of a shared "
                          "machine (probe-timed; waits are reported, the machine's fast probe is remembered in "
                          "~/.cache/edgepipe): for benchmarks; it can wait minutes")
 

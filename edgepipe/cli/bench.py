@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from edgepipe.cli.options import default, stage_config
+from edgepipe import defaults
 from edgepipe.errors import EdgepipeError
-from edgepipe.recipe import BenchConfig
-from edgepipe.run import REPORT_JSON, REPORT_MD, REPORT_PNG
 
 
 class Backend(str, Enum):
@@ -32,32 +30,35 @@ def parse_batch_sizes(text: str) -> list[int]:
 def command(
     run_or_model: Annotated[Path, typer.Argument(help="Run directory, stage directory, or one .onnx / model.pt.")],
     batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")]
-    = ",".join(map(str, default(BenchConfig, "batch_sizes"))),
+    = ",".join(map(str, defaults.BENCH["batch_sizes"])),
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls (and at least 0.2 s) before each timed window.")
-                      ] = default(BenchConfig, "warmup"),
+                      ] = defaults.BENCH["warmup"],
     iters: Annotated[int, typer.Option(min=1, help="At least this many timed calls per artifact, batch size and "
-                                                   "repeat.")] = default(BenchConfig, "iters"),
+                                                   "repeat.")] = defaults.BENCH["iters"],
     seconds: Annotated[float, typer.Option(min=0.01, max=3600, help="And at least this long per window (like "
                                            "trtexec --duration): what keeps sub-millisecond p50s steady.")]
-    = default(BenchConfig, "seconds"),
+    = defaults.BENCH["seconds"],
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch and onnxruntime (default: all).")
-                       ] = default(BenchConfig, "threads"),
+                       ] = defaults.BENCH["threads"],
     backend: Annotated[list[Backend] | None, typer.Option("--backend", help="Only these backends (repeat it).")] = None,
     repeats: Annotated[int, typer.Option(min=1, max=100, help="Interleaved rounds; the p50 spread across them is "
-                                                             "reported.")] = default(BenchConfig, "repeats"),
+                                                             "reported.")] = defaults.BENCH["repeats"],
     memory: Annotated[bool, typer.Option(help="Measure peak memory per artifact in a fresh process.")]
-    = default(BenchConfig, "memory"),
+    = defaults.BENCH["memory"],
     end_to_end: Annotated[bool, typer.Option(help="Also time preprocessing from raw uint8 input.")]
-    = default(BenchConfig, "end_to_end"),
+    = defaults.BENCH["end_to_end"],
     steady: Annotated[bool, typer.Option(help="Before each window, wait out a slow phase of a shared machine (a "
                                               "probe is timed; waits are reported; can take minutes).")]
-    = default(BenchConfig, "steady"),
+    = defaults.BENCH["steady"],
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
 ) -> None:
     """Latency p50/p90/p99, throughput, memory, size, params and MACs of every artifact, side by side; speedup vs
     the original measured in the same run. With a run directory, also writes report.json/.md/.png."""
+    from edgepipe.cli.options import stage_config
     from edgepipe.progress import console, say
+    from edgepipe.recipe import BenchConfig
     from edgepipe.report import bench_table
+    from edgepipe.run import REPORT_JSON, REPORT_MD, REPORT_PNG
     from edgepipe.stages.bench import bench
 
     config = stage_config(BenchConfig, {

@@ -7,40 +7,41 @@ from typing import Annotated
 
 import typer
 
-from edgepipe.cli.options import default, stage_config
-from edgepipe.recipe import BuildConfig
+from edgepipe import defaults
 
 
 def command(
     source: Annotated[Path, typer.Argument(help="Run directory (export/ + quantize/) or an .onnx file.")],
     precision: Annotated[str, typer.Option(help="fp32, fp16, int8, or best (the fastest the target/GPU supports).")
-                         ] = default(BuildConfig, "precision"),
+                         ] = defaults.BUILD["precision"],
     target: Annotated[str | None, typer.Option(help="Device profile (jetson-orin-nano, desktop-ampere, ...); "
                                                     "refuses what it can't do.")] = None,
     workspace: Annotated[int | None, typer.Option(help="Builder workspace limit in MiB (default: 1024, at most 1/4 "
-                                                       "of device memory).")] = default(BuildConfig, "workspace_mib"),
+                                                       "of device memory).")] = defaults.BUILD["workspace_mib"],
     dla_core: Annotated[int | None, typer.Option(min=0, help="Run on this DLA core (Jetson Xavier/Orin).")]
-    = default(BuildConfig, "dla_core"),
+    = defaults.BUILD["dla_core"],
     gpu_fallback: Annotated[bool, typer.Option(help="Let layers DLA cannot run fall back to the GPU.")]
-    = default(BuildConfig, "gpu_fallback"),
+    = defaults.BUILD["gpu_fallback"],
     sparsity: Annotated[bool, typer.Option(help="Use 2:4 sparse tensor cores (needs a run pruned with method 2:4).")
-                        ] = default(BuildConfig, "sparsity"),
+                        ] = defaults.BUILD["sparsity"],
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file: reused when present, saved after "
                                                            "the build.")] = None,
     batch: Annotated[str, typer.Option(help="Optimization profile batch sizes MIN:OPT:MAX (or one static N).")]
-    = ":".join(map(str, default(BuildConfig, "batch"))),
+    = ":".join(map(str, defaults.BUILD["batch"])),
     opt_level: Annotated[int | None, typer.Option(help="Builder optimization level 0-5 (TensorRT >= 8.6; its "
-                                                       "default is 3).")] = default(BuildConfig, "opt_level"),
+                                                       "default is 3).")] = defaults.BUILD["opt_level"],
     version_compatible: Annotated[bool, typer.Option(help="Build an engine later TensorRT versions of the same "
                                                           "major can load.")]
-    = default(BuildConfig, "version_compatible"),
+    = defaults.BUILD["version_compatible"],
     hardware_compat: Annotated[str, typer.Option(help="Hardware compatibility: none, ampere_plus or same_cc.")]
-    = default(BuildConfig, "hardware_compat"),
+    = defaults.BUILD["hardware_compat"],
     out: Annotated[Path | None, typer.Option(help="Output directory (default: SOURCE/build-<precision>).")] = None,
     rebuild: Annotated[bool, typer.Option(help="Rebuild even when a matching engine exists.")] = False,
 ) -> None:
     """Build a TensorRT engine (model.<precision>.engine + manifest) for this machine's TensorRT and GPU."""
     from edgepipe.artifacts import read_manifest
+    from edgepipe.cli.options import stage_config
+    from edgepipe.recipe import BuildConfig
     from edgepipe.stages.build import build
     from edgepipe.trt.settings import parse_batch
 

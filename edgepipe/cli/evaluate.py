@@ -5,9 +5,6 @@ from typing import Annotated
 
 import typer
 
-from edgepipe.cli.options import stage_config
-from edgepipe.recipe import EvalConfig
-
 
 def command(
     run: Annotated[Path, typer.Argument(help="Run directory (made by `edgepipe pipeline` or the stage commands).")],
@@ -17,7 +14,9 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
     """Accuracy of every artifact of a run on the test split vs the original model; exit 1 when one is over budget."""
+    from edgepipe.cli.options import stage_config
     from edgepipe.cli.output import show_eval_report
+    from edgepipe.recipe import EvalConfig
     from edgepipe.report import update_report
     from edgepipe.stages.evaluate import evaluate
 

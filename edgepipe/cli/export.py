@@ -5,21 +5,22 @@ from typing import Annotated
 
 import typer
 
-from edgepipe.cli.options import default, stage_config
-from edgepipe.recipe import ExportConfig
+from edgepipe import defaults
 
 
 def command(
     source: Annotated[Path, typer.Argument(help="Run directory, train/ or prune/ stage directory, or model.pt.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stage dir (default: RUN/export).")] = None,
-    opset: Annotated[int, typer.Option(min=13, max=23, help="ONNX opset.")] = default(ExportConfig, "opset"),
+    opset: Annotated[int, typer.Option(min=13, max=23, help="ONNX opset.")] = defaults.EXPORT["opset"],
     static_batch: Annotated[bool, typer.Option(help="Fix the batch axis instead of a dynamic one.")]
-    = not default(ExportConfig, "dynamic_batch"),
+    = not defaults.EXPORT["dynamic_batch"],
     exporter: Annotated[str, typer.Option(help="dynamo (default in torch>=2.9) or torchscript.")]
-    = default(ExportConfig, "exporter"),
+    = defaults.EXPORT["exporter"],
 ) -> None:
     """Export a trained model to ONNX (dynamic batch); check it with onnx.checker and against PyTorch."""
     from edgepipe.checkpoint import resolve_checkpoint
+    from edgepipe.cli.options import stage_config
+    from edgepipe.recipe import ExportConfig
     from edgepipe.run import EXPORT_NAMES, export_dir_for
     from edgepipe.stages.export import export
 

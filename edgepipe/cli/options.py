@@ -1,8 +1,9 @@
 """Command-line options onto a stage's typed config, in one place.
 
-The defaults live in recipe.py's models and nowhere else: a command declares ``= default(Model, "field")``, so
-``--help`` shows the model's value, and :func:`stage_config` builds the model from what the options hold. A value
-the model refuses becomes one line naming the option, the same way for every command (:func:`option_error`).
+The defaults live in :mod:`edgepipe.defaults`, which recipe.py's models and the commands' options both read (so
+``--help`` shows the models' values without importing pydantic); :func:`stage_config` builds the model from what
+the options hold. A value the model refuses becomes one line naming the option, the same way for every command
+(:func:`option_error`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,6 @@ from pydantic import BaseModel, ValidationError
 from edgepipe.errors import EdgepipeError
 
 Model = TypeVar("Model", bound=BaseModel)
-
-
-def default(model: type[BaseModel], field: str) -> Any:
-    """The model's default for ``field`` (what the option defaults to)."""
-    return model.model_fields[field].get_default(call_default_factory=True)
 
 
 def option_error(error: ValidationError, flags: dict[str, str] | None = None) -> str:

@@ -5,37 +5,38 @@ from typing import Annotated
 
 import typer
 
-from edgepipe.cli.options import default, stage_config
-from edgepipe.recipe import PruneConfig
+from edgepipe import defaults
 
 
 def command(
     source: Annotated[Path, typer.Argument(help="Run directory, train/ or prune/ stage directory, or model.pt.")],
     method: Annotated[str, typer.Option(help="channel (remove channels) or 2:4 (sparsity).")]
-    = default(PruneConfig, "method"),
+    = defaults.PRUNE["method"],
     ratio: Annotated[float | None, typer.Option(help="Fraction of channels to remove, in (0, 1).")]
-    = default(PruneConfig, "ratio"),
+    = defaults.PRUNE["ratio"],
     target_macs: Annotated[float | None, typer.Option(help="Keep this fraction of the MACs (e.g. 0.5); the "
                                                            "channel ratio is searched.")]
-    = default(PruneConfig, "target_macs"),
+    = defaults.PRUNE["target_macs"],
     importance: Annotated[str, typer.Option(help="Channel ranking: l1, l2, bn_scale or taylor.")]
-    = default(PruneConfig, "importance"),
+    = defaults.PRUNE["importance"],
     global_pruning: Annotated[bool, typer.Option("--global", help="Rank channels across layers.")]
-    = default(PruneConfig, "global_pruning"),
+    = defaults.PRUNE["global_pruning"],
     round_to: Annotated[int, typer.Option(min=1, help="Kept channels are a multiple of N (SIMD/tensor-core "
-                                                      "friendly).")] = default(PruneConfig, "round_to"),
+                                                      "friendly).")] = defaults.PRUNE["round_to"],
     ignore: Annotated[list[str] | None, typer.Option(help="Layer (module) name never pruned; repeatable.")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Iterative pruning steps, each followed by fine-tuning.")]
-    = default(PruneConfig, "steps"),
+    = defaults.PRUNE["steps"],
     finetune_epochs: Annotated[int, typer.Option(min=0, help="Fine-tuning epochs after each step (0: none).")]
-    = default(PruneConfig, "finetune_epochs"),
+    = defaults.PRUNE["finetune_epochs"],
     finetune_lr: Annotated[float | None, typer.Option(help="Fine-tuning lr (default: train lr/10).")]
-    = default(PruneConfig, "finetune_lr"),
+    = defaults.PRUNE["finetune_lr"],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stage dir (default: RUN/prune).")] = None,
 ) -> None:
     """Prune a trained model (remove channels, or 2:4 sparsity), fine-tune it, measure MACs and latency side by side."""
     from edgepipe.artifacts import read_manifest
+    from edgepipe.cli.options import stage_config
     from edgepipe.progress import console
+    from edgepipe.recipe import PruneConfig
     from edgepipe.report import prune_table
     from edgepipe.run import PRUNE
     from edgepipe.stages.prune import SPARSITY_NOTE, prune, source_stage

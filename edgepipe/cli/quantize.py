@@ -5,41 +5,42 @@ from typing import Annotated
 
 import typer
 
-from edgepipe.cli.options import default, stage_config
-from edgepipe.recipe import QuantizeConfig
-from edgepipe.run import EXPORT, QUANTIZE
+from edgepipe import defaults
 
 
 def command(
     source: Annotated[Path, typer.Argument(help="Run directory (export-pruned/ preferred, else export/), export "
                                                 "directory, or its model.onnx.")],
     method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")]
-    = default(QuantizeConfig, "method"),
+    = defaults.QUANTIZE["method"],
     percentile: Annotated[float, typer.Option(help="With --method percentile: the percentile of |x| kept.")]
-    = default(QuantizeConfig, "percentile"),
+    = defaults.QUANTIZE["percentile"],
     calib: Annotated[str, typer.Option("--calib", help="Calibration set: calibration/NAME.yaml or a folder of "
                                                          "images at the model's input size.")]
-    = default(QuantizeConfig, "calibration"),
+    = defaults.QUANTIZE["calibration"],
     qat: Annotated[bool, typer.Option(help="Also fine-tune with fake quantization (QAT) and export QDQ graphs.")]
-    = default(QuantizeConfig, "qat"),
+    = defaults.QUANTIZE["qat"],
     max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in points on val (default: the recipe's "
                                                         "eval.max_accuracy_drop).")]
-    = default(QuantizeConfig, "max_drop"),
+    = defaults.QUANTIZE["max_drop"],
     reduce_range: Annotated[bool, typer.Option(help="7-bit weights on the CPU track (for CPUs without VNNI).")]
-    = default(QuantizeConfig, "reduce_range"),
+    = defaults.QUANTIZE["reduce_range"],
     tensorrt_version: Annotated[str, typer.Option(help="TensorRT that will read trt.calib.cache.")]
-    = default(QuantizeConfig, "tensorrt_version"),
+    = defaults.QUANTIZE["tensorrt_version"],
     cpu_speed_fallback: Annotated[bool, typer.Option(help="CPU track: keep a layer in float where int8 is measured "
                                                           "slower at --speed-batch.")]
-    = default(QuantizeConfig, "cpu_speed_fallback"),
+    = defaults.QUANTIZE["cpu_speed_fallback"],
     speed_batch: Annotated[int, typer.Option(min=1, help="Batch size the CPU track's speed is measured at.")]
-    = default(QuantizeConfig, "speed_batch"),
+    = defaults.QUANTIZE["speed_batch"],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: RUN/quantize).")]
     = None,
 ) -> None:
     """INT8 for TensorRT (QDQ) and the CPU (QDQ u8s8), a TensorRT calibration cache and FP16, from one calibration."""
+    from edgepipe.cli.options import stage_config
     from edgepipe.progress import console
+    from edgepipe.recipe import QuantizeConfig
     from edgepipe.report import quantize_table
+    from edgepipe.run import EXPORT, QUANTIZE
     from edgepipe.stages.quantize import quantize, resolve_source
 
     config = stage_config(QuantizeConfig, {

@@ -142,3 +142,40 @@ def test_pipeline_skips_up_to_date_stages(tmp_path):
     write_recipe(tmp_path / "r.yaml", export={"exporter": "torchscript", "opset": 17})
     result = runner.invoke(app, ["pipeline", str(recipe), "--out", str(run)])
     assert "train: up to date" in result.output and "export: up to date" not in result.output
+
+
+def test_every_stage_option_defaults_to_its_config_models_default():
+    # One place for defaults: edgepipe.defaults, read by recipe.py's models and by the commands' options.
+    import inspect
+
+    from edgepipe.cli import bench, build, export, prune, quantize
+    from edgepipe.recipe import BenchConfig, BuildConfig, ExportConfig, PruneConfig, QuantizeConfig
+
+    options = {  # option -> (model, field) where the names differ; the rest are the field names
+        bench.command: (BenchConfig, {"batch": "batch_sizes"}),
+        build.command: (BuildConfig, {"workspace": "workspace_mib"}),
+        export.command: (ExportConfig, {}), prune.command: (PruneConfig, {"ignore": None}),
+        quantize.command: (QuantizeConfig, {"calib": "calibration"})}
+    checked = 0
+    for command, (model, renamed) in options.items():
+        for name, parameter in inspect.signature(command).parameters.items():
+            field = renamed.get(name, name)
+            if field not in model.model_fields or parameter.default is inspect.Parameter.empty:
+                continue
+            expected = model.model_fields[field].get_default(call_default_factory=True)
+            given = parameter.default
+            if field in ("batch_sizes", "batch"):
+                given = [int(part) for part in str(given).replace(":", ",").split(",")]
+                expected = list(expected)
+            assert given == expected, f"{command.__module__} --{name}: {given!r} != {model.__name__}.{field}"
+            checked += 1
+    assert checked >= 30
+
+
+def test_the_cli_starts_without_pydantic_or_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, edgepipe.cli.main; print(sorted({'pydantic', 'torch', 'onnx'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
