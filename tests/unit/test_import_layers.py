@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "edgepipe"
 
 # Bottom to top. A part may import its own layer's parts (without a cycle) and any layer below.
 LAYERS = [
-    {"errors", "trust", "progress", "edgepipe"},  # edgepipe: the package's own __init__ (its version)
+    {"errors", "trust", "progress", "defaults", "edgepipe"},  # edgepipe: the package's own __init__ (its version)
     {"artifacts", "recipe", "targets"},
     {"run", "rundir", "bundles"},
     {"data", "models", "checkpoint", "complexity", "onnx_export", "trt", "runners", "timing"},
