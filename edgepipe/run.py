@@ -27,7 +27,7 @@ from edgepipe.errors import EdgepipeError
 
 # -- stage directories --------------------------------------------------------------------------------------
 TRAIN, PRUNE, EXPORT, EXPORT_PRUNED, QUANTIZE = "train", "prune", "export", "export-pruned", "quantize"
-BUILD, BUNDLE, BENCH = "build", "bundle", "bench"  # stage names (build-<precision>/ and bundle-<target>/ dirs)
+BUILD, BUNDLE = "build", "bundle"  # stage names (their directories are build-<precision>/ and bundle-<target>/)
 # The order stages run in: breaks ties between manifests written in the same second.
 PIPELINE_ORDER = (TRAIN, PRUNE, EXPORT, QUANTIZE, BUILD, BUNDLE)
 
@@ -100,9 +100,6 @@ class RunLayout:
     def recipe_copy(self) -> Path:
         return self.root / RECIPE_COPY
 
-    def build(self, precision: str) -> Path:
-        return self.root / build_dir_name(precision)
-
     def bundle(self, target: str) -> Path:
         return self.root / bundle_dir_name(target)
 
@@ -144,10 +141,6 @@ class Source:
     kind: SourceKind
     directory: Path  # the run/stage/bundle directory; a file's own directory
     manifest: Manifest | None  # the stage's or bundle's manifest; for a file, its directory's (when any)
-
-    @property
-    def file(self) -> Path | None:
-        return self.path if self.kind == "file" else None
 
     @property
     def stage(self) -> str | None:

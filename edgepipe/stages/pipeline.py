@@ -10,7 +10,7 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, load_recipe
 from edgepipe.report import update_report
-from edgepipe.run import EXPORT_NAMES, EXPORT_PRUNED, RECIPE_COPY, TIMING_CACHE, RunLayout
+from edgepipe.run import EXPORT_NAMES, EXPORT_PRUNED, TIMING_CACHE, RunLayout
 from edgepipe.rundir import check_run_out, run_lock
 from edgepipe.trust import is_import_path, trusting
 
@@ -143,8 +143,8 @@ def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any
     layout = RunLayout(out)
     train_dir = train(recipe, layout.train, reuse=True)
     # The recipe copy changes only once training accepted it (its data and model params really work).
-    if not (out / RECIPE_COPY).is_file() or (out / RECIPE_COPY).read_bytes() != recipe_bytes:
-        write_bytes_atomic(out / RECIPE_COPY, recipe_bytes)
+    if not layout.recipe_copy.is_file() or layout.recipe_copy.read_bytes() != recipe_bytes:
+        write_bytes_atomic(layout.recipe_copy, recipe_bytes)
     export(train_dir, layout.export, recipe.export, reuse=True)
     if recipe.prune is not None:
         from edgepipe.stages.prune import prune
