@@ -65,16 +65,24 @@ def summarize(samples_ms: np.ndarray, batch_size: int) -> Latency:
                    float(np.percentile(times, 99)), float(times.mean()))
 
 
-def interleaved_p50s(runners: dict[str, Runner], batch: np.ndarray, *, rounds: int, seconds: float,
-                     warmup: int = 3) -> dict[str, float]:
-    """Median over ``rounds`` of each runner's p50 on ``batch``: every round times every runner once (at least
-    ``seconds``), and who goes first rotates, so drift on a shared machine hits them all alike."""
+def interleaved_rounds(runners: dict[str, Runner], batch: np.ndarray, *, rounds: int, seconds: float,
+                       warmup: int = 3) -> dict[str, list[float]]:
+    """Each runner's p50 on ``batch`` per round: every round times every runner once (at least ``seconds``),
+    and who goes first rotates, so drift on a shared machine hits them all alike. Round ``i`` of two runners
+    is a paired sample: compare them round by round to see whether a difference stands out of the noise."""
     samples: dict[str, list[float]] = {name: [] for name in runners}
     order = list(runners.items())
     for round_index in range(rounds):
         shift = round_index % len(order)
         for name, runner in order[shift:] + order[:shift]:
             samples[name].append(measure_latency(runner, batch, warmup=warmup, iters=5, seconds=seconds).p50_ms)
+    return samples
+
+
+def interleaved_p50s(runners: dict[str, Runner], batch: np.ndarray, *, rounds: int, seconds: float,
+                     warmup: int = 3) -> dict[str, float]:
+    """Median over ``rounds`` of each runner's p50 on ``batch`` (see ``interleaved_rounds``)."""
+    samples = interleaved_rounds(runners, batch, rounds=rounds, seconds=seconds, warmup=warmup)
     return {name: float(np.median(times)) for name, times in samples.items()}
 
 

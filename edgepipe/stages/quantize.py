@@ -99,8 +99,10 @@ def measure_speed(models: dict[str, Path], batch: np.ndarray, threads: int) -> d
     """Throughput of each model at one batch, A/B rounds interleaved (the machine is shared)."""
     from edgepipe.quant.speed import ort_timer
 
-    p50s = ort_timer(batch, threads, rounds=3, seconds=0.6)(models)
+    rounds = ort_timer(batch, threads, rounds=3, seconds=0.6)(models)
+    p50s = {name: float(np.median(times)) for name, times in rounds.items()}
     return {name: {"batch": len(batch), "threads": threads, "p50_ms": p50,
+                   "rounds_ms": [round(t, 4) for t in rounds[name]],
                    "throughput_per_s": len(batch) / (p50 / 1000.0)} for name, p50 in p50s.items()}
 
 
@@ -285,7 +287,7 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
     """quant/speed.py on the CPU track; the faster mix replaces tmp's int8-cpu model when it stays within budget."""
     import itertools
 
-    from edgepipe.quant.speed import MIN_GAIN, keep_float_where_faster, ort_timer
+    from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, ort_timer
     from edgepipe.quant.tracks import quantizable_nodes, quantize_track
 
     probe_dir = Path(tempfile.mkdtemp(prefix="speed-", dir=prepared.parent))
@@ -304,12 +306,13 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
         return summary
     # A mix that is no faster than the FP32 graph itself has given up INT8's size for nothing: then INT8 does
     # not pay for speed on this CPU, the fully quantized graph (the smallest) stays, and FP32 is the fast one.
-    versus = ort_timer(batch, threads)({"fp32": prepared, "mix": found.model})
+    rounds = ort_timer(batch, threads)({"fp32": prepared, "mix": found.model})
+    versus = {label: float(np.median(times)) for label, times in rounds.items()}
     summary.update(fp32_ms=round(versus["fp32"], 4), mix_ms=round(versus["mix"], 4))
-    if versus["mix"] > versus["fp32"] * (1 - MIN_GAIN):
+    if not clearly_faster(rounds["mix"], rounds["fp32"]):
         summary.update(kept_float=[], reverted=f"the fastest mix ({versus['mix']:.3f} ms) is not {MIN_GAIN:.0%} faster "
-                                              f"than FP32 ({versus['fp32']:.3f} ms): int8-cpu stays fully "
-                                              "quantized, for size")
+                                              f"than FP32 ({versus['fp32']:.3f} ms) in every round: int8-cpu stays "
+                                              "fully quantized, for size")
         say(f"quantize: INT8 does not pay for speed on this CPU (fastest mix {versus['mix']:.3f} ms vs FP32 "
             f"{versus['fp32']:.3f} ms at batch {len(batch)}); int8-cpu stays fully quantized (smallest file)")
         return summary
