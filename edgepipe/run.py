@@ -45,6 +45,8 @@ TIMING_CACHE = "trt.timing.cache"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
 # A bundle's own files, beside its export/ quantize/ prune/ stages.
 REFERENCE_NPZ, LABELS_TXT, BUNDLE_README = "reference.npz", "labels.txt", "README.md"
+# The device runtime a bundle carries (edgepipe/device/): the launcher users run and the module beside it.
+DEVICE_LAUNCHER, DEVICE_RUNTIME = "edgepipe_device.py", "edgepipe_device_runtime.py"
 
 # -- artifact names (what manifests call them; eval and bench rows show them) ---------------------------------
 ORIGINAL = "original"

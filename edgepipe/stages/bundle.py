@@ -9,6 +9,9 @@ BUNDLE/
   export/         model.onnx + manifest (the deployable FP32 graph: export-pruned/ when the run was pruned)
   quantize/       the ONNX files the target can build (FP16, INT8 QDQ), trt.calib.cache, manifest
   prune/          manifest only (`build --sparsity` reads the 2:4 method from it)
+  edgepipe_device.py, edgepipe_device_runtime.py
+                  the device runtime: build / eval / infer / bench with TensorRT + numpy only (Python 3.6+),
+                  so a Jetson needs no `pip install` at all
 
 The layout mimics a run directory, so `edgepipe build BUNDLE` works unchanged, and `edgepipe eval BUNDLE`
 compares the engines it made with the stored references: nothing on the device needs PyTorch.
@@ -42,6 +45,8 @@ from edgepipe.run import BUNDLE as STAGE
 from edgepipe.run import BUNDLE_README as README
 from edgepipe.run import (
     CALIB_CACHE,
+    DEVICE_LAUNCHER,
+    DEVICE_RUNTIME,
     EXPORT,
     EXPORT_PRUNED,
     INT8_CPU_ONNX,
@@ -178,12 +183,20 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
         f"Original model: {original['accuracy']:.2%} top-1 on the {original['samples']} bundled test samples "
         f"({REFERENCE}, with its outputs as the reference).",
         "",
-        "On the device (TensorRT + CUDA, `pip install edgepipe`; PyTorch is not needed):",
+        "On the device: nothing to install beyond JetPack (TensorRT, CUDA, python3-numpy). The runtime in this bundle",
+        "needs Python 3.6+, numpy and TensorRT 8.0-11.x only (no PyTorch, no pycuda, no pip install):",
         "",
         "```sh",
-        f"edgepipe build {bundle_name} --precision {best} --target {target['name']}",
-        f"edgepipe eval {bundle_name}",
+        f"python3 {bundle_name}/{DEVICE_LAUNCHER} build {bundle_name} --precision {best}",
+        f"python3 {bundle_name}/{DEVICE_LAUNCHER} eval {bundle_name}     # exit 1 when over the budget",
+        f"python3 {bundle_name}/{DEVICE_LAUNCHER} bench {bundle_name} --batch 1",
+        f"python3 {bundle_name}/{DEVICE_LAUNCHER} infer {bundle_name} inputs.npy   # preprocessed N x "
+        + " x ".join(str(d) for d in (manifest.get("model") or {}).get("input_shape", [])),
         "```",
+        "",
+        "Without TensorRT, `eval`, `infer` and `bench` run the bundle's ONNX files on onnxruntime (if installed) and "
+        "say so; without TensorRT's Python bindings, `build` runs trtexec. With edgepipe installed, "
+        f"`edgepipe build {bundle_name} --precision {best}` and `edgepipe eval {bundle_name}` do the same.",
         "",
         f"`build` writes {bundle_name}/build-{best}/model.{best}.engine; `eval` reports every engine's and ONNX "
         "model's accuracy drop against the original model's stored outputs and exits 1 when one is over the "
@@ -272,6 +285,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
             (tmp / PRUNE).mkdir()
             write_manifest(tmp / PRUNE, read_manifest(layout.prune).model_copy(update={"artifacts": []}))
         np.savez(tmp / REFERENCE, x=x, y=y, logits=logits)
+        _copy_device_runtime(tmp)
         (tmp / LABELS).write_text("\n".join(dataset_record.labels) + "\n")
 
         shipped = {item.dest for item in planned}
@@ -312,6 +326,15 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     say(f"bundle: {out} for {profile.name} ({', '.join(bundle_facts['precisions'])}; original {accuracy:.2%} on "
         f"{len(y)} samples)")
     return out
+
+
+def _copy_device_runtime(bundle: Path) -> None:
+    """The standalone device runtime and its launcher (edgepipe/device/), hashed in the file list like the rest."""
+    from edgepipe.device import runtime
+
+    source = Path(runtime.__file__)
+    shutil.copyfile(source, bundle / DEVICE_RUNTIME)
+    shutil.copyfile(source.with_name("launcher.py"), bundle / DEVICE_LAUNCHER)  # not imported: it runs main()
 
 
 def _copy_checked(item: _Planned, bundle: Path) -> None:

@@ -18,37 +18,28 @@ import math
 import struct
 from pathlib import Path
 
-from edgepipe.errors import EdgepipeError
+from edgepipe.device import runtime as device
+from edgepipe.errors import EdgepipeError, device_errors
 
 # First line of a cache written by IInt8EntropyCalibrator2: "TRT-<version>-EntropyCalibration2".
-CACHE_ALGORITHM = "EntropyCalibration2"
+CACHE_ALGORITHM = device.CACHE_ALGORITHM
 
 INT8_MAX = 127.0
 
 
 def tensorrt_version_number(version: str) -> int:
     """NV_TENSORRT_VERSION as TensorRT prints it in cache headers: 8.6.1 -> 8601, 10.3.0 -> 100300."""
-    try:
-        parts = [int(p) for p in version.split(".")]
-    except ValueError:
-        raise EdgepipeError(f"TensorRT version {version!r} is not like 8.6.1 or 10.3") from None
-    major, minor, patch = (parts + [0, 0, 0])[:3]
-    # NvInferVersion.h: major*1000+minor*100+patch up to 9.x, major*10000+minor*100+patch from 10.0 on.
-    return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
+    with device_errors():
+        return device.tensorrt_version_number(version)
 
 
 def cache_header(tensorrt_version: str) -> str:
-    return f"TRT-{tensorrt_version_number(tensorrt_version)}-{CACHE_ALGORITHM}"
+    with device_errors():
+        return device.cache_header(tensorrt_version)
 
 
-def with_running_header(cache: bytes, tensorrt_version: str) -> bytes:
-    """The cache as the running TensorRT expects it: its header names that very version (8.5.2 -> TRT-8502-...).
-
-    TensorRT ignores a cache whose header names another version and asks for calibration data instead; the
-    scales themselves (per-tensor amax / 127) do not depend on the release, so the header is rewritten at load.
-    """
-    _, _, body = cache.partition(b"\n")
-    return cache_header(tensorrt_version).encode() + b"\n" + body
+# The header rewrite at load belongs to the device runtime, which serves the cache to TensorRT on the device.
+with_running_header = device.with_running_header
 
 
 def scale_to_hex(scale: float) -> str:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepipe.artifacts import MANIFEST, Manifest, artifact_path, read_manifest, sha256_file
-from edgepipe.errors import EdgepipeError
+from edgepipe.device import runtime as device
+from edgepipe.errors import EdgepipeError, device_errors
 from edgepipe.run import CALIB_CACHE, FP16_ONNX, FP32_ONNX, INT8_CPU_ONNX, INT8_TRT_ONNX, RunLayout
 
 
@@ -101,14 +102,6 @@ def _pruned_2_4(prune_dir: Path) -> bool:
     return str(prune_config.get("method", "")).replace(" ", "") == "2:4"
 
 
-def _require(path: Path | None, what: str, files: SourceFiles, why: str) -> Path:
-    if path is None:
-        raise EdgepipeError(
-            f"{why} needs {what}, which {files.source} lacks; run `edgepipe quantize` on the run first"
-        )
-    return path
-
-
 def check_cache_is_current(files: SourceFiles) -> None:
     """Refuse a calibration cache made for another model.onnx (the quantize manifest records which one)."""
     from edgepipe.trt.calib_cache import check_cache_is_fresh
@@ -120,62 +113,12 @@ def check_cache_is_current(files: SourceFiles) -> None:
 
 
 def plan_build(files: SourceFiles, precision: str, trt_major: int) -> BuildPlan:
-    """The ONNX, network typing and precision flags TensorRT ``trt_major`` needs for ``precision``."""
-    if trt_major < 8:
-        raise EdgepipeError(f"TensorRT {trt_major}.x is too old; edgepipe builds with TensorRT 8.0 or newer")
-    if trt_major >= 11:
-        if precision == "fp32":
-            onnx = _require(files.fp32_onnx, FP32_ONNX, files, "an fp32 engine")
-        elif precision == "fp16":
-            onnx = _require(
-                files.fp16_onnx, FP16_ONNX, files, f"fp16 on TensorRT {trt_major} (strongly typed only)"
-            )
-        else:
-            onnx = _require(
-                files.int8_trt_onnx, INT8_TRT_ONNX, files, f"int8 on TensorRT {trt_major} (QDQ only)"
-            )
-        return BuildPlan(
-            onnx, True, (), None, f"TensorRT {trt_major}: strongly typed network from {onnx.name}"
-        )
-    if precision == "fp32":
-        onnx = _require(files.fp32_onnx, FP32_ONNX, files, "an fp32 engine")
-        return BuildPlan(onnx, False, (), None, f"TensorRT {trt_major}: fp32 from {onnx.name}")
-    if precision == "fp16":
-        onnx = _require(files.fp32_onnx, FP32_ONNX, files, "fp16 with the FP16 builder flag")
-        return BuildPlan(
-            onnx, False, ("FP16",), None, f"TensorRT {trt_major}: FP16 builder flag on {onnx.name}"
-        )
-    # int8: FP16 is enabled beside INT8 so layers left unquantized run in half precision, not FP32.
-    flags = ("INT8", "FP16")
-    prefer_cache = trt_major == 8
-    if prefer_cache and files.calibration_cache is not None and files.fp32_onnx is not None:
-        check_cache_is_current(files)
-        return BuildPlan(
-            files.fp32_onnx,
-            False,
-            flags,
-            files.calibration_cache,
-            f"TensorRT {trt_major}: implicit INT8 from {files.calibration_cache.name} "
-            f"on {files.fp32_onnx.name}",
-        )
-    if files.int8_trt_onnx is not None:
-        return BuildPlan(
-            files.int8_trt_onnx,
-            False,
-            flags,
-            None,
-            f"TensorRT {trt_major}: explicit INT8 from the QDQ graph {files.int8_trt_onnx.name}",
-        )
-    if files.calibration_cache is not None and files.fp32_onnx is not None:
-        check_cache_is_current(files)
-        return BuildPlan(
-            files.fp32_onnx,
-            False,
-            flags,
-            files.calibration_cache,
-            f"TensorRT {trt_major}: implicit INT8 from {files.calibration_cache.name} (no QDQ graph found)",
-        )
-    raise EdgepipeError(
-        f"int8 needs {INT8_TRT_ONNX} or {CALIB_CACHE}, and {files.source} has neither; "
-        "run `edgepipe quantize` first"
-    )
+    """The ONNX, network typing and precision flags TensorRT ``trt_major`` needs for ``precision``: the device
+    runtime's rule (edgepipe/device/runtime.py ``plan_build``), so a bundle builds the same way on the device."""
+    paths = {"fp32_onnx": files.fp32_onnx, "fp16_onnx": files.fp16_onnx, "int8_trt_onnx": files.int8_trt_onnx,
+             "calibration_cache": files.calibration_cache}
+    with device_errors():
+        plan = device.plan_build(paths, precision, trt_major, where=str(files.source),
+                                 check_cache=lambda _cache: check_cache_is_current(files))
+    cache = None if plan.calibration_cache is None else Path(plan.calibration_cache)
+    return BuildPlan(Path(plan.onnx), plan.strongly_typed, plan.builder_flags, cache, plan.reason)

@@ -1,1 +1,1 @@
-"""Recording fakes of optional heavy dependencies (tensorrt, pycuda), used only in tests."""
+"""Recording fakes of optional heavy dependencies (tensorrt, libcudart), used only in tests."""

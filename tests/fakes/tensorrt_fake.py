@@ -1,4 +1,4 @@
-"""A recording fake of the `tensorrt` module (8.x / 10.x / 11.x surfaces) and of `pycuda.driver`.
+"""A recording fake of the `tensorrt` module (8.x / 10.x / 11.x surfaces) and of libcudart (through ctypes).
 
 Only names the real API has are offered (tests/unit/test_trt_api_surface.py checks every public name
 here against the tensorrt-stubs 10.13 .pyi text, plus an explicit, cited allow-list for 8.x-only names).
@@ -59,7 +59,7 @@ class Recorder:
 
 
 class DeviceMemory:
-    """Fake device memory shared by the pycuda fake (allocations, copies) and the fake engine (execution)."""
+    """Fake device memory shared by the cudart fake (allocations, copies) and the fake engine (execution)."""
 
     def __init__(self) -> None:
         self.blocks: dict[int, np.ndarray] = {}
@@ -555,90 +555,119 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
     trt.IExecutionContext, trt.ICudaEngine, trt.Runtime = IExecutionContext, ICudaEngine, Runtime
 
 
-def make_pycuda(
-    memory: DeviceMemory,
-    record: Recorder,
-    *,
-    name: str = "NVIDIA Orin",
-    cc: tuple[int, int] = (8, 7),
-    total_mib: int = 7620,
-) -> types.ModuleType:
-    """A fake ``pycuda.driver``: allocations and copies go through ``memory``; calls into ``record``."""
-    cuda = types.ModuleType("pycuda.driver")
+class FakeCudartLib:
+    """Stands in for libcudart under edgepipe.device.runtime.Cudart: the same C function names, taking the same
+    ctypes arguments (pointers, c_void_p, c_size_t), so the real ctypes marshalling is what the tests run.
+    Device memory is ``memory`` (shared with the fake engine); host memory is real page-less ctypes buffers.
+    Calls land in ``record`` as "cudart.<function>" with the stream where there is one."""
 
-    class Context:
-        def push(self) -> None:
-            record("cuda.Context.push")
+    def __init__(self, memory: DeviceMemory, record: Recorder, *, cc: tuple[int, int] = (8, 7),
+                 total_mib: int = 7620, devices: int = 1, name: str = "NVIDIA Orin") -> None:
+        self.memory, self.record, self.cc, self.total, self.devices = memory, record, cc, total_mib << 20, devices
+        self.device_name = name
+        self.host: dict[int, Any] = {}
+        self.allocated = 0
+        self.streams: set[int] = set()
+        self._handles = 0x5000
 
-        def pop(self) -> None:
-            record("cuda.Context.pop")
+    @staticmethod
+    def _value(argument: Any) -> int:
+        return int(argument.value or 0) if hasattr(argument, "value") else int(argument)
 
-        def detach(self) -> None:
-            record("cuda.Context.detach")
+    def _handle(self) -> int:
+        self._handles += 0x10
+        return self._handles
 
-    class Device:
-        def __init__(self, index: int) -> None:
-            self.index = index
+    def cudaGetErrorString(self, status: int) -> bytes:  # noqa: N802 - the C API's names
+        return b"fake cuda error"
 
-        @staticmethod
-        def count() -> int:
-            return 1
+    def cudaGetDeviceCount(self, count: Any) -> int:  # noqa: N802
+        count.contents.value = self.devices
+        return 0 if self.devices else 100  # cudaErrorNoDevice
 
-        def name(self) -> str:
-            return name
+    def cudaDeviceGetAttribute(self, value: Any, attribute: int, device: int) -> int:  # noqa: N802
+        value.contents.value = {75: self.cc[0], 76: self.cc[1]}[attribute]
+        return 0
 
-        def compute_capability(self) -> tuple[int, int]:
-            return cc
+    def cudaMemGetInfo(self, free: Any, total: Any) -> int:  # noqa: N802
+        free.contents.value, total.contents.value = self.total - self.allocated, self.total
+        return 0
 
-        def total_memory(self) -> int:
-            return total_mib << 20
+    def cudaMalloc(self, pointer: Any, size: Any) -> int:  # noqa: N802
+        nbytes = self._value(size)
+        pointer.contents.value = self.memory.alloc(nbytes)
+        self.allocated += nbytes
+        self.record("cudart.cudaMalloc", nbytes)
+        return 0
 
-        def retain_primary_context(self) -> Context:
-            record("cuda.Device.retain_primary_context")
-            return Context()
+    def cudaFree(self, address: Any) -> int:  # noqa: N802
+        block = self.memory.blocks.pop(self._value(address))
+        self.allocated -= block.size
+        self.record("cudart.cudaFree")
+        return 0
 
-    class Stream:
-        handle = 0xABC
+    def cudaMallocHost(self, pointer: Any, size: Any) -> int:  # noqa: N802
+        import ctypes
 
-        def synchronize(self) -> None:
-            record("cuda.Stream.synchronize")
+        buffer = (ctypes.c_uint8 * self._value(size))()
+        address = ctypes.addressof(buffer)
+        self.host[address] = buffer
+        pointer.contents.value = address
+        self.record("cudart.cudaMallocHost", self._value(size))
+        return 0
 
-    class Event:
-        def record(self, stream: Any = None) -> None:
-            record("cuda.Event.record")
+    def cudaFreeHost(self, address: Any) -> int:  # noqa: N802
+        del self.host[self._value(address)]
+        self.record("cudart.cudaFreeHost")
+        return 0
 
-        def time_since(self, other: Any) -> float:
-            return 0.25
+    def cudaMemcpyAsync(self, destination: Any, source: Any, size: Any, kind: int, stream: Any) -> int:  # noqa: N802
+        import ctypes
 
-    class DeviceAllocation:
-        def __init__(self, nbytes: int) -> None:
-            self.address = memory.alloc(nbytes)
+        nbytes, dst, src, handle = self._value(size), self._value(destination), self._value(source), self._value(stream)
+        assert handle in self.streams, "a copy on a stream that was never created (the default stream)"
+        if kind == 1:  # host to device
+            assert src in self.host and dst in self.memory.blocks, "H2D needs pinned host -> device memory"
+            self.memory.blocks[dst][:nbytes] = np.frombuffer(ctypes.string_at(src, nbytes), np.uint8)
+            self.record("cudart.cudaMemcpyAsync:H2D", nbytes, handle)
+        elif kind == 2:
+            assert dst in self.host and src in self.memory.blocks, "D2H needs device -> pinned host memory"
+            ctypes.memmove(dst, self.memory.blocks[src].ctypes.data, nbytes)
+            self.record("cudart.cudaMemcpyAsync:D2H", nbytes, handle)
+        else:
+            raise AssertionError(f"unexpected cudaMemcpyKind {kind}")
+        return 0
 
-        def __int__(self) -> int:
-            return self.address
+    def cudaStreamCreate(self, stream: Any) -> int:  # noqa: N802
+        handle = self._handle()
+        self.streams.add(handle)
+        stream.contents.value = handle
+        self.record("cudart.cudaStreamCreate", handle)
+        return 0
 
-    def mem_alloc(nbytes: int) -> DeviceAllocation:
-        record("cuda.mem_alloc", nbytes)
-        return DeviceAllocation(nbytes)
+    def cudaStreamSynchronize(self, stream: Any) -> int:  # noqa: N802
+        self.record("cudart.cudaStreamSynchronize", self._value(stream))
+        return 0
 
-    def pagelocked_empty(shape: Any, dtype: Any) -> np.ndarray:
-        record("cuda.pagelocked_empty", tuple(shape))
-        return np.zeros(shape, dtype=dtype)
+    def cudaStreamDestroy(self, stream: Any) -> int:  # noqa: N802
+        self.streams.discard(self._value(stream))
+        self.record("cudart.cudaStreamDestroy", self._value(stream))
+        return 0
 
-    def memcpy_htod_async(dest: DeviceAllocation, src: np.ndarray, stream: Any = None) -> None:
-        record("cuda.memcpy_htod_async", src.nbytes)
-        raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
-        memory.blocks[int(dest)][: raw.size] = raw
+    def cudaEventCreate(self, event: Any) -> int:  # noqa: N802
+        event.contents.value = self._handle()
+        return 0
 
-    def memcpy_dtoh_async(dest: np.ndarray, src: DeviceAllocation, stream: Any = None) -> None:
-        record("cuda.memcpy_dtoh_async", dest.nbytes)
-        dest.view(np.uint8).reshape(-1)[...] = memory.blocks[int(src)][: dest.nbytes]
+    def cudaEventRecord(self, event: Any, stream: Any) -> int:  # noqa: N802
+        self.record("cudart.cudaEventRecord", self._value(stream))
+        return 0
 
-    cuda.init = lambda flags=0: record("cuda.init")
-    cuda.Device, cuda.Stream, cuda.Event, cuda.Context = Device, Stream, Event, Context
-    cuda.mem_alloc, cuda.pagelocked_empty = mem_alloc, pagelocked_empty
-    cuda.memcpy_htod_async, cuda.memcpy_dtoh_async = memcpy_htod_async, memcpy_dtoh_async
-    return cuda
+    def cudaEventElapsedTime(self, milliseconds: Any, start: Any, end: Any) -> int:  # noqa: N802
+        milliseconds.contents.value = 0.25
+        return 0
+
+    def cudaEventDestroy(self, event: Any) -> int:  # noqa: N802
+        return 0
 
 
 def install(
@@ -648,16 +677,22 @@ def install(
     cc: tuple[int, int] = (8, 7),
     gpu: str = "NVIDIA Orin",
     total_mib: int = 7620,
+    devices: int = 1,
     **options: Any,
 ) -> types.ModuleType:
-    """Serve a fake tensorrt + pycuda through edgepipe's lazy loader for one test (monkeypatch undoes it)."""
+    """Serve a fake tensorrt + libcudart through the device runtime's loader for one test (monkeypatch undoes it).
+
+    ``trt.cudart`` is the fake library; ``trt.calls`` records TensorRT and CUDA calls in one sequence."""
+    from edgepipe.device import runtime
     from edgepipe.trt import loader
 
     memory = DeviceMemory()
     trt = make_tensorrt(version, memory=memory, **options)
-    cuda = make_pycuda(memory, trt.recorder, name=gpu, cc=cc, total_mib=total_mib)
-    monkeypatch.setattr(loader, "_injected_tensorrt", trt)
-    monkeypatch.setattr(loader, "_injected_pycuda", cuda)
+    lib = FakeCudartLib(memory, trt.recorder, cc=cc, total_mib=total_mib, devices=devices, name=gpu)
+    cuda = runtime.Cudart(lib)
+    cuda.device_name = gpu
+    monkeypatch.setitem(runtime._injected, "tensorrt", trt)
+    monkeypatch.setitem(runtime._injected, "cudart", cuda)
     monkeypatch.setattr(loader, "NV_TEGRA_RELEASE", Path("/nonexistent/nv_tegra_release"))
-    trt.cuda = cuda
+    trt.cudart = lib
     return trt

@@ -107,13 +107,15 @@ def test_orin_bundle_mimics_a_run_dir_so_build_finds_every_input(orin_bundle):
     assert manifest.precisions == ["int8", "fp16", "fp32"]
     listed = {entry.path: entry.sha256 for entry in manifest.files}
     for path in ("export/model.onnx", "quantize/model.fp16.onnx", "quantize/model.int8.trt.onnx",
-                 "quantize/trt.calib.cache", "quantize/manifest.json", "reference.npz", "labels.txt", "README.md"):
+                 "quantize/trt.calib.cache", "quantize/manifest.json", "reference.npz", "labels.txt", "README.md",
+                 "edgepipe_device.py", "edgepipe_device_runtime.py"):
         assert listed[path] == sha256_file(orin_bundle / path), path
     kept = [a.name for a in read_manifest(orin_bundle / "quantize").artifacts]
     assert kept == ["fp16", "int8-trt"]
     readme = (orin_bundle / "README.md").read_text()
-    assert "edgepipe build bundle --precision int8 --target jetson-orin-nano" in readme
-    assert "edgepipe eval bundle" in readme
+    assert "python3 bundle/edgepipe_device.py build bundle --precision int8" in readme
+    assert "python3 bundle/edgepipe_device.py eval bundle" in readme
+    assert "edgepipe build bundle --precision int8" in readme and "edgepipe eval bundle" in readme
 
 
 def test_reference_is_the_original_models_outputs_on_stored_test_samples(orin_bundle, tiny_run):

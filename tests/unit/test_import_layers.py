@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "edgepipe"
 
 # Bottom to top. A part may import its own layer's parts (without a cycle) and any layer below.
 LAYERS = [
-    {"errors", "trust", "progress", "defaults", "edgepipe"},  # edgepipe: the package's own __init__ (its version)
+    # edgepipe: the package's own __init__ (its version); device: the standalone device runtime (imports no edgepipe)
+    {"errors", "trust", "progress", "defaults", "device", "edgepipe"},
     {"artifacts", "recipe", "targets"},
     {"run", "rundir", "bundles"},
     {"data", "models", "checkpoint", "complexity", "onnx_export", "trt", "runners", "timing"},

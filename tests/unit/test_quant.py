@@ -106,7 +106,7 @@ def test_cache_round_trips_to_the_same_scales(tmp_path):
 
 
 def test_cache_header_version_numbers_and_the_build_calibrator_accepts_it(tmp_path):
-    from edgepipe.trt.calibrator import read_cache
+    from edgepipe.device.runtime import read_cache
 
     assert trt_cache.cache_header("8.2") == "TRT-8200-EntropyCalibration2"
     assert trt_cache.cache_header("10.3.0") == "TRT-100300-EntropyCalibration2"

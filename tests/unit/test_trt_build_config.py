@@ -293,7 +293,7 @@ def test_without_tensorrt_points_to_the_cpu_artifact(tmp_path):
 
 def test_a_cache_header_naming_another_release_is_rewritten_to_the_running_one(tmp_path, monkeypatch):
     # quantize wrote the target's nominal 8.6.1; the Jetson runs 8.5.2 and TensorRT would ignore "TRT-8601".
-    from edgepipe.trt.calibrator import make_cache_calibrator
+    from edgepipe.device.runtime import make_cache_calibrator
 
     trt = install(monkeypatch, "8.5.2", cc=(8, 7))
     run = make_run(tmp_path, qdq=False, cache_header="TRT-8601-EntropyCalibration2")

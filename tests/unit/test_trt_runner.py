@@ -56,11 +56,12 @@ def test_named_tensor_api_sequence_and_outputs(tmp_path, monkeypatch):
     with TrtRunner(engine) as runner:
         assert runner.input_spec.name == "input" and runner.input_spec.shape == (None, 1, 4, 4)
         open_calls = trt.recorder.names()
+        open_records = list(trt.calls)
         trt.calls.clear()
         out = runner.infer(batch)["logits"]
         assert runner.last_timing.gpu_compute_ms == 0.25 and runner.last_timing.host_to_host_ms > 0
     np.testing.assert_allclose(out, _expected(batch), rtol=1e-5)
-    trt_open = [n for n in open_calls if not n.startswith("cuda.")]
+    trt_open = [n for n in open_calls if not n.startswith("cudart.")]
     assert trt_open == [
         "Runtime",
         "Runtime.deserialize_cuda_engine",
@@ -69,32 +70,41 @@ def test_named_tensor_api_sequence_and_outputs(tmp_path, monkeypatch):
         "IExecutionContext.set_tensor_address",
         "IExecutionContext.set_tensor_address",  # bound once
     ]
-    assert "cuda.Device.retain_primary_context" in open_calls
+    # Buffers for the profile max (8 x 1x4x4 float in, 8 x 10 float out), device and page-locked host, once.
+    assert [c for c in open_records if c[0] in ("cudart.cudaMalloc", "cudart.cudaMallocHost")] == [
+        ("cudart.cudaMalloc", (8 * 16 * 4,)), ("cudart.cudaMallocHost", (8 * 16 * 4,)),
+        ("cudart.cudaMalloc", (8 * 10 * 4,)), ("cudart.cudaMallocHost", (8 * 10 * 4,))]
+    stream = dict(open_records)["cudart.cudaStreamCreate"][0]
     assert trt.recorder.names() == [
         "IExecutionContext.set_input_shape",
-        "cuda.memcpy_htod_async",
-        "cuda.Event.record",
+        "cudart.cudaMemcpyAsync:H2D",
+        "cudart.cudaEventRecord",
         "IExecutionContext.execute_async_v3",
-        "cuda.Event.record",
-        "cuda.memcpy_dtoh_async",
-        "cuda.Stream.synchronize",
-        "cuda.Context.pop",
-        "cuda.Context.detach",  # close() releases the primary context
+        "cudart.cudaEventRecord",
+        "cudart.cudaMemcpyAsync:D2H",
+        "cudart.cudaStreamSynchronize",
+        "cudart.cudaFree", "cudart.cudaFree", "cudart.cudaFreeHost", "cudart.cudaFreeHost",  # close() frees all
+        "cudart.cudaStreamDestroy",
     ]
-    assert trt.calls[3] == ("IExecutionContext.execute_async_v3", (0xABC,))
+    # One stream carries the copies, the events and the execution: nothing runs on the default stream.
+    assert ("cudart.cudaMemcpyAsync:H2D", (3 * 16 * 4, stream)) in trt.calls
+    assert ("cudart.cudaMemcpyAsync:D2H", (3 * 10 * 4, stream)) in trt.calls
+    assert ("IExecutionContext.execute_async_v3", (stream,)) in trt.calls
+    assert trt.cudart.allocated == 0 and not trt.cudart.host  # nothing leaks
 
 
 def test_bindings_api_on_tensorrt_8_2(tmp_path, monkeypatch):
     trt, engine = _engine(tmp_path, monkeypatch, "8.2.1", cc=(8, 7))
     batch = np.ones((2, 1, 4, 4), np.float32)
     with TrtRunner(engine) as runner:
+        created = dict(trt.calls)["cudart.cudaStreamCreate"][0]
         trt.calls.clear()
         out = runner.infer(batch)["logits"]
     np.testing.assert_allclose(out, _expected(batch))
     names = trt.recorder.names()
     assert "IExecutionContext.execute_async_v2" in names and "IExecutionContext.execute_async_v3" not in names
     bindings, stream = dict(trt.calls)["IExecutionContext.execute_async_v2"]
-    assert len(bindings) == 2 and stream == 0xABC
+    assert len(bindings) == 2 and stream == created
     assert ("IExecutionContext.set_binding_shape", (0, (2, 1, 4, 4))) in trt.calls
 
 

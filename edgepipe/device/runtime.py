@@ -1,0 +1,1445 @@
+"""The edgepipe device runtime: build, eval, infer and bench a deploy bundle with nothing but TensorRT and numpy.
+
+One self-contained file, copied into every bundle as ``edgepipe_device_runtime.py`` (the ``edgepipe_device.py``
+launcher beside it checks the Python version first). It imports the standard library, numpy (>= 1.13) and
+``tensorrt`` (8.0 to 11.x), and reaches CUDA through ``ctypes`` on libcudart, as Polygraphy's
+polygraphy/cuda/cuda.py does: no pycuda (no aarch64 wheel), no torch (PyPI's aarch64 torch has no CUDA),
+no scikit-learn, pydantic, typer, rich, yaml, onnx or PIL. Its syntax runs on Python 3.6 (JetPack 4.6 on
+the Nano; checked by ``vermin -t=3.6-`` in the tests). The full ``edgepipe build / eval / bench`` use the
+same engine, builder and CUDA code from here (edgepipe/trt/, edgepipe/runners/tensorrt.py): one
+implementation of everything that touches TensorRT.
+
+TensorRT API per release, read from NVIDIA/TensorRT's bindings (python/src/infer/pyCore.cpp per release branch):
+- 8.0-8.4: bindings (num_bindings, binding_is_input, set_binding_shape, execute_async_v2);
+  ``max_workspace_size`` before 8.4, ``set_memory_pool_limit`` from 8.4.
+- 8.5+: named I/O tensors (num_io_tensors, get_tensor_mode, set_input_shape, set_tensor_address,
+  execute_async_v3), the only API from 10.0.
+- 8.6+: builder_optimization_level, BuilderFlag.VERSION_COMPATIBLE, hardware_compatibility_level,
+  Runtime.engine_host_code_allowed; 10.9+: HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY.
+- 11: no precision builder flags, no implicit INT8: strongly typed networks from the FP16 / QDQ graphs.
+- ``trt.nptype`` is not used: before 8.5.3 it refers to ``np.bool``, which numpy 1.24 removed.
+
+Usage (inside or beside a bundle):
+    python3 edgepipe_device.py build BUNDLE [--precision best|fp32|fp16|int8] [--dla-core N] [--batch 1:16:64]
+    python3 edgepipe_device.py eval BUNDLE        # exit 1 when an artifact is over the accuracy budget
+    python3 edgepipe_device.py infer BUNDLE INPUT.npy [--top 3]
+    python3 edgepipe_device.py bench BUNDLE [--batch 1] [--seconds 3]
+"""
+
+import argparse
+import ctypes
+import ctypes.util
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+RUNTIME_VERSION = "1"
+TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where JetPack and NVIDIA's containers install it
+CACHE_ALGORITHM = "EntropyCalibration2"
+PRECISIONS = ("int8", "fp16", "fp32")  # best first
+DEFAULT_BATCH = (1, 16, 64)
+DEFAULT_WORKSPACE_MIB = 1024
+MAX_OPT_LEVEL = 5
+HARDWARE_COMPAT_LEVELS = {"none": "NONE", "ampere_plus": "AMPERE_PLUS", "same_cc": "SAME_COMPUTE_CAPABILITY"}
+# Bundle layout (edgepipe/run.py owns these names on the workstation; a test checks both agree).
+MANIFEST = "manifest.json"
+EXPORT, QUANTIZE, BUILD = "export", "quantize", "build"
+FP32_ONNX, FP16_ONNX, INT8_TRT_ONNX, CALIB_CACHE = "model.onnx", "model.fp16.onnx", "model.int8.trt.onnx", \
+    "trt.calib.cache"
+REFERENCE_NPZ = "reference.npz"
+LABELS_TXT = "labels.txt"
+
+
+class DeviceError(Exception):
+    """Bad input or a missing piece, said in one line; the command exits 2."""
+
+    exit_code = 2
+
+
+class MissingPiece(DeviceError):
+    """A dependency (TensorRT, CUDA, onnxruntime, trtexec) this machine lacks."""
+
+
+def say(message):
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def version_tuple(text):
+    """(10, 3, 0, 26) from "10.3.0.26"; non-numeric tails ("8.6.1.post1") are cut."""
+    parts = []
+    for part in str(text).split("."):
+        digits = ""
+        for char in part:
+            if not char.isdigit():
+                break
+            digits += char
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bytes_atomic(path, data):
+    """Write to a temporary file beside ``path``, then rename: a killed run never leaves half a file."""
+    tmp = "{}.tmp-{}".format(path, os.getpid())
+    with open(tmp, "wb") as handle:
+        handle.write(memoryview(data))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+# --- CUDA through ctypes on libcudart -------------------------------------------------------------------------
+
+# cudaMemcpyKind and cudaDeviceAttr values from the CUDA runtime API headers (stable since CUDA 4).
+MEMCPY_HOST_TO_DEVICE, MEMCPY_DEVICE_TO_HOST = 1, 2
+ATTR_COMPUTE_CAPABILITY_MAJOR, ATTR_COMPUTE_CAPABILITY_MINOR = 75, 76
+_CUDART_SONAMES = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so.10.2",
+                   "libcudart.so.10.0")
+_CUDA_DIRS = ("/usr/local/cuda/lib64", "/usr/local/cuda/targets/aarch64-linux/lib",
+              "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
+
+
+def _load_cudart():
+    """libcudart as a ctypes library: ctypes' own search, then the CUDA directories JetPack and the toolkit use."""
+    candidates = []
+    found = ctypes.util.find_library("cudart")
+    if found:
+        candidates.append(found)
+    for directory in _CUDA_DIRS:
+        candidates.extend(os.path.join(directory, name) for name in _CUDART_SONAMES)
+    candidates.extend(_CUDART_SONAMES)
+    errors = []
+    for candidate in candidates:
+        try:
+            return ctypes.CDLL(candidate)
+        except OSError as exc:
+            errors.append(str(exc))
+    raise MissingPiece("the CUDA runtime library (libcudart) is not loadable here ({}); install the CUDA toolkit "
+                       "or JetPack's cuda-cudart package".format(errors[-1] if errors else "not found"))
+
+
+class Cudart(object):
+    """The few CUDA runtime calls TensorRT inference needs: memory, copies, streams, events, device facts.
+
+    Pointers are passed as ctypes pointers (not byref), so a test can stand a Python object in for the library.
+    """
+
+    def __init__(self, lib=None):
+        self.lib = lib if lib is not None else _load_cudart()
+        try:
+            self.lib.cudaGetErrorString.restype = ctypes.c_char_p
+        except AttributeError:
+            pass
+
+    def check(self, status, what):
+        status = int(status)
+        if status != 0:
+            try:
+                text = self.lib.cudaGetErrorString(status)
+                text = text.decode() if isinstance(text, bytes) else str(text)
+            except Exception:  # a broken driver may not even name its error
+                text = "error {}".format(status)
+            raise DeviceError("CUDA {} failed: {} (cudaError {})".format(what, text, status))
+
+    def device_count(self):
+        count = ctypes.c_int(0)
+        status = int(self.lib.cudaGetDeviceCount(ctypes.pointer(count)))
+        return count.value if status == 0 else 0  # no driver / no device: 0, not an exception
+
+    def compute_capability(self, device=0):
+        major, minor = ctypes.c_int(0), ctypes.c_int(0)
+        self.check(self.lib.cudaDeviceGetAttribute(ctypes.pointer(major), ATTR_COMPUTE_CAPABILITY_MAJOR, device),
+                   "cudaDeviceGetAttribute")
+        self.check(self.lib.cudaDeviceGetAttribute(ctypes.pointer(minor), ATTR_COMPUTE_CAPABILITY_MINOR, device),
+                   "cudaDeviceGetAttribute")
+        return major.value, minor.value
+
+    def mem_get_info(self):
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        self.check(self.lib.cudaMemGetInfo(ctypes.pointer(free), ctypes.pointer(total)), "cudaMemGetInfo")
+        return free.value, total.value
+
+    def malloc(self, nbytes):
+        pointer = ctypes.c_void_p(0)
+        self.check(self.lib.cudaMalloc(ctypes.pointer(pointer), ctypes.c_size_t(max(1, nbytes))), "cudaMalloc")
+        return pointer.value or 0
+
+    def free(self, address):
+        self.check(self.lib.cudaFree(ctypes.c_void_p(address)), "cudaFree")
+
+    def malloc_host(self, nbytes):
+        """Page-locked host memory: asynchronous copies need it to overlap and to be truly async."""
+        pointer = ctypes.c_void_p(0)
+        self.check(self.lib.cudaMallocHost(ctypes.pointer(pointer), ctypes.c_size_t(max(1, nbytes))),
+                   "cudaMallocHost")
+        return pointer.value or 0
+
+    def free_host(self, address):
+        self.check(self.lib.cudaFreeHost(ctypes.c_void_p(address)), "cudaFreeHost")
+
+    def memcpy_async(self, destination, source, nbytes, kind, stream):
+        self.check(self.lib.cudaMemcpyAsync(ctypes.c_void_p(destination), ctypes.c_void_p(source),
+                                            ctypes.c_size_t(nbytes), kind, ctypes.c_void_p(stream)),
+                   "cudaMemcpyAsync")
+
+    def stream_create(self):
+        stream = ctypes.c_void_p(0)
+        self.check(self.lib.cudaStreamCreate(ctypes.pointer(stream)), "cudaStreamCreate")
+        return stream.value or 0
+
+    def stream_synchronize(self, stream):
+        self.check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
+
+    def stream_destroy(self, stream):
+        self.check(self.lib.cudaStreamDestroy(ctypes.c_void_p(stream)), "cudaStreamDestroy")
+
+    def event_create(self):
+        event = ctypes.c_void_p(0)
+        self.check(self.lib.cudaEventCreate(ctypes.pointer(event)), "cudaEventCreate")
+        return event.value or 0
+
+    def event_record(self, event, stream):
+        self.check(self.lib.cudaEventRecord(ctypes.c_void_p(event), ctypes.c_void_p(stream)), "cudaEventRecord")
+
+    def event_elapsed_ms(self, start, end):
+        milliseconds = ctypes.c_float(0.0)
+        self.check(self.lib.cudaEventElapsedTime(ctypes.pointer(milliseconds), ctypes.c_void_p(start),
+                                                 ctypes.c_void_p(end)), "cudaEventElapsedTime")
+        return float(milliseconds.value)
+
+    def event_destroy(self, event):
+        self.check(self.lib.cudaEventDestroy(ctypes.c_void_p(event)), "cudaEventDestroy")
+
+
+class HostBuffer(object):
+    """Page-locked host memory seen as a numpy array."""
+
+    def __init__(self, cudart, nbytes):
+        self.cudart, self.nbytes = cudart, max(1, int(nbytes))
+        self.address = cudart.malloc_host(self.nbytes)
+        raw = (ctypes.c_uint8 * self.nbytes).from_address(self.address)
+        self.bytes = np.ctypeslib.as_array(raw)
+
+    def view(self, shape, dtype):
+        count = int(np.prod(shape)) if len(shape) else 1
+        return self.bytes[:count * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+    def free(self):
+        if self.address:
+            self.bytes = None
+            self.cudart.free_host(self.address)
+            self.address = 0
+
+
+_injected = {"tensorrt": None, "cudart": None}
+
+
+def set_tensorrt_module(module):
+    """Serve ``module`` instead of ``import tensorrt`` (tests: the recording fake); None restores the import."""
+    _injected["tensorrt"] = module
+
+
+def set_cudart(cudart):
+    """Serve ``cudart`` (a Cudart) instead of loading libcudart (tests); None restores the library."""
+    _injected["cudart"] = cudart
+
+
+def cudart():
+    if _injected["cudart"] is not None:
+        return _injected["cudart"]
+    return Cudart()
+
+
+def jetson_model():
+    """ "NVIDIA Jetson Orin Nano Developer Kit" from the device tree, or None off a Jetson."""
+    try:
+        with open("/proc/device-tree/model", "rb") as handle:
+            return handle.read().rstrip(b"\x00\n").decode(errors="replace") or None
+    except OSError:
+        return None
+
+
+def cuda_device(index=0):
+    """{"name", "compute_capability": (major, minor), "total_memory_mib"} of the GPU, or None without one."""
+    try:
+        cuda = cudart()
+    except MissingPiece:
+        return None
+    if cuda.device_count() <= index:
+        return None
+    major, minor = cuda.compute_capability(index)
+    _, total = cuda.mem_get_info()
+    name = getattr(cuda, "device_name", None) or jetson_model() or "CUDA device {} (sm_{}{})".format(index, major,
+                                                                                                    minor)
+    return {"name": name, "compute_capability": (major, minor), "total_memory_mib": int(total) >> 20}
+
+
+# --- TensorRT discovery ---------------------------------------------------------------------------------------
+
+TENSORRT_INSTALL_HINT = ("install TensorRT from JetPack (Jetson: `sudo apt install python3-libnvinfer`) or "
+                         "`pip install tensorrt --extra-index-url https://pypi.nvidia.com` (desktop)")
+
+
+def _is_real_tensorrt(module):
+    # tensorrt-stubs installs site-packages/tensorrt/ with only __init__.pyi: an empty namespace package.
+    return hasattr(module, "Builder") and isinstance(getattr(module, "__version__", None), str)
+
+
+def load_tensorrt():
+    """(module, "") or (None, why not); never raises."""
+    if _injected["tensorrt"] is not None:
+        return _injected["tensorrt"], ""
+    try:
+        module = importlib.import_module("tensorrt")
+    except ImportError as exc:
+        return None, "the tensorrt Python package is not importable ({})".format(exc)
+    except OSError as exc:  # a wheel whose shared libraries are missing
+        return None, "the tensorrt package failed to load its libraries ({})".format(exc)
+    if not _is_real_tensorrt(module):
+        return None, "only the tensorrt-stubs type stubs are installed here, not TensorRT itself"
+    return module, ""
+
+
+def import_tensorrt():
+    module, reason = load_tensorrt()
+    if module is None:
+        raise MissingPiece("TensorRT is not available: {}; {}".format(reason, TENSORRT_INSTALL_HINT))
+    return module
+
+
+def tensorrt_version(trt):
+    return version_tuple(trt.__version__)
+
+
+# trt.DataType member name -> numpy type (not trt.nptype: see the module docstring).
+_NUMPY_TYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+                "BOOL": np.bool_, "UINT8": np.uint8}
+
+
+def numpy_dtype(dtype):
+    name = getattr(dtype, "name", str(dtype).rsplit(".", 1)[-1])
+    if name not in _NUMPY_TYPES:
+        raise DeviceError("engine input/output type {} has no numpy equivalent; export the model with float32 "
+                          "inputs and outputs".format(name))
+    return _NUMPY_TYPES[name]
+
+
+def tensorrt_version_number(version):
+    """NV_TENSORRT_VERSION as cache headers print it: 8.6.1 -> 8601, 10.3.0 -> 100300 (NvInferVersion.h)."""
+    parts = list(version_tuple(version)) + [0, 0, 0]
+    if not version_tuple(version):
+        raise DeviceError("TensorRT version {!r} is not like 8.6.1 or 10.3".format(version))
+    major, minor, patch = parts[:3]
+    return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
+
+
+def cache_header(version):
+    return "TRT-{}-{}".format(tensorrt_version_number(version), CACHE_ALGORITHM)
+
+
+def with_running_header(cache, version):
+    """The cache as the running TensorRT expects it: the header names that very version (8.5.2 -> TRT-8502-...).
+
+    TensorRT ignores a cache whose header names another release and asks for calibration data instead; the
+    scales (per-tensor amax / 127) do not depend on the release, so the header is rewritten at load.
+    """
+    _, _, body = bytes(cache).partition(b"\n")
+    return cache_header(version).encode() + b"\n" + body
+
+
+def read_cache(path):
+    with open(path, "rb") as handle:
+        data = handle.read()
+    header = data.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+    if not header.startswith("TRT-") or not header.endswith(CACHE_ALGORITHM):
+        raise DeviceError("{} is not an IInt8EntropyCalibrator2 cache (first line {!r}, expected "
+                          "'TRT-<version>-{}'); rerun `edgepipe quantize`".format(path, header[:60], CACHE_ALGORITHM))
+    return data
+
+
+def make_logger(trt):
+    """A trt.ILogger that keeps warnings and errors, so a failure can say TensorRT's own reason."""
+
+    class RecordingLogger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.messages = []
+
+        def log(self, severity, msg):
+            if severity in (trt.Logger.INTERNAL_ERROR, trt.Logger.ERROR, trt.Logger.WARNING):
+                self.messages.append((severity, msg))
+
+        def errors(self):
+            return [m for s, m in self.messages if s in (trt.Logger.INTERNAL_ERROR, trt.Logger.ERROR)]
+
+    return RecordingLogger()
+
+
+def make_runtime(trt, logger, settings):
+    """A trt.Runtime set up for an engine built with ``settings`` (its manifest's): what deserialization needs."""
+    runtime = trt.Runtime(logger)
+    if settings.get("dla_core") is not None:
+        # The DLA core a DLA engine runs on is chosen at deserialization (IRuntime.DLA_core), not at build.
+        runtime.DLA_core = int(settings["dla_core"])
+    if settings.get("version_compatible"):
+        # A version-compatible plan embeds a lean runtime that TensorRT (>= 8.6) only runs when allowed.
+        runtime.engine_host_code_allowed = True
+    return runtime
+
+
+# --- building -------------------------------------------------------------------------------------------------
+
+class BuildPlan(object):
+    """Which ONNX, network typing, precision flags and calibration cache a precision needs on a release."""
+
+    def __init__(self, onnx, strongly_typed, builder_flags, calibration_cache, reason):
+        self.onnx, self.strongly_typed, self.builder_flags = onnx, strongly_typed, tuple(builder_flags)
+        self.calibration_cache, self.reason = calibration_cache, reason
+
+
+def plan_build(files, precision, trt_major, where="the bundle", check_cache=None):
+    """The build inputs for ``precision`` on TensorRT ``trt_major``.
+
+    ``files``: {"fp32_onnx", "fp16_onnx", "int8_trt_onnx", "calibration_cache"} -> path or None.
+    - 11+: strongly typed only (no precision flags, no implicit INT8): FP16 / QDQ graphs.
+    - 9/10: builder flags; INT8 from the QDQ graph, else the calibration cache.
+    - 8.x: builder flags; INT8 from the calibration cache (what JetPack 4/5 are known to handle), else QDQ.
+    ``check_cache(path)`` refuses a cache made for another model before it is used.
+    """
+    def need(key, name, why):
+        path = files.get(key)
+        if path is None:
+            raise DeviceError("{} needs {}, which {} lacks; run `edgepipe quantize` on the run first".format(
+                why, name, where))
+        return path
+
+    if trt_major < 8:
+        raise DeviceError("TensorRT {}.x is too old; edgepipe builds with TensorRT 8.0 or newer".format(trt_major))
+    if trt_major >= 11:
+        if precision == "fp32":
+            onnx = need("fp32_onnx", FP32_ONNX, "an fp32 engine")
+        elif precision == "fp16":
+            onnx = need("fp16_onnx", FP16_ONNX, "fp16 on TensorRT {} (strongly typed only)".format(trt_major))
+        else:
+            onnx = need("int8_trt_onnx", INT8_TRT_ONNX, "int8 on TensorRT {} (QDQ only)".format(trt_major))
+        return BuildPlan(onnx, True, (), None, "TensorRT {}: strongly typed network from {}".format(
+            trt_major, os.path.basename(str(onnx))))
+    if precision == "fp32":
+        onnx = need("fp32_onnx", FP32_ONNX, "an fp32 engine")
+        return BuildPlan(onnx, False, (), None, "TensorRT {}: fp32 from {}".format(trt_major, _name(onnx)))
+    if precision == "fp16":
+        onnx = need("fp32_onnx", FP32_ONNX, "fp16 with the FP16 builder flag")
+        return BuildPlan(onnx, False, ("FP16",), None, "TensorRT {}: FP16 builder flag on {}".format(
+            trt_major, _name(onnx)))
+    # int8: FP16 beside INT8, so layers left unquantized run in half precision, not FP32.
+    flags = ("INT8", "FP16")
+    fp32, qdq, cache = files.get("fp32_onnx"), files.get("int8_trt_onnx"), files.get("calibration_cache")
+    if trt_major == 8 and cache is not None and fp32 is not None:
+        if check_cache:
+            check_cache(cache)
+        return BuildPlan(fp32, False, flags, cache, "TensorRT {}: implicit INT8 from {} on {}".format(
+            trt_major, _name(cache), _name(fp32)))
+    if qdq is not None:
+        return BuildPlan(qdq, False, flags, None, "TensorRT {}: explicit INT8 from the QDQ graph {}".format(
+            trt_major, _name(qdq)))
+    if cache is not None and fp32 is not None:
+        if check_cache:
+            check_cache(cache)
+        return BuildPlan(fp32, False, flags, cache, "TensorRT {}: implicit INT8 from {} (no QDQ graph found)".format(
+            trt_major, _name(cache)))
+    raise DeviceError("int8 needs {} or {}, and {} has neither; run `edgepipe quantize` first".format(
+        INT8_TRT_ONNX, CALIB_CACHE, where))
+
+
+def _name(path):
+    return os.path.basename(str(path))
+
+
+class BuildSettings(object):
+    """The builder settings the runtime's own `build` takes (the workstation's BuildSettings has the same names)."""
+
+    def __init__(self, precision, workspace_mib=DEFAULT_WORKSPACE_MIB, dla_core=None, gpu_fallback=False,
+                 sparsity=False, timing_cache=None, batch=DEFAULT_BATCH, opt_level=None, version_compatible=False,
+                 hardware_compat="none"):
+        self.precision, self.workspace_mib, self.dla_core = precision, int(workspace_mib), dla_core
+        self.gpu_fallback, self.sparsity, self.timing_cache = gpu_fallback, sparsity, timing_cache
+        self.batch, self.opt_level, self.version_compatible = tuple(batch), opt_level, version_compatible
+        self.hardware_compat = hardware_compat
+
+    def to_json(self):
+        return {"precision": self.precision, "workspace_mib": self.workspace_mib, "dla_core": self.dla_core,
+                "gpu_fallback": self.gpu_fallback, "sparsity": self.sparsity,
+                "timing_cache": None if self.timing_cache is None else str(self.timing_cache),
+                "batch": list(self.batch), "opt_level": self.opt_level,
+                "version_compatible": self.version_compatible, "hardware_compat": self.hardware_compat}
+
+
+# Builder settings older releases lack, and the first release that has them (NVIDIA's Python API docs per release).
+FIRST_RELEASE = {"opt_level": ((8, 6), "--opt-level"), "version_compatible": ((8, 6), "--version-compatible"),
+                 "hardware_compat": ((8, 6), "--hardware-compat"),
+                 "hardware_compat_same_cc": ((10, 9), "--hardware-compat same_cc")}
+
+
+def check_release_supports(trt, settings):
+    """Refuse, in one line and before any work, a setting the running TensorRT release does not have."""
+    version = tensorrt_version(trt)[:2]
+    asked = {"opt_level": settings.opt_level is not None, "version_compatible": bool(settings.version_compatible),
+             "hardware_compat": settings.hardware_compat != "none",
+             "hardware_compat_same_cc": settings.hardware_compat == "same_cc"}
+    for key in sorted(asked):
+        first, flag = FIRST_RELEASE[key]
+        if asked[key] and version < first:
+            raise DeviceError("{} needs TensorRT {}.{} or newer; this machine has {}: drop it".format(
+                flag, first[0], first[1], trt.__version__))
+
+
+def network_flags(trt, strongly_typed, major):
+    flags = 0
+    if major < 10:
+        # Required for ONNX in 8.x; "ignored because networks are always explicit batch" from 10.0.
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    # TensorRT 11 networks are always strongly typed; keep setting the flag while the enum still has it.
+    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return flags
+
+
+def profile_shapes(input_shape, batch, input_name):
+    rest = tuple(input_shape[1:])
+    if any(dim < 0 for dim in rest):
+        raise DeviceError("input {!r} has dynamic dimensions {} beyond the batch axis; export with a fixed image "
+                          "size".format(input_name, tuple(input_shape)))
+    if input_shape[0] >= 0 and tuple(batch) != (input_shape[0],) * 3:
+        size = input_shape[0]
+        raise DeviceError("input {!r} has a static batch of {}; pass --batch {}:{}:{} or export with a dynamic batch "
+                          "axis".format(input_name, size, size, size, size))
+    return tuple((b,) + rest for b in batch)
+
+
+def make_cache_calibrator(trt, cache_path, batch_size=1):
+    """A trt.IInt8EntropyCalibrator2 that only serves ``cache_path`` (its header rewritten to the running release)
+    and never calibrates: if TensorRT rejects the cache and asks for data, it gets none and the build is refused."""
+    cache = with_running_header(read_cache(cache_path), trt.__version__)
+
+    class CacheOnlyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            # pybind11 trampolines need the base __init__ called explicitly (TensorRT Python API docs).
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.cache_path = cache_path
+            self.calibration_requested = False
+            self.cache_reads = 0
+
+        def get_batch_size(self):
+            return batch_size
+
+        def get_batch(self, names):
+            self.calibration_requested = True
+            return None
+
+        def read_calibration_cache(self):
+            self.cache_reads += 1
+            return cache
+
+        def write_calibration_cache(self, cache):
+            return None  # the quantize stage owns trt.calib.cache
+
+    return CacheOnlyCalibrator()
+
+
+def check_calibrator_used_cache(calibrator):
+    if calibrator is not None and calibrator.calibration_requested:
+        raise DeviceError("TensorRT rejected {} and asked for calibration data (the cache was made by another "
+                          "TensorRT version or calibrator); rerun `edgepipe quantize` with this TensorRT, or build "
+                          "from the QDQ model".format(calibrator.cache_path))
+
+
+def configure(trt, builder, network, config, plan, settings, timing_cache_bytes):
+    """Apply every setting to ``config``; returns (what was applied, the calibrator or None, profile shapes)."""
+    major = tensorrt_version(trt)[0]
+    applied = {"builder_flags": []}
+
+    workspace = int(settings.workspace_mib) << 20
+    if hasattr(config, "set_memory_pool_limit"):  # TensorRT >= 8.4
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    else:  # TensorRT 8.0-8.3 (JetPack 4.6: 8.2)
+        config.max_workspace_size = workspace
+    applied["workspace_bytes"] = workspace
+
+    def set_flag(name):
+        config.set_flag(getattr(trt.BuilderFlag, name))
+        applied["builder_flags"].append(name)
+
+    for name in plan.builder_flags:
+        set_flag(name)
+
+    if network.num_inputs != 1:
+        raise DeviceError("{} has {} inputs; edgepipe builds single-input models".format(plan.onnx,
+                                                                                        network.num_inputs))
+    tensor = network.get_input(0)
+    input_shape = tuple(int(d) for d in tensor.shape)
+    shapes = profile_shapes(input_shape, settings.batch, tensor.name)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(tensor.name, *shapes)
+    config.add_optimization_profile(profile)
+    applied["profile"] = {"input": tensor.name, "min": shapes[0], "opt": shapes[1], "max": shapes[2]}
+
+    calibrator = None
+    if plan.calibration_cache is not None:
+        calibrator = make_cache_calibrator(trt, plan.calibration_cache, batch_size=settings.batch[1])
+        config.int8_calibrator = calibrator  # deprecated in 10.1, removed in 11 (never reached there)
+        config.set_calibration_profile(profile)
+        applied["int8_calibrator"] = "IInt8EntropyCalibrator2 serving {}".format(_name(plan.calibration_cache))
+
+    if settings.dla_core is not None:
+        if builder.num_DLA_cores <= settings.dla_core:
+            raise DeviceError("--dla-core {} requested; this device has {} DLA core(s)".format(
+                settings.dla_core, builder.num_DLA_cores))
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = settings.dla_core
+        applied["default_device_type"] = "DLA"
+        applied["DLA_core"] = settings.dla_core
+        if settings.gpu_fallback:
+            set_flag("GPU_FALLBACK")
+
+    if settings.sparsity:
+        set_flag("SPARSE_WEIGHTS")
+    if settings.version_compatible:
+        set_flag("VERSION_COMPATIBLE")
+    if settings.opt_level is not None:
+        config.builder_optimization_level = settings.opt_level
+        applied["builder_optimization_level"] = settings.opt_level
+    if settings.hardware_compat != "none":
+        level = HARDWARE_COMPAT_LEVELS[settings.hardware_compat]
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
+        applied["hardware_compatibility_level"] = level
+
+    if timing_cache_bytes is not None:
+        cache = config.create_timing_cache(timing_cache_bytes)
+        # ignore_mismatch=False: TensorRT refuses (returns False) a cache from another GPU or TensorRT release.
+        if config.set_timing_cache(cache, False):
+            applied["timing_cache"] = "reused" if timing_cache_bytes else "new"
+        else:
+            config.set_timing_cache(config.create_timing_cache(b""), False)
+            applied["timing_cache"] = "replaced: the file was made on another GPU or TensorRT release"
+    applied["network_strongly_typed"] = plan.strongly_typed
+    applied["tensorrt_major"] = major
+    return applied, calibrator, shapes
+
+
+def default_parser_errors(parser, onnx_path):
+    lines = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        lines.append("node {}: {}".format(error.node(), error.desc()))
+    shown = lines[:10] + (["... {} more".format(len(lines) - 10)] if len(lines) > 10 else [])
+    return "; ".join(shown) or "no error reported"
+
+
+def build_serialized_engine(trt, plan, settings, describe_parser_errors=default_parser_errors):
+    """Parse ``plan.onnx`` and build; returns {"engine", "input_name", "input_shape", "profile", "applied"}."""
+    major = tensorrt_version(trt)[0]
+    logger = make_logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt, plan.strongly_typed, major))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(plan.onnx)):
+        raise DeviceError("TensorRT's ONNX parser rejected {}: {}".format(plan.onnx,
+                                                                         describe_parser_errors(parser, plan.onnx)))
+    config = builder.create_builder_config()
+    cache_path = settings.timing_cache
+    cache_bytes = None
+    if cache_path is not None:
+        cache_bytes = b""
+        if os.path.isfile(str(cache_path)):
+            with open(str(cache_path), "rb") as handle:
+                cache_bytes = handle.read()
+    applied, calibrator, shapes = configure(trt, builder, network, config, plan, settings, cache_bytes)
+
+    serialized = builder.build_serialized_network(network, config)
+    check_calibrator_used_cache(calibrator)
+    if serialized is None:
+        reason = "; ".join(logger.errors()[-3:]) or "no error logged"
+        raise DeviceError("TensorRT could not build an engine from {}: {}".format(plan.onnx, reason))
+    if cache_path is not None:
+        write_bytes_atomic(str(cache_path), config.get_timing_cache().serialize())
+        applied["timing_cache_saved"] = str(cache_path)
+    tensor = network.get_input(0)
+    return {"engine": serialized, "input_name": tensor.name, "input_shape": tuple(int(d) for d in tensor.shape),
+            "profile": shapes, "applied": applied}
+
+
+def check_engine_deserializes(trt, engine_bytes, settings):
+    logger = make_logger(trt)
+    runtime = make_runtime(trt, logger, settings)
+    engine = runtime.deserialize_cuda_engine(engine_bytes)
+    if engine is None:
+        reason = "; ".join(logger.errors()[-2:]) or "no error logged"
+        raise DeviceError("the engine TensorRT just built does not load back: {}".format(reason))
+    return engine
+
+
+# --- running an engine ----------------------------------------------------------------------------------------
+
+class TensorIO(object):
+    """One engine input or output: its name, engine shape (-1 dynamic), numpy type, profile range, buffers."""
+
+    def __init__(self, name, index, is_input, shape, dtype):
+        self.name, self.index, self.is_input = name, index, is_input
+        self.shape, self.dtype = tuple(shape), dtype
+        self.min_shape, self.max_shape = (), ()
+        self.device, self.host = 0, None
+
+    def spec_shape(self):
+        """The shape callers see: None where dynamic; a profile with min == max batch is a static batch."""
+        shape = [None if d < 0 else d for d in self.shape]
+        if self.is_input and shape and shape[0] is None and self.min_shape and self.min_shape[0] == self.max_shape[0]:
+            shape[0] = self.max_shape[0]
+        return tuple(shape)
+
+
+class Engine(object):
+    """A deserialized TensorRT engine with device buffers for its profile's max batch, run on one CUDA stream.
+
+    ``infer({name: array})`` returns every output by name; batches above the profile max are split, a tail
+    below the profile min (DLA's static batch) is padded and cut back. ``last_timing``: GPU compute (CUDA
+    events around the execute call) and host-to-host milliseconds of the last call.
+    """
+
+    def __init__(self, path, settings=None, trt=None, cuda=None):
+        self.path = str(path)
+        self.settings = settings or {}
+        self.trt = trt or import_tensorrt()
+        self.cuda = cuda or cudart()
+        self.last_timing = None
+        self._host_buffers = []
+        self._stream = self._start = self._end = 0
+        self._open()
+
+    def _open(self):
+        trt = self.trt
+        if not os.path.isfile(self.path):
+            raise DeviceError("engine file not found: {}".format(self.path))
+        with open(self.path, "rb") as handle:
+            data = handle.read()
+        if not data:
+            raise DeviceError("engine file {} is empty; build it again".format(self.path))
+        if self.cuda.device_count() < 1:
+            raise MissingPiece("TensorRT {} is installed but no CUDA GPU is visible".format(trt.__version__))
+        self.logger = make_logger(trt)
+        self.runtime = make_runtime(trt, self.logger, self.settings)
+        self.engine = self.runtime.deserialize_cuda_engine(data)
+        if self.engine is None:
+            detail = "; ".join(self.logger.errors()[-1:]) or "TensorRT could not deserialize it"
+            raise DeviceError("engine file {} does not load ({} bytes: truncated, corrupt, or from another TensorRT "
+                              "version: {}); build it again on this device".format(self.path, len(data), detail))
+        self.context = self.engine.create_execution_context()
+        self.named = hasattr(self.engine, "num_io_tensors")  # TensorRT >= 8.5
+        ios = self._discover_named() if self.named else self._discover_bindings()
+        self.inputs = [io for io in ios if io.is_input]
+        self.outputs = [io for io in ios if not io.is_input]
+        self.ios = ios
+        self._stream = self.cuda.stream_create()
+        self._start, self._end = self.cuda.event_create(), self.cuda.event_create()
+        self._allocate()
+
+    def _discover_named(self):
+        trt, engine = self.trt, self.engine
+        ios = []
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            ios.append(TensorIO(name, index, is_input, shape, numpy_dtype(engine.get_tensor_dtype(name))))
+        for io in ios:
+            if io.is_input:
+                profile = engine.get_tensor_profile_shape(io.name, 0)
+                io.min_shape, io.max_shape = tuple(int(d) for d in profile[0]), tuple(int(d) for d in profile[2])
+        return ios
+
+    def _discover_bindings(self):
+        engine = self.engine
+        ios = []
+        for index in range(engine.num_bindings):
+            shape = tuple(int(d) for d in engine.get_binding_shape(index))
+            ios.append(TensorIO(engine.get_binding_name(index), index, engine.binding_is_input(index), shape,
+                                numpy_dtype(engine.get_binding_dtype(index))))
+        for io in ios:
+            if io.is_input:
+                profile = engine.get_profile_shape(0, io.index)
+                io.min_shape, io.max_shape = tuple(int(d) for d in profile[0]), tuple(int(d) for d in profile[2])
+        return ios
+
+    def _set_input_shape(self, io, shape):
+        if self.named:
+            ok = self.context.set_input_shape(io.name, shape)
+        else:
+            ok = self.context.set_binding_shape(io.index, shape)
+        if ok is False:
+            raise DeviceError("input '{}' shape {} is outside the engine's profile (min {}, max {}); rebuild with a "
+                              "wider --batch".format(io.name, tuple(shape), io.min_shape, io.max_shape))
+
+    def _output_shape(self, io):
+        if self.named:
+            return tuple(int(d) for d in self.context.get_tensor_shape(io.name))
+        return tuple(int(d) for d in self.context.get_binding_shape(io.index))
+
+    def _allocate(self):
+        # Buffers for the profile's max batch: addresses then stay fixed for every call.
+        for io in self.inputs:
+            self._set_input_shape(io, io.max_shape)
+        for io in self.inputs + self.outputs:
+            if not io.is_input:
+                io.max_shape = self._output_shape(io)
+            nbytes = int(np.prod(io.max_shape)) * np.dtype(io.dtype).itemsize
+            io.device = self.cuda.malloc(nbytes)
+            io.host = HostBuffer(self.cuda, nbytes)
+            self._host_buffers.append(io.host)
+        if self.named:
+            for io in self.ios:
+                self.context.set_tensor_address(io.name, io.device)
+        else:
+            self._bindings = [io.device for io in sorted(self.ios, key=lambda io: io.index)]
+
+    @property
+    def device_memory_bytes(self):
+        """Activation memory TensorRT reserves for this engine plus the I/O buffers."""
+        engine_memory = int(getattr(self.engine, "device_memory_size", 0) or 0)
+        return engine_memory + sum(int(np.prod(io.max_shape)) * np.dtype(io.dtype).itemsize for io in self.ios)
+
+    def infer(self, feed):
+        if not isinstance(feed, dict):
+            feed = {self.inputs[0].name: feed}
+        missing = [io.name for io in self.inputs if io.name not in feed]
+        if missing:
+            raise DeviceError("the engine needs input(s) {}; got {}".format(missing, sorted(feed)))
+        limit = min(io.max_shape[0] for io in self.inputs)
+        least = max(io.min_shape[0] for io in self.inputs)
+        total = len(feed[self.inputs[0].name])
+        if total < least:  # below the profile's minimum (a tail chunk): pad with zeros, cut the padding off
+            padded = {}
+            for name, array in feed.items():
+                padded[name] = np.concatenate([array, np.zeros((least - total,) + array.shape[1:], array.dtype)])
+            results = self._run(padded)
+            return dict((name, value[:total]) for name, value in results.items())
+        if total > limit:
+            parts = [self._run(dict((name, array[i:i + limit]) for name, array in feed.items()))
+                     for i in range(0, total, limit)]
+            return dict((name, np.concatenate([part[name] for part in parts])) for name in parts[0])
+        return self._run(feed)
+
+    def _execute(self):
+        if self.named:
+            ok = self.context.execute_async_v3(self._stream)
+        else:
+            ok = self.context.execute_async_v2(self._bindings, self._stream)
+        if ok is False:
+            raise DeviceError("TensorRT failed to run {}: {}".format(_name(self.path),
+                                                                    "; ".join(self.logger.errors()[-1:])))
+
+    def _run(self, feed):
+        cuda, stream = self.cuda, self._stream
+        started = time.perf_counter()
+        for io in self.inputs:
+            self._set_input_shape(io, tuple(feed[io.name].shape))
+        for io in self.inputs:
+            array = np.ascontiguousarray(feed[io.name], dtype=io.dtype)
+            io.host.view(array.shape, io.dtype)[...] = array
+            cuda.memcpy_async(io.device, io.host.address, array.nbytes, MEMCPY_HOST_TO_DEVICE, stream)
+        cuda.event_record(self._start, stream)
+        self._execute()
+        cuda.event_record(self._end, stream)
+        shapes = {}
+        for io in self.outputs:
+            shape = self._output_shape(io)
+            shapes[io.name] = shape
+            nbytes = int(np.prod(shape)) * np.dtype(io.dtype).itemsize
+            cuda.memcpy_async(io.host.address, io.device, nbytes, MEMCPY_DEVICE_TO_HOST, stream)
+        cuda.stream_synchronize(stream)
+        self.last_timing = (cuda.event_elapsed_ms(self._start, self._end), (time.perf_counter() - started) * 1e3)
+        # Copies: the pinned host buffers are overwritten by the next call.
+        return dict((io.name, np.array(io.host.view(shapes[io.name], io.dtype), copy=True)) for io in self.outputs)
+
+    def close(self):
+        cuda = self.cuda
+        for io in getattr(self, "ios", []):
+            if io.device:
+                cuda.free(io.device)
+                io.device = 0
+        for buffer in self._host_buffers:
+            buffer.free()
+        self._host_buffers = []
+        for event in (self._start, self._end):
+            if event:
+                cuda.event_destroy(event)
+        if self._stream:
+            cuda.stream_destroy(self._stream)
+        self._stream = self._start = self._end = 0
+        for name in ("context", "engine", "runtime"):
+            if hasattr(self, name):
+                delattr(self, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class OrtModel(object):
+    """An ONNX file on onnxruntime's CPU provider: the fallback where TensorRT is missing (it says so)."""
+
+    def __init__(self, path, threads=None):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise MissingPiece("neither TensorRT nor onnxruntime is importable here; install TensorRT (JetPack) or "
+                               "`pip install onnxruntime` to run the bundle's ONNX files on the CPU") from None
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.path = str(path)
+        self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        self.inputs = self.session.get_inputs()
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.last_timing = None
+
+    def infer(self, feed):
+        if not isinstance(feed, dict):
+            feed = {self.inputs[0].name: feed}
+        started = time.perf_counter()
+        values = self.session.run(self.output_names, feed)
+        elapsed = (time.perf_counter() - started) * 1e3
+        self.last_timing = (elapsed, elapsed)
+        return dict(zip(self.output_names, values))
+
+    def close(self):
+        self.session = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --- the bundle -----------------------------------------------------------------------------------------------
+
+class Bundle(object):
+    """A deploy bundle made by `edgepipe bundle`: manifest.json lists every file with its sha256."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(str(path))
+        manifest_path = os.path.join(self.path, MANIFEST)
+        if not os.path.isfile(manifest_path):
+            raise DeviceError("{} is not a deploy bundle (no {}); make one with `edgepipe bundle RUN --target "
+                              "PROFILE --out DIR`".format(path, MANIFEST))
+        try:
+            with open(manifest_path) as handle:
+                self.manifest = json.load(handle)
+        except ValueError as exc:
+            raise DeviceError("{}: {} is not valid JSON ({})".format(path, MANIFEST, exc)) from None
+        if self.manifest.get("stage") != "bundle":
+            raise DeviceError("{} is a '{}' stage, not a deploy bundle".format(path, self.manifest.get("stage")))
+
+    def file(self, relative):
+        """A bundle file by its manifest path; never a path that leaves the bundle."""
+        full = os.path.realpath(os.path.join(self.path, relative))
+        if not (full == os.path.realpath(self.path) or full.startswith(os.path.realpath(self.path) + os.sep)):
+            raise DeviceError("bundle {}: {} points outside the bundle; refusing to read it".format(self.path,
+                                                                                                   relative))
+        return full
+
+    def verify(self):
+        """Every listed file present and unchanged, named when not."""
+        for entry in self.manifest.get("files") or []:
+            path = self.file(entry["path"])
+            if not os.path.isfile(path):
+                raise DeviceError("bundle {} is missing {} (listed in its manifest.json); copy the whole bundle "
+                                  "directory again".format(self.path, entry["path"]))
+            if os.path.getsize(path) != entry.get("size_bytes") or sha256_file(path) != entry.get("sha256"):
+                raise DeviceError("bundle {}: {} differs from the file bundled (sha256 mismatch); copy the bundle "
+                                  "again or rerun `edgepipe bundle`".format(self.path, entry["path"]))
+        return self
+
+    def listed(self, relative):
+        paths = set(entry["path"] for entry in self.manifest.get("files") or [])
+        return self.file(relative) if relative in paths else None
+
+    def build_files(self):
+        return {"fp32_onnx": self.listed(EXPORT + "/" + FP32_ONNX),
+                "fp16_onnx": self.listed(QUANTIZE + "/" + FP16_ONNX),
+                "int8_trt_onnx": self.listed(QUANTIZE + "/" + INT8_TRT_ONNX),
+                "calibration_cache": self.listed(QUANTIZE + "/" + CALIB_CACHE)}
+
+    def stage_manifest(self, stage):
+        path = os.path.join(self.path, stage, MANIFEST)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as handle:
+            return json.load(handle)
+
+    def check_cache(self, cache_path):
+        """Refuse a calibration cache recorded for another model than the bundle's model.onnx."""
+        quantize = self.stage_manifest(QUANTIZE) or {}
+        record = quantize.get("calibration_cache") or {}
+        fp32 = self.build_files()["fp32_onnx"]
+        if not record or fp32 is None:
+            return
+        model = sha256_file(fp32)
+        if record.get("model_sha256") != model:
+            raise DeviceError("calibration cache {} is stale: made for model sha256 {}, this bundle's model is {}; "
+                              "rerun `edgepipe quantize` and `edgepipe bundle`".format(
+                                  _name(cache_path), str(record.get("model_sha256"))[:12], model[:12]))
+
+    def reference(self):
+        """(x, y, logits) of the bundled evaluation set (np.load without pickle: data only)."""
+        try:
+            with np.load(self.file(REFERENCE_NPZ), allow_pickle=False) as data:
+                x, y, logits = data["x"], data["y"], data["logits"]
+        except (ValueError, KeyError, OSError) as exc:
+            raise DeviceError("bundle {}: {} is not a valid evaluation set ({})".format(self.path, REFERENCE_NPZ,
+                                                                                      exc)) from None
+        if not len(x) == len(y) == len(logits):
+            raise DeviceError("bundle {}: {} holds {} inputs, {} labels and {} reference outputs; rerun `edgepipe "
+                              "bundle`".format(self.path, REFERENCE_NPZ, len(x), len(y), len(logits)))
+        return x.astype(np.float32), y.astype(np.int64), logits.astype(np.float32)
+
+    def labels(self):
+        return list((self.manifest.get("dataset") or {}).get("labels") or [])
+
+    def onnx_artifacts(self):
+        """(name, precision, path) of every ONNX file the bundle's stage manifests list, as `edgepipe eval` names
+        them (export first, then quantize)."""
+        found = []
+        for stage in (EXPORT, QUANTIZE):
+            manifest = self.stage_manifest(stage) or {}
+            for entry in manifest.get("artifacts") or []:
+                if entry.get("format") != "onnx":
+                    continue
+                path = self.listed(stage + "/" + entry["file"])
+                if path is not None:
+                    found.append((entry["name"], entry.get("precision", "fp32"), path))
+        return found
+
+    def engines(self):
+        """(name, precision, path, settings) of every engine built in the bundle (build-*/manifest.json)."""
+        found = []
+        for directory in sorted(os.listdir(self.path)):
+            manifest_path = os.path.join(self.path, directory, MANIFEST)
+            if not directory.startswith(BUILD + "-") or not os.path.isfile(manifest_path):
+                continue
+            with open(manifest_path) as handle:
+                manifest = json.load(handle)
+            settings = (manifest.get("config") or {}).get("settings") or {}
+            for entry in manifest.get("artifacts") or []:
+                if entry.get("format") == "engine":
+                    path = self.file(directory + "/" + entry["file"])
+                    if os.path.isfile(path):
+                        found.append((entry["name"], entry.get("precision", "fp32"), path, settings))
+        return found
+
+    def check_device(self, device):
+        """Refuse a GPU of another compute capability than the bundle's target (its ONNX files were checked for
+        that target's TensorRT and layers only)."""
+        target = self.manifest.get("target") or {}
+        wanted = str(target.get("sm", "")).replace("sm_", "")
+        major, minor = device["compute_capability"]
+        here = "{}{}".format(major, minor)
+        if wanted and wanted != here:
+            raise DeviceError("this bundle was made for {} ({}); this GPU is {} (sm_{}): rerun `edgepipe bundle RUN "
+                              "--target PROFILE` for this device (`edgepipe targets` lists them)".format(
+                                  target.get("name"), target.get("sm"), device["name"], here))
+
+
+# --- commands -------------------------------------------------------------------------------------------------
+
+def parse_batch(text):
+    try:
+        values = [int(part) for part in str(text).split(":")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+        raise DeviceError("--batch {!r} must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (e.g. 1:16:64)".format(text))
+    return tuple(values)
+
+
+def engine_file(precision):
+    return "model.{}.engine".format(precision)
+
+
+def find_trtexec():
+    if os.path.isfile(TRTEXEC) and os.access(TRTEXEC, os.X_OK):
+        return TRTEXEC
+    return shutil.which("trtexec")
+
+
+def _trtexec_build(bundle, precision, out_dir):
+    """Build with trtexec from the bundle's recorded command lines (the Python bindings are missing)."""
+    trtexec = find_trtexec()
+    if trtexec is None:
+        raise MissingPiece("neither TensorRT's Python bindings nor trtexec are here ({} or on PATH); install JetPack's "
+                           "TensorRT (`sudo apt install tensorrt`)".format(TRTEXEC))
+    commands = [c for c in bundle.manifest.get("trtexec") or [] if c.get("precision") == precision
+                and "DLA" not in c.get("how", "")]
+    if not commands:
+        raise DeviceError("the bundle lists no trtexec command for {}; it can build {}".format(
+            precision, ", ".join(bundle.manifest.get("precisions") or [])))
+    probe = subprocess.run([trtexec, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=60)
+    release = _trtexec_release(probe.stdout)
+    command = _command_for_release(commands, release)
+    argv = command["command"].split()
+    argv[0] = trtexec
+    engine = engine_file(precision)
+    argv = [a if not a.startswith("--saveEngine=") else "--saveEngine=" + os.path.join(out_dir, engine) for a in argv]
+    say("build: TensorRT's Python bindings are missing; running trtexec ({}): {}".format(
+        command["how"], " ".join(argv)))
+    result = subprocess.run(argv, cwd=bundle.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True)
+    if result.returncode != 0:
+        tail = [line for line in result.stdout.splitlines() if "ERROR" in line or "Error" in line][-2:]
+        raise DeviceError("trtexec failed (exit {}): {}".format(result.returncode, "; ".join(tail) or "see its log"))
+    return os.path.join(out_dir, engine), command
+
+
+def _trtexec_release(text):
+    """(8, 5) from trtexec's banner "[TensorRT v8502]" (major*1000+minor*100+patch; 100300 from 10.0)."""
+    marker = "[TensorRT v"
+    if marker not in text:
+        return None
+    digits = text.split(marker, 1)[1].split("]", 1)[0]
+    if not digits.isdigit():
+        return None
+    number = int(digits)
+    return (number // 10000, number // 100 % 100) if number >= 100000 else (number // 1000, number // 100 % 10)
+
+
+def _command_for_release(commands, release):
+    def covers(text):
+        if release is None:
+            return False
+        if text.startswith("11"):
+            return release[0] >= 11
+        if text.startswith("8.0"):
+            return release < (8, 4)
+        return (8, 4) <= release < (11, 0)
+    matching = [c for c in commands if covers(c.get("tensorrt", ""))]
+    return (matching or commands)[0]
+
+
+def command_build(args):
+    bundle = Bundle(args.bundle).verify()
+    trt, reason = load_tensorrt()
+    precisions = bundle.manifest.get("precisions") or list(PRECISIONS)
+    precision = precisions[0] if args.precision == "best" else args.precision
+    if precision not in precisions:
+        raise DeviceError("this bundle cannot build {} for {}; it can build {}".format(
+            precision, (bundle.manifest.get("target") or {}).get("name"), ", ".join(precisions)))
+    out_dir = os.path.join(bundle.path, "{}-{}".format(BUILD, precision))
+    settings = BuildSettings(precision, workspace_mib=args.workspace, dla_core=args.dla_core,
+                             gpu_fallback=args.gpu_fallback, batch=parse_batch(args.batch),
+                             timing_cache=args.timing_cache)
+    if settings.dla_core is not None and settings.batch[0] != settings.batch[2]:
+        raise DeviceError("DLA needs a static batch; use --batch {0}:{0}:{0}".format(settings.batch[1]))
+    if settings.gpu_fallback and settings.dla_core is None:
+        raise DeviceError("--gpu-fallback only applies to DLA builds; add --dla-core N or drop it")
+    tmp_dir = out_dir + ".tmp-{}".format(os.getpid())
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    os.makedirs(tmp_dir)
+    try:
+        if trt is None:
+            say("build: {}".format(reason))
+            engine_path, command = _trtexec_build(bundle, precision, tmp_dir)
+            record = {"built_by": "trtexec", "command": command["command"], "how": command["how"]}
+            files = bundle.build_files()
+            onnx_path = files["fp32_onnx"]
+        else:
+            device = cuda_device()
+            if device is None:
+                raise MissingPiece("TensorRT {} is installed but no CUDA GPU is visible".format(trt.__version__))
+            bundle.check_device(device)
+            check_release_supports(trt, settings)
+            plan = plan_build(bundle.build_files(), precision, tensorrt_version(trt)[0], where=bundle.path,
+                              check_cache=bundle.check_cache)
+            say("build: {} ({})".format(plan.reason, trt.__version__))
+            result = build_serialized_engine(trt, plan, settings)
+            engine_path = os.path.join(tmp_dir, engine_file(precision))
+            write_bytes_atomic(engine_path, result["engine"])
+            with open(engine_path, "rb") as handle:
+                check_engine_deserializes(trt, handle.read(), settings.to_json())
+            record = {"built_by": "edgepipe_device", "plan": plan.reason, "applied": result["applied"],
+                      "input": {"name": result["input_name"], "shape": list(result["input_shape"])},
+                      "machine": {"tensorrt": trt.__version__, "gpu": device["name"],
+                                  "compute_capability": "{}.{}".format(*device["compute_capability"])}}
+            onnx_path = plan.onnx
+        manifest = {"stage": BUILD, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "config": dict(record, source=bundle.path, precision=precision, settings=settings.to_json(),
+                                   onnx=str(onnx_path), runtime="edgepipe_device " + RUNTIME_VERSION),
+                    "parents": {"onnx": sha256_file(onnx_path)},
+                    "artifacts": [{"name": "tensorrt-" + precision, "file": engine_file(precision), "format": "engine",
+                                   "precision": precision, "sha256": sha256_file(engine_path),
+                                   "size_bytes": os.path.getsize(engine_path), "backend": "tensorrt"}],
+                    "metrics": {}}
+        with open(os.path.join(tmp_dir, MANIFEST), "w") as handle:
+            json.dump(manifest, handle, indent=2)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.rename(tmp_dir, out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    print(os.path.join(out_dir, engine_file(precision)))
+    return 0
+
+
+def _open_subjects(bundle, threads=None):
+    """What eval / bench / infer run: the bundle's engines on TensorRT, else its ONNX files on onnxruntime."""
+    trt, reason = load_tensorrt()
+    engines = bundle.engines()
+    if trt is not None and engines:
+        device = cuda_device()
+        if device is None:
+            raise MissingPiece("TensorRT {} is installed but no CUDA GPU is visible".format(trt.__version__))
+        return [(name, precision, "tensorrt", lambda p=path, s=settings: Engine(p, s, trt=trt))
+                for name, precision, path, settings in engines], None
+    why = reason if trt is None else "no engine built in the bundle yet (run `build` first)"
+    subjects = [(name, precision, "onnxruntime-cpu", lambda p=path: OrtModel(p, threads))
+                for name, precision, path in bundle.onnx_artifacts()]
+    return subjects, "TensorRT engines not run: {}; evaluating the bundle's ONNX files on onnxruntime's CPU " \
+                     "provider instead".format(why)
+
+
+def infer_in_batches(model, x, batch_size):
+    outputs = None
+    for start in range(0, len(x), batch_size):
+        result = model.infer(x[start:start + batch_size])
+        if outputs is None:
+            outputs = dict((name, []) for name in result)
+        for name, value in result.items():
+            outputs[name].append(value)
+    return dict((name, np.concatenate(values)) for name, values in outputs.items())
+
+
+def evaluate_bundle(bundle, batch_size=256, threads=None):
+    """The eval report of the bundle's engines (or ONNX files): accuracy, drop, agreement vs the stored outputs."""
+    x, y, reference = bundle.reference()
+    budget = float(bundle.manifest.get("max_accuracy_drop", 0.5))
+    original = float((reference.argmax(1) == y).mean())
+    rows = [{"name": "original", "precision": "fp32", "backend": "torch (recorded when bundled)",
+             "accuracy": original, "accuracy_drop_pts": 0.0, "agreement": 1.0, "max_abs_diff": 0.0}]
+    subjects, note = _open_subjects(bundle, threads)
+    if note:
+        say("eval: " + note)
+    for name, precision, backend, opener in subjects:
+        with opener() as model:
+            outputs = infer_in_batches(model, x, batch_size)
+        logits = next(iter(outputs.values())).astype(np.float32)
+        accuracy = float((logits.argmax(1) == y).mean())
+        drop = round((original - accuracy) * 100, 4)
+        rows.append({"name": name, "precision": precision, "backend": backend, "accuracy": accuracy,
+                     "accuracy_drop_pts": drop, "within_budget": drop <= budget,
+                     "agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
+                     "max_abs_diff": float(np.abs(logits - reference).max())})
+    failed = [row["name"] for row in rows if row.get("within_budget") is False]
+    return {"bundle": bundle.path, "samples": int(len(y)), "max_accuracy_drop": budget, "artifacts": rows,
+            "passed": not failed, "failed": failed, "note": note}
+
+
+def _table(rows, columns):
+    header = [title for title, _ in columns]
+    body = [[fmt(row) for _, fmt in columns] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths))]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in body]
+    return "\n".join(lines)
+
+
+def command_eval(args):
+    bundle = Bundle(args.bundle).verify()
+    report = evaluate_bundle(bundle, batch_size=args.batch_size, threads=args.threads)
+    print(_table(report["artifacts"], [
+        ("artifact", lambda r: r["name"]), ("precision", lambda r: r["precision"]),
+        ("backend", lambda r: r["backend"]), ("top-1", lambda r: "{:.2%}".format(r["accuracy"])),
+        ("drop (pts)", lambda r: "{:+.2f}".format(r["accuracy_drop_pts"])),
+        ("agreement", lambda r: "{:.2%}".format(r["agreement"])),
+        ("budget", lambda r: "-" if "within_budget" not in r else ("ok" if r["within_budget"] else "OVER"))]))
+    verdict = "passed" if report["passed"] else "FAILED: {} over the {} pt budget".format(
+        ", ".join(report["failed"]), report["max_accuracy_drop"])
+    print("eval on {} bundled samples: {}".format(report["samples"], verdict))
+    if args.json:
+        write_bytes_atomic(args.json, json.dumps(report, indent=2).encode())
+    return 0 if report["passed"] else 1
+
+
+def _pick(bundle, name, threads=None):
+    subjects, note = _open_subjects(bundle, threads)
+    if note:
+        say(note)
+    if not subjects:
+        raise DeviceError("bundle {} holds nothing to run".format(bundle.path))
+    if name is None:
+        return subjects[0]
+    for subject in subjects:
+        if subject[0] == name:
+            return subject
+    raise DeviceError("no artifact {!r} here; choose one of {}".format(name, ", ".join(s[0] for s in subjects)))
+
+
+def _softmax(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def command_infer(args):
+    bundle = Bundle(args.bundle).verify()
+    try:
+        data = np.load(args.input, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DeviceError("{} is not a .npy array ({}); save the preprocessed inputs with numpy.save".format(
+            args.input, exc)) from None
+    if hasattr(data, "files"):  # an .npz: its first array
+        data = data[data.files[0]]
+    sample_shape = tuple((bundle.manifest.get("model") or {}).get("input_shape") or ())
+    x = np.asarray(data, np.float32)
+    if sample_shape and x.shape == sample_shape:
+        x = x[None]
+    if sample_shape and x.shape[1:] != sample_shape:
+        raise DeviceError("{} has shape {}; the model takes {} per sample (N x {})".format(
+            args.input, x.shape, sample_shape, " x ".join(str(d) for d in sample_shape)))
+    name, precision, backend, opener = _pick(bundle, args.artifact)
+    with opener() as model:
+        outputs = model.infer(x)
+    logits = next(iter(outputs.values()))
+    labels = bundle.labels()
+    probabilities = _softmax(logits.astype(np.float64))
+    results = []
+    for index, row in enumerate(probabilities):
+        top = np.argsort(-row)[:args.top]
+        predictions = [{"class": int(k), "label": labels[k] if k < len(labels) else str(k),
+                        "probability": float(row[k])} for k in top]
+        results.append({"index": index, "top": predictions})
+        print("{:>4}  {}".format(index, "  ".join("{} {:.1%}".format(p["label"], p["probability"])
+                                                  for p in predictions)))
+    say("infer: {} ({}, {})".format(name, precision, backend))
+    if args.json:
+        write_bytes_atomic(args.json, json.dumps({"artifact": name, "backend": backend, "results": results},
+                                                 indent=2).encode())
+    return 0
+
+
+def bench_model(model, batch, seconds, warmup=10, min_iters=50):
+    for _ in range(warmup):
+        model.infer(batch)
+    host, compute = [], []
+    started = time.perf_counter()
+    while len(host) < min_iters or time.perf_counter() - started < seconds:
+        model.infer(batch)
+        compute.append(model.last_timing[0])
+        host.append(model.last_timing[1])
+    host, compute = np.asarray(host), np.asarray(compute)
+    return {"batch": int(len(batch)), "iterations": int(len(host)),
+            "p50_ms": float(np.percentile(host, 50)), "p90_ms": float(np.percentile(host, 90)),
+            "p99_ms": float(np.percentile(host, 99)), "compute_p50_ms": float(np.percentile(compute, 50)),
+            "throughput_per_s": float(len(batch) / (np.percentile(host, 50) / 1000.0))}
+
+
+def command_bench(args):
+    bundle = Bundle(args.bundle).verify()
+    x, _, _ = bundle.reference()
+    batch = np.resize(x, (args.batch,) + x.shape[1:]).astype(np.float32)
+    subjects, note = _open_subjects(bundle, args.threads)
+    if note:
+        say("bench: " + note)
+    rows = []
+    for name, precision, backend, opener in subjects:
+        if args.artifact and name != args.artifact:
+            continue
+        cuda = cudart() if backend == "tensorrt" else None
+        free_before = cuda.mem_get_info()[0] if cuda else None
+        with opener() as model:
+            row = bench_model(model, batch, args.seconds)
+            if cuda:
+                row["device_memory_mib"] = round((free_before - cuda.mem_get_info()[0]) / 2.0 ** 20, 1)
+                row["engine_memory_mib"] = round(model.device_memory_bytes / 2.0 ** 20, 1)
+        row.update(name=name, precision=precision, backend=backend)
+        rows.append(row)
+    print(_table(rows, [
+        ("artifact", lambda r: r["name"]), ("backend", lambda r: r["backend"]), ("batch", lambda r: str(r["batch"])),
+        ("p50 ms", lambda r: "{:.3f}".format(r["p50_ms"])), ("p90 ms", lambda r: "{:.3f}".format(r["p90_ms"])),
+        ("p99 ms", lambda r: "{:.3f}".format(r["p99_ms"])),
+        ("compute p50", lambda r: "{:.3f}".format(r["compute_p50_ms"])),
+        ("samples/s", lambda r: "{:.0f}".format(r["throughput_per_s"])),
+        ("device MiB", lambda r: str(r.get("device_memory_mib", "-")))]))
+    if args.json:
+        write_bytes_atomic(args.json, json.dumps({"bundle": bundle.path, "rows": rows}, indent=2).encode())
+    return 0
+
+
+def make_parser():
+    cli = argparse.ArgumentParser(prog="edgepipe_device.py", description="Build, check and run an edgepipe "
+                                     "deploy bundle with TensorRT and numpy only.")
+    commands = cli.add_subparsers(dest="command")
+    build = commands.add_parser("build", help="build a TensorRT engine from the bundle for this device")
+    build.add_argument("bundle")
+    build.add_argument("--precision", default="best", choices=("best",) + PRECISIONS)
+    build.add_argument("--batch", default="1:16:64", help="MIN:OPT:MAX of the optimization profile")
+    build.add_argument("--workspace", type=int, default=DEFAULT_WORKSPACE_MIB, help="MiB")
+    build.add_argument("--dla-core", type=int, default=None)
+    build.add_argument("--gpu-fallback", action="store_true")
+    build.add_argument("--timing-cache", default=None)
+    evaluate = commands.add_parser("eval", help="accuracy, drop and agreement vs the stored reference outputs")
+    evaluate.add_argument("bundle")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--threads", type=int, default=None)
+    evaluate.add_argument("--json", default=None)
+    infer = commands.add_parser("infer", help="predict preprocessed inputs saved with numpy.save")
+    infer.add_argument("bundle")
+    infer.add_argument("input")
+    infer.add_argument("--artifact", default=None)
+    infer.add_argument("--top", type=int, default=3)
+    infer.add_argument("--json", default=None)
+    bench = commands.add_parser("bench", help="latency percentiles, throughput and device memory")
+    bench.add_argument("bundle")
+    bench.add_argument("--artifact", default=None)
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--seconds", type=float, default=3.0)
+    bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--json", default=None)
+    return cli
+
+
+COMMANDS = {"build": command_build, "eval": command_eval, "infer": command_infer, "bench": command_bench}
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    if args.command not in COMMANDS:
+        make_parser().print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except DeviceError as exc:
+        say("error: {}".format(exc))
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
