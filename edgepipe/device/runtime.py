@@ -1251,6 +1251,9 @@ def evaluate_bundle(bundle, batch_size=256, threads=None):
         with opener() as model:
             outputs = infer_in_batches(model, x, batch_size)
         logits = next(iter(outputs.values())).astype(np.float32)
+        if logits.shape != reference.shape:
+            raise DeviceError("{} returns outputs of shape {}; the bundle's reference outputs are {}: it is not the "
+                              "bundled model".format(name, logits.shape, reference.shape))
         accuracy = float((logits.argmax(1) == y).mean())
         drop = round((original - accuracy) * 100, 4)
         rows.append({"name": name, "precision": precision, "backend": backend, "accuracy": accuracy,
@@ -1377,8 +1380,10 @@ def command_bench(args):
         with opener() as model:
             row = bench_model(model, batch, args.seconds)
             if cuda:
-                row["device_memory_mib"] = round((free_before - cuda.mem_get_info()[0]) / 2.0 ** 20, 1)
-                row["engine_memory_mib"] = round(model.device_memory_bytes / 2.0 ** 20, 1)
+                # What this engine took from the device (cudaMemGetInfo before and while it is loaded; on a Jetson
+                # the CPU shares that memory), and what TensorRT says it needs for activations plus I/O buffers.
+                row["device_memory_bytes"] = int(free_before - cuda.mem_get_info()[0])
+                row["engine_memory_bytes"] = int(model.device_memory_bytes)
         row.update(name=name, precision=precision, backend=backend)
         rows.append(row)
     print(_table(rows, [
@@ -1387,7 +1392,8 @@ def command_bench(args):
         ("p99 ms", lambda r: "{:.3f}".format(r["p99_ms"])),
         ("compute p50", lambda r: "{:.3f}".format(r["compute_p50_ms"])),
         ("samples/s", lambda r: "{:.0f}".format(r["throughput_per_s"])),
-        ("device MiB", lambda r: str(r.get("device_memory_mib", "-")))]))
+        ("device MiB", lambda r: "-" if "device_memory_bytes" not in r else "{:.1f}".format(
+            r["device_memory_bytes"] / 2.0 ** 20))]))
     if args.json:
         write_bytes_atomic(args.json, json.dumps({"bundle": bundle.path, "rows": rows}, indent=2).encode())
     return 0

@@ -80,6 +80,7 @@ def make_tensorrt(
     parse_errors: list[tuple[int, str]] | None = None,
     build_fails: bool = False,
     reject_calibration_cache: bool = False,
+    classes: int = NUM_CLASSES,
 ) -> types.ModuleType:
     """A fresh fake tensorrt module of ``version``; ``trt.calls`` records every API call."""
     ver = _v(version)
@@ -118,7 +119,7 @@ def make_tensorrt(
     if ver >= (8, 4):
         trt.MemoryPoolType = _enum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"])
     if ver >= (8, 6):
-        levels = ["NONE", "AMPERE_PLUS"] + (["SAME_COMPUTE_CAPABILITY"] if major >= 10 else [])
+        levels = ["NONE", "AMPERE_PLUS"] + (["SAME_COMPUTE_CAPABILITY"] if ver >= (10, 9) else [])  # pyCore.cpp 10.9
         trt.HardwareCompatibilityLevel = _enum("HardwareCompatibilityLevel", levels)
     trt.DeviceType = _enum("DeviceType", ["GPU", "DLA"])
     trt.DataType = _enum("DataType", ["FLOAT", "HALF", "INT8", "INT32"])
@@ -373,11 +374,12 @@ def make_tensorrt(
 
         trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
 
-    _add_runtime(trt, record, memory, named_api)
+    _add_runtime(trt, record, memory, named_api, classes)
     return trt
 
 
-def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, named_api: bool) -> None:
+def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, named_api: bool,
+                 classes: int = NUM_CLASSES) -> None:
     class IExecutionContext:
         REAL = "IExecutionContext"
 
@@ -387,13 +389,13 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
             self.addresses: dict[str, int] = {}
 
         def _out_shape(self) -> tuple[int, ...]:
-            return (self.input_shape[0], NUM_CLASSES)
+            return (self.input_shape[0], classes)
 
         def _run(self, input_address: int, output_address: int) -> bool:
             shape = self.input_shape
             count = int(np.prod(shape))
             x = memory.blocks[input_address].view(np.float32)[:count].reshape(shape[0], -1)
-            logits = x.sum(axis=1, keepdims=True) * np.arange(1, NUM_CLASSES + 1, dtype=np.float32)
+            logits = x.sum(axis=1, keepdims=True) * np.arange(1, classes + 1, dtype=np.float32)
             memory.blocks[output_address].view(np.float32)[: logits.size] = logits.reshape(-1)
             return True
 
@@ -422,7 +424,7 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
         def get_tensor_shape(self: Any, name: str) -> tuple:
             if name == self.names[0]:
                 return tuple(self.description["shape"])
-            return (-1, NUM_CLASSES)
+            return (-1, classes)
 
         def get_tensor_dtype(self: Any, name: str) -> Any:
             return trt.DataType.FLOAT
@@ -477,7 +479,7 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
             return index == 0
 
         def get_binding_shape(self: Any, index: int) -> tuple:
-            return tuple(self.description["shape"]) if index == 0 else (-1, NUM_CLASSES)
+            return tuple(self.description["shape"]) if index == 0 else (-1, classes)
 
         def get_binding_dtype(self: Any, index: int) -> Any:
             return trt.DataType.FLOAT

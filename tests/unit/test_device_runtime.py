@@ -1,0 +1,376 @@
+"""The device runtime (edgepipe/device/runtime.py): Python 3.6 syntax, no heavy imports, every TensorRT release.
+
+Per release, the recording fake is checked to offer only names that release's Python bindings define
+(tests/data/trt_api/<release>.json, extracted from NVIDIA/TensorRT's own pybind11 sources), and then the
+runtime builds, loads and runs a bundle on that fake: an AttributeError would mean the runtime touched a
+name the release lacks, so a passing run proves every attribute used exists in that release.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes.tensorrt_fake import ENGINE_MAGIC, install, make_tensorrt
+from helpers.bundles import add_quantize_stage
+
+from edgepipe.artifacts import sha256_file
+from edgepipe.device import runtime
+from edgepipe.stages.bundle import make_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+RUNTIME, LAUNCHER = REPO / "edgepipe" / "device" / "runtime.py", REPO / "edgepipe" / "device" / "launcher.py"
+SURFACES = REPO / "tests" / "data" / "trt_api"
+# (fake version, extracted surface): every release family the runtime claims.
+RELEASES = [("8.0.1", "8.0"), ("8.2.1", "8.2"), ("8.4.3", "8.4"), ("8.5.2", "8.5"), ("8.6.1", "8.6"),
+            ("10.3.0", "10.3"), ("10.13.0", "10.13"), ("11.0.0", "11.0")]
+VERMIN = [sys.executable, "-c", "import sys, vermin; sys.argv[0] = 'vermin'; sys.exit(vermin.main())"]
+BLOCKED = ["torch", "sklearn", "pydantic", "typer", "rich", "yaml", "onnx", "onnxruntime", "pycuda", "PIL",
+           "edgepipe", "matplotlib", "torchvision"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_run, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("device-run") / "run"
+    shutil.copytree(tiny_run, run)
+    add_quantize_stage(run)
+    return make_bundle(run, "jetson-orin-nano", tmp_path_factory.mktemp("device") / "bundle", samples=40)
+
+
+@pytest.fixture
+def fresh(bundle, tmp_path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    return copy
+
+
+def _main(*argv: str) -> int:
+    return runtime.main([str(a) for a in argv])
+
+
+# --- Python 3.6 and nothing heavy ---------------------------------------------------------------------------------
+
+def test_vermin_finds_nothing_newer_than_python_3_6():
+    result = subprocess.run([*VERMIN, "-t=3.6-", "--violations", "--no-tips", str(RUNTIME)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    launcher = subprocess.run([*VERMIN, "-t=2.7-", "-t=3.0-", "--violations", "--no-tips",
+                               str(LAUNCHER)], capture_output=True, text=True)
+    assert launcher.returncode == 0, launcher.stdout + launcher.stderr  # parses anywhere, to refuse in one line
+
+
+def test_the_runtime_imports_nothing_of_edgepipe_and_only_allowed_modules():
+    tree = ast.parse(RUNTIME.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    allowed = {"argparse", "ctypes", "hashlib", "importlib", "json", "os", "shutil", "subprocess", "sys", "time",
+               "numpy", "onnxruntime"}  # onnxruntime only inside OrtModel, the optional CPU fallback
+    assert imported <= allowed, imported - allowed
+
+
+def test_a_python_too_old_gets_one_line_and_exit_2(tmp_path):
+    code = ("import sys; sys.version_info = (3, 5, 2, 'final', 0); sys.argv = ['edgepipe_device.py', 'eval', '.']; "
+            f"exec(compile(open({str(LAUNCHER)!r}).read(), 'edgepipe_device.py', 'exec'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Python 3.5 is too old" in result.stderr
+
+
+def test_the_bundled_runtime_runs_with_every_heavy_package_blocked(fresh):
+    """The bundle's own copy, run as a Jetson would: torch, sklearn, pydantic, ..., onnxruntime and edgepipe
+    itself unimportable. With neither TensorRT nor onnxruntime, eval says so in one line and exits 2."""
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {BLOCKED!r}:\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.argv = ['edgepipe_device.py'] + sys.argv[1:]\n"
+        f"launcher = {str(fresh / 'edgepipe_device.py')!r}\n"
+        "exec(compile(open(launcher).read(), launcher, 'exec'), {'__file__': launcher, '__name__': '__main__'})\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", blocker, "eval", str(fresh)], capture_output=True, text=True,
+                            cwd=fresh.parent, env=env)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: neither TensorRT nor onnxruntime is importable here"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_layout_names_agree_with_run_py():
+    from edgepipe import run
+
+    assert (runtime.MANIFEST, runtime.EXPORT, runtime.QUANTIZE, runtime.BUILD) == (
+        "manifest.json", run.EXPORT, run.QUANTIZE, run.BUILD)
+    assert (runtime.FP32_ONNX, runtime.FP16_ONNX, runtime.INT8_TRT_ONNX, runtime.CALIB_CACHE) == (
+        run.FP32_ONNX, run.FP16_ONNX, run.INT8_TRT_ONNX, run.CALIB_CACHE)
+    assert (runtime.REFERENCE_NPZ, runtime.engine_file("fp16")) == (run.REFERENCE_NPZ, run.engine_file("fp16"))
+    assert runtime.PRECISIONS == tuple(reversed(sorted(runtime.PRECISIONS, key=("fp32", "fp16", "int8").index)))
+
+
+# --- per-release API surfaces --------------------------------------------------------------------------------------
+
+def _surface(release: str) -> dict:
+    return json.loads((SURFACES / f"{release}.json").read_text())
+
+
+def _members(surface: dict, cls: str) -> set[str]:
+    found = set(surface["classes"].get(cls, []))
+    for base in surface.get("bases", {}).get(cls, []):
+        found |= _members(surface, base)
+    return found
+
+
+def test_surfaces_name_their_source_and_differ_where_nvidia_says():
+    for _, release in RELEASES:
+        source = _surface(release)["source"]
+        assert source["repo"] == "NVIDIA/TensorRT" and source["ref"] == f"release/{release}" and source["commit"]
+    assert "execute_async_v2" in _members(_surface("8.2"), "IExecutionContext")
+    assert "num_io_tensors" not in _members(_surface("8.4"), "ICudaEngine")
+    assert {"num_bindings", "num_io_tensors"} <= _members(_surface("8.5"), "ICudaEngine")
+    assert "num_bindings" not in _members(_surface("10.3"), "ICudaEngine")
+    assert "max_workspace_size" in _members(_surface("8.2"), "IBuilderConfig")
+    assert "builder_optimization_level" in _members(_surface("8.6"), "IBuilderConfig")
+    assert "builder_optimization_level" not in _members(_surface("8.5"), "IBuilderConfig")
+    assert "engine_host_code_allowed" in _members(_surface("8.6"), "Runtime")
+    assert "SAME_COMPUTE_CAPABILITY" in _surface("10.13")["enums"]["HardwareCompatibilityLevel"]
+    assert "SAME_COMPUTE_CAPABILITY" not in _surface("10.3")["enums"]["HardwareCompatibilityLevel"]
+    assert "INT8" not in _surface("11.0")["enums"]["BuilderFlag"]
+
+
+@pytest.mark.parametrize(("version", "release"), RELEASES)
+def test_the_fake_offers_only_names_that_release_has(version, release):
+    surface = _surface(release)
+    trt = make_tensorrt(version)
+    unknown = []
+    for name, value in vars(trt).items():
+        if name.startswith("_") or name in {"calls", "recorder", "memory", "cudart"}:
+            continue
+        real = getattr(value, "REAL", None)
+        if real in surface["enums"]:
+            members = {k for k in vars(value) if not k.startswith("_") and k != "REAL"}
+            unknown += [f"{real}.{m}" for m in members - set(surface["enums"][real])]
+        elif real is not None:
+            own = set(getattr(value, "SETTABLE", ()))
+            for klass in value.__mro__:
+                if klass.__module__ != "builtins":
+                    own |= {k for k in vars(klass) if not k.startswith("_") and k not in ("REAL", "SETTABLE")}
+            if real == "Logger":  # severities: Logger.Severity, bound on ILogger from 8.2 and copied onto Logger
+                own -= set(surface["enums"].get("Logger.Severity", []))
+            if real not in surface["classes"]:
+                unknown.append(real)
+            unknown += [f"{real}.{m}" for m in sorted(own - _members(surface, real))]
+        elif name not in set(surface["module"]) | set(surface.get("module_cpp", [])):
+            unknown.append(name)
+    assert unknown == [], f"the {version} fake offers names TensorRT {release} lacks: {unknown}"
+
+
+def _call_names(trt) -> list[str]:
+    return [name for name in trt.recorder.names() if not name.startswith("cudart.")]
+
+
+@pytest.mark.parametrize(("version", "release"), RELEASES)
+def test_build_load_and_infer_on_every_release(fresh, monkeypatch, version, release, capsys):
+    trt = install(monkeypatch, version, cc=(8, 7), classes=4)  # the tiny run's 4 classes
+    major = runtime.version_tuple(version)[0]
+    precision = "int8"
+    assert _main("build", fresh, "--precision", precision, "--batch", "1:4:8") == 0
+    built = json.loads((fresh / f"build-{precision}" / "manifest.json").read_text())
+    plan = built["config"]["plan"]
+    if major == 8:
+        assert plan == "TensorRT 8: implicit INT8 from trt.calib.cache on model.onnx"
+    elif major == 10:
+        assert plan == "TensorRT 10: explicit INT8 from the QDQ graph model.int8.trt.onnx"
+    else:
+        assert plan == "TensorRT 11: strongly typed network from model.int8.trt.onnx"
+    build_calls = _call_names(trt)
+    pool = ["IBuilderConfig.set_memory_pool_limit"] if runtime.version_tuple(version) >= (8, 4) else [
+        "IBuilderConfig.max_workspace_size="]
+    flags = ["IBuilderConfig.set_flag", "IBuilderConfig.set_flag"] if major < 11 else []
+    calibrator = (["IBuilderConfig.int8_calibrator=", "IBuilderConfig.set_calibration_profile"] if major == 8 else [])
+    assert build_calls == ["Builder", "Builder.create_network", "OnnxParser", "OnnxParser.parse_from_file",
+                           "Builder.create_builder_config", *pool, *flags, "Builder.create_optimization_profile",
+                           "IOptimizationProfile.set_shape", "IBuilderConfig.add_optimization_profile",
+                           *calibrator, "Builder.build_serialized_network", "Runtime",
+                           "Runtime.deserialize_cuda_engine"]
+    assert ("IOptimizationProfile.set_shape", ("input", (1, *built["config"]["input"]["shape"][1:]),
+                                               (4, *built["config"]["input"]["shape"][1:]),
+                                               (8, *built["config"]["input"]["shape"][1:]))) in trt.calls
+    if major == 8:  # the cache is served with the running release's header, so TensorRT uses it
+        assert built["config"]["applied"]["int8_calibrator"] == "IInt8EntropyCalibrator2 serving trt.calib.cache"
+    engine = fresh / f"build-{precision}" / f"model.{precision}.engine"
+    assert engine.read_bytes().startswith(ENGINE_MAGIC)
+    assert built["artifacts"][0]["sha256"] == sha256_file(engine)
+
+    trt.calls.clear()
+    capsys.readouterr()
+    assert _main("eval", fresh, "--json", fresh / "eval.json") in (0, 1)
+    report = json.loads((fresh / "eval.json").read_text())
+    row = report["artifacts"][1]
+    assert row["name"] == f"tensorrt-{precision}" and row["backend"] == "tensorrt"
+    names = _call_names(trt)
+    execute = "IExecutionContext.execute_async_v3" if runtime.version_tuple(version) >= (8, 5) else \
+        "IExecutionContext.execute_async_v2"
+    assert names[:3] == ["Runtime", "Runtime.deserialize_cuda_engine", "ICudaEngine.create_execution_context"]
+    assert names.count(execute) == 5  # 40 samples in chunks of the profile max (8)
+    # The outputs are the fake engine's sum(x) * (k + 1): check the data went through the engine.
+    x, _, _ = runtime.Bundle(fresh).reference()
+    expected = np.where(x.reshape(len(x), -1).sum(1) > 0, 3, 0)  # argmax of sum(x) * (1, 2, 3, 4)
+    assert row["accuracy"] == pytest.approx(float((expected == np.load(fresh / "reference.npz")["y"]).mean()))
+
+
+def test_build_refuses_what_the_running_release_lacks(fresh, monkeypatch):
+    install(monkeypatch, "8.5.2", cc=(8, 7))
+    settings = runtime.BuildSettings("fp16", opt_level=3)
+    with pytest.raises(runtime.DeviceError, match=r"--opt-level needs TensorRT 8.6 or newer; this machine has 8.5.2"):
+        runtime.check_release_supports(runtime.import_tensorrt(), settings)
+
+
+def test_a_version_compatible_engine_loads_with_host_code_allowed(fresh, monkeypatch):
+    trt = install(monkeypatch, "10.3.0", cc=(8, 7))
+    plan = runtime.plan_build(runtime.Bundle(fresh).build_files(), "fp16", 10)
+    result = runtime.build_serialized_engine(trt, plan, runtime.BuildSettings("fp16", version_compatible=True))
+    engine = fresh / "vc.engine"
+    engine.write_bytes(bytes(result["engine"]))
+    with pytest.raises(runtime.DeviceError, match="does not load"):
+        runtime.Engine(engine, {})
+    with runtime.Engine(engine, {"version_compatible": True}) as loaded:
+        assert loaded.infer(np.ones((2, *loaded.inputs[0].shape[1:]), np.float32))["logits"].shape == (2, 10)
+    with pytest.raises(runtime.DeviceError, match="outside the engine's profile"):
+        loaded = runtime.Engine(engine, {"version_compatible": True})
+        try:
+            loaded.infer({"input": np.ones((2, 99), np.float32)})
+        finally:
+            loaded.close()
+
+
+# --- the commands ------------------------------------------------------------------------------------------------
+
+def test_eval_on_onnxruntime_reproduces_the_full_eval_exactly(fresh, capsys):
+    """No TensorRT here (only its stubs): the runtime evaluates the bundle's ONNX files on onnxruntime, says so,
+    and gets the same accuracy, drop and agreement as `edgepipe eval BUNDLE` for every artifact."""
+    from edgepipe.stages.evaluate import evaluate
+
+    code = _main("eval", fresh, "--json", fresh / "device-eval.json")
+    captured = capsys.readouterr()
+    assert "evaluating the bundle's ONNX files on onnxruntime's CPU provider instead" in captured.err
+    device = {row["name"]: row for row in json.loads((fresh / "device-eval.json").read_text())["artifacts"]}
+    full = {row["name"]: row for row in evaluate(fresh)["artifacts"]}
+    assert set(device) == set(full) and len(device) >= 4  # original, fp32 export, fp16, int8-trt
+    for name, row in full.items():
+        assert device[name]["accuracy"] == row["accuracy"], name
+        assert device[name]["accuracy_drop_pts"] == row["accuracy_drop_pts"], name
+        assert device[name]["agreement"] == row["agreement"], name
+    assert code == (0 if all(row.get("within_budget", True) for row in full.values()) else 1)
+    assert "top-1" in captured.out and "eval on 40 bundled samples" in captured.out
+
+
+def test_bench_reports_percentiles_throughput_and_device_memory(fresh, monkeypatch, capsys):
+    install(monkeypatch, "10.3.0", cc=(8, 7), classes=4)
+    assert _main("build", fresh, "--precision", "fp16", "--batch", "1:4:8") == 0
+    assert _main("bench", fresh, "--batch", "4", "--seconds", "0.05", "--json", fresh / "bench.json") == 0
+    (row,) = json.loads((fresh / "bench.json").read_text())["rows"]
+    assert row["name"] == "tensorrt-fp16" and row["batch"] == 4 and row["iterations"] >= 50
+    assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] and row["compute_p50_ms"] == 0.25
+    assert row["device_memory_bytes"] >= row["engine_memory_bytes"] == 8 * 144 * 4 + 8 * 4 * 4  # I/O at batch 8
+    assert "p99 ms" in capsys.readouterr().out
+
+
+def test_infer_prints_top_labels_and_refuses_a_wrong_shape(fresh, tmp_path, capsys):
+    x, _, _ = runtime.Bundle(fresh).reference()
+    np.save(tmp_path / "inputs.npy", x[:3])
+    assert _main("infer", fresh, tmp_path / "inputs.npy", "--top", "2", "--json", tmp_path / "out.json") == 0
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert len(results) == 3 and len(results[0]["top"]) == 2
+    labels = runtime.Bundle(fresh).labels()
+    assert results[0]["top"][0]["label"] in labels
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 3, 5, 5), np.float32))
+    capsys.readouterr()
+    assert _main("infer", fresh, tmp_path / "wrong.npy") == 2
+    assert "the model takes" in capsys.readouterr().err
+
+
+# --- bad input: one line, exit 2, named -----------------------------------------------------------------------
+
+def _one_error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: ")
+    return lines[-1]
+
+
+def test_a_bundle_missing_a_file_or_with_a_changed_file_is_named(fresh, capsys):
+    (fresh / "quantize" / "model.fp16.onnx").unlink()
+    assert _main("eval", fresh) == 2
+    assert "is missing quantize/model.fp16.onnx" in _one_error_line(capsys)
+    shutil.copyfile(fresh / "export" / "model.onnx", fresh / "quantize" / "model.fp16.onnx")
+    assert _main("eval", fresh) == 2
+    assert "quantize/model.fp16.onnx differs from the file bundled" in _one_error_line(capsys)
+
+
+def test_a_bundle_for_another_target_is_refused(fresh, monkeypatch, capsys):
+    install(monkeypatch, "8.5.2", cc=(7, 2), gpu="Xavier")
+    assert _main("build", fresh) == 2
+    line = _one_error_line(capsys)
+    assert "made for jetson-orin-nano (sm_87); this GPU is Xavier (sm_72)" in line
+    assert not any(path.name.startswith("build-") for path in fresh.iterdir())  # nothing written
+
+
+def test_a_cache_for_another_model_is_refused(fresh, monkeypatch, capsys):
+    install(monkeypatch, "8.5.2", cc=(8, 7))
+    manifest_path = fresh / "quantize" / "manifest.json"
+    quantize = json.loads(manifest_path.read_text())
+    quantize["calibration_cache"]["model_sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(quantize))
+    bundle_manifest = json.loads((fresh / "manifest.json").read_text())
+    for entry in bundle_manifest["files"]:  # a bundle made that way, consistently hashed
+        if entry["path"] == "quantize/manifest.json":
+            entry.update(sha256=sha256_file(manifest_path), size_bytes=manifest_path.stat().st_size)
+    (fresh / "manifest.json").write_text(json.dumps(bundle_manifest))
+    assert _main("build", fresh, "--precision", "int8") == 2
+    assert "calibration cache trt.calib.cache is stale: made for model sha256 000000000000" in _one_error_line(capsys)
+
+
+def test_tensorrt_and_trtexec_both_missing_is_one_line(fresh, monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "TRTEXEC", str(fresh / "no-trtexec"))
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+    assert _main("build", fresh) == 2
+    line = _one_error_line(capsys)
+    assert "neither TensorRT's Python bindings nor trtexec are here" in line
+
+
+def test_without_python_bindings_build_runs_trtexec_from_the_bundle(fresh, monkeypatch, tmp_path, capsys):
+    """A fake trtexec that reports TensorRT 8.5.2 and writes the engine where --saveEngine says."""
+    trtexec = tmp_path / "trtexec"
+    banner = "&&&& RUNNING TensorRT.trtexec [TensorRT v8502]"
+    trtexec.write_text("#!/bin/sh\n"
+                       f"if [ \"$1\" = --help ]; then echo '{banner}'; exit 0; fi\n"
+                       f"echo \"$@\" > {tmp_path / 'argv.txt'}\n"
+                       "for a in \"$@\"; do case $a in --saveEngine=*) echo plan > \"${a#--saveEngine=}\";; esac; "
+                       "done\n")
+    trtexec.chmod(0o755)
+    monkeypatch.setattr(runtime, "TRTEXEC", str(trtexec))
+    assert _main("build", fresh, "--precision", "int8") == 0
+    argv = (tmp_path / "argv.txt").read_text()
+    assert "--onnx=quantize/model.int8.trt.onnx --int8 --fp16" in argv and "--memPoolSize=workspace:" in argv
+    built = json.loads((fresh / "build-int8" / "manifest.json").read_text())
+    assert built["config"]["built_by"] == "trtexec" and (fresh / "build-int8" / "model.int8.engine").is_file()
+    assert "TensorRT's Python bindings are missing; running trtexec" in capsys.readouterr().err
+
+
+def test_trtexec_banner_versions():
+    assert runtime._trtexec_release("&&&& RUNNING TensorRT.trtexec [TensorRT v8201] # trtexec") == (8, 2)
+    assert runtime._trtexec_release("[TensorRT v100300]") == (10, 3)
+    assert runtime._trtexec_release("[TensorRT v110401]") == (11, 4)
+    assert runtime._trtexec_release("no banner") is None
