@@ -374,3 +374,79 @@ def test_trtexec_banner_versions():
     assert runtime._trtexec_release("[TensorRT v100300]") == (10, 3)
     assert runtime._trtexec_release("[TensorRT v110401]") == (11, 4)
     assert runtime._trtexec_release("no banner") is None
+
+
+# --- serving: Triton and DeepStream ------------------------------------------------------------------------------
+
+def _triton_schema():
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(descriptor_pb2.FileDescriptorProto.FromString((REPO / "tests/data/triton/model_config.desc").read_bytes()))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("inference.ModelConfig"))
+
+
+def test_triton_repository_parses_with_tritons_own_schema(fresh, monkeypatch):
+    from google.protobuf import text_format
+
+    install(monkeypatch, "10.3.0", cc=(8, 7), classes=4)
+    assert _main("build", fresh, "--precision", "fp16", "--batch", "1:4:8") == 0
+    assert _main("triton", fresh, "--name", "tiny") == 0
+    model = fresh / "model_repository" / "tiny"
+    assert (model / "1" / "model.plan").read_bytes() == (fresh / "build-fp16" / "model.fp16.engine").read_bytes()
+    config = text_format.Parse((model / "config.pbtxt").read_text(), _triton_schema()())  # unknown field: raises
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 8
+    (tensor,) = config.input
+    assert tensor.name == "input" and list(tensor.dims) == [1, 12, 12]
+    (output,) = config.output
+    assert output.name == "logits" and list(output.dims) == [4] and output.label_filename == "labels.txt"
+    assert (model / "labels.txt").read_text().split() == runtime.Bundle(fresh).labels()
+    assert list(config.dynamic_batching.preferred_batch_size) == [8]
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
+
+
+def test_triton_config_for_a_static_dla_batch_does_not_batch(monkeypatch):
+    from google.protobuf import text_format
+
+    ios = [("input", True, "float32", (-1, 3, 32, 32), 8, 8), ("logits", False, "float32", (-1, 10), None, None)]
+    config = text_format.Parse(runtime.triton_config("m", ios, dla_core=1), _triton_schema()())
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [8, 3, 32, 32]
+    assert not config.HasField("dynamic_batching")
+    (device,) = config.instance_group[0].secondary_devices
+    assert device.kind == device.KIND_NVDLA and device.device_id == 1
+
+
+def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, monkeypatch, capsys):
+    import configparser
+
+    install(monkeypatch, "8.5.2", cc=(8, 7), classes=4)
+    assert _main("build", fresh, "--precision", "int8", "--batch", "1:4:8") == 0
+    capsys.readouterr()
+    assert _main("deepstream", fresh) == 2  # the tiny run's synthetic tensors are no video frames
+    assert "DeepStream feeds video frames; this model was not trained on images (tensor)" in _one_error_line(capsys)
+    manifest = json.loads((fresh / "manifest.json").read_text())  # as an image run records it (mnist5k)
+    manifest["dataset"]["preprocessing"] = {"kind": "image", "layout": "NCHW", "channels": 1, "size": [12, 12],
+                                            "scale": 1 / 255.0, "mean": [0.1307], "std": [0.3081]}
+    (fresh / "manifest.json").write_text(json.dumps(manifest))
+    assert _main("deepstream", fresh) == 0
+    parser = configparser.ConfigParser()
+    parser.read(fresh / "deepstream_nvinfer_int8.txt")
+    prop = parser["property"]
+    # Keys from the Gst-nvinfer configuration file table (DeepStream developer guide, Gst-nvinfer plugin).
+    documented = {"gpu-id", "net-scale-factor", "offsets", "model-color-format", "onnx-file", "model-engine-file",
+                  "labelfile-path", "batch-size", "network-mode", "network-type", "process-mode", "gie-unique-id",
+                  "interval", "classifier-threshold", "output-blob-names", "int8-calib-file", "enable-dla",
+                  "use-dla-core"}
+    assert set(prop) <= documented
+    for key in ("onnx-file", "model-engine-file", "labelfile-path", "int8-calib-file"):
+        assert (fresh / prop[key]).is_file(), key
+    assert prop["network-mode"] == "1" and prop["model-color-format"] == "2" and prop["batch-size"] == "8"
+    prep = runtime.Bundle(fresh).manifest["dataset"]["preprocessing"]
+    pixel = np.array([0.0, 128.0, 255.0])
+    nvinfer = float(prop["net-scale-factor"]) * (pixel - float(prop["offsets"]))
+    np.testing.assert_allclose(nvinfer, (pixel * prep["scale"] - prep["mean"][0]) / prep["std"][0], rtol=1e-6)
+
+
+def test_serving_before_a_build_is_one_line(fresh, capsys):
+    assert _main("triton", fresh) == 2
+    assert "no engine (any precision) built" in _one_error_line(capsys)
