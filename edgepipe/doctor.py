@@ -204,6 +204,17 @@ def probe_power_mode() -> str | None:
     return match[1] if match else None
 
 
+def probe_cudart() -> dict[str, Any]:
+    """Whether the CUDA runtime library loads (the device runtime's ctypes path: no pycuda, no torch needed)."""
+    from edgepipe.device import runtime
+
+    try:
+        cuda = runtime.cudart()
+    except runtime.DeviceError as exc:
+        return {"loadable": False, "devices": 0, "why": str(exc)}
+    return {"loadable": True, "devices": cuda.device_count(), "why": ""}
+
+
 def guess_target(platform_info: dict[str, Any], gpu: dict[str, Any]) -> str | None:
     """The target profile this machine matches, if any."""
     model = platform_info.get("jetson_model") or ""
@@ -221,7 +232,7 @@ def backends(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Which edgepipe backends will run here, and why not where they will not."""
     gpu_present = bool(report["gpu"]["compute_capability"] or report["platform"]["jetson_model"])
     trt = report["tensorrt"]["installed"]
-    device_buffers = report["pycuda"] != NOT_INSTALLED or report["torch"]["cuda"]
+    device_buffers = report["cudart"]["loadable"]
     providers = report["onnxruntime"]["providers"]
     torch_installed = report["torch"]["version"] != NOT_INSTALLED
 
@@ -233,7 +244,8 @@ def backends(report: dict[str, Any]) -> list[dict[str, Any]]:
         if not trt
         else "no NVIDIA GPU found"
         if not gpu_present
-        else "neither pycuda nor torch with CUDA for device buffers (pip install pycuda)"
+        else f"libcudart (the CUDA runtime, reached through ctypes for device buffers) is not loadable: "
+        f"{report['cudart']['why']}"
     )
     return [
         entry("tensorrt", trt and gpu_present and bool(device_buffers), trt_reason),
@@ -258,16 +270,13 @@ def collect(root: Path | str = "/") -> dict[str, Any]:
             torch_cuda = False
     platform_info = probe_platform(root)
     gpu = probe_gpu(torch_module, platform_info["jetson_model"])
-    pycuda_module, pycuda_version = _version_of("pycuda")
-    if pycuda_module is not None:
-        pycuda_version = str(getattr(pycuda_module, "VERSION_TEXT", pycuda_version))
     _, onnx_version = _version_of("onnx")
     report: dict[str, Any] = {
         "platform": platform_info,
         "gpu": gpu,
         "cuda": probe_cuda(root, torch_module),
         "tensorrt": probe_tensorrt(),
-        "pycuda": pycuda_version,
+        "cudart": probe_cudart(),
         "onnxruntime": probe_onnxruntime(),
         "onnx": onnx_version,
         "torch": {"version": torch_version, "cuda": torch_cuda},

@@ -28,7 +28,8 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("compute capability", gpu["compute_capability"] or "-"),
         ("CUDA", report["cuda"] or "not found"),
         ("TensorRT", report["tensorrt"]["version"]),
-        ("pycuda", report["pycuda"]),
+        ("CUDA runtime (ctypes)", f"libcudart, {report['cudart']['devices']} device(s)" if report["cudart"]["loadable"]
+         else "libcudart not loadable"),
         ("onnxruntime", f"{onnxruntime['version']}; providers: {', '.join(onnxruntime['providers']) or '-'}"),
         ("onnx", report["onnx"]),
         ("torch", report["torch"]["version"] + (" (CUDA)" if report["torch"]["cuda"] else "")),

@@ -24,6 +24,9 @@ Usage (inside or beside a bundle):
     python3 edgepipe_device.py eval BUNDLE        # exit 1 when an artifact is over the accuracy budget
     python3 edgepipe_device.py infer BUNDLE INPUT.npy [--top 3]
     python3 edgepipe_device.py bench BUNDLE [--batch 1] [--seconds 3]
+    python3 edgepipe_device.py triton BUNDLE        # model_repository/NAME/{config.pbtxt, 1/model.plan}
+    python3 edgepipe_device.py deepstream BUNDLE    # a Gst-nvinfer config for the engine
+    python3 edgepipe_device.py doctor               # Python, numpy, TensorRT, CUDA, GPU, trtexec here
 """
 
 import argparse
@@ -1535,6 +1538,44 @@ def command_deepstream(args):
     return 0
 
 
+def doctor_report():
+    """What this machine offers the runtime: Python, numpy, TensorRT, the CUDA runtime, the GPU, trtexec."""
+    trt, why = load_tensorrt()
+    try:
+        cuda = cudart()
+        devices, cuda_why = cuda.device_count(), ""
+    except MissingPiece as exc:
+        devices, cuda_why = 0, str(exc)
+    device = cuda_device() if devices else None
+    try:
+        import onnxruntime  # noqa: F401 - only whether it is there
+        ort = onnxruntime.__version__
+    except ImportError:
+        ort = None
+    return {"python": sys.version.split()[0], "numpy": np.__version__,
+            "tensorrt": trt.__version__ if trt is not None else None, "tensorrt_why": why,
+            "cuda_devices": devices, "cuda_why": cuda_why,
+            "gpu": None if device is None else {"name": device["name"], "sm": "sm_{}{}".format(
+                *device["compute_capability"]), "memory_mib": device["total_memory_mib"]},
+            "jetson": jetson_model(), "trtexec": find_trtexec(), "onnxruntime": ort}
+
+
+def command_doctor(args):
+    report = doctor_report()
+    rows = [("Python", report["python"]), ("numpy", report["numpy"]),
+            ("TensorRT", report["tensorrt"] or "missing: " + report["tensorrt_why"]),
+            ("CUDA runtime", "{} device(s)".format(report["cuda_devices"]) if not report["cuda_why"]
+             else report["cuda_why"]),
+            ("GPU", "-" if report["gpu"] is None else "{name} ({sm}, {memory_mib} MiB)".format(**report["gpu"])),
+            ("Jetson", report["jetson"] or "-"), ("trtexec", report["trtexec"] or "not found"),
+            ("onnxruntime", report["onnxruntime"] or "not installed (only needed without TensorRT)")]
+    print(_table([{"what": k, "found": v} for k, v in rows], [("what", lambda r: r["what"]),
+                                                                 ("found", lambda r: str(r["found"]))]))
+    if args.json:
+        write_bytes_atomic(args.json, json.dumps(report, indent=2).encode())
+    return 0
+
+
 def make_parser():
     cli = argparse.ArgumentParser(prog="edgepipe_device.py", description="Build, check and run an edgepipe "
                                      "deploy bundle with TensorRT and numpy only.")
@@ -1575,11 +1616,13 @@ def make_parser():
     deepstream.add_argument("bundle")
     deepstream.add_argument("--precision", default=None, choices=PRECISIONS)
     deepstream.add_argument("--out", default=None)
+    doctor = commands.add_parser("doctor", help="what this machine offers: Python, numpy, TensorRT, CUDA, trtexec")
+    doctor.add_argument("--json", default=None)
     return cli
 
 
 COMMANDS = {"build": command_build, "eval": command_eval, "infer": command_infer, "bench": command_bench,
-            "triton": command_triton, "deepstream": command_deepstream}
+            "triton": command_triton, "deepstream": command_deepstream, "doctor": command_doctor}
 
 
 def main(argv=None):

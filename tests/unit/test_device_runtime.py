@@ -450,3 +450,22 @@ def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, m
 def test_serving_before_a_build_is_one_line(fresh, capsys):
     assert _main("triton", fresh) == 2
     assert "no engine (any precision) built" in _one_error_line(capsys)
+
+
+# --- the device install the README documents ----------------------------------------------------------------------
+
+def test_the_readme_device_install_pulls_no_torch_sklearn_or_pycuda(tmp_path):
+    """Resolve the README's own device-install line with pip (dry run, nothing installed)."""
+    import shlex
+
+    line = next(line for line in (REPO / "README.md").read_text().splitlines() if "# device-install" in line)
+    command = shlex.split(line.split("#", 1)[0])
+    assert command[:4] == ["python3", "-m", "pip", "install"]
+    report = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                             "--report", str(report), *command[4:]], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    installs = json.loads(report.read_text())["install"]
+    resolved = {item["metadata"]["name"].lower().replace("_", "-") for item in installs}
+    assert {"numpy", "onnxruntime"} <= resolved
+    assert not resolved & {"torch", "scikit-learn", "pycuda", "torchvision", "pydantic", "typer", "edgepipe"}, resolved

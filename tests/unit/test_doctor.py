@@ -24,7 +24,7 @@ REPORT_KEYS = {
     "gpu",
     "cuda",
     "tensorrt",
-    "pycuda",
+    "cudart",
     "onnxruntime",
     "onnx",
     "torch",
