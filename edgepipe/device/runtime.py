@@ -174,6 +174,16 @@ class Cudart(object):
                    "cudaDeviceGetAttribute")
         return major.value, minor.value
 
+    def name(self, device=0):
+        """The GPU's name: the first field of cudaDeviceProp (char[256]) in every CUDA release, so a buffer larger
+        than any release's struct is enough (CUDA 12 exports the call as cudaGetDeviceProperties_v2)."""
+        buffer = ctypes.create_string_buffer(16384)
+        for symbol in ("cudaGetDeviceProperties_v2", "cudaGetDeviceProperties"):
+            call = getattr(self.lib, symbol, None)
+            if call is not None and int(call(buffer, device)) == 0:
+                return buffer.value[:256].decode(errors="replace") or None
+        return None
+
     def mem_get_info(self):
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
         self.check(self.lib.cudaMemGetInfo(ctypes.pointer(free), ctypes.pointer(total)), "cudaMemGetInfo")
@@ -289,8 +299,7 @@ def cuda_device(index=0):
         return None
     major, minor = cuda.compute_capability(index)
     _, total = cuda.mem_get_info()
-    name = getattr(cuda, "device_name", None) or jetson_model() or "CUDA device {} (sm_{}{})".format(index, major,
-                                                                                                    minor)
+    name = cuda.name(index) or jetson_model() or "CUDA device {} (sm_{}{})".format(index, major, minor)
     return {"name": name, "compute_capability": (major, minor), "total_memory_mib": int(total) >> 20}
 
 
@@ -823,7 +832,9 @@ class Engine(object):
     @property
     def device_memory_bytes(self):
         """Activation memory TensorRT reserves for this engine plus the I/O buffers."""
-        engine_memory = int(getattr(self.engine, "device_memory_size", 0) or 0)
+        # device_memory_size_v2 from 10.x; device_memory_size before (removed in 11; pyCore.cpp per release).
+        size = getattr(self.engine, "device_memory_size_v2", None)
+        engine_memory = int((size if size is not None else getattr(self.engine, "device_memory_size", 0)) or 0)
         return engine_memory + sum(int(np.prod(io.max_shape)) * np.dtype(io.dtype).itemsize for io in self.ios)
 
     def infer(self, feed):

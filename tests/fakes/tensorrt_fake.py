@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 NUM_CLASSES = 10
+FAKE_ACTIVATION_BYTES = 3 << 20  # what a fake engine says it needs for activations
 ENGINE_MAGIC = b"FAKEENGINE:"
 
 
@@ -410,6 +411,12 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
             record("ICudaEngine.create_execution_context")
             return IExecutionContext(self)
 
+    version = _v(trt.__version__)
+    if version < (11, 0):  # activation memory: device_memory_size until 10.x, device_memory_size_v2 from 10.x
+        ICudaEngine.device_memory_size = property(lambda self: FAKE_ACTIVATION_BYTES)
+    if version >= (10, 3):
+        ICudaEngine.device_memory_size_v2 = property(lambda self: FAKE_ACTIVATION_BYTES)
+
     if named_api:
 
         def num_io_tensors(self: Any) -> int:
@@ -591,6 +598,13 @@ class FakeCudartLib:
         value.contents.value = {75: self.cc[0], 76: self.cc[1]}[attribute]
         return 0
 
+    def cudaGetDeviceProperties_v2(self, properties: Any, device: int) -> int:  # noqa: N802
+        import ctypes
+
+        name = self.device_name.encode()
+        ctypes.memmove(properties, name + b"\0", len(name) + 1)  # cudaDeviceProp.name is the first field
+        return 0
+
     def cudaMemGetInfo(self, free: Any, total: Any) -> int:  # noqa: N802
         free.contents.value, total.contents.value = self.total - self.allocated, self.total
         return 0
@@ -692,7 +706,6 @@ def install(
     trt = make_tensorrt(version, memory=memory, **options)
     lib = FakeCudartLib(memory, trt.recorder, cc=cc, total_mib=total_mib, devices=devices, name=gpu)
     cuda = runtime.Cudart(lib)
-    cuda.device_name = gpu
     monkeypatch.setitem(runtime._injected, "tensorrt", trt)
     monkeypatch.setitem(runtime._injected, "cudart", cuda)
     monkeypatch.setattr(loader, "NV_TEGRA_RELEASE", Path("/nonexistent/nv_tegra_release"))

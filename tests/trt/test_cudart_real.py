@@ -32,6 +32,7 @@ def test_device_facts(cuda):
     assert major >= 5 and 0 <= minor <= 9 and 0 < free <= total
     found = runtime.cuda_device()
     assert found["compute_capability"] == (major, minor) and found["total_memory_mib"] == total >> 20
+    assert cuda.name() and cuda.name().isprintable()  # e.g. "NVIDIA H200", "Orin"
 
 
 def test_round_trip_through_device_memory_on_one_stream(cuda):
