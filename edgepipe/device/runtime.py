@@ -71,8 +71,25 @@ class MissingPiece(DeviceError):
 
 
 def say(message):
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+    _write(sys.stderr, message)
+
+
+def emit(message):
+    """emit() that survives Python 3.6 in the C locale (no PEP 538 coercion): non-ASCII labels still print."""
+    _write(sys.stdout, message)
+
+
+def _write(stream, message):
+    try:
+        stream.write(message + "\n")
+    except UnicodeEncodeError:
+        stream.buffer.write((message + "\n").encode("utf-8"))
+    stream.flush()
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def version_tuple(text):
@@ -112,6 +129,7 @@ def write_bytes_atomic(path, data):
 
 # cudaMemcpyKind and cudaDeviceAttr values from the CUDA runtime API headers (stable since CUDA 4).
 MEMCPY_HOST_TO_DEVICE, MEMCPY_DEVICE_TO_HOST = 1, 2
+CUDA_ERROR_INSUFFICIENT_DRIVER, CUDA_ERROR_NO_DEVICE = 35, 100
 ATTR_COMPUTE_CAPABILITY_MAJOR, ATTR_COMPUTE_CAPABILITY_MINOR = 75, 76
 _CUDART_SONAMES = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so.10.2",
                    "libcudart.so.10.0")
@@ -119,22 +137,45 @@ _CUDA_DIRS = ("/usr/local/cuda/lib64", "/usr/local/cuda/targets/aarch64-linux/li
               "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
 
 
-def _load_cudart():
-    """libcudart as a ctypes library: ctypes' own search, then the CUDA directories JetPack and the toolkit use."""
+def _cudart_candidates():
+    """ctypes' own search, the CUDA toolkit and JetPack directories (newest versioned toolkit first), and the
+    CUDA runtime pip wheels bring (nvidia-cuda-runtime-cu12/13 under site-packages/nvidia/)."""
+    import glob
+
     candidates = []
     found = ctypes.util.find_library("cudart")
     if found:
         candidates.append(found)
-    for directory in _CUDA_DIRS:
+    directories = list(_CUDA_DIRS) + sorted(glob.glob("/usr/local/cuda-*/lib64"), reverse=True)
+    for entry in sys.path:
+        directories += sorted(glob.glob(os.path.join(entry, "nvidia", "cuda_runtime", "lib")))
+        directories += sorted(glob.glob(os.path.join(entry, "nvidia", "cu*", "lib")))
+    for directory in directories:
         candidates.extend(os.path.join(directory, name) for name in _CUDART_SONAMES)
     candidates.extend(_CUDART_SONAMES)
-    errors = []
-    for candidate in candidates:
+    return candidates
+
+
+def _load_cudart():
+    """The first libcudart that loads and that the driver accepts: a CUDA 13 runtime found first on a machine
+    whose driver only serves CUDA 12 answers cudaErrorInsufficientDriver (35), so the next one is tried."""
+    errors, seen = [], set()
+    for candidate in _cudart_candidates():
+        if candidate in seen or (os.sep in candidate and not os.path.exists(candidate)):
+            continue
+        seen.add(candidate)
         try:
-            return ctypes.CDLL(candidate)
+            lib = ctypes.CDLL(candidate)
         except OSError as exc:
             errors.append(str(exc))
-    raise MissingPiece("the CUDA runtime library (libcudart) is not loadable here ({}); install the CUDA toolkit "
+            continue
+        count = ctypes.c_int(0)
+        status = int(lib.cudaGetDeviceCount(ctypes.pointer(count)))
+        if status == CUDA_ERROR_INSUFFICIENT_DRIVER:
+            errors.append("{}: the NVIDIA driver is older than this CUDA runtime (cudaError 35)".format(candidate))
+            continue
+        return lib
+    raise MissingPiece("the CUDA runtime library (libcudart) is not usable here ({}); install the CUDA toolkit "
                        "or JetPack's cuda-cudart package".format(errors[-1] if errors else "not found"))
 
 
@@ -162,9 +203,14 @@ class Cudart(object):
             raise DeviceError("CUDA {} failed: {} (cudaError {})".format(what, text, status))
 
     def device_count(self):
+        """How many GPUs this process sees: 0 when there is none; another failure (a driver too old for this
+        runtime, a broken install) is an error that says so instead of looking like "no GPU"."""
         count = ctypes.c_int(0)
         status = int(self.lib.cudaGetDeviceCount(ctypes.pointer(count)))
-        return count.value if status == 0 else 0  # no driver / no device: 0, not an exception
+        if status == CUDA_ERROR_NO_DEVICE:
+            return 0
+        self.check(status, "cudaGetDeviceCount")
+        return count.value
 
     def compute_capability(self, device=0):
         major, minor = ctypes.c_int(0), ctypes.c_int(0)
@@ -819,6 +865,9 @@ class Engine(object):
         for io in self.inputs + self.outputs:
             if not io.is_input:
                 io.max_shape = self._output_shape(io)
+                if any(d < 0 for d in io.max_shape):
+                    raise DeviceError("output '{}' has a data-dependent shape {} (e.g. a NonMaxSuppression without a "
+                                      "fixed top-K); export it with fixed-shape outputs".format(io.name, io.max_shape))
             nbytes = int(np.prod(io.max_shape)) * np.dtype(io.dtype).itemsize
             io.device = self.cuda.malloc(nbytes)
             io.host = HostBuffer(self.cuda, nbytes)
@@ -853,7 +902,8 @@ class Engine(object):
             results = self._run(padded)
             return dict((name, value[:total]) for name, value in results.items())
         if total > limit:
-            parts = [self._run(dict((name, array[i:i + limit]) for name, array in feed.items()))
+            # Through infer, not _run: the last piece may be below the profile minimum and needs the padding.
+            parts = [self.infer(dict((name, array[i:i + limit]) for name, array in feed.items()))
                      for i in range(0, total, limit)]
             return dict((name, np.concatenate([part[name] for part in parts])) for name in parts[0])
         return self._run(feed)
@@ -965,8 +1015,7 @@ class Bundle(object):
             raise DeviceError("{} is not a deploy bundle (no {}); make one with `edgepipe bundle RUN --target "
                               "PROFILE --out DIR`".format(path, MANIFEST))
         try:
-            with open(manifest_path) as handle:
-                self.manifest = json.load(handle)
+            self.manifest = read_json(manifest_path)
         except ValueError as exc:
             raise DeviceError("{}: {} is not valid JSON ({})".format(path, MANIFEST, exc)) from None
         if self.manifest.get("stage") != "bundle":
@@ -1006,8 +1055,7 @@ class Bundle(object):
         path = os.path.join(self.path, stage, MANIFEST)
         if not os.path.isfile(path):
             return None
-        with open(path) as handle:
-            return json.load(handle)
+        return read_json(path)
 
     def check_cache(self, cache_path):
         """Refuse a calibration cache recorded for another model than the bundle's model.onnx."""
@@ -1059,8 +1107,7 @@ class Bundle(object):
             manifest_path = os.path.join(self.path, directory, MANIFEST)
             if not directory.startswith(BUILD + "-") or not os.path.isfile(manifest_path):
                 continue
-            with open(manifest_path) as handle:
-                manifest = json.load(handle)
+            manifest = read_json(manifest_path)
             settings = (manifest.get("config") or {}).get("settings") or {}
             for entry in manifest.get("artifacts") or []:
                 if entry.get("format") == "engine":
@@ -1106,58 +1153,116 @@ def find_trtexec():
     return shutil.which("trtexec")
 
 
-def _trtexec_build(bundle, precision, out_dir):
-    """Build with trtexec from the bundle's recorded command lines (the Python bindings are missing)."""
+def _trtexec_build(bundle, settings, out_dir):
+    """Build with trtexec from the bundle's recorded command lines (the Python bindings are missing).
+
+    Returns (engine path, the command record, the ONNX it built from). The batch profile and workspace are
+    applied to the recorded line; DLA and timing caches need the Python path (refused in one line).
+    """
+    precision = settings.precision
     trtexec = find_trtexec()
     if trtexec is None:
         raise MissingPiece("neither TensorRT's Python bindings nor trtexec are here ({} or on PATH); install JetPack's "
                            "TensorRT (`sudo apt install tensorrt`)".format(TRTEXEC))
+    if settings.dla_core is not None or settings.timing_cache is not None:
+        raise DeviceError("--dla-core and --timing-cache need TensorRT's Python bindings (trtexec is used only "
+                          "without them); install python3-libnvinfer or run the bundle's trtexec lines by hand")
     commands = [c for c in bundle.manifest.get("trtexec") or [] if c.get("precision") == precision
                 and "DLA" not in c.get("how", "")]
     if not commands:
         raise DeviceError("the bundle lists no trtexec command for {}; it can build {}".format(
             precision, ", ".join(bundle.manifest.get("precisions") or [])))
-    probe = subprocess.run([trtexec, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True, timeout=60)
-    release = _trtexec_release(probe.stdout)
+    try:
+        probe = subprocess.run([trtexec, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DeviceError("{} does not run ({})".format(trtexec, exc)) from None
+    number = _trtexec_version_number(probe.stdout)
+    if number is None:
+        raise DeviceError("{} did not print its TensorRT version ('[TensorRT vNNNN]' in its --help banner); run "
+                          "the bundle's trtexec lines by hand (README.md)".format(trtexec))
+    release = _release_of_number(number)
     command = _command_for_release(commands, release)
-    argv = command["command"].split()
+    argv = _apply_settings(command["command"].split(), settings)
     argv[0] = trtexec
     engine = engine_file(precision)
-    argv = [a if not a.startswith("--saveEngine=") else "--saveEngine=" + os.path.join(out_dir, engine) for a in argv]
-    say("build: TensorRT's Python bindings are missing; running trtexec ({}): {}".format(
-        command["how"], " ".join(argv)))
+    onnx = None
+    for index, arg in enumerate(argv):
+        if arg.startswith("--saveEngine="):
+            argv[index] = "--saveEngine=" + os.path.join(out_dir, engine)
+        elif arg.startswith("--onnx="):
+            onnx = bundle.file(arg.split("=", 1)[1])
+        elif arg.startswith("--calib="):
+            # The cache's header must name this very release or TensorRT ignores it (see with_running_header).
+            cache = bundle.file(arg.split("=", 1)[1])
+            bundle.check_cache(cache)
+            served = os.path.join(out_dir, CALIB_CACHE)
+            header = "TRT-{}-{}".format(number, CACHE_ALGORITHM).encode()
+            write_bytes_atomic(served, header + b"\n" + read_cache(cache).partition(b"\n")[2])
+            argv[index] = "--calib=" + served
+    say("build: TensorRT's Python bindings are missing; running trtexec for TensorRT {}.{} ({}): {}".format(
+        release[0], release[1], command["how"], " ".join(argv)))
     result = subprocess.run(argv, cwd=bundle.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             universal_newlines=True)
     if result.returncode != 0:
         tail = [line for line in result.stdout.splitlines() if "ERROR" in line or "Error" in line][-2:]
         raise DeviceError("trtexec failed (exit {}): {}".format(result.returncode, "; ".join(tail) or "see its log"))
-    return os.path.join(out_dir, engine), command
+    if os.path.exists(os.path.join(out_dir, CALIB_CACHE)):
+        os.remove(os.path.join(out_dir, CALIB_CACHE))
+    return os.path.join(out_dir, engine), command, onnx
 
 
-def _trtexec_release(text):
-    """(8, 5) from trtexec's banner "[TensorRT v8502]" (major*1000+minor*100+patch; 100300 from 10.0)."""
+def _apply_settings(argv, settings):
+    """The recorded line with this build's batch profile and workspace."""
+    out = []
+    for arg in argv:
+        for kind, batch in zip(("--minShapes=", "--optShapes=", "--maxShapes="), settings.batch):
+            if arg.startswith(kind):
+                name, _, dims = arg[len(kind):].rpartition(":")
+                arg = "{}{}:{}".format(kind, name, "x".join([str(batch)] + dims.split("x")[1:]))
+        if arg.startswith("--workspace="):
+            arg = "--workspace={}".format(settings.workspace_mib)
+        elif arg.startswith("--memPoolSize=workspace:"):
+            arg = "--memPoolSize=workspace:{}".format(settings.workspace_mib)
+        out.append(arg)
+    return out
+
+
+def _trtexec_version_number(text):
+    """8502 from trtexec's banner "[TensorRT v8502]" (100300 for 10.3.0), or None."""
     marker = "[TensorRT v"
     if marker not in text:
         return None
     digits = text.split(marker, 1)[1].split("]", 1)[0]
-    if not digits.isdigit():
-        return None
-    number = int(digits)
+    return int(digits) if digits.isdigit() else None
+
+
+def _release_of_number(number):
+    """(8, 5) from 8502, (10, 3) from 100300: major*1000+minor*100+patch up to 9.x, major*10000+... from 10.0."""
     return (number // 10000, number // 100 % 100) if number >= 100000 else (number // 1000, number // 100 % 10)
 
 
+def _trtexec_release(text):
+    number = _trtexec_version_number(text)
+    return None if number is None else _release_of_number(number)
+
+
 def _command_for_release(commands, release):
+    """The recorded line for this release; on TensorRT 8 the calibration-cache line first, as plan_build does."""
     def covers(text):
-        if release is None:
-            return False
         if text.startswith("11"):
             return release[0] >= 11
         if text.startswith("8.0"):
             return release < (8, 4)
         return (8, 4) <= release < (11, 0)
     matching = [c for c in commands if covers(c.get("tensorrt", ""))]
-    return (matching or commands)[0]
+    if not matching:
+        families = ", ".join(sorted(set(c.get("tensorrt", "?") for c in commands)))
+        raise DeviceError("the bundle's trtexec lines are for TensorRT {}, not {}.{}; rerun `edgepipe bundle` for "
+                          "this device's release".format(families, release[0], release[1]))
+    if release[0] == 8:
+        matching.sort(key=lambda c: "calibration cache" not in c.get("how", ""))
+    return matching[0]
 
 
 def command_build(args):
@@ -1182,10 +1287,8 @@ def command_build(args):
     try:
         if trt is None:
             say("build: {}".format(reason))
-            engine_path, command = _trtexec_build(bundle, precision, tmp_dir)
+            engine_path, command, onnx_path = _trtexec_build(bundle, settings, tmp_dir)
             record = {"built_by": "trtexec", "command": command["command"], "how": command["how"]}
-            files = bundle.build_files()
-            onnx_path = files["fp32_onnx"]
         else:
             device = cuda_device()
             if device is None:
@@ -1213,13 +1316,12 @@ def command_build(args):
                                    "precision": precision, "sha256": sha256_file(engine_path),
                                    "size_bytes": os.path.getsize(engine_path), "backend": "tensorrt"}],
                     "metrics": {}}
-        with open(os.path.join(tmp_dir, MANIFEST), "w") as handle:
-            json.dump(manifest, handle, indent=2)
+        write_bytes_atomic(os.path.join(tmp_dir, MANIFEST), json.dumps(manifest, indent=2).encode("utf-8"))
         shutil.rmtree(out_dir, ignore_errors=True)
         os.rename(tmp_dir, out_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    print(os.path.join(out_dir, engine_file(precision)))
+    emit(os.path.join(out_dir, engine_file(precision)))
     return 0
 
 
@@ -1291,7 +1393,7 @@ def _table(rows, columns):
 def command_eval(args):
     bundle = Bundle(args.bundle).verify()
     report = evaluate_bundle(bundle, batch_size=args.batch_size, threads=args.threads)
-    print(_table(report["artifacts"], [
+    emit(_table(report["artifacts"], [
         ("artifact", lambda r: r["name"]), ("precision", lambda r: r["precision"]),
         ("backend", lambda r: r["backend"]), ("top-1", lambda r: "{:.2%}".format(r["accuracy"])),
         ("drop (pts)", lambda r: "{:+.2f}".format(r["accuracy_drop_pts"])),
@@ -1299,7 +1401,7 @@ def command_eval(args):
         ("budget", lambda r: "-" if "within_budget" not in r else ("ok" if r["within_budget"] else "OVER"))]))
     verdict = "passed" if report["passed"] else "FAILED: {} over the {} pt budget".format(
         ", ".join(report["failed"]), report["max_accuracy_drop"])
-    print("eval on {} bundled samples: {}".format(report["samples"], verdict))
+    emit("eval on {} bundled samples: {}".format(report["samples"], verdict))
     if args.json:
         write_bytes_atomic(args.json, json.dumps(report, indent=2).encode())
     return 0 if report["passed"] else 1
@@ -1353,7 +1455,7 @@ def command_infer(args):
         predictions = [{"class": int(k), "label": labels[k] if k < len(labels) else str(k),
                         "probability": float(row[k])} for k in top]
         results.append({"index": index, "top": predictions})
-        print("{:>4}  {}".format(index, "  ".join("{} {:.1%}".format(p["label"], p["probability"])
+        emit("{:>4}  {}".format(index, "  ".join("{} {:.1%}".format(p["label"], p["probability"])
                                                   for p in predictions)))
     say("infer: {} ({}, {})".format(name, precision, backend))
     if args.json:
@@ -1400,7 +1502,7 @@ def command_bench(args):
                 row["engine_memory_bytes"] = int(model.device_memory_bytes)
         row.update(name=name, precision=precision, backend=backend)
         rows.append(row)
-    print(_table(rows, [
+    emit(_table(rows, [
         ("artifact", lambda r: r["name"]), ("backend", lambda r: r["backend"]), ("batch", lambda r: str(r["batch"])),
         ("p50 ms", lambda r: "{:.3f}".format(r["p50_ms"])), ("p90 ms", lambda r: "{:.3f}".format(r["p90_ms"])),
         ("p99 ms", lambda r: "{:.3f}".format(r["p99_ms"])),
@@ -1445,6 +1547,9 @@ def triton_config(name, ios, dla_core=None, max_queue_delay_us=100, labels=None)
     inputs = [io for io in ios if io[1]]
     min_batch, max_batch = max(io[4] for io in inputs), min(io[5] for io in inputs)
     static = min_batch == max_batch and max_batch > 1  # DLA: a static batch Triton must not split
+    if min_batch > 1 and not static:
+        raise DeviceError("the engine's profile starts at batch {} but Triton's dynamic batcher sends any batch from "
+                          "1 up; build with --batch 1:OPT:MAX (or a static batch N:N:N)".format(min_batch))
     lines = ['name: "{}"'.format(name), 'platform: "tensorrt_plan"',
              "max_batch_size: {}".format(0 if static else max_batch)]
 
@@ -1487,24 +1592,22 @@ def command_triton(args):
     try:
         shutil.copyfile(engine_path, os.path.join(tmp, "1", "model.plan"))
         if labels:
-            with open(os.path.join(tmp, LABELS_TXT), "w") as handle:
-                handle.write("\n".join(labels) + "\n")
+            write_bytes_atomic(os.path.join(tmp, LABELS_TXT), ("\n".join(labels) + "\n").encode("utf-8"))
         config = triton_config(model, ios, settings.get("dla_core"), args.max_queue_delay_us,
                                LABELS_TXT if labels else None)
-        with open(os.path.join(tmp, "config.pbtxt"), "w") as handle:
-            handle.write(config)
+        write_bytes_atomic(os.path.join(tmp, "config.pbtxt"), config.encode("utf-8"))
         shutil.rmtree(model_dir, ignore_errors=True)
         os.rename(tmp, model_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(os.path.join(model_dir, "config.pbtxt"))
+    emit(os.path.join(model_dir, "config.pbtxt"))
     say("triton: {} ({}) -> {}; serve with `tritonserver --model-repository={}` on a Triton built for this "
         "device's TensorRT release (a plan only loads on the release that built it)".format(
             name, precision, model_dir, root))
     return 0
 
 
-def deepstream_config(bundle, precision, engine_path, ios, settings):
+def deepstream_config(bundle, precision, engine_path, ios, settings, config_path, labels_path):
     """A Gst-nvinfer [property] group (DeepStream docs, "Gst-nvinfer File Configuration Specifications")."""
     prep = (bundle.manifest.get("dataset") or {}).get("preprocessing") or {}
     if prep.get("kind") != "image":
@@ -1523,17 +1626,25 @@ def deepstream_config(bundle, precision, engine_path, ios, settings):
     files = bundle.build_files()
     outputs = [io[0] for io in ios if not io[1]]
     batch = min(io[5] for io in ios if io[1])
+    # nvinfer resolves paths against the config file's directory.
+    lines.append("# the model outputs logits, not probabilities: classifier-threshold sits below any logit, so "
+                 "nvinfer reports the argmax class")
+
+    def where(path):
+        return os.path.relpath(path, os.path.dirname(config_path))
+
     props = [("gpu-id", 0), ("net-scale-factor", repr(factor)),
              ("offsets", ";".join(repr(m / scale) for m in mean)),
              ("model-color-format", 2 if channels == 1 else 0),  # 0 RGB, 1 BGR, 2 GRAY
-             ("onnx-file", os.path.relpath(files["fp32_onnx"], bundle.path)),
-             ("model-engine-file", os.path.relpath(engine_path, bundle.path)),
-             ("labelfile-path", LABELS_TXT), ("batch-size", batch), ("network-mode", _NETWORK_MODES[precision]),
+             ("model-engine-file", where(engine_path)), ("labelfile-path", where(labels_path)),
+             ("batch-size", batch), ("network-mode", _NETWORK_MODES[precision]),
              ("network-type", 1),  # classifier
-             ("process-mode", 1), ("gie-unique-id", 1), ("interval", 0), ("classifier-threshold", 0.0),
+             ("process-mode", 1), ("gie-unique-id", 1), ("interval", 0), ("classifier-threshold", -1e30),
              ("output-blob-names", ";".join(outputs))]
+    if files["fp32_onnx"] is not None:  # lets nvinfer rebuild the engine itself if the plan does not load
+        props.insert(4, ("onnx-file", where(files["fp32_onnx"])))
     if precision == "int8" and files["calibration_cache"] is not None:
-        props.append(("int8-calib-file", os.path.relpath(files["calibration_cache"], bundle.path)))
+        props.append(("int8-calib-file", where(files["calibration_cache"])))
     if settings.get("dla_core") is not None:
         props += [("enable-dla", 1), ("use-dla-core", int(settings["dla_core"]))]
     return "\n".join(lines + ["[property]"] + ["{}={}".format(k, v) for k, v in props]) + "\n"
@@ -1542,10 +1653,14 @@ def deepstream_config(bundle, precision, engine_path, ios, settings):
 def command_deepstream(args):
     bundle = Bundle(args.bundle).verify()
     name, precision, engine_path, settings = _built_engine(bundle, args.precision)
-    text = deepstream_config(bundle, precision, engine_path, _engine_io(engine_path, settings), settings)
     out = os.path.abspath(args.out or os.path.join(bundle.path, "deepstream_nvinfer_{}.txt".format(precision)))
-    write_bytes_atomic(out, text.encode())
-    print(out)
+    # nvinfer's label file for a classifier: one line per output layer, its classes separated by ';'.
+    labels_path = os.path.join(os.path.dirname(out), "deepstream_labels.txt")
+    text = deepstream_config(bundle, precision, engine_path, _engine_io(engine_path, settings), settings, out,
+                             labels_path)
+    write_bytes_atomic(labels_path, (";".join(bundle.labels()) + "\n").encode("utf-8"))
+    write_bytes_atomic(out, text.encode("utf-8"))
+    emit(out)
     return 0
 
 
@@ -1580,7 +1695,7 @@ def command_doctor(args):
             ("GPU", "-" if report["gpu"] is None else "{name} ({sm}, {memory_mib} MiB)".format(**report["gpu"])),
             ("Jetson", report["jetson"] or "-"), ("trtexec", report["trtexec"] or "not found"),
             ("onnxruntime", report["onnxruntime"] or "not installed (only needed without TensorRT)")]
-    print(_table([{"what": k, "found": v} for k, v in rows], [("what", lambda r: r["what"]),
+    emit(_table([{"what": k, "found": v} for k, v in rows], [("what", lambda r: r["what"]),
                                                                  ("found", lambda r: str(r["found"]))]))
     if args.json:
         write_bytes_atomic(args.json, json.dumps(report, indent=2).encode())

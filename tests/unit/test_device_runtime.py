@@ -74,8 +74,8 @@ def test_the_runtime_imports_nothing_of_edgepipe_and_only_allowed_modules():
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
-    allowed = {"argparse", "ctypes", "hashlib", "importlib", "json", "os", "shutil", "subprocess", "sys", "time",
-               "numpy", "onnxruntime"}  # onnxruntime only inside OrtModel, the optional CPU fallback
+    allowed = {"argparse", "ctypes", "glob", "hashlib", "importlib", "json", "os", "shutil", "subprocess", "sys",
+               "time", "numpy", "onnxruntime"}  # onnxruntime only inside OrtModel, the optional CPU fallback
     assert imported <= allowed, imported - allowed
 
 
@@ -358,15 +358,25 @@ def test_without_python_bindings_build_runs_trtexec_from_the_bundle(fresh, monke
     trtexec.write_text("#!/bin/sh\n"
                        f"if [ \"$1\" = --help ]; then echo '{banner}'; exit 0; fi\n"
                        f"echo \"$@\" > {tmp_path / 'argv.txt'}\n"
-                       "for a in \"$@\"; do case $a in --saveEngine=*) echo plan > \"${a#--saveEngine=}\";; esac; "
-                       "done\n")
+                       "for a in \"$@\"; do case $a in --saveEngine=*) echo plan > \"${a#--saveEngine=}\";; "
+                       f"--calib=*) cp \"${{a#--calib=}}\" {tmp_path / 'served.cache'};; esac; done\n")
     trtexec.chmod(0o755)
     monkeypatch.setattr(runtime, "TRTEXEC", str(trtexec))
     assert _main("build", fresh, "--precision", "int8") == 0
     argv = (tmp_path / "argv.txt").read_text()
-    assert "--onnx=quantize/model.int8.trt.onnx --int8 --fp16" in argv and "--memPoolSize=workspace:" in argv
+    # TensorRT 8: the calibration-cache line first (as plan_build), served with the running release's header.
+    assert "--onnx=export/model.onnx --int8 --fp16 --calib=" in argv and "--memPoolSize=workspace:1024" in argv
+    assert "--minShapes=input:1x1x12x12 --optShapes=input:16x1x12x12 --maxShapes=input:64x1x12x12" in argv
+    assert (tmp_path / "served.cache").read_bytes().startswith(b"TRT-8502-EntropyCalibration2\n")
+    assert (fresh / "quantize" / "trt.calib.cache").read_bytes().startswith(b"TRT-8601-")  # the bundle's is untouched
     built = json.loads((fresh / "build-int8" / "manifest.json").read_text())
     assert built["config"]["built_by"] == "trtexec" and (fresh / "build-int8" / "model.int8.engine").is_file()
+    assert built["parents"]["onnx"] == sha256_file(fresh / "export" / "model.onnx")
+    assert _main("build", fresh, "--precision", "fp16", "--batch", "2:8:32", "--workspace", "256") == 0
+    argv = (tmp_path / "argv.txt").read_text()
+    assert "--minShapes=input:2x1x12x12" in argv and "--maxShapes=input:32x1x12x12" in argv
+    assert "--memPoolSize=workspace:256" in argv and "--fp16" in argv
+    assert _main("build", fresh, "--dla-core", "0", "--batch", "8") == 2
     assert "TensorRT's Python bindings are missing; running trtexec" in capsys.readouterr().err
 
 
@@ -417,7 +427,7 @@ def test_triton_config_for_a_static_dla_batch_does_not_batch(monkeypatch):
     assert device.kind == device.KIND_NVDLA and device.device_id == 1
 
 
-def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, monkeypatch, capsys):
+def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, monkeypatch, capsys, tmp_path):
     import configparser
 
     install(monkeypatch, "8.5.2", cc=(8, 7), classes=4)
@@ -429,9 +439,11 @@ def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, m
     manifest["dataset"]["preprocessing"] = {"kind": "image", "layout": "NCHW", "channels": 1, "size": [12, 12],
                                             "scale": 1 / 255.0, "mean": [0.1307], "std": [0.3081]}
     (fresh / "manifest.json").write_text(json.dumps(manifest))
-    assert _main("deepstream", fresh) == 0
+    out = tmp_path / "elsewhere" / "nvinfer.txt"
+    out.parent.mkdir()
+    assert _main("deepstream", fresh, "--out", out) == 0
     parser = configparser.ConfigParser()
-    parser.read(fresh / "deepstream_nvinfer_int8.txt")
+    parser.read(out)
     prop = parser["property"]
     # Keys from the Gst-nvinfer configuration file table (DeepStream developer guide, Gst-nvinfer plugin).
     documented = {"gpu-id", "net-scale-factor", "offsets", "model-color-format", "onnx-file", "model-engine-file",
@@ -440,7 +452,10 @@ def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, m
                   "use-dla-core"}
     assert set(prop) <= documented
     for key in ("onnx-file", "model-engine-file", "labelfile-path", "int8-calib-file"):
-        assert (fresh / prop[key]).is_file(), key
+        assert (out.parent / prop[key]).is_file(), key  # nvinfer resolves paths against the config's directory
+    # nvinfer's classifier label file: one line per output layer, classes separated by ';'
+    assert (out.parent / prop["labelfile-path"]).read_text() == ";".join(runtime.Bundle(fresh).labels()) + "\n"
+    assert float(prop["classifier-threshold"]) < -1e29  # logits, not probabilities: the argmax is reported
     assert prop["network-mode"] == "1" and prop["model-color-format"] == "2" and prop["batch-size"] == "8"
     prep = runtime.Bundle(fresh).manifest["dataset"]["preprocessing"]
     pixel = np.array([0.0, 128.0, 255.0])
@@ -470,3 +485,37 @@ def test_the_readme_device_install_pulls_no_torch_sklearn_or_pycuda(tmp_path):
     resolved = {item["metadata"]["name"].lower().replace("_", "-") for item in installs}
     assert {"numpy", "onnxruntime"} <= resolved
     assert not resolved & {"torch", "scikit-learn", "pycuda", "torchvision", "pydantic", "typer", "edgepipe"}, resolved
+
+
+def test_a_static_batch_engine_pads_every_tail_even_after_a_split(fresh, monkeypatch):
+    """DLA-style profile 8:8:8 and 21 samples: 8 + 8 + 5, the last piece padded to 8 and cut back."""
+    trt = install(monkeypatch, "10.3.0", cc=(8, 7), classes=4)
+    plan = runtime.plan_build(runtime.Bundle(fresh).build_files(), "fp16", 10)
+    result = runtime.build_serialized_engine(trt, plan, runtime.BuildSettings("fp16", batch=(8, 8, 8)))
+    (fresh / "static.engine").write_bytes(bytes(result["engine"]))
+    x = np.random.default_rng(0).normal(size=(21, 1, 12, 12)).astype(np.float32)
+    with runtime.Engine(fresh / "static.engine", {}) as engine:
+        trt.calls.clear()
+        out = engine.infer(x)["logits"]
+    assert out.shape == (21, 4)
+    np.testing.assert_allclose(out[:, 0], x.reshape(21, -1).sum(1), rtol=1e-5)
+    shapes = [args[1] for name, args in trt.calls if name == "IExecutionContext.set_input_shape"]
+    assert shapes == [(8, 1, 12, 12)] * 3
+
+
+def test_triton_refuses_a_profile_that_starts_above_one():
+    ios = [("input", True, "float32", (-1, 3, 8, 8), 4, 64), ("logits", False, "float32", (-1, 10), None, None)]
+    with pytest.raises(runtime.DeviceError, match="profile starts at batch 4"):
+        runtime.triton_config("m", ios)
+
+
+def test_a_driver_too_old_for_the_runtime_is_said_not_hidden_as_no_gpu():
+    class OldDriver:
+        def cudaGetErrorString(self, status):  # noqa: N802
+            return b"CUDA driver version is insufficient for CUDA runtime version"
+
+        def cudaGetDeviceCount(self, count):  # noqa: N802
+            return runtime.CUDA_ERROR_INSUFFICIENT_DRIVER
+
+    with pytest.raises(runtime.DeviceError, match=r"cudaGetDeviceCount failed: CUDA driver version is insufficient"):
+        runtime.Cudart(OldDriver()).device_count()
