@@ -1536,10 +1536,10 @@ def _built_engine(bundle, precision):
 
 def _engine_io(path, settings):
     """[(name, is_input, dtype name, shape, min batch, max batch)] of a built engine, read from the engine."""
-    with Engine(path, settings) as engine:
+    with Engine(path, settings) as loaded:
         return [(io.name, io.is_input, np.dtype(io.dtype).name, io.shape,
                  io.min_shape[0] if io.min_shape else None, io.max_shape[0] if io.max_shape else None)
-                for io in engine.ios]
+                for io in loaded.ios]
 
 
 def triton_config(name, ios, dla_core=None, max_queue_delay_us=100, labels=None):
@@ -1593,9 +1593,9 @@ def command_triton(args):
         shutil.copyfile(engine_path, os.path.join(tmp, "1", "model.plan"))
         if labels:
             write_bytes_atomic(os.path.join(tmp, LABELS_TXT), ("\n".join(labels) + "\n").encode("utf-8"))
-        config = triton_config(model, ios, settings.get("dla_core"), args.max_queue_delay_us,
-                               LABELS_TXT if labels else None)
-        write_bytes_atomic(os.path.join(tmp, "config.pbtxt"), config.encode("utf-8"))
+        text = triton_config(model, ios, settings.get("dla_core"), args.max_queue_delay_us,
+                             LABELS_TXT if labels else None)
+        write_bytes_atomic(os.path.join(tmp, "config.pbtxt"), text.encode("utf-8"))
         shutil.rmtree(model_dir, ignore_errors=True)
         os.rename(tmp, model_dir)
     finally:
