@@ -183,7 +183,10 @@ class BenchConfig(Section):
                          description="interleaved rounds; the p50 spread across them is reported")
     threads: int | None = Field(default=defaults.BENCH["threads"], ge=1,
                                 description="CPU threads for torch and onnxruntime (default: all)")
-    backends: list[Literal["torch", "onnxruntime", "tensorrt"]] | None = None
+    backends: list[Literal["torch", "onnxruntime", "openvino", "tensorrt"]] | None = None
+    cpu_runtimes: list[Literal["onnxruntime", "openvino"]] | None = Field(
+        default=None, description="CPU runtimes every ONNX artifact is timed on, side by side (default: every "
+        "one installed)")
     end_to_end: bool = Field(default=defaults.BENCH["end_to_end"],
                              description="also time preprocessing from raw uint8 input")
     memory: bool = Field(default=defaults.BENCH["memory"], description="peak RSS per artifact, each in a fresh process")

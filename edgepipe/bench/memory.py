@@ -55,11 +55,14 @@ def _device_memory(runner: Any) -> int | None:
 
 
 def measure_in_this_process(directory: Path, artifact: Artifact, batch_sizes: list[int],
-                            threads: int | None, input_shape: tuple[int, ...]) -> dict[str, Any]:
+                            threads: int | None, input_shape: tuple[int, ...],
+                            runtime: str | None = None) -> dict[str, Any]:
     """The child's side: baseline, load, infer; returns peak bytes above baseline per batch size."""
     from importlib import import_module
 
-    for module in _BACKEND_IMPORTS.get(artifact.format, ()):
+    imports = ("openvino", "edgepipe.runners.openvino") if runtime == "openvino" else _BACKEND_IMPORTS.get(
+        artifact.format, ())
+    for module in imports:
         import_module(module)
     from edgepipe.runners.select import open_runner
 
@@ -68,7 +71,7 @@ def measure_in_this_process(directory: Path, artifact: Artifact, batch_sizes: li
     baseline = _status_bytes("VmRSS")
     reset = _reset_high_water_mark()
     result: dict[str, Any] = {"baseline_rss_bytes": baseline, "high_water_mark_reset": reset, "peaks": {}}
-    with open_runner(Path(directory), artifact, threads=threads) as runner:
+    with open_runner(Path(directory), artifact, threads=threads, runtime=runtime) as runner:
         result["load_bytes"] = _status_bytes("VmHWM") - baseline
         for size, batch in batches.items():
             if reset:
@@ -81,12 +84,14 @@ def measure_in_this_process(directory: Path, artifact: Artifact, batch_sizes: li
 
 
 def measure_peak_memory(directory: Path, artifact: Artifact, batch_sizes: list[int],
-                        threads: int | None, input_shape: tuple[int, ...], timeout: float = 300) -> dict[str, Any]:
+                        threads: int | None, input_shape: tuple[int, ...], timeout: float = 300,
+                        runtime: str | None = None) -> dict[str, Any]:
     """Run ``measure_in_this_process`` in a fresh Python; returns its result, or {"error": why}."""
     if not Path("/proc/self/status").is_file():
         return {"error": "peak memory needs Linux /proc (not available on this OS)"}
     request = {"directory": str(directory), "artifact": artifact.model_dump(mode="json"),
-               "batch_sizes": list(batch_sizes), "threads": threads, "input_shape": list(input_shape)}
+               "batch_sizes": list(batch_sizes), "threads": threads, "input_shape": list(input_shape),
+               "runtime": runtime}
     try:
         done = subprocess.run([sys.executable, "-m", "edgepipe.bench.memory", json.dumps(request)],
                               capture_output=True, text=True, timeout=timeout, check=False)
@@ -106,7 +111,8 @@ def main(argv: list[str]) -> int:
     try:
         result = measure_in_this_process(Path(request["directory"]), Artifact.model_validate(request["artifact"]),
                                          request["batch_sizes"],
-                                         request["threads"], tuple(request["input_shape"]))
+                                         request["threads"], tuple(request["input_shape"]),
+                                         request.get("runtime"))
     except EdgepipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-CPU_BACKENDS = ("torch", "onnxruntime")
+CPU_BACKENDS = ("torch", "onnxruntime", "openvino")
 TIE = 0.05
 
 
@@ -44,11 +44,11 @@ def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target:
     best = min(tied, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms"]["p50"]))
     eligible = [best, *(r for r in eligible if r is not best)]
     p50 = best["latency_ms"]["p50"]
-    parts = [f"{best['artifact']}: fastest within budget at batch {chosen_batch}{batch_note}, p50 {p50:.3g} ms"]
+    parts = [f"{_label(best)}: fastest within budget at batch {chosen_batch}{batch_note}, p50 {p50:.3g} ms"]
     if len(tied) > 1:
-        others = ", ".join(f"{r['artifact']} {r['latency_ms']['p50']:.3g} ms, "
+        others = ", ".join(f"{_label(r)} {r['latency_ms']['p50']:.3g} ms, "
                            f"{(r.get('size_bytes') or 0) / 1024:.0f} KiB" for r in tied if r is not best)
-        parts[0] = (f"{best['artifact']}: smallest file ({(best.get('size_bytes') or 0) / 1024:.0f} KiB) among the "
+        parts[0] = (f"{_label(best)}: smallest file ({(best.get('size_bytes') or 0) / 1024:.0f} KiB) among the "
                     f"artifacts within {TIE:.0%} of the fastest p50 at batch {chosen_batch}{batch_note} "
                     f"(p50 {p50:.3g} ms; tied: {others})")
     elif len(eligible) > 1:

@@ -42,12 +42,28 @@ def onnx_behind_engine(engine: Path) -> Path | None:
     return next((d / FP32_ONNX for d in run.exports() if (d / FP32_ONNX).is_file()), None)
 
 
-def _make(path: Path, fmt: str, threads: int | None, device: str) -> Runner:
+CPU_RUNTIMES = ("onnxruntime", "openvino")  # what runs an ONNX file on the CPU
+
+
+def installed_cpu_runtimes() -> list[str]:
+    """The CPU runtimes importable here, onnxruntime first (the default)."""
+    import importlib.util
+
+    return [name for name in CPU_RUNTIMES if importlib.util.find_spec(name) is not None]
+
+
+def _make(path: Path, fmt: str, threads: int | None, device: str, runtime: str | None = None) -> Runner:
     if fmt == "torch":
         from edgepipe.runners.torch import TorchRunner
 
         return TorchRunner(path.parent, path.name, device=device, threads=threads)
+    if fmt == "onnx" and runtime == "openvino":
+        from edgepipe.runners.openvino import OvRunner
+
+        return OvRunner(path, threads=threads)
     if fmt == "onnx":
+        if runtime not in (None, "onnxruntime"):
+            raise EdgepipeError(f"unknown CPU runtime {runtime!r}; choose {' or '.join(CPU_RUNTIMES)}")
         from edgepipe.runners.onnxruntime import OrtRunner
 
         return OrtRunner(path, threads=threads)
@@ -59,8 +75,9 @@ def _make(path: Path, fmt: str, threads: int | None, device: str) -> Runner:
 
 
 def runner_for_file(path: Path, fmt: str | None = None, *, threads: int | None = None, device: str = "cpu",
-                    fallback: bool = False) -> Runner:
-    """A not-yet-opened runner for a model file (format from ``fmt`` or the suffix), with the fallback rule."""
+                    fallback: bool = False, runtime: str | None = None) -> Runner:
+    """A not-yet-opened runner for a model file (format from ``fmt`` or the suffix), with the fallback rule;
+    ``runtime`` picks the CPU runtime for ONNX files (onnxruntime when left out)."""
     path = Path(path)
     fmt = fmt or MODEL_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
@@ -72,17 +89,18 @@ def runner_for_file(path: Path, fmt: str | None = None, *, threads: int | None =
             if onnx is None:
                 raise MissingDependency(f"cannot run {path}: {problem}; and no ONNX it was built from was found "
                                         "beside it to run on onnxruntime instead")
-            runner = _make(onnx, "onnx", threads, device)
+            runner = _make(onnx, "onnx", threads, device, runtime)
             runner.note = f"TensorRT not available here ({problem}); ran {onnx} on onnxruntime instead"
             runner.source = onnx
             return runner
-    runner = _make(path, fmt, threads, device)
+    runner = _make(path, fmt, threads, device, runtime)
     runner.source = path
     return runner
 
 
 def open_runner(directory: Path, artifact: Artifact, threads: int | None = None, device: str = "cpu", *,
-                fallback: bool = False) -> Runner:
+                fallback: bool = False, runtime: str | None = None) -> Runner:
     """A not-yet-opened runner for ``artifact`` (an entry of ``directory``'s manifest)."""
     path = artifact_path(directory, artifact.file)
-    return runner_for_file(path, artifact.format, threads=threads, device=device, fallback=fallback)
+    return runner_for_file(path, artifact.format, threads=threads, device=device, fallback=fallback,
+                           runtime=runtime)

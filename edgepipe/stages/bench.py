@@ -104,7 +104,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
     from edgepipe.bench.machine import machine_info
     from edgepipe.bench.memory import measure_peak_memory
     from edgepipe.bench.select import pick_deployable
-    from edgepipe.runners.select import open_runner, tensorrt_problem
+    from edgepipe.runners.select import installed_cpu_runtimes, open_runner, tensorrt_problem
 
     subject = resolve_subject(Path(run_or_model))
     if config is None:
@@ -113,19 +113,27 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
     warmup, warmup_seconds, iters, seconds = config.warmup, config.warmup_seconds, config.iters, config.seconds
     repeats, backends, end_to_end, memory = config.repeats, config.backends, config.end_to_end, config.memory
     threads = config.threads or available_cpus()  # explicit, so torch and onnxruntime get the same count
-    chosen = [(d, e) for d, e in subject.artifacts if not backends or FORMAT_BACKEND.get(e.format) in backends]
+    # Every ONNX artifact on every CPU runtime installed here, side by side: which runtime wins depends on the
+    # model and the batch size (measured, not assumed).
+    runtimes = installed_cpu_runtimes() if config.cpu_runtimes is None else list(config.cpu_runtimes)
+    chosen = []
+    for d, e in subject.artifacts:
+        for runtime in (runtimes if e.format == "onnx" else [None]):
+            backend = runtime or FORMAT_BACKEND.get(e.format)
+            if not backends or backend in backends:
+                chosen.append((d, e, runtime))
     if not chosen:
         raise EdgepipeError(f"{run_or_model}: no artifact runs on backend(s) {', '.join(backends or [])}")
-    engine_problem = tensorrt_problem() if any(e.format == "engine" for _, e in chosen) else None
+    engine_problem = tensorrt_problem() if any(e.format == "engine" for _, e, _ in chosen) else None
     skipped: list[dict[str, Any]] = []
     measured: list[dict[str, Any]] = []
     with ExitStack() as stack:
         input_shape = subject.input_shape
-        for directory, entry in chosen:
+        for directory, entry, runtime in chosen:
             if entry.format == "engine" and engine_problem:
                 skipped.append({"artifact": entry.name, "backend": "tensorrt", "reason": engine_problem})
                 continue
-            runner = stack.enter_context(open_runner(directory, entry, threads=threads))
+            runner = stack.enter_context(open_runner(directory, entry, threads=threads, runtime=runtime))
             shape = _input_shape(subject, entry.name, runner.input_spec.shape)
             input_shape = input_shape or shape
             subject.input_shape = input_shape
@@ -135,6 +143,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
                 skipped.append({"artifact": entry.name, "backend": runner.backend,
                                 "reason": f"static batch {fixed}: other batch sizes skipped"})
             measured.append({"directory": directory, "entry": entry, "runner": runner, "sizes": sizes,
+                             "runtime": runtime,
                              "complexity": _complexity(directory, entry, runner, shape)})
         if not measured:
             raise EdgepipeError(f"{run_or_model}: nothing could be benchmarked here "
@@ -195,9 +204,22 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
     rows: list[dict[str, Any]] = []
     for index, item in enumerate(measured):
         entry = item["entry"]
-        peaks = (measure_peak_memory(item["directory"], entry, item["sizes"], threads, input_shape)
+        peaks = (measure_peak_memory(item["directory"], entry, item["sizes"], threads, input_shape,
+                                     runtime=item["runtime"])
                  if memory else {"error": "not measured (memory=False)"})
         evaluated = eval_rows.get(entry.name, {})
+        if item["runtime"] not in (None, "onnxruntime") and subject.run_dir is not None and "accuracy" in evaluated:
+            # eval ran the file on onnxruntime; another runtime's kernels round differently: measure its own
+            from edgepipe.stages.evaluate import accuracy_on_runtime
+
+            original = eval_rows.get("original", {}).get("accuracy")
+            try:
+                accuracy = accuracy_on_runtime(subject.run_dir, item["directory"], entry, item["runtime"], threads)
+            except (EdgepipeError, ValueError) as exc:  # no test split to reload: the pick treats it as unknown
+                evaluated = {"accuracy_note": f"not evaluated on {item['runtime']}: {str(exc).splitlines()[0]}"}
+            else:
+                evaluated = {"accuracy": accuracy, "accuracy_drop_pts": None if original is None else round(
+                    (original - accuracy) * 100, 4)}
         for size in item["sizes"]:
             row = {"artifact": entry.name, "backend": backends_used[index], "device": devices[index],
                    "precision": entry.precision, "format": entry.format,
@@ -225,7 +247,8 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
         "machine": machine_info(threads),
         "settings": {"batch_sizes": batch_sizes, "warmup": warmup, "warmup_seconds": warmup_seconds, "iters": iters,
                      "seconds": seconds,
-                     "threads": threads, "repeats": repeats, "backends": backends, "end_to_end": end_to_end,
+                     "threads": threads, "repeats": repeats, "backends": backends, "cpu_runtimes": runtimes,
+                     "end_to_end": end_to_end,
                      "allocator": allocator or "default",
                      "input_shape": list(input_shape)},
         "max_accuracy_drop": max_accuracy_drop,

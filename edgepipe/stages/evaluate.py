@@ -61,6 +61,19 @@ def _bundle_inputs(bundle: Path) -> tuple[dict[str, Any], dict[str, Any], np.nda
     return recipe, record, reference.x, reference.y, [row]
 
 
+def accuracy_on_runtime(run_dir: Path, directory: Path, artifact, runtime: str, threads: int | None = None,
+                        batch_size: int = 256) -> float:
+    """Top-1 of one ONNX artifact run on ``runtime`` (a CPU runtime other than eval's onnxruntime) on the run's
+    test split, or the bundle's stored samples: bench measures each (artifact, runtime) pair it may pick."""
+    from edgepipe.bundles import is_bundle
+
+    inputs = _bundle_inputs if is_bundle(Path(run_dir)) else _run_inputs
+    _, _, test_x, test_y, _ = inputs(Path(run_dir))
+    with open_runner(directory, artifact, threads=threads, runtime=runtime) as runner:
+        logits = infer_in_batches(runner, test_x, batch_size)
+    return float((logits.argmax(1) == test_y).mean())
+
+
 def evaluate(run_dir: Path, config: EvalConfig | None = None) -> dict[str, Any]:
     """Evaluate every artifact of ``run_dir``; returns the report dict (written by the caller or the CLI).
 

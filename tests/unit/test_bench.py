@@ -28,7 +28,9 @@ from edgepipe.stages.bench import bench
 SPEC = {"name": "mlp", "params": {"hidden": [8]}, "input_shape": [1, 4, 4], "num_classes": 10}
 PREPROCESSING = {"kind": "image", "layout": "NCHW", "channels": 1, "size": [4, 4], "scale": 1 / 255,
                  "mean": [0.5], "std": [0.25]}
-FAST = {"warmup": 1, "warmup_seconds": 0.0, "iters": 3, "seconds": None, "repeats": 2, "memory": False}
+# One CPU runtime unless a test is about several (test_openvino.py): row counts stay one per artifact.
+FAST = {"warmup": 1, "warmup_seconds": 0.0, "iters": 3, "seconds": None, "repeats": 2, "memory": False,
+        "cpu_runtimes": ["onnxruntime"]}
 
 
 def _stage(directory: Path, stage: str, files: list[tuple[str, str, str, str]], **extra) -> None:
@@ -117,7 +119,8 @@ def test_bench_writes_report_json_md_and_png(tiny_run: Path) -> None:
 
 def test_bench_measures_peak_memory_in_a_fresh_process(tiny_run: Path) -> None:
     result = bench(tiny_run / "export" / "model.onnx", BenchConfig(batch_sizes=[1], threads=1, warmup=0,
-                                                                  warmup_seconds=0.0, iters=2, repeats=1))
+                                                                  warmup_seconds=0.0, iters=2, repeats=1,
+                                                                  cpu_runtimes=["onnxruntime"]))
     (row,) = result["rows"]
     assert row["peak_memory_bytes"] is not None and row["peak_memory_bytes"] > 0
 
@@ -269,7 +272,7 @@ def test_a_tie_within_noise_goes_to_the_smaller_file() -> None:
             _row("fp16", "onnxruntime", "fp16", 1.20, 0.0, size=2000)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
     assert pick["artifact"] == "int8-cpu"
-    assert "smallest file" in pick["reason"] and "pruned-onnx-fp32 1 ms" in pick["reason"]
+    assert "smallest file" in pick["reason"] and "pruned-onnx-fp32 (onnxruntime fp32) 1 ms" in pick["reason"]
     rows[2]["latency_ms"]["p50"] = 1.06  # just outside the 5 % tie: speed decides again
     assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["artifact"] == "pruned-onnx-fp32"
 

@@ -1,0 +1,88 @@
+"""OpenVINO runner: a second CPU runtime beside onnxruntime, reading the project's own ONNX files as they are.
+
+OpenVINO reads ONNX directly (FP32, FP16, and the QDQ INT8 graphs, whose QuantizeLinear/DequantizeLinear
+pairs it turns into its own FakeQuantize: the same calibration, no second one). Compiled with the thread
+count bench gives every runtime (``INFERENCE_NUM_THREADS``) and one performance hint: ``LATENCY`` (one
+stream, what a single request waits for) or ``THROUGHPUT`` (several streams; OpenVINO's choice for large
+batches). Which one serves a batch size better is measured by bench, not assumed. Imports nothing from torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgepipe.errors import EdgepipeError, MissingDependency
+from edgepipe.runners.base import Runner, TensorSpec
+
+HINTS = ("LATENCY", "THROUGHPUT")
+# OpenVINO element type names -> numpy dtype names
+_OV_TYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32", "i8": "int8",
+             "u8": "uint8", "boolean": "bool"}
+
+
+def openvino_version() -> str | None:
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return str(openvino.__version__).split("-")[0]
+
+
+def _spec(port) -> TensorSpec:
+    shape = port.get_partial_shape()
+    dims = tuple(d.get_length() if d.is_static else None for d in shape)
+    return TensorSpec(port.get_any_name(), dims, _OV_TYPES.get(port.get_element_type().get_type_name(), "float32"))
+
+
+class OvRunner(Runner):
+    backend = "openvino"
+
+    def __init__(self, model_path: Path, threads: int | None = None, hint: str = "LATENCY") -> None:
+        super().__init__()
+        if hint not in HINTS:
+            raise EdgepipeError(f"OpenVINO performance hint {hint!r}: choose {' or '.join(HINTS)}")
+        self.model_path, self.threads, self.hint = Path(model_path), threads, hint
+
+    def open(self) -> None:
+        try:
+            import openvino
+        except ImportError:
+            raise MissingDependency("OpenVINO is not installed: `pip install 'edgepipe[openvino]'`") from None
+        if not self.model_path.is_file():
+            raise EdgepipeError(f"ONNX model not found: {self.model_path}")
+        config = {"PERFORMANCE_HINT": self.hint}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        try:
+            core = openvino.Core()
+            self._compiled = core.compile_model(core.read_model(str(self.model_path)), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError with multi-line C++ traces
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise EdgepipeError(f"{self.model_path}: OpenVINO cannot compile it ({first})") from None
+        self._request = self._compiled.create_infer_request()
+        self._inputs = [_spec(port) for port in self._compiled.inputs]
+        self._outputs = [_spec(port) for port in self._compiled.outputs]
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    @property
+    def device(self) -> str:
+        return f"cpu (OpenVINO {openvino_version()}, {self.hint.lower()} hint)"
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self._request.infer(feed)
+        # copies: the request's output tensors are reused by the next call
+        return {spec.name: np.array(results[port], copy=True)
+                for spec, port in zip(self._outputs, self._compiled.outputs, strict=True)}

@@ -1,0 +1,72 @@
+"""OpenVINO beside onnxruntime: the same ONNX files, the same outputs, timed side by side by bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepipe.errors import EdgepipeError
+from edgepipe.recipe import BenchConfig
+from edgepipe.runners.select import installed_cpu_runtimes, runner_for_file
+
+pytest.importorskip("openvino", reason="the openvino extra (make install brings it)")
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    from test_bench import make_tiny_run
+
+    return make_tiny_run(tmp_path)
+
+
+def test_openvino_is_installed_by_make_install():
+    assert installed_cpu_runtimes() == ["onnxruntime", "openvino"]
+
+
+@pytest.mark.parametrize("name", ["export/model.onnx", "quantize/model.int8.cpu.onnx"])
+def test_same_file_same_outputs_as_onnxruntime(run, name):
+    x = np.random.default_rng(0).normal(size=(5, 1, 4, 4)).astype(np.float32)
+    with runner_for_file(run / name, threads=1) as ort, runner_for_file(run / name, threads=1,
+                                                                          runtime="openvino") as ov:
+        assert ov.backend == "openvino" and "OpenVINO" in ov.device
+        assert [s.name for s in ov.outputs] == [s.name for s in ort.outputs]
+        assert ov.input_spec.shape == ort.input_spec.shape == (None, 1, 4, 4)
+        expected, got = ort.infer(x), ov.infer(x)
+    for key in expected:
+        scale = float(np.abs(expected[key]).max()) or 1.0
+        assert float(np.abs(expected[key] - got[key]).max()) <= 0.05 * scale  # int8 kernels round differently
+
+
+def test_throughput_hint_and_bad_input(run, tmp_path):
+    from edgepipe.runners.openvino import OvRunner
+
+    with OvRunner(run / "export" / "model.onnx", threads=1, hint="THROUGHPUT") as ov:
+        assert ov.infer(np.zeros((64, 1, 4, 4), np.float32))[ov.outputs[0].name].shape[0] == 64
+    with pytest.raises(EdgepipeError, match="performance hint"):
+        OvRunner(run / "export" / "model.onnx", hint="FAST")
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    with pytest.raises(EdgepipeError, match="OpenVINO cannot compile it"), OvRunner(tmp_path / "bad.onnx"):
+        pass
+    with pytest.raises(EdgepipeError, match="unknown CPU runtime"):
+        runner_for_file(run / "export" / "model.onnx", runtime="tvm")
+
+
+def test_bench_times_every_onnx_artifact_on_both_runtimes_and_the_pick_names_the_pair(run):
+    from edgepipe.stages.bench import bench
+
+    config = BenchConfig(batch_sizes=[1], threads=1, warmup=1, warmup_seconds=0.0, iters=3, seconds=None,
+                         repeats=2, memory=False)
+    result = bench(run, config, write=False)
+    pairs = {(r["artifact"], r["backend"]) for r in result["rows"]}
+    assert {("onnx-fp32", "onnxruntime"), ("onnx-fp32", "openvino"), ("int8-cpu", "onnxruntime"),
+            ("int8-cpu", "openvino"), ("original", "torch")} <= pairs
+    assert result["settings"]["cpu_runtimes"] == ["onnxruntime", "openvino"]
+    pick = result["deployable"]["cpu"]
+    assert pick["backend"] in {"torch", "onnxruntime", "openvino"}
+    assert f"({pick['backend']} " in pick["reason"]  # the reason names the runtime with the artifact
+    only = bench(run, config.model_copy(update={"cpu_runtimes": ["openvino"]}), write=False)
+    assert {r["backend"] for r in only["rows"]} == {"torch", "openvino"}
+    json.dumps(result)  # JSON-ready
