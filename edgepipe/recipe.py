@@ -142,6 +142,9 @@ class QuantizeConfig(Section):
                                      "measured slower at speed_batch (e.g. a 1-channel stem conv)")
     speed_batch: int = Field(default=defaults.QUANTIZE["speed_batch"], ge=1,
                              description="batch size the CPU track's speed is measured at")
+    retime: bool = Field(default=defaults.QUANTIZE["retime"],
+                         description="measure the CPU track's speed decision again instead of reusing the one "
+                         "this machine made for the same model (edgepipe.cache)")
     tensorrt_version: str = Field(default=defaults.QUANTIZE["tensorrt_version"], pattern=r"^\d+(\.\d+){0,2}$",
                                   description="TensorRT that reads trt.calib.cache (its header names the version)")
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("EDGEPIPE_NO_PROGRESS", "1")  # keep test logs readable
+# Measured decisions (edgepipe.cache) never go to ~/.cache from tests, not even from module-scoped fixtures
+# that run before the per-test directory below is set.
+os.environ["EDGEPIPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgepipe-test-cache-")
 
 from helpers.recipes import REPO, write_recipe  # noqa: F401  (re-exported for fixtures)
 
@@ -33,6 +37,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _private_cache_dir(tmp_path_factory, monkeypatch) -> None:
-    """bench remembers the machine's fastest probe under EDGEPIPE_CACHE_DIR: keep tests out of ~/.cache."""
-    monkeypatch.setenv("EDGEPIPE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "edgepipe-cache"))
+def _private_cache_dir(tmp_path, monkeypatch) -> None:
+    """Each test its own EDGEPIPE_CACHE_DIR (bench's remembered probe, quantize's speed decisions): one test's
+    measured decision never answers another's."""
+    monkeypatch.setenv("EDGEPIPE_CACHE_DIR", str(tmp_path / "edgepipe-cache"))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,10 +50,9 @@ REMEMBERED_RUNS = 5  # the remembered "fast" is the median of the last few runs'
 
 
 def remembered_probes_path() -> Path:
-    if os.environ.get("EDGEPIPE_CACHE_DIR"):
-        return Path(os.environ["EDGEPIPE_CACHE_DIR"]) / "steady-probe.json"
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache_home / "edgepipe" / "steady-probe.json"
+    from edgepipe.cache import cache_dir
+
+    return cache_dir() / "steady-probe.json"
 
 
 @dataclass
@@ -179,8 +177,6 @@ class SteadyGate:
 
 
 def _cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    from edgepipe.cache import cpu_model
+
+    return cpu_model()

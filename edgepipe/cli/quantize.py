@@ -32,6 +32,9 @@ def command(
     = defaults.QUANTIZE["cpu_speed_fallback"],
     speed_batch: Annotated[int, typer.Option(min=1, help="Batch size the CPU track's speed is measured at.")]
     = defaults.QUANTIZE["speed_batch"],
+    retime: Annotated[bool, typer.Option(help="Measure the CPU track's speed decision again instead of reusing "
+                                              "the one this machine made for the same model.")]
+    = defaults.QUANTIZE["retime"],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: RUN/quantize).")]
     = None,
 ) -> None:
@@ -46,7 +49,7 @@ def command(
     config = stage_config(QuantizeConfig, {
         "method": method, "percentile": percentile, "calibration": calib, "qat": qat, "max_drop": max_drop,
         "reduce_range": reduce_range, "tensorrt_version": tensorrt_version, "cpu_speed_fallback": cpu_speed_fallback,
-        "speed_batch": speed_batch}, flags={"calibration": "--calib"})
+        "speed_batch": speed_batch, "retime": retime}, flags={"calibration": "--calib"})
     resolved = resolve_source(source)
     if out is None:
         stage_dir = (resolved.stage_dir or resolved.onnx.parent).absolute()

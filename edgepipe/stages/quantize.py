@@ -11,6 +11,7 @@ RUN/quantize/
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -184,7 +185,8 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         cpu_speed = None
         if speed and config.cpu_speed_fallback:
             cpu_speed = _cpu_float_where_faster(prepared, tmp, tracks[INT8_CPU], config.method, tmp / RANGES,
-                                                fallback["excluded"], val, reference["val"], max_drop, speed_batch)
+                                                fallback["excluded"], val, reference["val"], max_drop, speed_batch,
+                                                retime=config.retime)
 
         scales = trt_cache.scales_from_ranges(ranges)
         trt_cache.write_cache(tmp / CACHE, scales, config.tensorrt_version)
@@ -282,46 +284,103 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
             "sensitivity": fitted.table, "steps": fitted.steps}
 
 
+SPEED_DECISIONS = "cpu-speed-decisions"  # edgepipe.cache file name
+
+
+def _speed_decision_key(prepared: Path, layers: list, already_float: list[str], method: str, batch: np.ndarray,
+                        threads: int) -> str:
+    """Everything the CPU track's speed decision depends on: the graph's bytes, its candidate layers, what the
+    accuracy fallback already keeps in float, the batch, the threads, the CPU and the runtime's version."""
+    import onnxruntime
+
+    from edgepipe.cache import DecisionCache, cpu_fingerprint
+    from edgepipe.quant.speed import MIN_GAIN
+
+    return DecisionCache.key(schema=1, model=sha256_file(prepared), layers=layers, already_float=sorted(already_float),
+                             method=method, batch=list(batch.shape), threads=threads, cpu=cpu_fingerprint(),
+                             runtime=f"onnxruntime {onnxruntime.__version__}", min_gain=MIN_GAIN)
+
+
 def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, ranges_path: Path, already_float: list[str],
-                            val, reference_val: float, max_drop: float, batch: np.ndarray) -> dict:
-    """quant/speed.py on the CPU track; the faster mix replaces tmp's int8-cpu model when it stays within budget."""
+                            val, reference_val: float, max_drop: float, batch: np.ndarray, *,
+                            retime: bool = False) -> dict:
+    """quant/speed.py on the CPU track; the faster mix replaces tmp's int8-cpu model when it stays within budget.
+
+    The measured decision (which layers stay in float) is kept in edgepipe.cache, keyed by everything it depends
+    on: a rerun on this machine reuses it (the same bytes come out, whatever the machine's load) unless
+    ``retime``; the summary says which ("decision": "measured" or "reused")."""
     import itertools
 
-    from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, ort_timer
+    from edgepipe.cache import DecisionCache
     from edgepipe.quant.tracks import quantizable_nodes, quantize_track
 
+    threads = available_cpus()
+    layers = quantizable_nodes(prepared)
+    cache = DecisionCache(SPEED_DECISIONS)
+    key = _speed_decision_key(prepared, layers, already_float, method, batch, threads)
+    cached = None if retime else cache.get(key)
+    if cached is not None:
+        summary = dict(cached, decision="reused", cache=str(cache.path))
+        say(f"quantize: CPU-track speed decision reused from {cache.path} (measured {cached.get('measured_at')}; "
+            "--retime measures again)")
+        if summary["kept_float"]:
+            mix = quantize_track(prepared, prepared.parent / "cpu-speed-mix.onnx", track, method, ranges_path,
+                                 [*already_float, *summary["kept_float"]])
+            summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop)
+        return summary
+    summary = _measure_cpu_speed(prepared, tmp, track, method, ranges_path, already_float, layers, batch, threads,
+                                 itertools.count())
+    mix = summary.pop("model", None)
+    record = dict(summary, measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    cache.put(key, record)
+    summary = dict(record, decision="retimed" if retime else "measured", cache=str(cache.path))
+    if summary["kept_float"]:
+        summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop)
+    return summary
+
+
+def _measure_cpu_speed(prepared: Path, tmp: Path, track, method: str, ranges_path: Path, already_float: list[str],
+                       layers: list, batch: np.ndarray, threads: int, numbers) -> dict:
+    from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, ort_timer
+    from edgepipe.quant.tracks import quantize_track
+
     probe_dir = Path(tempfile.mkdtemp(prefix="speed-", dir=prepared.parent))
-    numbers = itertools.count()
 
     def build(excluded: list[str]) -> Path:
         path = probe_dir / f"cpu-{next(numbers)}.onnx"
         return quantize_track(prepared, path, track, method, ranges_path, excluded)
 
-    threads = available_cpus()
     say(f"quantize: timing each layer of the CPU track in int8 vs float (batch {len(batch)}, {threads} threads)")
-    found = keep_float_where_faster(quantizable_nodes(prepared), already_float, build, ort_timer(batch, threads))
+    found = keep_float_where_faster(layers, already_float, build, ort_timer(batch, threads))
     summary = {"batch": len(batch), "threads": threads, "min_gain": MIN_GAIN, "kept_float": found.kept_float,
                "table": found.table}
     if not found.kept_float:
         return summary
     # A mix that is no faster than the FP32 graph itself has given up INT8's size for nothing: then INT8 does
-    # not pay for speed on this CPU, the fully quantized graph (the smallest) stays, and FP32 is the fast one.
+    # not pay for speed on this CPU, the int8 graph (the smallest) stays, and FP32 is the fast one.
     rounds = ort_timer(batch, threads)({"fp32": prepared, "mix": found.model})
     versus = {label: float(np.median(times)) for label, times in rounds.items()}
     summary.update(fp32_ms=round(versus["fp32"], 4), mix_ms=round(versus["mix"], 4))
     if not clearly_faster(rounds["mix"], rounds["fp32"]):
+        what = ("keeps only the accuracy fallback's float layers" if already_float else "stays fully quantized")
         summary.update(kept_float=[], reverted=f"the fastest mix ({versus['mix']:.3f} ms) is not {MIN_GAIN:.0%} faster "
-                                              f"than FP32 ({versus['fp32']:.3f} ms) in every round: int8-cpu stays "
-                                              "fully quantized, for size")
+                                              f"than FP32 ({versus['fp32']:.3f} ms) in every round: int8-cpu {what}, "
+                                              "for size")
         say(f"quantize: INT8 does not pay for speed on this CPU (fastest mix {versus['mix']:.3f} ms vs FP32 "
-            f"{versus['fp32']:.3f} ms at batch {len(batch)}); int8-cpu stays fully quantized (smallest file)")
+            f"{versus['fp32']:.3f} ms at batch {len(batch)}); int8-cpu {what} (smallest file)")
         return summary
-    drop = (reference_val - accuracy_of(found.model, val.x, val.y)) * 100
+    summary["model"] = found.model
+    return summary
+
+
+def _accept_faster_mix(summary: dict, mix: Path, tmp: Path, val, reference_val: float, max_drop: float) -> dict:
+    """The faster mix becomes the int8-cpu artifact when it stays within the accuracy budget."""
+    drop = (reference_val - accuracy_of(mix, val.x, val.y)) * 100
     if drop > max_drop:  # float layers should only help accuracy; if not, the budget wins over speed
-        summary.update(kept_float=[], reverted=f"the faster mix loses {drop:.2f} pts on val (budget {max_drop:.2f})")
-        return summary
-    shutil.copyfile(found.model, tmp / INT8_CPU)
-    for row in found.table:
+        return dict(summary, kept_float=[], reverted=f"the faster mix loses {drop:.2f} pts on val "
+                                                     f"(budget {max_drop:.2f})")
+    shutil.copyfile(mix, tmp / INT8_CPU)
+    for row in summary.get("table", []):
         if row["kept_float"]:
             say(f"quantize: CPU track keeps {row['node']} ({row['op']}) in float: the graph takes "
                 f"{row['float_ms']:.3f} ms vs {row['int8_ms']:.3f} ms with it in int8")

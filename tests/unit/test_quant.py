@@ -384,3 +384,38 @@ def test_cpu_track_keeps_float_layers_only_when_the_mix_beats_fp32(tmp_path, mon
         assert summary["kept_float"] == [] and "faster than FP32" in summary["reverted"]
         assert _float_layers(out / "model.int8.cpu.onnx") == 0
     assert _float_layers(out / "model.int8.trt.onnx") == 0  # the TensorRT track is never touched
+
+
+def test_the_speed_decision_is_kept_and_a_rerun_makes_the_same_bytes(tmp_path, monkeypatch):
+    """A measured CPU-track decision is reused on this machine (byte-identical artifact, no timing at all);
+    --retime measures again; the manifest says which."""
+    from edgepipe.cache import DecisionCache
+    from edgepipe.quant import speed
+    from edgepipe.stages.quantize import SPEED_DECISIONS, quantize
+
+    calls = []
+
+    def timer(batch, threads, **_):
+        calls.append(len(batch))
+        return _scripted_timer(5.0)(batch, threads)
+
+    monkeypatch.setattr(speed, "ort_timer", timer)
+    root = make_export_dir(tmp_path)
+    calib = write_calibration(root / "calib.yaml")
+    config = QuantizeConfig(calibration=str(calib), qat=False, fp16=False)
+    first = quantize(root, root / "q1", config)
+    measured = json.loads((first / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
+    assert measured["decision"] == "measured" and measured["kept_float"] and calls
+    assert len(DecisionCache(SPEED_DECISIONS)._entries()) == 1
+
+    calls.clear()
+    monkeypatch.setattr(speed, "ort_timer", _scripted_timer(0.5))  # a machine in another mood: would revert
+    second = quantize(root, root / "q2", config)
+    reused = json.loads((second / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
+    assert reused["decision"] == "reused" and reused["kept_float"] == measured["kept_float"]
+    assert (second / "model.int8.cpu.onnx").read_bytes() == (first / "model.int8.cpu.onnx").read_bytes()
+
+    third = quantize(root, root / "q3", config.model_copy(update={"retime": True}))
+    retimed = json.loads((third / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
+    assert retimed["decision"] == "retimed" and retimed["kept_float"] == []  # measured again, this time FP32 wins
+    assert "faster than FP32" in retimed["reverted"]
