@@ -92,15 +92,38 @@ def _pick(directory: Path, artifacts: list[tuple[Path, Artifact]], name: str | N
                                          item[0].name != EXPORT_PRUNED))
 
 
+def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]]) -> tuple[Path, Artifact, str] | None:
+    """The CPU (artifact, runtime) pair bench picked for this run (report.json), when that artifact is here."""
+    from edgepipe.artifacts import read_json
+    from edgepipe.report import REPORT
+    from edgepipe.runners.select import installed_cpu_runtimes
+
+    if not (directory / REPORT).is_file():
+        return None
+    try:
+        pick = ((read_json(directory / REPORT, "report").get("bench") or {}).get("deployable") or {}).get("cpu") or {}
+    except EdgepipeError:
+        return None  # an unreadable report: infer's own rule still picks
+    found = next(((s, e) for s, e in artifacts if e.name == pick.get("artifact")), None)
+    if found is None or found[1].format not in ("onnx", "torch"):
+        return None
+    backend = pick.get("backend")
+    runtime = backend if found[1].format == "onnx" and backend in installed_cpu_runtimes() else None
+    return found[0], found[1], runtime or ("onnxruntime" if found[1].format == "onnx" else "torch")
+
+
 def choose(model: Path, *, artifact: str | None = None, threads: int | None = None) -> Choice:
-    """Resolve MODEL (file or directory) to a runner, the file it runs, and the recorded preprocessing."""
+    """Resolve MODEL (file or directory) to a runner, the file it runs, and the recorded preprocessing.
+
+    A directory with no usable engine runs what bench picked for the CPU (the fastest within budget, on the
+    runtime it was fastest on) when bench has run; else the pruned FP32 ONNX on onnxruntime."""
     from edgepipe.runners.select import runner_for_file, tensorrt_problem
 
     model = Path(model)
     if not model.exists():
         raise EdgepipeError(f"{model} does not exist; pass a run directory, stage, bundle, .onnx, .engine or .pt")
     source = resolve(model)
-    fmt, note = None, None
+    fmt, note, runtime = None, None, None
     if source.kind == "file":
         path, name = model, model.name
     else:
@@ -110,7 +133,14 @@ def choose(model: Path, *, artifact: str | None = None, threads: int | None = No
         path, fmt, name = stage / entry.file, entry.format, entry.name
         if problem is not None and artifact is None and any(e.format == "engine" for _, e in artifacts):
             note = f"TensorRT not available here ({problem}); ran the ONNX artifact {name} on onnxruntime instead"
-    runner = runner_for_file(path, fmt, threads=threads, fallback=True)
+        picked = _bench_pick(source.directory, artifacts) if artifact is None and entry.format != "engine" else None
+        if picked is not None:
+            stage, entry, runtime = picked
+            path, fmt, name = stage / entry.file, entry.format, entry.name
+            note = f"ran {name} on {runtime}: bench's pick for this CPU (report.json)" + (
+                f"; {note}" if note else "")
+    runner = runner_for_file(path, fmt, threads=threads, fallback=True,
+                             runtime=runtime if runtime in ("openvino",) else None)
     ran = runner.source or path
     record = _find_dataset_record(ran.parent)
     return Choice(runner, ran, name, runner.note or note, list(record.labels), record.preprocessing or {})

@@ -70,3 +70,18 @@ def test_bench_times_every_onnx_artifact_on_both_runtimes_and_the_pick_names_the
     only = bench(run, config.model_copy(update={"cpu_runtimes": ["openvino"]}), write=False)
     assert {r["backend"] for r in only["rows"]} == {"torch", "openvino"}
     json.dumps(result)  # JSON-ready
+
+
+def test_infer_runs_the_pair_bench_picked_and_says_so(run):
+    from edgepipe.infer import choose
+
+    report = json.loads((run / "report.json").read_text())
+    report["bench"] = {"deployable": {"cpu": {"artifact": "int8-cpu", "backend": "openvino", "target": "cpu"}}}
+    (run / "report.json").write_text(json.dumps(report))
+    choice = choose(run)
+    assert choice.artifact == "int8-cpu" and choice.runner.backend == "openvino"
+    assert "bench's pick for this CPU" in choice.note
+    assert choose(run, artifact="onnx-fp32").runner.backend == "onnxruntime"  # asked for: no pick applies
+    report["bench"]["deployable"]["cpu"]["backend"] = "onnxruntime"
+    (run / "report.json").write_text(json.dumps(report))
+    assert choose(run).runner.backend == "onnxruntime"
