@@ -50,13 +50,18 @@ def hex_to_scale(text: str) -> float:
     return struct.unpack(">f", bytes.fromhex(text.rjust(8, "0")))[0]
 
 
+def _float32(value: float) -> float:
+    return float(struct.unpack(">f", struct.pack(">f", value))[0])
+
+
 def scales_from_ranges(ranges: dict[str, tuple[float, float]]) -> dict[str, float]:
     """Symmetric per-tensor INT8 scales, amax / 127, from calibrated (lowest, highest) ranges."""
     scales = {}
     for name, (lowest, highest) in ranges.items():
         amax = max(abs(float(lowest)), abs(float(highest)))
-        # A tensor that is constant zero on the calibration set still needs a positive step.
-        scales[name] = float(struct.unpack(">f", struct.pack(">f", amax / INT8_MAX))[0]) if amax > 0 else 1.0 / INT8_MAX
+        # A tensor that is constant zero on the calibration set (a dead ReLU) still needs a positive step. Both
+        # go through float32, the width the cache stores: the self-check compares what is read back bit for bit.
+        scales[name] = _float32(amax / INT8_MAX if amax > 0 else 1.0 / INT8_MAX)
     return scales
 
 
@@ -65,17 +70,20 @@ def write_cache(path: Path, scales: dict[str, float], tensorrt_version: str) -> 
     for name, scale in sorted(scales.items()):  # byte-stable: the order tensors were met varies by process
         if not math.isfinite(scale) or scale <= 0:
             raise EdgepipeError(f"calibration scale of tensor {name!r} is {scale}; it must be positive and finite")
-        if ":" in name or "\n" in name:
-            raise EdgepipeError(f"tensor name {name!r} cannot be written to a TensorRT cache (contains ':' or newline)")
+        if ":" in name or "\n" in name or "\r" in name:
+            raise EdgepipeError(f"tensor name {name!r} cannot be written to a TensorRT cache (contains ':' or a line "
+                                "break)")
         lines.append(f"{name}: {scale_to_hex(scale)}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    # UTF-8 bytes: TensorRT matches tensor names byte for byte against the ONNX graph's names.
+    Path(path).write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
     return Path(path)
 
 
 def parse_cache(path: Path) -> tuple[str, dict[str, float]]:
     """(header, {tensor: scale}); raises EdgepipeError on anything TensorRT would not read."""
-    text = Path(path).read_text(encoding="ascii", errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()]
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    # split on "\n" only: str.splitlines() also breaks at \x0b, \x1c, \u2028..., which a tensor name may hold
+    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
     if not lines or not lines[0].startswith("TRT-") or not lines[0].endswith(CACHE_ALGORITHM):
         raise EdgepipeError(f"{path}: not a TensorRT {CACHE_ALGORITHM} cache (first line "
                             f"{(lines or [''])[0][:60]!r}); rerun `edgepipe quantize`")

@@ -419,3 +419,15 @@ def test_the_speed_decision_is_kept_and_a_rerun_makes_the_same_bytes(tmp_path, m
     retimed = json.loads((third / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
     assert retimed["decision"] == "retimed" and retimed["kept_float"] == []  # measured again, this time FP32 wins
     assert "faster than FP32" in retimed["reverted"]
+
+
+def test_cache_round_trips_a_dead_tensor_and_odd_names(tmp_path):
+    """A tensor constant on the calibration set (a dead ReLU: range 0..0) and names with spaces, unicode or
+    characters str.splitlines() breaks at: what is read back equals what was written, bit for bit."""
+    ranges = {"relu_dead": (0.0, 0.0), "conv 1/out": (-1.5, 2.25), "ünïcode": (0.0, 0.3), "a\x1cb": (-0.1, 0.1),
+              "tiny": (0.0, 1e-30)}
+    scales = trt_cache.scales_from_ranges(ranges)
+    path = trt_cache.write_cache(tmp_path / "c", scales, "10.3")
+    header, parsed = trt_cache.parse_cache(path)
+    assert parsed == scales and header == "TRT-100300-EntropyCalibration2"
+    assert scales["relu_dead"] == np.float32(1 / 127)
