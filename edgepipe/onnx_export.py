@@ -55,9 +55,17 @@ def export_onnx(model, example, path: Path, config: ExportConfig) -> list[str]:
 
 
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """Max abs logit difference and top-1 agreement of two output batches."""
+    """How two output batches differ: max abs difference, the same relative to the reference's largest
+    magnitude (a deep net's logits of 30 differ more in absolute terms than LeNet's of 3, at the same
+    precision), cosine similarity of the flattened outputs, and top-1 agreement."""
+    reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
+    max_abs = float(np.abs(reference - candidate).max())
+    scale = float(np.abs(reference).max())
+    norms = float(np.linalg.norm(reference) * np.linalg.norm(candidate))
     return {
-        "max_abs_diff": float(np.abs(reference - candidate).max()),
+        "max_abs_diff": max_abs,
+        "max_rel_diff": max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")),
+        "cosine": float(np.dot(reference.ravel(), candidate.ravel()) / norms) if norms > 0 else float(max_abs == 0),
         "agreement": float((reference.argmax(1) == candidate.argmax(1)).mean()),
         "samples": int(len(reference)),
     }

@@ -66,7 +66,10 @@ class ExportConfig(Section):
     opset: int = Field(default=defaults.EXPORT["opset"], ge=13, le=23)
     dynamic_batch: bool = defaults.EXPORT["dynamic_batch"]
     exporter: Literal["dynamo", "torchscript"] = defaults.EXPORT["exporter"]
-    parity_atol: float = Field(default=1e-3, gt=0, description="max abs logit difference vs PyTorch")
+    parity_atol: float = Field(default=1e-3, gt=0, description="max abs output difference vs PyTorch, plus "
+                               "parity_rtol times the largest output magnitude")
+    parity_rtol: float = Field(default=1e-3, ge=0, description="relative part of the parity tolerance (as "
+                               "Polygraphy's comparator: atol + rtol * |reference|, on the outputs' largest value)")
     min_agreement: float = Field(default=0.999, gt=0, le=1, description="top-1 agreement vs PyTorch")
 
 

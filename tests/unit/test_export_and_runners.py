@@ -90,3 +90,26 @@ def test_export_refuses_a_changed_dataset(tiny_run, tmp_path):
     write_manifest(run / "train", manifest)
     with pytest.raises(EdgepipeError, match="changed since the model was trained"):
         export(run / "train", run / "export2", ExportConfig(exporter="torchscript"))
+
+
+def test_parity_scales_with_the_outputs():
+    from edgepipe.onnx_export import parity
+
+    reference = np.random.default_rng(0).normal(scale=30.0, size=(100, 10))
+    check = parity(reference, reference + 8.4e-3)  # a deep net's logits at ~1e-4 relative error
+    assert check["max_abs_diff"] == pytest.approx(8.4e-3) and check["max_rel_diff"] < 1e-3
+    assert check["cosine"] > 0.999999 and check["agreement"] == 1.0
+    assert parity(np.zeros((4, 3)), np.zeros((4, 3)))["max_rel_diff"] == 0.0
+
+
+def test_a_dead_model_is_refused_and_a_chance_one_flagged():
+    from edgepipe.stages.export import check_not_degenerate
+
+    with pytest.raises(EdgepipeError, match="outputs are the same for all 50 test samples"):
+        check_not_degenerate(np.zeros((50, 4), np.float32), np.arange(50) % 4, 4)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 1000)
+    guessing = rng.normal(size=(1000, 4))
+    assert "at chance for 4 classes" in check_not_degenerate(guessing, labels, 4)
+    learned = np.eye(4)[labels] * 5 + rng.normal(size=(1000, 4))
+    assert check_not_degenerate(learned, labels, 4) is None
