@@ -89,11 +89,13 @@ def measure_peak_memory(directory: Path, artifact: Artifact, batch_sizes: list[i
     """Run ``measure_in_this_process`` in a fresh Python; returns its result, or {"error": why}."""
     if not Path("/proc/self/status").is_file():
         return {"error": "peak memory needs Linux /proc (not available on this OS)"}
-    request = {"directory": str(directory), "artifact": artifact.model_dump(mode="json"),
+    request = {"directory": str(Path(directory).resolve()), "artifact": artifact.model_dump(mode="json"),
                "batch_sizes": list(batch_sizes), "threads": threads, "input_shape": list(input_shape),
                "runtime": runtime}
     try:
-        done = subprocess.run([sys.executable, "-m", "edgepipe.bench.memory", json.dumps(request)],
+        from edgepipe.child import python_module_argv
+
+        done = subprocess.run(python_module_argv("edgepipe.bench.memory", json.dumps(request)),
                               capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"memory probe timed out after {timeout:.0f} s"}

@@ -52,7 +52,6 @@ def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) 
     """
     import json
     import subprocess
-    import sys
 
     from edgepipe.artifacts import read_json
     from edgepipe.report import REPORT, write_report_markdown, write_report_plot
@@ -62,8 +61,10 @@ def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) 
     if config is not None:
         if fresh_process:
             options = {**config.model_dump(mode="json"), "max_accuracy_drop": recipe.eval.max_accuracy_drop}
-            done = subprocess.run([sys.executable, "-m", "edgepipe.stages.bench", str(run_dir), json.dumps(options)],
-                                  check=False)
+            from edgepipe.child import python_module_argv
+
+            done = subprocess.run(python_module_argv("edgepipe.stages.bench", str(run_dir.resolve()),
+                                                     json.dumps(options)), check=False)
             if done.returncode != 0:
                 raise EdgepipeError(f"bench of {run_dir} failed (exit {done.returncode}; its message is above)")
         else:
