@@ -148,6 +148,18 @@ def test_search_ratio_meets_the_mac_target_with_the_smallest_ratio(target):
     assert count_macs_params(model, IMAGE)[0] == base  # the searched model itself is untouched
 
 
+def test_a_target_reachable_below_the_largest_ratio_is_found():
+    """LeNet with round_to 1: MACs fall until ~0.8, then rise again as whole layers are left alone (0.95 keeps
+    81 %). A bisection from the largest ratio called 20 % impossible; the scan finds it."""
+    model, _ = _model("lenet5", {})
+    options = {**OPTIONS, "round_to": 1}
+    base = count_macs_params(model, IMAGE)[0]
+    assert one_shot_macs(model, IMAGE, 0.95, **options) / base > 0.5  # the non-monotonic part
+    ratio, achieved = search_ratio(model, IMAGE, 0.2, **options)
+    assert achieved <= 0.2 and ratio < 0.8
+    assert one_shot_macs(model, IMAGE, ratio - 0.001, **options) / base > 0.2
+
+
 def test_unreachable_mac_target_is_a_user_error():
     model, _ = _model("lenet5", {})
     with pytest.raises(EdgepipeError, match="target_macs 0.01"):
