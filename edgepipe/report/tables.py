@@ -17,18 +17,25 @@ def eval_table(report: dict[str, Any]) -> Table:
     budget = report["max_accuracy_drop"]
     table = Table(title=f"{report['recipe']} · {report['dataset']['name']} test split "
                         f"({report['dataset']['test_samples']} samples) · budget {budget} pt")
-    for column in ("artifact", "backend", "precision", "accuracy", "drop (pt)", "agreement", "AUC", "size"):
+    for column in ("artifact", "backend", "precision", "accuracy", "drop (pt)", "± 95%", "agreement", "vs parent",
+                   "AUC", "size"):
         table.add_column(column, justify="left" if column in ("artifact", "backend", "precision") else "right")
     for row in report["artifacts"]:
         if "skipped" in row:
-            table.add_row(row["name"], row["backend"], row["precision"], "[dim]skipped[/dim]", "", "", "",
+            table.add_row(row["name"], row["backend"], row["precision"], "[dim]skipped[/dim]", "", "", "", "", "",
                           human_size(row["size_bytes"]))
             continue
         drop = row["accuracy_drop_pts"]
         style = "green" if row["within_budget"] else "bold red"
+        interval = row.get("drop_ci95_pts")
+        parent = row.get("agreement_with_parent")
         table.add_row(row["name"], row["backend"], row["precision"], percent(row["accuracy"]),
-                      f"[{style}]{drop:+.2f}[/{style}]", percent(row["agreement"]),
+                      f"[{style}]{drop:+.2f}[/{style}]", "—" if interval is None else f"{interval:.2f}",
+                      percent(row["agreement"]), "—" if parent is None else percent(parent),
                       "—" if row["auc"] is None else f"{row['auc']:.4f}", human_size(row["size_bytes"]))
+    if report.get("budget_resolvable") is False:
+        table.caption = (f"the {budget} pt budget is finer than one test sample ({report['resolution_pts']:.2f} pt): "
+                         "it cannot be resolved on this many samples")
     return table
 
 

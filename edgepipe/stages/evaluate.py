@@ -92,6 +92,9 @@ def evaluate(run_dir: Path, config: EvalConfig | None = None) -> dict[str, Any]:
 
     artifacts = RunLayout(run_dir).artifacts()
     results, original_logits = [], None
+    predictions: dict[str, np.ndarray] = {}  # artifact name -> top-1 per test sample
+    by_sha: dict[str, str] = {}  # a file's sha256 -> its artifact name (to find each artifact's parent)
+    parent_shas: dict[str, set[str]] = {}
     for row in stored_rows:  # the original's outputs, recorded where PyTorch ran
         logits = row.pop("logits")
         original_logits = logits if original_logits is None else original_logits
@@ -120,27 +123,55 @@ def evaluate(run_dir: Path, config: EvalConfig | None = None) -> dict[str, Any]:
             row["accuracy"] = float((logits.argmax(1) == test_y).mean())
             row["auc"] = macro_auc(logits, test_y)
             row.update({k: v for k, v in parity(original_logits, logits).items() if k != "samples"})
+            predictions[artifact.name] = logits.argmax(1)
+            by_sha[artifact.sha256] = artifact.name
+            parent_shas[artifact.name] = set(read_manifest(directory).parents.values())
             results.append(row)
             bar.update(task, advance=1)
 
     if not results or results[0]["name"] != ORIGINAL:
         raise EdgepipeError(f"{run_dir}: no original model found (train/manifest.json lists no 'original')")
     original = results[0]
+    original_right = (original_logits.argmax(1) == test_y) if original_logits is not None else None
     for row in results:
         if "accuracy" in row:
             row["accuracy_drop_pts"] = round((original["accuracy"] - row["accuracy"]) * 100, 4)
             row["within_budget"] = row["accuracy_drop_pts"] <= max_accuracy_drop
+            if row["name"] in predictions and original_right is not None:
+                row["drop_ci95_pts"] = drop_interval(original_right, predictions[row["name"]] == test_y)
+            parent = next((by_sha[sha] for sha in parent_shas.get(row["name"], ()) if sha in by_sha
+                           and by_sha[sha] != row["name"]), None)
+            if parent is not None:  # an INT8 file against the FP32 graph it was made from, not only the original
+                row["parent"] = parent
+                row["agreement_with_parent"] = float((predictions[row["name"]] == predictions[parent]).mean())
     failed = [r["name"] for r in results if r.get("within_budget") is False]
+    samples = int(len(test_y))
+    resolution = 100.0 / samples if samples else float("inf")
     report = {
         "recipe": recipe.get("name", run_dir.name),
         "dataset": dataset_record,
         "original": {"accuracy": original["accuracy"], "auc": original["auc"], "backend": original["backend"],
                      "path": original["path"]},
         "max_accuracy_drop": max_accuracy_drop,
+        "samples": samples,
+        "resolution_pts": resolution,  # one test sample, in points
+        "budget_resolvable": max_accuracy_drop >= resolution,
         "artifacts": results,
         "passed": not failed,
         "failed": failed,
     }
     if engine_problem:
         say(f"[yellow]eval: engines skipped: {engine_problem}; their ONNX sources ran on onnxruntime[/yellow]")
+    if not report["budget_resolvable"]:
+        say(f"[yellow]eval: the {max_accuracy_drop} pt budget is finer than one test sample ({resolution:.2f} pt on "
+            f"{samples} samples): it cannot be resolved here; evaluate on more samples[/yellow]")
     return report
+
+
+def drop_interval(original_right: np.ndarray, artifact_right: np.ndarray) -> float:
+    """Half-width, in points, of the 95 % confidence interval of the accuracy drop: a paired difference on the
+    same samples (the two models are right and wrong on mostly the same images), normal approximation."""
+    difference = original_right.astype(np.float64) - artifact_right.astype(np.float64)
+    if len(difference) < 2:
+        return float("inf")
+    return float(1.96 * difference.std(ddof=1) / np.sqrt(len(difference)) * 100)
