@@ -172,11 +172,14 @@ def _load_cudart():
         count = ctypes.c_int(0)
         status = int(lib.cudaGetDeviceCount(ctypes.pointer(count)))
         if status == CUDA_ERROR_INSUFFICIENT_DRIVER:
-            errors.append("{}: the NVIDIA driver is older than this CUDA runtime (cudaError 35)".format(candidate))
+            errors.append("{}: no NVIDIA driver, or one older than this CUDA runtime (cudaError 35)".format(candidate))
             continue
         return lib
+    driver_errors = [e for e in errors if "cudaError 35" in e]
+    why = driver_errors[-1] if driver_errors else "no libcudart.so found on the loader path or in {}".format(
+        ", ".join(_CUDA_DIRS[:2]))
     raise MissingPiece("the CUDA runtime library (libcudart) is not usable here ({}); install the CUDA toolkit "
-                       "or JetPack's cuda-cudart package".format(errors[-1] if errors else "not found"))
+                       "or JetPack's cuda-cudart package".format(why))
 
 
 class Cudart(object):
