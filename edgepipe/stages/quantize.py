@@ -308,7 +308,7 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
 
     The measured decision (which layers stay in float) is kept in edgepipe.cache, keyed by everything it depends
     on: a rerun on this machine reuses it (the same bytes come out, whatever the machine's load) unless
-    ``retime``; the summary says which ("decision": "measured" or "reused")."""
+    ``retime``; the summary says which ("decision": "measured", "reused" or "retimed")."""
     import itertools
 
     from edgepipe.cache import DecisionCache
@@ -328,7 +328,7 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
                                  [*already_float, *summary["kept_float"]])
             summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop)
         return summary
-    summary = _measure_cpu_speed(prepared, tmp, track, method, ranges_path, already_float, layers, batch, threads,
+    summary = _measure_cpu_speed(prepared, track, method, ranges_path, already_float, layers, batch, threads,
                                  itertools.count())
     mix = summary.pop("model", None)
     record = dict(summary, measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -339,8 +339,9 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
     return summary
 
 
-def _measure_cpu_speed(prepared: Path, tmp: Path, track, method: str, ranges_path: Path, already_float: list[str],
+def _measure_cpu_speed(prepared: Path, track, method: str, ranges_path: Path, already_float: list[str],
                        layers: list, batch: np.ndarray, threads: int, numbers) -> dict:
+    """Time the CPU track layer by layer (quant/speed.py); "model" in the result is the faster mix, if any."""
     from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, ort_timer
     from edgepipe.quant.tracks import quantize_track
 
