@@ -39,7 +39,7 @@ def floors(result: dict) -> list[str]:
             continue
         verdict = "meets" if row["speedup_vs_original"] >= floor else "BELOW"
         lines.append(f"- batch {size}: {pick['artifact']} is {row['speedup_vs_original']:.1f}x the original's "
-                     f"throughput ({verdict} the {floor:.0f}x floor), drop {row['accuracy_drop_pts']} pt")
+                     f"throughput ({verdict} the {floor:.0f}x floor), drop {row['drop']} {result['task']['unit']}")
     lines.append(f"- largest p50 spread across repeats: {result['p50_spread_pct_max']:.1f}% of the median "
                  f"({'within' if result['p50_spread_pct_max'] <= 10 else 'OVER'} the 10% floor)")
     return lines

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgepipe.artifacts import Manifest, is_stage_dir, read_manifest, sha256_file
 from edgepipe.errors import EdgepipeError
-from edgepipe.run import BUNDLE, REFERENCE_NPZ
+from edgepipe.run import BUNDLE
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,8 @@ class Reference:
     """A bundle's evaluation set and the original model's outputs on it (what `eval` compares against)."""
 
     x: np.ndarray
-    y: np.ndarray
-    logits: np.ndarray
-    accuracy: float
+    targets: np.ndarray  # what the task scores against: labels, or the inputs themselves for reconstruction
+    outputs: np.ndarray  # the original PyTorch model's
     manifest: Manifest
 
 
@@ -49,19 +48,16 @@ def read_bundle(bundle: Path) -> Manifest:
 
 
 def load_reference(bundle: Path) -> Reference:
-    """The stored evaluation set and reference logits (np.load without pickle: data only)."""
+    """The stored evaluation set and reference outputs, read as the device runtime reads them (one reader; np.load
+    without pickle: data only), after every bundled file is checked."""
+    from edgepipe.device.runtime import Bundle
+    from edgepipe.errors import device_errors
+
     bundle = Path(bundle)
     manifest = read_bundle(bundle)
-    try:
-        with np.load(bundle / REFERENCE_NPZ, allow_pickle=False) as data:
-            x, y, logits = data["x"], data["y"], data["logits"]
-    except (ValueError, KeyError, OSError) as exc:
-        raise EdgepipeError(f"bundle {bundle}: {REFERENCE_NPZ} is not a valid evaluation set ({exc})") from None
-    if not len(x) == len(y) == len(logits):
-        raise EdgepipeError(f"bundle {bundle}: {REFERENCE_NPZ} holds {len(x)} inputs, {len(y)} labels and "
-                            f"{len(logits)} reference outputs; rerun `edgepipe bundle`")
-    return Reference(x.astype(np.float32), y.astype(np.int64), logits.astype(np.float32),
-                     float(manifest.original["accuracy"]), manifest)
+    with device_errors():
+        x, targets, outputs = Bundle(bundle).reference()
+    return Reference(x, targets, outputs, manifest)
 
 
 def check_bundle_target(source: Path, target: str | None) -> str | None:

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edgepipe.artifacts import MANIFEST, Artifact, DatasetRecord, read_manifest
+from edgepipe.artifacts import MANIFEST, Artifact, Manifest, read_manifest
 from edgepipe.errors import EdgepipeError
 from edgepipe.run import EXPORT, EXPORT_PRUNED, TRAIN, RunLayout, resolve
 from edgepipe.runners.base import Runner
+from edgepipe.tasks import Task, task_of
 
 # What a directory runs when no --artifact is named: the deployable form first, the PyTorch original last.
 _FORMAT_ORDER = {"engine": 0, "onnx": 1, "torch": 2}
@@ -37,23 +36,26 @@ class Choice:
     note: str | None
     labels: list[str]
     preprocessing: dict[str, Any]
+    task: Task
 
 
-def _dataset_record(directory: Path) -> DatasetRecord | None:
-    """labels + preprocessing recorded in ``directory``'s manifest (a stage's dataset record, or a bundle's)."""
+def _recorded(directory: Path) -> Manifest | None:
+    """``directory``'s manifest when it records labels + preprocessing (a stage's dataset record, or a bundle's)."""
     if not (directory / MANIFEST).is_file():
         return None
-    record = read_manifest(directory).dataset
-    return record if record is not None and record.preprocessing is not None else None
+    manifest = read_manifest(directory)
+    record = manifest.dataset
+    return manifest if record is not None and record.preprocessing is not None else None
 
 
-def _find_dataset_record(model_dir: Path) -> DatasetRecord:
-    """The model's own stage dir first, then its run dir / bundle and that run's train/ and export/ stages."""
+def _find_dataset_record(model_dir: Path) -> Manifest:
+    """The manifest with the model's dataset record and spec (its task): the model's own stage dir first, then its
+    run dir / bundle and that run's train/ and export/ stages."""
     parent = model_dir.parent
     for directory in (model_dir, parent, parent / TRAIN, parent / EXPORT, parent / EXPORT_PRUNED):
-        record = _dataset_record(directory)
-        if record is not None:
-            return record
+        manifest = _recorded(directory)
+        if manifest is not None:
+            return manifest
     raise EdgepipeError(f"no preprocessing recorded for the model in {model_dir} (no manifest with a dataset "
                         "record beside it or in its run directory); pass the run directory, stage or bundle")
 
@@ -142,8 +144,10 @@ def choose(model: Path, *, artifact: str | None = None, threads: int | None = No
     runner = runner_for_file(path, fmt, threads=threads, fallback=True,
                              runtime=runtime if runtime in ("openvino",) else None)
     ran = runner.source or path
-    record = _find_dataset_record(ran.parent)
-    return Choice(runner, ran, name, runner.note or note, list(record.labels), record.preprocessing or {})
+    manifest = _find_dataset_record(ran.parent)
+    record = manifest.dataset
+    return Choice(runner, ran, name, runner.note or note, list(record.labels), record.preprocessing or {},
+                  task_of(manifest))
 
 
 def collect_images(inputs: list[Path]) -> list[Path]:
@@ -167,14 +171,10 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     return found
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(1, keepdims=True))
-    return shifted / shifted.sum(1, keepdims=True)
-
-
 def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | None = None,
           threads: int | None = None, batch_size: int = 64) -> dict[str, Any]:
-    """Predictions for image files: {"model", "artifact", "backend", "device", "note", "predictions": [...]}."""
+    """Predictions for image files: {"model", "artifact", "backend", "device", "note", "task", "predictions": [...]}:
+    a classifier's top-k classes per image, an autoencoder's reconstruction PSNR per image."""
     from edgepipe.data.images import preprocess_files
     from edgepipe.runners.base import infer_in_batches
 
@@ -186,20 +186,14 @@ def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | No
         raise EdgepipeError(f"{choice.path} was trained on {choice.preprocessing.get('kind') or 'unknown'} inputs, "
                             "not images; `infer` reads image files only")
     predictions: list[dict[str, Any]] = []
+    task = choice.task
     with choice.runner as runner:
         for start in range(0, len(images), _CHUNK):
             chunk = images[start:start + _CHUNK]
-            probabilities = softmax(infer_in_batches(runner, preprocess_files(chunk, choice.preprocessing),
-                                                     batch_size).astype(np.float64))
-            for path, row in zip(chunk, probabilities, strict=True):
-                order = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
-                predictions.append({"file": str(path), "top": [
-                    {"index": int(i), "label": _label(choice.labels, int(i)), "probability": float(row[i])}
-                    for i in order]})
+            inputs = preprocess_files(chunk, choice.preprocessing)
+            outputs = infer_in_batches(runner, inputs, batch_size)
+            said = task.predictions(outputs, inputs, choice.labels, top_k)
+            predictions += [{"file": str(path), **prediction} for path, prediction in zip(chunk, said, strict=True)]
         backend, device = runner.backend, runner.device
     return {"model": str(model), "artifact": choice.artifact, "path": str(choice.path), "backend": backend,
-            "device": device, "note": choice.note, "predictions": predictions}
-
-
-def _label(labels: list[str], index: int) -> str:
-    return labels[index] if index < len(labels) else str(index)
+            "device": device, "note": choice.note, "task": task.describe(), "predictions": predictions}

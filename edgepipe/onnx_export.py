@@ -54,10 +54,11 @@ def export_onnx(model, example, path: Path, config: ExportConfig) -> list[str]:
     return names
 
 
-def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+def parity(reference: np.ndarray, candidate: np.ndarray, task) -> dict[str, float]:
     """How two output batches differ: max abs difference, the same relative to the reference's largest
     magnitude (a deep net's logits of 30 differ more in absolute terms than LeNet's of 3, at the same
-    precision), cosine similarity of the flattened outputs, and top-1 agreement."""
+    precision), cosine similarity of the flattened outputs, and the task's agreement (top-1 agreement for a
+    classifier, the PSNR between the two for an autoencoder)."""
     reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
     max_abs = float(np.abs(reference - candidate).max())
     scale = float(np.abs(reference).max())
@@ -66,6 +67,6 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
         "max_abs_diff": max_abs,
         "max_rel_diff": max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")),
         "cosine": float(np.dot(reference.ravel(), candidate.ravel()) / norms) if norms > 0 else float(max_abs == 0),
-        "agreement": float((reference.argmax(1) == candidate.argmax(1)).mean()),
+        "agreement": task.agreement(reference, candidate),
         "samples": int(len(reference)),
     }

@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from edgepipe import defaults
 from edgepipe.errors import EdgepipeError, first_line
 
 SEED_MAX = 2**32 - 1  # numpy and torch seeds are 32-bit
-# Accuracy points an optimized artifact may lose against the original (eval, the quantize budget, bundles).
-DEFAULT_MAX_ACCURACY_DROP = 0.5
 
 
 class Section(BaseModel):
@@ -26,7 +24,7 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    name: str = Field(description="zoo name (mlp, lenet5, resnet, vgg, mobilenetv2, lstm, gru) "
+    name: str = Field(description="zoo name (mlp, lenet5, resnet, vgg, mobilenetv2, lstm, gru, conv-autoencoder) "
                                   "or package.module:callable")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
     init: Literal["kaiming", "xavier", "default"] = "kaiming"
@@ -139,7 +137,7 @@ class QuantizeConfig(Section):
     qat_epochs: int = Field(default=2, ge=1)
     qat_lr: float | None = Field(default=None, gt=0, description="QAT fine-tune learning rate (default train.lr / 10)")
     max_drop: float | None = Field(default=defaults.QUANTIZE["max_drop"], ge=0,
-                                   description="points; default: eval.max_accuracy_drop")
+                                   description="in the task's unit (points, dB); default: eval.max_drop")
     cpu_speed_fallback: bool = Field(default=defaults.QUANTIZE["cpu_speed_fallback"],
                                      description="CPU track: keep a layer in float where int8 is "
                                      "measured slower at speed_batch (e.g. a 1-channel stem conv)")
@@ -212,13 +210,19 @@ class BenchConfig(Section):
 
 
 class EvalConfig(Section):
-    max_accuracy_drop: float = Field(default=DEFAULT_MAX_ACCURACY_DROP, ge=0,
-                                     description="points vs the original model")
+    max_drop: float | None = Field(default=None, ge=0, validation_alias=AliasChoices("max_drop", "max_accuracy_drop"),
+                                   description="what an artifact may lose vs the original, in the task's unit "
+                                   "(classification: top-1 points, default 0.5; reconstruction: PSNR dB, default 1); "
+                                   "max_accuracy_drop is the older name")
     batch_size: int = Field(default=256, ge=1)
 
 
 class Recipe(Section):
     name: str
+    # edgepipe.tasks owns what each task means (tests/unit/test_tasks.py keeps the two lists equal)
+    task: Literal["classification", "reconstruction"] = Field(
+        default="classification",
+        description="what the model is for: classification (class logits) or reconstruction (an autoencoder)")
     target: str | None = Field(default=None, description="deployment target profile (see `edgepipe targets`)")
     model: ModelConfig
     dataset: DatasetConfig

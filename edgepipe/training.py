@@ -19,6 +19,7 @@ from torch import nn
 from edgepipe.data.base import Split
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import TrainConfig
+from edgepipe.tasks import Task
 
 
 @dataclass
@@ -131,13 +132,14 @@ def predict(model: nn.Module, x: np.ndarray, device: torch.device, batch_size: i
     return np.concatenate(outputs)
 
 
-def accuracy(model: nn.Module, split: Split, device: torch.device) -> float:
-    return float((predict(model, split.x, device).argmax(1) == split.y).mean())
+def score(model: nn.Module, split: Split, device: torch.device, task: Task) -> float:
+    """The task's primary metric of ``model`` on ``split`` (top-1 accuracy, PSNR...)."""
+    return task.score(predict(model, split.x, device), task.targets(split))
 
 
 @dataclass
 class FitResult:
-    best_val_accuracy: float
+    best_val_score: float
     best_epoch: int
     history: list[dict] = field(default_factory=list)
     best_state: dict | None = None
@@ -148,6 +150,7 @@ def fit(
     train_split: Split,
     val_split: Split,
     config: TrainConfig,
+    task: Task,
     *,
     epochs: int | None = None,
     lr: float | None = None,
@@ -159,7 +162,7 @@ def fit(
     optimizer_state: dict | None = None,
     progress_label: str = "train",
 ) -> FitResult:
-    """Train ``model`` in place; keep the weights with the best validation accuracy (train/val only)."""
+    """Train ``model`` in place on the task's loss; keep the weights with the best validation score (train/val only)."""
     from edgepipe.progress import progress_bar
 
     epochs = epochs or config.epochs
@@ -172,7 +175,7 @@ def fit(
         device_ids = [device.index] if device.type == "cuda" else None
         trained = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     x_train = torch.from_numpy(train_split.x)
-    y_train = torch.from_numpy(train_split.y)
+    y_train = torch.from_numpy(task.targets(train_split))
     per_rank = len(y_train) // dist.world_size
     steps_per_epoch = max(1, -(-per_rank // config.batch_size))
     optimizer = make_optimizer(config, trained.parameters(), lr)
@@ -180,17 +183,18 @@ def fit(
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state["optimizer"])
         scheduler.load_state_dict(optimizer_state["scheduler"])
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    result = FitResult(best_val_accuracy=-1.0, best_epoch=-1)
+    loss_fn = task.loss(config)
+    result = FitResult(best_val_score=-float("inf"), best_epoch=-1)
     if optimizer_state is not None:
-        result.best_val_accuracy = optimizer_state.get("best_val_accuracy", -1.0)
+        result.best_val_score = optimizer_state.get("best_val_score", -float("inf"))
         result.best_epoch = optimizer_state.get("best_epoch", -1)
         result.best_state = optimizer_state.get("best_state")
-    peak = (optimizer_state or {}).get("peak_val_accuracy", result.best_val_accuracy)
-    tie = 1.0 / max(len(val_split), 1) + 1e-9  # one sample, and float rounding
+    peak = (optimizer_state or {}).get("peak_val_score", result.best_val_score)
+    # one sample's worth of the metric (a classifier's 1/n; nothing for a mean of continuous scores), and rounding
+    tie = task.resolution(len(val_split)) / task.scores.per_unit + 1e-9
 
     with progress_bar(enabled=dist.is_main) as bar:
-        task = bar.add_task(progress_label, total=(epochs - start_epoch) * steps_per_epoch)
+        progress = bar.add_task(progress_label, total=(epochs - start_epoch) * steps_per_epoch)
         for epoch in range(start_epoch, epochs):
             # Same permutation on every rank (seeded by epoch), each rank takes its own stride of it.
             generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
@@ -202,6 +206,8 @@ def fit(
                 inputs, targets = x_train[index], y_train[index]
                 if config.augment:
                     inputs = random_affine(inputs, generator)
+                    if task.targets_are_inputs:  # an autoencoder rebuilds the augmented image it was given
+                        targets = inputs
                 inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(trained(inputs), targets)
@@ -217,19 +223,19 @@ def fit(
                     after_step(model)
                 running += loss.item() * len(targets)
                 seen += len(targets)
-                bar.update(task, advance=1, description=f"{progress_label} epoch {epoch + 1}/{epochs}")
-            val_accuracy = accuracy(model, val_split, device)
-            record = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_accuracy": val_accuracy}
+                bar.update(progress, advance=1, description=f"{progress_label} epoch {epoch + 1}/{epochs}")
+            val_score = score(model, val_split, device, task)
+            record = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), f"val_{task.metric}": val_score}
             result.history.append(record)
-            peak = max(peak, val_accuracy)
+            peak = max(peak, val_score)
             # Within one validation sample of the best so far is a tie (noise on a few hundred samples):
             # the later, more trained model wins it (a decaying schedule's last epochs are its converged ones).
-            if val_accuracy >= peak - tie:
-                result.best_val_accuracy, result.best_epoch = val_accuracy, epoch + 1
+            if val_score >= peak - tie:
+                result.best_val_score, result.best_epoch = val_score, epoch + 1
                 result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if on_epoch_end is not None:
                 on_epoch_end(epoch, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                     "best_val_accuracy": result.best_val_accuracy, "peak_val_accuracy": peak,
+                                     "best_val_score": result.best_val_score, "peak_val_score": peak,
                                      "best_epoch": result.best_epoch, "best_state": result.best_state}, model)
     if result.best_state is not None:
         model.load_state_dict(result.best_state)

@@ -1,4 +1,4 @@
-"""Pick the deployable artifact: per target, the fastest one within the accuracy budget, with a one-line reason.
+"""Pick the deployable artifact: per target, the fastest one within the task's budget, with a one-line reason.
 
 "Fastest" is the compute-only p50 latency at the recipe's deployment batch size, measured in the same
 bench run as every other artifact. INT8 is not always faster (e.g. symmetric-activation QDQ on an
@@ -24,21 +24,22 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['artifact']} ({row['backend']} {row['precision']})"
 
 
-def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target: str) -> dict[str, Any]:
+def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target: str, unit: str = "pts"
+             ) -> dict[str, Any]:
     """The fastest row within budget at ``batch`` (or the closest benched batch; a tie within TIE goes to the
     smallest file), and why."""
     chosen_batch = _closest_batch(rows, batch)
     if chosen_batch is None:
         return {"target": target, "artifact": None, "reason": "no artifact was benchmarked for this target"}
     at_batch = sorted((r for r in rows if r["batch"] == chosen_batch), key=lambda r: r["latency_ms"]["p50"])
-    known = [r for r in at_batch if r.get("accuracy_drop_pts") is not None]
-    eligible = [r for r in known if r["accuracy_drop_pts"] <= max_drop] if known else at_batch
+    known = [r for r in at_batch if r.get("drop") is not None]
+    eligible = [r for r in known if r["drop"] <= max_drop] if known else at_batch
     batch_note = "" if chosen_batch == batch else f" (deploy batch {batch} not benched; closest is {chosen_batch})"
     if not eligible:
         best = known[0]
         return {"target": target, "artifact": None, "batch": chosen_batch,
-                "reason": f"no artifact within the {max_drop} pt budget; the fastest, {_label(best)}, "
-                          f"drops {best['accuracy_drop_pts']:.2f} pt{batch_note}"}
+                "reason": f"no artifact within the {max_drop} {unit} budget; the fastest, {_label(best)}, "
+                          f"drops {best['drop']:.2f} {unit}{batch_note}"}
     fastest_p50 = eligible[0]["latency_ms"]["p50"]
     tied = [r for r in eligible if r["latency_ms"]["p50"] <= fastest_p50 * (1 + TIE)]
     best = min(tied, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms"]["p50"]))
@@ -58,26 +59,26 @@ def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target:
     if original is not None and original is not best and (len(eligible) < 2 or eligible[1] is not original):
         parts.append(f"{original['latency_ms']['p50'] / p50:.1f}x faster than the original")
     if known:
-        parts.append(f"drop {best['accuracy_drop_pts']:.2f} pt ≤ {max_drop}")
+        parts.append(f"drop {best['drop']:.2f} {unit} ≤ {max_drop}")
     else:
-        parts.append("accuracy not evaluated (run `edgepipe eval` for the budget check)")
+        parts.append("not evaluated (run `edgepipe eval` for the budget check)")
     faster_over_budget = [r for r in known if r not in eligible and r["latency_ms"]["p50"] < p50]
     if faster_over_budget:
         over = faster_over_budget[0]
-        parts.append(f"{over['artifact']} is faster but drops {over['accuracy_drop_pts']:.2f} pt")
+        parts.append(f"{over['artifact']} is faster but drops {over['drop']:.2f} {unit}")
     return {"target": target, "artifact": best["artifact"], "backend": best["backend"],
             "precision": best["precision"], "batch": chosen_batch, "reason": "; ".join(parts)}
 
 
 def pick_deployable(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target: str | None = None,
-                    engine_problem: str | None = None) -> dict[str, dict[str, Any]]:
+                    engine_problem: str | None = None, unit: str = "pts") -> dict[str, dict[str, Any]]:
     """{"cpu": pick, <target>: pick}: CPU artifacts for this machine, TensorRT engines for the recipe's target."""
     picks = {"cpu": pick_for([r for r in rows if r["backend"] in CPU_BACKENDS], batch=batch,
-                             max_drop=max_drop, target="cpu")}
+                             max_drop=max_drop, target="cpu", unit=unit)}
     engine_rows = [r for r in rows if r["backend"] == "tensorrt"]
     engine_target = target or "gpu"
     if engine_rows:
-        picks[engine_target] = pick_for(engine_rows, batch=batch, max_drop=max_drop, target=engine_target)
+        picks[engine_target] = pick_for(engine_rows, batch=batch, max_drop=max_drop, target=engine_target, unit=unit)
     elif target:
         why = f"TensorRT absent here ({engine_problem})" if engine_problem else "no engine in this run"
         picks[engine_target] = {"target": engine_target, "artifact": None,

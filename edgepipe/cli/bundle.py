@@ -24,8 +24,8 @@ def command(
     bundle = make_bundle(run, target, out, samples=samples)
     manifest = read_manifest(bundle)
     typer.echo(f"wrote {bundle} for {manifest.target['name']}: {len(manifest.files or [])} files, "
-               f"precisions {', '.join(manifest.precisions)}, original accuracy "
-               f"{manifest.original['accuracy']:.2%} on {manifest.original['samples']} samples")
+               f"precisions {', '.join(manifest.precisions)}, original {manifest.original['score_text']} on "
+               f"{manifest.original['samples']} samples")
     for excluded in manifest.excluded:
         typer.echo(f"left out {excluded['file']}: {excluded['reason']}")
     typer.echo(f"on the device: see {bundle / README}")

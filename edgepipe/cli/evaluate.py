@@ -9,18 +9,20 @@ import typer
 def command(
     run: Annotated[Path, typer.Argument(help="Run directory (made by `edgepipe pipeline` or the stage commands).")],
     max_drop: Annotated[
-        float | None, typer.Option(min=0, help="Accuracy budget in points (default: the recipe's).")
+        float | None, typer.Option(min=0, help="Budget in the task's unit: top-1 points, PSNR dB (default: the "
+                                                 "recipe's).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
-    """Accuracy of every artifact of a run on the test split vs the original model; exit 1 when one is over budget."""
+    """The task's score (top-1, PSNR) of every artifact of a run on the test split vs the original model; exit 1 when
+    one is over budget."""
     from edgepipe.cli.options import stage_config
     from edgepipe.cli.output import show_eval_report
     from edgepipe.recipe import EvalConfig
     from edgepipe.report import update_report
     from edgepipe.stages.evaluate import evaluate
 
-    config = None if max_drop is None else stage_config(EvalConfig, {"max_accuracy_drop": max_drop},
-                                                         flags={"max_accuracy_drop": "--max-drop"})
+    config = None if max_drop is None else stage_config(EvalConfig, {"max_drop": max_drop},
+                                                         flags={"max_drop": "--max-drop"})
     report = update_report(run, evaluate(run, config))
     show_eval_report(report, as_json)

@@ -8,7 +8,7 @@ import typer
 
 
 def show_eval_report(report: dict[str, Any], as_json: bool) -> None:
-    """Print an eval report (table or JSON); exit 1 when an artifact is over the accuracy budget."""
+    """Print an eval report (table or JSON); exit 1 when an artifact is over the budget."""
     import json
 
     from edgepipe.progress import console
@@ -19,5 +19,6 @@ def show_eval_report(report: dict[str, Any], as_json: bool) -> None:
     else:
         console.print(eval_table(report))
     if not report["passed"]:
-        typer.echo(f"over the {report['max_accuracy_drop']} pt budget: {', '.join(report['failed'])}", err=True)
+        unit = (report.get("task") or {}).get("unit", "pts")
+        typer.echo(f"over the {report['max_drop']} {unit} budget: {', '.join(report['failed'])}", err=True)
         raise typer.Exit(1)

@@ -20,8 +20,8 @@ def command(
     = defaults.QUANTIZE["calibration"],
     qat: Annotated[bool, typer.Option(help="Also fine-tune with fake quantization (QAT) and export QDQ graphs.")]
     = defaults.QUANTIZE["qat"],
-    max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in points on val (default: the recipe's "
-                                                        "eval.max_accuracy_drop).")]
+    max_drop: Annotated[float | None, typer.Option(help="Budget on val in the task's unit: top-1 points, PSNR dB "
+                                                        "(default: the recipe's eval.max_drop).")]
     = defaults.QUANTIZE["max_drop"],
     reduce_range: Annotated[bool, typer.Option(help="7-bit weights on the CPU track (for CPUs without VNNI).")]
     = defaults.QUANTIZE["reduce_range"],
@@ -67,7 +67,8 @@ def command(
     where = f"batch-{speed['batch']} speed on onnxruntime, {speed['threads']} threads; " if speed else ""
     console.print(f"CPU VNNI: {vnni}; {where}decisions on val, table shows test")
     if fallback.get("needed"):
-        console.print(f"kept in float to meet {fallback['max_drop_pts']} pts: {', '.join(fallback['excluded'])}")
+        console.print(f"kept in float to meet {fallback['max_drop']} {fallback.get('unit', 'pts')}: "
+                      f"{', '.join(fallback['excluded'])}")
     speed_fallback = metrics.get("cpu_speed_fallback") or {}
     if speed_fallback.get("reverted"):
         console.print(f"CPU track: {speed_fallback['reverted']}")

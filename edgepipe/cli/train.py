@@ -17,7 +17,7 @@ def command(
     epochs: Annotated[int | None, typer.Option(min=1, help="Override train.epochs.")] = None,
     device: Annotated[str | None, typer.Option(help="Override train.device (auto, cpu, cuda, cuda:N).")] = None,
 ) -> None:
-    """Train the recipe's model (CPU or CUDA, DDP under torchrun); keep the best checkpoint by val accuracy."""
+    """Train the recipe's model (CPU or CUDA, DDP under torchrun); keep the best checkpoint by the task's val score."""
     from edgepipe.recipe import load_recipe
     from edgepipe.stages.train import train
 

@@ -1074,17 +1074,34 @@ class Bundle(object):
                                   _name(cache_path), str(record.get("model_sha256"))[:12], model[:12]))
 
     def reference(self):
-        """(x, y, logits) of the bundled evaluation set (np.load without pickle: data only)."""
+        """(x, targets, outputs) of the bundled evaluation set: the inputs, what the task scores against (labels;
+        the inputs themselves for reconstruction) and the original model's outputs on them (np.load without
+        pickle: data only). Bundles made before the task seam store the outputs as "logits"."""
+        task = self.task()
         try:
             with np.load(self.file(REFERENCE_NPZ), allow_pickle=False) as data:
-                x, y, logits = data["x"], data["y"], data["logits"]
+                x = data["x"]
+                outputs = data["outputs"] if "outputs" in data.files else data["logits"]
+                y = data["y"] if "y" in data.files else None
         except (ValueError, KeyError, OSError) as exc:
             raise DeviceError("bundle {}: {} is not a valid evaluation set ({})".format(self.path, REFERENCE_NPZ,
                                                                                       exc)) from None
-        if not len(x) == len(y) == len(logits):
-            raise DeviceError("bundle {}: {} holds {} inputs, {} labels and {} reference outputs; rerun `edgepipe "
-                              "bundle`".format(self.path, REFERENCE_NPZ, len(x), len(y), len(logits)))
-        return x.astype(np.float32), y.astype(np.int64), logits.astype(np.float32)
+        targets = task.targets(x.astype(np.float32), y)
+        if targets is None or not len(x) == len(targets) == len(outputs):
+            raise DeviceError("bundle {}: {} holds {} inputs, {} targets and {} reference outputs; rerun `edgepipe "
+                              "bundle`".format(self.path, REFERENCE_NPZ, len(x),
+                                               "no" if targets is None else len(targets), len(outputs)))
+        return x.astype(np.float32), targets, outputs.astype(np.float32)
+
+    def task(self):
+        """The bundled model's task (classification when the bundle predates the record)."""
+        record = self.manifest.get("task") or {}
+        name = record.get("name", "classification") if isinstance(record, dict) else "classification"
+        if name not in TASK_SCORES:
+            raise DeviceError("bundle {}: task {!r} is not one this runtime scores ({}); use the edgepipe release "
+                              "that made the bundle".format(self.path, name, ", ".join(sorted(TASK_SCORES))))
+        std = ((self.manifest.get("dataset") or {}).get("preprocessing") or {}).get("std")
+        return TASK_SCORES[name](std)
 
     def labels(self):
         return list((self.manifest.get("dataset") or {}).get("labels") or [])
@@ -1356,32 +1373,88 @@ def infer_in_batches(model, x, batch_size):
     return dict((name, np.concatenate(values)) for name, values in outputs.items())
 
 
+# A task's score, per sample, and how two models' outputs agree: the numeric core that `edgepipe eval` on the
+# workstation (edgepipe.tasks) and this file's eval share, so a Jetson's verdict and the workstation's agree.
+def top1_correct(outputs, labels):
+    """Per sample: 1.0 when the arg-max class is the label (the mean is top-1 accuracy)."""
+    return (np.asarray(outputs).argmax(1) == np.asarray(labels)).astype(np.float64)
+
+
+def psnr_db(outputs, targets, std=None):
+    """Per sample: PSNR in dB on the raw [0, 1] image scale. Inputs were normalized as (x - mean) / std, so a
+    difference of normalized values times std is the raw difference (the mean cancels)."""
+    diff = np.asarray(outputs, np.float64) - np.asarray(targets, np.float64)
+    if std is not None:
+        scale = np.asarray(std, np.float64).ravel()
+        if scale.size > 1 and diff.ndim >= 2 and diff.shape[1] == scale.size:  # one std per channel
+            diff = diff * scale.reshape((1, -1) + (1,) * (diff.ndim - 2))
+        else:
+            diff = diff * scale[0]
+    mse = (diff ** 2).reshape(len(diff), -1).mean(axis=1)
+    return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))  # 100 dB: identical, to float precision
+
+
+class TaskScore(object):
+    """One task's per-sample score (mean = the metric), how many budget units one unit of it is, and agreement.
+
+    name, metric: the task and its primary metric's key; unit: what drops and budgets are in."""
+
+    def __init__(self, name, metric, unit, per_unit, per_sample, agreement, targets):
+        self.name, self.metric, self.unit, self.per_unit = name, metric, unit, per_unit
+        self.per_sample, self.agreement, self.targets = per_sample, agreement, targets
+
+    def score(self, outputs, targets):
+        return float(self.per_sample(outputs, targets).mean())
+
+    def drop(self, reference, value):
+        return (reference - value) * self.per_unit
+
+
+def _classification_score(std=None):
+    return TaskScore("classification", "accuracy", "pts", 100.0, top1_correct,
+                     lambda outputs, reference: float((outputs.argmax(1) == reference.argmax(1)).mean()),
+                     lambda x, y: None if y is None else np.asarray(y, np.int64))
+
+
+def _reconstruction_score(std=None):
+    return TaskScore("reconstruction", "psnr_db", "dB", 1.0, lambda o, t: psnr_db(o, t, std),
+                     lambda outputs, reference: float(psnr_db(outputs, reference, std).mean()),
+                     lambda x, y: x)
+
+
+TASK_SCORES = {"classification": _classification_score, "reconstruction": _reconstruction_score}
+
+
 def evaluate_bundle(bundle, batch_size=256, threads=None):
-    """The eval report of the bundle's engines (or ONNX files): accuracy, drop, agreement vs the stored outputs."""
-    x, y, reference = bundle.reference()
-    budget = float(bundle.manifest.get("max_accuracy_drop", 0.5))
-    original = float((reference.argmax(1) == y).mean())
+    """The eval report of the bundle's engines (or ONNX files): the task's score, drop, agreement vs the stored
+    outputs."""
+    x, targets, reference = bundle.reference()
+    task = bundle.task()
+    budget = float(bundle.manifest.get("max_drop", bundle.manifest.get("max_accuracy_drop", 0.5)))
+    original = task.score(reference, targets)
     rows = [{"name": "original", "precision": "fp32", "backend": "torch (recorded when bundled)",
-             "accuracy": original, "accuracy_drop_pts": 0.0, "agreement": 1.0, "max_abs_diff": 0.0}]
+             "score": original, "drop": 0.0, "agreement": task.agreement(reference, reference),
+             "max_abs_diff": 0.0}]
     subjects, note = _open_subjects(bundle, threads)
     if note:
         say("eval: " + note)
     for name, precision, backend, opener in subjects:
         with opener() as model:
             outputs = infer_in_batches(model, x, batch_size)
-        logits = next(iter(outputs.values())).astype(np.float32)
-        if logits.shape != reference.shape:
+        candidate = next(iter(outputs.values())).astype(np.float32)
+        if candidate.shape != reference.shape:
             raise DeviceError("{} returns outputs of shape {}; the bundle's reference outputs are {}: it is not the "
-                              "bundled model".format(name, logits.shape, reference.shape))
-        accuracy = float((logits.argmax(1) == y).mean())
-        drop = round((original - accuracy) * 100, 4)
-        rows.append({"name": name, "precision": precision, "backend": backend, "accuracy": accuracy,
-                     "accuracy_drop_pts": drop, "within_budget": drop <= budget,
-                     "agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
-                     "max_abs_diff": float(np.abs(logits - reference).max())})
+                              "bundled model".format(name, candidate.shape, reference.shape))
+        score = task.score(candidate, targets)
+        drop = round(task.drop(original, score), 4)
+        rows.append({"name": name, "precision": precision, "backend": backend, "score": score,
+                     "drop": drop, "within_budget": drop <= budget,
+                     "agreement": task.agreement(candidate, reference),
+                     "max_abs_diff": float(np.abs(candidate - reference).max())})
     failed = [row["name"] for row in rows if row.get("within_budget") is False]
-    return {"bundle": bundle.path, "samples": int(len(y)), "max_accuracy_drop": budget, "artifacts": rows,
-            "passed": not failed, "failed": failed, "note": note}
+    return {"bundle": bundle.path, "samples": int(len(x)), "task": {"name": task.name, "metric": task.metric,
+            "unit": task.unit}, "max_drop": budget, "artifacts": rows, "passed": not failed, "failed": failed,
+            "note": note}
 
 
 def _table(rows, columns):
@@ -1396,14 +1469,20 @@ def _table(rows, columns):
 def command_eval(args):
     bundle = Bundle(args.bundle).verify()
     report = evaluate_bundle(bundle, batch_size=args.batch_size, threads=args.threads)
+    unit = report["task"]["unit"]
+    if report["task"]["name"] == "classification":
+        score_column = ("top-1", lambda r: "{:.2%}".format(r["score"]))
+        agreement = ("agreement", lambda r: "{:.2%}".format(r["agreement"]))
+    else:  # reconstruction: PSNR, and agreement as the PSNR between an artifact's output and the original's
+        score_column = ("PSNR", lambda r: "{:.2f} dB".format(r["score"]))
+        agreement = ("vs original", lambda r: "{:.1f} dB".format(r["agreement"]))
     emit(_table(report["artifacts"], [
         ("artifact", lambda r: r["name"]), ("precision", lambda r: r["precision"]),
-        ("backend", lambda r: r["backend"]), ("top-1", lambda r: "{:.2%}".format(r["accuracy"])),
-        ("drop (pts)", lambda r: "{:+.2f}".format(r["accuracy_drop_pts"])),
-        ("agreement", lambda r: "{:.2%}".format(r["agreement"])),
+        ("backend", lambda r: r["backend"]), score_column,
+        ("drop ({})".format(unit), lambda r: "{:+.2f}".format(r["drop"])), agreement,
         ("budget", lambda r: "-" if "within_budget" not in r else ("ok" if r["within_budget"] else "OVER"))]))
-    verdict = "passed" if report["passed"] else "FAILED: {} over the {} pt budget".format(
-        ", ".join(report["failed"]), report["max_accuracy_drop"])
+    verdict = "passed" if report["passed"] else "FAILED: {} over the {} {} budget".format(
+        ", ".join(report["failed"]), report["max_drop"], unit)
     emit("eval on {} bundled samples: {}".format(report["samples"], verdict))
     if args.json:
         write_bytes_atomic(args.json, json.dumps(report, indent=2).encode())
@@ -1449,17 +1528,22 @@ def command_infer(args):
     name, precision, backend, opener = _pick(bundle, args.artifact)
     with opener() as model:
         outputs = model.infer(x)
-    logits = next(iter(outputs.values()))
-    labels = bundle.labels()
-    probabilities = _softmax(logits.astype(np.float64))
+    first = next(iter(outputs.values()))
+    task = bundle.task()
     results = []
-    for index, row in enumerate(probabilities):
-        top = np.argsort(-row)[:args.top]
-        predictions = [{"class": int(k), "label": labels[k] if k < len(labels) else str(k),
-                        "probability": float(row[k])} for k in top]
-        results.append({"index": index, "top": predictions})
-        emit("{:>4}  {}".format(index, "  ".join("{} {:.1%}".format(p["label"], p["probability"])
-                                                  for p in predictions)))
+    if task.name == "reconstruction":  # how close each reconstruction is to its input
+        for index, value in enumerate(task.per_sample(first, x)):
+            results.append({"index": index, "psnr_db": float(value)})
+            emit("{:>4}  reconstruction PSNR {:.2f} dB".format(index, float(value)))
+    else:
+        labels = bundle.labels()
+        for index, row in enumerate(_softmax(first.astype(np.float64))):
+            top = np.argsort(-row)[:args.top]
+            predictions = [{"class": int(k), "label": labels[k] if k < len(labels) else str(k),
+                            "probability": float(row[k])} for k in top]
+            results.append({"index": index, "top": predictions})
+            emit("{:>4}  {}".format(index, "  ".join("{} {:.1%}".format(p["label"], p["probability"])
+                                                      for p in predictions)))
     say("infer: {} ({}, {})".format(name, precision, backend))
     if args.json:
         write_bytes_atomic(args.json, json.dumps({"artifact": name, "backend": backend, "results": results},

@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from edgepipe.errors import EdgepipeError
+from edgepipe.models.autoencoder import ConvAutoencoder
 from edgepipe.models.cnn import VGG, LeNet5
 from edgepipe.models.mlp import MLP
 from edgepipe.models.mobilenet import MobileNetV2
@@ -36,6 +37,7 @@ ZOO = {
     "mobilenetv2": MobileNetV2,
     "lstm": _recurrent("lstm"),
     "gru": _recurrent("gru"),
+    "conv-autoencoder": ConvAutoencoder,  # task: reconstruction
 }
 
 

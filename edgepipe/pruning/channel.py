@@ -119,20 +119,19 @@ def build_pruner(model: nn.Module, input_shape, *, ratio: float, importance: str
     return pruner
 
 
-def taylor_gradients(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Taylor importance reads weight * grad: accumulate the loss gradient over a few training batches."""
+def taylor_gradients(model: nn.Module, batches: list[Callable[[nn.Module], torch.Tensor]]) -> None:
+    """Taylor importance reads weight * grad: accumulate the task's loss gradient over a few training batches
+    (each batch is a callable giving the loss of the model on it, so any task's loss fits)."""
     was_training = model.training
     model.eval()
     model.zero_grad(set_to_none=True)
-    loss_fn = nn.CrossEntropyLoss()
-    device = next(model.parameters()).device
-    for x, y in batches:
-        loss_fn(model(x.to(device)), y.to(device)).backward()
+    for loss_of in batches:
+        loss_of(model).backward()
     model.train(was_training)
 
 
 def pruning_step(pruner, model: nn.Module, importance: str,
-                 gradient_batches: Callable[[], list[tuple[torch.Tensor, torch.Tensor]]] | None) -> None:
+                 gradient_batches: Callable[[], list[Callable[[nn.Module], torch.Tensor]]] | None) -> None:
     """One iterative step of ``pruner`` (gradients first when the importance needs them)."""
     if importance == "taylor":
         if gradient_batches is None:

@@ -48,6 +48,9 @@ def convert_fp16(source: Path, out: Path, keep_fp32_nodes: list[str]) -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(source))
+    # The exporter's value_info (inferred shapes and types) misleads the converter around Resize: it keeps the
+    # recorded FP32 types of tensors it turns FP16 and fails onnx.checker. The checker infers them again anyway.
+    del model.graph.value_info[:]
     converted = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep_fp32_nodes or None)
     topological_sort(converted.graph)
     onnx.save(converted, str(out))

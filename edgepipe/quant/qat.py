@@ -90,14 +90,14 @@ def torch_source(src) -> tuple[Path, Artifact]:
 
 
 def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks: dict, scratch: Path,
-                                reference: dict, input_name: str) -> dict[str, Any]:
+                                reference: dict, input_name: str, task) -> dict[str, Any]:
     """Fine-tune the run's model with fake quantization; write model.int8.{cpu,trt}.qat.onnx into ``tmp``."""
     import torch
 
     from edgepipe.checkpoint import load_model
     from edgepipe.onnx_export import export_onnx
-    from edgepipe.quant.accuracy import accuracy_of
     from edgepipe.quant.calibration import ArrayDataReader
+    from edgepipe.quant.scoring import score_of
     from edgepipe.quant.tracks import calibrate, preprocess, quantize_track
     from edgepipe.recipe import ExportConfig, TrainConfig
     from edgepipe.run import QAT_ONNX
@@ -111,7 +111,7 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     seed_everything(train_config.seed)
     lr = config.qat_lr or train_config.lr / 10
     handles = attach_fake_quant(model)
-    result = fit(model, dataset.train, dataset.val, train_config.model_copy(update={"augment": False}),
+    result = fit(model, dataset.train, dataset.val, train_config.model_copy(update={"augment": False}), task,
                  epochs=config.qat_epochs, lr=lr, device=torch.device("cpu"), progress_label="qat")
     detach_fake_quant(model, handles)
     model.eval()
@@ -128,10 +128,9 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     for key, filename in files.items():
         track = next(t for t in tracks.values() if t.name == key)
         quantize_track(prepared, tmp / filename, track, config.method, ranges_path)
-        val = dataset.val
-        drops[key] = round((reference["val"] - accuracy_of(tmp / filename, val.x, val.y)) * 100, 4)
-    return {"files": files, "epochs": config.qat_epochs, "lr": lr, "best_val_accuracy": result.best_val_accuracy,
-            "val_drop_pts": drops, "calibration_sha256": calibration_set.sha256}
+        drops[key] = round(task.drop(reference["val"], score_of(tmp / filename, dataset.val, task)), 4)
+    return {"files": files, "epochs": config.qat_epochs, "lr": lr, "best_val_score": result.best_val_score,
+            "val_drop": drops, "calibration_sha256": calibration_set.sha256}
 
 
 def _train_recipe(stage_dir: Path) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.artifacts import MANIFEST, read_json, write_bytes_atomic
-from edgepipe.report.tables import BENCH_COLUMNS, bench_cells, human_size, percent
+from edgepipe.report.tables import BENCH_COLUMNS, bench_cells, human_size, task_of_report
 from edgepipe.run import RECIPE_COPY, REPORT_MD, REPORT_PNG, TRAIN
 
 
@@ -34,17 +34,19 @@ def _recipe_text(run_dir: Path) -> str | None:
 
 
 def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
-    """RUN/report.md: deployable pick, machine, bench table, accuracy table, plot, recipe."""
+    """RUN/report.md: deployable pick, machine, bench table, the task's score table, plot, recipe."""
     from edgepipe.bench.machine import describe
 
     run_dir = Path(run_dir)
     bench = report.get("bench")
     dataset = report.get("dataset", {})
     lines = [f"# {report.get('recipe', run_dir.name)}: edgepipe run report", ""]
-    budget = report.get("max_accuracy_drop")
+    task = task_of_report(report)
+    budget = report.get("max_drop")
     target = bench.get("target") if bench else None
     lines.append(f"Dataset {dataset.get('name', '?')} test split ({dataset.get('test_samples', '?')} samples) · "
-                 f"accuracy budget {budget} pt vs the original · target {target or '—'}")
+                 f"{task.name} · budget {budget} {task.unit} of {task.metric_label} vs the original · target "
+                 f"{target or '—'}")
     if bench:
         settings, machine = bench["settings"], bench["machine"]
         lines += ["", "## Deployable artifact", ""]
@@ -62,14 +64,16 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
         lines += [f"- {note}" for note in bench["notes"]]
         lines += [f"- skipped {s['artifact']} ({s['backend']}): {s['reason']}" for s in bench["skipped"]]
         lines.append("")
-    rows = [r for r in report.get("artifacts", []) if "accuracy" in r]
+    rows = [r for r in report.get("artifacts", []) if "score" in r]
     if rows:
-        lines += ["## Accuracy", "", _markdown_table(
-            ("artifact", "backend", "precision", "accuracy", "drop (pt)", "agreement", "size"),
-            [[r["name"], r.get("backend", ""), r["precision"], percent(r["accuracy"]), f"{r['accuracy_drop_pts']:+.2f}",
-              percent(r.get("agreement")), human_size(r["size_bytes"])] for r in rows]), ""]
+        lines += [f"## {task.metric_label}", "", _markdown_table(
+            ("artifact", "backend", "precision", task.metric_label, f"drop ({task.unit})", "± 95%",
+             task.agreement_label, "size"),
+            [[r["name"], r.get("backend", ""), r["precision"], task.format_score(r["score"]), f"{r['drop']:+.2f}",
+              "—" if r.get("drop_ci95") is None else f"{r['drop_ci95']:.2f}", task.format_agreement(r.get("agreement")),
+              human_size(r["size_bytes"])] for r in rows]), ""]
     if (run_dir / REPORT_PNG).is_file() or bench:
-        lines += ["## Accuracy vs latency", "", f"![accuracy vs latency]({REPORT_PNG})", ""]
+        lines += [f"## {task.metric_label} vs latency", "", f"![{task.metric_label} vs latency]({REPORT_PNG})", ""]
     recipe = _recipe_text(run_dir)
     if recipe:
         lines += ["## Recipe", "", "```yaml", recipe, "```", ""]

@@ -1,4 +1,4 @@
-"""RUN/report.png: accuracy vs latency, one panel per batch size (matplotlib, headless)."""
+"""RUN/report.png: the task's score vs latency, one panel per batch size (matplotlib, headless)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.artifacts import write_bytes_atomic
-from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP
-from edgepipe.report.tables import human_size
+from edgepipe.report.tables import human_size, task_of_report
 from edgepipe.run import ORIGINAL, REPORT_PNG
 
 _BACKEND_COLORS = {"torch": "#d62728", "onnxruntime": "#1f77b4", "tensorrt": "#2ca02c"}
@@ -78,8 +77,8 @@ def _label_box(figure: Any, axis: Any, renderer: Any, xy: tuple[float, float], l
 
 
 def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
-    """RUN/report.png: accuracy vs p50 latency (log x), one panel per batch size, marker area by file size,
-    the original highlighted, the accuracy budget drawn. None when there is nothing with accuracy to plot."""
+    """RUN/report.png: the task's score (top-1, PSNR) vs p50 latency (log x), one panel per batch size, marker
+    area by file size, the original highlighted, the budget drawn. None when there is nothing scored to plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,15 +87,18 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     bench = report.get("bench") or {}
-    rows = [r for r in bench.get("rows", []) if r.get("accuracy") is not None]
-    original = report.get("original", {}).get("accuracy")
+    task = task_of_report(report)
+    per_unit = task.scores.per_unit  # a score in the budget's unit: accuracy x 100 = points, PSNR in dB as it is
+    rows = [r for r in bench.get("rows", []) if r.get("score") is not None]
+    original = report.get("original", {}).get("score")
     if not rows or original is None:
         return None
+    original *= per_unit
     sizes = sorted({r["batch"] for r in rows})[:3]
-    budget = float(report.get("max_accuracy_drop", bench.get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP)))
+    budget = float(report.get("max_drop", bench.get("max_drop", task.default_max_drop)))
     largest = max(r["size_bytes"] for r in rows)
-    accuracies = [r["accuracy"] * 100 for r in rows]
-    low, high = min(min(accuracies), original * 100 - budget), max(max(accuracies), original * 100)
+    scores = [r["score"] * per_unit for r in rows]
+    low, high = min(min(scores), original - budget), max(max(scores), original)
     pad = 0.3 * budget + 0.15 * (high - low)  # room for labels above the top and below the bottom points
     low, high = low - pad, high + pad
     pick = (bench.get("deployable") or {}).get("cpu") or {}
@@ -104,9 +106,9 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     labels = []
     for axis, size in zip(axes[0], sizes, strict=True):
         at_size = sorted((r for r in rows if r["batch"] == size), key=lambda r: r["latency_ms"]["p50"])
-        axis.axhspan(original * 100 - budget, high, color="#2ca02c", alpha=0.07, zorder=0)
-        axis.axhline(original * 100 - budget, color="#2ca02c", linestyle="--", linewidth=1.2, zorder=1)
-        axis.axhline(original * 100, color="0.6", linestyle=":", linewidth=1, zorder=1)
+        axis.axhspan(original - budget, high, color="#2ca02c", alpha=0.07, zorder=0)
+        axis.axhline(original - budget, color="#2ca02c", linestyle="--", linewidth=1.2, zorder=1)
+        axis.axhline(original, color="0.6", linestyle=":", linewidth=1, zorder=1)
         xs = [r["latency_ms"]["p50"] for r in at_size]
         axis.set_xscale("log")
         axis.set_xlim(min(xs) / 2.5, max(xs) * 4.0)
@@ -114,11 +116,11 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
         axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
-        axis.text(0.02, (original * 100 - budget - low) / (high - low) - 0.01, f"budget: -{budget} pt",
+        axis.text(0.02, (original - budget - low) / (high - low) - 0.01, f"budget: -{budget} {task.unit}",
                   transform=axis.transAxes, va="top", fontsize=9, color="#2ca02c")
         points = []
         for row in at_size:
-            x, y = row["latency_ms"]["p50"], row["accuracy"] * 100
+            x, y = row["latency_ms"]["p50"], row["score"] * per_unit
             is_original = row["artifact"] == ORIGINAL
             area = _marker_area(row["size_bytes"], largest) * (1.6 if is_original else 1.0)
             axis.scatter(x, y, s=area, c=_BACKEND_COLORS.get(row["backend"], "0.4"), alpha=0.75, zorder=3,
@@ -135,20 +137,21 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
         axis.set_title(f"batch {size}", fontsize=11)
         axis.set_xlabel("p50 latency per batch (ms, log scale)")
         axis.grid(True, which="major", alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].set_ylabel(f"test {task.metric_label} ({'%' if task.unit == 'pts' else task.unit})")
     handles = [Line2D([], [], marker="*", color="w", markerfacecolor=_BACKEND_COLORS["torch"],
                       markeredgecolor="black", markersize=14, label="original (PyTorch eager)")]
     handles += [Line2D([], [], marker="o", color="w", markerfacecolor=color, markersize=9, label=backend)
                 for backend, color in _BACKEND_COLORS.items() if any(r["backend"] == backend for r in rows)]
     handles += [Line2D([], [], marker=marker, color="w", markerfacecolor="0.5", markersize=9, label=precision)
                 for precision, marker in _PRECISION_MARKERS.items() if any(r["precision"] == precision for r in rows)]
-    handles.append(Line2D([], [], color="#2ca02c", linestyle="--", label=f"budget: ≤ {budget} pt below original"))
+    handles.append(Line2D([], [], color="#2ca02c", linestyle="--",
+                          label=f"budget: ≤ {budget} {task.unit} below original"))
     if pick.get("artifact"):
         handles.append(Line2D([], [], marker="o", color="w", markerfacecolor="none", markeredgecolor="#2ca02c",
                               markeredgewidth=2, markersize=13, label="picked for CPU deployment"))
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), frameon=False, fontsize=9)
     machine = bench.get("machine", {})
-    figure.suptitle(f"{report.get('recipe', '')}: accuracy vs latency · marker area ∝ file size "
+    figure.suptitle(f"{report.get('recipe', '')}: {task.metric_label} vs latency · marker area ∝ file size "
                     f"({human_size(largest)} largest) · {machine.get('cpu', '?')}, "
                     f"{machine.get('threads', '?')} threads · labels: speedup vs original", fontsize=12)
     figure.tight_layout(rect=(0, 0.07, 1, 0.95))

@@ -13,29 +13,40 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.2%}"
 
 
+def task_of_report(report: dict[str, Any]):
+    """The task a report was made for (classification when it predates the record), to format its numbers."""
+    from edgepipe.tasks import task_named
+
+    return task_named((report.get("task") or {}).get("name"))
+
+
 def eval_table(report: dict[str, Any]) -> Table:
-    budget = report["max_accuracy_drop"]
+    task = task_of_report(report)
+    budget, unit = report["max_drop"], task.unit
     table = Table(title=f"{report['recipe']} · {report['dataset']['name']} test split "
-                        f"({report['dataset']['test_samples']} samples) · budget {budget} pt")
-    for column in ("artifact", "backend", "precision", "accuracy", "drop (pt)", "± 95%", "agreement", "vs parent",
-                   "AUC", "size"):
+                        f"({report['dataset']['test_samples']} samples) · budget {budget} {unit}")
+    extra = [("AUC", lambda m: "—" if m.get("auc") is None else f"{m['auc']:.4f}")] if task.metric == "accuracy" \
+        else [("MSE", lambda m: f"{m['mse']:.2e}")]
+    agreement = "agreement" if task.metric == "accuracy" else "vs original"
+    columns = ("artifact", "backend", "precision", task.metric_label, f"drop ({unit})", "± 95%", agreement,
+               "vs parent", *(title for title, _ in extra), "size")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("artifact", "backend", "precision") else "right")
     for row in report["artifacts"]:
         if "skipped" in row:
-            table.add_row(row["name"], row["backend"], row["precision"], "[dim]skipped[/dim]", "", "", "", "", "",
-                          human_size(row["size_bytes"]))
+            table.add_row(row["name"], row["backend"], row["precision"], "[dim]skipped[/dim]",
+                          *[""] * (len(columns) - 5), human_size(row["size_bytes"]))
             continue
-        drop = row["accuracy_drop_pts"]
+        drop = row["drop"]
         style = "green" if row["within_budget"] else "bold red"
-        interval = row.get("drop_ci95_pts")
-        parent = row.get("agreement_with_parent")
-        table.add_row(row["name"], row["backend"], row["precision"], percent(row["accuracy"]),
+        interval = row.get("drop_ci95")
+        table.add_row(row["name"], row["backend"], row["precision"], task.format_score(row["score"]),
                       f"[{style}]{drop:+.2f}[/{style}]", "—" if interval is None else f"{interval:.2f}",
-                      percent(row["agreement"]), "—" if parent is None else percent(parent),
-                      "—" if row["auc"] is None else f"{row['auc']:.4f}", human_size(row["size_bytes"]))
+                      task.format_agreement(row["agreement"]), task.format_agreement(row.get("agreement_with_parent")),
+                      *(cell(row["metrics"]) for _, cell in extra), human_size(row["size_bytes"]))
     if report.get("budget_resolvable") is False:
-        table.caption = (f"the {budget} pt budget is finer than one test sample ({report['resolution_pts']:.2f} pt): "
-                         "it cannot be resolved on this many samples")
+        table.caption = (f"the {budget} {unit} budget is finer than one test sample ({report['resolution']:.2f} "
+                         f"{unit}): it cannot be resolved on this many samples")
     return table
 
 
@@ -63,7 +74,7 @@ def _ms(value: float) -> str:
 
 
 def _drop(row: dict[str, Any]) -> str:
-    return "—" if row.get("accuracy_drop_pts") is None else f"{row['accuracy_drop_pts']:+.2f}"
+    return "—" if row.get("drop") is None else f"{row['drop']:+.2f}"
 
 
 def _speedup(value: float | None) -> str:
@@ -71,7 +82,7 @@ def _speedup(value: float | None) -> str:
 
 
 BENCH_COLUMNS = ("artifact", "backend", "prec", "batch", "p50 ms", "p90", "p99", "p50 ±", "samples/s", "speedup",
-                 "e2e p50", "memory", "size", "params", "MACs", "drop pt")
+                 "e2e p50", "memory", "size", "params", "MACs", "drop")
 
 
 def _bytes(size: float | None) -> str:
@@ -127,8 +138,9 @@ def _deployable_caption(result: dict[str, Any]) -> str:
 
 
 def prune_table(metrics: dict[str, Any]) -> Table:
-    """What pruning changed (the prune manifest's metrics): params, MACs, file, accuracy, measured latency."""
-    accuracy, latency = metrics["accuracy"], metrics["latency"]["batches"]
+    """What pruning changed (the prune manifest's metrics): params, MACs, file, the task's score, measured latency."""
+    score, latency = metrics["score"], metrics["latency"]["batches"]
+    task = task_of_report(score)
     table = Table(title=f"prune ({metrics['method']}): before → after", title_justify="left")
     for column in ("", "unpruned", "pruned", "ratio"):
         table.add_column(column, justify="left" if not column else "right")
@@ -144,10 +156,11 @@ def prune_table(metrics: dict[str, Any]) -> Table:
                   f"{metrics['file_bytes']['after'] / 1024:.0f} KiB",
                   f"{metrics['file_bytes']['before'] / max(metrics['file_bytes']['after'], 1):.2f}x smaller")
     for split in ("val", "test"):
-        table.add_row(f"{split} accuracy (before fine-tune)", percent(accuracy["unpruned"][split]),
-                      percent(accuracy["before_finetune"][split]), "")
-        table.add_row(f"{split} accuracy", percent(accuracy["unpruned"][split]),
-                      percent(accuracy["after_finetune"][split]), f"{accuracy['drop_points'][split]:+.2f} pt drop")
+        table.add_row(f"{split} {task.metric_label} (before fine-tune)", task.format_score(score["unpruned"][split]),
+                      task.format_score(score["before_finetune"][split]), "")
+        table.add_row(f"{split} {task.metric_label}", task.format_score(score["unpruned"][split]),
+                      task.format_score(score["after_finetune"][split]),
+                      f"{score['drop'][split]:+.2f} {task.unit} drop")
     threads = metrics["latency"]["threads"]
     for batch, per_model in latency.items():
         table.add_row(f"latency p50, batch {batch} (ORT CPU, {threads} threads)",
@@ -157,23 +170,31 @@ def prune_table(metrics: dict[str, Any]) -> Table:
 
 
 def quantize_table(metrics: dict[str, Any], where: Any) -> Table:
-    """Each quantized artifact against the FP32 reference: test accuracy, drop, size and speed ratios."""
+    """Each quantized artifact against the FP32 reference: the task's test score, drop, size and speed ratios."""
+    task = task_of_report(metrics)
     table = Table(title=f"quantize: {where}")
-    for column in ("artifact", "precision", "acc (test)", "drop pts", "size", "size ×", "speed ×"):
+    for column in ("artifact", "precision", f"{task.metric_label} (test)", f"drop ({task.unit})", "size", "size ×",
+                   "speed ×"):
         table.add_column(column, justify="left" if column in ("artifact", "precision") else "right")
     reference = metrics["reference_fp32"]
-    table.add_row("fp32 (reference)", "fp32", f"{reference['test']:.2%}", "",
+    table.add_row("fp32 (reference)", "fp32", task.format_score(reference["test"]), "",
                   f"{reference['size_bytes'] / 1024:.0f} KiB", "1.00", "1.00")
     for row in metrics["artifacts"]:
-        table.add_row(row["name"], row["precision"], f"{row['accuracy_test']:.2%}", f"{row['drop_pts_test']:+.2f}",
+        table.add_row(row["name"], row["precision"], task.format_score(row["score_test"]), f"{row['drop_test']:+.2f}",
                       f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_ratio']:.2f}",
                       f"{row['speed_ratio']:.2f}" if "speed_ratio" in row else "-")
     return table
 
 
 def infer_table(result: dict[str, Any], top_k: int) -> Table:
-    """`infer`'s predictions: one row per image, best label first."""
+    """`infer`'s predictions: one row per image, best label first (an autoencoder's: its reconstruction PSNR)."""
     table = Table(title=f"{result['path']} · {result['backend']} ({result['device']})")
+    if (result.get("task") or {}).get("name") == "reconstruction":
+        for column in ("image", "reconstruction PSNR"):
+            table.add_column(column, justify="right" if column != "image" else "left")
+        for row in result["predictions"]:
+            table.add_row(row["file"], f"{row['psnr_db']:.2f} dB")
+        return table
     for column in ("image", "prediction", "probability", f"top {top_k}"):
         table.add_column(column, justify="right" if column == "probability" else "left")
     for row in result["predictions"]:

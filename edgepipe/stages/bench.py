@@ -20,7 +20,8 @@ from edgepipe.artifacts import Artifact
 from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preprocess_raw, resolve_subject
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import progress_bar, say
-from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP, BenchConfig
+from edgepipe.recipe import BenchConfig
+from edgepipe.tasks import max_drop_of, task_named
 from edgepipe.timing import available_cpus, summarize, time_calls
 
 TORCH_NOTE = ("PyTorch eager runs with torch.set_num_threads(threads) and torch.inference_mode(); its per-call "
@@ -72,7 +73,7 @@ def _latency_fields(per_repeat: list[np.ndarray], batch: int) -> dict[str, Any]:
             "p50_spread_pct": _spread_pct(per_repeat)}
 
 
-def _accuracy_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[dict[str, dict], dict]:
+def _eval_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[dict[str, dict], dict]:
     """Eval rows by artifact name from report.json, evaluating the run first when they are missing."""
     from edgepipe.artifacts import read_json
     from edgepipe.report import REPORT, update_report
@@ -81,7 +82,7 @@ def _accuracy_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[
     report_path = next((Path(c) / REPORT for c in candidates if (Path(c) / REPORT).is_file()), None)
     report = read_json(report_path, "report") if report_path else {}
     rows = {row["name"]: row for row in report.get("artifacts", [])}
-    if subject.run_dir and run_eval and any("accuracy" not in rows.get(name, {}) for name in names):
+    if subject.run_dir and run_eval and any("score" not in rows.get(name, {}) for name in names):
         from edgepipe.stages.evaluate import evaluate
 
         say("bench: no eval results for every artifact yet; running eval first")
@@ -90,7 +91,7 @@ def _accuracy_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[
     return rows, report
 
 
-def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy_drop: float | None = None,
+def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: float | None = None,
           run_eval: bool = True, write: bool = True) -> dict[str, Any]:
     """Benchmark every artifact of a run (or one model file); with a run dir and ``write``, also update
     RUN/report.json (a "bench" key and per-artifact fields) and write RUN/report.md and RUN/report.png.
@@ -169,20 +170,20 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
 
         steps = repeats * sum(len(m["sizes"]) for m in measured)
         with progress_bar() as bar:
-            task = bar.add_task("bench", total=steps)
+            progress = bar.add_task("bench", total=steps)
             for repeat in range(repeats):
                 for size in batch_sizes:
                     active = [i for i, m in enumerate(measured) if size in m["sizes"]]
                     shift = repeat % len(active) if active else 0
                     for index in active[shift:] + active[:shift]:  # rotate who goes first each round
                         runner, (model_batch, raw_batch) = measured[index]["runner"], batches[size]
-                        bar.update(task, description=f"bench {measured[index]['entry'].name} b{size} "
+                        bar.update(progress, description=f"bench {measured[index]['entry'].name} b{size} "
                                                      f"r{repeat + 1}/{repeats}")
                         time_window(compute[index, size], lambda r=runner, x=model_batch: r.infer(x))
                         if end_to_end and raw_batch is not None:
                             time_window(full[index, size], lambda r=runner, raw=raw_batch: r.infer(
                                 preprocess_raw(raw, subject.preprocessing)))
-                        bar.update(task, advance=1)
+                        bar.update(progress, advance=1)
             if gate:  # windows that went ahead before the run had seen how fast this machine can be
                 slow = [w for w in windows if gate.went_ahead_slow(w[3])]
                 if slow:
@@ -197,10 +198,10 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
         devices = {index: m["runner"].device for index, m in enumerate(measured)}
 
     names = [m["entry"].name for m in measured]
-    eval_rows, report = _accuracy_rows(subject, names, run_eval)
-    if max_accuracy_drop is None:
-        recipe_budget = subject.recipe.get("eval", {}).get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP)
-        max_accuracy_drop = float(report.get("max_accuracy_drop", recipe_budget))
+    eval_rows, report = _eval_rows(subject, names, run_eval)
+    task = task_named((report.get("task") or {}).get("name") or subject.recipe.get("task"))
+    if max_drop is None:
+        max_drop = float(report["max_drop"]) if "max_drop" in report else max_drop_of(subject.recipe, task)
     rows: list[dict[str, Any]] = []
     for index, item in enumerate(measured):
         entry = item["entry"]
@@ -208,18 +209,18 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
                                      runtime=item["runtime"])
                  if memory else {"error": "not measured (memory=False)"})
         evaluated = eval_rows.get(entry.name, {})
-        if item["runtime"] not in (None, "onnxruntime") and subject.run_dir is not None and "accuracy" in evaluated:
+        if item["runtime"] not in (None, "onnxruntime") and subject.run_dir is not None and "score" in evaluated:
             # eval ran the file on onnxruntime; another runtime's kernels round differently: measure its own
-            from edgepipe.stages.evaluate import accuracy_on_runtime
+            from edgepipe.stages.evaluate import score_on_runtime
 
-            original = eval_rows.get("original", {}).get("accuracy")
+            original = eval_rows.get("original", {}).get("score")
             try:
-                accuracy = accuracy_on_runtime(subject.run_dir, item["directory"], entry, item["runtime"], threads)
+                score = score_on_runtime(subject.run_dir, item["directory"], entry, item["runtime"], threads)
             except (EdgepipeError, ValueError) as exc:  # no test split to reload: the pick treats it as unknown
-                evaluated = {"accuracy_note": f"not evaluated on {item['runtime']}: {str(exc).splitlines()[0]}"}
+                evaluated = {"score_note": f"not evaluated on {item['runtime']}: {str(exc).splitlines()[0]}"}
             else:
-                evaluated = {"accuracy": accuracy, "accuracy_drop_pts": None if original is None else round(
-                    (original - accuracy) * 100, 4)}
+                evaluated = {"score": score, "drop": None if original is None else round(task.drop(original, score),
+                                                                                          4)}
         for size in item["sizes"]:
             row = {"artifact": entry.name, "backend": backends_used[index], "device": devices[index],
                    "precision": entry.precision, "format": entry.format,
@@ -230,7 +231,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
                    "device_memory_bytes": peaks.get("device_memory_bytes"),
                    "size_bytes": int(entry.size_bytes or (item["directory"] / entry.file).stat().st_size),
                    "params": item["complexity"].get("params"), "macs": item["complexity"].get("macs"),
-                   "accuracy": evaluated.get("accuracy"), "accuracy_drop_pts": evaluated.get("accuracy_drop_pts")}
+                   "score": evaluated.get("score"), "drop": evaluated.get("drop")}
             if "error" in peaks:
                 row["memory_note"] = peaks["error"]
             if full.get((index, size)):
@@ -251,13 +252,14 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_accuracy
                      "end_to_end": end_to_end,
                      "allocator": allocator or "default",
                      "input_shape": list(input_shape)},
-        "max_accuracy_drop": max_accuracy_drop,
+        "task": task.describe(),
+        "max_drop": max_drop,
         "deploy_batch": deploy_batch,
         "rows": rows,
         "skipped": skipped,
         "p50_spread_pct_max": max((r["p50_spread_pct"] for r in rows), default=0.0),
         "steadiness": gate.summary() if gate else None,
-        "deployable": pick_deployable(rows, batch=deploy_batch, max_drop=max_accuracy_drop,
+        "deployable": pick_deployable(rows, batch=deploy_batch, max_drop=max_drop, unit=task.unit,
                                       target=subject.recipe.get("target"), engine_problem=engine_problem),
         "notes": [TORCH_NOTE, "end_to_end = preprocessing from raw uint8 images (scale, normalize) + inference; "
                   "compute = inference on the preprocessed batch",
@@ -301,8 +303,8 @@ if __name__ == "__main__":  # the pipeline's fresh process: python -m edgepipe.s
 
     try:
         options = json.loads(sys.argv[2])
-        budget = options.pop("max_accuracy_drop", None)
-        bench(Path(sys.argv[1]), BenchConfig.model_validate(options), max_accuracy_drop=budget)
+        budget = options.pop("max_drop", None)
+        bench(Path(sys.argv[1]), BenchConfig.model_validate(options), max_drop=budget)
     except EdgepipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,11 +1,11 @@
 """`edgepipe bundle`: what a Jetson without PyTorch needs to build an engine and check its accuracy loss.
 
 BUNDLE/
-  manifest.json   stage "bundle": target, every file with its sha256, the original model's accuracy,
+  manifest.json   stage "bundle": target, every file with its sha256, the task and the original model's score,
                   labels and preprocessing
   README.md       the two commands to run on the device
   labels.txt      one class name per line
-  reference.npz   x, y: the first N test samples; logits: the original PyTorch model's outputs on them
+  reference.npz   x, y: the first N test samples; outputs: the original PyTorch model's outputs on them
   export/         model.onnx + manifest (the deployable FP32 graph: export-pruned/ when the run was pruned)
   quantize/       the ONNX files the target can build (FP16, INT8 QDQ), trt.calib.cache, manifest
   prune/          manifest only (`build --sparsity` reads the 2:4 method from it)
@@ -37,10 +37,9 @@ from edgepipe.artifacts import (
     write_manifest,
 )
 from edgepipe.bundles import is_bundle, load_reference
-from edgepipe.data import load_stage_dataset
+from edgepipe.data import Split, load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
-from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP
 from edgepipe.run import BUNDLE as STAGE
 from edgepipe.run import BUNDLE_README as README
 from edgepipe.run import (
@@ -61,6 +60,7 @@ from edgepipe.run import (
 from edgepipe.run import LABELS_TXT as LABELS
 from edgepipe.run import REFERENCE_NPZ as REFERENCE
 from edgepipe.rundir import atomic_dir, check_replaceable
+from edgepipe.tasks import max_drop_of, task_of
 
 DEFAULT_SAMPLES = 500
 _PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
@@ -180,7 +180,7 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
         "",
         f"Made for **{target['name']}** ({target['gpu']}, {target['sm']}, TensorRT {target['tensorrt']}"
         + (f", JetPack {', '.join(target['jetpack_releases'])}" if target.get("jetpack_releases") else "") + ").",
-        f"Original model: {original['accuracy']:.2%} top-1 on the {original['samples']} bundled test samples "
+        f"Original model: {original['score_text']} on the {original['samples']} bundled test samples "
         f"({REFERENCE}, with its outputs as the reference).",
         "",
         "On the device: nothing to install beyond JetPack (TensorRT, CUDA, python3-numpy). The runtime in this bundle",
@@ -199,8 +199,8 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
         f"`edgepipe build {bundle_name} --precision {best}` and `edgepipe eval {bundle_name}` do the same.",
         "",
         f"`build` writes {bundle_name}/build-{best}/model.{best}.engine; `eval` reports every engine's and ONNX "
-        "model's accuracy drop against the original model's stored outputs and exits 1 when one is over the "
-        f"budget ({manifest['max_accuracy_drop']} points).",
+        f"model's {manifest['task']['metric']} drop against the original model's stored outputs and exits 1 when one "
+        f"is over the budget ({manifest['max_drop']} {manifest['task']['unit']}).",
         f"Precisions this bundle can build here: {', '.join(manifest['precisions'])}.",
         "",
         "Files (sha256 in manifest.json; `eval` names any file that is missing or changed):",
@@ -232,8 +232,8 @@ def _reference_outputs(train_dir: Path, train_manifest: Manifest, samples: int):
     count = min(samples, len(dataset.test))
     x, y = dataset.test.x[:count], dataset.test.y[:count]
     with open_runner(train_dir, original) as runner:
-        logits = infer_in_batches(runner, x, 256).astype(np.float32)
-    return np.ascontiguousarray(x, np.float32), y.astype(np.int64), logits, original
+        outputs = infer_in_batches(runner, x, 256).astype(np.float32)
+    return np.ascontiguousarray(x, np.float32), y.astype(np.int64), outputs, original
 
 
 def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT_SAMPLES) -> Path:
@@ -269,8 +269,10 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         planned += planned_q
     ship_prune = export_dir.name == EXPORT_PRUNED and layout.has(layout.prune)
 
-    x, y, logits, original = _reference_outputs(train_dir, train_manifest, samples)
-    accuracy = float((logits.argmax(1) == y).mean())
+    x, y, outputs, original = _reference_outputs(train_dir, train_manifest, samples)
+    task = task_of(train_manifest)
+    targets = task.targets(Split(x, y))
+    score = task.score(outputs, targets)
     recipe = train_manifest.recipe or {}
     dataset_record = train_manifest.dataset
 
@@ -284,7 +286,8 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         if ship_prune:  # the pruned weights stay home: build only needs the method (2:4 or not)
             (tmp / PRUNE).mkdir()
             write_manifest(tmp / PRUNE, read_manifest(layout.prune).model_copy(update={"artifacts": []}))
-        np.savez(tmp / REFERENCE, x=x, y=y, logits=logits)
+        # x: inputs, y: labels (a reconstruction's targets are x itself), outputs: the original model's on them
+        np.savez(tmp / REFERENCE, x=x, y=y, outputs=outputs)
         _copy_device_runtime(tmp)
         (tmp / LABELS).write_text("\n".join(dataset_record.labels) + "\n")
 
@@ -293,6 +296,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
                                 {"original": original.sha256, "onnx": onnx_entry.sha256})
         manifest.recipe = recipe
         manifest.model = train_manifest.model
+        manifest.task = task.describe()
         manifest.dataset = {"name": dataset_record.config["name"], "labels": dataset_record.labels,
                             "preprocessing": dataset_record.preprocessing or {},
                             "fingerprint": dataset_record.fingerprint, "samples": int(len(y))}
@@ -304,11 +308,11 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
                        "tensorrt": profile.tensorrt_text(),
                        "jetpack_releases": [release.jetpack for release in profile.releases]},
             "precisions": _deploy_precisions(profile, shipped),
-            "max_accuracy_drop": float((recipe.get("eval") or {}).get("max_accuracy_drop",
-                                                                      DEFAULT_MAX_ACCURACY_DROP)),
-            "original": {"accuracy": accuracy, "samples": int(len(y)), "size_bytes": original.size_bytes,
+            "max_drop": max_drop_of(recipe, task),
+            "original": {"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
+                         "samples": int(len(y)), "size_bytes": original.size_bytes,
                          "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
-                         "test_accuracy_full_split": train_manifest.metrics.get("test_accuracy")},
+                         "test_score_full_split": train_manifest.metrics.get("test")},
             "excluded": excluded,
             "preflight": preflight,
         }
@@ -321,10 +325,10 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         manifest.files = _file_list(tmp)
         write_manifest(tmp, manifest)
         check = load_reference(tmp)  # check before trusting: every file hashes, the set reloads without pickle
-        if not np.array_equal(check.logits, logits):
-            raise RuntimeError("reference.npz does not reload to the logits written")
-    say(f"bundle: {out} for {profile.name} ({', '.join(bundle_facts['precisions'])}; original {accuracy:.2%} on "
-        f"{len(y)} samples)")
+        if not np.array_equal(check.outputs, outputs):
+            raise RuntimeError("reference.npz does not reload to the outputs written")
+    say(f"bundle: {out} for {profile.name} ({', '.join(bundle_facts['precisions'])}; original "
+        f"{bundle_facts['original']['score_text']} on {len(y)} samples)")
     return out
 
 

@@ -14,30 +14,24 @@ from edgepipe.progress import say
 from edgepipe.recipe import ExportConfig
 from edgepipe.run import EXPORT, EXPORT_NAMES, FP32_ONNX
 from edgepipe.rundir import atomic_dir, check_replaceable
+from edgepipe.tasks import task_of
 
 PARITY_SAMPLES = 1000
 
 
-def check_not_degenerate(outputs: np.ndarray, labels: np.ndarray, classes: int) -> str | None:
+def check_not_degenerate(outputs: np.ndarray, targets: np.ndarray, labels: list[str], task) -> str | None:
     """Refuse a model whose outputs do not depend on its input (a dead network: parity would be perfect and
-    every prediction the same); return a warning, also recorded in the manifest, when it scores at chance."""
+    every prediction the same); return the task's warning, also recorded in the manifest, when it scores no
+    better than a trivial guess (chance for a classifier, the mean image for an autoencoder)."""
     spread = float(np.abs(outputs - outputs[:1]).max()) if len(outputs) > 1 else 1.0
     if spread == 0.0:
         raise EdgepipeError(f"the model's outputs are the same for all {len(outputs)} test samples (every value "
                             f"{float(outputs.ravel()[0]):.3g}): it does not depend on its input, so training failed "
                             "(dead activations, a diverged learning rate); nothing was exported")
-    if classes < 2 or len(labels) != len(outputs) or outputs.ndim != 2 or outputs.shape[1] != classes:
-        return None
-    accuracy = float((outputs.argmax(1) == labels).mean())
-    chance = 1.0 / classes
-    # within two standard errors of guessing on this many samples: indistinguishable from chance
-    if accuracy <= chance + 2 * (chance * (1 - chance) / len(labels)) ** 0.5:
-        warning = (f"test accuracy {accuracy:.1%} is at chance for {classes} classes ({chance:.1%} on "
-                   f"{len(labels)} samples): the model learned nothing useful; check the data, the learning rate "
-                   "or start from pretrained weights")
+    warning = task.degenerate(outputs, targets, labels)
+    if warning:
         say(f"[yellow]export: {warning}[/yellow]")
-        return warning
-    return None
+    return warning
 
 
 def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse: bool = False,
@@ -64,10 +58,11 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
 
     model, _ = load_model(source, model_entry.file)
     dataset = load_stage_dataset(source_manifest)
+    task = task_of(source_manifest)
     samples = dataset.test.x[:PARITY_SAMPLES]
     with torch.inference_mode():
         reference = model(torch.from_numpy(samples)).numpy()
-    degenerate = check_not_degenerate(reference, dataset.test.y[:PARITY_SAMPLES], len(dataset.labels))
+    degenerate = check_not_degenerate(reference, task.targets(dataset.test)[:PARITY_SAMPLES], dataset.labels, task)
 
     with atomic_dir(out, EXPORT) as tmp:
         path = tmp / FP32_ONNX
@@ -81,12 +76,14 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
             if config.dynamic_batch and runner.input_spec.shape[0] is not None:
                 raise EdgepipeError("export asked for a dynamic batch axis but the ONNX input has a fixed batch")
             candidate = infer_in_batches(runner, samples, batch_size=128)
-        check = parity(reference, candidate)
+        check = parity(reference, candidate, task)
         allowed = config.parity_atol + config.parity_rtol * float(np.abs(reference).max())
         check["allowed_abs_diff"] = allowed
-        if check["agreement"] < config.min_agreement or check["max_abs_diff"] > allowed:
+        floor = task.export_agreement_floor(config)
+        if (floor is not None and check["agreement"] < floor) or check["max_abs_diff"] > allowed:
             raise EdgepipeError(
-                f"ONNX parity broken: top-1 agreement {check['agreement']:.4%} (need {config.min_agreement:.2%}), "
+                f"ONNX parity broken: {task.agreement_label} {task.format_agreement(check['agreement'])}"
+                + (f" (need {task.format_agreement(floor)})" if floor is not None else "") + ", "
                 f"max |diff| {check['max_abs_diff']:.2e} (allowed {allowed:.1e} = {config.parity_atol:.0e} + "
                 f"{config.parity_rtol:.0e} x max |output|) on {check['samples']} test samples; nothing was written"
             )
@@ -97,6 +94,6 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
         manifest.metrics = {"parity": check, **({"degenerate": degenerate} if degenerate else {})}
         add_artifact(manifest, tmp, FP32_ONNX, name=name, fmt="onnx", precision="fp32")
         write_manifest(tmp, manifest)
-    say(f"export: {out / FP32_ONNX}  parity: agreement {check['agreement']:.2%}, "
+    say(f"export: {out / FP32_ONNX}  parity: {task.agreement_label} {task.format_agreement(check['agreement'])}, "
         f"max |diff| {check['max_abs_diff']:.1e}")
     return out

@@ -19,8 +19,8 @@ def _quantize_config(recipe: Recipe):
     """The recipe's quantize section with its defaults filled from the rest of the recipe."""
     config = recipe.quantize
     update: dict[str, Any] = {}
-    if config.max_drop is None:
-        update["max_drop"] = recipe.eval.max_accuracy_drop
+    if config.max_drop is None and recipe.eval.max_drop is not None:  # else the task's default, in quantize
+        update["max_drop"] = recipe.eval.max_drop
     if recipe.target and "tensorrt_version" not in config.model_fields_set:
         from edgepipe.targets import get_target
 
@@ -60,7 +60,7 @@ def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) 
     config = recipe.bench
     if config is not None:
         if fresh_process:
-            options = {**config.model_dump(mode="json"), "max_accuracy_drop": recipe.eval.max_accuracy_drop}
+            options = {**config.model_dump(mode="json"), "max_drop": recipe.eval.max_drop}
             from edgepipe.child import python_module_argv
 
             done = subprocess.run(python_module_argv("edgepipe.stages.bench", str(run_dir.resolve()),
@@ -70,7 +70,7 @@ def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) 
         else:
             from edgepipe.stages.bench import bench
 
-            bench(run_dir, config, max_accuracy_drop=recipe.eval.max_accuracy_drop)
+            bench(run_dir, config, max_drop=recipe.eval.max_drop)
     report = read_json(run_dir / REPORT, "report")
     if config is None:
         write_report_markdown(run_dir, report)

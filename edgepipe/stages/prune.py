@@ -21,6 +21,7 @@ from edgepipe.progress import say
 from edgepipe.recipe import PruneConfig, TrainConfig
 from edgepipe.run import MODEL_PT, PRUNE, TRAIN, resolve
 from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
+from edgepipe.tasks import task_of
 
 SPARSITY_NOTE = ("2:4 sparsity speeds up inference only in TensorRT on Ampere-class GPUs (Jetson Orin, "
                  "RTX 30xx/A100 and newer) with sparse weights enabled (`edgepipe build --sparsity`), and usually "
@@ -42,13 +43,13 @@ def _train_config(source_manifest: Manifest) -> TrainConfig:
     return TrainConfig.model_validate(recipe.get("train") or {})
 
 
-def _accuracies(model: nn.Module, dataset, device) -> dict[str, float]:
-    from edgepipe.training import accuracy
+def _scores(model: nn.Module, dataset, device, task) -> dict[str, float]:
+    from edgepipe.training import score
 
-    return {"val": accuracy(model, dataset.val, device), "test": accuracy(model, dataset.test, device)}
+    return {"val": score(model, dataset.val, device, task), "test": score(model, dataset.test, device, task)}
 
 
-def _finetune(model: nn.Module, dataset, train_config: TrainConfig, config: PruneConfig, device, *,
+def _finetune(model: nn.Module, dataset, train_config: TrainConfig, config: PruneConfig, device, task, *,
               label: str, after_step=None) -> dict[str, Any] | None:
     from edgepipe.training import fit, seed_everything
 
@@ -56,10 +57,10 @@ def _finetune(model: nn.Module, dataset, train_config: TrainConfig, config: Prun
         return None
     seed_everything(train_config.seed)
     lr = config.finetune_lr or train_config.lr / 10
-    result = fit(model, dataset.train, dataset.val, train_config, epochs=config.finetune_epochs, lr=lr,
+    result = fit(model, dataset.train, dataset.val, train_config, task, epochs=config.finetune_epochs, lr=lr,
                  device=device, after_step=after_step, progress_label=label)
     return {"epochs": config.finetune_epochs, "lr": lr, "best_epoch": result.best_epoch,
-            "best_val_accuracy": result.best_val_accuracy}
+            "best_val_score": result.best_val_score}
 
 
 def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list]:
@@ -77,7 +78,7 @@ def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list]:
 
 
 def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig,
-                    config: PruneConfig, device) -> dict[str, Any]:
+                    config: PruneConfig, device, task) -> dict[str, Any]:
     from edgepipe.complexity import count_macs_params
     from edgepipe.pruning.channel import (
         build_pruner,
@@ -90,11 +91,20 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
 
     input_shape = spec["input_shape"]
     check_prunable(model, spec["name"], config.importance)
-    x_train, y_train = torch.from_numpy(dataset.train.x), torch.from_numpy(dataset.train.y)
+    x_train, y_train = torch.from_numpy(dataset.train.x), torch.from_numpy(task.targets(dataset.train))
+    loss_fn = task.loss(train_config)
 
     def gradient_batches():
         size = GRADIENT_BATCH_SIZE
-        return [(x_train[i * size:(i + 1) * size], y_train[i * size:(i + 1) * size]) for i in range(GRADIENT_BATCHES)]
+
+        def loss_on(x, y):
+            def loss_of(trial: nn.Module) -> torch.Tensor:
+                device = next(trial.parameters()).device
+                return loss_fn(trial(x.to(device)), y.to(device))
+            return loss_of
+
+        return [loss_on(x_train[i * size:(i + 1) * size], y_train[i * size:(i + 1) * size])
+                for i in range(GRADIENT_BATCHES)]
 
     options = {"importance": config.importance, "global_pruning": config.global_pruning,
                "round_to": config.round_to, "ignored": config.ignore_layers}
@@ -113,17 +123,18 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
         pruning_step(pruner, model, config.importance, gradient_batches)
         recalibrated = recalibrate_batchnorm(model, x_train[:BATCHNORM_SAMPLES])
         macs, params = count_macs_params(model, input_shape)
-        before_finetune = _accuracies(model, dataset, torch.device("cpu"))
-        finetune = _finetune(model, dataset, train_config, config, device, label=f"prune step {step}/{config.steps}")
+        before_finetune = _scores(model, dataset, torch.device("cpu"), task)
+        finetune = _finetune(model, dataset, train_config, config, device, task,
+                             label=f"prune step {step}/{config.steps}")
         model.cpu()
         steps.append({"step": step, "macs": macs, "params": params, "batchnorm_recalibrated": recalibrated,
-                      "val_accuracy_pruned": before_finetune["val"], "finetune": finetune})
+                      "val_score_pruned": before_finetune["val"], "finetune": finetune})
     return {"ratio": ratio, "search": search, "steps": steps, "history": history_to_json(pruner.pruning_history()),
-            "accuracy_before_finetune": before_finetune}
+            "score_before_finetune": before_finetune}
 
 
 def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig, config: PruneConfig,
-                  device) -> dict[str, Any]:
+                  device, task) -> dict[str, Any]:
     from edgepipe.pruning.channel import recalibrate_batchnorm, resolve_ignored
     from edgepipe.pruning.sparsity24 import (
         IN_MULTIPLE,
@@ -147,8 +158,9 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
     keeper()
     # Zeroing half the weights shifts activations as removing channels does: re-estimate BatchNorm statistics.
     recalibrated = recalibrate_batchnorm(model, torch.from_numpy(dataset.train.x[:BATCHNORM_SAMPLES]))
-    before_finetune = _accuracies(model, dataset, torch.device("cpu"))
-    finetune = _finetune(model, dataset, train_config, config, device, label="prune 2:4 fine-tune", after_step=keeper)
+    before_finetune = _scores(model, dataset, torch.device("cpu"), task)
+    finetune = _finetune(model, dataset, train_config, config, device, task, label="prune 2:4 fine-tune",
+                         after_step=keeper)
     model.cpu()
     keeper()  # fit restores its best epoch's weights: those were masked too, but make it certain
     broken = [name for name, module in layers.items() if not follows_2_4(module.weight)]
@@ -156,7 +168,7 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
         raise RuntimeError(f"2:4 pattern lost during fine-tuning in {broken}")
     sparse_weights = sum(int(module.weight.numel()) for module in layers.values())
     total_weights = sum(int(p.numel()) for name, p in model.named_parameters() if name.endswith("weight"))
-    return {"layers": sorted(layers), "accuracy_before_finetune": before_finetune, "finetune": finetune,
+    return {"layers": sorted(layers), "score_before_finetune": before_finetune, "finetune": finetune,
             "batchnorm_recalibrated": recalibrated,
             "sparse_weight_fraction": sparse_weights / max(total_weights, 1) / 2}
 
@@ -216,20 +228,21 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     input_shape = spec["input_shape"]
     cpu = torch.device("cpu")
 
+    task = task_of(source_manifest)
     macs_before, params_before = count_macs_params(unpruned, input_shape)
-    accuracy_before = _accuracies(unpruned, dataset, cpu)
+    score_before = _scores(unpruned, dataset, cpu, task)
     model = copy.deepcopy(unpruned)
     if config.method == "channel":
-        outcome = _prune_channels(model, spec, dataset, train_config, config, device)
+        outcome = _prune_channels(model, spec, dataset, train_config, config, device, task)
         history = previous_history + outcome["history"]
         pruned_spec = {**base_spec, "rebuild": rebuild_record(input_shape, history)}
         sparse_layers = None
     else:
-        outcome = _sparsify_2_4(model, spec, dataset, train_config, config, device)
+        outcome = _sparsify_2_4(model, spec, dataset, train_config, config, device, task)
         pruned_spec = spec
         sparse_layers = outcome["layers"]
     model.cpu().eval()
-    accuracy_after = _accuracies(model, dataset, cpu)
+    score_after = _scores(model, dataset, cpu, task)
     macs_after, params_after = count_macs_params(model, input_shape)
     latency, onnx_check = _measure(unpruned, model, input_shape, sparse_layers=sparse_layers,
                                    latency_rounds=latency_rounds or LATENCY_ROUNDS,
@@ -245,14 +258,13 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
             "macs": {"before": macs_before, "after": macs_after, "ratio": macs_before / max(macs_after, 1),
                      "kept_fraction": macs_after / max(macs_before, 1)},
             "file_bytes": {"before": model_entry.size_bytes, "after": (tmp / MODEL_PT).stat().st_size},
-            "accuracy": {"unpruned": accuracy_before, "before_finetune": outcome["accuracy_before_finetune"],
-                         "after_finetune": accuracy_after,
-                         "drop_points": {split: 100 * (accuracy_before[split] - accuracy_after[split])
-                                         for split in ("val", "test")}},
+            "score": {"task": task.describe(), "unpruned": score_before,
+                      "before_finetune": outcome["score_before_finetune"], "after_finetune": score_after,
+                      "drop": {split: task.drop(score_before[split], score_after[split]) for split in ("val", "test")}},
             "latency": latency,
             "speedup": speedups(latency),
             "pruning": {key: value for key, value in outcome.items()
-                        if key not in ("history", "accuracy_before_finetune", "layers")},
+                        if key not in ("history", "score_before_finetune", "layers")},
         }
         if sparse_layers is not None:
             manifest.sparsity = {"pattern": "2:4", "layers": sparse_layers, "onnx": onnx_check,
@@ -268,7 +280,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
         if difference > 1e-5:
             raise RuntimeError(f"pruned checkpoint does not reload to the same model (max |diff| {difference:.2e})")
     metrics = manifest.metrics
-    say(f"prune: {config.method}  MACs {metrics['macs']['ratio']:.2f}x fewer  test accuracy "
-        f"{accuracy_before['test']:.2%} → {accuracy_after['test']:.2%}  "
+    say(f"prune: {config.method}  MACs {metrics['macs']['ratio']:.2f}x fewer  test {task.metric_label} "
+        f"{task.format_score(score_before['test'])} → {task.format_score(score_after['test'])}  "
         f"b64 speedup {metrics['speedup'].get('64', float('nan')):.2f}x → {out}")
     return out

@@ -1,5 +1,5 @@
 """`edgepipe quantize`: one calibration run -> INT8 QDQ for TensorRT, INT8 QDQ u8s8 for the CPU, the TensorRT
-calibration cache, and an FP16 graph; accuracy-checked on the val split, with a per-layer fallback.
+calibration cache, and an FP16 graph; scored by the task on the val split, with a per-layer fallback.
 
 RUN/quantize/
   model.int8.trt.onnx   int8 activations + weights, symmetric, zero-point 0, per-channel weights
@@ -34,8 +34,8 @@ from edgepipe.artifacts import (
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
-from edgepipe.quant.accuracy import accuracy_of
-from edgepipe.recipe import DEFAULT_MAX_ACCURACY_DROP, QuantizeConfig
+from edgepipe.quant.scoring import score_of
+from edgepipe.recipe import QuantizeConfig
 from edgepipe.run import CALIB_CACHE as CACHE
 from edgepipe.run import CALIB_RANGES as RANGES
 from edgepipe.run import EXPORT, QUANTIZE, TRAIN, resolve
@@ -43,6 +43,7 @@ from edgepipe.run import FP16_ONNX as FP16
 from edgepipe.run import INT8_CPU_ONNX as INT8_CPU
 from edgepipe.run import INT8_TRT_ONNX as INT8_TRT
 from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
+from edgepipe.tasks import Task, max_drop_of, task_of
 from edgepipe.timing import available_cpus
 
 
@@ -150,11 +151,12 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
     if dataset is None:
         raise EdgepipeError(f"{src.onnx}: no edgepipe export manifest beside it, so there is no dataset to check "
                             "accuracy on; pass the run directory or export directory instead")
+    task = task_of(src.manifest)
     calibration_set = load_calibration_set(config.calibration, dataset_loader=lambda: dataset,
                                            preprocessing=src.manifest.dataset.preprocessing,
                                            input_shape=input_shape)
     model_sha = sha256_file(src.onnx)
-    max_drop = config.max_drop if config.max_drop is not None else _recipe_max_drop(src)
+    max_drop = config.max_drop if config.max_drop is not None else _recipe_max_drop(src, task)
     manifest_config = {**config.model_dump(mode="json"), "max_drop": max_drop}
     manifest = new_manifest(QUANTIZE, manifest_config, {"onnx": model_sha, "calibration_set": calibration_set.sha256})
     if reuse and is_up_to_date(out, manifest):
@@ -177,16 +179,16 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
 
         tracks = {INT8_TRT: trt_track(), INT8_CPU: cpu_track(config.reduce_range)}
         val, test = dataset.val, dataset.test
-        reference = {"val": accuracy_of(src.onnx, val.x, val.y), "test": accuracy_of(src.onnx, test.x, test.y)}
+        reference = {"val": score_of(src.onnx, val, task), "test": score_of(src.onnx, test, task)}
         fallback = _quantize_within_budget(prepared, tmp, tracks, config.method, tmp / RANGES, val, reference["val"],
-                                           max_drop)
+                                           max_drop, task)
         check_trt_qdq(tmp / INT8_TRT)
         speed_batch = np.resize(test.x, (config.speed_batch, *test.x.shape[1:]))
         cpu_speed = None
         if speed and config.cpu_speed_fallback:
             cpu_speed = _cpu_float_where_faster(prepared, tmp, tracks[INT8_CPU], config.method, tmp / RANGES,
                                                 fallback["excluded"], val, reference["val"], max_drop, speed_batch,
-                                                retime=config.retime)
+                                                task, retime=config.retime)
 
         scales = trt_cache.scales_from_ranges(ranges)
         trt_cache.write_cache(tmp / CACHE, scales, config.tensorrt_version)
@@ -204,13 +206,13 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
             from edgepipe.quant.qat import quantization_aware_training
 
             qat_summary = quantization_aware_training(src, tmp, config, calibration_set, tracks, scratch, reference,
-                                                      input_name)
+                                                      input_name, task)
 
-        rows = _evaluate_artifacts(tmp, src.onnx, dataset, reference, config.fp16, qat_summary)
+        rows = _evaluate_artifacts(tmp, dataset, reference, config.fp16, qat_summary, task)
         if qat_summary:
-            ptq = max(r["drop_pts_val"] for r in rows if r["name"] in ("int8-cpu", "int8-trt"))
-            qat = max(qat_summary["val_drop_pts"].values())
-            qat_summary.update(ptq_val_drop_pts=ptq, recovered_pts=round(ptq - qat, 4), recovered=qat <= ptq)
+            ptq = max(r["drop_val"] for r in rows if r["name"] in ("int8-cpu", "int8-trt"))
+            qat = max(qat_summary["val_drop"].values())
+            qat_summary.update(ptq_val_drop=ptq, recovered=round(ptq - qat, 4), qat_helped=qat <= ptq)
         fp32_size = src.onnx.stat().st_size
         for row in rows:
             row["size_ratio"] = round(row["size_bytes"] / fp32_size, 4)
@@ -235,28 +237,27 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
                          track=row["track"], calibration_sha256=calibration_set.sha256)
         manifest.metrics = {
             "reference_fp32": {"file": str(src.onnx), "size_bytes": fp32_size, **reference},
-            "artifacts": rows, "speed": speed_rows, "max_drop_pts": max_drop,
+            "task": task.describe(), "artifacts": rows, "speed": speed_rows, "max_drop": max_drop,
             "fallback": fallback, "cpu_speed_fallback": cpu_speed, "fp16_overflow": fp16_report, "cpu": cpu_vnni(),
             "qat": qat_summary,
-            "accuracy_split": "val decides (budget, fallback); test is reported only",
+            "score_split": "val decides (budget, fallback); test is reported only",
         }
         write_manifest(tmp, manifest)
-    say(f"quantize: {out}  (" + ", ".join(f"{r['name']} drop {r['drop_pts_test']:+.2f} pts" for r in rows) + ")")
+    say(f"quantize: {out}  (" + ", ".join(f"{r['name']} drop {r['drop_test']:+.2f} {task.unit}" for r in rows) + ")")
     return out
 
 
-def _recipe_max_drop(src: QuantizeSource) -> float:
-    """eval.max_accuracy_drop of the recipe the model was trained with (recorded in the train manifest)."""
+def _recipe_max_drop(src: QuantizeSource, task: Task) -> float:
+    """eval.max_drop of the recipe the model was trained with (recorded in the train manifest)."""
     run_dir = src.stage_dir.parent if src.stage_dir is not None else None
     train_manifest = run_dir / TRAIN / MANIFEST if run_dir is not None else None
-    if train_manifest is not None and train_manifest.is_file():
-        recipe = read_manifest(train_manifest.parent).recipe or {}
-        return float((recipe.get("eval") or {}).get("max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP))
-    return DEFAULT_MAX_ACCURACY_DROP
+    recipe = read_manifest(train_manifest.parent).recipe if train_manifest is not None and train_manifest.is_file() \
+        else None
+    return max_drop_of(recipe, task)
 
 
 def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str, ranges_path: Path, val,
-                            reference_val: float, max_drop: float) -> dict:
+                            reference_val: float, max_drop: float, task: Task) -> dict:
     """Quantize both tracks; when the worse one loses more than ``max_drop`` on val, exclude sensitive layers."""
     from edgepipe.quant.sensitivity import fit_budget
     from edgepipe.quant.tracks import quantizable_nodes, quantize_track
@@ -270,17 +271,19 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
             if only is not None:  # everything but ``only`` stays in float
                 exclude = [name for name, _ in quantizable_nodes(prepared) if name not in only]
             quantize_track(prepared, path, track, method, ranges_path, exclude)
-            worst = max(worst, (reference_val - accuracy_of(path, val.x, val.y)) * 100)
+            worst = max(worst, task.drop(reference_val, score_of(path, val, task)))
         return worst
 
     full_drop = drop(None, [], tmp)
-    result = {"needed": False, "max_drop_pts": max_drop, "val_drop_pts": round(full_drop, 4), "excluded": []}
+    result = {"needed": False, "max_drop": max_drop, "unit": task.unit, "val_drop": round(full_drop, 4),
+              "excluded": []}
     if full_drop <= max_drop:
         return result
-    say(f"quantize: INT8 loses {full_drop:.2f} pts on val (budget {max_drop:.2f}); measuring per-layer sensitivity")
-    fitted = fit_budget(quantizable_nodes(prepared), drop, max_drop, full_drop)
+    say(f"quantize: INT8 loses {full_drop:.2f} {task.unit} on val (budget {max_drop:.2f}); measuring per-layer "
+        "sensitivity")
+    fitted = fit_budget(quantizable_nodes(prepared), drop, max_drop, full_drop, task.unit)
     final = drop(None, fitted.excluded, tmp)
-    return {**result, "needed": True, "excluded": fitted.excluded, "val_drop_pts_after": round(final, 4),
+    return {**result, "needed": True, "excluded": fitted.excluded, "val_drop_after": round(final, 4),
             "sensitivity": fitted.table, "steps": fitted.steps}
 
 
@@ -302,7 +305,7 @@ def _speed_decision_key(prepared: Path, layers: list, already_float: list[str], 
 
 
 def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, ranges_path: Path, already_float: list[str],
-                            val, reference_val: float, max_drop: float, batch: np.ndarray, *,
+                            val, reference_val: float, max_drop: float, batch: np.ndarray, task: Task, *,
                             retime: bool = False) -> dict:
     """quant/speed.py on the CPU track; the faster mix replaces tmp's int8-cpu model when it stays within budget.
 
@@ -326,7 +329,7 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
         if summary["kept_float"]:
             mix = quantize_track(prepared, prepared.parent / "cpu-speed-mix.onnx", track, method, ranges_path,
                                  [*already_float, *summary["kept_float"]])
-            summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop)
+            summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop, task)
         return summary
     summary = _measure_cpu_speed(prepared, track, method, ranges_path, already_float, layers, batch, threads,
                                  itertools.count())
@@ -335,7 +338,7 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
     cache.put(key, record)
     summary = dict(record, decision="retimed" if retime else "measured", cache=str(cache.path))
     if summary["kept_float"]:
-        summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop)
+        summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop, task)
     return summary
 
 
@@ -374,11 +377,12 @@ def _measure_cpu_speed(prepared: Path, track, method: str, ranges_path: Path, al
     return summary
 
 
-def _accept_faster_mix(summary: dict, mix: Path, tmp: Path, val, reference_val: float, max_drop: float) -> dict:
-    """The faster mix becomes the int8-cpu artifact when it stays within the accuracy budget."""
-    drop = (reference_val - accuracy_of(mix, val.x, val.y)) * 100
+def _accept_faster_mix(summary: dict, mix: Path, tmp: Path, val, reference_val: float, max_drop: float,
+                       task: Task) -> dict:
+    """The faster mix becomes the int8-cpu artifact when it stays within the budget."""
+    drop = task.drop(reference_val, score_of(mix, val, task))
     if drop > max_drop:  # float layers should only help accuracy; if not, the budget wins over speed
-        return dict(summary, kept_float=[], reverted=f"the faster mix loses {drop:.2f} pts on val "
+        return dict(summary, kept_float=[], reverted=f"the faster mix loses {drop:.2f} {task.unit} on val "
                                                      f"(budget {max_drop:.2f})")
     shutil.copyfile(mix, tmp / INT8_CPU)
     for row in summary.get("table", []):
@@ -388,7 +392,7 @@ def _accept_faster_mix(summary: dict, mix: Path, tmp: Path, val, reference_val: 
     return summary
 
 
-def _evaluate_artifacts(tmp: Path, fp32: Path, dataset, reference: dict, fp16: bool, qat: dict | None) -> list[dict]:
+def _evaluate_artifacts(tmp: Path, dataset, reference: dict, fp16: bool, qat: dict | None, task: Task) -> list[dict]:
     entries = [("int8-cpu", INT8_CPU, "int8", "cpu"), ("int8-trt", INT8_TRT, "int8", "tensorrt-qdq")]
     if fp16:
         entries.append(("fp16", FP16, "fp16", "fp16"))
@@ -398,11 +402,9 @@ def _evaluate_artifacts(tmp: Path, fp32: Path, dataset, reference: dict, fp16: b
     rows = []
     for name, filename, precision, track in entries:
         path = tmp / filename
-        accuracy = {split: accuracy_of(path, getattr(dataset, split).x, getattr(dataset, split).y)
-                    for split in ("val", "test")}
+        scores = {split: score_of(path, getattr(dataset, split), task) for split in ("val", "test")}
         rows.append({"name": name, "file": filename, "precision": precision, "track": track,
-                     "size_bytes": path.stat().st_size,
-                     "accuracy_val": accuracy["val"], "accuracy_test": accuracy["test"],
-                     "drop_pts_val": round((reference["val"] - accuracy["val"]) * 100, 4),
-                     "drop_pts_test": round((reference["test"] - accuracy["test"]) * 100, 4)})
+                     "size_bytes": path.stat().st_size, "score_val": scores["val"], "score_test": scores["test"],
+                     "drop_val": round(task.drop(reference["val"], scores["val"]), 4),
+                     "drop_test": round(task.drop(reference["test"], scores["test"]), 4)})
     return rows

@@ -1,4 +1,5 @@
-"""`edgepipe train`: best checkpoint by validation accuracy, resumable, deterministic for a seed, DDP under torchrun."""
+"""`edgepipe train`: best checkpoint by the task's validation score, resumable, deterministic for a seed, DDP
+under torchrun."""
 
 from __future__ import annotations
 
@@ -17,19 +18,20 @@ from edgepipe.models import build_model, classifier_of, initialize
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, recipe_to_dict
 from edgepipe.rundir import atomic_dir, check_replaceable
+from edgepipe.tasks import task_named
 from edgepipe.training import (
-    accuracy,
     distributed_from_env,
     fit,
     frozen_backbone,
     pick_device,
+    score,
     seed_everything,
 )
 from edgepipe.trust import trusting
 
 
 def model_spec(recipe: Recipe, dataset: Dataset) -> dict[str, Any]:
-    return {"name": recipe.model.name, "params": recipe.model.params,
+    return {"name": recipe.model.name, "params": recipe.model.params, "task": recipe.task,
             "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes}
 
 
@@ -63,9 +65,11 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     out = Path(out)
     check_replaceable(out, "train")
     dataset = load_dataset(recipe.dataset)
+    task = task_named(recipe.task, dataset.preprocessing)
     spec = model_spec(recipe, dataset)
     config = {"model": recipe.model.model_dump(mode="json"), "dataset": recipe.dataset.model_dump(mode="json"),
-              "train": recipe.train.model_dump(mode="json")}
+              "train": recipe.train.model_dump(mode="json"), **({"task": recipe.task} if recipe.task != "classification"
+                                                                else {})}
     parents = {"dataset": dataset.fingerprint()}
     manifest = new_manifest("train", config, parents)
     if reuse and is_up_to_date(out, manifest):
@@ -101,7 +105,7 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     classifier = classifier_of(model)
     freeze = frozen_backbone(model, classifier) if recipe.train.freeze_backbone else contextlib.nullcontext()
     with freeze:
-        result = fit(model, dataset.train, dataset.val, recipe.train, device=device, dist=dist,
+        result = fit(model, dataset.train, dataset.val, recipe.train, task, device=device, dist=dist,
                      on_epoch_end=checkpoint_epoch, start_epoch=start_epoch, optimizer_state=resume_state)
 
     if dist.enabled:
@@ -109,8 +113,8 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     if not dist.is_main:
         return out
     model.cpu()  # artifacts are saved and checked on the CPU, wherever training ran
-    val_accuracy = accuracy(model, dataset.val, torch.device("cpu"))
-    test_accuracy = accuracy(model, dataset.test, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    val_score, test_score = score(model, dataset.val, cpu, task), score(model, dataset.test, cpu, task)
     with atomic_dir(out, "train") as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / "model.pt")
         manifest.model = spec
@@ -119,18 +123,19 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
         manifest.device = str(device)
         manifest.world_size = dist.world_size
         manifest.metrics = {
-            "val_accuracy": val_accuracy, "test_accuracy": test_accuracy, "best_epoch": result.best_epoch,
+            "metric": task.metric, "val": val_score, "test": test_score, "best_epoch": result.best_epoch,
             "params": sum(p.numel() for p in model.parameters()), "history": result.history,
         }
         if transfer:
             manifest.transfer = {**transfer, "freeze_backbone": recipe.train.freeze_backbone}
         add_artifact(manifest, tmp, "model.pt", name="original", fmt="torch", precision="fp32")
         write_manifest(tmp, manifest)
-        # Check before trusting: the saved file reloads to the same accuracy.
+        # Check before trusting: the saved file reloads to the same score.
         reloaded, _ = load_model(tmp)
-        if abs(accuracy(reloaded, dataset.val, torch.device("cpu")) - val_accuracy) > 1e-9:
-            raise RuntimeError("saved checkpoint does not reproduce the validation accuracy")
+        if abs(score(reloaded, dataset.val, cpu, task) - val_score) > 1e-9:
+            raise RuntimeError("saved checkpoint does not reproduce the validation score")
     shutil.rmtree(partial, ignore_errors=True)
-    say(f"train: val {val_accuracy:.2%}  test {test_accuracy:.2%}  (best epoch {result.best_epoch}) → {out}")
+    say(f"train: {task.metric_label} val {task.format_score(val_score)}  test {task.format_score(test_score)}  "
+        f"(best epoch {result.best_epoch}) → {out}")
     return out
 

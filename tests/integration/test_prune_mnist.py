@@ -20,7 +20,8 @@ from edgepipe.data import load_stage_dataset
 from edgepipe.recipe import ExportConfig, PruneConfig
 from edgepipe.stages.export import export
 from edgepipe.stages.prune import prune
-from edgepipe.training import accuracy
+from edgepipe.tasks import task_of
+from edgepipe.training import score
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def test_recipe_prune_meets_the_mac_and_accuracy_floors_and_measures_latency(res
     assert manifest.config["method"] == "channel"
     mac_ratio = metrics["macs"]["ratio"]
     assert mac_ratio >= MIN_MAC_RATIO, metrics["macs"]
-    assert metrics["accuracy"]["drop_points"]["test"] <= MAX_DROP_POINTS, metrics["accuracy"]
+    assert metrics["score"]["drop"]["test"] <= MAX_DROP_POINTS, metrics["score"]
     # Unpruned and pruned ONNX timed side by side, interleaved, in the prune stage's own process.
     assert set(metrics["speedup"]) >= {"1", "64"} and all(v > 0 for v in metrics["speedup"].values())
 
@@ -50,13 +51,14 @@ def test_recipe_prune_meets_the_mac_and_accuracy_floors_and_measures_latency(res
     report = json.loads((resnet_run / "report.json").read_text())
     rows = {row["name"]: row for row in report["artifacts"]}
     for name in ("pruned", "pruned-onnx-fp32"):
-        assert rows[name]["accuracy_drop_pts"] <= MAX_DROP_POINTS, rows[name]
+        assert rows[name]["drop"] <= MAX_DROP_POINTS, rows[name]
     assert read_manifest(resnet_run / "export-pruned").metrics["parity"]["agreement"] >= 0.999  # vs pruned
 
     # The narrower architecture rebuilds from the manifest's JSON history and gives the recorded accuracy.
     model, pruned_manifest = load_model(resnet_run / "prune")
-    test_accuracy = accuracy(model, load_stage_dataset(pruned_manifest).test, torch.device("cpu"))
-    assert test_accuracy == pytest.approx(metrics["accuracy"]["after_finetune"]["test"])
+    test_accuracy = score(model, load_stage_dataset(pruned_manifest).test, torch.device("cpu"),
+                          task_of(pruned_manifest))
+    assert test_accuracy == pytest.approx(metrics["score"]["after_finetune"]["test"])
 
 
 def test_2_4_sparsity_keeps_accuracy_and_the_pattern_survives_export(resnet_run, tmp_path, monkeypatch):
@@ -68,13 +70,13 @@ def test_2_4_sparsity_keeps_accuracy_and_the_pattern_survives_export(resnet_run,
     shutil.copytree(resnet_run / "train", run / "train")
     out = prune(run, run / "prune-2-4", PruneConfig(method="2:4", finetune_epochs=1))
     manifest = read_manifest(out)
-    accuracy_metrics = manifest.metrics["accuracy"]
+    accuracy_metrics = manifest.metrics["score"]
     assert accuracy_metrics["unpruned"]["test"] >= 0.98  # a really trained model
     # BatchNorm statistics re-estimated after masking: without that this model falls to ~24 % before fine-tuning.
     assert accuracy_metrics["before_finetune"]["test"] >= 0.95, accuracy_metrics
     # Measured: 0.6-0.9 pt lost on test with 1-3 fine-tuning epochs (val unchanged); half the weights of 32-128
     # channel layers is a lot for this small model. The issue sets no 2:4 accuracy floor; this bounds regressions.
-    assert accuracy_metrics["drop_points"]["test"] <= 1.0, accuracy_metrics
+    assert accuracy_metrics["drop"]["test"] <= 1.0, accuracy_metrics
     layers = manifest.sparsity["layers"]
     assert {"stages.0.conv1", "stages.1.conv2", "stages.2.conv2"} <= set(layers), layers
     exported = export(out, run / "export-2-4", ExportConfig())

@@ -42,7 +42,7 @@ def test_same_recipe_and_seed_twice_gives_identical_accuracies_and_onnx_bytes(tm
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr
     reports = [json.loads((run / "report.json").read_text()) for run in runs]
-    accuracies = [[(row["name"], row["accuracy"]) for row in report["artifacts"]] for report in reports]
+    accuracies = [[(row["name"], row["score"]) for row in report["artifacts"]] for report in reports]
     assert accuracies[0] == accuracies[1]
     hashes = [snapshot(run) for run in runs]
     for name in ("export/model.onnx", "quantize/model.int8.cpu.onnx", "quantize/model.int8.trt.onnx",

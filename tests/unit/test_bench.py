@@ -49,7 +49,7 @@ def make_tiny_run(root: Path, *, accuracies: dict[str, float] | None = None) -> 
         (run / stage).mkdir(parents=True)
     torch.manual_seed(0)
     save_state({"model": build_model(SPEC).eval().state_dict()}, run / "train" / "model.pt")
-    recipe = {"name": "tiny", "target": "jetson-orin-nano", "eval": {"max_accuracy_drop": 0.5},
+    recipe = {"name": "tiny", "target": "jetson-orin-nano", "eval": {"max_drop": 0.5},
               "bench": {"deploy_batch": 1}}
     _stage(run / "train", "train", [("model.pt", "original", "torch", "fp32")], model=SPEC,
            dataset={"preprocessing": PREPROCESSING}, recipe=recipe)
@@ -59,11 +59,12 @@ def make_tiny_run(root: Path, *, accuracies: dict[str, float] | None = None) -> 
     _stage(run / "quantize", "quantize", [("model.int8.cpu.onnx", "int8-cpu", "onnx", "int8")])
     accuracies = accuracies or {"original": 0.90, "onnx-fp32": 0.90, "int8-cpu": 0.899}
     artifacts = [{"name": name, "precision": "fp32", "format": "onnx", "path": "", "size_bytes": 1,
-                  "accuracy": acc, "accuracy_drop_pts": round((accuracies["original"] - acc) * 100, 4),
+                  "score": acc, "drop": round((accuracies["original"] - acc) * 100, 4),
                   "agreement": 1.0} for name, acc in accuracies.items()]
     write_json_atomic(run / "report.json", {"recipe": "tiny", "dataset": {"name": "synthetic", "test_samples": 10},
-                                            "original": {"accuracy": accuracies["original"]},
-                                            "max_accuracy_drop": 0.5, "artifacts": artifacts})
+                                            "task": {"name": "classification", "metric": "accuracy", "unit": "pts"},
+                                            "original": {"score": accuracies["original"]},
+                                            "max_drop": 0.5, "artifacts": artifacts})
     return run
 
 
@@ -100,11 +101,11 @@ def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
 def test_bench_writes_report_json_md_and_png(tiny_run: Path) -> None:
     bench(tiny_run, BenchConfig(batch_sizes=[1, 2], threads=1, **FAST))
     report = json.loads((tiny_run / "report.json").read_text())
-    assert report["recipe"] == "tiny" and report["original"]["accuracy"] == 0.90  # existing names kept
+    assert report["recipe"] == "tiny" and report["original"]["score"] == 0.90  # existing names kept
     assert report["bench"]["rows"]
     by_name = {a["name"]: a for a in report["artifacts"]}
     int8 = by_name["int8-cpu"]
-    assert int8["accuracy_drop_pts"] == pytest.approx(0.1)
+    assert int8["drop"] == pytest.approx(0.1)
     assert set(int8["bench"]) == {"1", "2"}
     for field in ("latency_ms", "throughput_per_s", "peak_memory_bytes", "speedup_vs_original"):
         assert field in int8["bench"]["1"]
@@ -129,7 +130,7 @@ def test_single_onnx_file_gets_no_report_but_a_result(tiny_run: Path) -> None:
     result = bench(tiny_run / "quantize" / "model.int8.cpu.onnx", BenchConfig(batch_sizes=[2], threads=1, **FAST))
     (row,) = result["rows"]
     assert row["artifact"] == "int8-cpu" and row["speedup_vs_original"] is None
-    assert row["accuracy_drop_pts"] == pytest.approx(0.1)  # found in the run's report.json
+    assert row["drop"] == pytest.approx(0.1)  # found in the run's report.json
 
 
 def test_backend_filter_keeps_only_that_backend(tiny_run: Path) -> None:
@@ -253,7 +254,7 @@ def test_end_to_end_input_is_the_preprocessed_raw_batch() -> None:
 def _row(name: str, backend: str, precision: str, p50: float, drop: float | None, batch: int = 1,
          size: int = 1000) -> dict:
     return {"artifact": name, "backend": backend, "precision": precision, "batch": batch,
-            "latency_ms": {"p50": p50}, "accuracy_drop_pts": drop, "size_bytes": size}
+            "latency_ms": {"p50": p50}, "drop": drop, "size_bytes": size}
 
 
 def test_pick_is_the_fastest_within_budget_not_the_int8_one() -> None:
@@ -299,7 +300,7 @@ def test_finish_report_benches_when_the_recipe_asks_and_writes_md_either_way(tmp
     report = finish_report(run, SimpleNamespace(bench=None, eval=EvalConfig()))
     assert "bench" not in report and (run / "report.md").is_file() and not (run / "report.png").exists()
     config = BenchConfig(batch_sizes=[1], warmup=0, iters=2, threads=1)
-    report = finish_report(run, SimpleNamespace(bench=config, eval=EvalConfig(max_accuracy_drop=0.05)))
-    assert report["bench"]["max_accuracy_drop"] == 0.05
+    report = finish_report(run, SimpleNamespace(bench=config, eval=EvalConfig(max_drop=0.05)))
+    assert report["bench"]["max_drop"] == 0.05
     assert report["bench"]["deployable"]["cpu"]["artifact"] in {"original", "onnx-fp32"}  # int8 drops 0.1 > 0.05
     assert (run / "report.png").is_file() and "Deployable" in (run / "report.md").read_text()

@@ -83,15 +83,17 @@ def test_reference_is_the_original_models_outputs_on_stored_test_samples(orin_bu
     from edgepipe.runners.onnxruntime import OrtRunner
 
     with np.load(orin_bundle / "reference.npz", allow_pickle=False) as data:
-        assert sorted(data.files) == ["logits", "x", "y"]
+        assert sorted(data.files) == ["outputs", "x", "y"]
     reference = load_reference(orin_bundle)
     test = load_stage_dataset(read_manifest(tiny_run / "train")).test
-    assert len(reference.y) == 60
+    assert len(reference.targets) == 60
     np.testing.assert_array_equal(reference.x, test.x[:60])
-    np.testing.assert_array_equal(reference.y, test.y[:60])
+    np.testing.assert_array_equal(reference.targets, test.y[:60])
     with OrtRunner(tiny_run / "export" / "model.onnx") as runner:  # the export agrees with PyTorch to 1e-3
-        np.testing.assert_allclose(reference.logits, infer_in_batches(runner, test.x[:60]), atol=1e-3)
-    assert reference.accuracy == pytest.approx(float((reference.logits.argmax(1) == reference.y).mean()))
+        np.testing.assert_allclose(reference.outputs, infer_in_batches(runner, test.x[:60]), atol=1e-3)
+    original = read_manifest(orin_bundle).original
+    assert original["score"] == pytest.approx(float((reference.outputs.argmax(1) == reference.targets).mean()))
+    assert read_manifest(orin_bundle).task == {"name": "classification", "metric": "accuracy", "unit": "pts"}
     assert reference.manifest.dataset.labels == ["class0", "class1", "class2", "class3"]
     assert (orin_bundle / "labels.txt").read_text().split() == ["class0", "class1", "class2", "class3"]
 
@@ -122,7 +124,8 @@ def test_eval_on_a_bundle_runs_where_importing_torch_fails(orin_bundle, tmp_path
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     reference = load_reference(bundle)
-    assert report["original"]["accuracy"] == pytest.approx(reference.accuracy)
+    original = float((reference.outputs.argmax(1) == reference.targets).mean())
+    assert report["original"]["score"] == pytest.approx(original)
     assert report["dataset"]["test_samples"] == 60
     rows = {row["name"]: row for row in report["artifacts"]}
     assert set(rows) == {"original", "onnx-fp32", "fp16", "int8-trt"}
@@ -134,11 +137,11 @@ def test_eval_on_a_bundle_runs_where_importing_torch_fails(orin_bundle, tmp_path
                        ("int8-trt", "quantize/model.int8.trt.onnx")):
         with OrtRunner(bundle / file) as runner:
             logits = infer_in_batches(runner, reference.x)
-        expected = float((logits.argmax(1) == reference.y).mean())
-        assert rows[name]["backend"] == "onnxruntime" and rows[name]["accuracy"] == pytest.approx(expected)
-        assert rows[name]["accuracy_drop_pts"] == pytest.approx((reference.accuracy - expected) * 100, abs=1e-3)
-        assert rows[name]["agreement"] == pytest.approx(float((logits.argmax(1) == reference.logits.argmax(1)).mean()))
-    assert rows["onnx-fp32"]["agreement"] == 1.0 and rows["fp16"]["accuracy_drop_pts"] <= 2.0
+        expected = float((logits.argmax(1) == reference.targets).mean())
+        assert rows[name]["backend"] == "onnxruntime" and rows[name]["score"] == pytest.approx(expected)
+        assert rows[name]["drop"] == pytest.approx((original - expected) * 100, abs=1e-3)
+        assert rows[name]["agreement"] == pytest.approx(float((logits.argmax(1) == reference.outputs.argmax(1)).mean()))
+    assert rows["onnx-fp32"]["agreement"] == 1.0 and rows["fp16"]["drop"] <= 2.0
     assert json.loads((bundle / "report.json").read_text())["original"]["backend"] == "torch (stored outputs)"
 
 
@@ -213,13 +216,14 @@ def test_build_on_a_bundle_then_eval_runs_the_engine_on_tensorrt(tmp_path, monke
     target = check_bundle_target(bundle, None)
     engine_dir = build(bundle, None, BuildConfig(precision="fp16", batch=(1, 8, 16)), target=target)
     assert engine_dir == bundle / "build-fp16"
-    report = evaluate(bundle, EvalConfig(max_accuracy_drop=100))
+    report = evaluate(bundle, EvalConfig(max_drop=100))
     row = next(r for r in report["artifacts"] if r["format"] == "engine")
     reference = load_reference(bundle)
     fake_logits = reference.x.reshape(len(reference.x), -1).sum(1, keepdims=True) * np.arange(1, 11)
     assert row["backend"] == "tensorrt" and "skipped" not in row
-    assert row["accuracy"] == pytest.approx(float((fake_logits.argmax(1) == reference.y).mean()))
-    assert row["accuracy_drop_pts"] == pytest.approx((reference.accuracy - row["accuracy"]) * 100, abs=1e-3)
+    assert row["score"] == pytest.approx(float((fake_logits.argmax(1) == reference.targets).mean()))
+    original = float((reference.outputs.argmax(1) == reference.targets).mean())
+    assert row["drop"] == pytest.approx((original - row["score"]) * 100, abs=1e-3)
     read_bundle(bundle)  # the engine and report beside the bundled files leave it intact
 
 

@@ -37,13 +37,13 @@ def test_train_export_eval_through_the_cli(tmp_path):
     result = runner.invoke(app, ["eval", str(run), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["original"]["accuracy"] > 0.9
+    assert report["original"]["score"] > 0.9
     names = [a["name"] for a in report["artifacts"]]
     assert names == ["original", "onnx-fp32"]
     onnx_row = report["artifacts"][1]
-    for key in ("name", "backend", "precision", "path", "accuracy", "accuracy_drop_pts", "agreement", "size_bytes"):
+    for key in ("name", "backend", "precision", "path", "score", "drop", "agreement", "size_bytes"):
         assert key in onnx_row
-    assert onnx_row["backend"] == "onnxruntime" and onnx_row["accuracy_drop_pts"] <= 0.1
+    assert onnx_row["backend"] == "onnxruntime" and onnx_row["drop"] <= 0.1
     assert json.loads((run / "report.json").read_text())["recipe"] == "tiny"
 
 
@@ -77,7 +77,7 @@ def test_eval_exits_1_when_an_artifact_is_over_budget(tiny_run, tmp_path):
     _add_bad_onnx_artifact(run)
     result = runner.invoke(app, ["eval", str(run), "--max-drop", "1.0"])
     assert result.exit_code == 1
-    assert "over the 1.0 pt budget: constant" in result.output
+    assert "over the 1.0 pts budget: constant" in result.output
 
 
 @pytest.mark.parametrize("args, message", [

@@ -228,7 +228,7 @@ def test_build_load_and_infer_on_every_release(fresh, monkeypatch, version, rele
     # The outputs are the fake engine's sum(x) * (k + 1): check the data went through the engine.
     x, _, _ = runtime.Bundle(fresh).reference()
     expected = np.where(x.reshape(len(x), -1).sum(1) > 0, 3, 0)  # argmax of sum(x) * (1, 2, 3, 4)
-    assert row["accuracy"] == pytest.approx(float((expected == np.load(fresh / "reference.npz")["y"]).mean()))
+    assert row["score"] == pytest.approx(float((expected == np.load(fresh / "reference.npz")["y"]).mean()))
 
 
 def test_build_refuses_what_the_running_release_lacks(fresh, monkeypatch):
@@ -270,8 +270,8 @@ def test_eval_on_onnxruntime_reproduces_the_full_eval_exactly(fresh, capsys):
     full = {row["name"]: row for row in evaluate(fresh)["artifacts"]}
     assert set(device) == set(full) and len(device) >= 4  # original, fp32 export, fp16, int8-trt
     for name, row in full.items():
-        assert device[name]["accuracy"] == row["accuracy"], name
-        assert device[name]["accuracy_drop_pts"] == row["accuracy_drop_pts"], name
+        assert device[name]["score"] == row["score"], name
+        assert device[name]["drop"] == row["drop"], name
         assert device[name]["agreement"] == row["agreement"], name
     assert code == (0 if all(row.get("within_budget", True) for row in full.values()) else 1)
     assert "top-1" in captured.out and "eval on 40 bundled samples" in captured.out

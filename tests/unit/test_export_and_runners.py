@@ -12,6 +12,7 @@ from edgepipe.runners.base import infer_in_batches
 from edgepipe.runners.onnxruntime import OrtRunner
 from edgepipe.runners.torch import TorchRunner
 from edgepipe.stages.export import export
+from edgepipe.tasks import task_named
 
 
 def test_export_records_parity_and_dynamic_batch(tiny_run):
@@ -63,7 +64,7 @@ def test_file_that_is_not_onnx_is_one_line(tmp_path, content):
 def test_broken_parity_fails_and_writes_nothing(tiny_run, tmp_path, monkeypatch):
     import edgepipe.stages.export as export_stage
 
-    def corrupt(reference, candidate):
+    def corrupt(reference, candidate, task):
         return {"max_abs_diff": 3.0, "agreement": 0.5, "samples": len(reference)}
 
     monkeypatch.setattr(export_stage, "parity", corrupt)
@@ -96,20 +97,22 @@ def test_parity_scales_with_the_outputs():
     from edgepipe.onnx_export import parity
 
     reference = np.random.default_rng(0).normal(scale=30.0, size=(100, 10))
-    check = parity(reference, reference + 8.4e-3)  # a deep net's logits at ~1e-4 relative error
+    task = task_named("classification")
+    check = parity(reference, reference + 8.4e-3, task)  # a deep net's logits at ~1e-4 relative error
     assert check["max_abs_diff"] == pytest.approx(8.4e-3) and check["max_rel_diff"] < 1e-3
     assert check["cosine"] > 0.999999 and check["agreement"] == 1.0
-    assert parity(np.zeros((4, 3)), np.zeros((4, 3)))["max_rel_diff"] == 0.0
+    assert parity(np.zeros((4, 3)), np.zeros((4, 3)), task)["max_rel_diff"] == 0.0
 
 
 def test_a_dead_model_is_refused_and_a_chance_one_flagged():
     from edgepipe.stages.export import check_not_degenerate
 
+    task, classes = task_named("classification"), ["a", "b", "c", "d"]
     with pytest.raises(EdgepipeError, match="outputs are the same for all 50 test samples"):
-        check_not_degenerate(np.zeros((50, 4), np.float32), np.arange(50) % 4, 4)
+        check_not_degenerate(np.zeros((50, 4), np.float32), np.arange(50) % 4, classes, task)
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 1000)
     guessing = rng.normal(size=(1000, 4))
-    assert "at chance for 4 classes" in check_not_degenerate(guessing, labels, 4)
+    assert "at chance for 4 classes" in check_not_degenerate(guessing, labels, classes, task)
     learned = np.eye(4)[labels] * 5 + rng.normal(size=(1000, 4))
-    assert check_not_degenerate(learned, labels, 4) is None
+    assert check_not_degenerate(learned, labels, classes, task) is None

@@ -47,7 +47,7 @@ def test_prune_prints_the_before_after_table(run):
     result = runner.invoke(app, ["prune", str(run), "--ratio", "0.5", "--finetune-epochs", "1",
                                  "--ignore", "features.0"])
     assert result.exit_code == 0, result.output
-    for text in ("params", "MACs / sample", "test accuracy", "latency p50, batch 64", "x fewer", "x faster"):
+    for text in ("params", "MACs / sample", "test top-1", "latency p50, batch 64", "x fewer", "x faster"):
         assert text in result.output
     manifest = read_manifest(run / "prune")
     assert manifest.config["ignore_layers"] == ["features.0"] and manifest.config["ratio"] == 0.5

@@ -67,7 +67,7 @@ def test_channel_pruning_writes_a_reloadable_smaller_model(vgg_run, tmp_path):
                for side in per_model.values())
     assert set(metrics["speedup"]) == {"1", "64"}
     for key in ("unpruned", "before_finetune", "after_finetune"):
-        assert set(metrics["accuracy"][key]) == {"val", "test"}
+        assert set(metrics["score"][key]) == {"val", "test"}
 
     pruned, _ = load_model(out)  # spec -> zoo model -> replayed history -> tensors (weights_only)
     original, _ = load_model(run / "train")

@@ -144,7 +144,7 @@ def test_artifacts_and_manifest(quantized):
     assert manifest["calibration"]["split"] == "train" and manifest["calibration"]["samples"] == 64
     for row in manifest["metrics"]["artifacts"]:
         assert row["size_ratio"] < 0.8  # an 11 KB net: Q/DQ node overhead dominates; real floors in integration
-        assert row["drop_pts_val"] <= 2.0  # the tiny net on synthetic data: INT8 must not wreck it
+        assert row["drop_val"] <= 2.0  # the tiny net on synthetic data: INT8 must not wreck it
 
 
 def test_trt_qdq_is_symmetric_int8_with_per_channel_weights(quantized):
@@ -300,9 +300,9 @@ def test_fallback_excludes_most_sensitive_first_until_budget_holds():
 
     result = fit_budget([(n, "Conv") for n in harm], probe, max_drop=0.7, full_drop=2.2)
     assert [row["node"] for row in result.table] == ["b", "c", "a"]
-    assert result.excluded == ["b"] and result.drop_pts == pytest.approx(0.7)
+    assert result.excluded == ["b"] and result.drop == pytest.approx(0.7)
     # The all-float "mix" (0.00) is the FP32 model: the best one that still has INT8 is named instead.
-    with pytest.raises(EdgepipeError, match=r"no INT8 mix meets the accuracy budget of 0.05 .*the best mix that "
+    with pytest.raises(EdgepipeError, match=r"no INT8 mix meets the budget of 0.05 pts.*the best mix that "
                                             r"still has INT8 \(2 of 3 layers kept in float\) loses 0.10"):
         fit_budget([(n, "Conv") for n in harm], probe, max_drop=0.05, full_drop=2.2)
 
@@ -312,17 +312,17 @@ def test_stage_fallback_reports_table_and_exclusions(quantized, monkeypatch, tmp
 
     root = make_export_dir(tmp_path)
     calib = write_calibration(tmp_path / "calib.yaml")
-    real = stage.accuracy_of
+    real = stage.score_of
     # Make quantizing the first Conv look ruinous, so the fallback has to keep exactly it in float.
     first_conv = next(n.name for n in onnx.load(str(root / "export" / "model.onnx")).graph.node if n.op_type == "Conv")
 
-    def accuracy(path, x, y):
+    def score(path, split, task):
         model = onnx.load(str(path))
         weight_of_first = next((n.input[1] for n in model.graph.node if n.name == first_conv), "")
         penalty = 0.5 if weight_of_first.endswith("_DequantizeLinear_Output") else 0.0
-        return real(path, x, y) - penalty
+        return real(path, split, task) - penalty
 
-    monkeypatch.setattr(stage, "accuracy_of", accuracy)
+    monkeypatch.setattr(stage, "score_of", score)
     out = stage.quantize(root, root / "quantize", QuantizeConfig(calibration=str(calib), fp16=False, max_drop=5.0),
                          speed=False)
     fallback = json.loads((out / "manifest.json").read_text())["metrics"]["fallback"]

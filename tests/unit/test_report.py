@@ -9,11 +9,12 @@ from rich.console import Console
 from edgepipe.report import eval_table, update_report, write_report_markdown, write_report_plot
 
 EVAL = {
-    "recipe": "tiny", "dataset": {"name": "mnist5k", "test_samples": 1000}, "max_accuracy_drop": 0.5,
-    "original": {"accuracy": 0.98},
+    "recipe": "tiny", "dataset": {"name": "mnist5k", "test_samples": 1000}, "max_drop": 0.5,
+    "task": {"name": "classification", "metric": "accuracy", "unit": "pts"},
+    "original": {"score": 0.98},
     "artifacts": [
-        {"name": "original", "backend": "torch", "precision": "fp32", "accuracy": 0.98, "accuracy_drop_pts": 0.0,
-         "within_budget": True, "agreement": 1.0, "auc": 0.99, "size_bytes": 2048},
+        {"name": "original", "backend": "torch", "precision": "fp32", "score": 0.98, "drop": 0.0,
+         "within_budget": True, "agreement": 1.0, "metrics": {"accuracy": 0.98, "auc": 0.99}, "size_bytes": 2048},
         {"name": "trt-fp16", "backend": "tensorrt", "precision": "fp16", "skipped": "no TensorRT", "size_bytes": 10},
     ],
 }
@@ -44,11 +45,11 @@ def test_eval_table_still_renders_skipped_rows() -> None:
     assert "trt-fp16" in text and "skipped" in text and "98.00%" in text
 
 
-def test_markdown_without_bench_has_the_accuracy_table_and_recipe(tmp_path: Path) -> None:
+def test_markdown_without_bench_has_the_score_table_and_recipe(tmp_path: Path) -> None:
     (tmp_path / "recipe.yaml").write_text("name: tiny\n")
     path = write_report_markdown(tmp_path, EVAL)
     text = path.read_text()
-    assert "| original | torch | fp32 | 98.00% | +0.00 |" in text
+    assert "## top-1" in text and "| original | torch | fp32 | 98.00% | +0.00 |" in text
     assert "```yaml\nname: tiny\n```" in text and "Performance" not in text
 
 

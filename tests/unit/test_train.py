@@ -19,7 +19,7 @@ def test_each_optimizer_learns_the_synthetic_task(tmp_path, optimizer):
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", train={"optimizer": optimizer, "lr": lr}))
     out = train(recipe, tmp_path / "run" / "train")
     manifest = read_manifest(out)
-    assert manifest.metrics["val_accuracy"] >= 0.9, manifest.metrics
+    assert manifest.metrics["metric"] == "accuracy" and manifest.metrics["val"] >= 0.9, manifest.metrics
     assert manifest.model["input_shape"] == [1, 12, 12]
     assert manifest.artifacts[0].name == "original"
 
@@ -46,21 +46,21 @@ def test_resume_continues_from_the_last_epoch(tmp_path, monkeypatch):
 
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", train={"epochs": 4}))
     out = tmp_path / "run" / "train"
-    real_accuracy = training.accuracy
+    real_score = training.score
     calls = {"n": 0}
 
     def crash_after_two_epochs(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real_accuracy(*args, **kwargs)
+        return real_score(*args, **kwargs)
 
-    monkeypatch.setattr(training, "accuracy", crash_after_two_epochs)
+    monkeypatch.setattr(training, "score", crash_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
         train(recipe, out)
     assert not out.exists()  # nothing half-written
     assert (tmp_path / "run" / ".train.partial" / "last.pt").is_file()
-    monkeypatch.setattr(training, "accuracy", real_accuracy)
+    monkeypatch.setattr(training, "score", real_score)
     train(recipe, out, resume=True)
     history = read_manifest(out).metrics["history"]
     assert [h["epoch"] for h in history] == [3, 4]  # epochs 1-2 were not redone

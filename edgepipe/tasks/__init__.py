@@ -1,0 +1,48 @@
+"""What a model is for, and how its artifacts are judged: one owner per task of its metrics and their units,
+the drop between two artifacts and its budget, agreement between two models' outputs, the training loss, and
+how `infer` presents a result.
+
+Eval, training, prune, quantize (budget and fallback), QAT, bench's pick and the bundle ask the task; none of
+them knows what a logit is. The per-sample scores are the device runtime's (edgepipe.device.runtime), so a
+bundle evaluated on a Jetson and `edgepipe eval` on the workstation agree by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgepipe.errors import EdgepipeError
+from edgepipe.tasks.base import Task
+from edgepipe.tasks.classification import Classification
+from edgepipe.tasks.reconstruction import Reconstruction
+
+TASKS: dict[str, type[Task]] = {"classification": Classification, "reconstruction": Reconstruction}
+DEFAULT_TASK = "classification"  # what runs and bundles made before the task seam were
+
+
+def task_named(name: str | None, preprocessing: dict[str, Any] | None = None) -> Task:
+    """The task called ``name`` (default classification), for data preprocessed as recorded."""
+    name = name or DEFAULT_TASK
+    if name not in TASKS:
+        raise EdgepipeError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name](preprocessing or {})
+
+
+def task_of(manifest) -> Task:
+    """The task of a stage's model (its model spec records it; manifests before the task seam: classification)."""
+    spec = manifest.model or {}
+    preprocessing = manifest.dataset.preprocessing if manifest.dataset is not None else None
+    return task_named(spec.get("task"), preprocessing)
+
+
+
+
+def max_drop_of(recipe: dict[str, Any] | None, task: Task) -> float:
+    """The budget a recipe (as a manifest records it) gives, in the task's unit; the task's default when none."""
+    from edgepipe.recipe import EvalConfig
+
+    configured = EvalConfig.model_validate((recipe or {}).get("eval") or {}).max_drop
+    return float(task.default_max_drop if configured is None else configured)
+
+
+__all__ = ["TASKS", "DEFAULT_TASK", "Task", "max_drop_of", "task_named", "task_of"]

@@ -1,0 +1,101 @@
+"""Classification: class logits out, top-1 the budgeted metric (in points), plus what the field reports beside
+it (top-5, macro ROC AUC, per-class precision and recall, the confusion matrix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgepipe.tasks.base import Task
+
+CONFUSION_MAX_CLASSES = 100  # a 1000-class matrix is a million numbers; the report keeps its summaries only
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
+def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float | None:
+    """One-vs-rest ROC AUC averaged over classes (None when a class is missing from the labels)."""
+    from sklearn.metrics import roc_auc_score
+
+    probabilities = softmax(np.asarray(logits, np.float64))
+    try:
+        if probabilities.shape[1] == 2:
+            return float(roc_auc_score(labels, probabilities[:, 1]))
+        return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
+    except ValueError:
+        return None
+
+
+class Classification(Task):
+    name = "classification"
+    metric = "accuracy"
+    metric_label = "top-1"
+    unit = "pts"
+    default_max_drop = 0.5
+    agreement_label = "top-1 agreement"
+
+    def targets(self, split) -> np.ndarray:
+        return split.y
+
+    def loss(self, config):
+        from torch import nn
+
+        return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def export_agreement_floor(self, config) -> float | None:
+        return config.min_agreement
+
+    def resolution(self, samples: int) -> float:
+        return 100.0 / samples if samples else float("inf")
+
+    def metrics(self, outputs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, Any]:
+        from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+        classes = outputs.shape[1]
+        result: dict[str, Any] = {"accuracy": self.score(outputs, targets), "auc": macro_auc(outputs, targets)}
+        if classes > 5:
+            top5 = np.argsort(-outputs, axis=1, kind="stable")[:, :5]
+            result["top5"] = float((top5 == np.asarray(targets)[:, None]).any(1).mean())
+        indices = list(range(classes))
+        predicted = outputs.argmax(1)
+        precision, recall, _, support = precision_recall_fscore_support(targets, predicted, labels=indices,
+                                                                        zero_division=0)
+        names = [labels[i] if i < len(labels) else str(i) for i in indices]
+        result["per_class"] = {name: {"precision": float(p), "recall": float(r), "support": int(s)}
+                               for name, p, r, s in zip(names, precision, recall, support, strict=True)}
+        if classes <= CONFUSION_MAX_CLASSES:  # rows: true class, columns: predicted (sklearn's convention)
+            result["confusion"] = confusion_matrix(targets, predicted, labels=indices).tolist()
+        return result
+
+    def degenerate(self, outputs: np.ndarray, targets: np.ndarray, labels: list[str]) -> str | None:
+        classes = len(labels)
+        if classes < 2 or len(targets) != len(outputs) or outputs.ndim != 2 or outputs.shape[1] != classes:
+            return None
+        accuracy = self.score(outputs, targets)
+        chance = 1.0 / classes
+        # within two standard errors of guessing on this many samples: indistinguishable from chance
+        if accuracy <= chance + 2 * (chance * (1 - chance) / len(targets)) ** 0.5:
+            return (f"test accuracy {accuracy:.1%} is at chance for {classes} classes ({chance:.1%} on "
+                    f"{len(targets)} samples): the model learned nothing useful; check the data, the learning rate "
+                    "or start from pretrained weights")
+        return None
+
+    def format_score(self, value: float | None) -> str:
+        return "—" if value is None else f"{value:.2%}"
+
+    def format_agreement(self, value: float | None) -> str:
+        return "—" if value is None else f"{value:.2%}"
+
+    def predictions(self, outputs: np.ndarray, inputs: np.ndarray, labels: list[str], top_k: int
+                    ) -> list[dict[str, Any]]:
+        """What `infer` says of each sample: its top-k classes with their softmax probabilities."""
+        results = []
+        for row in softmax(np.asarray(outputs, np.float64)):
+            order = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
+            results.append({"top": [{"index": int(i), "label": labels[i] if i < len(labels) else str(i),
+                                     "probability": float(row[i])} for i in order]})
+        return results
