@@ -46,7 +46,7 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
     target = bench.get("target") if bench else None
     lines.append(f"Dataset {dataset.get('name', '?')} test split ({dataset.get('test_samples', '?')} samples) · "
                  f"{task.name} · budget {budget} {task.unit} of {task.metric_label} vs the original · target "
-                 f"{target or '—'}")
+                 f"{target or '—'}", "")
     if bench:
         settings, machine = bench["settings"], bench["machine"]
         lines += ["", "## Deployable artifact", ""]
