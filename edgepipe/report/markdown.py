@@ -7,7 +7,7 @@ from typing import Any
 
 from edgepipe.artifacts import MANIFEST, read_json, write_bytes_atomic
 from edgepipe.report.tables import BENCH_COLUMNS, bench_cells, human_size, task_of_report
-from edgepipe.run import RECIPE_COPY, REPORT_MD, REPORT_PNG, TRAIN
+from edgepipe.run import RECIPE_COPY, REPORT_MD, REPORT_PNG, TASK_PNG, TRAIN
 
 
 def _markdown_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
@@ -44,9 +44,9 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
     task = task_of_report(report)
     budget = report.get("max_drop")
     target = bench.get("target") if bench else None
-    lines.append(f"Dataset {dataset.get('name', '?')} test split ({dataset.get('test_samples', '?')} samples) · "
-                 f"{task.name} · budget {budget} {task.unit} of {task.metric_label} vs the original · target "
-                 f"{target or '—'}", "")
+    lines += [f"Dataset {dataset.get('name', '?')} test split ({dataset.get('test_samples', '?')} samples) · "
+              f"{task.name} · budget {budget} {task.unit} of {task.metric_label} vs the original · target "
+              f"{target or '—'}", ""]
     if bench:
         settings, machine = bench["settings"], bench["machine"]
         lines += ["", "## Deployable artifact", ""]
@@ -72,6 +72,8 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
             [[r["name"], r.get("backend", ""), r["precision"], task.format_score(r["score"]), f"{r['drop']:+.2f}",
               "—" if r.get("drop_ci95") is None else f"{r['drop_ci95']:.2f}", task.format_agreement(r.get("agreement")),
               human_size(r["size_bytes"])] for r in rows]), ""]
+    if (run_dir / TASK_PNG).is_file():
+        lines += ["## Confusion matrix and ROC", "", f"![confusion matrix and ROC curves]({TASK_PNG})", ""]
     if (run_dir / REPORT_PNG).is_file() or bench:
         lines += [f"## {task.metric_label} vs latency", "", f"![{task.metric_label} vs latency]({REPORT_PNG})", ""]
     recipe = _recipe_text(run_dir)

@@ -54,10 +54,12 @@ def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) 
     import subprocess
 
     from edgepipe.artifacts import read_json
-    from edgepipe.report import REPORT, write_report_markdown, write_report_plot
+    from edgepipe.report import REPORT, write_report_markdown, write_report_plot, write_task_plot
 
     run_dir = Path(run_dir)
     config = recipe.bench
+    if (run_dir / REPORT).is_file():  # eval's results: the task's picture, before report.md links it
+        write_task_plot(run_dir, read_json(run_dir / REPORT, "report"))
     if config is not None:
         if fresh_process:
             options = {**config.model_dump(mode="json"), "max_drop": recipe.eval.max_drop}

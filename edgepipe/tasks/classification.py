@@ -10,6 +10,9 @@ import numpy as np
 from edgepipe.tasks.base import Task
 
 CONFUSION_MAX_CLASSES = 100  # a 1000-class matrix is a million numbers; the report keeps its summaries only
+# False-positive rates the macro ROC curve is kept at: log-spaced, since a good classifier's curve differs from
+# another's at FPRs of 0.1-1 %, which a linear grid skips (and report.json stays small)
+ROC_GRID = np.concatenate([[0.0], np.logspace(-3, 0, 50)])
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -28,6 +31,24 @@ def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float | None:
         return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
     except ValueError:
         return None
+
+
+def macro_roc(logits: np.ndarray, labels: np.ndarray) -> dict[str, list[float]] | None:
+    """The one-vs-rest ROC curve averaged over classes (each class's TPR interpolated at ROC_GRID), for the
+    report's picture; None when a class is missing from the labels."""
+    from sklearn.metrics import roc_curve
+
+    probabilities = softmax(np.asarray(logits, np.float64))
+    labels = np.asarray(labels)
+    classes = range(probabilities.shape[1]) if probabilities.shape[1] > 2 else [1]
+    curves = []
+    for k in classes:
+        positive = labels == k
+        if positive.all() or not positive.any():
+            return None
+        fpr, tpr, _ = roc_curve(positive, probabilities[:, k])
+        curves.append(np.interp(ROC_GRID, fpr, tpr))
+    return {"fpr": ROC_GRID.round(4).tolist(), "tpr": np.mean(curves, axis=0).round(5).tolist()}
 
 
 class Classification(Task):
@@ -69,6 +90,7 @@ class Classification(Task):
                                for name, p, r, s in zip(names, precision, recall, support, strict=True)}
         if classes <= CONFUSION_MAX_CLASSES:  # rows: true class, columns: predicted (sklearn's convention)
             result["confusion"] = confusion_matrix(targets, predicted, labels=indices).tolist()
+        result["roc"] = macro_roc(outputs, targets)
         return result
 
     def degenerate(self, outputs: np.ndarray, targets: np.ndarray, labels: list[str]) -> str | None:

@@ -56,3 +56,20 @@ def test_markdown_without_bench_has_the_score_table_and_recipe(tmp_path: Path) -
 def test_plot_needs_bench_rows_with_accuracy(tmp_path: Path) -> None:
     assert write_report_plot(tmp_path, EVAL) is None
     assert not (tmp_path / "report.png").exists()
+
+
+def test_a_classifier_gets_its_confusion_matrix_and_roc_picture(tiny_run, tmp_path: Path) -> None:
+    import shutil
+
+    from edgepipe.report import write_task_plot
+    from edgepipe.stages.evaluate import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    report = evaluate(run)
+    roc = report["artifacts"][0]["metrics"]["roc"]
+    assert roc["fpr"][0] == 0.0 and roc["fpr"][-1] == 1.0 and roc["tpr"][-1] == 1.0
+    assert all(a <= b for a, b in zip(roc["tpr"], roc["tpr"][1:]))  # a ROC curve never falls
+    path = write_task_plot(run, report)
+    assert path == run / "report-task.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert write_task_plot(run, {**report, "task": {"name": "reconstruction"}}) is None
