@@ -190,9 +190,9 @@ def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | No
     with choice.runner as runner:
         for start in range(0, len(images), _CHUNK):
             chunk = images[start:start + _CHUNK]
-            inputs = preprocess_files(chunk, choice.preprocessing)
-            outputs = infer_in_batches(runner, inputs, batch_size)
-            said = task.predictions(outputs, inputs, choice.labels, top_k)
+            batch = preprocess_files(chunk, choice.preprocessing)
+            outputs = infer_in_batches(runner, batch, batch_size)
+            said = task.predictions(outputs, batch, choice.labels, top_k)
             predictions += [{"file": str(path), **prediction} for path, prediction in zip(chunk, said, strict=True)]
         backend, device = runner.backend, runner.device
     return {"model": str(model), "artifact": choice.artifact, "path": str(choice.path), "backend": backend,

@@ -186,10 +186,13 @@ def fit(
     loss_fn = task.loss(config)
     result = FitResult(best_val_score=-float("inf"), best_epoch=-1)
     if optimizer_state is not None:
-        result.best_val_score = optimizer_state.get("best_val_score", -float("inf"))
+        # a run interrupted before the task seam recorded its best under the accuracy names
+        result.best_val_score = optimizer_state.get("best_val_score",
+                                                    optimizer_state.get("best_val_accuracy", -float("inf")))
         result.best_epoch = optimizer_state.get("best_epoch", -1)
         result.best_state = optimizer_state.get("best_state")
-    peak = (optimizer_state or {}).get("peak_val_score", result.best_val_score)
+    state = optimizer_state or {}
+    peak = state.get("peak_val_score", state.get("peak_val_accuracy", result.best_val_score))
     # one sample's worth of the metric (a classifier's 1/n; nothing for a mean of continuous scores), and rounding
     tie = task.resolution(len(val_split)) / task.scores.per_unit + 1e-9
 

@@ -78,5 +78,6 @@ def command(
                           f"{row['int8_ms']:.3f} ms in int8 at batch {metrics['cpu_speed_fallback']['batch']}")
     if metrics.get("qat"):
         qat_row = metrics["qat"]
-        console.print(f"QAT recovered {qat_row['recovered_pts']:+.2f} pts of PTQ's val drop "
-                      f"({'yes' if qat_row['recovered'] else 'no'})")
+        unit = (metrics.get("task") or {}).get("unit", "pts")
+        console.print(f"QAT recovered {qat_row['recovered']:+.2f} {unit} of PTQ's val drop "
+                      f"({'yes' if qat_row['qat_helped'] else 'no'})")

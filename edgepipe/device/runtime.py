@@ -1739,6 +1739,10 @@ def deepstream_config(bundle, precision, engine_path, ios, settings, config_path
 
 def command_deepstream(args):
     bundle = Bundle(args.bundle).verify()
+    task = bundle.task()
+    if task.name != "classification":  # nvinfer's classifier config; other tasks need their own parser
+        raise DeviceError("deepstream: this bundle's model is a {} model; the nvinfer config written here is for "
+                          "classifiers only".format(task.name))
     name, precision, engine_path, settings = _built_engine(bundle, args.precision)
     out = os.path.abspath(args.out or os.path.join(bundle.path, "deepstream_nvinfer_{}.txt".format(precision)))
     # nvinfer's label file for a classifier: one line per output layer, its classes separated by ';'.

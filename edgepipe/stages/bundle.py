@@ -312,7 +312,8 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
             "original": {"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
                          "samples": int(len(y)), "size_bytes": original.size_bytes,
                          "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
-                         "test_score_full_split": train_manifest.metrics.get("test")},
+                         "test_score_full_split": train_manifest.metrics.get(
+                             "test", train_manifest.metrics.get("test_accuracy"))},  # a train stage made before tasks
             "excluded": excluded,
             "preflight": preflight,
         }

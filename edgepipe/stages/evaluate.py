@@ -61,8 +61,9 @@ def _bundle_inputs(bundle: Path) -> EvalInputs:
            "device": "recorded when bundled", "outputs": reference.outputs}
     recipe = {**(manifest.recipe or {}), "name": manifest.extra("recipe_name", bundle.name)}
     budget = manifest.extra("max_drop", manifest.extra("max_accuracy_drop"))
-    if budget is not None:
-        recipe["eval"] = {**(recipe.get("eval") or {}), "max_drop": budget}
+    if budget is not None:  # the budget the bundle was made with, under its current name only
+        kept = {k: v for k, v in (recipe.get("eval") or {}).items() if k not in ("max_drop", "max_accuracy_drop")}
+        recipe["eval"] = {**kept, "max_drop": budget}
     return EvalInputs(recipe, record, reference.x, reference.targets, task, row)
 
 

@@ -80,7 +80,7 @@ def test_qat_artifacts_and_verdict(quantized_run):
     names = {a["name"] for a in manifest["artifacts"]}
     assert {"int8-cpu-qat", "int8-trt-qat"} <= names
     qat = manifest["metrics"]["qat"]
-    assert isinstance(qat["recovered"], bool) and "recovered_pts" in qat
+    assert isinstance(qat["qat_helped"], bool) and isinstance(qat["recovered"], float) and "ptq_val_drop" in qat
     from edgepipe.run import RunLayout
 
     found = {entry.name for _, entry in RunLayout(run).artifacts()}

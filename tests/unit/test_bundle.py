@@ -236,3 +236,31 @@ def test_the_bundle_carries_trtexec_commands_for_what_it_ships(orin_bundle):
         onnx = command.split("--onnx=")[1].split()[0]
         assert (orin_bundle / onnx).is_file(), onnx
     assert "trtexec" in (orin_bundle / "README.md").read_text()
+
+
+def test_a_bundle_made_before_the_task_seam_still_evaluates(orin_bundle, tmp_path):
+    """reference.npz with "logits", the budget under max_accuracy_drop, no task record: both evaluators read it."""
+    from edgepipe.artifacts import sha256_file
+    from edgepipe.device import runtime
+    from edgepipe.stages.evaluate import evaluate
+
+    bundle = _copy(orin_bundle, tmp_path)
+    with np.load(bundle / "reference.npz", allow_pickle=False) as data:
+        x, y, outputs = data["x"], data["y"], data["outputs"]
+    np.savez(bundle / "reference.npz", x=x, y=y, logits=outputs)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["task"]
+    manifest["max_accuracy_drop"] = 100.0
+    del manifest["max_drop"]
+    manifest["recipe"]["eval"] = {"max_accuracy_drop": 100.0, "batch_size": 256}
+    for entry in manifest["files"]:
+        if entry["path"] == "reference.npz":
+            stored = bundle / "reference.npz"
+            entry.update(sha256=sha256_file(stored), size_bytes=stored.stat().st_size)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    report = evaluate(bundle)
+    assert report["max_drop"] == 100.0 and report["task"]["name"] == "classification" and report["passed"]
+    device = runtime.evaluate_bundle(runtime.Bundle(bundle).verify())
+    assert device["max_drop"] == 100.0 and device["passed"]
+    full = {row["name"]: row["score"] for row in report["artifacts"]}
+    assert {row["name"]: row["score"] for row in device["artifacts"]} == full
