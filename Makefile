@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# On machines without an NVIDIA driver, pin torch's CPU wheel instead of the multi-GB CUDA build.
+# On machines without an NVIDIA driver, pin a torch + torchvision pair that imports on a CPU (constraints-cpu.txt).
 CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
 
 .PHONY: install demo test test-fast lint bench clean
@@ -10,7 +10,7 @@ CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-c
 $(BIN)/edgepipe: pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e '.[dev,openvino]'
+	$(BIN)/python -m pip install -q $(CONSTRAINTS) -e '.[dev,openvino,timm]'
 	# The real TensorRT API surface (.pyi), read as text by tests/unit/test_trt_api_surface.py.
 	# --no-deps: its only dependency is TensorRT itself, which PyPI cannot serve.
 	$(BIN)/python -m pip install -q --no-deps 'tensorrt-stubs==10.13.0.35.1'

@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edgepipe import defaults
 from edgepipe.errors import EdgepipeError, first_line
@@ -24,23 +33,69 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    name: str = Field(description="zoo name (mlp, lenet5, resnet, vgg, mobilenetv2, lstm, gru, conv-autoencoder) "
-                                  "or package.module:callable")
+    name: str = Field(description="zoo name (mlp, lenet5, resnet, vgg, mobilenetv2, lstm, gru, conv-autoencoder), "
+                                  "torchvision:NAME, timm:NAME, or package.module:callable")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
-    init: Literal["kaiming", "xavier", "default"] = "kaiming"
+    init: Literal["kaiming", "xavier", "default"] = Field(
+        default="kaiming", description="zoo and import-path models; torchvision:/timm: models keep their own")
+    weights: str | None = Field(default=None, description="pretrained weights: a local .pth state dict or "
+                                ".safetensors file (never downloaded); the classifier is resized for the classes")
+
+
+class AugmentConfig(Section):
+    """imagefolder training augmentation (torchvision.transforms.v2); evaluation always uses the fixed view."""
+
+    random_resized_crop: tuple[float, float] | None = Field(
+        default=None, description="area range of RandomResizedCrop, e.g. [0.35, 1]; default: the eval view")
+    horizontal_flip: float = Field(default=0.0, ge=0, le=1, description="probability of a left-right flip")
+    color_jitter: float = Field(default=0.0, ge=0, le=1, description="brightness/contrast/saturation strength")
+    rotation: float = Field(default=0.0, ge=0, le=180, description="max random rotation in degrees")
+
+    @field_validator("random_resized_crop")
+    @classmethod
+    def _area_range(cls, scale: tuple[float, float] | None) -> tuple[float, float] | None:
+        if scale is not None and not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError("random_resized_crop is an area range [low, high] with 0 < low <= high <= 1")
+        return scale
 
 
 class DatasetConfig(Section):
     name: Literal["mnist5k", "digits", "seqmnist", "imagefolder", "synthetic"]
-    path: str | None = Field(default=None, description="imagefolder: directory of class sub-folders")
+    path: str | None = Field(default=None, description="imagefolder: class sub-folders, or train/ val/ test/ "
+                                                       "folders of class sub-folders (taken as given)")
     split_seed: int = Field(default=0, ge=0, le=SEED_MAX)
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     image_size: tuple[int, int] | None = Field(default=None, description="imagefolder: resize to (H, W)")
     channels: Literal[1, 3] | None = Field(default=None, description="imagefolder: 1 = grayscale, 3 = RGB")
+    resize: int | None = Field(default=None, gt=0, description="imagefolder: resize the shorter side to this, then "
+                               "centre-crop image_size (ImageNet: 256 for 224); default: resize to image_size")
+    mean: list[float] | None = Field(default=None, description="imagefolder: per-channel mean on the [0, 1] scale "
+                                     "(ImageNet-pretrained weights: [0.485, 0.456, 0.406]); default: measured on "
+                                     "training images")
+    std: list[float] | None = Field(default=None, description="imagefolder: per-channel std, as mean "
+                                    "(ImageNet: [0.229, 0.224, 0.225])")
+    augment: AugmentConfig | None = Field(default=None, description="imagefolder: training augmentation")
+    workers: int = Field(default=2, ge=0, le=64, description="imagefolder: DataLoader worker processes")
     samples: int = Field(default=1200, gt=0, description="synthetic: number of samples")
     num_classes: int = Field(default=4, ge=2, description="synthetic: number of classes")
     shape: tuple[int, ...] = Field(default=(1, 12, 12), description="synthetic: per-sample shape")
+
+    @model_validator(mode="after")
+    def _consistent_view(self) -> DatasetConfig:
+        if self.resize is not None and self.image_size is not None and self.resize < min(self.image_size):
+            raise ValueError(f"resize {self.resize} is smaller than the image_size {list(self.image_size)} it is "
+                             "cropped to")
+        channels = self.channels or 3
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and len(values) != channels:
+                raise ValueError(f"{name} has {len(values)} values; the images have {channels} channel(s)")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError("std values must be positive")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give mean and std together (or neither, to measure them on training images)")
+        return self
 
 
 class TrainConfig(Section):
@@ -57,7 +112,10 @@ class TrainConfig(Section):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     grad_clip: float | None = Field(default=None, gt=0, description="max gradient norm (useful for RNNs)")
     init_from: str | None = Field(default=None, description="transfer learning: checkpoint or run to start from")
-    freeze_backbone: bool = Field(default=False, description="with init_from: train only the classifier")
+    freeze_backbone: bool = Field(default=False, description="with init_from or model.weights: train only the "
+                                  "classifier")
+    backbone_lr: float | None = Field(default=None, gt=0, description="learning rate of everything but the "
+                                      "classifier (fine-tuning pretrained weights gently); default: lr")
 
 
 class ExportConfig(Section):

@@ -1,8 +1,10 @@
 """The training loop, shared by `train`, pruning fine-tunes and quantization-aware training.
 
-In-memory tensors and a seeded permutation instead of a DataLoader: the datasets are small, and this
-keeps runs bit-for-bit reproducible for a seed on the CPU. Under `torchrun` (WORLD_SIZE > 1) each rank
-takes its shard of every epoch's permutation and gradients are averaged by DistributedDataParallel.
+Every epoch is a seeded permutation cut into batches; a split turns each batch of indices into inputs
+(:meth:`Split.train_batches`: array indexing for the in-memory sets, a DataLoader with worker processes and
+torchvision augmentation for image folders), which keeps runs reproducible for a seed. Under `torchrun`
+(WORLD_SIZE > 1) each rank takes its shard of every epoch's permutation and gradients are averaged by
+DistributedDataParallel.
 """
 
 from __future__ import annotations
@@ -73,7 +75,12 @@ def seed_everything(seed: int) -> None:
 
 def make_optimizer(config: TrainConfig, parameters, lr: float | None = None) -> torch.optim.Optimizer:
     lr = lr or config.lr
-    params = [p for p in parameters if p.requires_grad]
+    parameters = list(parameters)
+    if parameters and isinstance(parameters[0], dict):  # param groups (backbone_lr): keep the trainable ones
+        params: list = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in parameters]
+        params = [g for g in params if g["params"]]
+    else:
+        params = [p for p in parameters if p.requires_grad]
     decay = config.weight_decay
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=decay)
@@ -96,7 +103,8 @@ def make_scheduler(config: TrainConfig, optimizer, epochs: int, steps_per_epoch:
     if config.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total)
+        peaks = [group.get("lr", lr) for group in optimizer.param_groups]  # each group's own peak (backbone_lr)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
@@ -122,19 +130,41 @@ def random_affine(batch: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return warped + background
 
 
+def input_batches(samples, batch_size: int):
+    """Batches of an array, or of a split (streamed from files, or in memory)."""
+    if isinstance(samples, np.ndarray):
+        return (samples[start:start + batch_size] for start in range(0, len(samples), batch_size))
+    return samples.batches(batch_size)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 512) -> np.ndarray:
+def predict(model: nn.Module, samples, device: torch.device, batch_size: int = 512) -> np.ndarray:
+    """The model's outputs on an array or a split, one batch in memory at a time."""
     model.eval()
     outputs = []
-    for start in range(0, len(x), batch_size):
-        chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
+    for batch in input_batches(samples, batch_size):
+        chunk = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
         outputs.append(model(chunk).float().cpu().numpy())
     return np.concatenate(outputs)
 
 
 def score(model: nn.Module, split: Split, device: torch.device, task: Task) -> float:
     """The task's primary metric of ``model`` on ``split`` (top-1 accuracy, PSNR...)."""
-    return task.score(predict(model, split.x, device), task.targets(split))
+    return task.score(predict(model, split, device), task.targets(split))
+
+
+def parameter_groups(model: nn.Module, backbone_lr: float | None) -> list | object:
+    """One group, or the classifier at the main rate and the rest at ``backbone_lr`` (gentle fine-tuning)."""
+    if backbone_lr is None:
+        return model.parameters()
+    from edgepipe.models import classifier_of
+
+    head = classifier_of(model)
+    if head is None:
+        raise EdgepipeError("train.backbone_lr: the model has no 'classifier'/'fc'/'head' layer to tell apart")
+    head_ids = {id(p) for p in head.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": backbone_lr},
+            {"params": [p for p in model.parameters() if id(p) in head_ids]}]
 
 
 @dataclass
@@ -161,6 +191,7 @@ def fit(
     start_epoch: int = 0,
     optimizer_state: dict | None = None,
     progress_label: str = "train",
+    backbone_lr: float | None = None,
 ) -> FitResult:
     """Train ``model`` in place on the task's loss; keep the weights with the best validation score (train/val only)."""
     from edgepipe.progress import progress_bar
@@ -174,11 +205,12 @@ def fit(
     if dist.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         trained = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    x_train = torch.from_numpy(train_split.x)
-    y_train = torch.from_numpy(task.targets(train_split))
-    per_rank = len(y_train) // dist.world_size
+    # an autoencoder's targets are its (augmented) inputs: never materialize them for the whole split
+    y_train = None if task.targets_are_inputs else torch.from_numpy(task.targets(train_split))
+    per_rank = len(train_split) // dist.world_size
     steps_per_epoch = max(1, -(-per_rank // config.batch_size))
-    optimizer = make_optimizer(config, trained.parameters(), lr)
+    groups = parameter_groups(model, backbone_lr) if backbone_lr is not None else trained.parameters()
+    optimizer = make_optimizer(config, groups, lr)
     scheduler = make_scheduler(config, optimizer, epochs, steps_per_epoch, lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state["optimizer"])
@@ -201,12 +233,14 @@ def fit(
         for epoch in range(start_epoch, epochs):
             # Same permutation on every rank (seeded by epoch), each rank takes its own stride of it.
             generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-            order = torch.randperm(len(y_train), generator=generator)[dist.rank :: dist.world_size][:per_rank]
+            order = torch.randperm(len(train_split), generator=generator)[dist.rank :: dist.world_size][:per_rank]
+            chunks = [order[step * config.batch_size : (step + 1) * config.batch_size]
+                      for step in range(steps_per_epoch)]
             trained.train()
             running, seen = 0.0, 0
-            for step in range(steps_per_epoch):
-                index = order[step * config.batch_size : (step + 1) * config.batch_size]
-                inputs, targets = x_train[index], y_train[index]
+            batches = train_split.train_batches(chunks, pin_memory=device.type == "cuda")
+            for index, inputs in zip(chunks, batches, strict=True):
+                targets = inputs if y_train is None else y_train[index]
                 if config.augment:
                     inputs = random_affine(inputs, generator)
                     if task.targets_are_inputs:  # an autoencoder rebuilds the augmented image it was given

@@ -20,9 +20,14 @@ TRUST_ALL_ENV = "EDGEPIPE_TRUST_CODE"
 TRUSTED_CALLABLES_ENV = "EDGEPIPE_TRUSTED_CALLABLES"
 
 
+# ``torchvision:resnet18``, ``timm:mobilenetv3_large_100``: a name looked up in a library's own registry of model
+# builders. Building one imports nothing the file chose, so a manifest may name it without --trust-code.
+MODEL_REGISTRIES = ("torchvision", "timm")
+
+
 def is_import_path(name: str) -> bool:
-    """``package.module:callable`` (code to import), as opposed to a built-in zoo name."""
-    return ":" in name
+    """``package.module:callable`` (code to import), as opposed to a zoo or registry model name."""
+    return ":" in name and name.partition(":")[0] not in MODEL_REGISTRIES
 
 
 def _trusted() -> tuple[bool, set[str]]:

@@ -1,12 +1,17 @@
-"""Datasets as in-memory arrays with fixed, seeded train/val/test splits.
+"""Datasets with fixed, seeded train/val/test splits, in memory (the shipped sets) or streamed from files.
 
 The test split is held out: training and checkpoint selection see only train and val.
 ``preprocessing`` records how a raw input becomes a model input, so `infer` and a deploy bundle can
 apply the same steps to real image files without the training code.
+
+Every consumer reads a split through the same few methods (``batches``, ``take``, ``train_batches``), so a
+folder of 20,000 photos (:class:`edgepipe.data.files.FileSplit`) is never held in memory whole, while the
+small built-in sets stay arrays (:class:`Split`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,25 +23,54 @@ from edgepipe.errors import EdgepipeError
 
 @dataclass
 class Split:
+    """A split held in memory as arrays."""
+
     x: np.ndarray  # float32, model-ready (normalized)
     y: np.ndarray  # int64 class indices
 
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """The model inputs in order, ``batch_size`` at a time."""
+        for start in range(0, len(self.y), batch_size):
+            yield self.x[start:start + batch_size]
+
+    def take(self, count: int, index: Sequence[int] | None = None) -> np.ndarray:
+        """The first ``count`` inputs (or those at ``index``) as one float32 array: probes, parity, calibration."""
+        chosen = self.x[:count] if index is None else self.x[np.asarray(index)]
+        return np.ascontiguousarray(chosen, dtype=np.float32)
+
+    def train_batches(self, order: Sequence, *, pin_memory: bool = False) -> Iterator[Any]:
+        """Training inputs for each index tensor in ``order`` (augmentation of arrays happens in the loop)."""
+        import torch
+
+        inputs = torch.from_numpy(self.x)
+        for index in order:
+            yield inputs[index]
+
+    def update_fingerprint(self, digest) -> None:
+        digest.update(np.ascontiguousarray(self.x).tobytes())
+        digest.update(np.ascontiguousarray(self.y).tobytes())
+
 
 @dataclass
 class Dataset:
     name: str
-    train: Split
-    val: Split
-    test: Split
+    train: Any  # Split, or data.files.FileSplit: the same methods
+    val: Any
+    test: Any
     labels: list[str]
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    layout: str = "arrays"  # imagefolder: "class-folders" (split by seed) or "split-folders" (train/ val/ test/)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
+        return self.train.sample_shape
 
     @property
     def num_classes(self) -> int:
@@ -48,9 +82,19 @@ class Dataset:
 
         digest = hashlib.sha256()
         for split in (self.train, self.val, self.test):
-            digest.update(np.ascontiguousarray(split.x).tobytes())
-            digest.update(np.ascontiguousarray(split.y).tobytes())
+            split.update_fingerprint(digest)
         return digest.hexdigest()
+
+    def split_hashes(self) -> dict[str, str]:
+        """One hash per split (a file list for a folder), recorded in the train manifest."""
+        import hashlib
+
+        hashes = {}
+        for name in ("train", "val", "test"):
+            digest = hashlib.sha256()
+            getattr(self, name).update_fingerprint(digest)
+            hashes[name] = digest.hexdigest()
+        return hashes
 
 
 def split_three_ways(

@@ -28,27 +28,35 @@ def open_image(path: Path, what: str = "image"):
         raise EdgepipeError(f"{path}: not a readable {what} ({type(exc).__name__}: {first_line(exc)})") from None
 
 
-def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """Decode, convert and resize one file; returns uint8 CHW. A file that is not an image is a user error."""
-    from PIL import Image
-
+def decode(path: Path, channels: int):
+    """Decode one file to a PIL image in the model's colour mode (grayscale, palette, RGBA and CMYK convert)."""
     try:
         with open_image(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
+            image.load()  # a truncated file fails here, not later inside a transform
+            return image.convert("L" if channels == 1 else "RGB")
     except (OSError, ValueError) as exc:  # truncated or corrupt past the header
         raise EdgepipeError(f"{path}: not a readable image ({type(exc).__name__}: {first_line(exc)})") from None
-    return array[None, :, :] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def preprocess_files(paths: list[Path], preprocessing: dict[str, Any]) -> np.ndarray:
-    """Apply a manifest's recorded preprocessing to image files: the model-ready float32 batch."""
-    if preprocessing.get("kind") != "image":
-        raise EdgepipeError("this model was not trained on images; `infer` needs an image model")
-    size = tuple(preprocessing["size"])
-    channels = int(preprocessing["channels"])
-    batch = np.stack([read_image(Path(p), channels, size) for p in paths]).astype(np.float32)
+def eval_view(preprocessing: dict[str, Any]):
+    """The deterministic geometry of a recorded preprocessing: PIL image → uint8 CHW tensor at the model's size.
+
+    ``resize`` (when recorded) scales the shorter side, then the centre ``size`` is cropped, as ImageNet models
+    are evaluated (256 → 224); without it the image is resized straight to ``size``. torchvision's v2 transforms
+    on a PIL image call PIL's own bilinear resize, so this is the one definition training, `infer`, calibration
+    and the bundle's reference all go through.
+    """
+    from torchvision.transforms import v2
+
+    size = [int(side) for side in preprocessing["size"]]
+    resize = preprocessing.get("resize")
+    steps = [v2.Resize(int(resize)), v2.CenterCrop(size)] if resize else [v2.Resize(size)]
+    return v2.Compose([*steps, v2.PILToTensor()])
+
+
+def to_model_input(batch: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
+    """uint8 NCHW images → the model's normalized float32 input (the recorded scale, mean and std)."""
+    batch = batch.astype(np.float32)
     batch *= float(preprocessing["scale"])
     mean = np.asarray(preprocessing["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(preprocessing["std"], np.float32).reshape(1, -1, 1, 1)
@@ -56,6 +64,18 @@ def preprocess_files(paths: list[Path], preprocessing: dict[str, Any]) -> np.nda
     if preprocessing.get("layout") == "NTF":  # recurrent models read rows as time steps
         batch = batch[:, 0, :, :]
     return batch
+
+
+def read_image(path: Path, preprocessing: dict[str, Any]) -> np.ndarray:
+    """Decode one file and bring it to the model's size: uint8 CHW."""
+    return eval_view(preprocessing)(decode(path, int(preprocessing["channels"]))).numpy()
+
+
+def preprocess_files(paths: list[Path], preprocessing: dict[str, Any]) -> np.ndarray:
+    """Apply a manifest's recorded preprocessing to image files: the model-ready float32 batch."""
+    if preprocessing.get("kind") != "image":
+        raise EdgepipeError("this model was not trained on images; `infer` needs an image model")
+    return to_model_input(np.stack([read_image(Path(p), preprocessing) for p in paths]), preprocessing)
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""The model zoo, plus any `package.module:callable` so users bring torchvision, timm or their own models.
+"""The model zoo, torchvision/timm backbones by name (`torchvision:resnet18`, `timm:mobilenetv3_large_100`), plus
+any `package.module:callable` so users bring their own models.
 
 A model is described by a JSON-able *spec* (name, params, input shape, classes). Checkpoints hold only
 tensors; the spec in the manifest rebuilds the module, so loading never unpickles code.
@@ -19,6 +20,7 @@ from edgepipe.models.mlp import MLP
 from edgepipe.models.mobilenet import MobileNetV2
 from edgepipe.models.recurrent import RecurrentClassifier
 from edgepipe.models.resnet import ResNet
+from edgepipe.trust import MODEL_REGISTRIES
 
 
 def _recurrent(cell: str):
@@ -72,12 +74,42 @@ def _call_user_builder(builder, input_shape, num_classes, params):
     return builder(**kwargs)
 
 
+def is_registry_model(name: str) -> bool:
+    """``torchvision:NAME`` or ``timm:NAME``: built from the library's registry, with its own initialization."""
+    return name.partition(":")[0] in MODEL_REGISTRIES and ":" in name
+
+
+def _registry_params(name: str, input_shape: tuple[int, ...], params: dict[str, Any]) -> dict[str, Any]:
+    """What a registry builder must be told about the input: channels (timm), a transformer's image size."""
+    registry, _, model_name = name.partition(":")
+    params = dict(params)
+    if len(input_shape) != 3:
+        raise EdgepipeError(f"model '{name}' takes images (C, H, W); this dataset gives samples of shape "
+                            f"{tuple(input_shape)}")
+    channels, height, _ = input_shape
+    transformer = any(family in model_name for family in ("vit", "deit", "swin", "maxvit", "beit", "eva"))
+    if registry == "timm":
+        params.setdefault("in_chans", channels)
+        if transformer:
+            params.setdefault("img_size", height)
+    else:
+        if channels != 3:
+            raise EdgepipeError(f"model '{name}' takes RGB images (3 channels); set dataset.channels: 3")
+        if transformer and model_name.startswith("vit"):
+            params.setdefault("image_size", height)
+    return params
+
+
 def build_model(spec: dict[str, Any]) -> nn.Module:
     """Build an (untrained) module from a spec: {"name", "params", "input_shape", "num_classes"}."""
     name, params = spec["name"], dict(spec.get("params") or {})
     input_shape, num_classes = tuple(spec["input_shape"]), int(spec["num_classes"])
     try:
-        if ":" in name:
+        if is_registry_model(name):
+            from edgepipe.models.backbones import build_backbone
+
+            model = build_backbone(name, num_classes, _registry_params(name, input_shape, params))
+        elif ":" in name:
             model = _call_user_builder(import_callable(name), input_shape, num_classes, params)
         elif name in ZOO:
             model = ZOO[name](input_shape, num_classes, **params)
@@ -110,12 +142,17 @@ def initialize(model: nn.Module, scheme: str) -> None:
 
 
 def classifier_of(model: nn.Module) -> nn.Module | None:
-    """The final classification layer (zoo models name it `classifier`; torchvision uses fc/head)."""
-    for name in ("classifier", "fc", "head"):
+    """The final classification layer (zoo models name it `classifier`; torchvision uses fc/heads, timm says)."""
+    get_classifier = getattr(model, "get_classifier", None)  # timm's own answer
+    if callable(get_classifier):
+        layer = get_classifier()
+        if isinstance(layer, nn.Module) and any(True for _ in layer.parameters()):
+            return layer
+    for name in ("classifier", "fc", "head", "heads"):
         layer = getattr(model, name, None)
         if isinstance(layer, nn.Module):
             return layer
     return None
 
 
-__all__ = ["ZOO", "build_model", "import_callable", "classifier_of", "initialize"]
+__all__ = ["ZOO", "build_model", "import_callable", "classifier_of", "initialize", "is_registry_model"]

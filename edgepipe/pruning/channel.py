@@ -193,13 +193,14 @@ def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iteration
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 128) -> bool:
+def recalibrate_batchnorm(model: nn.Module, inputs, *, batch_size: int = 128) -> bool:
     """Re-estimate BatchNorm running statistics on ``inputs`` (forward passes only, no weight changes).
 
     Removing channels shifts every later layer's input distribution, and the stored running statistics
     no longer match it: a ResNet pruned by a quarter can fall to chance accuracy until fine-tuning moves
     them. Recomputing them (as EagleEye's "adaptive BN" does) makes the before-fine-tune accuracy
     meaningful and the only pruned model usable when fine-tuning is off. Returns False without BatchNorm.
+    ``inputs`` is a tensor, or an iterable of batches (a streamed split's, so a folder is never held whole).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -212,8 +213,10 @@ def recalibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, *, batch_size:
         norm.momentum = None  # cumulative average over all batches
         norm.train()
     device = next(model.parameters()).device
-    for start in range(0, len(inputs), batch_size):
-        model(inputs[start:start + batch_size].to(device))
+    batches = ((inputs[start:start + batch_size] for start in range(0, len(inputs), batch_size))
+               if isinstance(inputs, torch.Tensor) else inputs)
+    for batch in batches:
+        model(torch.as_tensor(batch).to(device))
     for norm, (momentum, training) in zip(norms, saved, strict=True):
         norm.momentum = momentum
         norm.train(training)

@@ -99,7 +99,7 @@ def load_calibration_set(spec: str | Path, *, dataset_loader: Callable[[], Any] 
         count = min(definition["samples"], len(split))
         rng = np.random.default_rng(definition["seed"])
         index = np.sort(rng.choice(len(split), size=count, replace=False))
-        data = np.ascontiguousarray(split.x[index], dtype=np.float32)
+        data = split.take(count, index)
         definition = {**definition, "drawn": count}
         name = path.stem
     calibration_set = CalibrationSet(name, data, {"source": str(path), **definition})

@@ -118,7 +118,7 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
 
     export_config = ExportConfig.model_validate({**src.manifest.config, "dynamic_batch": True})
     fp32 = scratch / "qat.fp32.onnx"
-    export_onnx(model, torch.from_numpy(dataset.test.x[:2]), fp32, export_config)
+    export_onnx(model, torch.from_numpy(dataset.test.take(2)), fp32, export_config)
     prepared = preprocess(fp32, scratch / "qat.prepared.onnx")
     ranges_path = scratch / "qat.ranges.json"
     calibrate(prepared, ArrayDataReader(calibration_set.data, input_name), config.method, config.percentile,

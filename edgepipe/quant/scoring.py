@@ -13,5 +13,5 @@ def score_of(onnx_path: Path, split, task) -> float:
     from edgepipe.runners.onnxruntime import OrtRunner
 
     with OrtRunner(onnx_path) as runner:
-        outputs = infer_in_batches(runner, split.x, 256)
+        outputs = infer_in_batches(runner, split, 256)
     return task.score(np.asarray(outputs), task.targets(split))

@@ -128,6 +128,12 @@ def infer_all(runner: Runner, feed: Feed | np.ndarray, batch_size: int = 256) ->
     A model with a fixed batch (a static export, DLA) gets exactly that batch; the tail chunk is padded and
     its padding cut from the outputs.
     """
+    if hasattr(feed, "batches"):  # a split (edgepipe.data): streamed, one batch of inputs in memory at a time
+        parts: dict[str, list[np.ndarray]] = {}
+        for batch in feed.batches(batch_size):
+            for name, output in infer_all(runner, batch, batch_size).items():
+                parts.setdefault(name, []).append(output)
+        return {name: np.concatenate(values) for name, values in parts.items()}
     feed = runner.prepare(feed, any_batch=True)
     total = _batch_of(feed)
     fixed = runner.input_spec.shape[0]

@@ -230,7 +230,7 @@ def _reference_outputs(train_dir: Path, train_manifest: Manifest, samples: int):
         raise EdgepipeError(f"{train_dir}: the train manifest lists no '{ORIGINAL}' model")
     dataset = load_stage_dataset(train_manifest)
     count = min(samples, len(dataset.test))
-    x, y = dataset.test.x[:count], dataset.test.y[:count]
+    x, y = dataset.test.take(count), dataset.test.y[:count]
     with open_runner(train_dir, original) as runner:
         outputs = infer_in_batches(runner, x, 256).astype(np.float32)
     return np.ascontiguousarray(x, np.float32), y.astype(np.int64), outputs, original

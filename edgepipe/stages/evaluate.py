@@ -31,7 +31,7 @@ class EvalInputs:
 
     recipe: dict[str, Any]
     dataset: dict[str, Any]
-    x: np.ndarray
+    x: Any  # the test inputs: an array (a bundle's stored samples) or a split, streamed batch by batch
     targets: np.ndarray
     task: Task
     stored_original: dict[str, Any] | None = None
@@ -43,7 +43,7 @@ def _run_inputs(run_dir: Path) -> EvalInputs:
     dataset = load_stage_dataset(train_manifest)
     task = task_of(train_manifest)
     record = {"name": dataset.name, "test_samples": int(len(dataset.test)), "labels": dataset.labels}
-    return EvalInputs(train_manifest.recipe or {}, record, dataset.test.x, task.targets(dataset.test), task)
+    return EvalInputs(train_manifest.recipe or {}, record, dataset.test, task.targets(dataset.test), task)
 
 
 def _bundle_inputs(bundle: Path) -> EvalInputs:

@@ -59,7 +59,7 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
     model, _ = load_model(source, model_entry.file)
     dataset = load_stage_dataset(source_manifest)
     task = task_of(source_manifest)
-    samples = dataset.test.x[:PARITY_SAMPLES]
+    samples = dataset.test.take(PARITY_SAMPLES)
     with torch.inference_mode():
         reference = model(torch.from_numpy(samples)).numpy()
     degenerate = check_not_degenerate(reference, task.targets(dataset.test)[:PARITY_SAMPLES], dataset.labels, task)

@@ -77,6 +77,13 @@ def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list]:
     return base, list(rebuild["history"])
 
 
+def _batchnorm_batches(dataset, batch_size: int = 128):
+    """The first BATCHNORM_SAMPLES training inputs, a batch at a time."""
+    import itertools
+
+    return itertools.islice(dataset.train.batches(batch_size), -(-BATCHNORM_SAMPLES // batch_size))
+
+
 def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig,
                     config: PruneConfig, device, task) -> dict[str, Any]:
     from edgepipe.complexity import count_macs_params
@@ -91,7 +98,10 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
 
     input_shape = spec["input_shape"]
     check_prunable(model, spec["name"], config.importance)
-    x_train, y_train = torch.from_numpy(dataset.train.x), torch.from_numpy(task.targets(dataset.train))
+    # the gradient batches of Taylor importance: the first few training samples (a folder is not read whole)
+    gradient_samples = GRADIENT_BATCH_SIZE * GRADIENT_BATCHES
+    x_train = torch.from_numpy(dataset.train.take(gradient_samples))
+    y_train = x_train if task.targets_are_inputs else torch.from_numpy(task.targets(dataset.train)[:gradient_samples])
     loss_fn = task.loss(train_config)
 
     def gradient_batches():
@@ -121,7 +131,7 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
     for step in range(1, config.steps + 1):
         model.cpu()
         pruning_step(pruner, model, config.importance, gradient_batches)
-        recalibrated = recalibrate_batchnorm(model, x_train[:BATCHNORM_SAMPLES])
+        recalibrated = recalibrate_batchnorm(model, _batchnorm_batches(dataset))
         macs, params = count_macs_params(model, input_shape)
         before_finetune = _scores(model, dataset, torch.device("cpu"), task)
         finetune = _finetune(model, dataset, train_config, config, device, task,
@@ -157,7 +167,7 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
     keeper = MaskKeeper(layers, magnitude_masks(layers))
     keeper()
     # Zeroing half the weights shifts activations as removing channels does: re-estimate BatchNorm statistics.
-    recalibrated = recalibrate_batchnorm(model, torch.from_numpy(dataset.train.x[:BATCHNORM_SAMPLES]))
+    recalibrated = recalibrate_batchnorm(model, _batchnorm_batches(dataset))
     before_finetune = _scores(model, dataset, torch.device("cpu"), task)
     finetune = _finetune(model, dataset, train_config, config, device, task, label="prune 2:4 fine-tune",
                          after_step=keeper)
@@ -274,7 +284,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
         write_manifest(tmp, manifest)
         # Check before trusting: the saved spec + tensors rebuild the same network (same outputs).
         reloaded, _ = load_model(tmp)
-        probe = torch.from_numpy(dataset.test.x[:64])
+        probe = torch.from_numpy(dataset.test.take(64))
         with torch.inference_mode():
             difference = (reloaded(probe) - model(probe)).abs().max().item()
         if difference > 1e-5:

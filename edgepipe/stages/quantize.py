@@ -183,7 +183,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         fallback = _quantize_within_budget(prepared, tmp, tracks, config.method, tmp / RANGES, val, reference["val"],
                                            max_drop, task)
         check_trt_qdq(tmp / INT8_TRT)
-        speed_batch = np.resize(test.x, (config.speed_batch, *test.x.shape[1:]))
+        speed_batch = np.resize(test.take(config.speed_batch), (config.speed_batch, *test.sample_shape))
         cpu_speed = None
         if speed and config.cpu_speed_fallback:
             cpu_speed = _cpu_float_where_faster(prepared, tmp, tracks[INT8_CPU], config.method, tmp / RANGES,

@@ -14,7 +14,7 @@ from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, write_
 from edgepipe.checkpoint import load_model, load_state, resolve_checkpoint, save_state
 from edgepipe.data import Dataset, load_dataset
 from edgepipe.errors import EdgepipeError
-from edgepipe.models import build_model, classifier_of, initialize
+from edgepipe.models import build_model, classifier_of, initialize, is_registry_model
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, recipe_to_dict
 from edgepipe.rundir import atomic_dir, check_replaceable
@@ -39,7 +39,8 @@ def dataset_record(recipe: Recipe, dataset: Dataset) -> dict[str, Any]:
     """What later stages need to reload the same splits, and what `infer` needs for raw images."""
     return {"config": recipe.dataset.model_dump(mode="json"), "fingerprint": dataset.fingerprint(),
             "labels": dataset.labels, "preprocessing": dataset.preprocessing,
-            "sizes": {"train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)}}
+            "sizes": {"train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)},
+            "layout": dataset.layout, "split_sha256": dataset.split_hashes()}
 
 
 def _transfer_weights(model: torch.nn.Module, source: str) -> dict[str, Any]:
@@ -80,8 +81,16 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     dist = distributed_from_env(device)
     seed_everything(recipe.train.seed)
     model = build_model(spec)
-    initialize(model, recipe.model.init)
-    transfer = _transfer_weights(model, recipe.train.init_from) if recipe.train.init_from else None
+    if not is_registry_model(recipe.model.name):  # torchvision and timm initialize their models their own way
+        initialize(model, recipe.model.init)
+    transfer = None
+    if recipe.model.weights:
+        from edgepipe.models.backbones import describe_load, load_pretrained
+
+        transfer = load_pretrained(model, Path(recipe.model.weights), recipe.model.name)
+        say(f"train: pretrained {describe_load(transfer)}")
+    if recipe.train.init_from:
+        transfer = _transfer_weights(model, recipe.train.init_from)
 
     # Per-epoch state lives beside the final dir so an interrupted run can resume (--resume).
     partial = out.parent / f".{out.name}.partial"
@@ -106,7 +115,8 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     freeze = frozen_backbone(model, classifier) if recipe.train.freeze_backbone else contextlib.nullcontext()
     with freeze:
         result = fit(model, dataset.train, dataset.val, recipe.train, task, device=device, dist=dist,
-                     on_epoch_end=checkpoint_epoch, start_epoch=start_epoch, optimizer_state=resume_state)
+                     on_epoch_end=checkpoint_epoch, start_epoch=start_epoch, optimizer_state=resume_state,
+                     backbone_lr=recipe.train.backbone_lr)
 
     if dist.enabled:
         torch.distributed.barrier()

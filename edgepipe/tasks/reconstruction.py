@@ -23,6 +23,11 @@ class Reconstruction(Task):
     targets_are_inputs = True
 
     def targets(self, split) -> np.ndarray:
+        if not hasattr(split, "x"):
+            from edgepipe.errors import EdgepipeError
+
+            raise EdgepipeError("reconstruction needs an in-memory dataset (digits, mnist5k): its targets are whole "
+                                "images, which a streamed image folder does not hold")
         return split.x
 
     def loss(self, config):

@@ -59,3 +59,73 @@ def test_kaiming_and_xavier_init_differ_from_default():
     # Kaiming normal (fan_out, relu) has std sqrt(2/fan_out); Xavier uniform has std sqrt(2/(fan_in+fan_out)).
     assert first_k.std().item() == pytest.approx((2 / 256) ** 0.5, rel=0.1)
     assert first_x.std().item() == pytest.approx((2 / (64 + 256)) ** 0.5, rel=0.1)
+
+
+def test_torchvision_and_timm_backbones_build_by_name_for_the_dataset_classes():
+    import torch
+
+    from edgepipe.models import build_model, classifier_of
+
+    for name in ("torchvision:resnet18", "torchvision:mobilenet_v3_small", "timm:mobilenetv3_small_050"):
+        model = build_model({"name": name, "params": {}, "input_shape": [3, 32, 32], "num_classes": 5}).eval()
+        with torch.inference_mode():
+            assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 5), name
+        assert classifier_of(model) is not None, name
+    vit = build_model({"name": "timm:vit_tiny_patch16_224", "params": {"depth": 1},
+                       "input_shape": [3, 64, 64], "num_classes": 3})  # the image size follows the dataset
+    assert vit(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("torchvision:resnet9000", "not a torchvision classification model"),
+    ("timm:not_a_model_at_all", "timm has no model"),
+])
+def test_an_unknown_backbone_is_one_line(name, message):
+    from edgepipe.models import build_model
+
+    with pytest.raises(EdgepipeError, match=message) as info:
+        build_model({"name": name, "params": {}, "input_shape": [3, 32, 32], "num_classes": 2})
+    assert "\n" not in str(info.value)
+
+
+def test_pretrained_weights_load_by_name_and_the_new_head_is_reported(tmp_path):
+    import safetensors.torch
+    import torch
+
+    from edgepipe.models import build_model
+    from edgepipe.models.backbones import describe_load, load_pretrained
+
+    spec = {"name": "torchvision:resnet18", "params": {}, "input_shape": [3, 32, 32]}
+    source = build_model({**spec, "num_classes": 10})
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "r18.pth")
+    safetensors.torch.save_file(source.state_dict(), str(tmp_path / "r18.safetensors"))
+    for file in ("r18.pth", "r18.safetensors"):
+        target = build_model({**spec, "num_classes": 4})
+        report = load_pretrained(target, tmp_path / file, spec["name"])
+        assert report["reshaped"] == ["fc.bias", "fc.weight"] and not report["missing"] and not report["unexpected"]
+        assert torch.equal(target.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+        assert "new shape (left initialized): fc.bias, fc.weight" in describe_load(report)
+
+
+def test_weights_that_are_absent_pickle_code_or_belong_elsewhere_are_refused(tmp_path):
+    import torch
+
+    from edgepipe.models import build_model
+    from edgepipe.models.backbones import load_pretrained
+
+    model = build_model({"name": "torchvision:resnet18", "params": {}, "input_shape": [3, 32, 32], "num_classes": 2})
+    with pytest.raises(EdgepipeError, match=r"never downloads.*get_model\('resnet18', weights='DEFAULT'\)"):
+        load_pretrained(model, tmp_path / "resnet18.pth", "torchvision:resnet18")
+    torch.save({"model": {"x": torch.zeros(1)}, "code": print}, tmp_path / "pickled.pth")  # a pickled function
+    with pytest.raises(EdgepipeError, match="not a tensors-only state dict"):
+        load_pretrained(model, tmp_path / "pickled.pth", "torchvision:resnet18")
+    torch.save({"other.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(EdgepipeError, match="none of its 1 tensors matches"):
+        load_pretrained(model, tmp_path / "other.pth", "torchvision:resnet18")
+
+
+def test_a_registry_backbone_in_a_manifest_needs_no_trust():
+    from edgepipe.trust import is_import_path
+
+    assert not is_import_path("torchvision:resnet18") and not is_import_path("timm:resnet18")
+    assert is_import_path("os:system") and is_import_path("torchvision.models:resnet18")
