@@ -78,10 +78,10 @@ def draw_image(shape: str, width: int, height: int, rng: np.random.Generator):
     image = Image.fromarray(np.broadcast_to(pixels, (height, width, 3)).clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     side = min(width, height)
-    for _ in range(int(rng.integers(1, 4))):  # small blobs: a model must find the shape, not any edge
-        x, y, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.03, 0.08) * side
+    for _ in range(int(rng.integers(0, 3))):  # small blobs: a model must find the shape, not any edge
+        x, y, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.02, 0.06) * side
         draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-    radius = rng.uniform(0.22, 0.4) * side
+    radius = rng.uniform(0.26, 0.42) * side
     center = (rng.uniform(radius, width - radius), rng.uniform(radius, height - radius))
     background = tuple(int(v) for v in (top + bottom) // 2)
     colour = tuple(int(v) for v in (np.asarray(background) + rng.choice([-1, 1], 3) * rng.integers(90, 160, 3)) % 256)

@@ -98,12 +98,19 @@ def read_weights(path: Path, model_name: str) -> dict[str, torch.Tensor]:
 
 def load_pretrained(model: nn.Module, path: Path, model_name: str) -> dict[str, Any]:
     """Copy the file's tensors into ``model`` by name; keys that do not fit are reported, never guessed at."""
+    from edgepipe.models import classifier_of
+
     source = read_weights(Path(path).expanduser(), model_name)
     target = model.state_dict()
-    loaded = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
-    reshaped = sorted(k for k in source if k in target and target[k].shape != source[k].shape)
+    # The classifier belongs to the classes the weights were trained for: it always starts fresh here, even
+    # when the class count happens to match (continuing the same task is train.init_from or --resume).
+    head = classifier_of(model)
+    prefix = next((f"{name}." for name, module in model.named_modules() if module is head and name), None)
+    head_keys = {key for key in target if prefix is not None and key.startswith(prefix)}
+    loaded = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape and k not in head_keys}
+    reshaped = sorted(k for k in source if k in target and (target[k].shape != source[k].shape or k in head_keys))
     unexpected = sorted(k for k in source if k not in target)
-    missing = sorted(k for k in target if k not in source)
+    missing = sorted(k for k in target if k not in source and k not in head_keys)
     if not loaded:
         raise EdgepipeError(f"model.weights {path}: none of its {len(source)} tensors matches a layer of "
                             f"'{model_name}' by name and shape (is it another architecture's file?)")
@@ -116,7 +123,7 @@ def load_pretrained(model: nn.Module, path: Path, model_name: str) -> dict[str, 
 def describe_load(report: dict[str, Any]) -> str:
     """One line: what loaded, and what did not (the classifier resized for the dataset's classes, typically)."""
     parts = [f"{report['loaded_tensors']}/{report['model_tensors']} tensors from {report['weights']}"]
-    for key, what in (("reshaped", "new shape (left initialized)"), ("missing", "missing"),
+    for key, what in (("reshaped", "classifier for these classes (left initialized)"), ("missing", "missing"),
                       ("unexpected", "not in the model")):
         names = report[key]
         if names:

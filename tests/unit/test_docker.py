@@ -103,8 +103,8 @@ def test_cpu_image_installs_like_make_install() -> None:
         for line in makefile.splitlines()
         if "-m pip install" in line and "$(CONSTRAINTS)" in line
     )
-    # `$(BIN)/python -m pip install -q $(CONSTRAINTS) -e '.[dev,openvino]'`: the flags after `pip install`
-    make_flags = [token for token in make_install[4:] if token not in ("-q", "-e", ".[dev,openvino]")]
+    # `$(BIN)/python -m pip install -q $(CONSTRAINTS) -e '.[dev,openvino,timm]'`: the flags after `pip install`
+    make_flags = [token for token in make_install[4:] if token not in ("-q", "-e", ".[dev,openvino,timm]")]
     assert make_flags == ["$(CONSTRAINTS)"]
 
     installs = _pip_installs(DOCKER / "Dockerfile.cpu")
