@@ -20,26 +20,36 @@ from edgepipe.recipe import AugmentConfig
 _WORKER_ERROR = "EdgepipeError: "
 
 
-def train_view(preprocessing: dict[str, Any], augment: AugmentConfig | None):
-    """The augmented geometry and colour of a training sample (uint8 CHW), or the eval view when none is asked."""
-    from torchvision.transforms import v2
+class AugmentedView:
+    """The recipe's torchvision v2 augmentation of a training sample → uint8 CHW array (picklable for workers)."""
 
-    if augment is None:
-        return eval_view(preprocessing)
-    size = [int(side) for side in preprocessing["size"]]
-    steps: list[Any] = []
-    if augment.random_resized_crop is not None:
-        steps.append(v2.RandomResizedCrop(size, scale=tuple(augment.random_resized_crop)))
-    else:
-        steps.extend(eval_view(preprocessing).transforms[:-1])
-    if augment.rotation:
-        steps.append(v2.RandomRotation(augment.rotation))
-    if augment.horizontal_flip:
-        steps.append(v2.RandomHorizontalFlip(augment.horizontal_flip))
-    if augment.color_jitter:
-        strength = augment.color_jitter
-        steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength))
-    return v2.Compose([*steps, v2.PILToTensor()])
+    def __init__(self, preprocessing: dict[str, Any], augment: AugmentConfig) -> None:
+        from torchvision.transforms import v2
+
+        size = [int(side) for side in preprocessing["size"]]
+        steps: list[Any] = []
+        if augment.random_resized_crop is not None:
+            steps.append(v2.RandomResizedCrop(size, scale=tuple(augment.random_resized_crop)))
+        elif preprocessing.get("resize"):
+            steps.extend([v2.Resize(int(preprocessing["resize"])), v2.CenterCrop(size)])
+        else:
+            steps.append(v2.Resize(size))
+        if augment.rotation:
+            steps.append(v2.RandomRotation(augment.rotation))
+        if augment.horizontal_flip:
+            steps.append(v2.RandomHorizontalFlip(augment.horizontal_flip))
+        if augment.color_jitter:
+            strength = augment.color_jitter
+            steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength))
+        self.transform = v2.Compose([*steps, v2.PILToTensor()])
+
+    def __call__(self, image) -> np.ndarray:
+        return self.transform(image).numpy()
+
+
+def train_view(preprocessing: dict[str, Any], augment: AugmentConfig | None):
+    """The augmented view of a training sample, or the eval view when no augmentation is asked for."""
+    return eval_view(preprocessing) if augment is None else AugmentedView(preprocessing, augment)
 
 
 class ImageFiles:
@@ -56,7 +66,7 @@ class ImageFiles:
         import torch
 
         image = self.view(decode(self.files[index], self.channels))
-        return torch.from_numpy(to_model_input(image.numpy()[None], self.preprocessing)[0])
+        return torch.from_numpy(to_model_input(image[None], self.preprocessing)[0])
 
 
 def _reraise_worker_error(exc: Exception) -> None:

@@ -38,20 +38,40 @@ def decode(path: Path, channels: int):
         raise EdgepipeError(f"{path}: not a readable image ({type(exc).__name__}: {first_line(exc)})") from None
 
 
-def eval_view(preprocessing: dict[str, Any]):
-    """The deterministic geometry of a recorded preprocessing: PIL image → uint8 CHW tensor at the model's size.
+class EvalView:
+    """The deterministic geometry of a recorded preprocessing: PIL image → uint8 CHW array at the model's size.
 
     ``resize`` (when recorded) scales the shorter side, then the centre ``size`` is cropped, as ImageNet models
-    are evaluated (256 → 224); without it the image is resized straight to ``size``. torchvision's v2 transforms
-    on a PIL image call PIL's own bilinear resize, so this is the one definition training, `infer`, calibration
-    and the bundle's reference all go through.
+    are evaluated (256 → 224); without it the image is resized straight to ``size``. PIL and numpy only, with
+    torchvision's size and crop rounding (``transforms.v2.Resize(int)``, ``CenterCrop``), so `infer` on a device
+    without PyTorch computes what training evaluated on: training, `infer`, calibration and the bundle's
+    reference samples all go through this one class.
     """
-    from torchvision.transforms import v2
 
-    size = [int(side) for side in preprocessing["size"]]
-    resize = preprocessing.get("resize")
-    steps = [v2.Resize(int(resize)), v2.CenterCrop(size)] if resize else [v2.Resize(size)]
-    return v2.Compose([*steps, v2.PILToTensor()])
+    def __init__(self, preprocessing: dict[str, Any]) -> None:
+        self.size = tuple(int(side) for side in preprocessing["size"])
+        self.resize = int(preprocessing["resize"]) if preprocessing.get("resize") else None
+
+    def __call__(self, image) -> np.ndarray:
+        from PIL import Image
+
+        height, width = self.size
+        if self.resize is None:
+            image = image.resize((width, height), Image.BILINEAR)
+        else:
+            w, h = image.size
+            short, long = (w, h) if w <= h else (h, w)
+            new_short, new_long = self.resize, int(self.resize * long / short)
+            image = image.resize((new_short, new_long) if w <= h else (new_long, new_short), Image.BILINEAR)
+            w, h = image.size
+            top, left = int(round((h - height) / 2.0)), int(round((w - width) / 2.0))
+            image = image.crop((left, top, left + width, top + height))
+        array = np.asarray(image, dtype=np.uint8)
+        return array[None, :, :] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def eval_view(preprocessing: dict[str, Any]) -> EvalView:
+    return EvalView(preprocessing)
 
 
 def to_model_input(batch: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
@@ -68,7 +88,7 @@ def to_model_input(batch: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarr
 
 def read_image(path: Path, preprocessing: dict[str, Any]) -> np.ndarray:
     """Decode one file and bring it to the model's size: uint8 CHW."""
-    return eval_view(preprocessing)(decode(path, int(preprocessing["channels"]))).numpy()
+    return eval_view(preprocessing)(decode(path, int(preprocessing["channels"])))
 
 
 def preprocess_files(paths: list[Path], preprocessing: dict[str, Any]) -> np.ndarray:

@@ -169,3 +169,18 @@ def test_imagefolder_bad_input_is_one_line(tmp_path, problem):
     assert "\n" not in str(info.value)
     if problem == "not-an-image":
         assert "notes.png" in str(info.value)
+
+
+def test_the_eval_view_computes_what_torchvision_does_without_torch(shapes_folder):
+    """`infer` on a device has no PyTorch: the PIL + numpy view must equal transforms.v2 Resize + CenterCrop."""
+    import torch
+    from torchvision.transforms import v2
+
+    from edgepipe.data.images import decode, eval_view
+
+    reference = v2.Compose([v2.Resize(36), v2.CenterCrop([32, 30]), v2.PILToTensor()])
+    view = eval_view({"size": [32, 30], "resize": 36})
+    for file in sorted(shapes_folder.rglob("*"))[:12]:
+        if file.is_file():
+            image = decode(file, 3)
+            assert torch.equal(torch.from_numpy(view(image)), reference(image)), file.name
