@@ -1710,6 +1710,15 @@ def deepstream_config(bundle, precision, engine_path, ios, settings, config_path
     if max(std) - min(std) > 1e-3 * max(std):
         lines.append("# std differs per channel ({}): nvinfer applies one net-scale-factor (their mean); for exact "
                      "per-channel normalization use nvdspreprocess".format(", ".join("{:.4f}".format(s) for s in std)))
+    if prep.get("resize"):
+        # nvinfer scales the whole frame (or object) to the network size; it cannot resize the shorter side and
+        # crop the centre as this model was evaluated. Said in the config and on the terminal, not hidden.
+        warning = ("this model was evaluated on the centre {}x{} crop of images resized to {} on the shorter side; "
+                   "nvinfer stretches the whole frame to {}x{} instead, so its accuracy can differ from the bundle's "
+                   "eval (crop in an nvdspreprocess ROI, or train with dataset.resize unset)").format(
+                       prep["size"][0], prep["size"][1], prep["resize"], prep["size"][0], prep["size"][1])
+        lines.append("# WARNING: " + warning)
+        say("deepstream: warning: " + warning)
     files = bundle.build_files()
     outputs = [io[0] for io in ios if not io[1]]
     batch = min(io[5] for io in ios if io[1])

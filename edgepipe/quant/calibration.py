@@ -108,7 +108,10 @@ def load_calibration_set(spec: str | Path, *, dataset_loader: Callable[[], Any] 
 
 
 def _from_folder(folder: Path, preprocessing: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
-    from edgepipe.data.images import list_images, preprocess_files
+    """A folder of images at any size, through the model's own eval view (the recorded resize, centre crop and
+    normalization that training evaluated on, `infer` and the bundle apply): ranges are measured on what the
+    model will see in deployment. Decoded one file at a time into uint8, converted once at the end."""
+    from edgepipe.data.images import list_images, read_image, to_model_input
 
     files = list_images(folder)
     if not files:
@@ -117,24 +120,16 @@ def _from_folder(folder: Path, preprocessing: dict[str, Any] | None) -> tuple[np
     if not preprocessing or preprocessing.get("kind") != "image":
         raise EdgepipeError(f"calibration folder {folder}: the model's manifest records no image preprocessing; "
                             "use a calibration/*.yaml set drawn from its dataset instead")
-    size = tuple(preprocessing["size"])
     digest = hashlib.sha256()
+    pixels = []
     for file in files:
-        _check_image_size(file, size)
         digest.update(file.relative_to(folder).as_posix().encode())
         digest.update(file.read_bytes())
-    return preprocess_files(files, preprocessing), {"images": len(files), "files_sha256": digest.hexdigest()}
-
-
-def _check_image_size(path: Path, size: tuple[int, int]) -> None:
-    """Calibration images must already be the model's input size: ranges are measured on what the model sees."""
-    from edgepipe.data.images import open_image
-
-    with open_image(path, "calibration image") as image:
-        width, height = image.size
-    if (height, width) != tuple(size):
-        raise EdgepipeError(f"calibration image {path} is {height}x{width}, the model takes {size[0]}x{size[1]}; "
-                            "resize the calibration images to the model's input size")
+        pixels.append(read_image(file, preprocessing))
+    view = {"size": list(preprocessing["size"]), **({"resize": preprocessing["resize"]}
+                                                    if preprocessing.get("resize") else {})}
+    return to_model_input(np.stack(pixels), preprocessing), {"images": len(files), "files_sha256": digest.hexdigest(),
+                                                             "eval_view": view}
 
 
 def check_calibration_data(calibration_set: CalibrationSet, input_shape: tuple[int | None, ...], where: str) -> None:

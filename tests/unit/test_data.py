@@ -96,6 +96,26 @@ def test_one_eval_view_for_training_infer_and_the_bundle(shapes_folder):
     assert np.all(np.abs(train.mean(axis=(0, 2, 3))) < 0.15) and np.all(np.abs(train.std(axis=(0, 2, 3)) - 1) < 0.15)
 
 
+def test_a_calibration_folder_at_any_size_goes_through_the_eval_view(shapes_folder, tmp_path):
+    """Users' calibration photos are not at the model's size: they get the eval view (resize, centre crop,
+    normalization) the model was evaluated with, not a refusal."""
+    import shutil
+
+    from edgepipe.quant.calibration import load_calibration_set
+
+    data = load_dataset(DatasetConfig(name="imagefolder", path=str(shapes_folder), image_size=(32, 32), resize=36,
+                                      workers=0))
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for file in data.val.files[:6]:
+        shutil.copy(file, folder / file.name)
+    assert len({Image.open(f).size for f in folder.iterdir()}) > 1  # mixed sizes, none of them 32x32
+    calibration = load_calibration_set(folder, dataset_loader=None, preprocessing=data.preprocessing,
+                                       input_shape=(None, 3, 32, 32))
+    np.testing.assert_array_equal(calibration.data, preprocess_files(sorted(folder.iterdir()), data.preprocessing))
+    assert calibration.definition["eval_view"] == {"size": [32, 32], "resize": 36}
+
+
 def test_training_batches_are_augmented_and_reproducible(shapes_folder):
     import torch
 

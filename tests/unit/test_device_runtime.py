@@ -463,6 +463,22 @@ def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, m
     np.testing.assert_allclose(nvinfer, (pixel * prep["scale"] - prep["mean"][0]) / prep["std"][0], rtol=1e-6)
 
 
+def test_deepstream_says_it_cannot_crop_like_the_eval_view(fresh, monkeypatch, capsys, tmp_path):
+    """A model evaluated on resize-256 + centre-crop-224: nvinfer only scales, and the config says so."""
+    install(monkeypatch, "10.3.0", cc=(8, 7), classes=4)
+    assert _main("build", fresh, "--precision", "fp16") == 0
+    manifest = json.loads((fresh / "manifest.json").read_text())
+    manifest["dataset"]["preprocessing"] = {"kind": "image", "layout": "NCHW", "channels": 3, "size": [12, 12],
+                                            "resize": 14, "scale": 1 / 255.0, "mean": [0.5] * 3, "std": [0.25] * 3}
+    (fresh / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    out = tmp_path / "nvinfer.txt"
+    assert _main("deepstream", fresh, "--out", out) == 0
+    warned = capsys.readouterr().err
+    assert "centre 12x12 crop of images resized to 14" in warned and "nvinfer stretches" in warned
+    assert "# WARNING: this model was evaluated on the centre 12x12 crop" in out.read_text()
+
+
 def test_serving_before_a_build_is_one_line(fresh, capsys):
     assert _main("triton", fresh) == 2
     assert "no engine (any precision) built" in _one_error_line(capsys)
