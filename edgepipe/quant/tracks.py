@@ -181,13 +181,44 @@ def onnx_int32() -> int:
 
 
 def quantizable_nodes(model_path: Path) -> list[tuple[str, str]]:
-    """(node name, op type) of the nodes whose weights get quantized, in graph order."""
+    """(node name, op type) of the nodes whose weights get quantized, in graph order (the CPU track's speed probes;
+    the accuracy fallback needs every quantized node: ``quantized_nodes``)."""
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
     initializers = {init.name for init in model.graph.initializer}
     return [(node.name, node.op_type) for node in model.graph.node
             if node.op_type in QUANTIZED_OP_TYPES and len(node.input) > 1 and node.input[1] in initializers]
+
+
+def quantized_nodes(model_path: Path, quantized_paths: list[Path]) -> list[tuple[str, str]]:
+    """(node name, op type), in graph order, of every node of ``model_path`` that onnxruntime quantized in any of
+    ``quantized_paths`` (QDQ graphs made from it): weight layers and activation-only nodes (Add, Softmax,
+    LayerNormalization, activation x activation MatMul...). Excluding all of them leaves no QuantizeLinear.
+
+    Which op types quantize_static(op_types_to_quantize=None) takes is onnxruntime's own registry
+    (quantization/quantize.py, quantize_static: QLinearOpsRegistry keys + QDQRegistry keys). Whether a node of
+    such a type really got quantized depends on the graph (float inputs, an upstream tensor already quantized), so
+    that is read off the QDQ graph: a node whose input comes from a DequantizeLinear or whose output feeds a
+    QuantizeLinear, or one onnxruntime removed (a Relu/Clip folded into the QDQ pair of its input).
+    """
+    import onnx
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    op_types = set(QLinearOpsRegistry) | set(QDQRegistry)
+    model = onnx.load(str(model_path), load_external_data=False)
+    named = {node.name for node in model.graph.node}
+    touched: set[str] = set()
+    for path in quantized_paths:
+        graph = onnx.load(str(path), load_external_data=False).graph
+        dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+        to_quantize = {node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+        touched |= named - {node.name for node in graph.node}  # removed by the quantizer
+        touched |= {node.name for node in graph.node
+                    if dequantized.intersection(node.input) or to_quantize.intersection(node.output)}
+    # nodes_to_exclude matches by name: an unnamed node could not be returned to float anyway.
+    return [(node.name, node.op_type) for node in model.graph.node
+            if node.name and node.op_type in op_types and node.name in touched]
 
 
 def qdq_parameters(model_path: Path) -> list[dict]:

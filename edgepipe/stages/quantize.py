@@ -258,18 +258,19 @@ def _recipe_max_drop(src: QuantizeSource, task: Task) -> float:
 
 def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str, ranges_path: Path, val,
                             reference_val: float, max_drop: float, task: Task) -> dict:
-    """Quantize both tracks; when the worse one loses more than ``max_drop`` on val, exclude sensitive layers."""
-    from edgepipe.quant.sensitivity import fit_budget
-    from edgepipe.quant.tracks import quantizable_nodes, quantize_track
+    """Quantize both tracks; when the worse one loses more than ``max_drop`` on val, keep sensitive nodes in float."""
+    from edgepipe.quant.sensitivity import PROXY_SAMPLES, fit_budget, quantization_error_ranking
+    from edgepipe.quant.tracks import quantize_track, quantized_nodes
 
     probe_dir = Path(tempfile.mkdtemp(prefix="probe-", dir=prepared.parent))
+    candidates: list[tuple[str, str]] = []
 
     def drop(only: list[str] | None, exclude: list[str], target: Path = probe_dir) -> float:
         worst = 0.0
         for filename, track in tracks.items():
             path = target / filename
-            if only is not None:  # everything but ``only`` stays in float
-                exclude = [name for name, _ in quantizable_nodes(prepared) if name not in only]
+            if only is not None:  # every other quantized node stays in float
+                exclude = [name for name, _ in candidates if name not in only]
             quantize_track(prepared, path, track, method, ranges_path, exclude)
             worst = max(worst, task.drop(reference_val, score_of(path, val, task)))
         return worst
@@ -279,9 +280,16 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
               "excluded": []}
     if full_drop <= max_drop:
         return result
-    say(f"quantize: INT8 loses {full_drop:.2f} {task.unit} on val (budget {max_drop:.2f}); measuring per-layer "
-        "sensitivity")
-    fitted = fit_budget(quantizable_nodes(prepared), drop, max_drop, full_drop, task.unit)
+    quantized = [tmp / filename for filename in tracks]
+    candidates = quantized_nodes(prepared, quantized)
+    say(f"quantize: INT8 loses {full_drop:.2f} {task.unit} on val (budget {max_drop:.2f}); ranking the "
+        f"{len(candidates)} quantized nodes by sensitivity")
+
+    def proxy() -> list[dict]:
+        return quantization_error_ranking(prepared, quantized, candidates, val.take(PROXY_SAMPLES),
+                                          model_input(prepared)[0])
+
+    fitted = fit_budget(candidates, drop, max_drop, full_drop, task.unit, proxy)
     final = drop(None, fitted.excluded, tmp)
     return {**result, "needed": True, "excluded": fitted.excluded, "val_drop_after": round(final, 4),
             "sensitivity": fitted.table, "steps": fitted.steps}
