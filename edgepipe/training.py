@@ -237,6 +237,7 @@ def fit(
             chunks = [order[step * config.batch_size : (step + 1) * config.batch_size]
                       for step in range(steps_per_epoch)]
             trained.train()
+            _keep_frozen_norms_in_eval(model)
             running, seen = 0.0, 0
             batches = train_split.train_batches(chunks, pin_memory=device.type == "cuda")
             for index, inputs in zip(chunks, batches, strict=True):
@@ -277,6 +278,15 @@ def fit(
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
     return result
+
+
+def _keep_frozen_norms_in_eval(model: nn.Module) -> None:
+    """A BatchNorm whose scale and shift are frozen keeps its pretrained running statistics too: updating them
+    from a small fine-tuning set would shift the very features the frozen layers were trained to produce."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine \
+                and not any(p.requires_grad for p in module.parameters()):
+            module.eval()
 
 
 @contextlib.contextmanager

@@ -16,7 +16,10 @@ import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "cross")  # the default classes
 OTHER_SHAPES = ("ring", "diamond", "star", "bars")  # a second, disjoint task (transfer from SHAPES to these)
-ALL_SHAPES = SHAPES + OTHER_SHAPES
+# More classes, disjoint from both tasks above: a backbone "pretrained" on many classes learns general shape
+# features, as an ImageNet backbone does, instead of the four discriminants a 4-class task needs.
+PRETRAIN_SHAPES = ("pentagon", "hexagon", "semicircle", "ellipse", "ell", "arrow", "crescent", "hourglass")
+ALL_SHAPES = SHAPES + OTHER_SHAPES + PRETRAIN_SHAPES
 
 
 def _polygon(center, radius, sides, angle, inner=None):
@@ -64,6 +67,35 @@ def _draw_shape(draw, shape: str, center, radius: float, angle: float, colour, b
         for offset in (-0.6, 0.0, 0.6):
             shift_x, shift_y = -math.sin(angle) * radius * offset, math.cos(angle) * radius * offset
             draw.polygon(_bar(cx + shift_x, cy + shift_y, angle, radius, radius * 0.16), fill=colour)
+    elif shape in ("pentagon", "hexagon"):
+        draw.polygon(_polygon(center, radius, 5 if shape == "pentagon" else 6, angle), fill=colour)
+    elif shape == "semicircle":
+        start = math.degrees(angle)
+        draw.pieslice([cx - radius, cy - radius, cx + radius, cy + radius], start, start + 180, fill=colour)
+    elif shape == "ellipse":  # axis-aligned: PIL draws no rotated ellipse, so it stays a distinct class
+        draw.ellipse([cx - radius, cy - radius * 0.5, cx + radius, cy + radius * 0.5], fill=colour)
+    elif shape == "ell":
+        dx, dy = math.cos(angle) * radius * 0.7, math.sin(angle) * radius * 0.7
+        draw.polygon(_bar(cx - dy, cy + dx, angle, radius, radius * 0.22), fill=colour)  # the foot
+        draw.polygon(_bar(cx - dx, cy - dy, angle + math.pi / 2, radius, radius * 0.22), fill=colour)  # the upright
+    elif shape == "arrow":
+        dx, dy = math.cos(angle), math.sin(angle)
+        draw.polygon(_bar(cx - dx * radius * 0.3, cy - dy * radius * 0.3, angle, radius * 0.7, radius * 0.18),
+                     fill=colour)
+        tip = (cx + dx * radius, cy + dy * radius)
+        draw.polygon([tip, (cx + dx * radius * 0.2 - dy * radius * 0.55, cy + dy * radius * 0.2 + dx * radius * 0.55),
+                      (cx + dx * radius * 0.2 + dy * radius * 0.55, cy + dy * radius * 0.2 - dx * radius * 0.55)],
+                     fill=colour)
+    elif shape == "crescent":
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
+        shift_x, shift_y = math.cos(angle) * radius * 0.45, math.sin(angle) * radius * 0.45
+        draw.ellipse([cx + shift_x - radius * 0.85, cy + shift_y - radius * 0.85, cx + shift_x + radius * 0.85,
+                      cy + shift_y + radius * 0.85], fill=background)
+    elif shape == "hourglass":
+        dx, dy = math.cos(angle) * radius, math.sin(angle) * radius
+        px, py = -math.sin(angle) * radius * 0.7, math.cos(angle) * radius * 0.7
+        draw.polygon([(cx - dx + px, cy - dy + py), (cx - dx - px, cy - dy - py), (cx + dx + px, cy + dy + py),
+                      (cx + dx - px, cy + dy - py)], fill=colour)
     else:
         raise ValueError(f"unknown shape {shape!r}; known: {', '.join(ALL_SHAPES)}")
 

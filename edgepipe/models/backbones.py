@@ -3,7 +3,7 @@
 The classifier is built for the dataset's classes (torchvision's ``get_model(..., num_classes=N)``, timm's
 ``create_model(..., num_classes=N)``), so a manifest's spec rebuilds exactly the trained architecture. Pretrained
 weights come only from ``model.weights`` (a ``.pth`` state dict, read tensors-only, or ``.safetensors``): the head
-tensors whose shapes no longer fit are left freshly initialized, and every skipped key is reported. Nothing is
+starts fresh (near zero, :func:`fresh_head_init`), and every skipped key is reported. Nothing is
 downloaded, ever.
 """
 
@@ -116,14 +116,29 @@ def load_pretrained(model: nn.Module, path: Path, model_name: str) -> dict[str, 
                             f"'{model_name}' by name and shape (is it another architecture's file?)")
     target.update({k: v.to(target[k].dtype) for k, v in loaded.items()})
     model.load_state_dict(target)
+    if head is not None:
+        fresh_head_init(head)
     return {"weights": str(path), "loaded_tensors": len(loaded), "model_tensors": len(target),
             "reshaped": reshaped, "missing": missing, "unexpected": unexpected}
+
+
+def fresh_head_init(head: nn.Module) -> None:
+    """Start a new classifier on pretrained features near zero: normal(0, 0.01) weights, zero bias.
+
+    A Kaiming-initialized head on features of a pretrained backbone starts with logits in the tens (loss ~4.6 on
+    4 classes), and a frozen backbone's short schedule never recovers; torchvision initializes its MobileNet and
+    VGG classifiers this way (``nn.init.normal_(m.weight, 0, 0.01)``), timm's ViT head similarly small."""
+    for layer in head.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.normal_(layer.weight, 0.0, 0.01)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def describe_load(report: dict[str, Any]) -> str:
     """One line: what loaded, and what did not (the classifier resized for the dataset's classes, typically)."""
     parts = [f"{report['loaded_tensors']}/{report['model_tensors']} tensors from {report['weights']}"]
-    for key, what in (("reshaped", "classifier for these classes (left initialized)"), ("missing", "missing"),
+    for key, what in (("reshaped", "classifier for these classes (initialized fresh)"), ("missing", "missing"),
                       ("unexpected", "not in the model")):
         names = report[key]
         if names:

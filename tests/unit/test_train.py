@@ -86,6 +86,20 @@ def test_transfer_learning_with_frozen_backbone(tmp_path):
     assert tuned.classifier.weight.shape[0] == 3  # new head for 3 classes
 
 
+def test_a_frozen_backbone_keeps_its_batchnorm_statistics(tmp_path):
+    """Frozen means frozen: BatchNorm running statistics are not re-estimated on the small fine-tuning set."""
+    resnet = {"name": "resnet", "params": {"width": 8}}
+    source = train(load_recipe(write_recipe(tmp_path / "s.yaml", model=resnet, train={"epochs": 1})),
+                   tmp_path / "src" / "train")
+    recipe = load_recipe(write_recipe(
+        tmp_path / "t.yaml", model=resnet, dataset={"num_classes": 3, "shape": [1, 12, 12], "samples": 200},
+        train={"init_from": str(source), "freeze_backbone": True, "epochs": 1}))
+    tuned, _ = load_model(train(recipe, tmp_path / "dst" / "train"))
+    base, _ = load_model(source)
+    assert torch.equal(base.stem[1].running_mean, tuned.stem[1].running_mean)
+    assert torch.equal(base.stages[-1].bn2.running_var, tuned.stages[-1].bn2.running_var)
+
+
 def test_truncated_checkpoint_is_one_line_error(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", train={"epochs": 1}))
     out = train(recipe, tmp_path / "run" / "train")
