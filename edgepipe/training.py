@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepipe.data.base import Split
+from edgepipe.data.base import Split, eval_batch_size
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import TrainConfig
 from edgepipe.tasks import Task
@@ -138,11 +138,12 @@ def input_batches(samples, batch_size: int):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, samples, device: torch.device, batch_size: int = 512) -> np.ndarray:
+def predict(model: nn.Module, samples, device: torch.device, batch_size: int | None = None) -> np.ndarray:
     """The model's outputs on an array or a split, one batch in memory at a time."""
     model.eval()
     outputs = []
-    for batch in input_batches(samples, batch_size):
+    shape = samples.shape[1:] if isinstance(samples, np.ndarray) else samples.sample_shape
+    for batch in input_batches(samples, batch_size or eval_batch_size(shape)):
         chunk = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
         outputs.append(model(chunk).float().cpu().numpy())
     return np.concatenate(outputs)

@@ -122,12 +122,18 @@ def _batch_of(feed: dict[str, np.ndarray]) -> int:
     return sizes.pop()
 
 
-def infer_all(runner: Runner, feed: Feed | np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+def infer_all(runner: Runner, feed: Feed | np.ndarray, batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Run a whole dataset through ``runner`` in chunks: every output, concatenated along the batch axis.
 
     A model with a fixed batch (a static export, DLA) gets exactly that batch; the tail chunk is padded and
     its padding cut from the outputs.
     """
+    if batch_size is None:  # by bytes: 256 photos at 224x224 would hold GBs of activations
+        from edgepipe.data.base import eval_batch_size
+
+        first = next(iter(feed.values())) if isinstance(feed, Mapping) else feed
+        shape = feed.sample_shape if hasattr(feed, "sample_shape") else np.shape(first)[1:]
+        batch_size = eval_batch_size(shape, most=256)
     if hasattr(feed, "batches"):  # a split (edgepipe.data): streamed, one batch of inputs in memory at a time
         parts: dict[str, list[np.ndarray]] = {}
         for batch in feed.batches(batch_size):

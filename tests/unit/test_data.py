@@ -204,3 +204,12 @@ def test_the_eval_view_computes_what_torchvision_does_without_torch(shapes_folde
         if file.is_file():
             image = decode(file, 3)
             assert torch.equal(torch.from_numpy(view(image)), reference(image)), file.name
+
+
+def test_evaluation_batches_are_sized_by_bytes_not_count():
+    """512 photos at 224x224 per batch held ~1.5 GB of activations: the peak of a whole train run."""
+    from edgepipe.data.base import eval_batch_size
+
+    assert eval_batch_size((1, 28, 28)) == 512  # digits: as before
+    assert eval_batch_size((3, 224, 224)) == 55 and eval_batch_size((3, 640, 640)) == 6
+    assert eval_batch_size((3, 4096, 4096)) == 1 and eval_batch_size((3, 224, 224), most=16) == 16
