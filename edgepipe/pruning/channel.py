@@ -17,6 +17,7 @@ from torch import nn
 from edgepipe.complexity import count_macs_params
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import classifier_of
+from edgepipe.pruning.limits import attention_locked, check_still_runs, torch_pruning_errors, unfollowable_layer
 from edgepipe.pruning.replay import example_input
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -35,13 +36,18 @@ def _importance(name: str):
     return table[name]()
 
 
-def check_prunable(model: nn.Module, model_name: str, importance: str) -> None:
-    """Refuse, with the reason, the models torch-pruning cannot shrink correctly."""
+def check_prunable(model: nn.Module, model_name: str, importance: str, input_shape=None) -> None:
+    """Refuse, with the reason, the models torch-pruning cannot shrink correctly (``input_shape`` given: also
+    those whose forward shuffles channels or cuts windows, found by running it once)."""
+    version = metadata.version("torch-pruning")
+    found = unfollowable_layer(model, example_input(input_shape)) if input_shape is not None else None
+    if found:
+        raise EdgepipeError(f"model '{model_name}' is not prunable by channels: its {found.kind} layer '{found.layer}' "
+                            f"{found.what}; use --method 2:4, or {found.instead}")
     recurrent = [(name, type(module).__name__) for name, module in model.named_modules()
                  if isinstance(module, nn.RNNBase)]
     if recurrent:
         name, kind = recurrent[0]
-        version = metadata.version("torch-pruning")
         raise EdgepipeError(
             f"model '{model_name}' is not prunable by channels: its {kind} layer '{name}' cannot be narrowed with "
             f"torch-pruning {version} (its nn.LSTM pruner slices the gate weights wrongly and fails, and there is "
@@ -107,15 +113,19 @@ class _RoundingPruner:
 
 
 def build_pruner(model: nn.Module, input_shape, *, ratio: float, importance: str, global_pruning: bool,
-                 round_to: int, ignored: list[str], steps: int):
+                 round_to: int, ignored: list[str], steps: int, model_name: str = "model"):
     was_training = model.training
     model.eval()  # tracing runs a forward pass; keep BatchNorm statistics untouched
-    pruner = _RoundingPruner.cls()(
-        model, example_input(input_shape), importance=_importance(importance), global_pruning=global_pruning,
-        pruning_ratio=ratio, max_pruning_ratio=MAX_RATIO, iterative_steps=steps,
-        ignored_layers=list(resolve_ignored(model, ignored).values()), round_to=round_to if round_to > 1 else None,
-    )
+    with torch_pruning_errors(model_name, "tracing its dependency graph",
+                               "use --method 2:4 (it needs no graph), or a plainer backbone"):
+        pruner = _RoundingPruner.cls()(
+            model, example_input(input_shape), importance=_importance(importance), global_pruning=global_pruning,
+            pruning_ratio=ratio, max_pruning_ratio=MAX_RATIO, iterative_steps=steps,
+            ignored_layers=[*resolve_ignored(model, ignored).values(), *attention_locked(model)],
+            round_to=round_to if round_to > 1 else None,
+        )
     model.train(was_training)
+    pruner.model_name, pruner.input_shape = model_name, tuple(input_shape)  # for pruning_step's one-line errors
     return pruner
 
 
@@ -139,17 +149,34 @@ def pruning_step(pruner, model: nn.Module, importance: str,
         taylor_gradients(model, gradient_batches())
     was_training = model.training
     model.eval()
-    pruner.step()
+    name = getattr(pruner, "model_name", "model")
+    layers = {module: layer for layer, module in model.named_modules()}
+    pruning: list[str] = []  # the layer whose group is being removed, for the error line
+
+    def doing() -> str:
+        return f"removing the channels of '{pruning[-1]}'" if pruning else "ranking channels"
+
+    advice = "leave that layer out with ignore_layers, or use --method 2:4"
+    with torch_pruning_errors(name, doing, advice):
+        for group in pruner.step(interactive=True):  # what step() does, one group at a time
+            pruning.append(layers.get(group[0].dep.target.module, "?"))
+            group.prune()
+            pruning.clear()
     model.zero_grad(set_to_none=True)
+    if getattr(pruner, "input_shape", None) is not None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        check_still_runs(model, name, example_input(pruner.input_shape).to(device),
+                         "its code assumes a layer's width: leave the layers feeding that reshape out with "
+                         "ignore_layers, or use --method 2:4")
     model.train(was_training)
 
 
 def one_shot_macs(model: nn.Module, input_shape, ratio: float, *, importance: str, global_pruning: bool,
-                  round_to: int, ignored: list[str], gradient_batches=None) -> int:
+                  round_to: int, ignored: list[str], gradient_batches=None, model_name: str = "model") -> int:
     """MACs of a copy of ``model`` pruned at ``ratio`` in one step (the model itself is untouched)."""
     trial = copy.deepcopy(model).cpu()
     pruner = build_pruner(trial, input_shape, ratio=ratio, importance=importance, global_pruning=global_pruning,
-                          round_to=round_to, ignored=ignored, steps=1)
+                          round_to=round_to, ignored=ignored, steps=1, model_name=model_name)
     pruning_step(pruner, trial, importance, gradient_batches)
     return count_macs_params(trial, input_shape)[0]
 

@@ -97,7 +97,7 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
     from edgepipe.pruning.replay import history_to_json
 
     input_shape = spec["input_shape"]
-    check_prunable(model, spec["name"], config.importance)
+    check_prunable(model, spec["name"], config.importance, input_shape)
     # the gradient batches of Taylor importance: the first few training samples (a folder is not read whole)
     gradient_samples = GRADIENT_BATCH_SIZE * GRADIENT_BATCHES
     x_train = torch.from_numpy(dataset.train.take(gradient_samples))
@@ -117,7 +117,7 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
                 for i in range(GRADIENT_BATCHES)]
 
     options = {"importance": config.importance, "global_pruning": config.global_pruning,
-               "round_to": config.round_to, "ignored": config.ignore_layers}
+               "round_to": config.round_to, "ignored": config.ignore_layers, "model_name": spec["name"]}
     model.cpu()
     search = None
     ratio = config.ratio

@@ -199,3 +199,155 @@ def test_batchnorm_recalibration_re_estimates_statistics_and_changes_nothing_els
     assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters())
     assert norm.momentum == 0.1 and model.training and norm.training
     assert not recalibrate_batchnorm(nn.Sequential(nn.Linear(3, 2)), torch.randn(4, 3))
+
+
+# Backbones: what torch-pruning cannot follow is refused in one line; attention keeps its heads whole.
+
+class _InlineShuffle(nn.Module):
+    def forward(self, x):  # ShuffleNet's channel_shuffle: view, transpose, view
+        b, c, h, w = x.shape
+        return x.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+
+
+class _Windows(nn.Module):
+    def forward(self, x):  # MaxViT's window partition and back: torch-pruning's index mapping explodes on it
+        b, c, h, w = x.shape
+        windows = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 3, 5, 1)
+        return windows.permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+
+
+class _ShuffleNet(nn.Module):
+    """Two convolutions with a channel shuffle (or a window partition) between them."""
+
+    def __init__(self, shuffle: nn.Module):
+        super().__init__()
+        self.conv1, self.shuffle, self.conv2 = nn.Conv2d(3, 16, 3, padding=1), shuffle, nn.Conv2d(16, 16, 1)
+        self.classifier = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.classifier(self.conv2(self.shuffle(self.conv1(x))).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize(("shuffle", "said"), [
+    (nn.ChannelShuffle(2), "its ChannelShuffle layer 'shuffle' shuffles channels"),
+    # written out in a forward, as torchvision's ShuffleNet does: torch-pruning would remove the wrong channels
+    (_InlineShuffle(), "its _InlineShuffle layer 'shuffle' reshapes channels into groups"),
+    (_Windows(), "its _Windows layer 'shuffle' cuts the feature map into windows"),
+])
+def test_a_channel_shuffle_or_window_partition_is_refused_in_one_line(shuffle, said):
+    model = _ShuffleNet(shuffle)
+    check_prunable(model, "shuffly", "l1")  # without an input shape nothing runs, nothing is found
+    with pytest.raises(EdgepipeError) as refused:
+        check_prunable(model, "shuffly", "l1", [3, 8, 8])
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"model 'shuffly' is not prunable by channels: {said}")
+    assert "--method 2:4" in message
+
+
+def test_a_torch_pruning_failure_is_one_line_naming_the_model_the_layer_and_the_error():
+    model, _ = _model("lstm", {"hidden": 32}, shape=[8, 8])  # check_prunable refuses it; skipped here on purpose
+    pruner = build_pruner(model, [8, 8], ratio=0.5, steps=1, model_name="my-lstm", **OPTIONS)
+    with pytest.raises(EdgepipeError) as failed:
+        pruning_step(pruner, model, "l1", None)
+    message = str(failed.value)
+    assert "\n" not in message and failed.value.__cause__ is None
+    assert message.startswith("model 'my-lstm': torch-pruning ")
+    assert "removing the channels of 'rnn' (IndexError in " in message and "ignore_layers" in message
+
+
+def test_transformer_attention_splits_are_not_taken_for_a_channel_shuffle():
+    check_prunable(_TinyTransformer(), "tiny-vit", "l1", [8, 16])
+
+
+def test_an_error_in_the_model_itself_keeps_its_traceback():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            raise ValueError("a bug in the user's model")
+
+    with pytest.raises(ValueError, match="a bug in the user's model"):
+        build_pruner(Broken(), [4], ratio=0.5, steps=1, **OPTIONS)
+
+
+def test_a_width_the_model_code_assumes_is_a_one_line_error_after_the_step():
+    class StoredWidth(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.width = 16
+            self.conv = nn.Conv2d(1, self.width, 3, padding=1)
+            self.classifier = nn.Linear(self.width * 16, 3)
+
+        def forward(self, x):  # flattens to the width it was built with: narrowing conv breaks it
+            return self.classifier(self.conv(x).reshape(x.shape[0], self.width * 16))
+
+    model = StoredWidth()
+    pruner = build_pruner(model, [1, 4, 4], ratio=0.5, steps=1, model_name="stored-width", **OPTIONS)
+    with pytest.raises(EdgepipeError, match=r"^model 'stored-width': after torch-pruning .* no longer runs .*"
+                                            r"ignore_layers") as failed:
+        pruning_step(pruner, model, "l1", None)
+    assert "\n" not in str(failed.value)
+
+
+class _Attention(nn.Module):
+    """timm's Attention, reduced: qkv -> heads -> scaled dot product -> proj."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+
+
+class _TinyTransformer(nn.Module):
+    """Tokens (8 x 16 features) -> embed -> one pre-norm block -> mean -> classifier."""
+
+    def __init__(self, torch_attention: bool = False, dim: int = 32):
+        super().__init__()
+        self.embed = nn.Linear(16, dim)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, 4, batch_first=True) if torch_attention else _Attention(dim, 4)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.classifier = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        x = self.embed(x)
+        y = self.norm1(x)
+        x = x + (self.attn(y, y, y, need_weights=False)[0] if isinstance(self.attn, nn.MultiheadAttention)
+                 else self.attn(y))
+        x = x + self.mlp(self.norm2(x))
+        return self.classifier(x.mean(dim=1))
+
+
+@pytest.mark.parametrize("torch_attention", [False, True], ids=["qkv-attention", "nn.MultiheadAttention"])
+def test_attention_keeps_its_heads_and_the_rest_shrinks_and_replays(torch_attention):
+    from edgepipe.pruning.channel import attention_locked
+
+    torch.manual_seed(0)
+    model, shape = _TinyTransformer(torch_attention).eval(), [8, 16]
+    locked = attention_locked(model)
+    assert locked == ([model.attn] if torch_attention else [model.attn.qkv])  # never the output projection
+    macs_before = count_macs_params(model, shape)[0]
+    history = _prune(model, shape, 0.5)
+    assert count_macs_params(model, shape)[0] < macs_before
+    assert model.mlp[0].out_features == 64  # the MLP hidden width shrinks in both
+    if torch_attention:  # nn.MultiheadAttention ties the residual width to its heads: all of it stays
+        assert model.attn.embed_dim == model.embed.out_features == 32
+    else:  # heads stay whole (qkv keeps 3 x 4 heads x 8); the residual width around them shrinks
+        assert model.attn.qkv.out_features == 96 and model.attn.proj.in_features == 32
+        assert model.embed.out_features == model.attn.qkv.in_features == model.attn.proj.out_features == 16
+
+    fresh = _TinyTransformer(torch_attention)
+    rebuild(fresh, json.loads(json.dumps(rebuild_record(shape, history))))
+    fresh.load_state_dict(model.state_dict())
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(x), model(x))
