@@ -31,7 +31,7 @@ DropProbe = Callable[[list[str] | None, list[str]], float]
 # () -> ranking rows ({"node", "op", ...}), most sensitive first; called only when the exact ranking is too dear
 ProxyRanking = Callable[[], list[dict]]
 
-EXACT_LIMIT = 8  # a small CNN's handful of nodes: scoring each alone on val costs little and sees the task itself
+EXACT_LIMIT = 16  # a small CNN (LeNet: 12 quantized nodes): scoring each alone on val is cheap and sees the task itself
 PROXY_SAMPLES = 8  # a ranking, not a score: each SQNR sums over every element of its tensor for all these inputs
 PROXY_BATCH = 2  # inputs per run: each run returns every quantized tensor twice (before and after its Q/DQ pair)
 TINY = float(np.finfo(float).eps) ** 2  # qdq_loss_debug's floor on a norm, squared: on an energy

@@ -63,7 +63,7 @@ def test_image_folder_calibration(cli, run, tmp_path):
     assert calibration["images"] == 16 and calibration["name"] == "images"
 
 
-@pytest.mark.parametrize("case", ["empty-folder", "wrong-shape-image", "test-split", "nan-data", "bad-method",
+@pytest.mark.parametrize("case", ["empty-folder", "not-an-image", "test-split", "nan-data", "bad-method",
                                   "missing-calibration"])
 def test_bad_input_is_one_line_exit_2_and_damages_nothing(cli, run, tmp_path, monkeypatch, case):
     calib = run / "calib.yaml"
@@ -71,8 +71,10 @@ def test_bad_input_is_one_line_exit_2_and_damages_nothing(cli, run, tmp_path, mo
     if case == "empty-folder":
         (tmp_path / "empty").mkdir()
         calib, expected = tmp_path / "empty", "holds no images"
-    elif case == "wrong-shape-image":
-        calib, expected = _images(tmp_path / "imgs", 3, (20, 20)), "is 20x20, the model takes 12x12"
+    elif case == "not-an-image":  # any size is fine (the eval view resizes it); a text file named .png is not
+        calib = _images(tmp_path / "imgs", 3, (20, 20))
+        (calib / "notes.png").write_text("not pixels")
+        expected = "notes.png: not a readable image"
     elif case == "test-split":
         calib, expected = write_calibration(tmp_path / "t.yaml", split="test"), "never on test"
     elif case == "nan-data":
