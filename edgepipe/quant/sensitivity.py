@@ -119,11 +119,11 @@ def tensor_sqnr(float_model: Path, quantized: Path, feeds: Iterable[dict[str, np
         modify_model_output_intermediate_tensors,
     )
 
-    from edgepipe.quant.tracks import _quiet
+    from edgepipe.quant.tracks import quiet_onnxruntime
 
     signal: dict[str, float] = defaultdict(float)
     noise: dict[str, float] = defaultdict(float)
-    with tempfile.TemporaryDirectory(prefix="sqnr-", dir=Path(quantized).parent) as scratch, _quiet():
+    with tempfile.TemporaryDirectory(prefix="sqnr-", dir=Path(quantized).parent) as scratch, quiet_onnxruntime():
         augmented = str(Path(scratch) / "augmented.onnx")
         # Only what the Q/DQ pairs see: a QuantizeLinear's float input and a DequantizeLinear's float output.
         modify_model_output_intermediate_tensors(str(quantized), augmented, ["QuantizeLinear", "DequantizeLinear"])

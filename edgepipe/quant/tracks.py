@@ -68,7 +68,7 @@ def calibration_method(name: str):
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_onnxruntime():
     """onnxruntime.quantization logs pre-processing advice and per-tensor notes at WARNING; keep errors only."""
     root = logging.getLogger()
     level = root.level
@@ -84,7 +84,7 @@ def preprocess(source: Path, out: Path) -> Path:
     """quant_pre_process: shape inference + graph optimization (e.g. Conv+BN folding) before quantizing."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with _quiet():
+    with quiet_onnxruntime():
         try:
             quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
         except Exception as exc:
@@ -99,7 +99,7 @@ def calibrate(model: Path, reader, method: str, percentile: float, ranges_path: 
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     options = {"percentile": percentile} if method == "percentile" else {}
-    with tempfile.TemporaryDirectory(prefix="calib-", dir=Path(ranges_path).parent) as scratch, _quiet():
+    with tempfile.TemporaryDirectory(prefix="calib-", dir=Path(ranges_path).parent) as scratch, quiet_onnxruntime():
         # Every float tensor is calibrated: the QDQ tracks pick what they need, the TensorRT cache wants all.
         calibrator = create_calibrator(model, None,
                                        augmented_model_path=str(Path(scratch) / "augmented.onnx"),
@@ -131,7 +131,7 @@ def quantize_track(model: Path, out: Path, track: Track, method: str, ranges_pat
     """QDQ-quantize ``model`` for ``track`` from the saved calibration ranges (no calibration run here)."""
     from onnxruntime.quantization import QuantFormat, quantize_static
 
-    with _quiet():
+    with quiet_onnxruntime():
         quantize_static(model, out, None, quant_format=QuantFormat.QDQ, calibrate_method=calibration_method(method),
                         calibration_cache_path=ranges_path, nodes_to_exclude=list(nodes_to_exclude),
                         op_types_to_quantize=None, **track.quantize_kwargs())
