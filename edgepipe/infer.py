@@ -10,9 +10,12 @@ onnxruntime and the result says so. Nothing on the ONNX and engine paths imports
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgepipe.artifacts import MANIFEST, Artifact, Manifest, read_manifest
 from edgepipe.errors import EdgepipeError
@@ -172,9 +175,10 @@ def collect_images(inputs: list[Path]) -> list[Path]:
 
 
 def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | None = None,
-          threads: int | None = None, batch_size: int = 64) -> dict[str, Any]:
+          threads: int | None = None, batch_size: int = 64, draw_to: Path | None = None) -> dict[str, Any]:
     """Predictions for image files: {"model", "artifact", "backend", "device", "note", "task", "predictions": [...]}:
-    a classifier's top-k classes per image, an autoencoder's reconstruction PSNR per image."""
+    a classifier's top-k classes per image, an autoencoder's reconstruction PSNR per image, a detector's boxes (in
+    the file's own pixels). ``draw_to``: a folder that receives each image with its boxes drawn (detection)."""
     from edgepipe.data.images import preprocess_files
     from edgepipe.runners.base import infer_in_batches
 
@@ -193,7 +197,68 @@ def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | No
             batch = preprocess_files(chunk, choice.preprocessing)
             outputs = infer_in_batches(runner, batch, batch_size)
             said = task.predictions(outputs, batch, choice.labels, top_k)
+            if task.name == "detection":
+                said = [_in_source_pixels(prediction, path, choice.preprocessing)
+                        for path, prediction in zip(chunk, said, strict=True)]
             predictions += [{"file": str(path), **prediction} for path, prediction in zip(chunk, said, strict=True)]
         backend, device = runner.backend, runner.device
+    if draw_to is not None:
+        if task.name != "detection":
+            raise EdgepipeError(f"--draw shows boxes; {choice.path} is a {task.name} model")
+        for prediction in predictions:
+            prediction["drawn"] = str(draw_detections(Path(prediction["file"]), prediction["detections"],
+                                                      Path(draw_to), choice.preprocessing))
     return {"model": str(model), "artifact": choice.artifact, "path": str(choice.path), "backend": backend,
             "device": device, "note": choice.note, "task": task.describe(), "predictions": predictions}
+
+
+def _in_source_pixels(prediction: dict[str, Any], path: Path, preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """A detector's boxes moved from the model's input back onto the image file (the eval view inverted)."""
+    from edgepipe.data.images import eval_view, open_image
+
+    with open_image(path) as image:
+        size = image.size
+    view = eval_view(preprocessing)
+    for detection in prediction["detections"]:
+        detection["box"] = [round(float(v), 1) for v in view.to_source(np.array(detection["box"]), size)[0]]
+    return prediction
+
+
+def draw_detections(path: Path, detections: list[dict[str, Any]], folder: Path,
+                    preprocessing: dict[str, Any]) -> Path:
+    """``path`` with its detections drawn (box, label and score), written as ``folder``/<name>.png."""
+    from PIL import ImageDraw, ImageFont
+
+    from edgepipe.artifacts import write_bytes_atomic
+    from edgepipe.data.images import decode
+
+    image = decode(path, 3)
+    if min(image.size) < 256:  # small inputs (a 96-px canvas) are enlarged so the labels stay legible
+        factor = -(-256 // min(image.size))
+        image = image.resize((image.width * factor, image.height * factor), resample=0)
+    else:
+        factor = 1
+    draw = ImageDraw.Draw(image)
+    try:
+        font = ImageFont.load_default(size=max(12, min(image.size) // 24))  # Pillow >= 10.1: a scalable font
+    except TypeError:
+        font = ImageFont.load_default()
+    for detection in sorted(detections, key=lambda d: d["score"]):  # the most confident drawn last, on top
+        colour = _PALETTE[detection["class"] % len(_PALETTE)]
+        x1, y1, x2, y2 = (v * factor for v in detection["box"])
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=max(2, factor))
+        caption = f"{detection['label']} {detection['score']:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
+        y = y1 - (bottom - top) - 4 if y1 >= bottom - top + 4 else y2 + 1  # above the box, else below it
+        draw.rectangle([x1, y, x1 + right - left + 4, y + bottom - top + 4], fill=colour)
+        draw.text((x1 + 2 - left, y + 2 - top), caption, fill=(0, 0, 0), font=font)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{path.stem}.png"
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    write_bytes_atomic(out, buffer.getvalue())
+    return out
+
+
+_PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]

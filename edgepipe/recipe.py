@@ -60,13 +60,14 @@ class AugmentConfig(Section):
 
 
 class DatasetConfig(Section):
-    name: Literal["mnist5k", "digits", "seqmnist", "imagefolder", "synthetic"]
+    name: Literal["mnist5k", "digits", "seqmnist", "imagefolder", "synthetic", "mnist-canvas"]
     path: str | None = Field(default=None, description="imagefolder: class sub-folders, or train/ val/ test/ "
                                                        "folders of class sub-folders (taken as given)")
     split_seed: int = Field(default=0, ge=0, le=SEED_MAX)
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
-    image_size: tuple[int, int] | None = Field(default=None, description="imagefolder: resize to (H, W)")
+    image_size: tuple[int, int] | None = Field(default=None, description="imagefolder: resize to (H, W); "
+                                               "mnist-canvas: the canvas size (H, W), 64-256 (default 96x96)")
     channels: Literal[1, 3] | None = Field(default=None, description="imagefolder: 1 = grayscale, 3 = RGB")
     resize: int | None = Field(default=None, gt=0, description="imagefolder: resize the shorter side to this, then "
                                "centre-crop image_size (ImageNet: 256 for 224); default: resize to image_size")
@@ -80,6 +81,8 @@ class DatasetConfig(Section):
     samples: int = Field(default=1200, gt=0, description="synthetic: number of samples")
     num_classes: int = Field(default=4, ge=2, description="synthetic: number of classes")
     shape: tuple[int, ...] = Field(default=(1, 12, 12), description="synthetic: per-sample shape")
+    canvases: int | None = Field(default=None, gt=0, description="mnist-canvas: number of canvases, split by "
+                                 "val_fraction/test_fraction (default 5000)")
 
     @model_validator(mode="after")
     def _consistent_view(self) -> DatasetConfig:
@@ -278,9 +281,10 @@ class EvalConfig(Section):
 class Recipe(Section):
     name: str
     # edgepipe.tasks owns what each task means (tests/unit/test_tasks.py keeps the two lists equal)
-    task: Literal["classification", "reconstruction"] = Field(
+    task: Literal["classification", "reconstruction", "detection"] = Field(
         default="classification",
-        description="what the model is for: classification (class logits) or reconstruction (an autoencoder)")
+        description="what the model is for: classification (class logits), reconstruction (an autoencoder) or "
+                    "detection (boxes: a detector whose graph ends in its decode)")
     target: str | None = Field(default=None, description="deployment target profile (see `edgepipe targets`)")
     model: ModelConfig
     dataset: DatasetConfig

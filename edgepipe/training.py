@@ -20,6 +20,7 @@ from torch import nn
 
 from edgepipe.data.base import Split, eval_batch_size
 from edgepipe.errors import EdgepipeError
+from edgepipe.onnx_export import scored_outputs
 from edgepipe.recipe import TrainConfig
 from edgepipe.tasks import Task
 
@@ -145,7 +146,7 @@ def predict(model: nn.Module, samples, device: torch.device, batch_size: int | N
     shape = samples.shape[1:] if isinstance(samples, np.ndarray) else samples.sample_shape
     for batch in input_batches(samples, batch_size or eval_batch_size(shape)):
         chunk = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
-        outputs.append(model(chunk).float().cpu().numpy())
+        outputs.append(scored_outputs(model(chunk)))
     return np.concatenate(outputs)
 
 
@@ -217,6 +218,8 @@ def fit(
         optimizer.load_state_dict(optimizer_state["optimizer"])
         scheduler.load_state_dict(optimizer_state["scheduler"])
     loss_fn = task.loss(config)
+    if config.augment and task.moves_with_inputs:
+        raise EdgepipeError(f"train.augment warps images but not their {task.name} targets; set train.augment: false")
     result = FitResult(best_val_score=-float("inf"), best_epoch=-1)
     if optimizer_state is not None:
         # a run interrupted before the task seam recorded its best under the accuracy names

@@ -11,6 +11,7 @@ from edgepipe.recipe import DatasetConfig
 
 
 def _loaders() -> dict[str, Callable[[DatasetConfig], Dataset]]:
+    from edgepipe.data.canvas import load_mnist_canvas
     from edgepipe.data.digits import load_digits
     from edgepipe.data.imagefolder import load_imagefolder
     from edgepipe.data.mnist import load_mnist5k, load_seqmnist
@@ -22,6 +23,7 @@ def _loaders() -> dict[str, Callable[[DatasetConfig], Dataset]]:
         "digits": load_digits,
         "imagefolder": load_imagefolder,
         "synthetic": load_synthetic,
+        "mnist-canvas": load_mnist_canvas,
     }
 
 

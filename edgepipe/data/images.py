@@ -70,6 +70,23 @@ class EvalView:
         return array[None, :, :] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+    def to_source(self, boxes: np.ndarray, source_size: tuple[int, int]) -> np.ndarray:
+        """Boxes (x1, y1, x2, y2) in model-input pixels back in the pixels of a source image of (width, height):
+        the inverse of this view's resize (and centre crop)."""
+        width, height = source_size
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if self.resize is None:
+            scale = np.array([width / self.size[1], height / self.size[0]] * 2)
+            return boxes * scale
+        short, long = (width, height) if width <= height else (height, width)
+        new_w, new_h = (self.resize, int(self.resize * long / short))
+        if width > height:
+            new_w, new_h = new_h, new_w
+        top, left = int(round((new_h - self.size[0]) / 2.0)), int(round((new_w - self.size[1]) / 2.0))
+        shifted = boxes + np.array([left, top, left, top])
+        return shifted * np.array([width / new_w, height / new_h] * 2)
+
+
 def eval_view(preprocessing: dict[str, Any]) -> EvalView:
     return EvalView(preprocessing)
 

@@ -16,6 +16,7 @@ from torch import nn
 from edgepipe.errors import EdgepipeError
 from edgepipe.models.autoencoder import ConvAutoencoder
 from edgepipe.models.cnn import VGG, LeNet5
+from edgepipe.models.detector import CenterNet
 from edgepipe.models.mlp import MLP
 from edgepipe.models.mobilenet import MobileNetV2
 from edgepipe.models.recurrent import RecurrentClassifier
@@ -40,6 +41,7 @@ ZOO = {
     "lstm": _recurrent("lstm"),
     "gru": _recurrent("gru"),
     "conv-autoencoder": ConvAutoencoder,  # task: reconstruction
+    "centernet": CenterNet,  # task: detection
 }
 
 
@@ -139,6 +141,9 @@ def initialize(model: nn.Module, scheme: str) -> None:
         elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+    init_head = getattr(model, "init_head", None)  # a detector's heatmap starts at its prior, not at p = 0.5
+    if callable(init_head):
+        init_head()
 
 
 def classifier_of(model: nn.Module) -> nn.Module | None:

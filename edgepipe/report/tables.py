@@ -25,9 +25,8 @@ def eval_table(report: dict[str, Any]) -> Table:
     budget, unit = report["max_drop"], task.unit
     table = Table(title=f"{report['recipe']} · {report['dataset']['name']} test split "
                         f"({report['dataset']['test_samples']} samples) · budget {budget} {unit}")
-    extra = [("AUC", lambda m: "—" if m.get("auc") is None else f"{m['auc']:.4f}")] if task.metric == "accuracy" \
-        else [("MSE", lambda m: f"{m['mse']:.2e}")]
-    agreement = "agreement" if task.metric == "accuracy" else "vs original"
+    extra = task.report_columns()
+    agreement = task.agreement_column
     columns = ("artifact", "backend", "precision", task.metric_label, f"drop ({unit})", "± 95%", agreement,
                "vs parent", *(title for title, _ in extra), "size")
     for column in columns:
@@ -194,6 +193,15 @@ def infer_table(result: dict[str, Any], top_k: int) -> Table:
             table.add_column(column, justify="right" if column != "image" else "left")
         for row in result["predictions"]:
             table.add_row(row["file"], f"{row['psnr_db']:.2f} dB")
+        return table
+    if (result.get("task") or {}).get("name") == "detection":
+        for column in ("image", "objects", "detections (label score, box x1 y1 x2 y2 in the image's pixels)"):
+            table.add_column(column, justify="right" if column == "objects" else "left")
+        for row in result["predictions"]:
+            found = row["detections"]
+            shown = "; ".join(f"{d['label']} {d['score']:.2f} [{' '.join(f'{v:.0f}' for v in d['box'])}]"
+                              for d in found[:8]) + (f"; … {len(found) - 8} more" if len(found) > 8 else "")
+            table.add_row(row["file"], str(len(found)), shown or "—")
         return table
     for column in ("image", "prediction", "probability", f"top {top_k}"):
         table.add_column(column, justify="right" if column == "probability" else "left")

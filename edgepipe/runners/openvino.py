@@ -30,10 +30,20 @@ def openvino_version() -> str | None:
     return str(openvino.__version__).split("-")[0]
 
 
-def _spec(port) -> TensorSpec:
+def _spec(port, graph_names: set[str] = frozenset()) -> TensorSpec:
+    """A port's spec, named as the ONNX graph names it: a port can carry several tensor names (a detector's
+    ``classes`` is also its producer's ``where_2``), and get_any_name picks any of them."""
     shape = port.get_partial_shape()
     dims = tuple(d.get_length() if d.is_static else None for d in shape)
-    return TensorSpec(port.get_any_name(), dims, _OV_TYPES.get(port.get_element_type().get_type_name(), "float32"))
+    name = next((n for n in sorted(port.get_names()) if n in graph_names), port.get_any_name())
+    return TensorSpec(name, dims, _OV_TYPES.get(port.get_element_type().get_type_name(), "float32"))
+
+
+def _graph_io_names(path: Path) -> set[str]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return {value.name for value in [*graph.input, *graph.output]}
 
 
 class OvRunner(Runner):
@@ -62,8 +72,9 @@ class OvRunner(Runner):
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise EdgepipeError(f"{self.model_path}: OpenVINO cannot compile it ({first})") from None
         self._request = self._compiled.create_infer_request()
-        self._inputs = [_spec(port) for port in self._compiled.inputs]
-        self._outputs = [_spec(port) for port in self._compiled.outputs]
+        names = _graph_io_names(self.model_path)
+        self._inputs = [_spec(port, names) for port in self._compiled.inputs]
+        self._outputs = [_spec(port, names) for port in self._compiled.outputs]
 
     def close(self) -> None:
         self._request = None

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.onnx_export import INPUT_NAME, output_names
+from edgepipe.onnx_export import INPUT_NAME, outputs_as_arrays
 from edgepipe.run import MODEL_PT
 from edgepipe.runners.base import Runner, TensorSpec
 
@@ -57,6 +57,4 @@ class TorchRunner(Runner):
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         with self._torch.inference_mode():
             result: Any = self.model(self._torch.from_numpy(batch).to(self._device))
-        values = list(result.values()) if isinstance(result, dict) else (
-            list(result) if isinstance(result, (tuple, list)) else [result])
-        return {name: value.float().cpu().numpy() for name, value in zip(output_names(result), values, strict=True)}
+        return outputs_as_arrays(result)

@@ -9,7 +9,7 @@ import numpy as np
 from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, read_manifest, sha256_file, write_manifest
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
-from edgepipe.onnx_export import OUTPUT_NAME, export_onnx, parity
+from edgepipe.onnx_export import export_onnx, parity, scored_outputs
 from edgepipe.progress import say
 from edgepipe.recipe import ExportConfig
 from edgepipe.run import EXPORT, EXPORT_NAMES, FP32_ONNX
@@ -61,13 +61,13 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
     task = task_of(source_manifest)
     samples = dataset.test.take(PARITY_SAMPLES)
     with torch.inference_mode():
-        reference = model(torch.from_numpy(samples)).numpy()
+        reference = scored_outputs(model(torch.from_numpy(samples)))
     degenerate = check_not_degenerate(reference, task.targets(dataset.test)[:PARITY_SAMPLES], dataset.labels, task)
 
     with atomic_dir(out, EXPORT) as tmp:
         path = tmp / FP32_ONNX
         example = torch.from_numpy(samples[:2])
-        export_onnx(model, example, path, config)
+        names = export_onnx(model, example, path, config)
         try:
             onnx.checker.check_model(str(path), full_check=True)
         except onnx.checker.ValidationError as exc:
@@ -77,7 +77,7 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
                 raise EdgepipeError("export asked for a dynamic batch axis but the ONNX input has a fixed batch")
             candidate = infer_in_batches(runner, samples, batch_size=128)
         check = parity(reference, candidate, task)
-        allowed = config.parity_atol + config.parity_rtol * float(np.abs(reference).max())
+        allowed = config.parity_atol + config.parity_rtol * check["reference_max_abs"]
         check["allowed_abs_diff"] = allowed
         floor = task.export_agreement_floor(config)
         if (floor is not None and check["agreement"] < floor) or check["max_abs_diff"] > allowed:
@@ -89,7 +89,7 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
             )
         manifest.carry_from(source_manifest, source)
         manifest.onnx = {"opset": config.opset, "exporter": config.exporter, "input": "input",
-                            "output": OUTPUT_NAME, "dynamic_batch": config.dynamic_batch,
+                            "output": names[0] if len(names) == 1 else names, "dynamic_batch": config.dynamic_batch,
                             "sha256": sha256_file(path)}
         manifest.metrics = {"parity": check, **({"degenerate": degenerate} if degenerate else {})}
         add_artifact(manifest, tmp, FP32_ONNX, name=name, fmt="onnx", precision="fp32")

@@ -11,12 +11,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgepipe.artifacts import Manifest, add_artifact, is_up_to_date, new_manifest, read_manifest, write_manifest
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
+from edgepipe.onnx_export import scored_outputs
 from edgepipe.progress import say
 from edgepipe.recipe import PruneConfig, TrainConfig
 from edgepipe.run import MODEL_PT, PRUNE, TRAIN, resolve
@@ -286,7 +288,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
         reloaded, _ = load_model(tmp)
         probe = torch.from_numpy(dataset.test.take(64))
         with torch.inference_mode():
-            difference = (reloaded(probe) - model(probe)).abs().max().item()
+            difference = float(np.abs(scored_outputs(reloaded(probe)) - scored_outputs(model(probe))).max())
         if difference > 1e-5:
             raise RuntimeError(f"pruned checkpoint does not reload to the same model (max |diff| {difference:.2e})")
     metrics = manifest.metrics

@@ -14,9 +14,11 @@ from typing import Any
 from edgepipe.errors import EdgepipeError
 from edgepipe.tasks.base import Task
 from edgepipe.tasks.classification import Classification
+from edgepipe.tasks.detection import Detection
 from edgepipe.tasks.reconstruction import Reconstruction
 
-TASKS: dict[str, type[Task]] = {"classification": Classification, "reconstruction": Reconstruction}
+TASKS: dict[str, type[Task]] = {"classification": Classification, "reconstruction": Reconstruction,
+                                "detection": Detection}
 DEFAULT_TASK = "classification"  # what runs and bundles made before the task seam were
 
 
@@ -33,9 +35,6 @@ def task_of(manifest) -> Task:
     spec = manifest.model or {}
     preprocessing = manifest.dataset.preprocessing if manifest.dataset is not None else None
     return task_named(spec.get("task"), preprocessing)
-
-
-
 
 def max_drop_of(recipe: dict[str, Any] | None, task: Task) -> float:
     """The budget a recipe (as a manifest records it) gives, in the task's unit; the task's default when none."""

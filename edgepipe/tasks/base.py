@@ -3,6 +3,7 @@ confidence interval over the same evaluation samples."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,6 +17,8 @@ class Task:
     default_max_drop: ClassVar[float]  # the budget when a recipe gives none
     agreement_label: ClassVar[str]  # what agreement between two models' outputs measures
     targets_are_inputs: ClassVar[bool] = False  # an autoencoder: a training batch's targets are its inputs
+    moves_with_inputs: ClassVar[bool] = False  # targets tied to pixel positions (boxes): no geometric augmentation
+    agreement_column: ClassVar[str] = "vs original"  # the eval table's heading for agreement with the original
 
     def __init__(self, preprocessing: dict[str, Any]) -> None:
         from edgepipe.device.runtime import TASK_SCORES
@@ -59,6 +62,11 @@ class Task:
     def agreement(self, reference_outputs: np.ndarray, outputs: np.ndarray) -> float:
         return self.scores.agreement(outputs, reference_outputs)
 
+    def parity_pair(self, reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two outputs as an export's tolerance compares them, element by element (as they are, unless their
+        order is arbitrary)."""
+        return reference, candidate
+
     def export_agreement_floor(self, config) -> float | None:
         """The agreement an ONNX export must keep with PyTorch (None: the output tolerance alone decides)."""
         return None
@@ -72,6 +80,10 @@ class Task:
         return None
 
     # ---- presentation ------------------------------------------------------------------------------------
+    def report_columns(self) -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
+        """The eval table's columns beyond the primary metric: (heading, cell of a row's metrics)."""
+        return []
+
     def format_score(self, value: float | None) -> str:
         raise NotImplementedError
 

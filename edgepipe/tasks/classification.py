@@ -58,6 +58,7 @@ class Classification(Task):
     unit = "pts"
     default_max_drop = 0.5
     agreement_label = "top-1 agreement"
+    agreement_column = "agreement"
 
     def targets(self, split) -> np.ndarray:
         return split.y
@@ -105,6 +106,9 @@ class Classification(Task):
                     f"{len(targets)} samples): the model learned nothing useful; check the data, the learning rate "
                     "or start from pretrained weights")
         return None
+
+    def report_columns(self):
+        return [("AUC", lambda m: "—" if m.get("auc") is None else f"{m['auc']:.4f}")]
 
     def format_score(self, value: float | None) -> str:
         return "—" if value is None else f"{value:.2%}"

@@ -50,6 +50,9 @@ class Reconstruction(Task):
                     f"input with the mean image ({baseline:.2f} dB): the autoencoder learned nothing useful")
         return None
 
+    def report_columns(self):
+        return [("MSE", lambda m: f"{m['mse']:.2e}")]
+
     def format_score(self, value: float | None) -> str:
         return "—" if value is None else f"{value:.2f} dB"
 

@@ -65,7 +65,7 @@ def test_broken_parity_fails_and_writes_nothing(tiny_run, tmp_path, monkeypatch)
     import edgepipe.stages.export as export_stage
 
     def corrupt(reference, candidate, task):
-        return {"max_abs_diff": 3.0, "agreement": 0.5, "samples": len(reference)}
+        return {"max_abs_diff": 3.0, "reference_max_abs": 1.0, "agreement": 0.5, "samples": len(reference)}
 
     monkeypatch.setattr(export_stage, "parity", corrupt)
     with pytest.raises(EdgepipeError, match="ONNX parity broken"):
