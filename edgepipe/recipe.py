@@ -60,24 +60,30 @@ class AugmentConfig(Section):
 
 
 class DatasetConfig(Section):
-    name: Literal["mnist5k", "digits", "seqmnist", "imagefolder", "synthetic", "mnist-canvas"]
+    name: Literal["mnist5k", "digits", "seqmnist", "imagefolder", "synthetic", "mnist-canvas", "coco", "yolo"]
     path: str | None = Field(default=None, description="imagefolder: class sub-folders, or train/ val/ test/ "
-                                                       "folders of class sub-folders (taken as given)")
+                                                       "folders of class sub-folders (taken as given); coco: the "
+                                                       "folder of instances.json and images; yolo: the folder of "
+                                                       "images/ and labels/")
+    annotations: str | None = Field(default=None, description="coco: the instances JSON file, relative to path "
+                                    "(default: path/instances.json, or instances_train/_val/_test.json as given "
+                                    "splits)")
     split_seed: int = Field(default=0, ge=0, le=SEED_MAX)
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
-    image_size: tuple[int, int] | None = Field(default=None, description="imagefolder: resize to (H, W); "
-                                               "mnist-canvas: the canvas size (H, W), 64-256 (default 96x96)")
-    channels: Literal[1, 3] | None = Field(default=None, description="imagefolder: 1 = grayscale, 3 = RGB")
+    image_size: tuple[int, int] | None = Field(default=None, description="imagefolder, coco, yolo: resize to "
+                                               "(H, W) (coco/yolo default 320x320); mnist-canvas: the canvas size "
+                                               "(H, W), 64-256 (default 96x96)")
+    channels: Literal[1, 3] | None = Field(default=None, description="imagefolder, coco, yolo: 1 = grayscale, 3 = RGB")
     resize: int | None = Field(default=None, gt=0, description="imagefolder: resize the shorter side to this, then "
                                "centre-crop image_size (ImageNet: 256 for 224); default: resize to image_size")
-    mean: list[float] | None = Field(default=None, description="imagefolder: per-channel mean on the [0, 1] scale "
-                                     "(ImageNet-pretrained weights: [0.485, 0.456, 0.406]); default: measured on "
-                                     "training images")
+    mean: list[float] | None = Field(default=None, description="imagefolder, coco, yolo: per-channel mean on the "
+                                     "[0, 1] scale (ImageNet-pretrained weights: [0.485, 0.456, 0.406]); "
+                                     "default: measured on training images")
     std: list[float] | None = Field(default=None, description="imagefolder: per-channel std, as mean "
                                     "(ImageNet: [0.229, 0.224, 0.225])")
     augment: AugmentConfig | None = Field(default=None, description="imagefolder: training augmentation")
-    workers: int = Field(default=2, ge=0, le=64, description="imagefolder: DataLoader worker processes")
+    workers: int = Field(default=2, ge=0, le=64, description="imagefolder, coco, yolo: DataLoader worker processes")
     samples: int = Field(default=1200, gt=0, description="synthetic: number of samples")
     num_classes: int = Field(default=4, ge=2, description="synthetic: number of classes")
     shape: tuple[int, ...] = Field(default=(1, 12, 12), description="synthetic: per-sample shape")

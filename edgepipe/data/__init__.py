@@ -12,6 +12,7 @@ from edgepipe.recipe import DatasetConfig
 
 def _loaders() -> dict[str, Callable[[DatasetConfig], Dataset]]:
     from edgepipe.data.canvas import load_mnist_canvas
+    from edgepipe.data.detection_files import load_coco, load_yolo
     from edgepipe.data.digits import load_digits
     from edgepipe.data.imagefolder import load_imagefolder
     from edgepipe.data.mnist import load_mnist5k, load_seqmnist
@@ -24,6 +25,8 @@ def _loaders() -> dict[str, Callable[[DatasetConfig], Dataset]]:
         "imagefolder": load_imagefolder,
         "synthetic": load_synthetic,
         "mnist-canvas": load_mnist_canvas,
+        "coco": load_coco,
+        "yolo": load_yolo,
     }
 
 
