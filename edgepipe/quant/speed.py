@@ -1,20 +1,33 @@
 """Latency-aware float fallback for the CPU INT8 track: keep a layer in float where INT8 is measured slower.
 
-onnxruntime's int8 convolutions (QLinearConv, NHWC, u8s8 GEMM) only pay off when the channel counts fill
-the GEMM tiles. A stem convolution on a 1-channel image is the extreme case: on an AVX-512 VNNI EPYC, at
-batch 64, ResNet's 1->16 3x3 stem takes 0.52 ms in int8 and 0.06 ms in float (onnxruntime profiler). So,
-like TensorRT's builder, which times each layer and runs it in FP32 when that tactic wins, the CPU track
-times the whole graph with each quantizable layer in float vs int8 (same process, interleaved rounds) and
-keeps the float version when it is at least ``min_gain`` faster in every round (the rounds are paired: both
-graphs are timed back to back, so a slow phase of the machine hits both). One good round is not evidence:
-a decision that does not stand out of the rounds' spread leaves the layer in int8, the default, so a loaded
-machine changes the timings but not the artifact. Greedy in graph order: each decision is measured on top
-of the previous ones. Keeping a layer in float rarely costs accuracy, and the caller
-re-checks the budget. The TensorRT track is left alone: TensorRT picks its own per-layer tactics.
+onnxruntime's int8 kernels only pay off when the channel counts fill the GEMM tiles. A stem convolution on a
+1-channel image is the extreme case: on an AVX-512 VNNI EPYC, at batch 64, ResNet's 1->16 3x3 stem takes 0.52 ms
+in int8 and 0.06 ms in float; EfficientNet's squeeze-excite ``Mul`` takes 5.2 ms as a QLinearMul and 0.8 ms in
+float (onnxruntime profiler). So, like TensorRT's builder, which times each layer and runs it in FP32 when that
+tactic wins, the CPU track keeps such layers in float. How it finds them, in a handful of measurements whatever
+the model's size (timing the whole graph once per candidate took 27 minutes on EfficientNet-B0):
+
+1. **Profile once.** The all-int8 graph and the float graph run side by side in interleaved rounds under
+   onnxruntime's profiler, which times every kernel; each kernel is attributed to the node of the float graph it
+   came from (by name: onnxruntime keeps it, adding ``_token_N`` to rewritten nodes, ``_nchwc`` to the output name
+   of NCHWc convolutions, ``/...Fusion/`` to fused ones). A node is a candidate when its float kernel beats its
+   int8 kernel by ``min_gain`` in every round and the saving is at least ``MIN_SHARE`` of the graph's time.
+2. **Confirm on the whole graph.** The per-kernel view misses what a float island adds around it
+   (QuantizeLinear/DequantizeLinear, layout changes), so the mix with the candidates in float is timed against
+   the all-int8 graph, paired round by round; it is kept only when it is ``min_gain`` faster in every round.
+   When it is not, the better half of the candidates (by saving) is tried, then the better half of that.
+
+One good round is not evidence: a difference that does not stand out of the rounds' spread leaves the layer in
+int8, the default, so a loaded machine changes the timings but not the artifact. Keeping a layer in float rarely
+costs accuracy, and the caller re-checks the budget. The TensorRT track is left alone: TensorRT picks its own
+per-layer tactics.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +35,17 @@ from pathlib import Path
 import numpy as np
 
 MIN_GAIN = 0.08  # below this, a whole-graph difference is within this shared machine's run-to-run noise
+MIN_SHARE = 0.005  # a node saving less than this share of the int8 graph's time is not worth a float island
+CONFIRMATIONS = 3  # whole-graph timings of candidate mixes: all candidates, then the better half, then a quarter
 
 # excluded layer names -> path of the CPU-track model with those layers in float
 BuildTrack = Callable[[list[str]], Path]
 # {label: model path} -> {label: [p50 ms per round]}, measured side by side in interleaved rounds
 TimeModels = Callable[[dict[str, Path]], dict[str, list[float]]]
+# {label: model path} -> {label: {node of the float graph: [ms per round]}}, profiled side by side
+ProfileModels = Callable[[dict[str, Path]], dict[str, dict[str, list[float]]]]
+
+GRAPH = "(graph)"  # the key of a profile's whole-run total
 
 
 def clearly_faster(fast: list[float], slow: list[float], min_gain: float = MIN_GAIN) -> bool:
@@ -39,31 +58,50 @@ class SpeedFallback:
     model: Path
     kept_float: list[str]
     table: list[dict] = field(default_factory=list)
+    confirmations: list[dict] = field(default_factory=list)
 
 
-def keep_float_where_faster(layers: list[tuple[str, str]], already_float: list[str], build: BuildTrack,
-                            time_models: TimeModels, min_gain: float = MIN_GAIN) -> SpeedFallback:
-    """Try each quantizable layer (graph order) in float; keep it there when the graph gets ``min_gain`` faster."""
+def keep_float_where_faster(layers: list[tuple[str, str]], already_float: list[str], float_model: Path,
+                            build: BuildTrack, profile: ProfileModels, time_models: TimeModels,
+                            min_gain: float = MIN_GAIN, min_share: float = MIN_SHARE) -> SpeedFallback:
+    """Profile the int8 and the float graph once, then confirm the float candidates on the whole graph."""
     excluded = list(already_float)
     current = build(excluded)
-    kept: list[str] = []
-    table = []
+    profiles = profile({"int8": current, "float": float_model})
+    int8, flt = profiles["int8"], profiles["float"]
+    graph_ms = float(np.median(int8[GRAPH])) if int8.get(GRAPH) else 0.0
+    table, savings = [], {}
     for name, op in layers:
         if name in excluded:
             continue
-        candidate = build([*excluded, name])
-        rounds = time_models({"int8": current, "float": candidate})
-        int8_ms, float_ms = float(np.median(rounds["int8"])), float(np.median(rounds["float"]))
-        keep = clearly_faster(rounds["float"], rounds["int8"], min_gain)
-        gains = [1.0 - f / i for f, i in zip(rounds["float"], rounds["int8"], strict=True)]
-        table.append({"node": name, "op": op, "int8_ms": round(int8_ms, 4), "float_ms": round(float_ms, 4),
-                      "gain": round(1.0 - float_ms / int8_ms, 4), "worst_round_gain": round(min(gains), 4),
-                      "kept_float": keep})
-        if keep:
-            excluded.append(name)
-            kept.append(name)
-            current = candidate
-    return SpeedFallback(current, kept, table)
+        row = {"node": name, "op": op, "int8_ms": None, "float_ms": None, "gain": None, "worst_round_gain": None,
+               "kept_float": False}
+        if name not in int8 or name not in flt:
+            row["note"] = "no kernel of its own in the " + ("int8" if name not in int8 else "float") + " profile"
+            table.append(row)
+            continue
+        int8_ms, float_ms = float(np.median(int8[name])), float(np.median(flt[name]))
+        gains = [1.0 - f / i if i > 0 else 0.0 for f, i in zip(flt[name], int8[name], strict=True)]
+        row.update(int8_ms=round(int8_ms, 4), float_ms=round(float_ms, 4),
+                   gain=round(1.0 - float_ms / int8_ms, 4) if int8_ms > 0 else 0.0,
+                   worst_round_gain=round(min(gains), 4))
+        if clearly_faster(flt[name], int8[name], min_gain) and int8_ms - float_ms >= min_share * graph_ms:
+            savings[name] = int8_ms - float_ms
+        table.append(row)
+    chosen = sorted(savings, key=lambda n: -savings[n])
+    confirmations = []
+    while chosen and len(confirmations) < CONFIRMATIONS:
+        mix = build([*excluded, *chosen])
+        rounds = time_models({"int8": current, "mix": mix})
+        faster = clearly_faster(rounds["mix"], rounds["int8"], min_gain)
+        confirmations.append({"float": list(chosen), "int8_ms": round(float(np.median(rounds["int8"])), 4),
+                              "mix_ms": round(float(np.median(rounds["mix"])), 4), "faster": faster})
+        if faster:
+            for row in table:
+                row["kept_float"] = row["node"] in chosen
+            return SpeedFallback(mix, [name for name, _ in layers if name in chosen], table, confirmations)
+        chosen = chosen[:len(chosen) // 2]
+    return SpeedFallback(current, [], table, confirmations)
 
 
 def ort_timer(batch: np.ndarray, threads: int, rounds: int = 3, seconds: float = 0.25) -> TimeModels:
@@ -79,3 +117,87 @@ def ort_timer(batch: np.ndarray, threads: int, rounds: int = 3, seconds: float =
             return interleaved_rounds(runners, batch, rounds=rounds, seconds=seconds)
 
     return time_models
+
+
+def ort_profiler(batch: np.ndarray, threads: int, nodes: list[Node], rounds: int = 5,
+                 warmup: int = 2) -> ProfileModels:
+    """Per-node kernel times (ms per round) of each model under onnxruntime's profiler, the models run in
+    interleaved rounds; kernels are attributed to ``nodes`` (tracks.graph_nodes of the float graph)."""
+    import tempfile
+
+    import onnxruntime
+
+    from edgepipe.quant.tracks import quiet_onnxruntime
+
+    def profile(models: dict[str, Path]) -> dict[str, dict[str, list[float]]]:
+        sessions, files = {}, {}
+        with tempfile.TemporaryDirectory(prefix="profile-") as scratch, quiet_onnxruntime():
+            for label, path in models.items():
+                options = onnxruntime.SessionOptions()
+                options.enable_profiling = True
+                options.profile_file_prefix = str(Path(scratch) / label)
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                sessions[label] = onnxruntime.InferenceSession(str(path), options,
+                                                               providers=["CPUExecutionProvider"])
+            feeds = {label: {session.get_inputs()[0].name: batch} for label, session in sessions.items()}
+            for _ in range(warmup + rounds):
+                for label, session in sessions.items():
+                    session.run(None, feeds[label])
+            for label, session in sessions.items():
+                files[label] = session.end_profiling()
+            return {label: attribute_kernels(json.loads(Path(files[label]).read_text()), nodes, warmup, rounds)
+                    for label in models}
+
+    return profile
+
+
+# (name, op type, inputs, outputs) of a node of the float graph
+Node = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+_TOKEN = re.compile(r"(_token_\d+)+$")
+FUSED_DEPTH = 2  # Conv -> Add -> Relu: the deepest chain onnxruntime's NCHWc transformer fuses into one kernel
+
+
+def attribute_kernels(events: list[dict], nodes: list[Node], warmup: int, rounds: int) -> dict[str, list[float]]:
+    """onnxruntime profile events -> {node: [ms per round]} for the nodes a kernel can be traced to, and
+    ``GRAPH`` -> the sum of all kernels per round; the first ``warmup`` runs are dropped. A fused NCHWc kernel is
+    named after the output of the last node it absorbed (a Relu, an Add): it is the convolution's."""
+    by_name = {name: (op, inputs) for name, op, inputs, _ in nodes}
+    by_output = {output: name for name, _, _, outputs in nodes for output in outputs[:1]}
+    producer = {output: name for name, _, _, outputs in nodes for output in outputs}
+    longest_first = sorted(by_name, key=len, reverse=True)
+
+    def fused_conv(name: str) -> str:
+        frontier = [name]
+        for _ in range(FUSED_DEPTH + 1):
+            conv = next((n for n in frontier if by_name[n][0] == "Conv"), None)
+            if conv is not None:
+                return conv
+            frontier = [producer[i] for n in frontier for i in by_name[n][1] if i in producer]
+        return name
+
+    def node_of(kernel: str) -> str | None:
+        base = _TOKEN.sub("", kernel)
+        if base in by_name:
+            return base
+        if base.endswith("_nchwc") and base[:-len("_nchwc")] in by_output:
+            return fused_conv(by_output[base[:-len("_nchwc")]])
+        return next((name for name in longest_first if base.startswith(name + "/")), None)  # ".../QuickGeluFusion/"
+
+    per_kernel: dict[str, list[float]] = defaultdict(list)
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            per_kernel[event["name"][:-len("_kernel_time")]].append(event["dur"] / 1000.0)
+    runs = warmup + rounds
+    times: dict[str, np.ndarray] = {}
+    total = np.zeros(rounds)
+    for kernel, durations in per_kernel.items():
+        if len(durations) % runs:  # not one call per run (a loop body): no per-run attribution
+            continue
+        per_run = np.asarray(durations).reshape(runs, -1).sum(axis=1)[warmup:]
+        total += per_run
+        node = node_of(kernel)
+        if node is not None:
+            times[node] = times.get(node, np.zeros(rounds)) + per_run
+    return {GRAPH: total.tolist(), **{node: values.tolist() for node, values in times.items()}}

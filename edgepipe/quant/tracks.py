@@ -236,6 +236,14 @@ def quantizable_nodes(model_path: Path) -> list[tuple[str, str]]:
             if node.op_type in QUANTIZED_OP_TYPES and len(node.input) > 1 and node.input[1] in initializers]
 
 
+def graph_nodes(model_path: Path) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    """(name, op type, inputs, outputs) of every named node: how profiler kernels are traced back to nodes."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [(node.name, node.op_type, tuple(node.input), tuple(node.output)) for node in graph.node if node.name]
+
+
 def quantized_nodes(model_path: Path, quantized_paths: list[Path]) -> list[tuple[str, str]]:
     """(node name, op type), in graph order, of every node of ``model_path`` that onnxruntime quantized in any of
     ``quantized_paths`` (QDQ graphs made from it): weight layers and activation-only nodes (Add, Softmax,

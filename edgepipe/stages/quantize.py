@@ -307,7 +307,7 @@ def _speed_decision_key(prepared: Path, layers: list, already_float: list[str], 
     from edgepipe.cache import DecisionCache, cpu_fingerprint
     from edgepipe.quant.speed import MIN_GAIN
 
-    return DecisionCache.key(schema=1, model=sha256_file(prepared), layers=layers, already_float=sorted(already_float),
+    return DecisionCache.key(schema=2, model=sha256_file(prepared), layers=layers, already_float=sorted(already_float),
                              method=method, batch=list(batch.shape), threads=threads, cpu=cpu_fingerprint(),
                              runtime=f"onnxruntime {onnxruntime.__version__}", min_gain=MIN_GAIN)
 
@@ -323,10 +323,10 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
     import itertools
 
     from edgepipe.cache import DecisionCache
-    from edgepipe.quant.tracks import quantizable_nodes, quantize_track
+    from edgepipe.quant.tracks import quantize_track, quantized_nodes
 
     threads = available_cpus()
-    layers = quantizable_nodes(prepared)
+    layers = quantized_nodes(prepared, [tmp / INT8_CPU])  # weighted and activation-only (a QLinearMul) alike
     cache = DecisionCache(SPEED_DECISIONS)
     key = _speed_decision_key(prepared, layers, already_float, method, batch, threads)
     cached = None if retime else cache.get(key)
@@ -352,9 +352,10 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
 
 def _measure_cpu_speed(prepared: Path, track, method: str, ranges_path: Path, already_float: list[str],
                        layers: list, batch: np.ndarray, threads: int, numbers) -> dict:
-    """Time the CPU track layer by layer (quant/speed.py); "model" in the result is the faster mix, if any."""
-    from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, ort_timer
-    from edgepipe.quant.tracks import quantize_track
+    """Profile the CPU track node by node, confirm on the whole graph (quant/speed.py); "model" in the result is
+    the faster mix, if any."""
+    from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, ort_profiler, ort_timer
+    from edgepipe.quant.tracks import graph_nodes, quantize_track
 
     probe_dir = Path(tempfile.mkdtemp(prefix="speed-", dir=prepared.parent))
 
@@ -362,10 +363,11 @@ def _measure_cpu_speed(prepared: Path, track, method: str, ranges_path: Path, al
         path = probe_dir / f"cpu-{next(numbers)}.onnx"
         return quantize_track(prepared, path, track, method, ranges_path, excluded)
 
-    say(f"quantize: timing each layer of the CPU track in int8 vs float (batch {len(batch)}, {threads} threads)")
-    found = keep_float_where_faster(layers, already_float, build, ort_timer(batch, threads))
+    say(f"quantize: profiling every node of the CPU track in int8 vs float (batch {len(batch)}, {threads} threads)")
+    found = keep_float_where_faster(layers, already_float, prepared, build,
+                                    ort_profiler(batch, threads, graph_nodes(prepared)), ort_timer(batch, threads))
     summary = {"batch": len(batch), "threads": threads, "min_gain": MIN_GAIN, "kept_float": found.kept_float,
-               "table": found.table}
+               "table": found.table, "confirmations": found.confirmations}
     if not found.kept_float:
         return summary
     # A mix that is no faster than the FP32 graph itself has given up INT8's size for nothing: then INT8 does
@@ -395,8 +397,12 @@ def _accept_faster_mix(summary: dict, mix: Path, tmp: Path, val, reference_val: 
     shutil.copyfile(mix, tmp / INT8_CPU)
     for row in summary.get("table", []):
         if row["kept_float"]:
-            say(f"quantize: CPU track keeps {row['node']} ({row['op']}) in float: the graph takes "
-                f"{row['float_ms']:.3f} ms vs {row['int8_ms']:.3f} ms with it in int8")
+            say(f"quantize: CPU track keeps {row['node']} ({row['op']}) in float: its kernel takes "
+                f"{row['float_ms']:.3f} ms vs {row['int8_ms']:.3f} ms in int8")
+    confirmed = next((c for c in summary.get("confirmations", []) if c["faster"]), None)
+    if confirmed is not None:
+        say(f"quantize: with those in float the CPU track takes {confirmed['mix_ms']:.3f} ms vs "
+            f"{confirmed['int8_ms']:.3f} ms all int8 (batch {summary['batch']})")
     return summary
 
 

@@ -362,6 +362,19 @@ def _scripted_timer(fp32_ms: float):
     return timer
 
 
+def _scripted_profiler(batch, threads, nodes, **_):
+    """Every weight layer's kernel: 4 ms in int8, 1 ms in float; everything else the same in both."""
+    from edgepipe.quant.speed import GRAPH
+
+    def profile(models):
+        weighted = [name for name, op, _, _ in nodes if op in ("Conv", "Gemm")]
+        out = {}
+        for label in models:
+            out[label] = {GRAPH: [10.0] * 3, **{name: [4.0 if label == "int8" else 1.0] * 3 for name in weighted}}
+        return out
+    return profile
+
+
 def _float_layers(path: Path) -> int:
     graph = onnx.load(str(path)).graph
     initializers = {init.name for init in graph.initializer}
@@ -374,11 +387,14 @@ def test_cpu_track_keeps_float_layers_only_when_the_mix_beats_fp32(tmp_path, mon
     from edgepipe.stages.quantize import quantize
 
     monkeypatch.setattr(speed, "ort_timer", _scripted_timer(fp32_ms))
+    monkeypatch.setattr(speed, "ort_profiler", _scripted_profiler)
     root = make_export_dir(tmp_path)
     calib = write_calibration(root / "calib.yaml")
     out = quantize(root, root / "quantize", QuantizeConfig(calibration=str(calib), qat=False, fp16=False))
     summary = json.loads((out / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
-    assert [row["kept_float"] for row in summary["table"]] == [True, True, True]  # each layer: 3 ms faster
+    weighted = [row for row in summary["table"] if row["op"] in ("Conv", "Gemm")]
+    assert len(weighted) == 3 and all(row["gain"] == 0.75 for row in weighted)  # each kernel: 3 ms faster
+    assert len(summary["confirmations"]) == 1  # one whole-graph check of all three in float
     if kept:  # the all-float mix takes 1 ms, FP32 5 ms: the mix is the int8-cpu artifact
         assert summary["kept_float"] and _float_layers(out / "model.int8.cpu.onnx") == 3
     else:  # FP32 (0.5 ms) beats every mix: INT8 does not pay, the fully quantized graph stays
@@ -401,6 +417,7 @@ def test_the_speed_decision_is_kept_and_a_rerun_makes_the_same_bytes(tmp_path, m
         return _scripted_timer(5.0)(batch, threads)
 
     monkeypatch.setattr(speed, "ort_timer", timer)
+    monkeypatch.setattr(speed, "ort_profiler", _scripted_profiler)
     root = make_export_dir(tmp_path)
     calib = write_calibration(root / "calib.yaml")
     config = QuantizeConfig(calibration=str(calib), qat=False, fp16=False)
