@@ -131,9 +131,14 @@ def build_pruner(model: nn.Module, input_shape, *, ratio: float, importance: str
 
 def taylor_gradients(model: nn.Module, batches: list[Callable[[nn.Module], torch.Tensor]]) -> None:
     """Taylor importance reads weight * grad: accumulate the task's loss gradient over a few training batches
-    (each batch is a callable giving the loss of the model on it, so any task's loss fits)."""
+    (each batch is a callable giving the loss of the model on it, so any task's loss fits). The model runs as it
+    trains, since the loss reads its training outputs (a detector's raw maps, not its decoded boxes), but with
+    BatchNorm statistics and dropout frozen: the gradients describe the model being pruned, unchanged."""
     was_training = model.training
-    model.eval()
+    model.train()
+    for module in model.modules():
+        if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)):
+            module.eval()
     model.zero_grad(set_to_none=True)
     for loss_of in batches:
         loss_of(model).backward()

@@ -351,3 +351,23 @@ def test_attention_keeps_its_heads_and_the_rest_shrinks_and_replays(torch_attent
     x = torch.randn(4, *shape)
     with torch.no_grad():
         torch.testing.assert_close(fresh.eval()(x), model(x))
+
+
+def test_taylor_reads_a_detectors_training_outputs_and_leaves_batchnorm_alone():
+    """The loss reads what the model returns while training (a CenterNet's raw maps, not its decoded boxes);
+    BatchNorm running statistics stay those of the model being pruned."""
+    from edgepipe.models import build_model
+    from edgepipe.pruning.channel import taylor_gradients
+    from edgepipe.tasks.detection import CenterNetLoss
+
+    torch.manual_seed(0)
+    model = build_model({"name": "centernet", "input_shape": [1, 32, 32], "num_classes": 3, "params": {"width": 8}})
+    model.eval()
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    x = torch.randn(4, 1, 32, 32)
+    boxes = torch.tensor([[[4.0, 4.0, 20.0, 20.0, 1.0]]]).repeat(4, 1, 1)
+    loss = CenterNetLoss(image_size=(32, 32))
+    taylor_gradients(model, [lambda trial: loss(trial(x), boxes)])
+    assert model.stem[0][0].weight.grad is not None and model.stem[0][0].weight.grad.abs().sum() > 0
+    assert not model.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())
