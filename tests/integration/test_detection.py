@@ -26,7 +26,8 @@ RECIPE = {
     "train": {"optimizer": "adamw", "lr": 0.003, "schedule": "onecycle", "epochs": 10, "batch_size": 32},
     "export": {"opset": 17},
     "eval": {"max_drop": 3.0},  # mAP@0.5 points: 300 test canvases resolve less than the full recipe's 1,000
-    "prune": {"method": "channel", "target_macs": 0.5, "round_to": 4, "finetune_epochs": 4, "finetune_lr": 0.003},
+    "prune": {"method": "channel", "target_macs": 0.5, "round_to": 4, "importance": "taylor", "finetune_epochs": 4,
+              "finetune_lr": 0.003},
     "quantize": {"method": "minmax", "calibration": str(REPO / "calibration" / "train-256.yaml"),
                  "reduce_range": True, "cpu_speed_fallback": False},
     "bench": {"batch_sizes": [1], "seconds": 0.2},
