@@ -62,7 +62,9 @@ class OvRunner(Runner):
             raise MissingDependency("OpenVINO is not installed: `pip install 'edgepipe[openvino]'`") from None
         if not self.model_path.is_file():
             raise EdgepipeError(f"ONNX model not found: {self.model_path}")
-        config = {"PERFORMANCE_HINT": self.hint}
+        # f32: on CPUs with AMX or AVX512-BF16, OpenVINO's default runs an FP32 graph in bf16, a precision no
+        # artifact of the run was checked in; the artifact's precision is what its name says.
+        config = {"PERFORMANCE_HINT": self.hint, "INFERENCE_PRECISION_HINT": "f32"}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         try:
