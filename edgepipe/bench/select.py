@@ -13,6 +13,28 @@ from typing import Any
 
 CPU_BACKENDS = ("torch", "onnxruntime", "openvino")
 TIE = 0.05
+SPREAD_LIMIT = 10.0  # % between repeats' p50s: beyond it, the machine changed speed during the run
+E2E_SLACK = 0.02  # end to end does more work than compute alone; a p50 below compute by more than this is drift
+
+
+def ratio_doubt(*rows: dict[str, Any]) -> str | None:
+    """Why a latency ratio between these rows is not to be taken as fact, or None: their repeats disagree by
+    more than SPREAD_LIMIT, or a row's end-to-end p50 (which includes the compute) came out below its compute p50
+    (the machine's speed changed between the windows)."""
+    for row in rows:
+        spread = row.get("p50_spread_pct") or 0.0
+        if spread > SPREAD_LIMIT:
+            return f"{row['artifact']} ({row['backend']}) repeats disagree by {spread:.0f} %"
+        e2e = (row.get("end_to_end") or {}).get("latency_ms", {}).get("p50")
+        if e2e is not None and e2e < row["latency_ms"]["p50"] * (1 - E2E_SLACK):
+            return (f"{row['artifact']} ({row['backend']}) end to end ({e2e:.3g} ms) timed below its compute alone "
+                    f"({row['latency_ms']['p50']:.3g} ms)")
+    return None
+
+
+def _ratio(text: str, *rows: dict[str, Any]) -> str:
+    doubt = ratio_doubt(*rows)
+    return text if doubt is None else f"{text} (unreliable: {doubt})"
 
 
 def _closest_batch(rows: list[dict[str, Any]], batch: int) -> int | None:
@@ -54,10 +76,11 @@ def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target:
                     f"(p50 {p50:.3g} ms; tied: {others})")
     elif len(eligible) > 1:
         runner_up = eligible[1]
-        parts.append(f"{runner_up['latency_ms']['p50'] / p50:.1f}x faster than {_label(runner_up)}")
+        parts.append(_ratio(f"{runner_up['latency_ms']['p50'] / p50:.1f}x faster than {_label(runner_up)}", best,
+                            runner_up))
     original = next((r for r in at_batch if r["artifact"] == "original"), None)
     if original is not None and original is not best and (len(eligible) < 2 or eligible[1] is not original):
-        parts.append(f"{original['latency_ms']['p50'] / p50:.1f}x faster than the original")
+        parts.append(_ratio(f"{original['latency_ms']['p50'] / p50:.1f}x faster than the original", best, original))
     if known:
         parts.append(f"drop {best['drop']:.2f} {unit} ≤ {max_drop}")
     else:

@@ -11,7 +11,7 @@ from edgepipe.rundir import run_lock
 
 # What each artifact of report.json keeps of its bench rows, per batch size.
 PER_ARTIFACT_FIELDS = ("latency_ms", "throughput_per_s", "iters", "p50_spread_pct", "peak_memory_bytes",
-                       "speedup_vs_original", "end_to_end")
+                       "speedup_vs_original", "speedup_unreliable", "end_to_end")
 
 
 def update_report(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:

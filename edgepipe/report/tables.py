@@ -103,7 +103,8 @@ def bench_cells(row: dict[str, Any], short: bool = False) -> list[str]:
     backend = _SHORT_BACKENDS.get(row["backend"], row["backend"]) if short else row["backend"]
     return [row["artifact"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
             _ms(latency["p90"]), _ms(latency["p99"]), f"{row['p50_spread_pct'] / 2:.1f}%",
-            _count(row["throughput_per_s"]), _speedup(row.get("speedup_vs_original")),
+            _count(row["throughput_per_s"]),
+            _speedup(row.get("speedup_vs_original")) + ("?" if row.get("speedup_unreliable") else ""),
             _ms(e2e["latency_ms"]["p50"]) if e2e else "—", _bytes(row.get("peak_memory_bytes")),
             _bytes(row["size_bytes"]), _count(row.get("params")), _count(row.get("macs")), _drop(row)]
 
@@ -133,7 +134,11 @@ def bench_table(result: dict[str, Any]) -> Table:
 
 
 def _deployable_caption(result: dict[str, Any]) -> str:
-    return "\n".join(f"deploy on {target}: {pick['reason']}" for target, pick in result["deployable"].items())
+    lines = [f"deploy on {target}: {pick['reason']}" for target, pick in result["deployable"].items()]
+    doubted = [row for row in result["rows"] if row.get("speedup_unreliable")]
+    if doubted:
+        lines.append(f"speedup?: unreliable for {len(doubted)} row(s), e.g. {doubted[0]['speedup_unreliable']}")
+    return "\n".join(lines)
 
 
 def prune_table(metrics: dict[str, Any]) -> Table:

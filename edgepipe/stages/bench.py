@@ -286,12 +286,18 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
 
 
 def _add_speedups(rows: list[dict[str, Any]]) -> None:
-    """speedup_vs_original = original p50 / artifact p50 at the same batch size, from this same run."""
+    """speedup_vs_original = original p50 / artifact p50 at the same batch size, from this same run;
+    ``speedup_unreliable`` says why when the timings cannot carry the ratio (bench/select.py: ratio_doubt)."""
+    from edgepipe.bench.select import ratio_doubt
+
     originals = {r["batch"]: r for r in rows if r["artifact"] == "original"}
     for row in rows:
         original = originals.get(row["batch"])
         row["speedup_vs_original"] = (original["latency_ms"]["p50"] / row["latency_ms"]["p50"]
                                       if original else None)
+        doubt = ratio_doubt(row, original) if original and row is not original else None
+        if doubt:
+            row["speedup_unreliable"] = doubt
         if original and "end_to_end" in row and "end_to_end" in original:
             row["end_to_end"]["speedup_vs_original"] = (original["end_to_end"]["latency_ms"]["p50"]
                                                         / row["end_to_end"]["latency_ms"]["p50"])

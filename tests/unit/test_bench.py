@@ -284,6 +284,25 @@ def test_pick_uses_the_closest_benched_batch_and_says_so() -> None:
     assert pick["artifact"] == "a" and pick["batch"] == 64 and "not benched" in pick["reason"]
 
 
+def test_a_ratio_from_timings_that_cannot_carry_it_is_called_unreliable() -> None:
+    """Repeats 30 % apart, or an end-to-end p50 below the compute p50 (the machine changed speed between windows):
+    the ratio is printed as unreliable, with the reason, not as fact."""
+    from edgepipe.bench.select import ratio_doubt
+
+    original, fast = _row("original", "torch", "fp32", 10.0, 0.0), _row("int8-cpu", "onnxruntime", "int8", 1.0, 0.1)
+    original["p50_spread_pct"], fast["p50_spread_pct"] = 2.0, 3.0
+    assert ratio_doubt(fast, original) is None
+    assert "unreliable" not in pick_deployable([original, fast], batch=1, max_drop=0.5)["cpu"]["reason"]
+    original["p50_spread_pct"] = 30.0
+    reason = pick_deployable([original, fast], batch=1, max_drop=0.5)["cpu"]["reason"]
+    assert "10.0x faster than original (torch fp32) (unreliable: original (torch) repeats disagree by 30 %)" in reason
+    original["p50_spread_pct"] = 2.0
+    fast["end_to_end"] = {"latency_ms": {"p50": 0.5}}
+    assert "end to end (0.5 ms) timed below its compute alone (1 ms)" in ratio_doubt(fast, original)
+    fast["end_to_end"] = {"latency_ms": {"p50": 0.99}}  # within the slack: end to end is never faster, but close
+    assert ratio_doubt(fast, original) is None
+
+
 def test_pick_reports_when_nothing_is_within_budget() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 1.0), _row("a", "onnxruntime", "int8", 2.0, 3.0)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
