@@ -26,6 +26,13 @@ def test_openvino_is_installed_by_make_install():
     assert installed_cpu_runtimes() == ["onnxruntime", "openvino"]
 
 
+def test_an_fp32_artifact_runs_in_f32_even_where_openvino_would_pick_bf16(run):
+    """On AMX / AVX512-BF16 CPUs OpenVINO's default inference precision is bf16: not what the artifact was
+    checked in. The runner asks for f32, and the compiled model says so."""
+    with runner_for_file(run / "export/model.onnx", threads=1, runtime="openvino") as ov:
+        assert ov._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+
+
 @pytest.mark.parametrize("name", ["export/model.onnx", "quantize/model.int8.cpu.onnx"])
 def test_same_file_same_outputs_as_onnxruntime(run, name):
     x = np.random.default_rng(0).normal(size=(5, 1, 4, 4)).astype(np.float32)
