@@ -54,8 +54,14 @@ def export_onnx(model, example, path: Path, config: ExportConfig) -> list[str]:
     axes = {name: {0: "batch"} for name in [INPUT_NAME, *names]} if config.dynamic_batch else None
     kwargs: dict[str, Any] = {"input_names": [INPUT_NAME], "output_names": names, "dynamic_axes": axes,
                               "opset_version": config.opset, "dynamo": config.exporter == "dynamo"}
+    # Custom ops a module knows how to write as ONNX (a detector's NonMaxSuppression: models/nms.py)
+    translations = {op: fn for module in model.modules() for op, fn in getattr(module, "onnx_translations", {}).items()}
+    if translations and config.exporter != "dynamo":
+        raise EdgepipeError("this model exports custom ops (NMS inside the graph) only with export.exporter: dynamo")
     if config.exporter == "dynamo":
         kwargs["external_data"] = False  # one self-contained file: easier to copy to a device
+        if translations:
+            kwargs["custom_translation_table"] = translations
     # The exporters print pages of progress and warnings; keep them for errors only.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     logging.getLogger("torch._dynamo").setLevel(logging.ERROR)

@@ -35,10 +35,21 @@ class CenterNetDecode(nn.Module):
     contract (``heatmap`` [N, C, h, w] logits, ``box`` [N, 4, h, w] as dx, dy, log w, log h in cells)."""
 
     def __init__(self, stride: int, image_size: tuple[int, int], max_detections: int = 100,
-                 score_threshold: float = 0.01) -> None:
+                 score_threshold: float = 0.01, nms_iou: float | None = None) -> None:
         super().__init__()
+        if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
+            raise EdgepipeError(f"nms_iou {nms_iou}: an IoU threshold in (0, 1], or null for no NMS")
         self.stride, self.image_size = stride, (int(image_size[0]), int(image_size[1]))
-        self.max_detections, self.score_threshold = max_detections, score_threshold
+        self.max_detections, self.score_threshold, self.nms_iou = max_detections, score_threshold, nms_iou
+
+    @property
+    def onnx_translations(self) -> dict:
+        """What the exporter needs to write this decode as ONNX: NonMaxSuppression when NMS is on."""
+        if self.nms_iou is None:
+            return {}
+        from edgepipe.models.nms import ONNX_TRANSLATIONS
+
+        return ONNX_TRANSLATIONS
 
     def forward(self, heatmap: torch.Tensor, box: torch.Tensor) -> dict[str, torch.Tensor]:
         n, _, h, w = heatmap.shape
@@ -57,6 +68,13 @@ class CenterNetDecode(nn.Module):
         scores, index = score_map.reshape(n, h * w).topk(k, dim=1)
         boxes = dense.reshape(n, h * w, 4).gather(1, index.unsqueeze(-1).expand(n, k, 4))
         classes = class_map.reshape(n, h * w).gather(1, index)
+        if self.nms_iou is not None:  # NonMaxSuppression in the graph (models/nms.py); shapes stay fixed
+            from edgepipe.models.nms import nms_keep
+
+            keep = nms_keep(boxes, scores, classes, float(self.nms_iou), int(heatmap.shape[1]), k)
+            scores, order = (scores * keep).topk(k, dim=1)
+            boxes = boxes.gather(1, order.unsqueeze(-1).expand(n, k, 4))
+            classes = classes.gather(1, order)
         kept = scores >= self.score_threshold
         scores = torch.where(kept, scores, torch.zeros_like(scores))
         classes = torch.where(kept, classes, torch.full_like(classes, -1)).to(torch.int32)
@@ -90,7 +108,7 @@ class CenterNet(nn.Module):
     stride = 4
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 16, max_detections: int = 100,
-                 score_threshold: float = 0.01) -> None:
+                 score_threshold: float = 0.01, nms_iou: float | None = None) -> None:
         super().__init__()
         channels, height, width_px = input_shape
         if height % 16 or width_px % 16:
@@ -106,7 +124,7 @@ class CenterNet(nn.Module):
         self.lateral4 = nn.Conv2d(c2, c2, 1)
         self.neck = conv_bn_relu(c2, c2)
         self.head = DetectionHead(c2, num_classes)
-        self.decode = CenterNetDecode(self.stride, (height, width_px), max_detections, score_threshold)
+        self.decode = CenterNetDecode(self.stride, (height, width_px), max_detections, score_threshold, nms_iou)
 
     def init_head(self) -> None:  # edgepipe.models.initialize calls it after re-initializing every conv
         self.head.init_head()

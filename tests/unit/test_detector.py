@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgepipe.device.runtime import DETECTION_OUTPUTS, model_outputs, pack_detections
+from edgepipe.device.runtime import DETECTION_OUTPUTS, box_agreement, model_outputs, pack_detections
+from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model, initialize
 from edgepipe.models.detector import DETECTION_OUTPUTS as MODEL_OUTPUTS
 from edgepipe.models.detector import CenterNetDecode
@@ -144,3 +145,62 @@ def test_export_runs_the_same_decode_on_onnxruntime(tmp_path):
     ops = {node.name: node.op_type for node in __import__("onnx").load(str(path)).graph.node}
     assert {"TopK", "MaxPool", "Sigmoid"} <= {ops[name] for name in decode}
     assert "Conv" not in {ops[name] for name in decode}
+
+
+def test_nms_in_the_decode_drops_a_same_class_neighbour_and_keeps_shapes():
+    """Two peaks of one class whose boxes overlap (IoU 0.6): NMS keeps the stronger; an overlapping box of another
+    class stays; the outputs keep their fixed shapes and sorted order."""
+    heatmap, box = _raw_maps()
+    box[0, 2:] = float(np.log(4.0))  # 16 x 16 px boxes everywhere
+    heatmap[0, 1, 2, 2] = _logit(0.9)
+    heatmap[0, 1, 2, 4] = _logit(0.8)  # 8 px to the right: IoU with the first = 8*16 / (16*16 + 8*16) = 1/3
+    heatmap[0, 1, 5, 5] = _logit(0.7)
+    heatmap[0, 1, 6, 5] = _logit(0.6)  # the next cell down: the peak test already hides it, NMS or not
+    heatmap[0, 2, 2, 3] = _logit(0.5)  # another class over the first two
+    plain = CenterNetDecode(4, (32, 32), max_detections=6, score_threshold=0.05)
+    with_nms = CenterNetDecode(4, (32, 32), max_detections=6, score_threshold=0.05, nms_iou=0.3)
+    before, after = plain(heatmap, box), with_nms(heatmap, box)
+    assert before["classes"][0].tolist()[:4] == [1, 1, 1, 2]
+    assert after["classes"][0].tolist() == [1, 1, 2, -1, -1, -1]  # 0.8 overlaps 0.9 by IoU 1/3 > 0.3: gone
+    assert after["scores"][0, :3].tolist() == pytest.approx([0.9, 0.7, 0.5], abs=1e-5)
+    assert after["num_detections"].tolist() == [3]
+    assert {k: tuple(v.shape) for k, v in after.items()} == {k: tuple(v.shape) for k, v in before.items()}
+    with pytest.raises(EdgepipeError, match="nms_iou"):
+        CenterNetDecode(4, (32, 32), nms_iou=1.5)
+
+
+def test_nms_exports_as_nonmaxsuppression_that_onnxruntime_and_tensorrt_85_run(tmp_path):
+    """The decode with NMS exports as ONNX NonMaxSuppression (batch and class axes native, constants for the
+    thresholds), runs on onnxruntime like PyTorch at any batch, and the preflight passes it for TensorRT 8.5 and
+    10.3 (INMSLayer) while flagging it experimental on 8.2."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgepipe.onnx_export import export_onnx, scored_outputs
+    from edgepipe.preflight.operators import check_operators
+    from edgepipe.recipe import ExportConfig
+
+    torch.manual_seed(0)
+    model = build_model({"name": "centernet", "input_shape": [1, 64, 64], "num_classes": 4,
+                         "params": {"width": 8, "max_detections": 30, "nms_iou": 0.5}}).eval()
+    with torch.no_grad():  # 24-px boxes from every cell: an untrained head's peaks overlap, so NMS has work
+        model.head.box.bias[2:] = float(np.log(6.0))
+    x = torch.randn(5, 1, 64, 64)
+    path = tmp_path / "det-nms.onnx"
+    assert export_onnx(model, x[:2], path, ExportConfig(opset=17)) == list(DETECTION_OUTPUTS)
+    graph = onnx.load(str(path))
+    assert "NonMaxSuppression" in {node.op_type for node in graph.graph.node}
+    session = ort.InferenceSession(str(path))
+    names = [o.name for o in session.get_outputs()]
+    got = model_outputs(dict(zip(names, session.run(None, {"input": x.numpy()}), strict=True)))
+    want = scored_outputs(model(x))
+    assert got.shape == want.shape == (5, 30, 6)
+    # near-equal scores of an untrained head may swap places: compare what was kept, not the row order
+    assert np.abs(np.sort(got[..., 4], 1) - np.sort(want[..., 4], 1)).max() < 1e-5
+    assert (got[..., 5] >= 0).sum() == (want[..., 5] >= 0).sum() < 5 * 30  # NMS removed some
+    assert box_agreement(got, want, min_score=0.01) == pytest.approx(1.0)
+    for version in ("8.5.2", "10.3.0", "8.2.1"):
+        findings = [f for f in check_operators(graph, version) if f.severity == "error"]
+        assert not findings, (version, findings)
+    experimental = [f for f in check_operators(graph, "8.2.1") if "NonMaxSuppression" in f.message]
+    assert experimental and experimental[0].severity == "warning"
