@@ -45,6 +45,12 @@ def scored_outputs(result: Any) -> np.ndarray:
     return model_outputs(outputs_as_arrays(result))
 
 
+def custom_translations(model) -> dict:
+    """Custom ops the model's modules know how to write as ONNX (a detector's NonMaxSuppression: models/nms.py);
+    only the dynamo exporter takes them."""
+    return {op: fn for module in model.modules() for op, fn in getattr(module, "onnx_translations", {}).items()}
+
+
 def export_onnx(model, example, path: Path, config: ExportConfig) -> list[str]:
     """Write ``model`` traced on ``example`` to ``path``; returns the output names (one per model output)."""
     import torch
@@ -54,8 +60,7 @@ def export_onnx(model, example, path: Path, config: ExportConfig) -> list[str]:
     axes = {name: {0: "batch"} for name in [INPUT_NAME, *names]} if config.dynamic_batch else None
     kwargs: dict[str, Any] = {"input_names": [INPUT_NAME], "output_names": names, "dynamic_axes": axes,
                               "opset_version": config.opset, "dynamo": config.exporter == "dynamo"}
-    # Custom ops a module knows how to write as ONNX (a detector's NonMaxSuppression: models/nms.py)
-    translations = {op: fn for module in model.modules() for op, fn in getattr(module, "onnx_translations", {}).items()}
+    translations = custom_translations(model)
     if translations and config.exporter != "dynamo":
         raise EdgepipeError("this model exports custom ops (NMS inside the graph) only with export.exporter: dynamo")
     if config.exporter == "dynamo":

@@ -19,13 +19,15 @@ LATENCY_BATCHES = (1, 64)
 
 
 def export_for_timing(model: nn.Module, input_shape: list[int] | tuple[int, ...], path: Path) -> Path:
-    """A quick ONNX export (TorchScript exporter, dynamic batch): only used to time the graph."""
-    from edgepipe.onnx_export import export_onnx
+    """A quick ONNX export (TorchScript exporter, dynamic batch; dynamo where the model has custom ops that only it
+    writes, e.g. NMS): only used to time the graph."""
+    from edgepipe.onnx_export import custom_translations, export_onnx
     from edgepipe.recipe import ExportConfig
 
     model = model.eval().cpu()
     example = torch.zeros(2, *input_shape)
-    export_onnx(model, example, path, ExportConfig(exporter="torchscript", dynamic_batch=True))
+    exporter = "dynamo" if custom_translations(model) else "torchscript"
+    export_onnx(model, example, path, ExportConfig(exporter=exporter, dynamic_batch=True))
     return path
 
 

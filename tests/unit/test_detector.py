@@ -204,3 +204,15 @@ def test_nms_exports_as_nonmaxsuppression_that_onnxruntime_and_tensorrt_85_run(t
         assert not findings, (version, findings)
     experimental = [f for f in check_operators(graph, "8.2.1") if "NonMaxSuppression" in f.message]
     assert experimental and experimental[0].severity == "warning"
+
+
+def test_prune_times_an_nms_detector_through_the_exporter_that_writes_its_nms(tmp_path):
+    """prune's quick timing export uses TorchScript, which has no translation for the NMS op: dynamo then."""
+    import onnx
+
+    from edgepipe.pruning.measure import export_for_timing
+
+    model = build_model({"name": "centernet", "input_shape": [1, 32, 32], "num_classes": 3,
+                         "params": {"width": 8, "max_detections": 10, "nms_iou": 0.5}})
+    path = export_for_timing(model, [1, 32, 32], tmp_path / "timing.onnx")
+    assert "NonMaxSuppression" in {node.op_type for node in onnx.load(str(path)).graph.node}
