@@ -40,7 +40,7 @@ def outputs_as_arrays(result: Any) -> dict[str, np.ndarray]:
 
 def scored_outputs(result: Any) -> np.ndarray:
     """The one array a task scores from ``model(x)`` (a detector's outputs packed; see device.runtime)."""
-    from edgepipe.device.runtime import model_outputs
+    from edgepipe.device.scoring import model_outputs
 
     return model_outputs(outputs_as_arrays(result))
 

@@ -147,7 +147,7 @@ def decode_nodes(model_path: Path) -> list[str]:
     scores that TopK ranks into 256 levels and the box coordinates into steps of several pixels."""
     import onnx
 
-    from edgepipe.device.runtime import DETECTION_OUTPUTS
+    from edgepipe.device.scoring import DETECTION_OUTPUTS
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     if not set(DETECTION_OUTPUTS) <= {output.name for output in graph.output}:

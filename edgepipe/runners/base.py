@@ -158,7 +158,7 @@ def infer_all(runner: Runner, feed: Feed | np.ndarray, batch_size: int | None = 
 
 def infer_in_batches(runner: Runner, inputs: Feed | np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The one array the task scores, over a whole dataset: a classifier's logits, an autoencoder's images, a
-    detector's boxes, scores and classes packed as [N, K, 6] (:func:`edgepipe.device.runtime.model_outputs`)."""
-    from edgepipe.device.runtime import model_outputs
+    detector's boxes, scores and classes packed as [N, K, 6] (:func:`edgepipe.device.scoring.model_outputs`)."""
+    from edgepipe.device.scoring import model_outputs
 
     return model_outputs(infer_all(runner, inputs, batch_size))

@@ -21,7 +21,7 @@ class Task:
     agreement_column: ClassVar[str] = "vs original"  # the eval table's heading for agreement with the original
 
     def __init__(self, preprocessing: dict[str, Any]) -> None:
-        from edgepipe.device.runtime import TASK_SCORES
+        from edgepipe.device.scoring import TASK_SCORES
 
         self.preprocessing = preprocessing
         self.scores = TASK_SCORES[self.name](preprocessing.get("std"))

@@ -1,5 +1,5 @@
 """COCO's own numbers for a detector, from pycocotools: the report's summary beside the device runtime's numpy mAP
-(:func:`edgepipe.device.runtime.detection_map`, which reproduces COCOeval's bbox mAP and is cross-checked against
+(:func:`edgepipe.device.scoring.detection_map`, which reproduces COCOeval's bbox mAP and is cross-checked against
 this function in tests/unit/test_detection_metric.py).
 
 Detections are ``[N, K, 6]`` rows of x1, y1, x2, y2, score, class and targets ``[N, M, 5]`` rows of x1, y1, x2, y2,

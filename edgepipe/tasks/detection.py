@@ -3,7 +3,7 @@ definition, in points), mAP@0.5:0.95 and COCO's other summaries reported beside 
 IoU >= 0.5) the counterpart of a classifier's top-1 agreement.
 
 Outputs reach the task packed as one array ``[N, K, 6]`` (x1, y1, x2, y2, score, class; class -1 for an empty row)
-by :func:`edgepipe.device.runtime.model_outputs`, targets as ``[N, M, 5]`` (x1, y1, x2, y2, class). The mAP the
+by :func:`edgepipe.device.scoring.model_outputs`, targets as ``[N, M, 5]`` (x1, y1, x2, y2, class). The mAP the
 budget judges is the device runtime's numpy implementation (a bundle evaluated on a Jetson agrees by construction),
 cross-checked against pycocotools in the tests; the report adds pycocotools' own summary.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.device.runtime import DISPLAY_SCORE  # what `infer` draws and box agreement compares
+from edgepipe.device.scoring import DISPLAY_SCORE  # what `infer` draws and box agreement compares
 from edgepipe.errors import EdgepipeError
 from edgepipe.tasks.base import Task
 
@@ -49,7 +49,7 @@ class Detection(Task):
     def drop_interval(self, reference_outputs: np.ndarray, outputs: np.ndarray, targets: np.ndarray) -> float:
         """A paired bootstrap over images (mAP is no mean of per-image scores): the same resampled images judge
         both models, 200 times."""
-        from edgepipe.device.runtime import detection_map_drop_interval
+        from edgepipe.device.scoring import detection_map_drop_interval
 
         return float(detection_map_drop_interval(reference_outputs, outputs, targets))
 
@@ -60,7 +60,7 @@ class Detection(Task):
         return 100.0 / samples if samples else float("inf")
 
     def agreement(self, reference_outputs: np.ndarray, outputs: np.ndarray) -> float:
-        from edgepipe.device.runtime import box_agreement
+        from edgepipe.device.scoring import box_agreement
 
         return float(box_agreement(outputs, reference_outputs, min_score=DISPLAY_SCORE))
 
@@ -69,7 +69,7 @@ class Detection(Task):
         overlaps it most (zeros when there is none, so a lost box fails the tolerance): [score, x1, y1, x2, y2]
         pairs. Two backends may order near-equal scores differently in TopK, and a score at the decode's threshold
         may fall either side of it, so rows are matched rather than compared by position."""
-        from edgepipe.device.runtime import box_iou
+        from edgepipe.device.scoring import box_iou
 
         reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
         kept, found = [], []
@@ -90,7 +90,7 @@ class Detection(Task):
         return config.min_agreement
 
     def metrics(self, outputs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, Any]:
-        from edgepipe.device.runtime import detection_map
+        from edgepipe.device.scoring import detection_map
         from edgepipe.tasks.coco import coco_metrics
 
         ours = detection_map(outputs, targets, num_classes=len(labels))

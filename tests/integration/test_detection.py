@@ -14,7 +14,7 @@ from helpers.recipes import REPO
 
 from edgepipe.artifacts import read_manifest
 from edgepipe.check import check_onnx, has_errors
-from edgepipe.device.runtime import DETECTION_OUTPUTS
+from edgepipe.device.scoring import DETECTION_OUTPUTS
 from edgepipe.stages.pipeline import run_pipeline
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepipe.device.runtime import box_agreement, box_iou, detection_map, detection_map_drop_interval
+from edgepipe.device.scoring import box_agreement, box_iou, detection_map, detection_map_drop_interval
 from edgepipe.tasks.coco import STATS, coco_metrics
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgepipe.device.runtime import DETECTION_OUTPUTS, box_agreement, model_outputs, pack_detections
+from edgepipe.device.scoring import DETECTION_OUTPUTS, box_agreement, model_outputs, pack_detections
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model, initialize
 from edgepipe.models.detector import DETECTION_OUTPUTS as MODEL_OUTPUTS

@@ -27,6 +27,7 @@ from edgepipe.stages.bundle import make_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME, LAUNCHER = REPO / "edgepipe" / "device" / "runtime.py", REPO / "edgepipe" / "device" / "launcher.py"
+SCORING = REPO / "edgepipe" / "device" / "scoring.py"
 SURFACES = REPO / "tests" / "data" / "trt_api"
 # (fake version, extracted surface): every release family the runtime claims.
 RELEASES = [("8.0.1", "8.0"), ("8.2.1", "8.2"), ("8.4.3", "8.4"), ("8.5.2", "8.5"), ("8.6.1", "8.6"),
@@ -58,7 +59,7 @@ def _main(*argv: str) -> int:
 # --- Python 3.6 and nothing heavy ---------------------------------------------------------------------------------
 
 def test_vermin_finds_nothing_newer_than_python_3_6():
-    result = subprocess.run([*VERMIN, "-t=3.6-", "--violations", "--no-tips", str(RUNTIME)],
+    result = subprocess.run([*VERMIN, "-t=3.6-", "--violations", "--no-tips", str(RUNTIME), str(SCORING)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     launcher = subprocess.run([*VERMIN, "-t=2.7-", "-t=3.0-", "--violations", "--no-tips",
@@ -66,17 +67,22 @@ def test_vermin_finds_nothing_newer_than_python_3_6():
     assert launcher.returncode == 0, launcher.stdout + launcher.stderr  # parses anywhere, to refuse in one line
 
 
-def test_the_runtime_imports_nothing_of_edgepipe_and_only_allowed_modules():
-    tree = ast.parse(RUNTIME.read_text())
+def _imports(path: Path) -> set[str]:
     imported = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
+            imported.add(("." * node.level) + (node.module or "").split(".")[0])
+    return imported
+
+
+def test_the_runtime_imports_nothing_of_edgepipe_and_only_allowed_modules():
     allowed = {"argparse", "ctypes", "glob", "hashlib", "importlib", "json", "os", "shutil", "subprocess", "sys",
-               "time", "numpy", "onnxruntime"}  # onnxruntime only inside OrtModel, the optional CPU fallback
-    assert imported <= allowed, imported - allowed
+               "time", "numpy", "onnxruntime",  # onnxruntime only inside OrtModel, the optional CPU fallback
+               ".scoring", "edgepipe_device_scoring"}  # its scores: the sibling module, in the package or a bundle
+    assert _imports(RUNTIME) <= allowed, _imports(RUNTIME) - allowed
+    assert _imports(SCORING) == {"numpy"}
 
 
 def test_a_python_too_old_gets_one_line_and_exit_2(tmp_path):

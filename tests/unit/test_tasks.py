@@ -70,13 +70,13 @@ def test_an_autoencoder_that_answers_the_mean_image_is_flagged():
 
 def test_the_workstation_and_the_device_runtime_score_alike():
     """Both sides call the device runtime's per-sample functions: one implementation, not two that agree."""
-    from edgepipe.device import runtime
+    from edgepipe.device import scoring
 
     rng = np.random.default_rng(1)
     logits, labels = rng.normal(size=(100, 4)), rng.integers(0, 4, 100)
-    device = runtime.TASK_SCORES["classification"](None)
+    device = scoring.TASK_SCORES["classification"](None)
     assert task_named("classification").score(logits, labels) == device.score(logits, labels)
     images = rng.random((10, 1, 4, 4))
-    device = runtime.TASK_SCORES["reconstruction"]([0.37])
+    device = scoring.TASK_SCORES["reconstruction"]([0.37])
     task = task_named("reconstruction", {"std": [0.37]})
     assert task.score(images * 0.9, images) == device.score(images * 0.9, images)
