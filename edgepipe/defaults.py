@@ -17,4 +17,5 @@ BUILD = {"precision": "best", "workspace_mib": None, "batch": (1, 16, 64), "dla_
          "sparsity": False, "opt_level": None, "version_compatible": False, "hardware_compat": "none"}
 
 BENCH = {"batch_sizes": (1, 64), "warmup": 10, "warmup_seconds": 0.2, "iters": 100, "seconds": 0.5, "repeats": 3,
-         "threads": None, "end_to_end": True, "memory": True, "deploy_batch": 1, "steady": False}
+         "threads": None, "end_to_end": True, "memory": True, "deploy_batch": 1, "steady": False,
+         "tune_settings": True}

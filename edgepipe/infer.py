@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgepipe.artifacts import MANIFEST, Artifact, Manifest, read_manifest
+from edgepipe.bench.settings import Setting
 from edgepipe.errors import EdgepipeError
 from edgepipe.run import EXPORT, EXPORT_PRUNED, TRAIN, RunLayout, resolve
 from edgepipe.runners.base import Runner
@@ -97,8 +98,10 @@ def _pick(directory: Path, artifacts: list[tuple[Path, Artifact]], name: str | N
                                          item[0].name != EXPORT_PRUNED))
 
 
-def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]]) -> tuple[Path, Artifact, str] | None:
-    """The CPU (artifact, runtime) pair bench picked for this run (report.json), when that artifact is here."""
+def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]]
+                ) -> tuple[Path, Artifact, str, Setting | None] | None:
+    """The CPU (artifact, runtime) pair bench picked for this run (report.json), when that artifact is here, and
+    the runtime setting (threads, OpenVINO hint) it was fastest with."""
     from edgepipe.artifacts import read_json
     from edgepipe.report import REPORT
     from edgepipe.runners.select import installed_cpu_runtimes
@@ -114,7 +117,8 @@ def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]]) -> tupl
         return None
     backend = pick.get("backend")
     runtime = backend if found[1].format == "onnx" and backend in installed_cpu_runtimes() else None
-    return found[0], found[1], runtime or ("onnxruntime" if found[1].format == "onnx" else "torch")
+    setting = Setting.from_json(pick.get("setting")) if runtime else None
+    return found[0], found[1], runtime or ("onnxruntime" if found[1].format == "onnx" else "torch"), setting
 
 
 def choose(model: Path, *, artifact: str | None = None, threads: int | None = None) -> Choice:
@@ -128,7 +132,7 @@ def choose(model: Path, *, artifact: str | None = None, threads: int | None = No
     if not model.exists():
         raise EdgepipeError(f"{model} does not exist; pass a run directory, stage, bundle, .onnx, .engine or .pt")
     source = resolve(model)
-    fmt, note, runtime = None, None, None
+    fmt, note, runtime, setting = None, None, None, None
     if source.kind == "file":
         path, name = model, model.name
     else:
@@ -140,12 +144,16 @@ def choose(model: Path, *, artifact: str | None = None, threads: int | None = No
             note = f"TensorRT not available here ({problem}); ran the ONNX artifact {name} on onnxruntime instead"
         picked = _bench_pick(source.directory, artifacts) if artifact is None and entry.format != "engine" else None
         if picked is not None:
-            stage, entry, runtime = picked
+            stage, entry, runtime, setting = picked
             path, fmt, name = stage / entry.file, entry.format, entry.name
-            note = f"ran {name} on {runtime}: bench's pick for this CPU (report.json)" + (
+            how = f", {setting.label}" if setting and threads is None else ""
+            note = f"ran {name} on {runtime}{how}: bench's pick for this CPU (report.json)" + (
                 f"; {note}" if note else "")
+    if setting is not None and threads is None:  # the user's --threads wins over bench's measured setting
+        threads = setting.threads
     runner = runner_for_file(path, fmt, threads=threads, fallback=True,
-                             runtime=runtime if runtime in ("openvino",) else None)
+                             runtime=runtime if runtime in ("openvino",) else None,
+                             hint=setting.hint if setting else None)
     ran = runner.source or path
     manifest = _find_dataset_record(ran.parent)
     record = manifest.dataset

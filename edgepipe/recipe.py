@@ -258,6 +258,9 @@ class BenchConfig(Section):
     cpu_runtimes: list[Literal["onnxruntime", "openvino"]] | None = Field(
         default=None, description="CPU runtimes every ONNX artifact is timed on, side by side (default: every "
         "one installed)")
+    tune_settings: bool = Field(default=defaults.BENCH["tune_settings"],
+                                description="per batch size, also probe fewer threads and OpenVINO's throughput "
+                                "streams; keep one only where it beats the full thread budget in every probe round")
     end_to_end: bool = Field(default=defaults.BENCH["end_to_end"],
                              description="also time preprocessing from raw uint8 input")
     memory: bool = Field(default=defaults.BENCH["memory"], description="peak RSS per artifact, each in a fresh process")

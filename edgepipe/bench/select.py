@@ -43,7 +43,8 @@ def _closest_batch(rows: list[dict[str, Any]], batch: int) -> int | None:
 
 
 def _label(row: dict[str, Any]) -> str:
-    return f"{row['artifact']} ({row['backend']} {row['precision']})"
+    setting = f", {row['setting_label']}" if row.get("setting_tuned") else ""
+    return f"{row['artifact']} ({row['backend']} {row['precision']}{setting})"
 
 
 def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target: str, unit: str = "pts"
@@ -90,7 +91,8 @@ def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target:
         over = faster_over_budget[0]
         parts.append(f"{over['artifact']} is faster but drops {over['drop']:.2f} {unit}")
     return {"target": target, "artifact": best["artifact"], "backend": best["backend"],
-            "precision": best["precision"], "batch": chosen_batch, "reason": "; ".join(parts)}
+            "precision": best["precision"], "batch": chosen_batch, "reason": "; ".join(parts),
+            **({"setting": best["setting"]} if best.get("setting") else {})}
 
 
 def pick_deployable(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target: str | None = None,

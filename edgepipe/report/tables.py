@@ -98,9 +98,18 @@ def _bytes(size: float | None) -> str:
 _SHORT_BACKENDS = {"onnxruntime": "ort", "tensorrt": "trt"}
 
 
+def _short_setting(setting: dict[str, Any]) -> str:
+    from edgepipe.bench.settings import Setting
+
+    parsed = Setting.from_json(setting)
+    return parsed.short if parsed else "?"
+
+
 def bench_cells(row: dict[str, Any], short: bool = False) -> list[str]:
     latency, e2e = row["latency_ms"], row.get("end_to_end")
     backend = _SHORT_BACKENDS.get(row["backend"], row["backend"]) if short else row["backend"]
+    if row.get("setting_tuned"):  # a setting other than the whole thread budget won bench's probe
+        backend += f" {row['setting_label'] if not short else _short_setting(row['setting'])}"
     return [row["artifact"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
             _ms(latency["p90"]), _ms(latency["p99"]), f"{row['p50_spread_pct'] / 2:.1f}%",
             _count(row["throughput_per_s"]),
@@ -116,7 +125,10 @@ def bench_table(result: dict[str, Any]) -> Table:
     timing = f"{settings['seconds']} s" if settings["seconds"] else f"{settings['iters']} iters"
     table = Table(title=f"bench · {describe(result['machine'])} · {timing} x {settings['repeats']} repeats, "
                         f"warmup {settings['warmup']}", caption=_deployable_caption(result) +
-                  "\nbackend: ort = onnxruntime, trt = TensorRT; p50 ± = half the range of the repeats' p50s",
+                  "\nbackend: ort = onnxruntime, trt = TensorRT" + (
+                      "; 1t = one thread, +tp = OpenVINO throughput streams (settings that beat the full thread "
+                      "budget in bench's probe)" if any(r.get("setting_tuned") for r in result["rows"]) else "")
+                  + "; p50 ± = half the range of the repeats' p50s",
                   padding=(0, 1), pad_edge=False)
     longest = max((len(r["artifact"]) for r in result["rows"]), default=8)
     for column in BENCH_COLUMNS:  # the artifact name never shrinks; numbers never wrap

@@ -52,7 +52,8 @@ def installed_cpu_runtimes() -> list[str]:
     return [name for name in CPU_RUNTIMES if importlib.util.find_spec(name) is not None]
 
 
-def _make(path: Path, fmt: str, threads: int | None, device: str, runtime: str | None = None) -> Runner:
+def _make(path: Path, fmt: str, threads: int | None, device: str, runtime: str | None = None,
+          hint: str | None = None) -> Runner:
     if fmt == "torch":
         from edgepipe.runners.torch import TorchRunner
 
@@ -60,7 +61,7 @@ def _make(path: Path, fmt: str, threads: int | None, device: str, runtime: str |
     if fmt == "onnx" and runtime == "openvino":
         from edgepipe.runners.openvino import OvRunner
 
-        return OvRunner(path, threads=threads)
+        return OvRunner(path, threads=threads, hint=hint or "LATENCY")
     if fmt == "onnx":
         if runtime not in (None, "onnxruntime"):
             raise EdgepipeError(f"unknown CPU runtime {runtime!r}; choose {' or '.join(CPU_RUNTIMES)}")
@@ -75,9 +76,10 @@ def _make(path: Path, fmt: str, threads: int | None, device: str, runtime: str |
 
 
 def runner_for_file(path: Path, fmt: str | None = None, *, threads: int | None = None, device: str = "cpu",
-                    fallback: bool = False, runtime: str | None = None) -> Runner:
+                    fallback: bool = False, runtime: str | None = None, hint: str | None = None) -> Runner:
     """A not-yet-opened runner for a model file (format from ``fmt`` or the suffix), with the fallback rule;
-    ``runtime`` picks the CPU runtime for ONNX files (onnxruntime when left out)."""
+    ``runtime`` picks the CPU runtime for ONNX files (onnxruntime when left out), ``hint`` OpenVINO's
+    performance hint (LATENCY when left out)."""
     path = Path(path)
     fmt = fmt or MODEL_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
@@ -89,18 +91,18 @@ def runner_for_file(path: Path, fmt: str | None = None, *, threads: int | None =
             if onnx is None:
                 raise MissingDependency(f"cannot run {path}: {problem}; and no ONNX it was built from was found "
                                         "beside it to run on onnxruntime instead")
-            runner = _make(onnx, "onnx", threads, device, runtime)
+            runner = _make(onnx, "onnx", threads, device, runtime, hint)
             runner.note = f"TensorRT not available here ({problem}); ran {onnx} on onnxruntime instead"
             runner.source = onnx
             return runner
-    runner = _make(path, fmt, threads, device, runtime)
+    runner = _make(path, fmt, threads, device, runtime, hint)
     runner.source = path
     return runner
 
 
 def open_runner(directory: Path, artifact: Artifact, threads: int | None = None, device: str = "cpu", *,
-                fallback: bool = False, runtime: str | None = None) -> Runner:
+                fallback: bool = False, runtime: str | None = None, hint: str | None = None) -> Runner:
     """A not-yet-opened runner for ``artifact`` (an entry of ``directory``'s manifest)."""
     path = artifact_path(directory, artifact.file)
     return runner_for_file(path, artifact.format, threads=threads, device=device, fallback=fallback,
-                           runtime=runtime)
+                           runtime=runtime, hint=hint)

@@ -170,13 +170,15 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
 
         steps = repeats * sum(len(m["sizes"]) for m in measured)
         with progress_bar() as bar:
+            _choose_settings(measured, batches, stack, bar, threads=threads, tune=config.tune_settings,
+                             seconds=seconds, iters=iters)
             progress = bar.add_task("bench", total=steps)
             for repeat in range(repeats):
                 for size in batch_sizes:
                     active = [i for i, m in enumerate(measured) if size in m["sizes"]]
                     shift = repeat % len(active) if active else 0
                     for index in active[shift:] + active[:shift]:  # rotate who goes first each round
-                        runner, (model_batch, raw_batch) = measured[index]["runner"], batches[size]
+                        runner, (model_batch, raw_batch) = measured[index]["runners"][size], batches[size]
                         bar.update(progress, description=f"bench {measured[index]['entry'].name} b{size} "
                                                      f"r{repeat + 1}/{repeats}")
                         time_window(compute[index, size], lambda r=runner, x=model_batch: r.infer(x))
@@ -195,7 +197,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
                     bar.update(retake, advance=1)
                 gate.save()
         backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
-        devices = {index: m["runner"].device for index, m in enumerate(measured)}
+        devices = {(index, size): m["runners"][size].device for index, m in enumerate(measured) for size in m["sizes"]}
 
     names = [m["entry"].name for m in measured]
     eval_rows, report = _eval_rows(subject, names, run_eval)
@@ -222,7 +224,12 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
                 evaluated = {"score": score, "drop": None if original is None else round(task.drop(original, score),
                                                                                           4)}
         for size in item["sizes"]:
-            row = {"artifact": entry.name, "backend": backends_used[index], "device": devices[index],
+            setting, probed = item["settings"][size]
+            row = {"artifact": entry.name, "backend": backends_used[index], "device": devices[index, size],
+                   "setting": setting.to_json(), "setting_label": setting.label,
+                   # tuned: a setting other than the whole thread budget won the probe
+                   "setting_tuned": bool(probed) and probed["chosen"] != next(iter(probed["p50_ms"])),
+                   **({"setting_probe": probed} if probed else {}),
                    "precision": entry.precision, "format": entry.format,
                    "path": str((item["directory"] / entry.file).resolve()), "sha256": entry.sha256,
                    "batch": size,
@@ -283,6 +290,39 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
         write_report_markdown(subject.run_dir, report)
         write_report_plot(subject.run_dir, report)
     return result
+
+
+def _choose_settings(measured: list[dict[str, Any]], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
+                     bar: Any, *, threads: int, tune: bool, seconds: float | None, iters: int) -> None:
+    """Per measured (artifact, runtime) and batch size: the runtime setting its timed windows use
+    (bench/settings.py), probed when the runtime has more than one candidate. Fills ``runners`` and
+    ``settings`` ({size: (Setting, probe record or None)}) of every item."""
+    from edgepipe.bench.settings import Setting, candidates, probe
+    from edgepipe.runners.select import open_runner
+
+    work = [(item, size, candidates(item["runtime"], threads, size) if tune else [])
+            for item in measured for size in item["sizes"]]
+    task = bar.add_task("bench: probing runtime settings", total=sum(1 for *_, c in work if len(c) > 1))
+    for item in measured:
+        item["runners"], item["settings"] = {}, {}
+        item["open"] = {None: item["runner"]}  # the runner opened with the default setting
+    for item, size, found in work:
+        if len(found) < 2:
+            item["runners"][size], item["settings"][size] = item["runner"], (Setting(threads, found[0].hint)
+                                                                            if found else Setting(threads), None)
+            continue
+        bar.update(task, description=f"bench: settings of {item['entry'].name} on {item['runtime']} b{size}")
+        for setting in found[1:]:
+            if setting not in item["open"]:
+                item["open"][setting] = stack.enter_context(open_runner(
+                    item["directory"], item["entry"], threads=setting.threads, runtime=item["runtime"],
+                    hint=setting.hint))
+        runners = {setting: item["open"][None if index == 0 else setting] for index, setting in enumerate(found)}
+        batch = batches[size][0]
+        chosen, record = probe({setting: (lambda r=runner, x=batch: r.infer(x)) for setting, runner in runners.items()},
+                               seconds=seconds / 5 if seconds else None, iters=max(3, iters // 5))
+        item["runners"][size], item["settings"][size] = runners[chosen], (chosen, record)
+        bar.update(task, advance=1)
 
 
 def _add_speedups(rows: list[dict[str, Any]]) -> None:

@@ -47,11 +47,27 @@ def test_same_file_same_outputs_as_onnxruntime(run, name):
         assert float(np.abs(expected[key] - got[key]).max()) <= 0.05 * scale  # int8 kernels round differently
 
 
-def test_throughput_hint_and_bad_input(run, tmp_path):
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_throughput_streams_split_the_batch_and_put_it_back_in_order(run, batch):
+    """THROUGHPUT: one request per stream, each on a slice of the batch, run concurrently: the same outputs, in
+    the same order, as the one-request latency configuration."""
     from edgepipe.runners.openvino import OvRunner
 
-    with OvRunner(run / "export" / "model.onnx", threads=1, hint="THROUGHPUT") as ov:
-        assert ov.infer(np.zeros((64, 1, 4, 4), np.float32))[ov.outputs[0].name].shape[0] == 64
+    x = np.random.default_rng(batch).normal(size=(batch, 1, 4, 4)).astype(np.float32)
+    with OvRunner(run / "export" / "model.onnx", threads=2, hint="THROUGHPUT") as streams, \
+            OvRunner(run / "export" / "model.onnx", threads=2) as latency:
+        assert len(streams._requests) >= 2 and "streams" in streams.device
+        got, expected = streams.infer(x), latency.infer(x)
+        again = streams.infer(x[: max(1, batch // 2)])  # a smaller batch after a larger one
+    for name in expected:
+        assert got[name].shape == expected[name].shape
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(again[name], expected[name][: max(1, batch // 2)], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_input(run, tmp_path):
+    from edgepipe.runners.openvino import OvRunner
+
     with pytest.raises(EdgepipeError, match="performance hint"):
         OvRunner(run / "export" / "model.onnx", hint="FAST")
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
@@ -74,6 +90,8 @@ def test_bench_times_every_onnx_artifact_on_both_runtimes_and_the_pick_names_the
     pick = result["deployable"]["cpu"]
     assert pick["backend"] in {"torch", "onnxruntime", "openvino"}
     assert f"({pick['backend']} " in pick["reason"]  # the reason names the runtime with the artifact
+    assert all(r["setting"] == {"threads": 1, **({"hint": "LATENCY"} if r["backend"] == "openvino" else {})}
+               and "setting_probe" not in r for r in result["rows"])  # one thread: nothing else to try
     only = bench(run, config.model_copy(update={"cpu_runtimes": ["openvino"]}), write=False)
     assert {r["backend"] for r in only["rows"]} == {"torch", "openvino"}
     json.dumps(result)  # JSON-ready
@@ -92,3 +110,46 @@ def test_infer_runs_the_pair_bench_picked_and_says_so(run):
     report["bench"]["deployable"]["cpu"]["backend"] = "onnxruntime"
     (run / "report.json").write_text(json.dumps(report))
     assert choose(run).runner.backend == "onnxruntime"
+
+
+def test_bench_probes_settings_per_batch_and_the_rows_say_which_ran(run):
+    from edgepipe.stages.bench import bench
+
+    config = BenchConfig(batch_sizes=[1, 8], threads=2, warmup=1, warmup_seconds=0.0, iters=5, seconds=None,
+                         repeats=1, memory=False, end_to_end=False)
+    result = bench(run, config, write=False)
+    for row in result["rows"]:
+        if row["backend"] == "torch":
+            assert row["setting"] == {"threads": 2} and "setting_probe" not in row
+            continue
+        probed = row["setting_probe"]
+        tried = {"onnxruntime": {"2 threads", "1 thread"},
+                 "openvino": {"2 threads", "1 thread"} | ({"2 threads, throughput streams"} if row["batch"] > 1
+                                                          else set())}[row["backend"]]
+        assert set(probed["p50_ms"]) == tried and probed["chosen"] == row["setting_label"]
+        assert row["setting_tuned"] == (row["setting_label"] != "2 threads")
+        if row["backend"] == "openvino":
+            assert ("throughput" in row["device"]) == (row["setting"].get("hint") == "THROUGHPUT")
+    pick = result["deployable"]["cpu"]
+    picked = next(r for r in result["rows"] if (r["artifact"], r["backend"], r["batch"]) ==
+                  (pick["artifact"], pick["backend"], pick["batch"]))
+    assert pick.get("setting") == picked["setting"]
+    assert ("thread" in pick["reason"]) == bool(picked.get("setting_tuned"))
+    json.dumps(result)
+
+
+def test_infer_runs_the_picked_setting_unless_the_user_names_threads(run):
+    from edgepipe.infer import choose
+
+    report = json.loads((run / "report.json").read_text())
+    report["bench"] = {"deployable": {"cpu": {"artifact": "int8-cpu", "backend": "openvino", "target": "cpu",
+                                              "setting": {"threads": 2, "hint": "THROUGHPUT"}}}}
+    (run / "report.json").write_text(json.dumps(report))
+    choice = choose(run)
+    assert choice.runner.hint == "THROUGHPUT" and choice.runner.threads == 2
+    assert "2 threads, throughput streams" in choice.note
+    assert choose(run, threads=1).runner.threads == 1
+    report["bench"]["deployable"]["cpu"]["setting"] = {"threads": "os:system"}  # data, not a setting: ignored
+    (run / "report.json").write_text(json.dumps(report))
+    choice = choose(run)
+    assert choice.runner.hint == "LATENCY" and choice.runner.threads is None
