@@ -41,6 +41,8 @@ import argparse
 import json
 import time
 import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +51,13 @@ import numpy as np
 from edgepipe.artifacts import read_json, read_manifest
 from edgepipe.bench.allocator import keep_freed_memory
 from edgepipe.bench.machine import describe, machine_info
+from edgepipe.bench.settings import Setting, candidates, probe
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.report import REPORT
 from edgepipe.run import ORIGINAL, RunLayout
-from edgepipe.runners.base import Runner, TensorSpec, infer_in_batches
-from edgepipe.runners.openvino import _OV_TYPES, openvino_version
+from edgepipe.runners.base import Runner, infer_in_batches
+from edgepipe.runners.openvino import OvRunner, openvino_version
 from edgepipe.runners.select import installed_cpu_runtimes, open_runner
 from edgepipe.timing import interleaved_rounds
 
@@ -64,45 +67,22 @@ OV_INT8 = "peer: OpenVINO + NNCF INT8 (PTQ)"
 INT8_CPU = "int8-cpu"
 
 
-class OvModelRunner(Runner):
-    """An in-memory ``openvino.Model`` (from convert_model or nncf.quantize) behind edgepipe's runner contract."""
+class OvModelRunner(OvRunner):
+    """An in-memory ``openvino.Model`` (from convert_model or nncf.quantize) behind edgepipe's runner contract,
+    with edgepipe's own OpenVINO call path (so a difference is the model, not the calling code) and OpenVINO's
+    own default inference precision (bf16 on an AMX/AVX512-BF16 CPU: what a user gets)."""
 
-    backend = "openvino"
+    precision_hint = None
 
     def __init__(self, model: Any, threads: int | None, hint: str = "LATENCY") -> None:
-        super().__init__()
-        self.model, self.threads, self.hint = model, threads, hint
-        self.properties: dict[str, str] = {}
+        super().__init__(Path("<in-memory openvino.Model>"), threads, hint)
+        self.model = model
 
-    def open(self) -> None:
-        import openvino
+    def _read(self, core: Any) -> Any:
+        return self.model
 
-        config: dict[str, Any] = {"PERFORMANCE_HINT": self.hint}
-        if self.threads:
-            config["INFERENCE_NUM_THREADS"] = int(self.threads)
-        self._compiled = openvino.Core().compile_model(self.model, "CPU", config)
-        self._request = self._compiled.create_infer_request()
-        self._inputs = [_port_spec(port, f"input{i}") for i, port in enumerate(self._compiled.inputs)]
-        self._outputs = [_port_spec(port, f"output{i}") for i, port in enumerate(self._compiled.outputs)]
-        self.properties = compiled_properties(self._compiled)
-
-    def close(self) -> None:
-        self._request = None
-        self._compiled = None
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self._request.infer([feed[spec.name] for spec in self._inputs])
-        # copies: the request's output tensors are reused by the next call (as OvRunner does)
-        return {spec.name: np.array(results[port], copy=True)
-                for spec, port in zip(self._outputs, self._compiled.outputs, strict=True)}
+    def _graph_names(self) -> set[str]:
+        return set()
 
 
 def compiled_properties(compiled: Any) -> dict[str, str]:
@@ -115,13 +95,6 @@ def compiled_properties(compiled: Any) -> dict[str, str]:
             continue
         found[key] = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
     return found
-
-
-def _port_spec(port: Any, fallback: str) -> TensorSpec:
-    dims = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
-    names = sorted(port.get_names())
-    return TensorSpec(names[0] if names else fallback, dims,
-                      _OV_TYPES.get(port.get_element_type().get_type_name(), "float32"))
 
 
 def convert_original(train_dir: Path, threads: int) -> tuple[Any, tuple[int, ...], float]:
@@ -153,9 +126,27 @@ def nncf_int8(ov_model: Any, calibration: np.ndarray, subset_size: int) -> tuple
     return quantized, time.perf_counter() - start
 
 
-def bench_pick(run: Path) -> dict[str, Any]:
+def bench_setting(report: dict[str, Any], artifact: str, runtime: str, batch: int) -> Setting | None:
+    """The runtime setting bench chose for (artifact, runtime) at ``batch`` (report.json's bench rows)."""
+    rows = ((report.get("bench") or {}).get("rows")) or []
+    row = next((r for r in rows if (r.get("artifact"), r.get("backend"), r.get("batch")) == (artifact, runtime, batch)),
+               None)
+    return Setting.from_json(row.get("setting")) if row else None
+
+
+def best_setting(make: Callable[[Setting | None], Runner], runtime: str, threads: int, batch: np.ndarray
+                 ) -> Setting:
+    """The peer's best setting among bench's candidates, by bench's own probe rule (bench/settings.py)."""
+    found = candidates(runtime, threads, len(batch))
+    with ExitStack() as stack:
+        runners = {setting: stack.enter_context(make(setting)) for setting in found}
+        chosen, _ = probe({setting: (lambda r=runner: r.infer(batch)) for setting, runner in runners.items()},
+                          seconds=0.2, iters=20)
+    return chosen
+
+
+def bench_pick(report: dict[str, Any], run: Path) -> dict[str, Any]:
     """report.json's ``bench.deployable.cpu``: the artifact and runtime bench picked for this CPU."""
-    report = read_json(run / REPORT, "report (run `edgepipe bench` on the run first)")
     pick = ((report.get("bench") or {}).get("deployable") or {}).get("cpu") or {}
     if not pick.get("artifact"):
         raise EdgepipeError(f"{run / REPORT} records no CPU pick (bench.deployable.cpu); run `edgepipe bench`")
@@ -187,67 +178,93 @@ def main() -> None:
     layout = RunLayout(args.run)
     train = read_manifest(layout.train)
     dataset = load_stage_dataset(train)
-    pick = bench_pick(args.run)
+    report = read_json(args.run / REPORT, "report (run `edgepipe bench` on the run first)")
+    pick = bench_pick(report, args.run)
     artifacts = layout.artifacts()
 
-    # subjects: label -> (runner, facts)
-    subjects: dict[str, tuple[Runner, dict[str, Any]]] = {}
-    subjects[BASELINE] = (open_runner(layout.train, train.find_artifact(name=ORIGINAL), threads=args.threads),
+    # subjects: label -> (make(setting) -> a runner not yet opened, facts)
+    original = train.find_artifact(name=ORIGINAL)
+    subjects: dict[str, tuple[Callable[[Setting | None], Runner], dict[str, Any]]] = {}
+    subjects[BASELINE] = (lambda _: open_runner(layout.train, original, threads=args.threads),
                           {"role": "baseline", "artifact": ORIGINAL, "runtime": "torch"})
 
     ov_fp32, shape, convert_s = convert_original(layout.train, args.threads)
     calibration = dataset.train.take(min(len(dataset.train), args.subset_size))
     ov_int8, quantize_s = nncf_int8(ov_fp32, calibration, args.subset_size)
-    subjects[OV_FP32] = (OvModelRunner(ov_fp32, args.threads),
-                         {"role": "peer", "artifact": ORIGINAL, "runtime": "openvino", "convert_s": convert_s})
-    subjects[OV_INT8] = (OvModelRunner(ov_int8, args.threads),
-                         {"role": "peer", "artifact": ORIGINAL, "runtime": "openvino+nncf", "quantize_s": quantize_s,
-                          "calibration": {"split": "train", "samples": len(calibration),
-                                          "subset_size": args.subset_size}})
+    peers = {OV_FP32: (ov_fp32, {"role": "peer", "artifact": ORIGINAL, "runtime": "openvino",
+                                 "convert_s": convert_s}),
+             OV_INT8: (ov_int8, {"role": "peer", "artifact": ORIGINAL, "runtime": "openvino+nncf",
+                                 "quantize_s": quantize_s, "calibration": {
+                                     "split": "train", "samples": len(calibration), "subset_size": args.subset_size}})}
+    for label, (model, facts) in peers.items():
+        subjects[label] = (lambda _, m=model: OvModelRunner(m, args.threads), facts)  # a user's defaults
+        # and at the best of the same settings bench probes for edgepipe's artifacts: the tuning is not our edge
+        subjects[f"{label}, best setting"] = (
+            lambda setting, m=model: OvModelRunner(m, setting.threads if setting else args.threads,
+                                                   setting.hint if setting else "LATENCY"),
+            {**facts, "role": "peer", "setting_from": "probe"})
 
     found = {entry.name: (directory, entry) for directory, entry in artifacts}
     pick_runtime = pick.get("backend") or "onnxruntime"
     if pick["artifact"] not in found:
         raise EdgepipeError(f"bench picked {pick['artifact']!r}, which is not among the run's artifacts")
+
+    def edgepipe_subject(directory: Path, entry: Any, runtime: str) -> Callable[[Setting | None], Runner]:
+        return lambda setting: open_runner(directory, entry, threads=setting.threads if setting else args.threads,
+                                           runtime=runtime, hint=setting.hint if setting else None)
+
     directory, entry = found[pick["artifact"]]
     if entry.format == "torch":  # the pick is the original itself: the baseline row is the pick
         pick_label = BASELINE
         subjects[BASELINE][1]["role"] = "baseline and edgepipe pick"
     else:
         pick_label = f"edgepipe pick: {entry.name} ({pick_runtime})"
-        subjects[pick_label] = (open_runner(directory, entry, threads=args.threads, runtime=pick_runtime),
-                                {"role": "edgepipe pick", "artifact": entry.name, "runtime": pick_runtime})
+        subjects[pick_label] = (edgepipe_subject(directory, entry, pick_runtime),
+                                {"role": "edgepipe pick", "artifact": entry.name, "runtime": pick_runtime,
+                                 "setting_from": "bench"})
     if INT8_CPU in found:
         directory, entry = found[INT8_CPU]
         for runtime in installed_cpu_runtimes():
             if (INT8_CPU, runtime) != (pick["artifact"], pick_runtime):
                 subjects[f"edgepipe: {INT8_CPU} ({runtime})"] = (
-                    open_runner(directory, entry, threads=args.threads, runtime=runtime),
-                    {"role": "edgepipe artifact", "artifact": INT8_CPU, "runtime": runtime})
+                    edgepipe_subject(directory, entry, runtime),
+                    {"role": "edgepipe artifact", "artifact": INT8_CPU, "runtime": runtime, "setting_from": "bench"})
 
-    runners = {label: runner for label, (runner, _) in subjects.items()}
-    for runner in runners.values():
-        runner.__enter__()
-    try:
-        accuracy = {label: top1(runner, dataset.test) for label, runner in runners.items()}
-        x = dataset.test.take(min(len(dataset.test), max(args.batches)))
-        rounds = {}
-        for batch_size in args.batches:
-            batch = np.resize(x, (batch_size, *x.shape[1:])).astype(np.float32)
+    accuracy = {}
+    for label, (make, _) in subjects.items():
+        base = label.removesuffix(", best setting")
+        if base in accuracy:  # a setting does not change the numbers
+            accuracy[label] = accuracy[base]
+            continue
+        with make(None) as runner:
+            accuracy[label] = top1(runner, dataset.test)
+    x = dataset.test.take(min(len(dataset.test), max(args.batches)))
+    rounds, settings, ov_properties = {}, {}, {}
+    for batch_size in args.batches:
+        batch = np.resize(x, (batch_size, *x.shape[1:])).astype(np.float32)
+        settings[batch_size] = {}
+        for label, (make, facts) in subjects.items():
+            if facts.get("setting_from") == "bench":
+                settings[batch_size][label] = bench_setting(report, facts["artifact"], facts["runtime"], batch_size)
+            elif facts.get("setting_from") == "probe":
+                settings[batch_size][label] = best_setting(make, "openvino", args.threads, batch)
+        with ExitStack() as stack:
+            runners = {label: stack.enter_context(make(settings[batch_size].get(label)))
+                       for label, (make, _) in subjects.items()}
             rounds[batch_size] = interleaved_rounds(runners, batch, rounds=args.rounds, seconds=args.seconds)
-        # edgepipe's own OvRunner compiles the same way; what precision it ran is worth a line too
-        ov_properties = {label: compiled_properties(runner._compiled) for label, runner in runners.items()
-                         if getattr(runner, "_compiled", None) is not None}
-    finally:
-        for runner in runners.values():
-            runner.__exit__(None, None, None)
+            # what OpenVINO actually compiled (the peers' precision: bf16 by default on AMX/AVX512-BF16 CPUs)
+            for label, runner in runners.items():
+                if getattr(runner, "_compiled", None) is not None:
+                    ov_properties.setdefault(label, compiled_properties(runner._compiled))
 
     p50 = {b: {label: float(np.median(times)) for label, times in rounds[b].items()} for b in args.batches}
     results = {}
     for label, (_, facts) in subjects.items():
         results[label] = {**facts, "top1": accuracy[label],
                           "latency": {str(b): {"p50_ms": p50[b][label], "x_eager": p50[b][BASELINE] / p50[b][label],
-                                               "rounds_ms": rounds[b][label]} for b in args.batches}}
+                                               "rounds_ms": rounds[b][label],
+                                               **({"setting": settings[b][label].label}
+                                                  if settings[b].get(label) else {})} for b in args.batches}}
         if label in ov_properties:
             results[label]["openvino_properties"] = ov_properties[label]
 
@@ -262,7 +279,9 @@ def main() -> None:
     for label, row in results.items():
         cells = [label, f"{row['top1']:.2%}"]
         for b in args.batches:
-            cells += [f"{row['latency'][str(b)]['p50_ms']:.3f}", f"{row['latency'][str(b)]['x_eager']:.2f}×"]
+            setting = settings[b].get(label)
+            cells += [f"{row['latency'][str(b)]['p50_ms']:.3f}" + (f" ({setting.short})" if setting else ""),
+                      f"{row['latency'][str(b)]['x_eager']:.2f}×"]
         print("| " + " | ".join(cells) + " |")
 
     reduced = {label: props["INFERENCE_PRECISION_HINT"] for label, props in ov_properties.items()
@@ -271,6 +290,8 @@ def main() -> None:
         shown = "; ".join(f"{label}: {precision}" for label, precision in reduced.items())
         print(f"\nOpenVINO's CPU inference precision (its default, not set here) was not f32 for: {shown}")
 
+    print("\n(1t: one thread; 2t+tp: OpenVINO throughput streams, the batch split across them; the setting each "
+          "edgepipe row ran is bench's choice for that batch, each 'best setting' peer's the same probe's)")
     peers = [label for label, (_, facts) in subjects.items() if facts["role"] in ("baseline", "peer")]
     versus, parts, best_names = {}, [], []
     for b in args.batches:

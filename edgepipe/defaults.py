@@ -11,7 +11,7 @@ PRUNE = {"method": "channel", "importance": "l1", "ratio": None, "target_macs": 
 
 QUANTIZE = {"method": "minmax", "percentile": 99.99, "calibration": "calibration/mnist-train-512.yaml",
             "reduce_range": False, "qat": False, "max_drop": None, "cpu_speed_fallback": True, "speed_batch": 64,
-            "retime": False, "tensorrt_version": "8.6.1"}
+            "retime": False, "speed_runtime": "auto", "tensorrt_version": "8.6.1"}
 
 BUILD = {"precision": "best", "workspace_mib": None, "batch": (1, 16, 64), "dla_core": None, "gpu_fallback": False,
          "sparsity": False, "opt_level": None, "version_compatible": False, "hardware_compat": "none"}

@@ -213,6 +213,9 @@ class QuantizeConfig(Section):
     retime: bool = Field(default=defaults.QUANTIZE["retime"],
                          description="measure the CPU track's speed decision again instead of reusing the one "
                          "this machine made for the same model (edgepipe.cache)")
+    speed_runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        default=defaults.QUANTIZE["speed_runtime"], description="CPU runtime the speed fallback measures on; auto: "
+        "the installed one that runs the all-int8 graph fastest at speed_batch (the one that will run it)")
     tensorrt_version: str = Field(default=defaults.QUANTIZE["tensorrt_version"], pattern=r"^\d+(\.\d+){0,2}$",
                                   description="TensorRT that reads trt.calib.cache (its header names the version)")
 

@@ -35,6 +35,9 @@ def command(
     retime: Annotated[bool, typer.Option(help="Measure the CPU track's speed decision again instead of reusing "
                                               "the one this machine made for the same model.")]
     = defaults.QUANTIZE["retime"],
+    speed_runtime: Annotated[str, typer.Option(help="CPU runtime the speed fallback measures on: auto (the installed "
+                                                    "one fastest on the all-int8 graph), onnxruntime or openvino.")]
+    = defaults.QUANTIZE["speed_runtime"],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: RUN/quantize).")]
     = None,
 ) -> None:
@@ -49,7 +52,8 @@ def command(
     config = stage_config(QuantizeConfig, {
         "method": method, "percentile": percentile, "calibration": calib, "qat": qat, "max_drop": max_drop,
         "reduce_range": reduce_range, "tensorrt_version": tensorrt_version, "cpu_speed_fallback": cpu_speed_fallback,
-        "speed_batch": speed_batch, "retime": retime}, flags={"calibration": "--calib"})
+        "speed_batch": speed_batch, "retime": retime, "speed_runtime": speed_runtime},
+        flags={"calibration": "--calib"})
     resolved = resolve_source(source)
     if out is None:
         stage_dir = (resolved.stage_dir or resolved.onnx.parent).absolute()
@@ -64,7 +68,8 @@ def command(
     vnni = "unknown" if not cpu.get("known") else ("yes" if cpu["vnni"] else "no (consider --reduce-range)")
     fallback = metrics["fallback"]
     speed = next(iter(metrics["speed"].values()), None)
-    where = f"batch-{speed['batch']} speed on onnxruntime, {speed['threads']} threads; " if speed else ""
+    where = (f"batch-{speed['batch']} speed on {speed.get('runtime', 'onnxruntime')}, {speed['threads']} threads; "
+             if speed else "")
     console.print(f"CPU VNNI: {vnni}; {where}decisions on val, table shows test")
     if fallback.get("needed"):
         console.print(f"kept in float to meet {fallback['max_drop']} {fallback.get('unit', 'pts')}: "

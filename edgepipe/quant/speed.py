@@ -50,7 +50,7 @@ GRAPH = "(graph)"  # the key of a profile's whole-run total
 
 def clearly_faster(fast: list[float], slow: list[float], min_gain: float = MIN_GAIN) -> bool:
     """``fast`` beats ``slow`` by ``min_gain`` in every paired round, not just on the median."""
-    return bool(fast) and all(1.0 - f / s >= min_gain for f, s in zip(fast, slow, strict=True))
+    return bool(fast) and all(s > 0 and 1.0 - f / s >= min_gain for f, s in zip(fast, slow, strict=True))
 
 
 @dataclass
@@ -117,6 +117,101 @@ def ort_timer(batch: np.ndarray, threads: int, rounds: int = 3, seconds: float =
             return interleaved_rounds(runners, batch, rounds=rounds, seconds=seconds)
 
     return time_models
+
+
+def ov_timer(batch: np.ndarray, threads: int, rounds: int = 3, seconds: float = 0.25) -> TimeModels:
+    """As ``ort_timer``, on OpenVINO (edgepipe's OvRunner: f32 precision, LATENCY hint, ``threads``)."""
+    import contextlib
+
+    from edgepipe.runners.openvino import OvRunner
+    from edgepipe.timing import interleaved_rounds
+
+    def time_models(models: dict[str, Path]) -> dict[str, list[float]]:
+        with contextlib.ExitStack() as stack:
+            runners = {label: stack.enter_context(OvRunner(path, threads=threads)) for label, path in models.items()}
+            return interleaved_rounds(runners, batch, rounds=rounds, seconds=seconds)
+
+    return time_models
+
+
+def timer_for(runtime: str, batch: np.ndarray, threads: int, **options) -> TimeModels:
+    """The whole-graph timer of the CPU runtime the decision is made for."""
+    return (ov_timer if runtime == "openvino" else ort_timer)(batch, threads, **options)
+
+
+def profiler_for(runtime: str, batch: np.ndarray, threads: int, nodes: list[Node]) -> ProfileModels:
+    """The per-node profiler of the CPU runtime the decision is made for."""
+    return (ov_profiler if runtime == "openvino" else ort_profiler)(batch, threads, nodes)
+
+
+def fastest_runtime(model: Path, runtimes: list[str], batch: np.ndarray, threads: int, rounds: int = 3,
+                    seconds: float = 0.25) -> tuple[str, dict[str, list[float]]]:
+    """Which CPU runtime runs ``model`` fastest at ``batch`` (the median of paired, interleaved rounds): the one
+    that will run the int8-cpu artifact, so the one its float layers are chosen on."""
+    import contextlib
+
+    from edgepipe.runners.select import runner_for_file
+    from edgepipe.timing import interleaved_rounds
+
+    with contextlib.ExitStack() as stack:
+        runners = {runtime: stack.enter_context(runner_for_file(model, "onnx", threads=threads, runtime=runtime))
+                   for runtime in runtimes}
+        rounds_ms = interleaved_rounds(runners, batch, rounds=rounds, seconds=seconds)
+    return min(runtimes, key=lambda runtime: float(np.median(rounds_ms[runtime]))), rounds_ms
+
+
+def ov_profiler(batch: np.ndarray, threads: int, nodes: list[Node], rounds: int = 5, warmup: int = 2
+                ) -> ProfileModels:
+    """Per-node times (ms per round) of each model from OpenVINO's per-layer counters (``PERF_COUNT``), the
+    models run in interleaved rounds. OpenVINO names a layer after the ONNX node it came from, a suffix after
+    "/" for what it made of it (``node_Conv_138/WithoutBiases``; a fused Add/Relu runs inside the
+    convolution's layer); layers that are only layout changes or FakeQuantize of a Q/DQ pair belong to no node
+    of the float graph and count in ``GRAPH`` only; a layer can also carry its node's output name (a Gemm
+    turned FullyConnected). Compiled as OvRunner compiles (f32, LATENCY, ``threads``)."""
+
+    def profile(models: dict[str, Path]) -> dict[str, dict[str, list[float]]]:
+        import openvino
+
+        core = openvino.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+                  "PERF_COUNT": True}
+        requests = {label: core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
+                    for label, path in models.items()}
+        counters: dict[str, list[list[tuple[str, float]]]] = {label: [] for label in models}
+        for index in range(warmup + rounds):
+            for label, request in requests.items():
+                request.infer({0: batch})
+                if index >= warmup:  # the counters are the last inference's
+                    counters[label].append([(info.node_name, info.real_time.total_seconds() * 1000.0)
+                                            for info in request.profiling_info])
+        return {label: attribute_layers(counters[label], nodes) for label in models}
+
+    return profile
+
+
+def attribute_layers(per_round: list[list[tuple[str, float]]], nodes: list[Node]) -> dict[str, list[float]]:
+    """OpenVINO's per-layer counters, one list of (layer name, ms) per round -> {node: [ms per round]} and
+    ``GRAPH`` -> every layer's time per round."""
+    # A layer is named after its node, or after the node's output tensor (a Gemm that became FullyConnected)
+    owner = {**{outputs[0]: name for name, _, _, outputs in nodes if outputs}, **{name: name for name, *_ in nodes}}
+    longest_first = sorted(owner, key=len, reverse=True)  # TorchScript exports name nodes "/layer1/conv/Conv"
+
+    def node_of(layer: str) -> str | None:
+        if layer in owner:
+            return owner[layer]
+        return next((owner[n] for n in longest_first if layer.startswith(n + "/")), None)
+
+    rounds = len(per_round)
+    times: dict[str, np.ndarray] = {}
+    total = np.zeros(rounds)
+    for index, layers in enumerate(per_round):
+        for layer, ms in layers:
+            total[index] += ms
+            node = node_of(layer)
+            if node is not None:
+                times.setdefault(node, np.zeros(rounds))[index] += ms
+    # a node whose layers never ran (fused into another, NOT_RUN) has no time of its own
+    return {GRAPH: total.tolist(), **{node: values.tolist() for node, values in times.items() if values.any()}}
 
 
 def ort_profiler(batch: np.ndarray, threads: int, nodes: list[Node], rounds: int = 5,

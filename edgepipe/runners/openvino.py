@@ -36,12 +36,14 @@ def openvino_version() -> str | None:
     return str(openvino.__version__).split("-")[0]
 
 
-def _spec(port, graph_names: set[str] = frozenset()) -> TensorSpec:
+def _spec(port, graph_names: set[str] = frozenset(), fallback: str = "") -> TensorSpec:
     """A port's spec, named as the ONNX graph names it: a port can carry several tensor names (a detector's
-    ``classes`` is also its producer's ``where_2``), and get_any_name picks any of them."""
+    ``classes`` is also its producer's ``where_2``), and get_any_name picks any of them. A port with no name
+    (an in-memory model from convert_model) gets ``fallback``."""
     shape = port.get_partial_shape()
     dims = tuple(d.get_length() if d.is_static else None for d in shape)
-    name = next((n for n in sorted(port.get_names()) if n in graph_names), port.get_any_name())
+    names = sorted(port.get_names())
+    name = next((n for n in names if n in graph_names), port.get_any_name() if names else fallback)
     return TensorSpec(name, dims, _OV_TYPES.get(port.get_element_type().get_type_name(), "float32"))
 
 
@@ -54,6 +56,10 @@ def _graph_io_names(path: Path) -> set[str]:
 
 class OvRunner(Runner):
     backend = "openvino"
+    # f32: on CPUs with AMX or AVX512-BF16, OpenVINO's default runs an FP32 graph in bf16, a precision no
+    # artifact of the run was checked in; the artifact's precision is what its name says. (None: OpenVINO's own
+    # default, what benchmarks/peer_openvino.py gives a user's model.)
+    precision_hint: str | None = "f32"
 
     def __init__(self, model_path: Path, threads: int | None = None, hint: str = "LATENCY") -> None:
         super().__init__()
@@ -61,29 +67,38 @@ class OvRunner(Runner):
             raise EdgepipeError(f"OpenVINO performance hint {hint!r}: choose {' or '.join(HINTS)}")
         self.model_path, self.threads, self.hint = Path(model_path), threads, hint
 
+    def _read(self, core):
+        """The openvino.Model to compile: the ONNX file, read as it is."""
+        if not self.model_path.is_file():
+            raise EdgepipeError(f"ONNX model not found: {self.model_path}")
+        return core.read_model(str(self.model_path))
+
+    def _graph_names(self) -> set[str]:
+        return _graph_io_names(self.model_path)
+
     def open(self) -> None:
         try:
             import openvino
         except ImportError:
             raise MissingDependency("OpenVINO is not installed: `pip install 'edgepipe[openvino]'`") from None
-        if not self.model_path.is_file():
-            raise EdgepipeError(f"ONNX model not found: {self.model_path}")
-        # f32: on CPUs with AMX or AVX512-BF16, OpenVINO's default runs an FP32 graph in bf16, a precision no
-        # artifact of the run was checked in; the artifact's precision is what its name says.
-        config = {"PERFORMANCE_HINT": self.hint, "INFERENCE_PRECISION_HINT": "f32"}
+        config = {"PERFORMANCE_HINT": self.hint}
+        if self.precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = self.precision_hint
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        core = openvino.Core()
         try:
-            core = openvino.Core()
-            self._compiled = core.compile_model(core.read_model(str(self.model_path)), "CPU", config)
+            self._compiled = core.compile_model(self._read(core), "CPU", config)
+        except EdgepipeError:
+            raise
         except Exception as exc:  # OpenVINO raises RuntimeError with multi-line C++ traces
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise EdgepipeError(f"{self.model_path}: OpenVINO cannot compile it ({first})") from None
         count = self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") if self.hint == "THROUGHPUT" else 1
         self._requests = [self._compiled.create_infer_request() for _ in range(max(1, int(count)))]
-        names = _graph_io_names(self.model_path)
-        self._inputs = [_spec(port, names) for port in self._compiled.inputs]
-        self._outputs = [_spec(port, names) for port in self._compiled.outputs]
+        names = self._graph_names()
+        self._inputs = [_spec(port, names, f"input{i}") for i, port in enumerate(self._compiled.inputs)]
+        self._outputs = [_spec(port, names, f"output{i}") for i, port in enumerate(self._compiled.outputs)]
 
     def close(self) -> None:
         self._requests = []

@@ -97,13 +97,13 @@ def model_input(onnx_path: Path) -> tuple[str, tuple[int | None, ...]]:
     return inputs[0].name, shape
 
 
-def measure_speed(models: dict[str, Path], batch: np.ndarray, threads: int) -> dict:
-    """Throughput of each model at one batch, A/B rounds interleaved (the machine is shared)."""
-    from edgepipe.quant.speed import ort_timer
+def measure_speed(models: dict[str, Path], batch: np.ndarray, threads: int, runtime: str = "onnxruntime") -> dict:
+    """Throughput of each model at one batch on ``runtime``, A/B rounds interleaved (the machine is shared)."""
+    from edgepipe.quant.speed import timer_for
 
-    rounds = ort_timer(batch, threads, rounds=3, seconds=0.6)(models)
+    rounds = timer_for(runtime, batch, threads, rounds=3, seconds=0.6)(models)
     p50s = {name: float(np.median(times)) for name, times in rounds.items()}
-    return {name: {"batch": len(batch), "threads": threads, "p50_ms": p50,
+    return {name: {"batch": len(batch), "threads": threads, "runtime": runtime, "p50_ms": p50,
                    "rounds_ms": [round(t, 4) for t in rounds[name]],
                    "throughput_per_s": len(batch) / (p50 / 1000.0)} for name, p50 in p50s.items()}
 
@@ -141,6 +141,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
     config = config or QuantizeConfig()
     out = Path(out)
     check_replaceable(out, QUANTIZE)
+    speed_runtimes = _speed_runtimes(config.speed_runtime) if speed and config.cpu_speed_fallback else []
     src = resolve_source(source)
     input_name, input_shape = model_input(src.onnx)
     if config.qat:
@@ -188,7 +189,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         if speed and config.cpu_speed_fallback:
             cpu_speed = _cpu_float_where_faster(prepared, tmp, tracks[INT8_CPU], config.method, tmp / RANGES,
                                                 fallback["excluded"], val, reference["val"], max_drop, speed_batch,
-                                                task, retime=config.retime)
+                                                task, speed_runtimes, retime=config.retime)
 
         scales = trt_cache.scales_from_ranges(ranges)
         trt_cache.write_cache(tmp / CACHE, scales, config.tensorrt_version)
@@ -219,7 +220,8 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         speed_rows = {}
         if speed:
             models = {"fp32": src.onnx, **{r["name"]: tmp / r["file"] for r in rows}}
-            speed_rows = measure_speed(models, speed_batch, available_cpus())
+            speed_rows = measure_speed(models, speed_batch, available_cpus(),
+                                       (cpu_speed or {}).get("runtime", "onnxruntime"))
             for row in rows:
                 row["speed_ratio"] = round(speed_rows[row["name"]]["throughput_per_s"]
                                            / speed_rows["fp32"]["throughput_per_s"], 3)
@@ -298,28 +300,51 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
 SPEED_DECISIONS = "cpu-speed-decisions"  # edgepipe.cache file name
 
 
-def _speed_decision_key(prepared: Path, layers: list, already_float: list[str], method: str, batch: np.ndarray,
-                        threads: int) -> str:
-    """Everything the CPU track's speed decision depends on: the graph's bytes, its candidate layers, what the
-    accuracy fallback already keeps in float, the batch, the threads, the CPU and the runtime's version."""
+def _speed_runtimes(requested: str) -> list[str]:
+    """The CPU runtimes the speed decision may be made on: the one named, or (auto) every one installed."""
+    from edgepipe.runners.select import installed_cpu_runtimes
+
+    installed = installed_cpu_runtimes()
+    if requested == "auto":
+        return installed
+    if requested not in installed:
+        raise EdgepipeError(f"--speed-runtime {requested}: not installed here (installed: {', '.join(installed)}); "
+                            "`pip install 'edgepipe[openvino]'` or pick another")
+    return [requested]
+
+
+def _runtime_versions(runtimes: list[str]) -> list[str]:
     import onnxruntime
 
+    from edgepipe.runners.openvino import openvino_version
+
+    versions = {"onnxruntime": onnxruntime.__version__, "openvino": openvino_version()}
+    return [f"{runtime} {versions[runtime]}" for runtime in runtimes]
+
+
+def _speed_decision_key(prepared: Path, layers: list, already_float: list[str], method: str, batch: np.ndarray,
+                        threads: int, runtimes: list[str]) -> str:
+    """Everything the CPU track's speed decision depends on: the graph's bytes, its candidate layers, what the
+    accuracy fallback already keeps in float, the batch, the threads, the CPU, and the runtimes it may be made on
+    with their versions (which of them runs the graph fastest is part of the decision)."""
     from edgepipe.cache import DecisionCache, cpu_fingerprint
     from edgepipe.quant.speed import MIN_GAIN
 
-    return DecisionCache.key(schema=2, model=sha256_file(prepared), layers=layers, already_float=sorted(already_float),
+    return DecisionCache.key(schema=3, model=sha256_file(prepared), layers=layers, already_float=sorted(already_float),
                              method=method, batch=list(batch.shape), threads=threads, cpu=cpu_fingerprint(),
-                             runtime=f"onnxruntime {onnxruntime.__version__}", min_gain=MIN_GAIN)
+                             runtimes=_runtime_versions(runtimes), min_gain=MIN_GAIN)
 
 
 def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, ranges_path: Path, already_float: list[str],
-                            val, reference_val: float, max_drop: float, batch: np.ndarray, task: Task, *,
-                            retime: bool = False) -> dict:
+                            val, reference_val: float, max_drop: float, batch: np.ndarray, task: Task,
+                            runtimes: list[str], *, retime: bool = False) -> dict:
     """quant/speed.py on the CPU track; the faster mix replaces tmp's int8-cpu model when it stays within budget.
 
-    The measured decision (which layers stay in float) is kept in edgepipe.cache, keyed by everything it depends
-    on: a rerun on this machine reuses it (the same bytes come out, whatever the machine's load) unless
-    ``retime``; the summary says which ("decision": "measured", "reused" or "retimed")."""
+    Measured on the runtime that will run the artifact: of ``runtimes``, the one that runs the all-int8 graph
+    fastest at ``batch`` (a layer OpenVINO runs fast in int8 can be slow on onnxruntime, and the other way round).
+    The measured decision (that runtime, and which layers stay in float) is kept in edgepipe.cache, keyed by
+    everything it depends on: a rerun on this machine reuses it (the same bytes come out, whatever the machine's
+    load) unless ``retime``; the summary says which ("decision": "measured", "reused" or "retimed")."""
     import itertools
 
     from edgepipe.cache import DecisionCache
@@ -328,7 +353,7 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
     threads = available_cpus()
     layers = quantized_nodes(prepared, [tmp / INT8_CPU])  # weighted and activation-only (a QLinearMul) alike
     cache = DecisionCache(SPEED_DECISIONS)
-    key = _speed_decision_key(prepared, layers, already_float, method, batch, threads)
+    key = _speed_decision_key(prepared, layers, already_float, method, batch, threads, runtimes)
     cached = None if retime else cache.get(key)
     if cached is not None:
         summary = dict(cached, decision="reused", cache=str(cache.path))
@@ -339,8 +364,19 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
                                  [*already_float, *summary["kept_float"]])
             summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop, task)
         return summary
+    runtime, runtime_rounds = runtimes[0], None
+    if len(runtimes) > 1:
+        from edgepipe.quant.speed import fastest_runtime
+
+        runtime, runtime_rounds = fastest_runtime(tmp / INT8_CPU, runtimes, batch, threads)
+        say(f"quantize: the all-int8 CPU graph runs fastest on {runtime} at batch {len(batch)} ("
+            + ", ".join(f"{name} {np.median(times):.3f} ms" for name, times in runtime_rounds.items())
+            + "): the speed fallback measures there")
     summary = _measure_cpu_speed(prepared, track, method, ranges_path, already_float, layers, batch, threads,
-                                 itertools.count())
+                                 itertools.count(), runtime)
+    summary["runtime"] = runtime
+    if runtime_rounds:
+        summary["runtime_rounds_ms"] = {name: [round(t, 4) for t in times] for name, times in runtime_rounds.items()}
     mix = summary.pop("model", None)
     record = dict(summary, measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     cache.put(key, record)
@@ -351,10 +387,10 @@ def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, range
 
 
 def _measure_cpu_speed(prepared: Path, track, method: str, ranges_path: Path, already_float: list[str],
-                       layers: list, batch: np.ndarray, threads: int, numbers) -> dict:
-    """Profile the CPU track node by node, confirm on the whole graph (quant/speed.py); "model" in the result is
-    the faster mix, if any."""
-    from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, ort_profiler, ort_timer
+                       layers: list, batch: np.ndarray, threads: int, numbers, runtime: str = "onnxruntime") -> dict:
+    """Profile the CPU track node by node on ``runtime``, confirm on the whole graph (quant/speed.py); "model" in
+    the result is the faster mix, if any."""
+    from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, profiler_for, timer_for
     from edgepipe.quant.tracks import graph_nodes, quantize_track
 
     probe_dir = Path(tempfile.mkdtemp(prefix="speed-", dir=prepared.parent))
@@ -363,16 +399,18 @@ def _measure_cpu_speed(prepared: Path, track, method: str, ranges_path: Path, al
         path = probe_dir / f"cpu-{next(numbers)}.onnx"
         return quantize_track(prepared, path, track, method, ranges_path, excluded)
 
-    say(f"quantize: profiling every node of the CPU track in int8 vs float (batch {len(batch)}, {threads} threads)")
+    say(f"quantize: profiling every node of the CPU track in int8 vs float on {runtime} (batch {len(batch)}, "
+        f"{threads} threads)")
     found = keep_float_where_faster(layers, already_float, prepared, build,
-                                    ort_profiler(batch, threads, graph_nodes(prepared)), ort_timer(batch, threads))
+                                    profiler_for(runtime, batch, threads, graph_nodes(prepared)),
+                                    timer_for(runtime, batch, threads))
     summary = {"batch": len(batch), "threads": threads, "min_gain": MIN_GAIN, "kept_float": found.kept_float,
                "table": found.table, "confirmations": found.confirmations}
     if not found.kept_float:
         return summary
     # A mix that is no faster than the FP32 graph itself has given up INT8's size for nothing: then INT8 does
     # not pay for speed on this CPU, the int8 graph (the smallest) stays, and FP32 is the fast one.
-    rounds = ort_timer(batch, threads)({"fp32": prepared, "mix": found.model})
+    rounds = timer_for(runtime, batch, threads)({"fp32": prepared, "mix": found.model})
     versus = {label: float(np.median(times)) for label, times in rounds.items()}
     summary.update(fp32_ms=round(versus["fp32"], 4), mix_ms=round(versus["mix"], 4))
     if not clearly_faster(rounds["mix"], rounds["fp32"]):

@@ -390,7 +390,8 @@ def test_cpu_track_keeps_float_layers_only_when_the_mix_beats_fp32(tmp_path, mon
     monkeypatch.setattr(speed, "ort_profiler", _scripted_profiler)
     root = make_export_dir(tmp_path)
     calib = write_calibration(root / "calib.yaml")
-    out = quantize(root, root / "quantize", QuantizeConfig(calibration=str(calib), qat=False, fp16=False))
+    out = quantize(root, root / "quantize", QuantizeConfig(calibration=str(calib), qat=False, fp16=False,
+                                                           speed_runtime="onnxruntime"))
     summary = json.loads((out / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
     weighted = [row for row in summary["table"] if row["op"] in ("Conv", "Gemm")]
     assert len(weighted) == 3 and all(row["gain"] == 0.75 for row in weighted)  # each kernel: 3 ms faster
@@ -420,7 +421,7 @@ def test_the_speed_decision_is_kept_and_a_rerun_makes_the_same_bytes(tmp_path, m
     monkeypatch.setattr(speed, "ort_profiler", _scripted_profiler)
     root = make_export_dir(tmp_path)
     calib = write_calibration(root / "calib.yaml")
-    config = QuantizeConfig(calibration=str(calib), qat=False, fp16=False)
+    config = QuantizeConfig(calibration=str(calib), qat=False, fp16=False, speed_runtime="onnxruntime")
     first = quantize(root, root / "q1", config)
     measured = json.loads((first / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
     assert measured["decision"] == "measured" and measured["kept_float"] and calls
@@ -437,6 +438,44 @@ def test_the_speed_decision_is_kept_and_a_rerun_makes_the_same_bytes(tmp_path, m
     retimed = json.loads((third / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
     assert retimed["decision"] == "retimed" and retimed["kept_float"] == []  # measured again, this time FP32 wins
     assert "faster than FP32" in retimed["reverted"]
+
+
+def test_the_speed_fallback_measures_on_the_runtime_that_runs_the_int8_graph_fastest(tmp_path, monkeypatch):
+    """auto: the all-int8 graph is timed on every installed CPU runtime; the layers are then profiled and the mix
+    confirmed on the fastest (here OpenVINO, scripted), the artifact table is timed there too, and the manifest
+    and the decision cache record it (a decision made for onnxruntime is not reused for OpenVINO)."""
+    from edgepipe.cache import DecisionCache
+    from edgepipe.quant import speed
+    from edgepipe.stages.quantize import SPEED_DECISIONS, quantize
+
+    pytest.importorskip("openvino")
+    picked = []
+
+    def fastest(model, runtimes, batch, threads, **_):
+        picked.append(list(runtimes))
+        return "openvino", {"onnxruntime": [9.0, 9.0, 9.0], "openvino": [4.0, 4.0, 4.0]}
+
+    monkeypatch.setattr(speed, "fastest_runtime", fastest)
+    monkeypatch.setattr(speed, "ov_timer", _scripted_timer(5.0))
+    monkeypatch.setattr(speed, "ov_profiler", _scripted_profiler)
+    monkeypatch.setattr(speed, "ort_timer", None)  # onnxruntime must not be what measures
+    monkeypatch.setattr(speed, "ort_profiler", None)
+    root = make_export_dir(tmp_path)
+    calib = write_calibration(root / "calib.yaml")
+    out = quantize(root, root / "quantize", QuantizeConfig(calibration=str(calib), qat=False, fp16=False))
+    metrics = json.loads((out / "manifest.json").read_text())["metrics"]
+    summary = metrics["cpu_speed_fallback"]
+    assert picked == [["onnxruntime", "openvino"]]
+    assert summary["runtime"] == "openvino" and summary["runtime_rounds_ms"]["openvino"] == [4.0, 4.0, 4.0]
+    assert summary["kept_float"] and _float_layers(out / "model.int8.cpu.onnx") == 3
+    assert {row["runtime"] for row in metrics["speed"].values()} == {"openvino"}
+    assert len(DecisionCache(SPEED_DECISIONS)._entries()) == 1
+
+    monkeypatch.setattr(speed, "ort_timer", _scripted_timer(5.0))
+    monkeypatch.setattr(speed, "ort_profiler", _scripted_profiler)
+    quantize(root, root / "q2", QuantizeConfig(calibration=str(calib), qat=False, fp16=False,
+                                               speed_runtime="onnxruntime"))
+    assert len(DecisionCache(SPEED_DECISIONS)._entries()) == 2  # another runtime set: measured, not reused
 
 
 def test_cache_round_trips_a_dead_tensor_and_odd_names(tmp_path):

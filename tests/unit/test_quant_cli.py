@@ -111,3 +111,16 @@ def test_onnx_without_batch_axis_is_refused(cli, tmp_path):
     result = cli(model, "--out", tmp_path / "q")
     assert result.exit_code == 2
     assert "no dynamic batch axis" in result.output and not (tmp_path / "q").exists()
+
+
+def test_a_speed_runtime_that_is_not_installed_or_unknown_is_one_line_and_exit_2(cli, run, monkeypatch):
+    from edgepipe.runners import select
+
+    monkeypatch.setattr(select, "installed_cpu_runtimes", lambda: ["onnxruntime"])
+    before = _snapshot(run)
+    result = cli(run, "--calib", run / "calib.yaml", "--speed-runtime", "openvino")
+    assert result.exit_code == 2 and "--speed-runtime openvino: not installed here" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = cli(run, "--calib", run / "calib.yaml", "--speed-runtime", "tvm")
+    assert result.exit_code == 2 and "speed-runtime" in result.output and len(result.output.strip().splitlines()) == 1
+    assert _snapshot(run) == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgepipe.quant.speed import GRAPH, attribute_kernels, keep_float_where_faster
 
@@ -168,3 +169,60 @@ def test_a_real_profile_attributes_every_weight_layer_in_both_graphs(tmp_path) -
             assert len(times[name]) == 3 and all(t > 0 for t in times[name]), (label, name)
         weighted = sum(np.asarray(times[name]) for name, _ in quantizable_nodes(prepared))
         assert np.all(weighted < np.asarray(times["(graph)"]))
+
+
+def test_openvino_layers_are_traced_to_their_nodes_as_openvino_names_them() -> None:
+    """OpenVINO names a layer after its ONNX node plus "/..." for what it made of it; TorchScript node names
+    contain "/" themselves; a layer may carry its node's output name instead; reorders and FakeQuantize of Q/DQ
+    pairs belong to no node of the float graph."""
+    from edgepipe.quant.speed import GRAPH, attribute_layers
+
+    nodes = [("node_Conv_138", "Conv", ("x", "w"), ("c",)), ("/layer1/conv/Conv", "Conv", ("c", "w2"), ("d",)),
+             ("/layer1/conv/Conv_1", "Conv", ("d", "w3"), ("e",)), ("node_linear", "Gemm", ("e", "w4"), ("y",))]
+    rounds = [[("node_Conv_138/WithoutBiases", 0.5), ("input_QuantizeLinear", 0.1),
+               ("input_QuantizeLinear_abcd_acdb_node_Conv_138/WithoutBiases", 0.05),
+               ("/layer1/conv/Conv/WithoutBiases", 0.3), ("/layer1/conv/Conv_1/WithoutBiases", 0.2),
+               ("node_linear/WithoutBiases/DequantizationMultiply", 0.02), ("node_linear", 0.01),
+               ("e", 0.04), ("y/sink_port_0", 0.0)]] * 2
+    times = attribute_layers(rounds, nodes)
+    assert times["node_Conv_138"] == [0.5, 0.5] and times["/layer1/conv/Conv"] == [0.3, 0.3]
+    assert np.allclose(times["/layer1/conv/Conv_1"], [0.24, 0.24])  # "e": named after its output
+    assert np.allclose(times["node_linear"], [0.03, 0.03])
+    assert np.allclose(times[GRAPH], [1.22, 1.22])
+
+
+def test_a_real_openvino_profile_attributes_every_weight_layer_in_both_graphs(tmp_path) -> None:
+    """OpenVINO's per-layer counters on a real QDQ u8s8 graph and its float graph: every Conv/Gemm has a time
+    per round in each, within the graph's total."""
+    pytest.importorskip("openvino")
+    import torch
+    from torch import nn
+
+    from edgepipe.quant.calibration import ArrayDataReader
+    from edgepipe.quant.speed import ov_profiler
+    from edgepipe.quant.tracks import calibrate, cpu_track, graph_nodes, preprocess, quantizable_nodes, quantize_track
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.Sigmoid(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
+    torch.onnx.export(model, (torch.zeros(1, 3, 24, 24),), str(tmp_path / "f.onnx"), input_names=["input"],
+                      dynamic_axes={"input": {0: "batch"}}, opset_version=17, dynamo=False)
+    prepared = preprocess(tmp_path / "f.onnx", tmp_path / "prepared.onnx")
+    images = np.random.default_rng(0).random((16, 3, 24, 24), np.float32)
+    calibrate(prepared, ArrayDataReader(images, "input", batch_size=8), "minmax", 99.999, tmp_path / "ranges.json")
+    int8 = quantize_track(prepared, tmp_path / "int8.onnx", cpu_track(), "minmax", tmp_path / "ranges.json")
+    profiles = ov_profiler(images, 1, graph_nodes(prepared), rounds=3, warmup=1)({"int8": int8, "float": prepared})
+    for label in ("int8", "float"):
+        times = profiles[label]
+        for name, _ in quantizable_nodes(prepared):
+            assert len(times[name]) == 3 and all(t > 0 for t in times[name]), (label, name)
+        weighted = sum(np.asarray(times[name]) for name, _ in quantizable_nodes(prepared))
+        assert np.all(weighted <= np.asarray(times["(graph)"]))
+
+
+def test_a_zero_time_is_never_a_gain() -> None:
+    """OpenVINO's counters have microsecond resolution: a layer can read 0 ms; nothing divides by it."""
+    from edgepipe.quant.speed import clearly_faster
+
+    assert not clearly_faster([0.0, 0.0], [0.0, 0.0]) and not clearly_faster([0.0], [0.0])
+    assert clearly_faster([0.0, 0.1], [1.0, 1.0])
