@@ -121,6 +121,17 @@ def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]]
     return found[0], found[1], runtime or ("onnxruntime" if found[1].format == "onnx" else "torch"), setting
 
 
+def _picked_backend(directory: Path) -> str | None:
+    from edgepipe.artifacts import read_json
+    from edgepipe.report import REPORT
+
+    try:
+        pick = ((read_json(directory / REPORT, "report").get("bench") or {}).get("deployable") or {}).get("cpu") or {}
+    except EdgepipeError:
+        return None
+    return pick.get("backend")
+
+
 def choose(model: Path, *, artifact: str | None = None, threads: int | None = None) -> Choice:
     """Resolve MODEL (file or directory) to a runner, the file it runs, and the recorded preprocessing.
 
@@ -147,8 +158,13 @@ def choose(model: Path, *, artifact: str | None = None, threads: int | None = No
             stage, entry, runtime, setting = picked
             path, fmt, name = stage / entry.file, entry.format, entry.name
             how = f", {setting.label}" if setting and threads is None else ""
-            note = f"ran {name} on {runtime}{how}: bench's pick for this CPU (report.json)" + (
-                f"; {note}" if note else "")
+            picked_on = _picked_backend(source.directory)
+            if picked_on in ("openvino",) and runtime != picked_on:
+                note = (f"bench picked {name} on {picked_on}, which is not installed here; ran it on {runtime}"
+                        + (f"; {note}" if note else ""))
+            else:
+                note = f"ran {name} on {runtime}{how}: bench's pick for this CPU (report.json)" + (
+                    f"; {note}" if note else "")
     if setting is not None and threads is None:  # the user's --threads wins over bench's measured setting
         threads = setting.threads
     runner = runner_for_file(path, fmt, threads=threads, fallback=True,

@@ -50,6 +50,9 @@ def command(
     steady: Annotated[bool, typer.Option(help="Before each window, wait out a slow phase of a shared machine (a "
                                               "probe is timed; waits are reported; can take minutes).")]
     = defaults.BENCH["steady"],
+    tune_settings: Annotated[bool, typer.Option(help="Per batch size, probe fewer threads and OpenVINO's throughput "
+                                                     "streams; keep one only where it wins every probe round.")]
+    = defaults.BENCH["tune_settings"],
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
 ) -> None:
     """Latency p50/p90/p99, throughput, memory, size, params and MACs of every artifact, side by side; speedup vs
@@ -64,7 +67,8 @@ def command(
     config = stage_config(BenchConfig, {
         "batch_sizes": parse_batch_sizes(batch), "warmup": warmup, "iters": iters, "seconds": seconds,
         "threads": threads, "backends": [b.value for b in backend] if backend else None, "repeats": repeats,
-        "memory": memory, "end_to_end": end_to_end, "steady": steady}, flags={"batch_sizes": "--batch"})
+        "memory": memory, "end_to_end": end_to_end, "steady": steady, "tune_settings": tune_settings},
+        flags={"batch_sizes": "--batch"})
     result = bench(run_or_model, config)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))

@@ -116,7 +116,18 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
     threads = config.threads or available_cpus()  # explicit, so torch and onnxruntime get the same count
     # Every ONNX artifact on every CPU runtime installed here, side by side: which runtime wins depends on the
     # model and the batch size (measured, not assumed).
-    runtimes = installed_cpu_runtimes() if config.cpu_runtimes is None else list(config.cpu_runtimes)
+    installed = installed_cpu_runtimes()
+    asked = sorted({*(config.cpu_runtimes or []), *(b for b in backends or [] if b in ("onnxruntime", "openvino"))})
+    if [runtime for runtime in asked if runtime not in installed]:
+        missing = [runtime for runtime in asked if runtime not in installed]
+        raise EdgepipeError(f"CPU runtime {', '.join(missing)} is not installed here (installed: "
+                            f"{', '.join(installed)}); `pip install 'edgepipe[openvino]'`")
+    runtimes = installed if config.cpu_runtimes is None else list(config.cpu_runtimes)
+    runtime_note = None
+    if config.cpu_runtimes is None and "openvino" not in installed:
+        runtime_note = ("OpenVINO is not installed: ONNX artifacts were timed on onnxruntime only, so the CPU pick "
+                        "is among onnxruntime runs (`pip install 'edgepipe[openvino]'` times them on OpenVINO too)")
+        say(f"[dim]bench: {runtime_note}[/dim]")
     chosen = []
     for d, e in subject.artifacts:
         for runtime in (runtimes if e.format == "onnx" else [None]):
@@ -273,6 +284,8 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
                   "peak_memory_bytes: RSS high-water mark above a fresh process's baseline after importing the "
                   "backend (model + runtime + activations), one process per artifact"],
     }
+    if runtime_note:
+        result["notes"].append(runtime_note)
     slow = (result["steadiness"] or {}).get("windows_timed_on_a_slow_machine", 0)
     if slow:
         result["notes"].insert(0, f"{slow} of {result['steadiness']['windows']} timed windows went ahead while the "

@@ -153,3 +153,27 @@ def test_infer_runs_the_picked_setting_unless_the_user_names_threads(run):
     (run / "report.json").write_text(json.dumps(report))
     choice = choose(run)
     assert choice.runner.hint == "LATENCY" and choice.runner.threads is None
+
+
+def test_without_openvino_bench_says_so_once_and_infer_says_what_ran(run, monkeypatch):
+    from edgepipe.infer import choose
+    from edgepipe.runners import select
+    from edgepipe.stages.bench import bench
+
+    monkeypatch.setattr(select, "installed_cpu_runtimes", lambda: ["onnxruntime"])
+    config = BenchConfig(batch_sizes=[1], threads=1, warmup=1, warmup_seconds=0.0, iters=3, seconds=None,
+                         repeats=1, memory=False, end_to_end=False)
+    result = bench(run, config, write=False)
+    assert {r["backend"] for r in result["rows"]} == {"torch", "onnxruntime"}
+    assert sum("OpenVINO is not installed" in note for note in result["notes"]) == 1
+    with pytest.raises(EdgepipeError, match="openvino is not installed here"):
+        bench(run, config.model_copy(update={"cpu_runtimes": ["openvino"]}), write=False)
+    with pytest.raises(EdgepipeError, match="openvino is not installed here"):
+        bench(run, config.model_copy(update={"backends": ["openvino"]}), write=False)
+
+    report = json.loads((run / "report.json").read_text())
+    report["bench"] = {"deployable": {"cpu": {"artifact": "int8-cpu", "backend": "openvino", "target": "cpu"}}}
+    (run / "report.json").write_text(json.dumps(report))
+    choice = choose(run)
+    assert choice.runner.backend == "onnxruntime"
+    assert "bench picked int8-cpu on openvino, which is not installed here; ran it on onnxruntime" in choice.note
