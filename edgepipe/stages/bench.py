@@ -237,7 +237,8 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
         for size in item["sizes"]:
             setting, probed = item["settings"][size]
             row = {"artifact": entry.name, "backend": backends_used[index], "device": devices[index, size],
-                   "setting": setting.to_json(), "setting_label": setting.label,
+                   "setting": setting.to_json() if setting else None,
+                   "setting_label": setting.label if setting else None,
                    # tuned: a setting other than the whole thread budget won the probe
                    "setting_tuned": bool(probed) and probed["chosen"] != next(iter(probed["p50_ms"])),
                    **({"setting_probe": probed} if probed else {}),
@@ -308,33 +309,33 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
 def _choose_settings(measured: list[dict[str, Any]], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
                      bar: Any, *, threads: int, tune: bool, seconds: float | None, iters: int) -> None:
     """Per measured (artifact, runtime) and batch size: the runtime setting its timed windows use
-    (bench/settings.py), probed when the runtime has more than one candidate. Fills ``runners`` and
-    ``settings`` ({size: (Setting, probe record or None)}) of every item."""
-    from edgepipe.bench.settings import Setting, candidates, probe
+    (bench/settings.py), probed when ``tune`` and the runtime has more than one candidate. Fills ``runners``
+    and ``settings`` ({size: (Setting or None for an engine, probe record or None)}) of every item."""
+    from edgepipe.bench.settings import candidates, probe
     from edgepipe.runners.select import open_runner
 
-    work = [(item, size, candidates(item["runtime"], threads, size) if tune else [])
-            for item in measured for size in item["sizes"]]
-    task = bar.add_task("bench: probing runtime settings", total=sum(1 for *_, c in work if len(c) > 1))
+    work = []
     for item in measured:
         item["runners"], item["settings"] = {}, {}
-        item["open"] = {None: item["runner"]}  # the runner opened with the default setting
+        for size in item["sizes"]:
+            found = [] if item["entry"].format == "engine" else candidates(item["runtime"], threads, size)
+            item["runners"][size] = item["runner"]  # opened with the default (found[0])
+            item["settings"][size] = (found[0] if found else None, None)
+            if tune and len(found) > 1:
+                work.append((item, size, found))
+    task = bar.add_task("bench: probing runtime settings", total=len(work))
     for item, size, found in work:
-        if len(found) < 2:
-            item["runners"][size], item["settings"][size] = item["runner"], (Setting(threads, found[0].hint)
-                                                                            if found else Setting(threads), None)
-            continue
         bar.update(task, description=f"bench: settings of {item['entry'].name} on {item['runtime']} b{size}")
-        for setting in found[1:]:
-            if setting not in item["open"]:
-                item["open"][setting] = stack.enter_context(open_runner(
+        opened = item.setdefault("opened", {found[0]: item["runner"]})
+        for setting in found:
+            if setting not in opened:
+                opened[setting] = stack.enter_context(open_runner(
                     item["directory"], item["entry"], threads=setting.threads, runtime=item["runtime"],
                     hint=setting.hint))
-        runners = {setting: item["open"][None if index == 0 else setting] for index, setting in enumerate(found)}
         batch = batches[size][0]
-        chosen, record = probe({setting: (lambda r=runner, x=batch: r.infer(x)) for setting, runner in runners.items()},
+        chosen, record = probe({setting: (lambda r=opened[setting], x=batch: r.infer(x)) for setting in found},
                                seconds=seconds / 5 if seconds else None, iters=max(3, iters // 5))
-        item["runners"][size], item["settings"][size] = runners[chosen], (chosen, record)
+        item["runners"][size], item["settings"][size] = opened[chosen], (chosen, record)
         bar.update(task, advance=1)
 
 
