@@ -104,34 +104,29 @@ def keep_float_where_faster(layers: list[tuple[str, str]], already_float: list[s
     return SpeedFallback(current, [], table, confirmations)
 
 
-def ort_timer(batch: np.ndarray, threads: int, rounds: int = 3, seconds: float = 0.25) -> TimeModels:
-    """p50 per model and round, from ``rounds`` interleaved windows of ``seconds`` each."""
+def _runtime_timer(runtime: str, batch: np.ndarray, threads: int, rounds: int, seconds: float) -> TimeModels:
+    """p50 per model and round on ``runtime``, from ``rounds`` interleaved windows of ``seconds`` each."""
     import contextlib
 
-    from edgepipe.runners.onnxruntime import OrtRunner
+    from edgepipe.runners.select import runner_for_file
     from edgepipe.timing import interleaved_rounds
 
     def time_models(models: dict[str, Path]) -> dict[str, list[float]]:
         with contextlib.ExitStack() as stack:
-            runners = {label: stack.enter_context(OrtRunner(path, threads=threads)) for label, path in models.items()}
+            runners = {label: stack.enter_context(runner_for_file(path, "onnx", threads=threads, runtime=runtime))
+                       for label, path in models.items()}
             return interleaved_rounds(runners, batch, rounds=rounds, seconds=seconds)
 
     return time_models
+
+
+def ort_timer(batch: np.ndarray, threads: int, rounds: int = 3, seconds: float = 0.25) -> TimeModels:
+    return _runtime_timer("onnxruntime", batch, threads, rounds, seconds)
 
 
 def ov_timer(batch: np.ndarray, threads: int, rounds: int = 3, seconds: float = 0.25) -> TimeModels:
-    """As ``ort_timer``, on OpenVINO (edgepipe's OvRunner: f32 precision, LATENCY hint, ``threads``)."""
-    import contextlib
-
-    from edgepipe.runners.openvino import OvRunner
-    from edgepipe.timing import interleaved_rounds
-
-    def time_models(models: dict[str, Path]) -> dict[str, list[float]]:
-        with contextlib.ExitStack() as stack:
-            runners = {label: stack.enter_context(OvRunner(path, threads=threads)) for label, path in models.items()}
-            return interleaved_rounds(runners, batch, rounds=rounds, seconds=seconds)
-
-    return time_models
+    """On OpenVINO as edgepipe's OvRunner compiles (f32, LATENCY hint, ``threads``)."""
+    return _runtime_timer("openvino", batch, threads, rounds, seconds)
 
 
 def timer_for(runtime: str, batch: np.ndarray, threads: int, **options) -> TimeModels:

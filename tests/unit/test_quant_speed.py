@@ -143,14 +143,12 @@ def test_kernels_are_traced_to_their_nodes_as_onnxruntime_names_them() -> None:
     assert set(times) == {GRAPH, "/b/Conv", "/b/Conv_1", "/b/Mul"}
 
 
-def test_a_real_profile_attributes_every_weight_layer_in_both_graphs(tmp_path) -> None:
-    """onnxruntime's profiler on a real QDQ u8s8 graph and its float graph: every Conv/Gemm has a kernel time per
-    round in each, and they sum to less than the graph's total (which also counts layout and Q/DQ kernels)."""
+def _profiled_pair(tmp_path, profiler) -> tuple[dict, list]:
+    """A real QDQ u8s8 graph and its float graph profiled by ``profiler`` (3 rounds): ({label: times}, layers)."""
     import torch
     from torch import nn
 
     from edgepipe.quant.calibration import ArrayDataReader
-    from edgepipe.quant.speed import ort_profiler
     from edgepipe.quant.tracks import calibrate, cpu_track, graph_nodes, preprocess, quantizable_nodes, quantize_track
 
     torch.manual_seed(0)
@@ -162,13 +160,25 @@ def test_a_real_profile_attributes_every_weight_layer_in_both_graphs(tmp_path) -
     images = np.random.default_rng(0).random((16, 3, 24, 24), np.float32)
     calibrate(prepared, ArrayDataReader(images, "input", batch_size=8), "minmax", 99.999, tmp_path / "ranges.json")
     int8 = quantize_track(prepared, tmp_path / "int8.onnx", cpu_track(), "minmax", tmp_path / "ranges.json")
-    profiles = ort_profiler(images, 1, graph_nodes(prepared), rounds=3, warmup=1)({"int8": int8, "float": prepared})
+    profiles = profiler(images, 1, graph_nodes(prepared), rounds=3, warmup=1)({"int8": int8, "float": prepared})
+    return profiles, quantizable_nodes(prepared)
+
+
+def _assert_every_weight_layer_timed(profiles: dict, layers: list) -> None:
     for label in ("int8", "float"):
         times = profiles[label]
-        for name, _ in quantizable_nodes(prepared):
+        for name, _ in layers:
             assert len(times[name]) == 3 and all(t > 0 for t in times[name]), (label, name)
-        weighted = sum(np.asarray(times[name]) for name, _ in quantizable_nodes(prepared))
-        assert np.all(weighted < np.asarray(times["(graph)"]))
+        weighted = sum(np.asarray(times[name]) for name, _ in layers)
+        assert np.all(weighted <= np.asarray(times["(graph)"]))
+
+
+def test_a_real_profile_attributes_every_weight_layer_in_both_graphs(tmp_path) -> None:
+    """onnxruntime's profiler on a real QDQ u8s8 graph and its float graph: every Conv/Gemm has a kernel time per
+    round in each, within the graph's total (which also counts layout and Q/DQ kernels)."""
+    from edgepipe.quant.speed import ort_profiler
+
+    _assert_every_weight_layer_timed(*_profiled_pair(tmp_path, ort_profiler))
 
 
 def test_openvino_layers_are_traced_to_their_nodes_as_openvino_names_them() -> None:
@@ -192,32 +202,12 @@ def test_openvino_layers_are_traced_to_their_nodes_as_openvino_names_them() -> N
 
 
 def test_a_real_openvino_profile_attributes_every_weight_layer_in_both_graphs(tmp_path) -> None:
-    """OpenVINO's per-layer counters on a real QDQ u8s8 graph and its float graph: every Conv/Gemm has a time
-    per round in each, within the graph's total."""
+    """OpenVINO's per-layer counters on the same pair: every Conv/Gemm has a time per round in each (a Gemm
+    turned FullyConnected is named after its output)."""
     pytest.importorskip("openvino")
-    import torch
-    from torch import nn
-
-    from edgepipe.quant.calibration import ArrayDataReader
     from edgepipe.quant.speed import ov_profiler
-    from edgepipe.quant.tracks import calibrate, cpu_track, graph_nodes, preprocess, quantizable_nodes, quantize_track
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.Sigmoid(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
-    torch.onnx.export(model, (torch.zeros(1, 3, 24, 24),), str(tmp_path / "f.onnx"), input_names=["input"],
-                      dynamic_axes={"input": {0: "batch"}}, opset_version=17, dynamo=False)
-    prepared = preprocess(tmp_path / "f.onnx", tmp_path / "prepared.onnx")
-    images = np.random.default_rng(0).random((16, 3, 24, 24), np.float32)
-    calibrate(prepared, ArrayDataReader(images, "input", batch_size=8), "minmax", 99.999, tmp_path / "ranges.json")
-    int8 = quantize_track(prepared, tmp_path / "int8.onnx", cpu_track(), "minmax", tmp_path / "ranges.json")
-    profiles = ov_profiler(images, 1, graph_nodes(prepared), rounds=3, warmup=1)({"int8": int8, "float": prepared})
-    for label in ("int8", "float"):
-        times = profiles[label]
-        for name, _ in quantizable_nodes(prepared):
-            assert len(times[name]) == 3 and all(t > 0 for t in times[name]), (label, name)
-        weighted = sum(np.asarray(times[name]) for name, _ in quantizable_nodes(prepared))
-        assert np.all(weighted <= np.asarray(times["(graph)"]))
+    _assert_every_weight_layer_timed(*_profiled_pair(tmp_path, ov_profiler))
 
 
 def test_a_zero_time_is_never_a_gain() -> None:
