@@ -30,6 +30,12 @@ What is compared, in one process, on the same inputs:
   plus the int8-cpu artifact on onnxruntime and on OpenVINO when they are not the pick, so the table explains
   itself.
 
+Settings: every OpenVINO subject runs through edgepipe's OvRunner call path (so a difference is the model, not
+the calling code). edgepipe's rows run, per batch size, the runtime setting bench chose for them (report.json's
+rows: threads, OpenVINO throughput streams; capped at --threads). Each peer runs twice: with OpenVINO's defaults
+(what a user gets) and ", best setting": the best of the same candidates by bench's own probe rule
+(edgepipe/bench/settings.py), so that tuning is not counted as edgepipe's edge.
+
 Every subject gets top-1 accuracy on the full test split, and latency p50 at each batch size from
 ``edgepipe.timing.interleaved_rounds`` over all subjects together (paired, rotated rounds: drift on a shared
 machine hits them all alike). "× eager" is the eager p50 over the subject's p50 (above 1: faster than eager).
@@ -126,12 +132,17 @@ def nncf_int8(ov_model: Any, calibration: np.ndarray, subset_size: int) -> tuple
     return quantized, time.perf_counter() - start
 
 
-def bench_setting(report: dict[str, Any], artifact: str, runtime: str, batch: int) -> Setting | None:
-    """The runtime setting bench chose for (artifact, runtime) at ``batch`` (report.json's bench rows)."""
+def bench_setting(report: dict[str, Any], artifact: str, runtime: str, batch: int, threads: int) -> Setting | None:
+    """The runtime setting bench chose for (artifact, runtime) at ``batch`` (report.json's bench rows), within
+    this run's thread budget; None (the runtime's default, said on the terminal) when bench did not time it."""
     rows = ((report.get("bench") or {}).get("rows")) or []
     row = next((r for r in rows if (r.get("artifact"), r.get("backend"), r.get("batch")) == (artifact, runtime, batch)),
                None)
-    return Setting.from_json(row.get("setting")) if row else None
+    setting = Setting.from_json(row.get("setting")) if row else None
+    if setting is None:
+        print(f"note: bench timed no {artifact} on {runtime} at batch {batch}: the runtime's default setting runs")
+        return None
+    return Setting(min(setting.threads or threads, threads), setting.hint)
 
 
 def best_setting(make: Callable[[Setting | None], Runner], runtime: str, threads: int, batch: np.ndarray
@@ -245,7 +256,8 @@ def main() -> None:
         settings[batch_size] = {}
         for label, (make, facts) in subjects.items():
             if facts.get("setting_from") == "bench":
-                settings[batch_size][label] = bench_setting(report, facts["artifact"], facts["runtime"], batch_size)
+                settings[batch_size][label] = bench_setting(report, facts["artifact"], facts["runtime"], batch_size,
+                                                            args.threads)
             elif facts.get("setting_from") == "probe":
                 settings[batch_size][label] = best_setting(make, "openvino", args.threads, batch)
         with ExitStack() as stack:
@@ -255,7 +267,7 @@ def main() -> None:
             # what OpenVINO actually compiled (the peers' precision: bf16 by default on AMX/AVX512-BF16 CPUs)
             for label, runner in runners.items():
                 if getattr(runner, "_compiled", None) is not None:
-                    ov_properties.setdefault(label, compiled_properties(runner._compiled))
+                    ov_properties.setdefault(label, {})[str(batch_size)] = compiled_properties(runner._compiled)
 
     p50 = {b: {label: float(np.median(times)) for label, times in rounds[b].items()} for b in args.batches}
     results = {}
@@ -284,8 +296,9 @@ def main() -> None:
                       f"{row['latency'][str(b)]['x_eager']:.2f}×"]
         print("| " + " | ".join(cells) + " |")
 
-    reduced = {label: props["INFERENCE_PRECISION_HINT"] for label, props in ov_properties.items()
-               if props.get("INFERENCE_PRECISION_HINT", "f32") != "f32"}
+    reduced = {label: next(iter(per_batch.values()))["INFERENCE_PRECISION_HINT"]
+               for label, per_batch in ov_properties.items()
+               if next(iter(per_batch.values())).get("INFERENCE_PRECISION_HINT", "f32") != "f32"}
     if reduced:
         shown = "; ".join(f"{label}: {precision}" for label, precision in reduced.items())
         print(f"\nOpenVINO's CPU inference precision (its default, not set here) was not f32 for: {shown}")

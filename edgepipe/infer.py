@@ -98,10 +98,12 @@ def _pick(directory: Path, artifacts: list[tuple[Path, Artifact]], name: str | N
                                          item[0].name != EXPORT_PRUNED))
 
 
-def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]]
-                ) -> tuple[Path, Artifact, str, Setting | None] | None:
-    """The CPU (artifact, runtime) pair bench picked for this run (report.json), when that artifact is here, and
-    the runtime setting (threads, OpenVINO hint) it was fastest with."""
+def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]], batch: int
+                ) -> tuple[Path, Artifact, str, Setting | None, str | None] | None:
+    """The CPU (artifact, runtime) pair bench picked for this run (report.json), when that artifact is here: its
+    stage, entry, the runtime to run it on here, the runtime setting bench measured fastest for it at the benched
+    batch closest to ``batch`` (None unless a setting other than the full thread budget won there), and the
+    backend bench named."""
     from edgepipe.artifacts import read_json
     from edgepipe.report import REPORT
     from edgepipe.runners.select import installed_cpu_runtimes
@@ -109,30 +111,26 @@ def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]]
     if not (directory / REPORT).is_file():
         return None
     try:
-        pick = ((read_json(directory / REPORT, "report").get("bench") or {}).get("deployable") or {}).get("cpu") or {}
+        bench = read_json(directory / REPORT, "report").get("bench") or {}
     except EdgepipeError:
         return None  # an unreadable report: infer's own rule still picks
+    pick = (bench.get("deployable") or {}).get("cpu") or {}
     found = next(((s, e) for s, e in artifacts if e.name == pick.get("artifact")), None)
     if found is None or found[1].format not in ("onnx", "torch"):
         return None
     backend = pick.get("backend")
     runtime = backend if found[1].format == "onnx" and backend in installed_cpu_runtimes() else None
-    setting = Setting.from_json(pick.get("setting")) if runtime else None
-    return found[0], found[1], runtime or ("onnxruntime" if found[1].format == "onnx" else "torch"), setting
+    setting = None
+    rows = [r for r in bench.get("rows") or [] if isinstance(r, dict) and type(r.get("batch")) is int
+            and (r.get("artifact"), r.get("backend")) == (pick.get("artifact"), backend)]
+    if runtime and rows:
+        closest = min(rows, key=lambda r: (abs(r["batch"] - batch), r["batch"]))
+        setting = Setting.from_json(closest.get("setting")) if closest.get("setting_tuned") is True else None
+    return (found[0], found[1], runtime or ("onnxruntime" if found[1].format == "onnx" else "torch"), setting,
+            backend if isinstance(backend, str) else None)
 
 
-def _picked_backend(directory: Path) -> str | None:
-    from edgepipe.artifacts import read_json
-    from edgepipe.report import REPORT
-
-    try:
-        pick = ((read_json(directory / REPORT, "report").get("bench") or {}).get("deployable") or {}).get("cpu") or {}
-    except EdgepipeError:
-        return None
-    return pick.get("backend")
-
-
-def choose(model: Path, *, artifact: str | None = None, threads: int | None = None) -> Choice:
+def choose(model: Path, *, artifact: str | None = None, threads: int | None = None, batch: int = 1) -> Choice:
     """Resolve MODEL (file or directory) to a runner, the file it runs, and the recorded preprocessing.
 
     A directory with no usable engine runs what bench picked for the CPU (the fastest within budget, on the
@@ -153,20 +151,24 @@ def choose(model: Path, *, artifact: str | None = None, threads: int | None = No
         path, fmt, name = stage / entry.file, entry.format, entry.name
         if problem is not None and artifact is None and any(e.format == "engine" for _, e in artifacts):
             note = f"TensorRT not available here ({problem}); ran the ONNX artifact {name} on onnxruntime instead"
-        picked = _bench_pick(source.directory, artifacts) if artifact is None and entry.format != "engine" else None
+        picked = (_bench_pick(source.directory, artifacts, batch) if artifact is None and entry.format != "engine"
+                  else None)
         if picked is not None:
-            stage, entry, runtime, setting = picked
+            stage, entry, runtime, setting, picked_on = picked
             path, fmt, name = stage / entry.file, entry.format, entry.name
-            how = f", {setting.label}" if setting and threads is None else ""
-            picked_on = _picked_backend(source.directory)
+            if threads is not None:  # the user's --threads wins over bench's measured setting
+                setting = None
+            how = f", {setting.label} (bench's fastest near batch {batch})" if setting else ""
             if picked_on in ("openvino",) and runtime != picked_on:
                 note = (f"bench picked {name} on {picked_on}, which is not installed here; ran it on {runtime}"
                         + (f"; {note}" if note else ""))
             else:
                 note = f"ran {name} on {runtime}{how}: bench's pick for this CPU (report.json)" + (
                     f"; {note}" if note else "")
-    if setting is not None and threads is None:  # the user's --threads wins over bench's measured setting
-        threads = setting.threads
+    if setting is not None:
+        from edgepipe.timing import available_cpus
+
+        threads = min(setting.threads or available_cpus(), available_cpus())  # report.json is data: never more
     runner = runner_for_file(path, fmt, threads=threads, fallback=True,
                              runtime=runtime if runtime in ("openvino",) else None,
                              hint=setting.hint if setting else None)
@@ -209,7 +211,7 @@ def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | No
     if top_k < 1:
         raise EdgepipeError(f"--top-k must be at least 1, got {top_k}")
     images = collect_images(inputs)
-    choice = choose(model, artifact=artifact, threads=threads)
+    choice = choose(model, artifact=artifact, threads=threads, batch=max(1, min(batch_size, len(images))))
     if choice.preprocessing.get("kind") != "image":
         raise EdgepipeError(f"{choice.path} was trained on {choice.preprocessing.get('kind') or 'unknown'} inputs, "
                             "not images; `infer` reads image files only")

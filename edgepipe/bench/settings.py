@@ -7,8 +7,9 @@ OpenVINO: waking the second thread costs more than it gives), while at batch 64 
 configuration (two streams of one thread, the batch split across them) ran 1.03 ms against 1.18 ms for its
 latency configuration. bench therefore probes each candidate below in short interleaved rounds before its
 timed windows, and keeps a candidate other than the default only when it is faster than the default in every
-round by more than the rounds' own spread, the rule quantize's speed fallback uses: a setting is not changed on
-one lucky window. The thread count is a budget: no candidate uses more than bench was given.
+round by more than the rounds' own spread and by at least ``MIN_GAIN``: a setting is not changed on one lucky
+window, nor for a difference too small to matter. The thread count is a budget: no candidate uses more than
+bench was given.
 
 PyTorch has no candidates: its thread pool is process-wide (``torch.set_num_threads``), so it runs with the
 whole budget, which is also its fastest on the machines measured (0.99 vs 1.12 ms for 2 vs 1 thread at batch 1).
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from edgepipe.timing import time_calls
+
+MIN_GAIN = 0.03  # a setting other than the default must win every probe round by this much at least
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,9 @@ class Setting:
         if not isinstance(value, dict):
             return None
         threads, hint = value.get("threads"), value.get("hint")
-        if not (threads is None or (isinstance(threads, int) and threads >= 1)) or hint not in (None, "LATENCY",
-                                                                                                "THROUGHPUT"):
-            return None
+        if not (threads is None or (type(threads) is int and threads >= 1)) or hint not in (None, "LATENCY",
+                                                                                             "THROUGHPUT"):
+            return None  # (type() is int: JSON true is not one thread; callers cap the count at the CPUs)
         return cls(threads, hint)
 
 
@@ -83,13 +86,14 @@ def probe(calls: dict[Setting, Callable[[], object]], *, rounds: int = 3, second
             per_round[setting].append(float(np.percentile(samples, 50)))
     chosen, why = default, "the default: no other setting beat it in every round"
     if len(settings) > 1:
-        spread = (max(per_round[default]) - min(per_round[default])) / max(min(per_round[default]), 1e-9)
+        spread = max(MIN_GAIN, (max(per_round[default]) - min(per_round[default])) / max(min(per_round[default]),
+                                                                                           1e-9))
         for setting in settings[1:]:
             gains = [1 - mine / theirs for mine, theirs in zip(per_round[setting], per_round[default], strict=True)]
             if min(gains) > spread and (chosen is default or np.median(per_round[setting])
                                         < np.median(per_round[chosen])):
                 chosen = setting
                 why = (f"faster than {default.label} in every round by {min(gains):.0%} or more "
-                       f"(the default's own spread: {spread:.0%})")
+                       f"(needed: the default's own spread or {MIN_GAIN:.0%}, whichever is larger: {spread:.0%})")
     return chosen, {"chosen": chosen.label, "why": why, "rounds": rounds,
                     "p50_ms": {setting.label: [round(v, 4) for v in per_round[setting]] for setting in settings}}

@@ -142,17 +142,25 @@ def profiler_for(runtime: str, batch: np.ndarray, threads: int, nodes: list[Node
 def fastest_runtime(model: Path, runtimes: list[str], batch: np.ndarray, threads: int, rounds: int = 3,
                     seconds: float = 0.25) -> tuple[str, dict[str, list[float]]]:
     """Which CPU runtime runs ``model`` fastest at ``batch`` (the median of paired, interleaved rounds): the one
-    that will run the int8-cpu artifact, so the one its float layers are chosen on."""
+    that will run the int8-cpu artifact, so the one its float layers are chosen on. A runtime that refuses the
+    graph is left out (the first, onnxruntime, must run it)."""
     import contextlib
 
+    from edgepipe.errors import EdgepipeError
     from edgepipe.runners.select import runner_for_file
     from edgepipe.timing import interleaved_rounds
 
     with contextlib.ExitStack() as stack:
-        runners = {runtime: stack.enter_context(runner_for_file(model, "onnx", threads=threads, runtime=runtime))
-                   for runtime in runtimes}
+        runners = {}
+        for runtime in runtimes:
+            try:
+                runners[runtime] = stack.enter_context(runner_for_file(model, "onnx", threads=threads,
+                                                                       runtime=runtime))
+            except EdgepipeError:  # a runtime that refuses the graph cannot be the one that runs it
+                if runtime == runtimes[0]:
+                    raise
         rounds_ms = interleaved_rounds(runners, batch, rounds=rounds, seconds=seconds)
-    return min(runtimes, key=lambda runtime: float(np.median(rounds_ms[runtime]))), rounds_ms
+    return min(runners, key=lambda runtime: float(np.median(rounds_ms[runtime]))), rounds_ms
 
 
 def ov_profiler(batch: np.ndarray, threads: int, nodes: list[Node], rounds: int = 5, warmup: int = 2

@@ -109,7 +109,7 @@ def bench_cells(row: dict[str, Any], short: bool = False) -> list[str]:
     latency, e2e = row["latency_ms"], row.get("end_to_end")
     backend = _SHORT_BACKENDS.get(row["backend"], row["backend"]) if short else row["backend"]
     if row.get("setting_tuned"):  # a setting other than the whole thread budget won bench's probe
-        backend += f" {row['setting_label'] if not short else _short_setting(row['setting'])}"
+        backend += f" {row.get('setting_label') if not short else _short_setting(row.get('setting'))}"
     return [row["artifact"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
             _ms(latency["p90"]), _ms(latency["p99"]), f"{row['p50_spread_pct'] / 2:.1f}%",
             _count(row["throughput_per_s"]),

@@ -24,8 +24,8 @@ from edgepipe.runners.base import Runner, TensorSpec
 
 HINTS = ("LATENCY", "THROUGHPUT")
 # OpenVINO element type names -> numpy dtype names
-_OV_TYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32", "i8": "int8",
-             "u8": "uint8", "boolean": "bool"}
+_OV_TYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32", "i16": "int16",
+             "i8": "int8", "u64": "uint64", "u32": "uint32", "u16": "uint16", "u8": "uint8", "boolean": "bool"}
 
 
 def openvino_version() -> str | None:
@@ -99,6 +99,9 @@ class OvRunner(Runner):
         names = self._graph_names()
         self._inputs = [_spec(port, names, f"input{i}") for i, port in enumerate(self._compiled.inputs)]
         self._outputs = [_spec(port, names, f"output{i}") for i, port in enumerate(self._compiled.outputs)]
+        # A batch can be split across the streams only when every input and output carries it on a dynamic axis 0
+        # (not a scalar, not NonMaxSuppression's [M, 3] selected indices with batch numbers inside).
+        self._splittable = all(spec.shape and spec.shape[0] is None for spec in [*self._inputs, *self._outputs])
 
     def close(self) -> None:
         self._requests = []
@@ -120,15 +123,17 @@ class OvRunner(Runner):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from openvino import Tensor
 
-        batch = len(next(iter(feed.values())))
-        # One request per stream, each on its own slice of the batch (a fixed-batch graph cannot be split).
-        count = min(len(self._requests), batch) if self._inputs[0].shape[0] is None else 1
+        first = next(iter(feed.values()))
+        batch = len(first) if first.ndim else 1
+        # One request per stream, each on its own slice of the batch.
+        count = max(1, min(len(self._requests), batch)) if self._splittable else 1
         bounds = [batch * part // count for part in range(count + 1)]  # (not np.linspace: 15 us a call)
         requests = self._requests[:count]
         for request, start, stop in zip(requests, bounds, bounds[1:], strict=False):
             for index, spec in enumerate(self._inputs):
                 # shared_memory: the request reads the caller's (contiguous, prepared) array in place
-                request.set_input_tensor(index, Tensor(feed[spec.name][start:stop], shared_memory=True))
+                array = feed[spec.name] if count == 1 else feed[spec.name][start:stop]
+                request.set_input_tensor(index, Tensor(array, shared_memory=True))
         if count == 1:
             requests[0].infer()
             # copies: a request's output tensors are reused by its next call

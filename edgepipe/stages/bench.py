@@ -253,6 +253,8 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
                    "score": evaluated.get("score"), "drop": evaluated.get("drop")}
             if "error" in peaks:
                 row["memory_note"] = peaks["error"]
+            elif row["setting_tuned"]:
+                row["memory_note"] = f"peak memory with the runtime's default setting, not {setting.label}"
             if full.get((index, size)):
                 row["end_to_end"] = _latency_fields(full[index, size], size)
             rows.append(row)

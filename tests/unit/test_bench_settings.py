@@ -24,7 +24,8 @@ def test_labels_and_json_round_trip():
     assert Setting(2, "THROUGHPUT").short == "2t+tp"
     for setting in (Setting(1), Setting(2, "THROUGHPUT"), Setting(None, "LATENCY")):
         assert Setting.from_json(setting.to_json()) == setting
-    for bad in ("os:system", {"threads": 0}, {"threads": "2"}, {"threads": 2, "hint": "FAST"}, None):
+    for bad in ("os:system", {"threads": 0}, {"threads": "2"}, {"threads": True}, {"threads": 2, "hint": "FAST"},
+                None):
         assert Setting.from_json(bad) is None  # report.json is data: nothing odd reaches a runner
 
 
@@ -55,6 +56,12 @@ def test_the_default_stays_unless_the_win_stands_out(monkeypatch, other):
     default, one = Setting(2), Setting(1)
     chosen, record = probe(_scripted(monkeypatch, {default: [0.100, 0.102, 0.101], one: other}))
     assert chosen == default and record["why"].startswith("the default")
+
+
+def test_a_steady_but_tiny_win_is_not_a_reason_to_change(monkeypatch):
+    default, one = Setting(2), Setting(1)
+    chosen, _ = probe(_scripted(monkeypatch, {default: [0.100, 0.100, 0.100], one: [0.098, 0.098, 0.098]}))
+    assert chosen == default  # 2 % in every round, on a default with no spread at all: below MIN_GAIN
 
 
 def test_of_two_winners_the_faster_is_kept(monkeypatch):

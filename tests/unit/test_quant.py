@@ -471,6 +471,13 @@ def test_the_speed_fallback_measures_on_the_runtime_that_runs_the_int8_graph_fas
     assert {row["runtime"] for row in metrics["speed"].values()} == {"openvino"}
     assert len(DecisionCache(SPEED_DECISIONS)._entries()) == 1
 
+    picked.clear()
+    monkeypatch.setattr(speed, "ov_timer", _scripted_timer(0.5))  # another mood: would revert, were it measured
+    again = quantize(root, root / "again", QuantizeConfig(calibration=str(calib), qat=False, fp16=False))
+    reused = json.loads((again / "manifest.json").read_text())["metrics"]["cpu_speed_fallback"]
+    assert picked == [] and reused["decision"] == "reused" and reused["runtime"] == "openvino"
+    assert (again / "model.int8.cpu.onnx").read_bytes() == (out / "model.int8.cpu.onnx").read_bytes()
+
     monkeypatch.setattr(speed, "ort_timer", _scripted_timer(5.0))
     monkeypatch.setattr(speed, "ort_profiler", _scripted_profiler)
     quantize(root, root / "q2", QuantizeConfig(calibration=str(calib), qat=False, fp16=False,

@@ -170,7 +170,7 @@ def _assert_every_weight_layer_timed(profiles: dict, layers: list) -> None:
         for name, _ in layers:
             assert len(times[name]) == 3 and all(t > 0 for t in times[name]), (label, name)
         weighted = sum(np.asarray(times[name]) for name, _ in layers)
-        assert np.all(weighted <= np.asarray(times["(graph)"]))
+        assert np.all(weighted < np.asarray(times["(graph)"]))  # the graph also runs Q/DQ and layout kernels
 
 
 def test_a_real_profile_attributes_every_weight_layer_in_both_graphs(tmp_path) -> None:
