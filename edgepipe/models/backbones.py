@@ -39,8 +39,8 @@ def _library(registry: str):
                             "Installing)") from None
 
 
-def build_backbone(name: str, num_classes: int, params: dict[str, Any]) -> nn.Module:
-    """A randomly initialized ``torchvision:NAME`` / ``timm:NAME`` model with ``num_classes`` outputs."""
+def check_backbone_name(name: str):
+    """The registry library for ``torchvision:NAME`` / ``timm:NAME`` when it has that model (one line when not)."""
     registry, _, model_name = name.partition(":")
     library = _library(registry)
     if registry == "timm":
@@ -48,11 +48,20 @@ def build_backbone(name: str, num_classes: int, params: dict[str, Any]) -> nn.Mo
             close = library.list_models(f"*{model_name.split('_')[0]}*")[:8]
             raise EdgepipeError(f"model '{name}': timm has no model '{model_name}'"
                                 + (f"; similar: {', '.join(close)}" if close else ""))
-        return library.create_model(model_name, pretrained=False, num_classes=num_classes, **params)
+        return library
     known = library.list_models(module=library)
     if model_name not in known:
         classifiers = ", ".join(known[:12])
         raise EdgepipeError(f"model '{name}': not a torchvision classification model (e.g. {classifiers}, ...)")
+    return library
+
+
+def build_backbone(name: str, num_classes: int, params: dict[str, Any]) -> nn.Module:
+    """A randomly initialized ``torchvision:NAME`` / ``timm:NAME`` model with ``num_classes`` outputs."""
+    registry, _, model_name = name.partition(":")
+    library = check_backbone_name(name)
+    if registry == "timm":
+        return library.create_model(model_name, pretrained=False, num_classes=num_classes, **params)
     params = dict(params)
     if model_name in ("googlenet", "inception_v3"):
         params.setdefault("aux_logits", False)  # the auxiliary heads exist only for training from scratch

@@ -86,13 +86,18 @@ def check_recipe(recipe: Recipe) -> None:
     """Everything a recipe names, checked before any stage starts (not after 40 s of training)."""
     import inspect
 
-    from edgepipe.models import ZOO, import_callable
+    from edgepipe.models import ZOO, import_callable, is_registry_model
 
     if recipe.target:
         from edgepipe.targets import get_target
 
         get_target(recipe.target)
-    if is_import_path(recipe.model.name):
+    if is_registry_model(recipe.model.name):  # torchvision:NAME / timm:NAME: the library checks its own params
+        from edgepipe.models.backbones import check_backbone_name
+
+        check_backbone_name(recipe.model.name)
+        builder = None
+    elif is_import_path(recipe.model.name):
         builder = import_callable(recipe.model.name)
     elif recipe.model.name in ZOO:
         builder = ZOO[recipe.model.name]
@@ -100,7 +105,8 @@ def check_recipe(recipe: Recipe) -> None:
         raise EdgepipeError(f"model.name: unknown model '{recipe.model.name}'; known: {', '.join(ZOO)}, or a "
                             "'package.module:callable' import path")
     try:
-        inspect.signature(builder).bind_partial(**recipe.model.params)
+        if builder is not None:
+            inspect.signature(builder).bind_partial(**recipe.model.params)
     except TypeError as exc:
         raise EdgepipeError(f"model.params: {exc} (model '{recipe.model.name}')") from None
     except ValueError:

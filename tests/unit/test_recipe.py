@@ -15,9 +15,31 @@ def test_required_recipes_ship():
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_shipped_recipes_validate(path: Path):
+def test_shipped_recipes_validate(path: Path, tmp_path: Path):
+    """Every shipped recipe passes the checks `edgepipe pipeline` runs before its first stage (a torchvision:
+    backbone recipe once failed them: the pre-check knew only the zoo and import paths)."""
+    from edgepipe.stages.pipeline import check_recipe
+
     recipe = load_recipe(path)
     assert recipe.name == path.stem
+    if recipe.dataset.path and not (REPO / recipe.dataset.path).is_dir():  # a folder the README says to generate
+        from edgepipe.data.sample_folder import write_sample_folder
+
+        folder = write_sample_folder(tmp_path / "shapes", images=8, sizes=(32, 48))
+        recipe = recipe.model_copy(update={"dataset": recipe.dataset.model_copy(update={"path": str(folder)})})
+    check_recipe(recipe)
+
+
+@pytest.mark.parametrize(("name", "says"), [("torchvision:resnet19", "not a torchvision classification model"),
+                                           ("timm:resnet_nope", "timm has no model")])
+def test_an_unknown_backbone_is_refused_before_any_stage(tmp_path, name, says):
+    from edgepipe.stages.pipeline import check_recipe
+
+    pytest.importorskip(name.partition(":")[0])
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", model={"name": name}))
+    with pytest.raises(EdgepipeError, match=says) as info:
+        check_recipe(recipe)
+    assert "\n" not in str(info.value)
 
 
 def test_unknown_key_names_key_file_and_allowed(tmp_path):
