@@ -10,7 +10,8 @@ from edgepipe.artifacts import write_bytes_atomic
 from edgepipe.report.tables import human_size, task_of_report
 from edgepipe.run import ORIGINAL, REPORT_PNG
 
-_BACKEND_COLORS = {"torch": "#d62728", "onnxruntime": "#1f77b4", "tensorrt": "#2ca02c"}
+_BACKEND_COLORS = {"torch": "#d62728", "onnxruntime": "#1f77b4", "openvino": "#9467bd", "tensorrt": "#2ca02c"}
+_BACKEND_TAGS = {"onnxruntime": "ort", "openvino": "ov", "tensorrt": "trt"}  # in point labels, beside the name
 _PRECISION_MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
 
 
@@ -20,7 +21,10 @@ def _marker_area(size_bytes: float, largest: float) -> float:
 
 # label offsets (points) tried in order: right, then left, then further up/down, until a label overlaps nothing
 _LABEL_OFFSETS = [(14, 8), (14, -16), (-14, 8), (-14, -16), (16, -4), (-16, -4), (14, 24), (14, -32),
-                  (-14, 24), (-14, -32), (0, 40), (0, -48), (40, 16), (40, -24), (-40, 16), (-40, -24)]
+                  (-14, 24), (-14, -32), (0, 40), (0, -48), (40, 16), (40, -24), (-40, 16), (-40, -24),
+                  # farther out, for a crowded corner (two runtimes put every ONNX file on the plot twice)
+                  (0, 64), (0, -72), (60, 40), (60, -48), (-60, 40), (-60, -48), (24, 88), (-24, 88), (24, -96),
+                  (-24, -96)]
 _Box = tuple[float, float, float, float]
 
 
@@ -102,6 +106,8 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     pad = 0.3 * budget + 0.15 * (high - low)  # room for labels above the top and below the bottom points
     low, high = low - pad, high + pad
     pick = (bench.get("deployable") or {}).get("cpu") or {}
+    # the same file on two runtimes is two points: then a label names the runtime too
+    tagged = len({r["backend"] for r in rows if r["backend"] in ("onnxruntime", "openvino")}) > 1
     figure, axes = plt.subplots(1, len(sizes), figsize=(6.4 * len(sizes), 5.4), sharey=True, squeeze=False)
     labels = []
     for axis, size in zip(axes[0], sizes, strict=True):
@@ -126,12 +132,13 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
             axis.scatter(x, y, s=area, c=_BACKEND_COLORS.get(row["backend"], "0.4"), alpha=0.75, zorder=3,
                          marker="*" if is_original else _PRECISION_MARKERS.get(row["precision"], "D"),
                          edgecolors="black" if is_original else "white", linewidths=1.5 if is_original else 0.8)
-            is_pick = row["artifact"] == pick.get("artifact")
+            is_pick = (row["artifact"], row["backend"]) == (pick.get("artifact"), pick.get("backend"))
             if is_pick:  # a ring around the deployable artifact
                 axis.scatter(x, y, s=area * 2.4, facecolors="none", edgecolors="#2ca02c", linewidths=2.2, zorder=4)
             speed = "" if is_original or row.get("speedup_vs_original") is None else \
                 f"  {row['speedup_vs_original']:.1f}x"
-            points.append((x, y, area, f"{row['artifact']}{speed}{'  (deploy)' if is_pick else ''}", is_original,
+            tag = f" ({_BACKEND_TAGS[row['backend']]})" if tagged and row["backend"] in _BACKEND_TAGS else ""
+            points.append((x, y, area, f"{row['artifact']}{tag}{speed}{'  (deploy)' if is_pick else ''}", is_original,
                            is_pick))
         labels.append((axis, points))
         axis.set_title(f"batch {size}", fontsize=11)
@@ -149,7 +156,8 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     if pick.get("artifact"):
         handles.append(Line2D([], [], marker="o", color="w", markerfacecolor="none", markeredgecolor="#2ca02c",
                               markeredgewidth=2, markersize=13, label="picked for CPU deployment"))
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), frameon=False, fontsize=9)
+    columns = len(handles) if len(handles) <= 8 else (len(handles) + 1) // 2  # one row, or two even ones
+    figure.legend(handles=handles, loc="lower center", ncol=columns, frameon=False, fontsize=9)
     machine = bench.get("machine", {})
     figure.suptitle(f"{report.get('recipe', '')}: {task.metric_label} vs latency · marker area ∝ file size "
                     f"({human_size(largest)} largest) · {machine.get('cpu', '?')}, "

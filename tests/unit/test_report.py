@@ -74,3 +74,27 @@ def test_a_classifier_gets_its_confusion_matrix_and_roc_picture(tiny_run, tmp_pa
     path = write_task_plot(run, report)
     assert path == run / "report-task.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert write_task_plot(run, {**report, "task": {"name": "reconstruction"}}) is None
+
+
+def test_the_plot_rings_only_the_picked_runtime_and_names_runtimes_when_a_file_runs_on_two(tmp_path, monkeypatch):
+    """The same int8 file on onnxruntime and on OpenVINO is two points: labels say which is which, and only the
+    (artifact, runtime) pair bench picked gets the deployment ring."""
+    from edgepipe.report import plot
+
+    def row(artifact, backend, batch, p50, precision="int8"):
+        return {"artifact": artifact, "backend": backend, "batch": batch, "precision": precision, "score": 0.98,
+                "size_bytes": 1000, "latency_ms": {"p50": p50}, "speedup_vs_original": 1.0 / p50}
+
+    rows = [row("original", "torch", n, 1.0, "fp32") for n in (1, 64)]
+    rows += [row("int8-cpu", backend, n, p50) for n in (1, 64) for backend, p50 in (("onnxruntime", 0.1),
+                                                                                   ("openvino", 0.08))]
+    report = {**EVAL, "bench": {"rows": rows, "machine": {"cpu": "x", "threads": 2},
+                                "deployable": {"cpu": {"artifact": "int8-cpu", "backend": "openvino"}}}}
+    panels = []
+    monkeypatch.setattr(plot, "_place_labels", lambda figure, axis, points: panels.append(points))
+    assert write_report_plot(tmp_path, report) is not None
+    assert len(panels) == 2
+    for points in panels:
+        picked = [label for *_, label, _, is_pick in points if is_pick]
+        assert picked == [next(label for *_, label, _, _ in points if label.startswith("int8-cpu (ov)"))]
+        assert any(label.startswith("int8-cpu (ort)") for *_, label, _, _ in points)
