@@ -43,7 +43,7 @@ CALIB_CACHE = "trt.calib.cache"
 CALIB_RANGES = "calibration.ranges.json"
 TIMING_CACHE = "trt.timing.cache"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
-TASK_PNG = "report-task.png"  # the task's own picture: a classifier's confusion matrix and ROC curves
+TASK_PNG = "report-task.png"  # the task's own picture: confusion matrix + ROC, or PR curves + per-class AP
 # A bundle's own files, beside its export/ quantize/ prune/ stages.
 REFERENCE_NPZ, LABELS_TXT, BUNDLE_README = "reference.npz", "labels.txt", "README.md"
 # The device runtime a bundle carries (edgepipe/device/): the launcher users run and the module beside it.

@@ -1,9 +1,15 @@
-"""RUN/report-task.png: what a person reads a classifier by, drawn from report.json (matplotlib, headless).
+"""RUN/report-task.png: what a person reads a model by, drawn from report.json (matplotlib, headless).
 
-Left, the original model's confusion matrix on the test split (rows: true class, normalized per row, so a
-class the model confuses stands out whatever its size); right, the macro one-vs-rest ROC curve of every
-artifact with its AUC, so an optimized artifact that ranks worse than the original shows even where top-1
-does not move. Tasks without such a picture (reconstruction) get none.
+A classifier: left, the original model's confusion matrix on the test split (rows: true class, normalized per
+row, so a class the model confuses stands out whatever its size); right, the macro one-vs-rest ROC curve of
+every artifact with its AUC, so an optimized artifact that ranks worse than the original shows even where
+top-1 does not move.
+
+A detector: left, every artifact's precision-recall curve at IoU 0.5 (COCO's, whose mean is mAP@0.5); right,
+AP@0.5 per class for every artifact: where INT8 loses one class outright (the failure the field's trackers
+report as "0 mAP for most classes") it shows there even when the mean barely moves.
+
+Tasks without such a picture (reconstruction) get none.
 """
 
 from __future__ import annotations
@@ -20,17 +26,20 @@ ANNOTATE_MAX_CLASSES = 12  # beyond this the cell numbers are too small to read
 
 
 def write_task_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
-    """Write RUN/report-task.png for a classifier's eval report; None when there is nothing to draw."""
+    """Write RUN/report-task.png for a classifier's or a detector's eval report; None when there is nothing to
+    draw."""
     rows = [r for r in report.get("artifacts", []) if "metrics" in r]
     original = next((r for r in rows if r["name"] == ORIGINAL), None)
-    if (report.get("task") or {}).get("name", "classification") != "classification" or original is None \
-            or original["metrics"].get("confusion") is None:
+    task = (report.get("task") or {}).get("name", "classification")
+    if original is None:
         return None
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
+    if task == "detection" and (original["metrics"].get("coco") or {}).get("pr50"):
+        return _save(_detection_figure(report, rows), run_dir)
+    if task != "classification" or original["metrics"].get("confusion") is None:
+        return None
     import matplotlib.pyplot as plt
 
     labels = report.get("dataset", {}).get("labels") or [str(i) for i in range(len(original["metrics"]["confusion"]))]
@@ -77,9 +86,67 @@ def write_task_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     figure.suptitle(f"{report.get('recipe', '')}: {report.get('dataset', {}).get('name', '')} test split",
                     fontsize=12)
     figure.tight_layout()
+    return _save(figure, run_dir)
+
+
+def _save(figure: Any, run_dir: Path) -> Path:
+    import io
+
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     path = Path(run_dir) / TASK_PNG
     write_bytes_atomic(path, buffer.getbuffer())
     return path
+
+
+def _detection_figure(report: dict[str, Any], rows: list[dict[str, Any]]) -> Any:
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5.8), gridspec_kw={"width_ratios": [1, 1.15]})
+    drawn = [r for r in rows if (r["metrics"].get("coco") or {}).get("pr50")]
+    colors = {row["name"]: plt.get_cmap("tab10")(index % 10) for index, row in enumerate(drawn)}
+    for row in drawn:
+        is_original = row["name"] == ORIGINAL
+        curve = row["metrics"]["coco"]["pr50"]
+        left.plot(curve["recall"], curve["precision"], linewidth=2.4 if is_original else 1.3,
+                  color="black" if is_original else colors[row["name"]], linestyle="-" if is_original else "--",
+                  label=f"{row['name']} (mAP@0.5 {100 * row['metrics']['map50']:.2f})", zorder=3 if is_original else 2)
+    low = min(min(r["metrics"]["coco"]["pr50"]["precision"][:91]) for r in drawn)  # up to recall 0.9
+    left.set_xlim(0, 1.0)
+    left.set_ylim(max(0.0, min(low, 0.9) - 0.05), 1.005)
+    left.set_xlabel("recall")
+    left.set_ylabel("precision (mean over classes)")
+    left.set_title("precision-recall at IoU 0.5 of every artifact (COCO's 101 points)", fontsize=10)
+    left.grid(True, alpha=0.3)
+    left.legend(loc="lower left", fontsize=8)
+
+    labels = report.get("dataset", {}).get("labels") or []
+    per_class = {row["name"]: row["metrics"].get("per_class_ap50") or {} for row in drawn}
+    classes = labels or sorted({name for values in per_class.values() for name in values})
+    ys = np.arange(len(classes))
+    step = 0.8 / max(len(drawn), 1)
+    for index, row in enumerate(drawn):
+        values = [per_class[row["name"]].get(name) for name in classes]
+        shown = [(y, v) for y, v in zip(ys, values, strict=True) if v is not None]
+        if not shown:
+            continue
+        is_original = row["name"] == ORIGINAL
+        right.barh([y - 0.4 + step * (index + 0.5) for y, _ in shown], [100 * v for _, v in shown], height=step,
+                   color="0.25" if is_original else colors[row["name"]], label=row["name"])
+    known = [v for values in per_class.values() for v in values.values() if v is not None]
+    right.set_xlim(max(0.0, 100 * min(known) - 5) if known and min(known) > 0.5 else 0, 100.5)
+    right.set_yticks(ys, [str(name) for name in classes], fontsize=8)
+    right.invert_yaxis()
+    right.set_xlabel("AP@0.5 (%)")
+    right.set_ylabel("class")
+    right.set_title("AP@0.5 per class (a class lost by an artifact shows here)", fontsize=10)
+    right.grid(True, axis="x", alpha=0.3)
+    right.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # beside the bars
+    samples = report.get("dataset", {}).get("test_samples")
+    figure.suptitle(f"{report.get('recipe', '')}: {report.get('dataset', {}).get('name', '')} test split"
+                    + (f" ({samples} images)" if samples else ""), fontsize=12)
+    figure.tight_layout()
+    return figure

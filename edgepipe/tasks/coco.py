@@ -59,4 +59,10 @@ def coco_metrics(detections: np.ndarray, targets: np.ndarray, labels: Sequence[s
                                                                                        strict=True)}
     precision = evaluation.eval["precision"][0, :, :, 0, -1]  # IoU 0.5, [recall, class], area all, maxDets 100
     metrics["per_class_ap50"] = [None if (column == -1).all() else float(column.mean()) for column in precision.T]
+    # the precision-recall curve at IoU 0.5 behind mAP@0.5: COCO's 101 recall points, classes with ground truth
+    # averaged (its mean is map50); report-task.png draws it per artifact
+    present = precision[:, (precision != -1).any(axis=0)]
+    if present.size:
+        metrics["pr50"] = {"recall": [round(float(r), 2) for r in evaluation.params.recThrs],
+                           "precision": [round(float(v), 4) for v in present.clip(min=0).mean(axis=1)]}
     return metrics

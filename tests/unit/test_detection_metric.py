@@ -79,6 +79,10 @@ def _assert_agrees_with_pycocotools(detections, targets, classes):
     assert [a is None for a in ours["per_class_ap50"]] == [b is None for b in coco["per_class_ap50"]]
     assert [a or 0.0 for a in ours["per_class_ap50"]] == pytest.approx([b or 0.0 for b in coco["per_class_ap50"]],
                                                                        abs=1e-4)
+    if coco["map50"] is not None:  # the curve report-task.png draws is the one behind mAP@0.5 (4-decimal points)
+        curve = coco["pr50"]
+        assert len(curve["recall"]) == len(curve["precision"]) == 101 and curve["recall"][-1] == 1.0
+        assert np.mean(curve["precision"]) == pytest.approx(coco["map50"], abs=1e-4)
     return ours
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from edgepipe.report import eval_table, update_report, write_report_markdown, write_report_plot
+from edgepipe.report import eval_table, update_report, write_report_markdown, write_report_plot, write_task_plot
 
 EVAL = {
     "recipe": "tiny", "dataset": {"name": "mnist5k", "test_samples": 1000}, "max_drop": 0.5,
@@ -98,3 +98,28 @@ def test_the_plot_rings_only_the_picked_runtime_and_names_runtimes_when_a_file_r
         picked = [label for *_, label, _, is_pick in points if is_pick]
         assert picked == [next(label for *_, label, _, _ in points if label.startswith("int8-cpu (ov)"))]
         assert any(label.startswith("int8-cpu (ort)") for *_, label, _, _ in points)
+
+
+def test_a_detector_gets_its_precision_recall_and_per_class_picture(tmp_path: Path) -> None:
+    from edgepipe.tasks.coco import coco_metrics
+
+    rng = np.random.default_rng(0)
+    targets = np.full((40, 3, 5), -1.0)
+    targets[:, 0] = np.column_stack([rng.integers(0, 20, (40, 2)), rng.integers(30, 50, (40, 2)),
+                                     rng.integers(0, 3, 40)])
+    def artifact(name, jitter):
+        detections = np.full((40, 5, 6), -1.0)
+        detections[:, 0, :4] = targets[:, 0, :4] + rng.normal(0, jitter, (40, 4))
+        detections[:, 0, 4], detections[:, 0, 5] = rng.random(40), targets[:, 0, 4]
+        coco = coco_metrics(detections, targets, ["a", "b", "c"])
+        return {"name": name, "backend": "onnxruntime", "precision": "int8", "score": coco["map50"],
+                "metrics": {"map50": coco["map50"], "coco": coco,
+                            "per_class_ap50": dict(zip("abc", coco["per_class_ap50"], strict=True))}}
+
+    report = {"recipe": "det", "task": {"name": "detection"}, "dataset": {"name": "canvas", "labels": ["a", "b", "c"]},
+              "artifacts": [artifact("original", 1.0), artifact("int8-cpu", 6.0)]}
+    path = write_task_plot(tmp_path, report)
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    del report["artifacts"][0]["metrics"]["coco"]["pr50"]  # an older report.json: no curve, no picture
+    (tmp_path / "report-task.png").unlink()
+    assert write_task_plot(tmp_path, report) is None and not (tmp_path / "report-task.png").exists()
