@@ -73,7 +73,8 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
               "—" if r.get("drop_ci95") is None else f"{r['drop_ci95']:.2f}", task.format_agreement(r.get("agreement")),
               human_size(r["size_bytes"])] for r in rows]), ""]
     if (run_dir / TASK_PNG).is_file():
-        lines += ["## Confusion matrix and ROC", "", f"![confusion matrix and ROC curves]({TASK_PNG})", ""]
+        title = ("Precision-recall and AP per class" if task.name == "detection" else "Confusion matrix and ROC")
+        lines += [f"## {title}", "", f"![{title.lower()}]({TASK_PNG})", ""]
     if (run_dir / REPORT_PNG).is_file() or bench:
         lines += [f"## {task.metric_label} vs latency", "", f"![{task.metric_label} vs latency]({REPORT_PNG})", ""]
     recipe = _recipe_text(run_dir)
