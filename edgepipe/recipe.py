@@ -213,6 +213,8 @@ class QuantizeConfig(Section):
     retime: bool = Field(default=defaults.QUANTIZE["retime"],
                          description="measure the CPU track's speed decision again instead of reusing the one "
                          "this machine made for the same model (edgepipe.cache)")
+    keep_float: list[str] = Field(default_factory=list, description="ONNX node names (as Netron shows them) kept in "
+                                  "float in both INT8 tracks, whatever the accuracy budget (e.g. a detector's neck)")
     speed_runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
         default=defaults.QUANTIZE["speed_runtime"], description="CPU runtime the speed fallback measures on; auto: "
         "the installed one that runs the all-int8 graph fastest at speed_batch (the one that will run it)")

@@ -38,6 +38,8 @@ def command(
     speed_runtime: Annotated[str, typer.Option(help="CPU runtime the speed fallback measures on: auto (the installed "
                                                     "one fastest on the all-int8 graph), onnxruntime or openvino.")]
     = defaults.QUANTIZE["speed_runtime"],
+    keep_float: Annotated[list[str] | None, typer.Option(help="ONNX node name kept in float in both INT8 tracks "
+                                                              "(as Netron shows it); repeatable.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: RUN/quantize).")]
     = None,
 ) -> None:
@@ -52,7 +54,7 @@ def command(
     config = stage_config(QuantizeConfig, {
         "method": method, "percentile": percentile, "calibration": calib, "qat": qat, "max_drop": max_drop,
         "reduce_range": reduce_range, "tensorrt_version": tensorrt_version, "cpu_speed_fallback": cpu_speed_fallback,
-        "speed_batch": speed_batch, "retime": retime, "speed_runtime": speed_runtime},
+        "speed_batch": speed_batch, "retime": retime, "speed_runtime": speed_runtime, "keep_float": keep_float or []},
         flags={"calibration": "--calib"})
     resolved = resolve_source(source)
     if out is None:

@@ -168,6 +168,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
 
     with atomic_dir(out, QUANTIZE) as tmp, scratch_dir(out) as scratch:
         prepared = preprocess(src.onnx, scratch / "prepared.onnx")
+        keep_float = _checked_node_names(prepared, config.keep_float)  # before minutes of calibration
         ranges_path = _reusable_ranges(out, ranges_key, scratch) if reuse else None
         if ranges_path is None:
             say(f"quantize: calibrating ({config.method}) on {len(calibration_set)} samples of {calibration_set.name}")
@@ -182,7 +183,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         val, test = dataset.val, dataset.test
         reference = {"val": score_of(src.onnx, val, task), "test": score_of(src.onnx, test, task)}
         fallback = _quantize_within_budget(prepared, tmp, tracks, config.method, tmp / RANGES, val, reference["val"],
-                                           max_drop, task)
+                                           max_drop, task, keep_float)
         check_trt_qdq(tmp / INT8_TRT)
         speed_batch = np.resize(test.take(config.speed_batch), (config.speed_batch, *test.sample_shape))
         cpu_speed = None
@@ -259,8 +260,9 @@ def _recipe_max_drop(src: QuantizeSource, task: Task) -> float:
 
 
 def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str, ranges_path: Path, val,
-                            reference_val: float, max_drop: float, task: Task) -> dict:
-    """Quantize both tracks; when the worse one loses more than ``max_drop`` on val, keep sensitive nodes in float."""
+                            reference_val: float, max_drop: float, task: Task, keep_float: list[str] = ()) -> dict:
+    """Quantize both tracks; when the worse one loses more than ``max_drop`` on val, keep sensitive nodes in float.
+    ``keep_float``: nodes the user keeps in float whatever the budget (in every probe, and in the result)."""
     from edgepipe.quant.sensitivity import PROXY_SAMPLES, fit_budget, quantization_error_ranking
     from edgepipe.quant.tracks import quantize_track, quantized_nodes
 
@@ -273,13 +275,13 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
             path = target / filename
             if only is not None:  # every other quantized node stays in float
                 exclude = [name for name, _ in candidates if name not in only]
-            quantize_track(prepared, path, track, method, ranges_path, exclude)
+            quantize_track(prepared, path, track, method, ranges_path, [*keep_float, *exclude])
             worst = max(worst, task.drop(reference_val, score_of(path, val, task)))
         return worst
 
     full_drop = drop(None, [], tmp)
     result = {"needed": False, "max_drop": max_drop, "unit": task.unit, "val_drop": round(full_drop, 4),
-              "excluded": []}
+              "excluded": list(keep_float), **({"kept_float_by_user": list(keep_float)} if keep_float else {})}
     if full_drop <= max_drop:
         return result
     quantized = [tmp / filename for filename in tracks]
@@ -293,11 +295,29 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
 
     fitted = fit_budget(candidates, drop, max_drop, full_drop, task.unit, proxy)
     final = drop(None, fitted.excluded, tmp)
-    return {**result, "needed": True, "excluded": fitted.excluded, "val_drop_after": round(final, 4),
+    return {**result, "needed": True, "excluded": [*keep_float, *fitted.excluded], "val_drop_after": round(final, 4),
             "sensitivity": fitted.table, "steps": fitted.steps}
 
 
 SPEED_DECISIONS = "cpu-speed-decisions"  # edgepipe.cache file name
+
+
+def _checked_node_names(model: Path, names: list[str]) -> list[str]:
+    """``names`` when every one is a node of ``model`` (as Netron shows them); else one line naming the first
+    unknown one and the closest node names."""
+    import difflib
+
+    from edgepipe.quant.tracks import graph_nodes
+
+    if not names:
+        return []
+    known = [name for name, *_ in graph_nodes(model)]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
+            raise EdgepipeError(f"--keep-float {name}: no node of that name in {model.name} ({len(known)} nodes"
+                                + (f"; closest: {', '.join(close)}" if close else "") + ")")
+    return list(dict.fromkeys(names))
 
 
 def _speed_runtimes(requested: str) -> list[str]:

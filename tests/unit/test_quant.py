@@ -485,6 +485,26 @@ def test_the_speed_fallback_measures_on_the_runtime_that_runs_the_int8_graph_fas
     assert len(DecisionCache(SPEED_DECISIONS)._entries()) == 2  # another runtime set: measured, not reused
 
 
+def test_nodes_the_user_keeps_in_float_stay_float_in_both_tracks(tmp_path):
+    from edgepipe.quant.tracks import graph_nodes
+    from edgepipe.stages.quantize import quantize
+
+    root = make_export_dir(tmp_path)
+    calib = write_calibration(root / "calib.yaml")
+    first_conv = next(name for name, op, *_ in graph_nodes(root / "export" / "model.onnx") if op == "Conv")
+    config = QuantizeConfig(calibration=str(calib), qat=False, fp16=False, cpu_speed_fallback=False,
+                            keep_float=[first_conv])
+    out = quantize(root, root / "quantize", config)
+    assert _float_layers(out / "model.int8.cpu.onnx") == _float_layers(out / "model.int8.trt.onnx") == 1
+    fallback = json.loads((out / "manifest.json").read_text())["metrics"]["fallback"]
+    assert fallback["kept_float_by_user"] == [first_conv] and first_conv in fallback["excluded"]
+    before = sorted(p.name for p in root.iterdir())
+    with pytest.raises(EdgepipeError, match=rf"--keep-float {first_conv}x: no node of that name .*closest: "
+                                            rf"{first_conv}") as info:
+        quantize(root, root / "q2", config.model_copy(update={"keep_float": [first_conv + "x"]}))
+    assert "\n" not in str(info.value) and sorted(p.name for p in root.iterdir()) == before
+
+
 def test_cache_round_trips_a_dead_tensor_and_odd_names(tmp_path):
     """A tensor constant on the calibration set (a dead ReLU: range 0..0) and names with spaces, unicode or
     characters str.splitlines() breaks at: what is read back equals what was written, bit for bit."""
