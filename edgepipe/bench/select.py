@@ -21,10 +21,10 @@ def ratio_doubt(*rows: dict[str, Any]) -> str | None:
     """Why a latency ratio between these rows is not to be taken as fact, or None: their repeats disagree by
     more than SPREAD_LIMIT, or a row's end-to-end p50 (which includes the compute) came out below its compute p50
     (the machine's speed changed between the windows)."""
+    spread, row = max(((r.get("p50_spread_pct") or 0.0, r) for r in rows), key=lambda item: item[0])
+    if spread > SPREAD_LIMIT:  # the worst of the rows: the one that makes the ratio unreliable
+        return f"{row['artifact']} ({row['backend']}) repeats disagree by {spread:.0f} %"
     for row in rows:
-        spread = row.get("p50_spread_pct") or 0.0
-        if spread > SPREAD_LIMIT:
-            return f"{row['artifact']} ({row['backend']}) repeats disagree by {spread:.0f} %"
         e2e = (row.get("end_to_end") or {}).get("latency_ms", {}).get("p50")
         if e2e is not None and e2e < row["latency_ms"]["p50"] * (1 - E2E_SLACK):
             return (f"{row['artifact']} ({row['backend']}) end to end ({e2e:.3g} ms) timed below its compute alone "

@@ -14,6 +14,7 @@ from edgepipe.errors import EdgepipeError
 class Backend(str, Enum):
     torch = "torch"
     onnxruntime = "onnxruntime"
+    openvino = "openvino"
     tensorrt = "tensorrt"
 
 
@@ -38,7 +39,7 @@ def command(
     seconds: Annotated[float, typer.Option(min=0.01, max=3600, help="And at least this long per window (like "
                                            "trtexec --duration): what keeps sub-millisecond p50s steady.")]
     = defaults.BENCH["seconds"],
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch and onnxruntime (default: all).")
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU thread budget for every runtime (default: all).")
                        ] = defaults.BENCH["threads"],
     backend: Annotated[list[Backend] | None, typer.Option("--backend", help="Only these backends (repeat it).")] = None,
     repeats: Annotated[int, typer.Option(min=1, max=100, help="Interleaved rounds; the p50 spread across them is "

@@ -296,7 +296,9 @@ def test_a_ratio_from_timings_that_cannot_carry_it_is_called_unreliable() -> Non
     original["p50_spread_pct"] = 30.0
     reason = pick_deployable([original, fast], batch=1, max_drop=0.5)["cpu"]["reason"]
     assert "10.0x faster than original (torch fp32) (unreliable: original (torch) repeats disagree by 30 %)" in reason
-    original["p50_spread_pct"] = 2.0
+    fast["p50_spread_pct"] = 19.0  # both over the limit: the reason names the worse one
+    assert ratio_doubt(fast, original) == "original (torch) repeats disagree by 30 %"
+    fast["p50_spread_pct"], original["p50_spread_pct"] = 3.0, 2.0
     fast["end_to_end"] = {"latency_ms": {"p50": 0.5}}
     assert "end to end (0.5 ms) timed below its compute alone (1 ms)" in ratio_doubt(fast, original)
     fast["end_to_end"] = {"latency_ms": {"p50": 0.99}}  # within the slack: end to end is never faster, but close
