@@ -108,7 +108,7 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     pick = (bench.get("deployable") or {}).get("cpu") or {}
     # the same file on two runtimes is two points: then a label names the runtime too
     tagged = len({r["backend"] for r in rows if r["backend"] in ("onnxruntime", "openvino")}) > 1
-    figure, axes = plt.subplots(1, len(sizes), figsize=(6.4 * len(sizes), 5.4), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(1, len(sizes), figsize=(max(6.4 * len(sizes), 11.0), 5.4), sharey=True, squeeze=False)
     labels = []
     for axis, size in zip(axes[0], sizes, strict=True):
         at_size = sorted((r for r in rows if r["batch"] == size), key=lambda r: r["latency_ms"]["p50"])
@@ -136,7 +136,7 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
             if is_pick:  # a ring around the deployable artifact
                 axis.scatter(x, y, s=area * 2.4, facecolors="none", edgecolors="#2ca02c", linewidths=2.2, zorder=4)
             speed = "" if is_original or row.get("speedup_vs_original") is None else \
-                f"  {row['speedup_vs_original']:.1f}x"
+                f"  {row['speedup_vs_original']:.1f}x" + ("?" if row.get("speedup_unreliable") else "")
             tag = f" ({_BACKEND_TAGS[row['backend']]})" if tagged and row["backend"] in _BACKEND_TAGS else ""
             points.append((x, y, area, f"{row['artifact']}{tag}{speed}{'  (deploy)' if is_pick else ''}", is_original,
                            is_pick))
@@ -159,10 +159,12 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
     columns = len(handles) if len(handles) <= 8 else (len(handles) + 1) // 2  # one row, or two even ones
     figure.legend(handles=handles, loc="lower center", ncol=columns, frameon=False, fontsize=9)
     machine = bench.get("machine", {})
-    figure.suptitle(f"{report.get('recipe', '')}: {task.metric_label} vs latency · marker area ∝ file size "
+    breaks = "\n" if len(sizes) == 1 else " · "  # one panel is too narrow for the title on one line
+    figure.suptitle(f"{report.get('recipe', '')}: {task.metric_label} vs latency{breaks}marker area ∝ file size "
                     f"({human_size(largest)} largest) · {machine.get('cpu', '?')}, "
-                    f"{machine.get('threads', '?')} threads · labels: speedup vs original", fontsize=12)
-    figure.tight_layout(rect=(0, 0.07, 1, 0.95))
+                    f"{machine.get('threads', '?')} threads · labels: speedup vs original (?: unreliable)",
+                    fontsize=12)
+    figure.tight_layout(rect=(0, 0.07, 1, 0.95 if len(sizes) > 1 else 0.92))
     for axis, points in labels:  # after the layout is final, so boxes are where they will be drawn
         _place_labels(figure, axis, points)
     path = Path(run_dir) / REPORT_PNG
