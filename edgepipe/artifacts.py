@@ -24,7 +24,8 @@ from edgepipe import __version__
 from edgepipe.errors import EdgepipeError
 
 MANIFEST = "manifest.json"
-_TRACKED_LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "torch-pruning", "numpy", "tensorrt")
+_TRACKED_LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "torch-pruning", "numpy", "tensorrt",
+                      "openvino")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

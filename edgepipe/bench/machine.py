@@ -26,6 +26,12 @@ def int8_note(flags: list[str]) -> str:
     return "no SIMD INT8 instructions detected"
 
 
+def _openvino_version() -> str | None:
+    from edgepipe.runners.openvino import openvino_version
+
+    return openvino_version()
+
+
 def machine_info(threads: int, torch_module: Any | None = None) -> dict[str, Any]:
     """CPU model, cores, SIMD flags, threads used; GPU and TensorRT when present (from the doctor's probes)."""
     cpu = probe_cpu(Path("/"))
@@ -42,6 +48,7 @@ def machine_info(threads: int, torch_module: Any | None = None) -> dict[str, Any
         "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
         "python": platform.python_version(),
         "onnxruntime": probe_onnxruntime()["version"],
+        "openvino": _openvino_version(),
         "torch": getattr(torch_module, "__version__", None),
         "gpu": gpu,
         "tensorrt": tensorrt["version"] if tensorrt["installed"] else None,
