@@ -155,7 +155,8 @@ def test_every_stage_option_defaults_to_its_config_models_default():
         bench.command: (BenchConfig, {"batch": "batch_sizes"}),
         build.command: (BuildConfig, {"workspace": "workspace_mib"}),
         export.command: (ExportConfig, {}), prune.command: (PruneConfig, {"ignore": None}),
-        quantize.command: (QuantizeConfig, {"calib": "calibration"})}
+        quantize.command: (QuantizeConfig, {"calib": "calibration", "keep_float": None})}  # None: a repeatable
+    # list option defaults to None in typer, meaning "the config's empty list"
     checked = 0
     for command, (model, renamed) in options.items():
         for name, parameter in inspect.signature(command).parameters.items():
