@@ -17,9 +17,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-# Piped output (CI logs, README examples) gets a fixed width wide enough for the result tables.
-console = Console(width=None if sys.stdout.isatty() else 120)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+# Piped output (CI logs, README examples) gets a fixed width wide enough for the result tables (bench's, with two
+# CPU runtimes and their settings, is ~150 columns).
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class _Silent:

@@ -95,7 +95,7 @@ def _bytes(size: float | None) -> str:
     return str(size)
 
 
-_SHORT_BACKENDS = {"onnxruntime": "ort", "tensorrt": "trt"}
+_SHORT_BACKENDS = {"onnxruntime": "ort", "openvino": "ov", "tensorrt": "trt"}
 
 
 def _short_setting(setting: dict[str, Any]) -> str:
@@ -125,7 +125,7 @@ def bench_table(result: dict[str, Any]) -> Table:
     timing = f"{settings['seconds']} s" if settings["seconds"] else f"{settings['iters']} iters"
     table = Table(title=f"bench · {describe(result['machine'])} · {timing} x {settings['repeats']} repeats, "
                         f"warmup {settings['warmup']}", caption=_deployable_caption(result) +
-                  "\nbackend: ort = onnxruntime, trt = TensorRT" + (
+                  "\nbackend: ort = onnxruntime, ov = OpenVINO, trt = TensorRT" + (
                       "; 1t = one thread, +tp = OpenVINO throughput streams (settings that beat the full thread "
                       "budget in bench's probe)" if any(r.get("setting_tuned") for r in result["rows"]) else "")
                   + "; p50 ± = half the range of the repeats' p50s",
