@@ -73,9 +73,13 @@ def command(
     where = (f"batch-{speed['batch']} speed on {speed.get('runtime', 'onnxruntime')}, {speed['threads']} threads; "
              if speed else "")
     console.print(f"CPU VNNI: {vnni}; {where}decisions on val, table shows test")
+    by_user = fallback.get("kept_float_by_user") or []
+    if by_user:
+        console.print(f"kept in float as asked (--keep-float): {', '.join(by_user)}")
+    for_budget = [name for name in fallback.get("excluded", []) if name not in by_user]
     if fallback.get("needed"):
         console.print(f"kept in float to meet {fallback['max_drop']} {fallback.get('unit', 'pts')}: "
-                      f"{', '.join(fallback['excluded'])}")
+                      f"{', '.join(for_budget) or 'nothing more'}")
     speed_fallback = metrics.get("cpu_speed_fallback") or {}
     if speed_fallback.get("reverted"):
         console.print(f"CPU track: {speed_fallback['reverted']}")

@@ -125,9 +125,10 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
               ranges_path)
     files = dict(QAT_ONNX)
     drops = {}
+    keep = [name for name in config.keep_float if name in {node.name for node in _graph(prepared).node}]
     for key, filename in files.items():
         track = next(t for t in tracks.values() if t.name == key)
-        quantize_track(prepared, tmp / filename, track, config.method, ranges_path)
+        quantize_track(prepared, tmp / filename, track, config.method, ranges_path, keep)  # the user's float nodes
         drops[key] = round(task.drop(reference["val"], score_of(tmp / filename, dataset.val, task)), 4)
     return {"files": files, "epochs": config.qat_epochs, "lr": lr, "best_val_score": result.best_val_score,
             "val_drop": drops, "calibration_sha256": calibration_set.sha256}
@@ -139,3 +140,9 @@ def _train_recipe(stage_dir: Path) -> dict:
 
     train_dir = stage_dir.parent / TRAIN
     return (read_manifest(train_dir).recipe or {}) if (train_dir / MANIFEST).is_file() else {}
+
+
+def _graph(path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph

@@ -52,7 +52,8 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
         lines += ["", "## Deployable artifact", ""]
         lines += [f"- **{name}**: {pick['reason']}" for name, pick in bench["deployable"].items()]
         lines += ["", "## Machine", "", f"{describe(machine)}. {machine['int8_note']}. onnxruntime "
-                  f"{machine['onnxruntime']}, torch {machine.get('torch') or '—'}, TensorRT "
+                  f"{machine['onnxruntime']}, OpenVINO {machine.get('openvino') or 'absent'}, "
+                  f"torch {machine.get('torch') or '—'}, TensorRT "
                   f"{machine.get('tensorrt') or 'absent'}; {machine['os']}.", ""]
         timing = f"{settings['seconds']} s" if settings["seconds"] else f"{settings['iters']} timed iterations"
         lines += ["## Performance", "",

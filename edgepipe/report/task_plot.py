@@ -105,8 +105,10 @@ def _save(figure: Any, run_dir: Path) -> Path:
 def _detection_figure(report: dict[str, Any], rows: list[dict[str, Any]]) -> Any:
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5.8), gridspec_kw={"width_ratios": [1, 1.15]})
     drawn = [r for r in rows if (r["metrics"].get("coco") or {}).get("pr50")]
+    count = len(report.get("dataset", {}).get("labels") or drawn[0]["metrics"].get("per_class_ap50") or [])
+    height = min(max(5.8, 0.04 * count * len(drawn) + 2.0), 40.0)  # COCO's 80 classes x 7 artifacts: bars readable
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, height), gridspec_kw={"width_ratios": [1, 1.15]})
     colors = {row["name"]: plt.get_cmap("tab10")(index % 10) for index, row in enumerate(drawn)}
     for row in drawn:
         is_original = row["name"] == ORIGINAL

@@ -182,7 +182,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
         steps = repeats * sum(len(m["sizes"]) for m in measured)
         with progress_bar() as bar:
             _choose_settings(measured, batches, stack, bar, threads=threads, tune=config.tune_settings,
-                             seconds=seconds)
+                             seconds=seconds, iters=iters)
             progress = bar.add_task("bench", total=steps)
             for repeat in range(repeats):
                 for size in batch_sizes:
@@ -309,7 +309,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
 
 
 def _choose_settings(measured: list[dict[str, Any]], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
-                     bar: Any, *, threads: int, tune: bool, seconds: float | None) -> None:
+                     bar: Any, *, threads: int, tune: bool, seconds: float | None, iters: int) -> None:
     """Per measured (artifact, runtime) and batch size: the runtime setting its timed windows use
     (bench/settings.py), probed when ``tune`` and the runtime has more than one candidate. Fills ``runners``
     and ``settings`` ({size: (Setting or None for an engine, probe record or None)}) of every item."""
@@ -336,7 +336,8 @@ def _choose_settings(measured: list[dict[str, Any]], batches: dict[int, tuple[np
                     hint=setting.hint))
         batch = batches[size][0]
         chosen, record = probe({setting: (lambda r=opened[setting], x=batch: r.infer(x)) for setting in found},
-                               seconds=seconds / 5 if seconds else None, iters=3)  # a time budget, not a count
+                               seconds=seconds / 5 if seconds else None,
+                               iters=3 if seconds else max(3, iters // 5))  # a time budget when there is one
         item["runners"][size], item["settings"][size] = opened[chosen], (chosen, record)
         bar.update(task, advance=1)
 

@@ -168,7 +168,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
 
     with atomic_dir(out, QUANTIZE) as tmp, scratch_dir(out) as scratch:
         prepared = preprocess(src.onnx, scratch / "prepared.onnx")
-        keep_float = _checked_node_names(prepared, config.keep_float)  # before minutes of calibration
+        keep_float = _checked_node_names(prepared, config.keep_float, src.onnx)  # before minutes of calibration
         ranges_path = _reusable_ranges(out, ranges_key, scratch) if reuse else None
         if ranges_path is None:
             say(f"quantize: calibrating ({config.method}) on {len(calibration_set)} samples of {calibration_set.name}")
@@ -302,9 +302,10 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
 SPEED_DECISIONS = "cpu-speed-decisions"  # edgepipe.cache file name
 
 
-def _checked_node_names(model: Path, names: list[str]) -> list[str]:
-    """``names`` when every one is a node of ``model`` (as Netron shows them); else one line naming the first
-    unknown one and the closest node names."""
+def _checked_node_names(model: Path, names: list[str], shown: Path | None = None) -> list[str]:
+    """``names`` when every one is a node of ``model`` (the graph as quantize prepares it: the exported names, but
+    for the few nodes onnxruntime's preprocessing fuses); else one line naming the first unknown one, the file the
+    user knows (``shown``) and the closest node names."""
     import difflib
 
     from edgepipe.quant.tracks import graph_nodes
@@ -315,8 +316,9 @@ def _checked_node_names(model: Path, names: list[str]) -> list[str]:
     for name in names:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
-            raise EdgepipeError(f"--keep-float {name}: no node of that name in {model.name} ({len(known)} nodes"
-                                + (f"; closest: {', '.join(close)}" if close else "") + ")")
+            raise EdgepipeError(f"keep_float {name}: no node of that name in {(shown or model).name} as quantize "
+                                f"prepares it ({len(known)} nodes" + (f"; closest: {', '.join(close)}" if close else "")
+                                + ")")
     return list(dict.fromkeys(names))
 
 

@@ -124,3 +124,16 @@ def test_a_speed_runtime_that_is_not_installed_or_unknown_is_one_line_and_exit_2
     result = cli(run, "--calib", run / "calib.yaml", "--speed-runtime", "tvm")
     assert result.exit_code == 2 and "speed-runtime" in result.output and len(result.output.strip().splitlines()) == 1
     assert _snapshot(run) == before
+
+
+def test_nodes_kept_in_float_by_the_user_are_said_as_such(cli, run, tmp_path):
+    from edgepipe.quant.tracks import graph_nodes
+
+    first_conv = next(name for name, op, *_ in graph_nodes(run / "export" / "model.onnx") if op == "Conv")
+    result = cli(run, "--calib", run / "calib.yaml", "--keep-float", first_conv, "--no-cpu-speed-fallback",
+                 "--out", tmp_path / "q")
+    assert result.exit_code == 0, result.output
+    assert f"kept in float as asked (--keep-float): {first_conv}" in result.output
+    result = cli(run, "--calib", run / "calib.yaml", "--keep-float", "nope", "--out", tmp_path / "q2")
+    assert result.exit_code == 2 and "keep_float nope: no node of that name in model.onnx" in result.output
+    assert not (tmp_path / "q2").exists()
