@@ -122,24 +122,32 @@ def test_the_loss_ignores_padding_rows_and_backpropagates():
     assert torch.isfinite(padded_only)
 
 
-def test_export_runs_the_same_decode_on_onnxruntime(tmp_path):
+def _exported_beside_eager(model, path):
+    """Export ``model`` (batch 2) to ``path``, run 5 inputs on onnxruntime and in PyTorch: (got, want) packed
+    [5, K, 6] detections."""
     import onnxruntime as ort
 
     from edgepipe.onnx_export import export_onnx, scored_outputs
-    from edgepipe.quant.tracks import decode_nodes
     from edgepipe.recipe import ExportConfig
 
-    torch.manual_seed(0)
-    model = build_model({"name": "centernet", "input_shape": [1, 64, 64], "num_classes": 4,
-                         "params": {"width": 8, "max_detections": 30}}).eval()
     x = torch.randn(5, 1, 64, 64)
-    path = tmp_path / "det.onnx"
     assert export_onnx(model, x[:2], path, ExportConfig(opset=17)) == list(DETECTION_OUTPUTS)
     session = ort.InferenceSession(str(path))
     names = [o.name for o in session.get_outputs()]
     got = model_outputs(dict(zip(names, session.run(None, {"input": x.numpy()}), strict=True)))
     want = scored_outputs(model(x))
     assert got.shape == want.shape == (5, 30, 6)
+    return got, want
+
+
+def test_export_runs_the_same_decode_on_onnxruntime(tmp_path):
+    from edgepipe.quant.tracks import decode_nodes
+
+    torch.manual_seed(0)
+    model = build_model({"name": "centernet", "input_shape": [1, 64, 64], "num_classes": 4,
+                         "params": {"width": 8, "max_detections": 30}}).eval()
+    path = tmp_path / "det.onnx"
+    got, want = _exported_beside_eager(model, path)
     assert np.abs(np.sort(got[..., 4], 1) - np.sort(want[..., 4], 1)).max() < 1e-5
     decode = decode_nodes(path)
     ops = {node.name: node.op_type for node in __import__("onnx").load(str(path)).graph.node}
@@ -174,27 +182,18 @@ def test_nms_exports_as_nonmaxsuppression_that_onnxruntime_and_tensorrt_85_run(t
     thresholds), runs on onnxruntime like PyTorch at any batch, and the preflight passes it for TensorRT 8.5 and
     10.3 (INMSLayer) while flagging it experimental on 8.2."""
     import onnx
-    import onnxruntime as ort
 
-    from edgepipe.onnx_export import export_onnx, scored_outputs
     from edgepipe.preflight.operators import check_operators
-    from edgepipe.recipe import ExportConfig
 
     torch.manual_seed(0)
     model = build_model({"name": "centernet", "input_shape": [1, 64, 64], "num_classes": 4,
                          "params": {"width": 8, "max_detections": 30, "nms_iou": 0.5}}).eval()
     with torch.no_grad():  # 24-px boxes from every cell: an untrained head's peaks overlap, so NMS has work
         model.head.box.bias[2:] = float(np.log(6.0))
-    x = torch.randn(5, 1, 64, 64)
     path = tmp_path / "det-nms.onnx"
-    assert export_onnx(model, x[:2], path, ExportConfig(opset=17)) == list(DETECTION_OUTPUTS)
+    got, want = _exported_beside_eager(model, path)
     graph = onnx.load(str(path))
     assert "NonMaxSuppression" in {node.op_type for node in graph.graph.node}
-    session = ort.InferenceSession(str(path))
-    names = [o.name for o in session.get_outputs()]
-    got = model_outputs(dict(zip(names, session.run(None, {"input": x.numpy()}), strict=True)))
-    want = scored_outputs(model(x))
-    assert got.shape == want.shape == (5, 30, 6)
     # near-equal scores of an untrained head may swap places: compare what was kept, not the row order
     assert np.abs(np.sort(got[..., 4], 1) - np.sort(want[..., 4], 1)).max() < 1e-5
     assert (got[..., 5] >= 0).sum() == (want[..., 5] >= 0).sum() < 5 * 30  # NMS removed some
