@@ -316,7 +316,7 @@ def _checked_node_names(model: Path, names: list[str], shown: Path | None = None
     for name in names:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
-            raise EdgepipeError(f"keep_float {name}: no node of that name in {(shown or model).name} as quantize "
+            raise EdgepipeError(f"keep_float {name!r}: no node of that name in {(shown or model).name} as quantize "
                                 f"prepares it ({len(known)} nodes" + (f"; closest: {', '.join(close)}" if close else "")
                                 + ")")
     return list(dict.fromkeys(names))

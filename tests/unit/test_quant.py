@@ -499,7 +499,7 @@ def test_nodes_the_user_keeps_in_float_stay_float_in_both_tracks(tmp_path):
     fallback = json.loads((out / "manifest.json").read_text())["metrics"]["fallback"]
     assert fallback["kept_float_by_user"] == [first_conv] and first_conv in fallback["excluded"]
     before = sorted(p.name for p in root.iterdir())
-    with pytest.raises(EdgepipeError, match=rf"keep_float {first_conv}x: no node of that name .*closest: "
+    with pytest.raises(EdgepipeError, match=rf"keep_float '{first_conv}x': no node of that name .*closest: "
                                             rf"{first_conv}") as info:
         quantize(root, root / "q2", config.model_copy(update={"keep_float": [first_conv + "x"]}))
     assert "\n" not in str(info.value) and sorted(p.name for p in root.iterdir()) == before

@@ -135,5 +135,5 @@ def test_nodes_kept_in_float_by_the_user_are_said_as_such(cli, run, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"kept in float as asked (--keep-float): {first_conv}" in result.output
     result = cli(run, "--calib", run / "calib.yaml", "--keep-float", "nope", "--out", tmp_path / "q2")
-    assert result.exit_code == 2 and "keep_float nope: no node of that name in model.onnx" in result.output
+    assert result.exit_code == 2 and "keep_float 'nope': no node of that name in model.onnx" in result.output
     assert not (tmp_path / "q2").exists()
