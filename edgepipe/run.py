@@ -49,6 +49,7 @@ REFERENCE_NPZ, LABELS_TXT, BUNDLE_README = "reference.npz", "labels.txt", "READM
 # The device runtime a bundle carries (edgepipe/device/): the launcher users run and the module beside it.
 DEVICE_LAUNCHER, DEVICE_RUNTIME = "edgepipe_device.py", "edgepipe_device_runtime.py"
 DEVICE_SCORING = "edgepipe_device_scoring.py"  # the runtime's task scores, imported by it from beside it
+DEVICE_CUDA = "edgepipe_device_cuda.py"  # the runtime's CUDA (ctypes on libcudart), imported by it from beside it
 
 # -- artifact names (what manifests call them; eval and bench rows show them) ---------------------------------
 ORIGINAL = "original"

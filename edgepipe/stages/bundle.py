@@ -9,7 +9,7 @@ BUNDLE/
   export/         model.onnx + manifest (the deployable FP32 graph: export-pruned/ when the run was pruned)
   quantize/       the ONNX files the target can build (FP16, INT8 QDQ), trt.calib.cache, manifest
   prune/          manifest only (`build --sparsity` reads the 2:4 method from it)
-  edgepipe_device.py, edgepipe_device_runtime.py, edgepipe_device_scoring.py
+  edgepipe_device.py, edgepipe_device_runtime.py, edgepipe_device_scoring.py, edgepipe_device_cuda.py
                   the device runtime: build / eval / infer / bench with TensorRT + numpy only (Python 3.6+),
                   so a Jetson needs no `pip install` at all
 
@@ -44,6 +44,7 @@ from edgepipe.run import BUNDLE as STAGE
 from edgepipe.run import BUNDLE_README as README
 from edgepipe.run import (
     CALIB_CACHE,
+    DEVICE_CUDA,
     DEVICE_LAUNCHER,
     DEVICE_RUNTIME,
     DEVICE_SCORING,
@@ -341,6 +342,7 @@ def _copy_device_runtime(bundle: Path) -> None:
     source = Path(runtime.__file__)
     shutil.copyfile(source, bundle / DEVICE_RUNTIME)
     shutil.copyfile(source.with_name("scoring.py"), bundle / DEVICE_SCORING)
+    shutil.copyfile(source.with_name("cuda.py"), bundle / DEVICE_CUDA)
     shutil.copyfile(source.with_name("launcher.py"), bundle / DEVICE_LAUNCHER)  # not imported: it runs main()
 
 

@@ -699,6 +699,7 @@ def install(
     """Serve a fake tensorrt + libcudart through the device runtime's loader for one test (monkeypatch undoes it).
 
     ``trt.cudart`` is the fake library; ``trt.calls`` records TensorRT and CUDA calls in one sequence."""
+    from edgepipe.device import cuda as device_cuda
     from edgepipe.device import runtime
     from edgepipe.trt import loader
 
@@ -707,7 +708,7 @@ def install(
     lib = FakeCudartLib(memory, trt.recorder, cc=cc, total_mib=total_mib, devices=devices, name=gpu)
     cuda = runtime.Cudart(lib)
     monkeypatch.setitem(runtime._injected, "tensorrt", trt)
-    monkeypatch.setitem(runtime._injected, "cudart", cuda)
+    monkeypatch.setitem(device_cuda._injected, "cudart", cuda)
     monkeypatch.setattr(loader, "NV_TEGRA_RELEASE", Path("/nonexistent/nv_tegra_release"))
     trt.cudart = lib
     return trt

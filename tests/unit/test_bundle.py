@@ -67,7 +67,8 @@ def test_orin_bundle_mimics_a_run_dir_so_build_finds_every_input(orin_bundle):
     listed = {entry.path: entry.sha256 for entry in manifest.files}
     for path in ("export/model.onnx", "quantize/model.fp16.onnx", "quantize/model.int8.trt.onnx",
                  "quantize/trt.calib.cache", "quantize/manifest.json", "reference.npz", "labels.txt", "README.md",
-                 "edgepipe_device.py", "edgepipe_device_runtime.py", "edgepipe_device_scoring.py"):
+                 "edgepipe_device.py", "edgepipe_device_runtime.py", "edgepipe_device_scoring.py",
+                 "edgepipe_device_cuda.py"):
         assert listed[path] == sha256_file(orin_bundle / path), path
     kept = [a.name for a in read_manifest(orin_bundle / "quantize").artifacts]
     assert kept == ["fp16", "int8-trt"]

@@ -22,12 +22,14 @@ from fakes.tensorrt_fake import ENGINE_MAGIC, FAKE_ACTIVATION_BYTES, install, ma
 from helpers.bundles import add_quantize_stage
 
 from edgepipe.artifacts import sha256_file
+from edgepipe.device import cuda as device_cuda
 from edgepipe.device import runtime
 from edgepipe.stages.bundle import make_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME, LAUNCHER = REPO / "edgepipe" / "device" / "runtime.py", REPO / "edgepipe" / "device" / "launcher.py"
 SCORING = REPO / "edgepipe" / "device" / "scoring.py"
+CUDA = REPO / "edgepipe" / "device" / "cuda.py"
 SURFACES = REPO / "tests" / "data" / "trt_api"
 # (fake version, extracted surface): every release family the runtime claims.
 RELEASES = [("8.0.1", "8.0"), ("8.2.1", "8.2"), ("8.4.3", "8.4"), ("8.5.2", "8.5"), ("8.6.1", "8.6"),
@@ -59,7 +61,7 @@ def _main(*argv: str) -> int:
 # --- Python 3.6 and nothing heavy ---------------------------------------------------------------------------------
 
 def test_vermin_finds_nothing_newer_than_python_3_6():
-    result = subprocess.run([*VERMIN, "-t=3.6-", "--violations", "--no-tips", str(RUNTIME), str(SCORING)],
+    result = subprocess.run([*VERMIN, "-t=3.6-", "--violations", "--no-tips", str(RUNTIME), str(SCORING), str(CUDA)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     launcher = subprocess.run([*VERMIN, "-t=2.7-", "-t=3.0-", "--violations", "--no-tips",
@@ -80,9 +82,11 @@ def _imports(path: Path) -> set[str]:
 def test_the_runtime_imports_nothing_of_edgepipe_and_only_allowed_modules():
     allowed = {"argparse", "ctypes", "glob", "hashlib", "importlib", "json", "os", "shutil", "subprocess", "sys",
                "time", "numpy", "onnxruntime",  # onnxruntime only inside OrtModel, the optional CPU fallback
-               ".scoring", "edgepipe_device_scoring"}  # its scores: the sibling module, in the package or a bundle
+               ".scoring", "edgepipe_device_scoring",  # its scores and its CUDA: the sibling modules, in the
+               ".cuda", "edgepipe_device_cuda"}  # package or a bundle
     assert _imports(RUNTIME) <= allowed, _imports(RUNTIME) - allowed
     assert _imports(SCORING) == {"numpy"}
+    assert _imports(CUDA) <= {"ctypes", "glob", "os", "sys", "numpy"}, _imports(CUDA)
 
 
 def test_a_python_too_old_gets_one_line_and_exit_2(tmp_path):
@@ -537,7 +541,7 @@ def test_a_driver_too_old_for_the_runtime_is_said_not_hidden_as_no_gpu():
             return b"CUDA driver version is insufficient for CUDA runtime version"
 
         def cudaGetDeviceCount(self, count):  # noqa: N802
-            return runtime.CUDA_ERROR_INSUFFICIENT_DRIVER
+            return device_cuda.CUDA_ERROR_INSUFFICIENT_DRIVER
 
     with pytest.raises(runtime.DeviceError, match=r"cudaGetDeviceCount failed: CUDA driver version is insufficient"):
         runtime.Cudart(OldDriver()).device_count()

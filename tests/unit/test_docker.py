@@ -122,10 +122,11 @@ def test_jetson_images_install_nothing_but_numpy_and_the_device_runtime(name: st
     copies = [arguments for instruction, arguments in instructions if instruction == "COPY"]
     assert copies == ["edgepipe/device/launcher.py ./edgepipe_device.py",
                       "edgepipe/device/runtime.py ./edgepipe_device_runtime.py",
-                      "edgepipe/device/scoring.py ./edgepipe_device_scoring.py"]  # the names bundles use
-    from edgepipe.run import DEVICE_LAUNCHER, DEVICE_RUNTIME, DEVICE_SCORING
+                      "edgepipe/device/scoring.py ./edgepipe_device_scoring.py",
+                      "edgepipe/device/cuda.py ./edgepipe_device_cuda.py"]  # the names bundles use
+    from edgepipe.run import DEVICE_CUDA, DEVICE_LAUNCHER, DEVICE_RUNTIME, DEVICE_SCORING
 
     assert DEVICE_LAUNCHER == "edgepipe_device.py" and DEVICE_RUNTIME == "edgepipe_device_runtime.py"
-    assert DEVICE_SCORING == "edgepipe_device_scoring.py"
+    assert DEVICE_SCORING == "edgepipe_device_scoring.py" and DEVICE_CUDA == "edgepipe_device_cuda.py"
     apt = next(arguments for instruction, arguments in instructions if "apt-get install" in arguments)
     assert "python3-numpy" in apt and "pip" not in apt
