@@ -340,11 +340,6 @@ def _choose_settings(measured: list[dict[str, Any]], batches: dict[int, tuple[np
                                iters=3 if seconds else max(3, iters // 5))  # a time budget when there is one
         item["runners"][size], item["settings"][size] = opened[chosen], (chosen, record)
         bar.update(task, advance=1)
-    for item in measured:  # a setting no batch size chose frees its model and threads before the timed windows
-        in_use = [id(runner) for runner in item["runners"].values()]
-        for runner in item.get("opened", {}).values():
-            if id(runner) not in in_use and runner is not item["runner"]:
-                runner.__exit__(None, None, None)  # (the ExitStack's later exit is then a no-op)
 
 
 def _add_speedups(rows: list[dict[str, Any]]) -> None:
