@@ -21,9 +21,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgepipe import __version__
+from edgepipe.device.layout import MANIFEST  # noqa: F401 - re-exported: the one name, the device runtime's
 from edgepipe.errors import EdgepipeError
 
-MANIFEST = "manifest.json"
 _TRACKED_LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "torch-pruning", "numpy", "tensorrt",
                       "openvino")
 

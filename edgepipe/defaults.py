@@ -1,4 +1,5 @@
-"""The default of every stage setting that a command-line option also offers, in one place.
+"""The default of every stage setting that a command-line option also offers, in one place (the build settings'
+are the device runtime's: edgepipe/device/settings.py declares each with its range and help).
 
 recipe.py's models (what recipes and the Python API are validated against) and the CLI's options both read
 these. This module imports nothing, so `edgepipe --help` stays quick: pydantic loads when a command runs.
@@ -12,9 +13,6 @@ PRUNE = {"method": "channel", "importance": "l1", "ratio": None, "target_macs": 
 QUANTIZE = {"method": "minmax", "percentile": 99.99, "calibration": "calibration/mnist-train-512.yaml",
             "reduce_range": False, "qat": False, "max_drop": None, "cpu_speed_fallback": True, "speed_batch": 64,
             "retime": False, "speed_runtime": "auto", "tensorrt_version": "8.6.1"}
-
-BUILD = {"precision": "best", "workspace_mib": None, "batch": (1, 16, 64), "dla_core": None, "gpu_fallback": False,
-         "sparsity": False, "opt_level": None, "version_compatible": False, "hardware_compat": "none"}
 
 BENCH = {"batch_sizes": (1, 64), "warmup": 10, "warmup_seconds": 0.2, "iters": 100, "seconds": 0.5, "repeats": 3,
          "threads": None, "end_to_end": True, "memory": True, "deploy_batch": 1, "steady": False,

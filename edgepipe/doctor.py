@@ -206,11 +206,12 @@ def probe_power_mode() -> str | None:
 
 def probe_cudart() -> dict[str, Any]:
     """Whether the CUDA runtime library loads (the device runtime's ctypes path: no pycuda, no torch needed)."""
-    from edgepipe.device import runtime
+    from edgepipe.device.cuda import cudart
+    from edgepipe.errors import EdgepipeError
 
     try:
-        cuda = runtime.cudart()
-    except runtime.DeviceError as exc:
+        cuda = cudart()
+    except EdgepipeError as exc:
         return {"loadable": False, "devices": 0, "why": str(exc)}
     return {"loadable": True, "devices": cuda.device_count(), "why": ""}
 

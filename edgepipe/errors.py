@@ -1,29 +1,14 @@
-"""User-facing errors: one line that says what was wrong and what to do; the CLI turns them into exit code 2."""
+"""User-facing errors: one line that says what was wrong and what to do; the CLI turns them into exit code 2.
 
-from contextlib import contextmanager
+The root of them is the device runtime's own error (edgepipe/device/errors.py, which cannot import edgepipe): an
+error raised by the device code the workstation runs (the builder, the engine, a bundle) is an EdgepipeError as it
+stands, so nothing translates it and every `except EdgepipeError` sees it.
+"""
 
+from edgepipe.device.errors import DeviceError as EdgepipeError
+from edgepipe.device.errors import MissingPiece as MissingDependency
 
-class EdgepipeError(Exception):
-    """Bad input from the user (recipe, file, shape, ...). Its message is shown as one line, exit code 2."""
-
-    exit_code = 2
-
-
-class MissingDependency(EdgepipeError):
-    """An optional heavy dependency (tensorrt, CUDA, onnxruntime) is not available here."""
-
-
-@contextmanager
-def device_errors():
-    """The device runtime's one-line errors (edgepipe/device/runtime.py cannot import edgepipe) as edgepipe's."""
-    from edgepipe.device import runtime
-
-    try:
-        yield
-    except runtime.MissingPiece as exc:
-        raise MissingDependency(str(exc)) from None
-    except runtime.DeviceError as exc:
-        raise EdgepipeError(str(exc)) from None
+__all__ = ["EdgepipeError", "MissingDependency", "first_line"]
 
 
 def first_line(exc: BaseException) -> str:

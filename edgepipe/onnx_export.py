@@ -39,7 +39,7 @@ def outputs_as_arrays(result: Any) -> dict[str, np.ndarray]:
 
 
 def scored_outputs(result: Any) -> np.ndarray:
-    """The one array a task scores from ``model(x)`` (a detector's outputs packed; see device.runtime)."""
+    """The one array a task scores from ``model(x)`` (a detector's outputs packed; see device.scoring)."""
     from edgepipe.device.scoring import model_outputs
 
     return model_outputs(outputs_as_arrays(result))

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from edgepipe import defaults
+from edgepipe.device.settings import OPTION as BUILD_OPTIONS
 from edgepipe.errors import EdgepipeError, first_line
 
 SEED_MAX = 2**32 - 1  # numpy and torch seeds are 32-bit
@@ -222,27 +223,31 @@ class QuantizeConfig(Section):
                                   description="TensorRT that reads trt.calib.cache (its header names the version)")
 
 
-class BuildConfig(Section):
-    """A TensorRT engine build (`edgepipe build` options and a recipe's build: section)."""
+def _build_option(name: str) -> Any:
+    """A BuildConfig field as the device runtime declares the setting (edgepipe/device/settings.py): its default,
+    range and help are defined there once, for the device, this model and both command lines."""
+    option = BUILD_OPTIONS[name]
+    bounds = {key: value for key, value in (("ge", option.low), ("le", option.high)) if value is not None}
+    return Field(default=option.default, description=option.help, **bounds)
 
-    precision: Literal["fp32", "fp16", "int8", "best"] = Field(
-        default=defaults.BUILD["precision"], description="best: the fastest the target (or this GPU) supports")
-    workspace_mib: int | None = Field(default=defaults.BUILD["workspace_mib"], gt=0,
-                                      description="builder workspace limit; default 1 GiB, at "
-                                      "most a quarter of the device's memory (Jetsons share it with the CPU)")
-    batch: tuple[int, int, int] = Field(default=defaults.BUILD["batch"], description="optimization profile MIN:OPT:MAX")
-    dla_core: int | None = Field(default=defaults.BUILD["dla_core"], ge=0,
-                                 description="run on this DLA core (Jetson Xavier/Orin)")
-    gpu_fallback: bool = Field(default=defaults.BUILD["gpu_fallback"],
-                               description="let layers DLA cannot run fall back to the GPU")
-    sparsity: bool = Field(default=defaults.BUILD["sparsity"],
-                           description="2:4 sparse tensor cores (a model pruned with method 2:4)")
-    opt_level: int | None = Field(default=defaults.BUILD["opt_level"], ge=0, le=5,
-                                  description="builder optimization level (TensorRT "
-                                  ">= 8.6; its default is 3)")
-    version_compatible: bool = Field(default=defaults.BUILD["version_compatible"],
-                                     description="an engine later TensorRT of the same major loads")
-    hardware_compat: Literal["none", "ampere_plus", "same_cc"] = defaults.BUILD["hardware_compat"]
+
+_PRECISION_CHOICES = BUILD_OPTIONS["precision"].choices
+_HARDWARE_COMPAT_CHOICES = BUILD_OPTIONS["hardware_compat"].choices
+
+
+class BuildConfig(Section):
+    """A TensorRT engine build (`edgepipe build` options and a recipe's build: section): one field per setting of
+    edgepipe.device.settings.OPTIONS that a recipe holds."""
+
+    precision: Literal[_PRECISION_CHOICES] = _build_option("precision")
+    workspace_mib: int | None = _build_option("workspace_mib")
+    batch: tuple[int, int, int] = _build_option("batch")
+    dla_core: int | None = _build_option("dla_core")
+    gpu_fallback: bool = _build_option("gpu_fallback")
+    sparsity: bool = _build_option("sparsity")
+    opt_level: int | None = _build_option("opt_level")
+    version_compatible: bool = _build_option("version_compatible")
+    hardware_compat: Literal[_HARDWARE_COMPAT_CHOICES] = _build_option("hardware_compat")
 
 
 class BenchConfig(Section):

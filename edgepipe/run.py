@@ -23,42 +23,48 @@ from pathlib import Path
 from typing import Literal
 
 from edgepipe.artifacts import MANIFEST, Artifact, Manifest, read_manifest
+
+# The names a bundle shares with the device runtime are defined on its side and re-exported from here.
+from edgepipe.device.layout import (  # noqa: F401
+    BUILD,
+    CALIB_CACHE,
+    EXPORT,
+    FP16_ONNX,
+    FP32_ONNX,
+    INT8_TRT_ONNX,
+    LABELS_TXT,
+    QUANTIZE,
+    REFERENCE_NPZ,
+    engine_file,
+)
 from edgepipe.errors import EdgepipeError
 
 # -- stage directories --------------------------------------------------------------------------------------
-TRAIN, PRUNE, EXPORT, EXPORT_PRUNED, QUANTIZE = "train", "prune", "export", "export-pruned", "quantize"
-BUILD, BUNDLE = "build", "bundle"  # stage names (their directories are build-<precision>/ and bundle-<target>/)
+TRAIN, PRUNE, EXPORT_PRUNED = "train", "prune", "export-pruned"
+BUNDLE = "bundle"  # stage names (and BUILD) (their directories are build-<precision>/ and bundle-<target>/)
 # The order stages run in: breaks ties between manifests written in the same second.
 PIPELINE_ORDER = (TRAIN, PRUNE, EXPORT, QUANTIZE, BUILD, BUNDLE)
 
 # -- files ---------------------------------------------------------------------------------------------------
 RECIPE_COPY = "recipe.yaml"
 MODEL_PT = "model.pt"
-FP32_ONNX = "model.onnx"
-FP16_ONNX = "model.fp16.onnx"
-INT8_TRT_ONNX = "model.int8.trt.onnx"  # symmetric QDQ: what TensorRT builds INT8 from
+# FP32_ONNX, FP16_ONNX, INT8_TRT_ONNX (symmetric QDQ: what TensorRT builds INT8 from), CALIB_CACHE: device.layout
 INT8_CPU_ONNX = "model.int8.cpu.onnx"  # u8s8 QDQ: what onnxruntime's CPU kernels run fast
 QAT_ONNX = {"cpu": "model.int8.cpu.qat.onnx", "trt": "model.int8.trt.qat.onnx"}
-CALIB_CACHE = "trt.calib.cache"
 CALIB_RANGES = "calibration.ranges.json"
 TIMING_CACHE = "trt.timing.cache"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
 TASK_PNG = "report-task.png"  # the task's own picture: confusion matrix + ROC, or PR curves + per-class AP
 # A bundle's own files, beside its export/ quantize/ prune/ stages.
-REFERENCE_NPZ, LABELS_TXT, BUNDLE_README = "reference.npz", "labels.txt", "README.md"
-# The device runtime a bundle carries (edgepipe/device/): the launcher users run and the module beside it.
-DEVICE_LAUNCHER, DEVICE_RUNTIME = "edgepipe_device.py", "edgepipe_device_runtime.py"
-DEVICE_SCORING = "edgepipe_device_scoring.py"  # the runtime's task scores, imported by it from beside it
-DEVICE_CUDA = "edgepipe_device_cuda.py"  # the runtime's CUDA (ctypes on libcudart), imported by it from beside it
+# (REFERENCE_NPZ and LABELS_TXT: device.layout)
+BUNDLE_README = "README.md"
+# The device runtime a bundle carries (edgepipe/device/): the launcher users run and the package beside it.
+DEVICE_LAUNCHER, DEVICE_PACKAGE = "edgepipe_device.py", "edgepipe_device"
 
 # -- artifact names (what manifests call them; eval and bench rows show them) ---------------------------------
 ORIGINAL = "original"
 EXPORT_NAMES = {EXPORT: "onnx-fp32", EXPORT_PRUNED: "pruned-onnx-fp32"}
 MODEL_SUFFIXES = {".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".pt": "torch"}
-
-
-def engine_file(precision: str) -> str:
-    return f"model.{precision}.engine"
 
 
 def build_dir_name(precision: str) -> str:

@@ -14,11 +14,10 @@ from typing import Literal
 
 import yaml
 
+from edgepipe.device.common import version_tuple
+from edgepipe.device.layout import PRECISIONS  # best first: INT8 tensor cores beat FP16 beat FP32 where present
 from edgepipe.errors import EdgepipeError
 
-PRECISIONS = ("fp32", "fp16", "int8")
-# best first: INT8 tensor cores beat FP16 beat FP32 wherever the hardware has them
-_PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
 _COMMON_KEYS = {"kind", "gpu", "compute_capability", "precisions", "dla_cores", "sparse_tensor_cores", "memory_mib",
                 "jetpack", "sources"}
 _REQUIRED_KEYS = {"jetson": _COMMON_KEYS | {"releases"}, "desktop": _COMMON_KEYS | {"tensorrt_min", "tensorrt_max"}}
@@ -97,20 +96,9 @@ class TargetProfile:
 
 
 def parse_version(version: str) -> tuple[int, ...]:
-    """ "10.3.0.26" -> (10, 3, 0, 26); stops at the first non-numeric part ("8.6.2-1+cuda12" -> (8, 6, 2))."""
-    parts: list[int] = []
-    for piece in str(version).split("."):
-        digits = ""
-        for char in piece:
-            if not char.isdigit():
-                break
-            digits += char
-        if not digits:
-            break
-        parts.append(int(digits))
-        if len(digits) != len(piece):
-            break
-    return tuple(parts)
+    """ "10.3.0.26" -> (10, 3, 0, 26); stops at the first non-numeric part ("8.6.2-1+cuda12" -> (8, 6, 2)): the
+    device runtime's one rule."""
+    return version_tuple(version)
 
 
 def _profile_from_entry(name: str, entry: dict) -> TargetProfile:
@@ -177,10 +165,10 @@ def resolve_precision(target: TargetProfile, requested: str) -> tuple[str, str]:
     precision the target cannot run is refused with what it does support.
     """
     wanted = requested.strip().lower()
-    supported = [precision for precision in _PRECISION_PREFERENCE if precision in target.precisions]
+    supported = [precision for precision in PRECISIONS if precision in target.precisions]
     if wanted == "best":
         best = supported[0]
-        skipped = [precision for precision in _PRECISION_PREFERENCE[: _PRECISION_PREFERENCE.index(best)]]
+        skipped = [precision for precision in PRECISIONS[: PRECISIONS.index(best)]]
         reason = f"--precision best resolved to {best} for {target.name} ({target.sm})"
         if skipped:
             reason += f"; it has no {'/'.join(skipped)} support"

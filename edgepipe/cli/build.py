@@ -1,56 +1,47 @@
-"""`edgepipe build`: a TensorRT engine from a run directory or an ONNX file."""
+"""`edgepipe build`: a TensorRT engine from a run directory or an ONNX file.
+
+Its build options are generated from the device runtime's settings table (edgepipe/device/settings.py, standard
+library only, so `--help` stays quick), where each setting is declared once with its flag, default and help; the
+device's own `python3 edgepipe_device.py build` takes the same flags.
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Optional
 
 import typer
 
-from edgepipe import defaults
+from edgepipe.device.settings import OPTIONS
+
+# The Python type typer parses each kind of setting as (a batch is MIN:OPT:MAX text, parsed by the settings).
+_TYPES = {"int": Optional[int], "bool": bool, "choice": str, "batch": str, "path": Optional[Path]}  # noqa: UP045
 
 
-def command(
-    source: Annotated[Path, typer.Argument(help="Run directory (export/ + quantize/) or an .onnx file.")],
-    precision: Annotated[str, typer.Option(help="fp32, fp16, int8, or best (the fastest the target/GPU supports).")
-                         ] = defaults.BUILD["precision"],
-    target: Annotated[str | None, typer.Option(help="Device profile (jetson-orin-nano, desktop-ampere, ...); "
-                                                    "refuses what it can't do.")] = None,
-    workspace: Annotated[int | None, typer.Option(help="Builder workspace limit in MiB (default: 1024, at most 1/4 "
-                                                       "of device memory).")] = defaults.BUILD["workspace_mib"],
-    dla_core: Annotated[int | None, typer.Option(min=0, help="Run on this DLA core (Jetson Xavier/Orin).")]
-    = defaults.BUILD["dla_core"],
-    gpu_fallback: Annotated[bool, typer.Option(help="Let layers DLA cannot run fall back to the GPU.")]
-    = defaults.BUILD["gpu_fallback"],
-    sparsity: Annotated[bool, typer.Option(help="Use 2:4 sparse tensor cores (needs a run pruned with method 2:4).")
-                        ] = defaults.BUILD["sparsity"],
-    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file: reused when present, saved after "
-                                                           "the build.")] = None,
-    batch: Annotated[str, typer.Option(help="Optimization profile batch sizes MIN:OPT:MAX (or one static N).")]
-    = ":".join(map(str, defaults.BUILD["batch"])),
-    opt_level: Annotated[int | None, typer.Option(help="Builder optimization level 0-5 (TensorRT >= 8.6; its "
-                                                       "default is 3).")] = defaults.BUILD["opt_level"],
-    version_compatible: Annotated[bool, typer.Option(help="Build an engine later TensorRT versions of the same "
-                                                          "major can load.")]
-    = defaults.BUILD["version_compatible"],
-    hardware_compat: Annotated[str, typer.Option(help="Hardware compatibility: none, ampere_plus or same_cc.")]
-    = defaults.BUILD["hardware_compat"],
-    out: Annotated[Path | None, typer.Option(help="Output directory (default: SOURCE/build-<precision>).")] = None,
-    rebuild: Annotated[bool, typer.Option(help="Rebuild even when a matching engine exists.")] = False,
-) -> None:
+def _parameter(option: Any) -> inspect.Parameter:
+    """One typer option for a setting: its flag, its help and its default from the settings table."""
+    default = ":".join(map(str, option.default)) if option.kind == "batch" else option.default
+    flags = f"{option.flag}/--no-{option.flag[2:]}" if option.kind == "bool" else option.flag
+    declared = typer.Option(flags, help=option.help + ".")
+    return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[_TYPES[option.kind], declared])
+
+
+def command(**values: Any) -> None:
     """Build a TensorRT engine (model.<precision>.engine + manifest) for this machine's TensorRT and GPU."""
     from edgepipe.artifacts import read_manifest
     from edgepipe.cli.options import stage_config
     from edgepipe.recipe import BuildConfig
     from edgepipe.stages.build import build
-    from edgepipe.trt.settings import parse_batch
 
-    config = stage_config(BuildConfig, {
-        "precision": precision, "workspace_mib": workspace, "batch": parse_batch(batch), "dla_core": dla_core,
-        "gpu_fallback": gpu_fallback, "sparsity": sparsity, "opt_level": opt_level,
-        "version_compatible": version_compatible, "hardware_compat": hardware_compat},
-        flags={"workspace_mib": "--workspace"})
-    stage = build(source, out, config, target=target, timing_cache=timing_cache, rebuild=rebuild)
+    # A batch is text on the command line and a tuple in the config: the settings table parses it (one rule).
+    settings = {option.name: option.check(values[option.name]) if option.kind == "batch" else values[option.name]
+                for option in OPTIONS if option.recipe}
+    flags = {option.name: option.flag for option in OPTIONS}
+    config = stage_config(BuildConfig, settings, flags=flags)
+    stage = build(values["source"], values["out"], config, target=values["target"],
+                  timing_cache=values["timing_cache"], rebuild=values["rebuild"])
     manifest = read_manifest(stage)
     config = manifest.config
     machine = config["machine"]
@@ -61,3 +52,17 @@ def command(
             f"wrote {stage / artifact.file} ({artifact.size_bytes / 2**20:.1f} MiB) for TensorRT "
             f"{machine['tensorrt_version']} on {machine['gpu_name']}"
         )
+
+
+command.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+    inspect.Parameter("source", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+        Path, typer.Argument(help="Run directory (export/ + quantize/) or an .onnx file.")]),
+    inspect.Parameter("target", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Optional[str], typer.Option(help="Device profile (jetson-orin-nano, desktop-ampere, ...); refuses "  # noqa: UP045
+                                    "what it can't do.")]),
+    *(_parameter(option) for option in OPTIONS),
+    inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Optional[Path], typer.Option(help="Output directory (default: SOURCE/build-<precision>).")]),  # noqa: UP045
+    inspect.Parameter("rebuild", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+        bool, typer.Option(help="Rebuild even when a matching engine exists.")]),
+], return_annotation=None)

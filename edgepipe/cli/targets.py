@@ -16,7 +16,7 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from edgepipe.targets import list_targets
+    from edgepipe.targets import PRECISIONS, list_targets
 
     profiles = list_targets()
     if as_json:
@@ -35,7 +35,7 @@ def command(
         table.add_row(
             profile.name,
             profile.sm,
-            "/".join(p for p in ("int8", "fp16", "fp32") if p in profile.precisions),
+            "/".join(p for p in PRECISIONS if p in profile.precisions),
             str(profile.dla_cores),
             "yes" if profile.sparse_tensor_cores else "no",
             f"{profile.memory_mib // 1024} GiB",

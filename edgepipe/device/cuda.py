@@ -2,10 +2,8 @@
 does: no pycuda (no aarch64 wheel), no torch. Device memory, page-locked host buffers, streams, events and the
 device's name, compute capability and memory; nothing here knows TensorRT.
 
-Shipped in every bundle as ``edgepipe_device_cuda.py`` beside ``edgepipe_device_runtime.py``, which imports it
-(``.cuda`` in the workstation package). It also holds the runtime's two error types, so that this, its lowest
-module, can raise them. Python 3.6 syntax (JetPack 4.6; ``vermin -t=3.6-`` in the tests); imports the standard
-library and numpy only.
+Part of the device runtime package (shipped whole in every bundle as ``edgepipe_device/``). Python 3.6 syntax
+(JetPack 4.6; ``vermin -t=3.6-`` in the tests); imports the standard library and numpy only.
 """
 
 import ctypes
@@ -16,16 +14,7 @@ import sys
 
 import numpy as np
 
-
-class DeviceError(Exception):
-    """Bad input or a missing piece, said in one line; the command exits 2."""
-
-    exit_code = 2
-
-
-class MissingPiece(DeviceError):
-    """A dependency (TensorRT, CUDA, onnxruntime, trtexec) this machine lacks."""
-
+from .errors import DeviceError, MissingPiece
 
 # --- libcudart -------------------------------------------------------------------------
 

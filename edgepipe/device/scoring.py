@@ -1,8 +1,7 @@
 """The device runtime's task scores: what a bundle's outputs mean and how an artifact is judged, in numpy only.
 
-Split from runtime.py (TensorRT, CUDA and the commands) along the seam between running a model and scoring its
-outputs. Like runtime.py it is Python 3.6 syntax with the standard library and numpy (>= 1.13), copied into every
-bundle (as edgepipe_device_scoring.py, beside edgepipe_device_runtime.py); the workstation imports the same file
+The seam between running a model and scoring its outputs. Python 3.6 syntax with the standard library and numpy
+(>= 1.13), shipped in every bundle with the rest of the device package; the workstation imports the same file
 (edgepipe.tasks), so the device and the workstation score alike. The detection metrics reproduce pycocotools'
 COCO mAP (tests/unit/test_detection_metric.py checks them against it to 1e-4).
 """

@@ -1,6 +1,6 @@
 """TrtRunner: a serialized TensorRT engine behind the common Runner contract.
 
-The engine itself is the device runtime's ``Engine`` (edgepipe/device/runtime.py): the same code a bundle
+The engine itself is the device runtime's ``Engine`` (edgepipe/device/engine.py): the same code a bundle
 runs on a Jetson without edgepipe installed. It speaks both TensorRT APIs (named I/O tensors from 8.5, the
 bindings API on 8.0-8.4), names every input and output (a detector's boxes, scores and classes come back as
 they are), and reaches CUDA through ctypes on libcudart: page-locked host buffers, device buffers sized for
@@ -16,17 +16,12 @@ from typing import Any
 import numpy as np
 
 from edgepipe.artifacts import MANIFEST, read_manifest
-from edgepipe.device import runtime as device
-from edgepipe.errors import EdgepipeError, MissingDependency, device_errors
+from edgepipe.device import engine as device
+from edgepipe.device.loader import numpy_dtype  # not trt.nptype, which fails before 8.5.3 on numpy 1.24
+from edgepipe.errors import EdgepipeError, MissingDependency
 from edgepipe.runners.base import Runner, TensorSpec
 
 __all__ = ["TrtRunner", "TrtTiming", "numpy_dtype"]
-
-
-def numpy_dtype(dtype: Any) -> Any:
-    """The numpy type of an engine tensor's trt.DataType (not trt.nptype, which fails before 8.5.3 on numpy 1.24)."""
-    with device_errors():
-        return device.numpy_dtype(dtype)
 
 
 @dataclass(frozen=True)
@@ -65,8 +60,7 @@ class TrtRunner(Runner):
             settings = recorded.get("settings") or {}
             if self._check_portability:
                 check_engine_portable(manifest, machine_facts(trt, found))
-        with device_errors():
-            self._device_engine = device.Engine(self.engine_path, settings, trt=trt)
+        self._device_engine = device.Engine(self.engine_path, settings, trt=trt)
 
     def close(self) -> None:
         if self._device_engine is not None:
@@ -100,5 +94,4 @@ class TrtRunner(Runner):
         return self._device_name
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with device_errors():
-            return self._live().infer(feed)
+        return self._live().infer(feed)

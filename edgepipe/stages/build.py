@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, sha256_file, write_manifest
+from edgepipe.device.settings import OPTIONS
 from edgepipe.errors import EdgepipeError, MissingDependency
 from edgepipe.recipe import BuildConfig
 from edgepipe.run import BUILD as STAGE
@@ -50,6 +51,14 @@ def _best_for_target(profile: Any, files: Any) -> tuple[str, str]:
     return precision, reason
 
 
+def _settings(config: BuildConfig, precision: str, workspace_mib: int, target: str | None,
+              timing_cache: Path | None = None) -> BuildSettings:
+    """The settings of ``config`` (every option a recipe holds) with a resolved precision and workspace."""
+    values = {option.name: getattr(config, option.name) for option in OPTIONS[1:] if option.recipe}
+    values.update(workspace_mib=workspace_mib, timing_cache=timing_cache)
+    return BuildSettings(precision, target=target, **values)
+
+
 def check_request(config: BuildConfig, target: str | None = None) -> None:
     """What a build request can be refused for without TensorRT, a GPU or the run's files (the pipeline asks
     this of a recipe before training). ``best`` is checked as the target's best precision, else as fp16."""
@@ -60,12 +69,8 @@ def check_request(config: BuildConfig, target: str | None = None) -> None:
 
         profile = get_target(target)
         precision, _ = resolve_precision(profile, precision)
-    settings = BuildSettings(
-        precision="fp16" if precision == "best" else precision,
-        workspace_mib=config.workspace_mib or default_workspace_mib(profile.memory_mib if profile else None),
-        dla_core=config.dla_core, gpu_fallback=config.gpu_fallback, sparsity=config.sparsity,
-        batch=tuple(config.batch), opt_level=config.opt_level, version_compatible=config.version_compatible,
-        hardware_compat=config.hardware_compat, target=target)
+    settings = _settings(config, "fp16" if precision == "best" else precision,
+                         config.workspace_mib or default_workspace_mib(profile.memory_mib if profile else None), target)
     if profile is not None:  # what the device cannot do at all comes before flag combinations
         check_against_target(settings, profile)
     check_settings(settings)
@@ -96,9 +101,7 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
     from edgepipe.trt.portability import machine_facts
 
     config = config or BuildConfig()
-    precision, workspace_mib, batch, dla_core = config.precision, config.workspace_mib, config.batch, config.dla_core
-    gpu_fallback, sparsity, opt_level = config.gpu_fallback, config.sparsity, config.opt_level
-    version_compatible, hardware_compat = config.version_compatible, config.hardware_compat
+    precision, workspace_mib = config.precision, config.workspace_mib
     source = Path(source).resolve()
     target = check_bundle_target(source, target)  # a bundle names its target; refuse another one
     files = find_source_files(source)
@@ -113,24 +116,9 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
         if workspace_mib is None:
             workspace_mib = default_workspace_mib(profile.memory_mib)
 
-    def settings_for(resolved: str, workspace: int) -> BuildSettings:
-        return BuildSettings(
-            precision=resolved,
-            workspace_mib=workspace,
-            dla_core=dla_core,
-            gpu_fallback=gpu_fallback,
-            sparsity=sparsity,
-            timing_cache=None if timing_cache is None else Path(timing_cache).resolve(),
-            batch=tuple(batch),
-            opt_level=opt_level,
-            version_compatible=version_compatible,
-            hardware_compat=hardware_compat,
-            target=target,
-        )
-
     # Everything checkable without a GPU is refused before TensorRT is touched.
     check_request(config.model_copy(update={"precision": precision, "workspace_mib": workspace_mib}), target)
-    if sparsity and not files.sparse_2_4:
+    if config.sparsity and not files.sparse_2_4:
         raise EdgepipeError(
             f"--sparsity needs a 2:4-pruned model, and {source} has no prune manifest with method '2:4'; "
             "run `edgepipe prune --method 2:4` first or drop --sparsity"
@@ -160,9 +148,10 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
         precision, reason = _best_without_target(device.compute_capability, files)
     if workspace_mib is None:
         workspace_mib = default_workspace_mib(device.total_memory_mib)
-    settings = settings_for(precision, workspace_mib)
+    settings = _settings(config, precision, workspace_mib, target,
+                         None if timing_cache is None else Path(timing_cache).resolve())
     check_settings(settings)
-    from edgepipe.trt.builder import check_release_supports
+    from edgepipe.device.settings import check_release_supports
 
     check_release_supports(trt, settings)
     if profile is not None:
@@ -195,14 +184,15 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
     if not rebuild and is_up_to_date(out, manifest):
         return out  # same inputs, same machine, same settings: the engine on disk is this build
 
-    from edgepipe.trt.builder import build_serialized_engine, check_engine_deserializes
+    from edgepipe.device.builder import check_engine_deserializes
+    from edgepipe.trt.builder import build_serialized_engine
 
     result = build_serialized_engine(trt, plan, settings)
     filename = engine_file(settings.precision)
     with atomic_dir(out, STAGE) as tmp:
         with open(tmp / filename, "wb") as handle:
             handle.write(memoryview(result.serialized_engine))
-        check_engine_deserializes(trt, (tmp / filename).read_bytes(), settings)
+        check_engine_deserializes(trt, (tmp / filename).read_bytes(), settings.to_json())
         manifest.config["applied"] = result.applied
         manifest.config["input"] = {"name": result.input_name, "shape": list(result.input_shape)}
         add_artifact(

@@ -9,9 +9,9 @@ BUNDLE/
   export/         model.onnx + manifest (the deployable FP32 graph: export-pruned/ when the run was pruned)
   quantize/       the ONNX files the target can build (FP16, INT8 QDQ), trt.calib.cache, manifest
   prune/          manifest only (`build --sparsity` reads the 2:4 method from it)
-  edgepipe_device.py, edgepipe_device_runtime.py, edgepipe_device_scoring.py, edgepipe_device_cuda.py
-                  the device runtime: build / eval / infer / bench with TensorRT + numpy only (Python 3.6+),
-                  so a Jetson needs no `pip install` at all
+  edgepipe_device.py, edgepipe_device/
+                  the device runtime (its launcher and its package): build / eval / infer / bench with TensorRT
+                  + numpy only (Python 3.6+), so a Jetson needs no `pip install` at all
 
 The layout mimics a run directory, so `edgepipe build BUNDLE` works unchanged, and `edgepipe eval BUNDLE`
 compares the engines it made with the stored references: nothing on the device needs PyTorch.
@@ -38,16 +38,15 @@ from edgepipe.artifacts import (
 )
 from edgepipe.bundles import is_bundle, load_reference
 from edgepipe.data import Split, load_stage_dataset
+from edgepipe.device.layout import PRECISIONS  # best first
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.run import BUNDLE as STAGE
 from edgepipe.run import BUNDLE_README as README
 from edgepipe.run import (
     CALIB_CACHE,
-    DEVICE_CUDA,
     DEVICE_LAUNCHER,
-    DEVICE_RUNTIME,
-    DEVICE_SCORING,
+    DEVICE_PACKAGE,
     EXPORT,
     EXPORT_PRUNED,
     INT8_CPU_ONNX,
@@ -65,7 +64,6 @@ from edgepipe.rundir import atomic_dir, check_replaceable
 from edgepipe.tasks import max_drop_of, task_of
 
 DEFAULT_SAMPLES = 500
-_PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ def _deploy_precisions(profile, shipped: set[str]) -> list[str]:
         available.add("fp16")
     if "int8" in profile.precisions and ({f"{QUANTIZE}/{INT8_TRT_ONNX}", f"{QUANTIZE}/{CALIB_CACHE}"} & shipped):
         available.add("int8")
-    return [p for p in _PRECISION_PREFERENCE if p in available]
+    return [p for p in PRECISIONS if p in available]
 
 
 def _trtexec(profile, shipped: set[str], precisions: list[str], export_manifest: Manifest,
@@ -336,14 +334,15 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
 
 
 def _copy_device_runtime(bundle: Path) -> None:
-    """The standalone device runtime and its launcher (edgepipe/device/), hashed in the file list like the rest."""
-    from edgepipe.device import runtime
+    """The device runtime package (every module of edgepipe/device/, as edgepipe_device/) and its launcher, hashed in
+    the file list like the rest."""
+    from edgepipe import device
 
-    source = Path(runtime.__file__)
-    shutil.copyfile(source, bundle / DEVICE_RUNTIME)
-    shutil.copyfile(source.with_name("scoring.py"), bundle / DEVICE_SCORING)
-    shutil.copyfile(source.with_name("cuda.py"), bundle / DEVICE_CUDA)
-    shutil.copyfile(source.with_name("launcher.py"), bundle / DEVICE_LAUNCHER)  # not imported: it runs main()
+    source = Path(device.__file__).parent
+    (bundle / DEVICE_PACKAGE).mkdir()
+    for module in sorted(source.glob("*.py")):
+        shutil.copyfile(module, bundle / DEVICE_PACKAGE / module.name)
+    shutil.copyfile(source / "launcher.py", bundle / DEVICE_LAUNCHER)  # not imported: it runs main()
 
 
 def _copy_checked(item: _Planned, bundle: Path) -> None:

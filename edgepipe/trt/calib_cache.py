@@ -18,28 +18,13 @@ import math
 import struct
 from pathlib import Path
 
-from edgepipe.device import runtime as device
-from edgepipe.errors import EdgepipeError, device_errors
-
-# First line of a cache written by IInt8EntropyCalibrator2: "TRT-<version>-EntropyCalibration2".
-CACHE_ALGORITHM = device.CACHE_ALGORITHM
+# The header ("TRT-<version>-EntropyCalibration2", the first line IInt8EntropyCalibrator2 writes) and its rewrite at
+# load belong to the device runtime, which serves the cache to TensorRT on the device.
+from edgepipe.device.calib_cache import CACHE_ALGORITHM, cache_header, with_running_header  # noqa: F401
+from edgepipe.device.common import tensorrt_version_number  # noqa: F401
+from edgepipe.errors import EdgepipeError
 
 INT8_MAX = 127.0
-
-
-def tensorrt_version_number(version: str) -> int:
-    """NV_TENSORRT_VERSION as TensorRT prints it in cache headers: 8.6.1 -> 8601, 10.3.0 -> 100300."""
-    with device_errors():
-        return device.tensorrt_version_number(version)
-
-
-def cache_header(tensorrt_version: str) -> str:
-    with device_errors():
-        return device.cache_header(tensorrt_version)
-
-
-# The header rewrite at load belongs to the device runtime, which serves the cache to TensorRT on the device.
-with_running_header = device.with_running_header
 
 
 def scale_to_hex(scale: float) -> str:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepipe.artifacts import MANIFEST, Manifest, artifact_path, read_manifest, sha256_file
-from edgepipe.device import runtime as device
-from edgepipe.errors import EdgepipeError, device_errors
+from edgepipe.device import planning as device
+from edgepipe.errors import EdgepipeError
 from edgepipe.run import CALIB_CACHE, FP16_ONNX, FP32_ONNX, INT8_CPU_ONNX, INT8_TRT_ONNX, RunLayout
 
 
@@ -114,11 +114,10 @@ def check_cache_is_current(files: SourceFiles) -> None:
 
 def plan_build(files: SourceFiles, precision: str, trt_major: int) -> BuildPlan:
     """The ONNX, network typing and precision flags TensorRT ``trt_major`` needs for ``precision``: the device
-    runtime's rule (edgepipe/device/runtime.py ``plan_build``), so a bundle builds the same way on the device."""
+    runtime's rule (edgepipe/device/planning.py ``plan_build``), so a bundle builds the same way on the device."""
     paths = {"fp32_onnx": files.fp32_onnx, "fp16_onnx": files.fp16_onnx, "int8_trt_onnx": files.int8_trt_onnx,
              "calibration_cache": files.calibration_cache}
-    with device_errors():
-        plan = device.plan_build(paths, precision, trt_major, where=str(files.source),
-                                 check_cache=lambda _cache: check_cache_is_current(files))
+    plan = device.plan_build(paths, precision, trt_major, where=str(files.source),
+                             check_cache=lambda _cache: check_cache_is_current(files))
     cache = None if plan.calibration_cache is None else Path(plan.calibration_cache)
     return BuildPlan(Path(plan.onnx), plan.strongly_typed, plan.builder_flags, cache, plan.reason)

@@ -1,6 +1,6 @@
 """Lazy TensorRT / CUDA discovery: which TensorRT is importable, which GPU is there, which Jetson release.
 
-The discovery itself is the device runtime's (edgepipe/device/runtime.py: ``import tensorrt`` on demand,
+The discovery itself is the device runtime's (edgepipe/device/loader.py: ``import tensorrt`` on demand,
 libcudart through ctypes), so the workstation and a bundle on a Jetson decide alike. Nothing here imports
 tensorrt at module import time. Tests replace the tensorrt module and the CUDA library through the device
 runtime's injection points (see tests/fakes/tensorrt_fake.py ``install``).
@@ -10,36 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
-from edgepipe.device import runtime as device
-from edgepipe.errors import MissingDependency
-from edgepipe.targets import parse_version
+from edgepipe.device import cuda
+from edgepipe.device.errors import DeviceError
 
-TENSORRT_INSTALL_HINT = device.TENSORRT_INSTALL_HINT
+# The one loader: the device runtime's (tests serve a fake through its injection point).
+from edgepipe.device.loader import import_tensorrt, load_tensorrt, tensorrt_version  # noqa: F401
+
 NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
-
-
-def set_tensorrt_module(module: ModuleType | None) -> None:
-    """Serve ``module`` instead of ``import tensorrt`` (tests); None restores the real import."""
-    device.set_tensorrt_module(module)
-
-
-def _load_tensorrt() -> tuple[ModuleType | None, str]:
-    return device.load_tensorrt()
-
-
-def import_tensorrt() -> ModuleType:
-    """The tensorrt module, or MissingDependency with one line saying why and how to get it."""
-    module, reason = _load_tensorrt()
-    if module is None:
-        raise MissingDependency(f"TensorRT is not available: {reason}; {TENSORRT_INSTALL_HINT}")
-    return module
-
-
-def tensorrt_version(trt: ModuleType) -> tuple[int, ...]:
-    """(10, 3, 0, 26) from trt.__version__ "10.3.0.26"."""
-    return parse_version(trt.__version__)
 
 
 @dataclass(frozen=True)
@@ -52,8 +30,8 @@ class CudaDevice:
 def cuda_device(index: int = 0) -> CudaDevice | None:
     """The GPU this process would use, found through libcudart (ctypes; no pycuda, no torch); None without one."""
     try:
-        found = device.cuda_device(index)
-    except device.DeviceError:  # a driver that loads but fails its first call: no usable GPU
+        found = cuda.cuda_device(index)
+    except DeviceError:  # a driver that loads but fails its first call: no usable GPU
         return None
     if found is None:
         return None
@@ -80,7 +58,7 @@ def jetson_release(path: Path | None = None) -> str | None:
 
 def tensorrt_available() -> tuple[bool, str]:
     """(True, "TensorRT 10.3.0 on NVIDIA Orin (sm_87)") or (False, why not) — never raises."""
-    module, reason = _load_tensorrt()
+    module, reason = load_tensorrt()
     if module is None:
         return False, reason
     device = cuda_device()

@@ -565,7 +565,7 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
 
 
 class FakeCudartLib:
-    """Stands in for libcudart under edgepipe.device.runtime.Cudart: the same C function names, taking the same
+    """Stands in for libcudart under edgepipe.device.cuda.Cudart: the same C function names, taking the same
     ctypes arguments (pointers, c_void_p, c_size_t), so the real ctypes marshalling is what the tests run.
     Device memory is ``memory`` (shared with the fake engine); host memory is real page-less ctypes buffers.
     Calls land in ``record`` as "cudart.<function>" with the stream where there is one."""
@@ -700,14 +700,14 @@ def install(
 
     ``trt.cudart`` is the fake library; ``trt.calls`` records TensorRT and CUDA calls in one sequence."""
     from edgepipe.device import cuda as device_cuda
-    from edgepipe.device import runtime
+    from edgepipe.device import loader as device_loader
     from edgepipe.trt import loader
 
     memory = DeviceMemory()
     trt = make_tensorrt(version, memory=memory, **options)
     lib = FakeCudartLib(memory, trt.recorder, cc=cc, total_mib=total_mib, devices=devices, name=gpu)
-    cuda = runtime.Cudart(lib)
-    monkeypatch.setitem(runtime._injected, "tensorrt", trt)
+    cuda = device_cuda.Cudart(lib)
+    monkeypatch.setitem(device_loader._injected, "tensorrt", trt)
     monkeypatch.setitem(device_cuda._injected, "cudart", cuda)
     monkeypatch.setattr(loader, "NV_TEGRA_RELEASE", Path("/nonexistent/nv_tegra_release"))
     trt.cudart = lib

@@ -16,6 +16,7 @@ from helpers.bundles import add_quantize_stage
 from helpers.recipes import REPO, write_recipe
 from typer.testing import CliRunner
 
+from edgepipe import device
 from edgepipe.artifacts import read_manifest, sha256_file
 from edgepipe.bundles import check_bundle_target, load_reference, read_bundle
 from edgepipe.cli.main import user_errors
@@ -67,9 +68,11 @@ def test_orin_bundle_mimics_a_run_dir_so_build_finds_every_input(orin_bundle):
     listed = {entry.path: entry.sha256 for entry in manifest.files}
     for path in ("export/model.onnx", "quantize/model.fp16.onnx", "quantize/model.int8.trt.onnx",
                  "quantize/trt.calib.cache", "quantize/manifest.json", "reference.npz", "labels.txt", "README.md",
-                 "edgepipe_device.py", "edgepipe_device_runtime.py", "edgepipe_device_scoring.py",
-                 "edgepipe_device_cuda.py"):
+                 "edgepipe_device.py", "edgepipe_device/__init__.py", "edgepipe_device/cli.py",
+                 "edgepipe_device/scoring.py", "edgepipe_device/cuda.py"):
         assert listed[path] == sha256_file(orin_bundle / path), path
+    shipped = {path.split("/", 1)[1] for path in listed if path.startswith("edgepipe_device/")}
+    assert shipped == {module.name for module in Path(device.__file__).parent.glob("*.py")}  # the whole package
     kept = [a.name for a in read_manifest(orin_bundle / "quantize").artifacts]
     assert kept == ["fp16", "int8-trt"]
     readme = (orin_bundle / "README.md").read_text()

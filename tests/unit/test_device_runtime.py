@@ -1,4 +1,4 @@
-"""The device runtime (edgepipe/device/runtime.py): Python 3.6 syntax, no heavy imports, every TensorRT release.
+"""The device runtime (the edgepipe/device/ package): Python 3.6 syntax, no heavy imports, every TensorRT release.
 
 Per release, the recording fake is checked to offer only names that release's Python bindings define
 (tests/data/trt_api/<release>.json, extracted from NVIDIA/TensorRT's own pybind11 sources), and then the
@@ -24,12 +24,12 @@ from helpers.bundles import add_quantize_stage
 from edgepipe.artifacts import sha256_file
 from edgepipe.device import cuda as device_cuda
 from edgepipe.device import runtime
+from edgepipe.device import trtexec as trtexec_module
 from edgepipe.stages.bundle import make_bundle
 
 REPO = Path(__file__).resolve().parents[2]
-RUNTIME, LAUNCHER = REPO / "edgepipe" / "device" / "runtime.py", REPO / "edgepipe" / "device" / "launcher.py"
-SCORING = REPO / "edgepipe" / "device" / "scoring.py"
-CUDA = REPO / "edgepipe" / "device" / "cuda.py"
+PACKAGE, LAUNCHER = REPO / "edgepipe" / "device", REPO / "edgepipe" / "device" / "launcher.py"
+MODULES = sorted(path for path in PACKAGE.glob("*.py") if path != LAUNCHER)
 SURFACES = REPO / "tests" / "data" / "trt_api"
 # (fake version, extracted surface): every release family the runtime claims.
 RELEASES = [("8.0.1", "8.0"), ("8.2.1", "8.2"), ("8.4.3", "8.4"), ("8.5.2", "8.5"), ("8.6.1", "8.6"),
@@ -61,7 +61,7 @@ def _main(*argv: str) -> int:
 # --- Python 3.6 and nothing heavy ---------------------------------------------------------------------------------
 
 def test_vermin_finds_nothing_newer_than_python_3_6():
-    result = subprocess.run([*VERMIN, "-t=3.6-", "--violations", "--no-tips", str(RUNTIME), str(SCORING), str(CUDA)],
+    result = subprocess.run([*VERMIN, "-t=3.6-", "--violations", "--no-tips", *map(str, MODULES)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     launcher = subprocess.run([*VERMIN, "-t=2.7-", "-t=3.0-", "--violations", "--no-tips",
@@ -80,13 +80,20 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_runtime_imports_nothing_of_edgepipe_and_only_allowed_modules():
+    """The standard library, numpy and (only inside OrtModel, the optional CPU fallback) onnxruntime; its own
+    modules relatively (one package, in edgepipe or a bundle: no try/except double imports)."""
     allowed = {"argparse", "ctypes", "glob", "hashlib", "importlib", "json", "os", "shutil", "subprocess", "sys",
-               "time", "numpy", "onnxruntime",  # onnxruntime only inside OrtModel, the optional CPU fallback
-               ".scoring", "edgepipe_device_scoring",  # its scores and its CUDA: the sibling modules, in the
-               ".cuda", "edgepipe_device_cuda"}  # package or a bundle
-    assert _imports(RUNTIME) <= allowed, _imports(RUNTIME) - allowed
-    assert _imports(SCORING) == {"numpy"}
-    assert _imports(CUDA) <= {"ctypes", "glob", "os", "sys", "numpy"}, _imports(CUDA)
+               "time", "numpy", "onnxruntime"} | {"." + path.stem for path in MODULES}
+    for module in MODULES:
+        assert _imports(module) <= allowed, (module.name, _imports(module) - allowed)
+        assert "try:\n    from ." not in module.read_text(), module.name
+    assert _imports(PACKAGE / "scoring.py") == {"numpy"}
+    assert _imports(PACKAGE / "cuda.py") <= {"ctypes", "glob", "os", "sys", "numpy", ".errors"}
+
+
+def test_no_module_of_the_package_is_over_500_lines():
+    sizes = {path.name: len(path.read_text().splitlines()) for path in MODULES}
+    assert max(sizes.values()) <= 500, sizes
 
 
 def test_a_python_too_old_gets_one_line_and_exit_2(tmp_path):
@@ -127,7 +134,10 @@ def test_layout_names_agree_with_run_py():
     assert (runtime.FP32_ONNX, runtime.FP16_ONNX, runtime.INT8_TRT_ONNX, runtime.CALIB_CACHE) == (
         run.FP32_ONNX, run.FP16_ONNX, run.INT8_TRT_ONNX, run.CALIB_CACHE)
     assert (runtime.REFERENCE_NPZ, runtime.engine_file("fp16")) == (run.REFERENCE_NPZ, run.engine_file("fp16"))
-    assert runtime.PRECISIONS == tuple(reversed(sorted(runtime.PRECISIONS, key=("fp32", "fp16", "int8").index)))
+    from edgepipe import targets
+
+    assert targets.PRECISIONS is runtime.PRECISIONS  # one precision order, the device's, imported not copied
+    assert targets.resolve_precision(targets.get_target("jetson-agx-orin"), "best")[0] == runtime.PRECISIONS[0]
 
 
 # --- per-release API surfaces --------------------------------------------------------------------------------------
@@ -354,8 +364,8 @@ def test_a_cache_for_another_model_is_refused(fresh, monkeypatch, capsys):
 
 
 def test_tensorrt_and_trtexec_both_missing_is_one_line(fresh, monkeypatch, capsys):
-    monkeypatch.setattr(runtime, "TRTEXEC", str(fresh / "no-trtexec"))
-    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+    monkeypatch.setattr(trtexec_module, "TRTEXEC", str(fresh / "no-trtexec"))
+    monkeypatch.setattr(trtexec_module.shutil, "which", lambda name: None)
     assert _main("build", fresh) == 2
     line = _one_error_line(capsys)
     assert "neither TensorRT's Python bindings nor trtexec are here" in line
@@ -371,7 +381,7 @@ def test_without_python_bindings_build_runs_trtexec_from_the_bundle(fresh, monke
                        "for a in \"$@\"; do case $a in --saveEngine=*) echo plan > \"${a#--saveEngine=}\";; "
                        f"--calib=*) cp \"${{a#--calib=}}\" {tmp_path / 'served.cache'};; esac; done\n")
     trtexec.chmod(0o755)
-    monkeypatch.setattr(runtime, "TRTEXEC", str(trtexec))
+    monkeypatch.setattr(trtexec_module, "TRTEXEC", str(trtexec))
     assert _main("build", fresh, "--precision", "int8") == 0
     argv = (tmp_path / "argv.txt").read_text()
     # TensorRT 8: the calibration-cache line first (as plan_build), served with the running release's header.
@@ -391,10 +401,10 @@ def test_without_python_bindings_build_runs_trtexec_from_the_bundle(fresh, monke
 
 
 def test_trtexec_banner_versions():
-    assert runtime._trtexec_release("&&&& RUNNING TensorRT.trtexec [TensorRT v8201] # trtexec") == (8, 2)
-    assert runtime._trtexec_release("[TensorRT v100300]") == (10, 3)
-    assert runtime._trtexec_release("[TensorRT v110401]") == (11, 4)
-    assert runtime._trtexec_release("no banner") is None
+    assert trtexec_module.trtexec_release("&&&& RUNNING TensorRT.trtexec [TensorRT v8201] # trtexec") == (8, 2)
+    assert trtexec_module.trtexec_release("[TensorRT v100300]") == (10, 3)
+    assert trtexec_module.trtexec_release("[TensorRT v110401]") == (11, 4)
+    assert trtexec_module.trtexec_release("no banner") is None
 
 
 # --- serving: Triton and DeepStream ------------------------------------------------------------------------------

@@ -120,13 +120,10 @@ def test_jetson_images_install_nothing_but_numpy_and_the_device_runtime(name: st
     assert _pip_installs(DOCKER / name) == []
     instructions = _instructions(DOCKER / name)
     copies = [arguments for instruction, arguments in instructions if instruction == "COPY"]
-    assert copies == ["edgepipe/device/launcher.py ./edgepipe_device.py",
-                      "edgepipe/device/runtime.py ./edgepipe_device_runtime.py",
-                      "edgepipe/device/scoring.py ./edgepipe_device_scoring.py",
-                      "edgepipe/device/cuda.py ./edgepipe_device_cuda.py"]  # the names bundles use
-    from edgepipe.run import DEVICE_CUDA, DEVICE_LAUNCHER, DEVICE_RUNTIME, DEVICE_SCORING
+    from edgepipe.run import DEVICE_LAUNCHER, DEVICE_PACKAGE
 
-    assert DEVICE_LAUNCHER == "edgepipe_device.py" and DEVICE_RUNTIME == "edgepipe_device_runtime.py"
-    assert DEVICE_SCORING == "edgepipe_device_scoring.py" and DEVICE_CUDA == "edgepipe_device_cuda.py"
+    # the names bundles use: the launcher and the whole package beside it
+    assert copies == [f"edgepipe/device/launcher.py ./{DEVICE_LAUNCHER}", f"edgepipe/device/ ./{DEVICE_PACKAGE}/"]
+    assert "**/__pycache__" in (DOCKER.parent / ".dockerignore").read_text().split()
     apt = next(arguments for instruction, arguments in instructions if "apt-get install" in arguments)
     assert "python3-numpy" in apt and "pip" not in apt

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = [
     *sorted((REPO / "edgepipe" / "trt").glob("*.py")),
     REPO / "edgepipe" / "runners" / "tensorrt.py",
-    REPO / "edgepipe" / "device" / "runtime.py",
+    *sorted((REPO / "edgepipe" / "device").glob("*.py")),  # the device runtime package
 ]
 
 MIGRATION_8_TO_10 = (
@@ -221,11 +221,34 @@ def test_production_code_touches_only_real_names(api):
 
 def test_subclassed_interfaces_override_real_methods(api):
     _, members, _ = api
-    from edgepipe.device import runtime
+    from edgepipe.device import calib_cache, loader
 
-    tree = ast.parse(Path(runtime.__file__).read_text())
-    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    trees = [ast.parse(Path(module.__file__).read_text()) for module in (calib_cache, loader)]
+    defined = {n.name for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     needed = {"get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"}
     assert needed <= defined and needed <= members("IInt8EntropyCalibrator2")
     assert "log" in defined
     assert "log" in members("ILogger")
+
+
+def test_the_settings_table_names_only_real_builder_api(api):
+    """The build settings are applied by name from edgepipe/device/settings.py (getattr, which the scan above cannot
+    see): every IBuilderConfig attribute, BuilderFlag and enum member the table names is in the 10.13 API."""
+    classes, members, _ = api
+    from edgepipe.device.settings import OPTIONS
+
+    named = 0
+    for option in OPTIONS:
+        if getattr(option, "attribute", ""):
+            assert option.attribute in members("IBuilderConfig"), option.name
+            named += 1
+        if getattr(option, "builder_flag", ""):
+            assert option.builder_flag in members("BuilderFlag"), option.name
+            named += 1
+        if getattr(option, "enum", ""):
+            assert set(option.members) <= members(option.enum), option.name
+            named += 1
+        for member, _, _ in getattr(option, "levels", {}).values():
+            assert member in members("HardwareCompatibilityLevel"), option.name
+            named += 1
+    assert named >= 6

@@ -1,0 +1,13 @@
+"""What a bundle holds and where: the names edgepipe/run.py imports for a run directory, so both sides agree."""
+
+MANIFEST = "manifest.json"
+EXPORT, QUANTIZE, BUILD = "export", "quantize", "build"
+FP32_ONNX, FP16_ONNX, INT8_TRT_ONNX, CALIB_CACHE = "model.onnx", "model.fp16.onnx", "model.int8.trt.onnx", \
+    "trt.calib.cache"
+REFERENCE_NPZ = "reference.npz"
+LABELS_TXT = "labels.txt"
+PRECISIONS = ("int8", "fp16", "fp32")  # best first: the one precision order (targets, build, bundle, serving)
+
+
+def engine_file(precision):
+    return "model.{}.engine".format(precision)

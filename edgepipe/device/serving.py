@@ -1,0 +1,172 @@
+"""Serving an engine built from a bundle: a Triton model repository (config.pbtxt for a TensorRT plan) and a
+DeepStream Gst-nvinfer config."""
+
+import os
+import shutil
+
+import numpy as np
+
+from .bundle import Bundle
+from .common import emit, say, write_bytes_atomic
+from .engine import Engine
+from .errors import DeviceError
+from .layout import LABELS_TXT, PRECISIONS
+
+# numpy type -> Triton DataType (triton-inference-server/common protobuf/model_config.proto).
+_TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int8": "TYPE_INT8", "int32": "TYPE_INT32",
+                 "int64": "TYPE_INT64", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8"}
+# nvinfer network-mode per precision (DeepStream Gst-nvinfer docs: 0 FP32, 1 INT8, 2 FP16).
+_NETWORK_MODES = {"fp32": 0, "int8": 1, "fp16": 2}
+
+
+def _built_engine(bundle, precision):
+    engines = [e for e in bundle.engines() if precision in (None, e[1])]
+    if not engines:
+        wanted = precision or "any precision"
+        raise DeviceError("no engine ({}) built in {} yet; run `python3 edgepipe_device.py build {}` first".format(
+            wanted, bundle.path, bundle.path))
+    order = dict((p, i) for i, p in enumerate(PRECISIONS))
+    return sorted(engines, key=lambda e: order.get(e[1], len(order)))[0]
+
+
+def _engine_io(path, settings):
+    """[(name, is_input, dtype name, shape, min batch, max batch)] of a built engine, read from the engine."""
+    with Engine(path, settings) as loaded:
+        return [(io.name, io.is_input, np.dtype(io.dtype).name, io.shape,
+                 io.min_shape[0] if io.min_shape else None, io.max_shape[0] if io.max_shape else None)
+                for io in loaded.ios]
+
+
+def triton_config(name, ios, dla_core=None, max_queue_delay_us=100, labels=None):
+    """config.pbtxt (protobuf text of inference.ModelConfig) for a TensorRT plan with a dynamic batch axis."""
+    inputs = [io for io in ios if io[1]]
+    min_batch, max_batch = max(io[4] for io in inputs), min(io[5] for io in inputs)
+    static = min_batch == max_batch and max_batch > 1  # DLA: a static batch Triton must not split
+    if min_batch > 1 and not static:
+        raise DeviceError("the engine's profile starts at batch {} but Triton's dynamic batcher sends any batch from "
+                          "1 up; build with --batch 1:OPT:MAX (or a static batch N:N:N)".format(min_batch))
+    lines = ['name: "{}"'.format(name), 'platform: "tensorrt_plan"',
+             "max_batch_size: {}".format(0 if static else max_batch)]
+
+    def tensor(io, kind):
+        dims = list(io[3]) if static else list(io[3][1:])
+        dims = [max_batch if (static and i == 0 and d < 0) else d for i, d in enumerate(dims)]
+        if io[2] not in _TRITON_TYPES:
+            raise DeviceError("tensor {} has type {}, which Triton's config has no name for".format(io[0], io[2]))
+        fields = ['name: "{}"'.format(io[0]), "data_type: {}".format(_TRITON_TYPES[io[2]]),
+                  "dims: [ {} ]".format(", ".join(str(d) for d in dims))]
+        if kind == "output" and labels:
+            fields.append('label_filename: "{}"'.format(labels))
+        return "  {\n    " + "\n    ".join(fields) + "\n  }"
+
+    lines.append("input [\n" + ",\n".join(tensor(io, "input") for io in inputs) + "\n]")
+    lines.append("output [\n" + ",\n".join(tensor(io, "output") for io in ios if not io[1]) + "\n]")
+    if not static:
+        preferred = sorted(set(b for b in (min(max_batch, 16), max_batch) if b >= 1))
+        lines.append("dynamic_batching {{\n  preferred_batch_size: [ {} ]\n  max_queue_delay_microseconds: {}\n}}"
+                     .format(", ".join(str(b) for b in preferred), int(max_queue_delay_us)))
+    group = ["    kind: KIND_GPU", "    count: 1"]
+    if dla_core is not None:  # Triton runs a DLA engine on the GPU instance with the DLA as its secondary device
+        group.append("    secondary_devices [ {{ kind: KIND_NVDLA device_id: {} }} ]".format(int(dla_core)))
+    lines.append("instance_group [\n  {\n" + "\n".join(group) + "\n  }\n]")
+    return "\n".join(lines) + "\n"
+
+
+def command_triton(args):
+    """BUNDLE/model_repository/NAME/{config.pbtxt, 1/model.plan, labels.txt} from an engine built here."""
+    bundle = Bundle(args.bundle).verify()
+    name, precision, engine_path, settings = _built_engine(bundle, args.precision)
+    model = args.name or "{}_{}".format(bundle.manifest.get("recipe_name") or "model", precision).replace("-", "_")
+    ios = _engine_io(engine_path, settings)
+    labels = bundle.labels()
+    root = os.path.abspath(args.out or os.path.join(bundle.path, "model_repository"))
+    model_dir = os.path.join(root, model)
+    tmp = model_dir + ".tmp-{}".format(os.getpid())
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "1"))
+    try:
+        shutil.copyfile(engine_path, os.path.join(tmp, "1", "model.plan"))
+        if labels:
+            write_bytes_atomic(os.path.join(tmp, LABELS_TXT), ("\n".join(labels) + "\n").encode("utf-8"))
+        text = triton_config(model, ios, settings.get("dla_core"), args.max_queue_delay_us,
+                             LABELS_TXT if labels else None)
+        write_bytes_atomic(os.path.join(tmp, "config.pbtxt"), text.encode("utf-8"))
+        shutil.rmtree(model_dir, ignore_errors=True)
+        os.rename(tmp, model_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    emit(os.path.join(model_dir, "config.pbtxt"))
+    say("triton: {} ({}) -> {}; serve with `tritonserver --model-repository={}` on a Triton built for this "
+        "device's TensorRT release (a plan only loads on the release that built it)".format(
+            name, precision, model_dir, root))
+    return 0
+
+
+def deepstream_config(bundle, precision, engine_path, ios, settings, config_path, labels_path):
+    """A Gst-nvinfer [property] group (DeepStream docs, "Gst-nvinfer File Configuration Specifications")."""
+    prep = (bundle.manifest.get("dataset") or {}).get("preprocessing") or {}
+    if prep.get("kind") != "image":
+        raise DeviceError("DeepStream feeds video frames; this model was not trained on images ({})".format(
+            prep.get("kind", "no preprocessing recorded")))
+    scale, mean, std = float(prep["scale"]), [float(m) for m in prep["mean"]], [float(s) for s in prep["std"]]
+    channels = int(prep["channels"])
+    # nvinfer computes y = net-scale-factor * (x - offsets) on 0-255 pixels, one factor for all channels; the
+    # model wants (x * scale - mean) / std per channel, so factor = scale / std and offsets = mean / scale.
+    factor = scale / (sum(std) / len(std))
+    lines = ["# edgepipe: nvinfer config for {} ({}), made by edgepipe_device.py deepstream".format(
+        bundle.manifest.get("recipe_name"), precision)]
+    if max(std) - min(std) > 1e-3 * max(std):
+        lines.append("# std differs per channel ({}): nvinfer applies one net-scale-factor (their mean); for exact "
+                     "per-channel normalization use nvdspreprocess".format(", ".join("{:.4f}".format(s) for s in std)))
+    if prep.get("resize"):
+        # nvinfer scales the whole frame (or object) to the network size; it cannot resize the shorter side and
+        # crop the centre as this model was evaluated. Said in the config and on the terminal, not hidden.
+        warning = ("this model was evaluated on the centre {}x{} crop of images resized to {} on the shorter side; "
+                   "nvinfer stretches the whole frame to {}x{} instead, so its accuracy can differ from the bundle's "
+                   "eval (crop in an nvdspreprocess ROI, or train with dataset.resize unset)").format(
+                       prep["size"][0], prep["size"][1], prep["resize"], prep["size"][0], prep["size"][1])
+        lines.append("# WARNING: " + warning)
+        say("deepstream: warning: " + warning)
+    files = bundle.build_files()
+    outputs = [io[0] for io in ios if not io[1]]
+    batch = min(io[5] for io in ios if io[1])
+    # nvinfer resolves paths against the config file's directory.
+    lines.append("# the model outputs logits, not probabilities: classifier-threshold sits below any logit, so "
+                 "nvinfer reports the argmax class")
+
+    def where(path):
+        return os.path.relpath(path, os.path.dirname(config_path))
+
+    props = [("gpu-id", 0), ("net-scale-factor", repr(factor)),
+             ("offsets", ";".join(repr(m / scale) for m in mean)),
+             ("model-color-format", 2 if channels == 1 else 0),  # 0 RGB, 1 BGR, 2 GRAY
+             ("model-engine-file", where(engine_path)), ("labelfile-path", where(labels_path)),
+             ("batch-size", batch), ("network-mode", _NETWORK_MODES[precision]),
+             ("network-type", 1),  # classifier
+             ("process-mode", 1), ("gie-unique-id", 1), ("interval", 0), ("classifier-threshold", -1e30),
+             ("output-blob-names", ";".join(outputs))]
+    if files["fp32_onnx"] is not None:  # lets nvinfer rebuild the engine itself if the plan does not load
+        props.insert(4, ("onnx-file", where(files["fp32_onnx"])))
+    if precision == "int8" and files["calibration_cache"] is not None:
+        props.append(("int8-calib-file", where(files["calibration_cache"])))
+    if settings.get("dla_core") is not None:
+        props += [("enable-dla", 1), ("use-dla-core", int(settings["dla_core"]))]
+    return "\n".join(lines + ["[property]"] + ["{}={}".format(k, v) for k, v in props]) + "\n"
+
+
+def command_deepstream(args):
+    bundle = Bundle(args.bundle).verify()
+    task = bundle.task()
+    if task.name != "classification":  # nvinfer's classifier config; other tasks need their own parser
+        raise DeviceError("deepstream: this bundle's model is a {} model; the nvinfer config written here is for "
+                          "classifiers only".format(task.name))
+    name, precision, engine_path, settings = _built_engine(bundle, args.precision)
+    out = os.path.abspath(args.out or os.path.join(bundle.path, "deepstream_nvinfer_{}.txt".format(precision)))
+    # nvinfer's label file for a classifier: one line per output layer, its classes separated by ';'.
+    labels_path = os.path.join(os.path.dirname(out), "deepstream_labels.txt")
+    text = deepstream_config(bundle, precision, engine_path, _engine_io(engine_path, settings), settings, out,
+                             labels_path)
+    write_bytes_atomic(labels_path, (";".join(bundle.labels()) + "\n").encode("utf-8"))
+    write_bytes_atomic(out, text.encode("utf-8"))
+    emit(out)
+    return 0
