@@ -46,7 +46,7 @@ CLASSES = [
 ]
 ENUMS = [
     "BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType", "HardwareCompatibilityLevel",
-    "DeviceType", "DataType", "TensorIOMode", "Logger.Severity",
+    "DeviceType", "DataType", "TensorIOMode", "Logger.Severity", "TilingOptimizationLevel",
 ]
 DEFINES = {"EXPORT_ALL_BINDINGS": 1, "ENABLE_INETWORK_SERIALIZE": 0}
 MEMBER_CALLS = {
