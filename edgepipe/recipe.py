@@ -248,6 +248,7 @@ class BuildConfig(Section):
     opt_level: int | None = _build_option("opt_level")
     version_compatible: bool = _build_option("version_compatible")
     hardware_compat: Literal[_HARDWARE_COMPAT_CHOICES] = _build_option("hardware_compat")
+    tiling_optimization_level: int | None = _build_option("tiling_optimization_level")
 
 
 class BenchConfig(Section):

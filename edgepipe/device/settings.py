@@ -194,6 +194,12 @@ OPTIONS = (
                       first=(8, 6), help="build an engine later TensorRT versions of the same major can load"),
     HardwareCompatOption("hardware_compat",
                          help="hardware compatibility: none, ampere_plus (8.6+) or same_cc (10.9+)"),
+    # IBuilderConfig.tiling_optimization_level takes trt.TilingOptimizationLevel (NONE, FAST, MODERATE, FULL), from
+    # TensorRT 10.8 (its release notes; pyCore.cpp); trtexec --tilingOptimizationLevel=N.
+    LevelOption("tiling_optimization_level", low=0, high=3, first=(10, 8), attribute="tiling_optimization_level",
+                enum="TilingOptimizationLevel", members=("NONE", "FAST", "MODERATE", "FULL"),
+                trtexec_flag="--tilingOptimizationLevel",
+                help="cross-kernel tiling search effort 0-3 (TensorRT >= 10.8; 0, its default, tiles nothing)"),
 )
 OPTION = dict((option.name, option) for option in OPTIONS)
 
