@@ -122,6 +122,8 @@ def make_tensorrt(
     if ver >= (8, 6):
         levels = ["NONE", "AMPERE_PLUS"] + (["SAME_COMPUTE_CAPABILITY"] if ver >= (10, 9) else [])  # pyCore.cpp 10.9
         trt.HardwareCompatibilityLevel = _enum("HardwareCompatibilityLevel", levels)
+    if ver >= (10, 8):  # tiling optimization: TensorRT 10.8 release notes; pyCore.cpp
+        trt.TilingOptimizationLevel = _enum("TilingOptimizationLevel", ["NONE", "FAST", "MODERATE", "FULL"])
     trt.DeviceType = _enum("DeviceType", ["GPU", "DLA"])
     trt.DataType = _enum("DataType", ["FLOAT", "HALF", "INT8", "INT32"])
     named_api = ver >= (8, 5)
@@ -207,6 +209,8 @@ def make_tensorrt(
     config_attrs = {"DLA_core", "default_device_type", "flags", "profile_stream", "avg_timing_iterations"}
     if ver >= (8, 6):
         config_attrs |= {"builder_optimization_level", "hardware_compatibility_level"}
+    if ver >= (10, 8):
+        config_attrs.add("tiling_optimization_level")
     if major < 11:
         config_attrs.add("int8_calibrator")
     if ver < (8, 4):

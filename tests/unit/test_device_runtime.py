@@ -256,6 +256,24 @@ def test_build_refuses_what_the_running_release_lacks(fresh, monkeypatch):
     settings = runtime.BuildSettings("fp16", opt_level=3)
     with pytest.raises(runtime.DeviceError, match=r"--opt-level needs TensorRT 8.6 or newer; this machine has 8.5.2"):
         runtime.check_release_supports(runtime.import_tensorrt(), settings)
+    with pytest.raises(runtime.DeviceError, match=r"--tiling-optimization-level needs TensorRT 10.8 or newer; this "
+                                                  r"machine has 10.3.0"):
+        runtime.check_release_supports(make_tensorrt("10.3.0"), runtime.BuildSettings("fp16",
+                                                                                      tiling_optimization_level=2))
+
+
+def test_every_setting_reaches_the_builder_from_the_device_command_line(fresh, monkeypatch):
+    """The device's build options come from the settings table: a setting added there is taken, applied and
+    recorded with nothing else to change (here the tiling level, TensorRT 10.8+)."""
+    trt = install(monkeypatch, "10.13.0", cc=(8, 7), classes=4)
+    assert _main("build", fresh, "--precision", "fp16", "--batch", "1:4:8", "--opt-level", "4",
+                 "--tiling-optimization-level", "2") == 0
+    assert ("IBuilderConfig.tiling_optimization_level=", (trt.TilingOptimizationLevel.MODERATE,)) in trt.calls
+    assert ("IBuilderConfig.builder_optimization_level=", (4,)) in trt.calls
+    built = json.loads((fresh / "build-fp16" / "manifest.json").read_text())["config"]
+    assert built["applied"]["tiling_optimization_level"] == "MODERATE"
+    assert built["settings"]["tiling_optimization_level"] == 2 and built["settings"]["opt_level"] == 4
+    assert _main("build", fresh, "--precision", "fp16", "--tiling-optimization-level", "4") == 2  # 0..3
 
 
 def test_a_version_compatible_engine_loads_with_host_code_allowed(fresh, monkeypatch):
@@ -398,6 +416,11 @@ def test_without_python_bindings_build_runs_trtexec_from_the_bundle(fresh, monke
     assert "--memPoolSize=workspace:256" in argv and "--fp16" in argv
     assert _main("build", fresh, "--dla-core", "0", "--batch", "8") == 2
     assert "TensorRT's Python bindings are missing; running trtexec" in capsys.readouterr().err
+    # The other settings in trtexec's spelling, and refused where the banner's release lacks them.
+    assert _main("build", fresh, "--precision", "fp16", "--opt-level", "5") == 2
+    assert "--opt-level needs TensorRT 8.6 or newer; this machine has 8.5" in _one_error_line(capsys)
+    assert _main("build", fresh, "--precision", "fp16", "--sparsity") == 0
+    assert (tmp_path / "argv.txt").read_text().split()[-1] == "--sparsity=enable"
 
 
 def test_trtexec_banner_versions():

@@ -251,4 +251,4 @@ def test_the_settings_table_names_only_real_builder_api(api):
         for member, _, _ in getattr(option, "levels", {}).values():
             assert member in members("HardwareCompatibilityLevel"), option.name
             named += 1
-    assert named >= 6
+    assert named >= 8

@@ -127,6 +127,15 @@ def test_hardware_compat_level_on_desktop(tmp_path, monkeypatch):
     )
 
 
+def test_tiling_level_is_applied_recorded_and_replayed(tmp_path, monkeypatch):
+    trt = install(monkeypatch, "10.13.0.35", cc=(8, 6), gpu="NVIDIA RTX A4000", total_mib=16376)
+    stage = build(make_run(tmp_path), None, BuildConfig(precision="fp16", tiling_optimization_level=1))
+    assert ("IBuilderConfig.tiling_optimization_level=", trt.TilingOptimizationLevel.FAST) in _config_calls(trt)
+    config = read_json(stage / "manifest.json")["config"]
+    assert config["settings"]["tiling_optimization_level"] == 1
+    assert config["cli_flags"][-2:] == ["--tiling-optimization-level", "1"]  # the rebuild command replays it
+
+
 def test_timing_cache_is_created_reused_and_saved(tmp_path, monkeypatch):
     trt = install(monkeypatch, "10.3.0")
     run = make_run(tmp_path)
