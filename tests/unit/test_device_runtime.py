@@ -578,3 +578,56 @@ def test_a_driver_too_old_for_the_runtime_is_said_not_hidden_as_no_gpu():
 
     with pytest.raises(runtime.DeviceError, match=r"cudaGetDeviceCount failed: CUDA driver version is insufficient"):
         runtime.Cudart(OldDriver()).device_count()
+
+
+# --- bundles made before the runtime became a package ---------------------------------------------------------------
+
+# The last commit whose bundles carry the runtime as flat files (edgepipe_device_runtime.py, _scoring.py, _cuda.py).
+FLAT_RUNTIME_COMMIT = "bbcfca38fe5829210c71b51bb4a4f453a8204ffc"
+
+
+@pytest.fixture(scope="module")
+def old_bundle(bundle, tmp_path_factory) -> Path:
+    """The bundle as that commit made it: the data layout is the same (this change only moved the runtime), the
+    runtime is its flat files, listed and hashed in manifest.json. Their text comes from git history."""
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", FLAT_RUNTIME_COMMIT + "^{commit}"],
+                      capture_output=True).returncode != 0:
+        pytest.skip(f"commit {FLAT_RUNTIME_COMMIT[:7]} is not in this clone (shallow): no flat runtime to ship")
+    old = tmp_path_factory.mktemp("old") / "bundle"
+    shutil.copytree(bundle, old)
+    shutil.rmtree(old / "edgepipe_device")
+    flat = {"edgepipe_device.py": "launcher.py", "edgepipe_device_runtime.py": "runtime.py",
+            "edgepipe_device_scoring.py": "scoring.py", "edgepipe_device_cuda.py": "cuda.py"}
+    for name, source in flat.items():
+        shown = f"{FLAT_RUNTIME_COMMIT}:edgepipe/device/{source}"
+        (old / name).write_bytes(subprocess.run(["git", "-C", str(REPO), "show", shown], capture_output=True,
+                                                check=True).stdout)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["files"] = [entry for entry in manifest["files"] if not entry["path"].startswith("edgepipe_device")] + [
+        {"path": name, "sha256": sha256_file(old / name), "size_bytes": (old / name).stat().st_size} for name in flat]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    return old
+
+
+def test_a_bundle_made_before_the_package_evaluates_on_the_new_runtime_and_the_workstation(old_bundle, tmp_path,
+                                                                                             monkeypatch, capsys):
+    from edgepipe.stages.evaluate import evaluate
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(old_bundle, bundle)
+    assert (bundle / "edgepipe_device_runtime.py").is_file() and not (bundle / "edgepipe_device").exists()
+    # The new runtime, as a Jetson image runs it, on the old bundle: ONNX files on onnxruntime, then an engine.
+    assert _main("eval", bundle, "--json", tmp_path / "device.json") in (0, 1)
+    device = {row["name"]: row for row in json.loads((tmp_path / "device.json").read_text())["artifacts"]}
+    full = {row["name"]: row for row in evaluate(bundle)["artifacts"]}  # the workstation's `edgepipe eval`
+    assert set(device) == set(full) and len(full) >= 4
+    assert all(device[name]["score"] == row["score"] for name, row in full.items())
+    install(monkeypatch, "10.3.0", cc=(8, 7), classes=4)
+    assert _main("build", bundle, "--precision", "fp16", "--batch", "1:4:8") == 0
+    capsys.readouterr()
+    assert _main("eval", bundle) in (0, 1) and "tensorrt-fp16" in capsys.readouterr().out
+    # and its own flat runtime (the launcher imports edgepipe_device_runtime beside it) still runs it
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    own = subprocess.run([sys.executable, str(bundle / "edgepipe_device.py"), "eval", str(bundle)],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert own.returncode in (0, 1) and "eval on 40 bundled samples" in own.stdout, own.stderr
