@@ -28,22 +28,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgepipe"
 
 
-def cpu_model() -> str:
+# Where /proc/cpuinfo names the CPU: x86 "model name"; Arm kernels "Model", "Hardware" or only "CPU part".
+_MODEL_KEYS = ("model name", "Model", "Hardware", "CPU part")
+
+
+def read_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str | None, set[str]]:
+    """(model, flags) from /proc/cpuinfo: x86 lists its SIMD flags as "flags", Arm as "Features"; (None, empty)
+    where the file is unreadable. The one reader (the cache keys, doctor, quantize's VNNI record)."""
     try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None, set()
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, colon, value = line.partition(":")
+        if colon:
+            fields.setdefault(key.strip(), value.strip())  # the first processor's
+    model = next((fields[key] for key in _MODEL_KEYS if fields.get(key)), None)
+    return model, set((fields.get("flags") or fields.get("Features") or "").split())
+
+
+def cpu_model() -> str:
+    return read_cpuinfo()[0] or platform.processor() or platform.machine()
 
 
 def cpu_fingerprint() -> str:
     """ "AMD EPYC 9R14 | avx avx2 avx512_vnni ..." : the model and the kernel-relevant flags."""
-    try:
-        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith(("flags", "Features")))
-        flags = set(line.split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        flags = set()
+    flags = read_cpuinfo()[1]
     return f"{cpu_model()} | {' '.join(f for f in _KERNEL_FLAGS if f in flags)}"
 
 

@@ -182,15 +182,9 @@ def probe_onnxruntime() -> dict[str, Any]:
 
 
 def probe_cpu(root: Path) -> dict[str, Any]:
-    cpuinfo = _read(root / "proc/cpuinfo") or ""
-    model = None
-    for key in ("model name", "Model", "Hardware", "CPU part"):
-        match = re.search(rf"^{key}\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-        if match:
-            model = match[1].strip()
-            break
-    flag_line = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    present = set(flag_line[1].split()) if flag_line else set()
+    from edgepipe.cache import read_cpuinfo
+
+    model, present = read_cpuinfo(root / "proc/cpuinfo")
     return {
         "model": model or platform.processor() or platform.machine(),
         "cores": os.cpu_count(),

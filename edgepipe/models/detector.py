@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from edgepipe.device.scoring import DETECTION_OUTPUTS  # noqa: F401 - the names the device runtime packs by
 from edgepipe.errors import EdgepipeError
 
-DETECTION_OUTPUTS = ("boxes", "scores", "classes", "num_detections")  # the device runtime packs these by name
 HEATMAP_PRIOR = 0.1  # the heatmap starts at p = 0.1 everywhere (focal-loss practice, RetinaNet §4.1)
 
 

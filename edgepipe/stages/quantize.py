@@ -109,10 +109,10 @@ def measure_speed(models: dict[str, Path], batch: np.ndarray, threads: int, runt
 
 
 def cpu_vnni() -> dict[str, Any]:
-    try:
-        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("flags")).split(":", 1)[1].split())
-    except (OSError, StopIteration):
+    from edgepipe.cache import read_cpuinfo
+
+    flags = read_cpuinfo()[1]  # x86 "flags" or Arm "Features"
+    if not flags:
         return {"known": False}
     return {"known": True, "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags,
             "vnni": bool({"avx512_vnni", "avx_vnni"} & flags)}

@@ -104,6 +104,23 @@ def test_fake_orin_nano_file_tree(tmp_path: Path) -> None:
     assert cpu["flags"] == ["asimd", "asimddp", "i8mm"]
 
 
+def test_cpuinfo_has_one_reader_for_x86_flags_and_arm_features(tmp_path: Path, monkeypatch) -> None:
+    """The cache keys, doctor and quantize's VNNI record read /proc/cpuinfo alike (quantize once missed "Features")."""
+    from edgepipe import cache
+    from edgepipe.stages import quantize
+
+    x86, arm = tmp_path / "x86", tmp_path / "arm"
+    x86.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512_vnni\n\n"
+                   "processor\t: 1\nmodel name\t: other\n")
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd42\n")
+    assert cache.read_cpuinfo(x86) == ("AMD EPYC 9R14", {"fpu", "avx2", "avx512_vnni"})
+    assert cache.read_cpuinfo(arm) == ("0xd42", {"fp", "asimd", "asimddp", "i8mm"})
+    assert cache.read_cpuinfo(tmp_path / "missing") == (None, set())
+    monkeypatch.setattr(cache.read_cpuinfo, "__defaults__", (arm,))
+    assert quantize.cpu_vnni() == {"known": True, "avx512_vnni": False, "avx_vnni": False, "vnni": False}
+    assert cache.cpu_fingerprint() == "0xd42 | asimd asimddp i8mm"
+
+
 def test_jetson_model_names_map_to_their_profiles() -> None:
     cases = {
         "NVIDIA Jetson Nano Developer Kit": "jetson-nano",
