@@ -180,13 +180,6 @@ class Manifest(BaseModel):
         return next((a for a in self.artifacts if (name is None or a.name == name)
                      and (fmt is None or a.format == fmt) and (file is None or a.file == file)), None)
 
-    def require_artifact(self, directory: Path, *, name: str | None = None, fmt: str | None = None,
-                         what: str = "model") -> Artifact:
-        found = self.find_artifact(name=name, fmt=fmt)
-        if found is None:
-            raise EdgepipeError(f"{directory}: the {self.stage} manifest lists no {what}; rerun that stage")
-        return found
-
     def carry_from(self, source: Manifest, source_dir: Path) -> None:
         """What a stage made from another keeps of it: the model spec, the dataset record, the recipe, and where
         it came from (one place, so no stage forgets the dataset record that eval and infer need)."""

@@ -257,12 +257,6 @@ def _build(config: DatasetConfig) -> dict[str, tuple[np.ndarray, np.ndarray, np.
     return built
 
 
-def canvas_sources(config: DatasetConfig) -> dict[str, np.ndarray]:
-    """The source digit (index into the 5,000) of every object on each split's canvases, [N, MAX_OBJECTS], -1 where
-    none: the splits share no digit."""
-    return {name: sources for name, (_, _, sources) in _build(config).items()}
-
-
 def load_mnist_canvas(config: DatasetConfig) -> Dataset:
     built = _build(config)
     splits = []

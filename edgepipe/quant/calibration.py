@@ -166,8 +166,5 @@ class ArrayDataReader:
         self.position += self.batch_size
         return {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
 
-    def rewind(self) -> None:
-        self.position = 0
-
     def __len__(self) -> int:
         return -(-len(self.data) // self.batch_size)

@@ -225,17 +225,6 @@ def onnx_int32() -> int:
     return onnx.TensorProto.INT32
 
 
-def quantizable_nodes(model_path: Path) -> list[tuple[str, str]]:
-    """(node name, op type) of the nodes whose weights get quantized, in graph order (the CPU track's speed probes;
-    the accuracy fallback needs every quantized node: ``quantized_nodes``)."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    initializers = {init.name for init in model.graph.initializer}
-    return [(node.name, node.op_type) for node in model.graph.node
-            if node.op_type in QUANTIZED_OP_TYPES and len(node.input) > 1 and node.input[1] in initializers]
-
-
 def graph_nodes(model_path: Path) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
     """(name, op type, inputs, outputs) of every named node: how profiler kernels are traced back to nodes."""
     import onnx
@@ -294,12 +283,6 @@ def qdq_parameters(model_path: Path) -> list[dict]:
                       "scale": constants[node.input[1]], "zero_point": zero_point,
                       "weight": node.input[0] in constants})
     return found
-
-
-def activation_scales(model_path: Path) -> dict[str, float]:
-    """Per-tensor scales of the activations a QDQ graph quantizes (QuantizeLinear on a non-constant input)."""
-    return {entry["input"]: float(entry["scale"]) for entry in qdq_parameters(model_path)
-            if entry["op"] == "QuantizeLinear" and not entry["weight"] and np.asarray(entry["scale"]).size == 1}
 
 
 def check_trt_qdq(model_path: Path) -> None:

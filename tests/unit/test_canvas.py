@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
+from helpers.graphs import canvas_sources
 from helpers.recipes import write_recipe
 from pydantic import ValidationError
 
 from edgepipe.data import load_dataset
-from edgepipe.data.canvas import canvas_sources
 from edgepipe.data.mnist import MNIST_MEAN, MNIST_STD
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import DatasetConfig, load_recipe

@@ -10,13 +10,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers.graphs import activation_scales
 from torch import nn
 
 from edgepipe.artifacts import add_artifact, new_manifest, write_manifest
 from edgepipe.data import load_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.quant.calibration import CalibrationSet, check_calibration_data
-from edgepipe.quant.tracks import activation_scales, load_ranges, qdq_parameters
+from edgepipe.quant.tracks import load_ranges, qdq_parameters
 from edgepipe.recipe import DatasetConfig, QuantizeConfig
 from edgepipe.trt import calib_cache as trt_cache
 

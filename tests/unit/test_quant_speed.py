@@ -146,10 +146,11 @@ def test_kernels_are_traced_to_their_nodes_as_onnxruntime_names_them() -> None:
 def _profiled_pair(tmp_path, profiler) -> tuple[dict, list]:
     """A real QDQ u8s8 graph and its float graph profiled by ``profiler`` (3 rounds): ({label: times}, layers)."""
     import torch
+    from helpers.graphs import quantizable_nodes
     from torch import nn
 
     from edgepipe.quant.calibration import ArrayDataReader
-    from edgepipe.quant.tracks import calibrate, cpu_track, graph_nodes, preprocess, quantizable_nodes, quantize_track
+    from edgepipe.quant.tracks import calibrate, cpu_track, graph_nodes, preprocess, quantize_track
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.Sigmoid(),
