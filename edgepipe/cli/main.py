@@ -17,14 +17,16 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-try:  # typer >= 0.20 carries its own copy of click; older releases use click itself
-    from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import exceptions as click_exceptions
-
 from edgepipe import __version__
 from edgepipe.errors import EdgepipeError, first_line
 from edgepipe.trust import trusting
+
+
+def click_exceptions() -> tuple[type[Exception], type[Exception]]:
+    """(UsageError, ClickException) of the click that typer runs on, read off typer's public BadParameter: typer >=
+    0.20 carries its own click (the private typer._click), older releases use click itself."""
+    bases = {klass.__name__: klass for klass in typer.BadParameter.__mro__}
+    return bases["UsageError"], bases["ClickException"]
 
 
 class _OneLineUsageErrors(TyperGroup):
@@ -34,16 +36,17 @@ class _OneLineUsageErrors(TyperGroup):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("standalone_mode", True):
             return super().main(*args, **kwargs)
+        usage_error, click_exception = click_exceptions()
         try:
             code = super().main(*args, **{**kwargs, "standalone_mode": False})
-        except click_exceptions.UsageError as exc:
+        except usage_error as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # `edgepipe` alone: the help text, as typer shows it
                 exc.show()
                 sys.exit(exc.exit_code)
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
             typer.echo(f"error: {exc.format_message()}{where}", err=True)
             sys.exit(2)
-        except click_exceptions.ClickException as exc:
+        except click_exception as exc:
             typer.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:

@@ -8,6 +8,7 @@ the exported ONNX gets narrower convolutions: the MAC reduction is real, not a m
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from importlib import metadata
 
@@ -87,29 +88,28 @@ def resolve_ignored(model: nn.Module, names: list[str]) -> dict[str, nn.Module]:
     return ignored
 
 
-class _RoundingPruner:
-    """Factory for a torch-pruning BasePruner that rounds kept channels to the *nearest* multiple of round_to.
+# torch-pruning has no public rounding hook: BasePruner._prune asks its private ``_round_to(n_pruned,
+# current_channels, round_to)`` how many channels to remove (torch_pruning/pruner/algorithms/base_pruner.py).
+# This function is the one place that overrides it; tests/unit/test_prune_channel.py fails when upstream renames it.
+ROUNDING_HOOK = "_round_to"
+
+
+@functools.lru_cache(maxsize=1)
+def rounding_pruner() -> type:
+    """A torch-pruning BasePruner that rounds kept channels to the *nearest* multiple of round_to.
 
     torch-pruning rounds the kept channels *down*: removing one channel of 32 with round_to=8 keeps 24,
     and a 6-channel conv would keep 0 and silently turn into zeros. Here the kept count is rounded to
     the nearest multiple, and a layer keeps at least ``round_to`` channels (all of them when it has fewer).
     """
+    import torch_pruning as tp
 
-    _cls = None
+    def removed(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+        kept = int((current_channels - n_pruned) / round_to + 0.5) * round_to
+        kept = min(max(kept, min(round_to, current_channels)), current_channels)
+        return current_channels - kept
 
-    @classmethod
-    def cls(cls):
-        if cls._cls is None:
-            import torch_pruning as tp
-
-            class RoundingPruner(tp.pruner.BasePruner):
-                def _round_to(self, n_pruned, current_channels, round_to):
-                    kept = int((current_channels - n_pruned) / round_to + 0.5) * round_to
-                    kept = min(max(kept, min(round_to, current_channels)), current_channels)
-                    return current_channels - kept
-
-            cls._cls = RoundingPruner
-        return cls._cls
+    return type("RoundingPruner", (tp.pruner.BasePruner,), {ROUNDING_HOOK: removed})
 
 
 def build_pruner(model: nn.Module, input_shape, *, ratio: float, importance: str, global_pruning: bool,
@@ -118,7 +118,7 @@ def build_pruner(model: nn.Module, input_shape, *, ratio: float, importance: str
     model.eval()  # tracing runs a forward pass; keep BatchNorm statistics untouched
     with torch_pruning_errors(model_name, "tracing its dependency graph",
                                "use --method 2:4 (it needs no graph), or a plainer backbone"):
-        pruner = _RoundingPruner.cls()(
+        pruner = rounding_pruner()(
             model, example_input(input_shape), importance=_importance(importance), global_pruning=global_pruning,
             pruning_ratio=ratio, max_pruning_ratio=MAX_RATIO, iterative_steps=steps,
             ignored_layers=[*resolve_ignored(model, ignored).values(), *attention_locked(model)],

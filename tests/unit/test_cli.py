@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+import typer
 from helpers.recipes import write_recipe
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
@@ -180,3 +181,14 @@ def test_the_cli_starts_without_pydantic_or_torch():
     code = "import sys, edgepipe.cli.main; print(sorted({'pydantic', 'torch', 'onnx'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_usage_errors_are_caught_without_typers_private_click():
+    """The one-line usage errors catch the click exceptions typer really raises, found from its public
+    BadParameter: a bad option value is one line and exit code 2."""
+    from edgepipe.cli.main import click_exceptions
+
+    usage_error, click_exception = click_exceptions()
+    assert issubclass(typer.BadParameter, usage_error) and issubclass(usage_error, click_exception)
+    result = CliRunner().invoke(app, ["build", "run", "--opt-level", "five"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -104,6 +104,21 @@ def test_round_to_keeps_nearest_multiples_and_never_empties_a_narrow_layer():
     assert [m.out_channels for m in tiny_step.modules() if isinstance(m, nn.Conv2d)] == [32, 32, 64, 64]
 
 
+def test_the_private_rounding_hook_is_still_torch_prunings():
+    """rounding_pruner overrides torch-pruning's private BasePruner._round_to (no public hook exists): this fails
+    when upstream renames it or stops calling it, instead of channels silently rounding down again."""
+    import inspect
+
+    import torch_pruning as tp
+
+    from edgepipe.pruning.channel import ROUNDING_HOOK, rounding_pruner
+
+    hook = getattr(tp.pruner.BasePruner, ROUNDING_HOOK)
+    assert list(inspect.signature(hook).parameters) == ["self", "n_pruned", "current_channels", "round_to"]
+    assert f"self.{ROUNDING_HOOK}(" in inspect.getsource(tp.pruner.BasePruner._prune)
+    assert getattr(rounding_pruner(), ROUNDING_HOOK) is not hook
+
+
 def test_ignored_layers_keep_their_channels():
     model, _ = _model("vgg", {"widths": [16, 32]})
     _prune(model, IMAGE, 0.5, ignored=["features.0"])
