@@ -13,6 +13,18 @@ from .layout import CALIB_CACHE, engine_file
 from .settings import check_version_supports, trtexec_options
 
 TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where JetPack and NVIDIA's containers install it
+SHAPE_KINDS = ("min", "opt", "max")
+
+
+def workspace_flag(mib, release):
+    """trtexec's workspace limit in MiB: --workspace=N before 8.4, --memPoolSize=workspace:N from 8.4."""
+    return "--workspace={}".format(mib) if tuple(release) < (8, 4) else "--memPoolSize=workspace:{}".format(mib)
+
+
+def shape_flags(input_name, sample_shape, batch):
+    """--minShapes/--optShapes/--maxShapes for the batch profile (MIN, OPT, MAX) of one input."""
+    dims = "x".join(str(d) for d in sample_shape)
+    return ["--{}Shapes={}:{}x{}".format(kind, input_name, size, dims) for kind, size in zip(SHAPE_KINDS, batch)]
 
 
 def find_trtexec():
@@ -52,7 +64,7 @@ def build_with_trtexec(bundle, settings, out_dir):
     release = release_of_number(number)
     check_version_supports("{}.{}".format(*release), settings)
     command = _command_for_release(commands, release)
-    argv = _apply_settings(command["command"].split(), settings)
+    argv = _apply_settings(command["command"].split(), settings, release)
     argv[0] = trtexec
     engine = engine_file(precision)
     onnx = None
@@ -81,20 +93,18 @@ def build_with_trtexec(bundle, settings, out_dir):
     return os.path.join(out_dir, engine), command, onnx
 
 
-def _apply_settings(argv, settings):
+def _apply_settings(argv, settings, release):
     """The recorded line with this build's batch profile and workspace, and its other settings in trtexec's
     spelling (settings.py)."""
     out = []
     for arg in argv:
-        for kind, batch in zip(("--minShapes=", "--optShapes=", "--maxShapes="), settings.batch):
-            if arg.startswith(kind):
-                name, _, dims = arg[len(kind):].rpartition(":")
-                arg = "{}{}:{}".format(kind, name, "x".join([str(batch)] + dims.split("x")[1:]))
-        if arg.startswith("--workspace="):
-            arg = "--workspace={}".format(settings.workspace_mib)
-        elif arg.startswith("--memPoolSize=workspace:"):
-            arg = "--memPoolSize=workspace:{}".format(settings.workspace_mib)
-        out.append(arg)
+        if arg.startswith("--minShapes="):  # the profile's three flags, from the recorded input name and dims
+            name, _, dims = arg[len("--minShapes="):].rpartition(":")
+            out += shape_flags(name, dims.split("x")[1:], settings.batch)
+        elif arg.startswith(("--workspace=", "--memPoolSize=workspace:")):
+            out.append(workspace_flag(settings.workspace_mib, release))
+        elif not arg.startswith(("--optShapes=", "--maxShapes=")):
+            out.append(arg)
     return out + trtexec_options(settings)
 
 

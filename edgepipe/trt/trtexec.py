@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgepipe.device.trtexec import TRTEXEC, shape_flags, workspace_flag  # the device spells them too
 from edgepipe.run import CALIB_CACHE, EXPORT, FP16_ONNX, FP32_ONNX, INT8_TRT_ONNX, QUANTIZE, engine_file
 from edgepipe.targets import parse_version
-
-TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where JetPack (and NVIDIA's containers) install it
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,7 @@ class TrtexecCommand:
 
 
 def _shapes(input_name: str, sample_shape: tuple[int, ...], batch: tuple[int, int, int]) -> str:
-    dims = "x".join(str(d) for d in sample_shape)
-    return " ".join(f"--{kind}Shapes={input_name}:{size}x{dims}" for kind, size in zip(("min", "opt", "max"), batch,
-                                                                                       strict=True))
+    return " ".join(shape_flags(input_name, sample_shape, batch))
 
 
 def trtexec_commands(shipped: set[str], precisions: list[str], *, input_name: str, sample_shape: tuple[int, ...],
@@ -46,11 +43,11 @@ def trtexec_commands(shipped: set[str], precisions: list[str], *, input_name: st
     majors = sorted({parse_version(v)[:2] for v in tensorrt_versions})
     families = []
     if any(v < (8, 4) for v in majors):
-        families.append(("8.0–8.2", f"--workspace={workspace_mib}", False))
+        families.append(("8.0–8.2", workspace_flag(workspace_mib, (8, 0)), False))
     if any((8, 4) <= v < (11, 0) for v in majors):
-        families.append(("8.4–10.x", f"--memPoolSize=workspace:{workspace_mib}", False))
+        families.append(("8.4–10.x", workspace_flag(workspace_mib, (8, 4)), False))
     if any(v >= (11, 0) for v in majors):
-        families.append(("11.x", f"--memPoolSize=workspace:{workspace_mib}", True))
+        families.append(("11.x", workspace_flag(workspace_mib, (11, 0)), True))
     shapes = _shapes(input_name, sample_shape, batch)
     commands = []
     for precision in precisions:
