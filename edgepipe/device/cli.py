@@ -27,7 +27,9 @@ def add_build_options(subcommand):
         if option.kind == "bool":
             kwargs["action"] = "store_true"
         elif option.kind == "int":
-            kwargs["type"] = int
+            kwargs.update(type=int, metavar="N")
+        elif option.kind in ("batch", "path"):
+            kwargs["metavar"] = "MIN:OPT:MAX" if option.kind == "batch" else "FILE"
         elif option.kind == "choice":
             kwargs["choices"] = option.choices
         subcommand.add_argument(option.flag, **kwargs)
