@@ -78,6 +78,12 @@ class DatasetConfig(Section):
     channels: Literal[1, 3] | None = Field(default=None, description="imagefolder, coco, yolo: 1 = grayscale, 3 = RGB")
     resize: int | None = Field(default=None, gt=0, description="imagefolder: resize the shorter side to this, then "
                                "centre-crop image_size (ImageNet: 256 for 224); default: resize to image_size")
+    resize_mode: Literal["stretch", "crop", "letterbox"] | None = Field(
+        default=None, description="imagefolder, coco, yolo: stretch to image_size, crop (resize the shorter side, "
+        "then centre-crop; set by resize), or letterbox (fit inside image_size and pad, as YOLO detectors expect)")
+    pad_value: int = Field(default=114, ge=0, le=255, description="letterbox: the padding's grey level (YOLO: 114)")
+    channel_order: Literal["RGB", "BGR"] = Field(default="RGB", description="imagefolder, coco, yolo: BGR for "
+                                                 "models trained on OpenCV's channel order")
     mean: list[float] | None = Field(default=None, description="imagefolder, coco, yolo: per-channel mean on the "
                                      "[0, 1] scale (ImageNet-pretrained weights: [0.485, 0.456, 0.406]); "
                                      "default: measured on training images")
@@ -93,6 +99,11 @@ class DatasetConfig(Section):
 
     @model_validator(mode="after")
     def _consistent_view(self) -> DatasetConfig:
+        if self.resize_mode == "crop" and self.resize is None:
+            raise ValueError("resize_mode crop needs resize (the shorter side before the centre crop)")
+        if self.resize is not None and self.resize_mode not in (None, "crop"):
+            raise ValueError(f"resize {self.resize} is the crop mode's shorter side; resize_mode {self.resize_mode} "
+                             "does not use it")
         if self.resize is not None and self.image_size is not None and self.resize < min(self.image_size):
             raise ValueError(f"resize {self.resize} is smaller than the image_size {list(self.image_size)} it is "
                              "cropped to")

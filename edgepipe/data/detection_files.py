@@ -25,7 +25,7 @@ import numpy as np
 from edgepipe.data.base import Dataset
 from edgepipe.data.files import FileSplit
 from edgepipe.data.imagefolder import _statistics
-from edgepipe.data.images import IMAGE_SUFFIXES, open_image
+from edgepipe.data.images import IMAGE_SUFFIXES, EvalView, open_image, view_record
 from edgepipe.errors import EdgepipeError, first_line
 from edgepipe.recipe import DatasetConfig
 
@@ -304,15 +304,13 @@ def _arrange(found: dict[str, list[_Image]], config: DatasetConfig, root: Path) 
     return {name: splits[name] for name in SPLITS}
 
 
-def _targets(images: list[_Image], size: tuple[int, int], objects: int) -> np.ndarray:
-    """[N, objects, 5] rows in model-input pixels: each box scaled per axis by the plain resize to ``size``."""
-    height, width = size
+def _targets(images: list[_Image], view: EvalView, objects: int) -> np.ndarray:
+    """[N, objects, 5] rows in model-input pixels: each box where the eval view puts it (stretched or letterboxed)."""
     y = np.zeros((len(images), objects, 5), np.float64)
     y[..., 4] = -1
     for row, image in enumerate(images):
-        scale = np.array([width / image.size[0], height / image.size[1]] * 2)
         for slot, (*box, cls) in enumerate(image.boxes):
-            y[row, slot, :4], y[row, slot, 4] = np.asarray(box) * scale, cls
+            y[row, slot, :4], y[row, slot, 4] = view.to_input(np.asarray(box), image.size)[0], cls
     return y.astype(np.float32)
 
 
@@ -321,9 +319,10 @@ def _load(kind: str, config: DatasetConfig) -> Dataset:
         raise EdgepipeError(f"dataset '{kind}' needs dataset.path: "
                             + ("a folder with instances.json and the images" if kind == "coco"
                                else "a folder with images/ and labels/"))
-    if config.resize:
+    if config.resize or config.resize_mode == "crop":
         raise EdgepipeError(f"dataset '{kind}': resize (shorter side, then a centre crop) would cut boxes; drop "
-                            "dataset.resize: detection images are resized straight to image_size")
+                            "dataset.resize: detection images are resized straight to image_size or letterboxed "
+                            "(dataset.resize_mode: letterbox)")
     if config.augment is not None:
         raise EdgepipeError(f"dataset '{kind}': dataset.augment would move objects away from their boxes; drop it")
     root = Path(config.path).expanduser()
@@ -335,14 +334,15 @@ def _load(kind: str, config: DatasetConfig) -> Dataset:
     if objects == 0 or not labels:
         raise EdgepipeError(f"{root}: no image has any object; a detector needs boxes to learn from")
     size = tuple(int(side) for side in (config.image_size or DEFAULT_SIZE))
-    geometry = {"channels": config.channels or 3, "size": list(size)}
+    geometry = {"channels": config.channels or 3, "size": list(size), **view_record(config)}
     if config.mean is not None:
         mean, std = list(config.mean), list(config.std)
     else:
         mean, std = _statistics([image.file for image in splits["train"]], geometry, config.split_seed)
     preprocessing = {"kind": "image", "layout": "NCHW", **geometry, "scale": 1 / 255.0, "mean": mean, "std": std,
                      "task": "detection", **notes}
-    made = {name: DetectionFileSplit(root, [image.file for image in images], _targets(images, size, objects),
+    view = EvalView(geometry)
+    made = {name: DetectionFileSplit(root, [image.file for image in images], _targets(images, view, objects),
                                      preprocessing, workers=config.workers)
             for name, images in splits.items()}
     layout = "seeded" if "all" in found else "split-files" if kind == "coco" else "split-folders"

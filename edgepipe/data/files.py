@@ -27,6 +27,10 @@ class AugmentedView:
         from torchvision.transforms import v2
 
         size = [int(side) for side in preprocessing["size"]]
+        if preprocessing.get("resize_mode") == "letterbox":
+            raise EdgepipeError("dataset.augment with resize_mode letterbox: augmentation would move the padding; "
+                                "drop one of them")
+        self.bgr = preprocessing.get("channel_order") == "BGR"
         steps: list[Any] = []
         if augment.random_resized_crop is not None:
             steps.append(v2.RandomResizedCrop(size, scale=tuple(augment.random_resized_crop)))
@@ -44,7 +48,8 @@ class AugmentedView:
         self.transform = v2.Compose([*steps, v2.PILToTensor()])
 
     def __call__(self, image) -> np.ndarray:
-        return self.transform(image).numpy()
+        array = self.transform(image).numpy()
+        return np.ascontiguousarray(array[::-1]) if self.bgr and array.shape[0] == 3 else array
 
 
 def train_view(preprocessing: dict[str, Any], augment: AugmentConfig | None):

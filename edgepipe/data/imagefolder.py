@@ -13,7 +13,7 @@ import numpy as np
 
 from edgepipe.data.base import Dataset, split_three_ways
 from edgepipe.data.files import FileSplit
-from edgepipe.data.images import IMAGE_SUFFIXES, open_image
+from edgepipe.data.images import IMAGE_SUFFIXES, open_image, view_record
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import DatasetConfig
 
@@ -126,7 +126,8 @@ def load_imagefolder(config: DatasetConfig) -> Dataset:
             raise EdgepipeError(f"{root}: the {name} split has no images")
     channels = config.channels or 3
     size = list(config.image_size or (32, 32))
-    geometry = {"channels": channels, "size": size, **({"resize": config.resize} if config.resize else {})}
+    geometry = {"channels": channels, "size": size, **({"resize": config.resize} if config.resize else {}),
+                **view_record(config)}
     if config.mean is not None:
         mean, std = list(config.mean), list(config.std)
     else:
