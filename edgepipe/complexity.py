@@ -89,6 +89,19 @@ def _node_macs(node: Any, shapes: dict[str, tuple[int, ...]]) -> int | None:
     return 0
 
 
+def macs_by_node(model: Any) -> dict[str, int]:
+    """MACs per sample of each node of a loaded ONNX model (by node name; nodes whose shapes are unknown: absent).
+    The model is copied, not changed."""
+    import onnx
+
+    pinned = onnx.ModelProto()
+    pinned.CopyFrom(model)
+    _pin_dynamic_dims(pinned)
+    shapes = _shapes(pinned)
+    counted = {node.name: _node_macs(node, shapes) for node in pinned.graph.node}
+    return {name: count for name, count in counted.items() if count is not None}
+
+
 def onnx_complexity(path: Path) -> dict[str, Any]:
     """{"params", "macs", "uncounted"} of an ONNX file, per sample (batch pinned to 1)."""
     import onnx
