@@ -1,7 +1,7 @@
 """Decoding the raw outputs of YOLO-family detectors trained elsewhere into edgepipe's detection contract.
 
 An imported detector's graph ends in one of the layouts people have, and gets this decode appended to its ONNX
-graph (``edgepipe.yolo_graph``), so every later stage, TensorRT, Triton and DeepStream see the same fixed-shape
+graph (``edgepipe.foreign.decode``), so every later stage, TensorRT, Triton and DeepStream see the same fixed-shape
 outputs as a detector edgepipe trained (models/detector.py):
 
     boxes [N, K, 4] (x1, y1, x2, y2 in input pixels) · scores [N, K] · classes [N, K] int32 · num_detections [N] int32

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepipe.errors import EdgepipeError
-from edgepipe.foreign import read_foreign_onnx
+from edgepipe.foreign.onnx_file import read_foreign_onnx
 
 
 def conv_model(shape=("batch", 3, 32, 32), elem=TensorProto.FLOAT, inputs=1) -> onnx.ModelProto:

@@ -18,7 +18,7 @@ LAYERS = [
     {"errors", "trust", "progress", "defaults", "device", "cache", "child", "edgepipe"},
     {"artifacts", "recipe", "targets"},
     {"run", "rundir", "bundles"},
-    {"data", "models", "tasks", "checkpoint", "complexity", "onnx_export", "trt", "runners", "timing"},
+    {"data", "models", "tasks", "checkpoint", "complexity", "onnx_export", "trt", "runners", "timing", "foreign"},
     {"training", "pruning", "quant", "preflight", "check", "bench", "doctor", "report", "infer"},
     {"stages"},
     {"cli", "__main__"},

@@ -87,7 +87,7 @@ class TinyYoloV8(nn.Module):
 def test_decode_appended_to_a_plain_export_runs_on_onnxruntime_as_in_torch(tmp_path: Path):
     import onnxruntime as ort
 
-    from edgepipe.yolo_graph import append_decode
+    from edgepipe.foreign.decode import append_decode
 
     torch.manual_seed(0)
     model = TinyYoloV8().eval()
