@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # On machines without an NVIDIA driver, pin a torch + torchvision pair that imports on a CPU (constraints-cpu.txt).
 CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench clean trt-wheels
 
 $(BIN)/edgepipe: pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,14 +18,22 @@ $(BIN)/edgepipe: pyproject.toml constraints-cpu.txt
 
 install: $(BIN)/edgepipe
 
+# NVIDIA's real TensorRT Python bindings (pinned in tests/realtrt/releases.py), run over stand-in core libraries
+# built with the system C/C++ compiler; offline, their tests skip with one line naming the wheel.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+trt-wheels: install
+	@command -v g++ >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && $(SUDO) apt-get install -y -q g++; } \
+		|| echo "trt-wheels: no C/C++ compiler; the real-TensorRT tests will skip"
+	$(BIN)/python tests/realtrt/releases.py download
+
 demo: install
 	$(BIN)/edgepipe pipeline recipes/mnist-lenet5.yaml --out runs/demo
 
-test: install
+test: install trt-wheels
 	$(BIN)/ruff check edgepipe tests benchmarks
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install trt-wheels
 	$(BIN)/python -m pytest -m "not integration"
 
 lint: install

@@ -108,14 +108,19 @@ def make_tensorrt(
         flags.append("VERSION_COMPATIBLE")
     if major >= 11:  # removed in 11: precision flags (TensorRT 10.x -> 11.x migration guide)
         flags = [f for f in flags if f not in ("FP16", "INT8")]
-    trt.BuilderFlag = _enum(
-        "BuilderFlag", flags, {"FP16": 0, "INT8": 1, "GPU_FALLBACK": 3, "SPARSE_WEIGHTS": 7}
-    )
+    # The values the real bindings give (tests/data/trt_api/<release>.json "enum_values"): 8.x keeps STRICT_TYPES
+    # at 4, 10.0 removed it and renumbered, 11.0 renumbered again (VERSION_COMPATIBLE 15 -> 13 -> 12).
+    flag_values = {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5,
+                   "TF32": 6, "SPARSE_WEIGHTS": 7, "VERSION_COMPATIBLE": 13 if major == 10 else 12}
+    if major < 10:
+        flag_values.update(REFIT=5, DISABLE_TIMING_CACHE=6, TF32=7, SPARSE_WEIGHTS=8, VERSION_COMPATIBLE=15)
+    trt.BuilderFlag = _enum("BuilderFlag", flags, flag_values)
     network_flags = ["EXPLICIT_BATCH"] if major < 11 else []
     if major >= 10:
         network_flags.append("STRONGLY_TYPED")
+    # 11.0 dropped EXPLICIT_BATCH and STRONGLY_TYPED became 0 (the real 11.x bindings)
     trt.NetworkDefinitionCreationFlag = _enum(
-        "NetworkDefinitionCreationFlag", network_flags, {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+        "NetworkDefinitionCreationFlag", network_flags, {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1 if major < 11 else 0}
     )
     if ver >= (8, 4):
         trt.MemoryPoolType = _enum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"])
@@ -460,9 +465,9 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
         def ctx_get_tensor_shape(self: Any, name: str) -> tuple:
             return self.input_shape if name == self.engine.names[0] else self._out_shape()
 
-        def set_tensor_address(self: Any, name: str, memory_address: int) -> bool:
-            record("IExecutionContext.set_tensor_address", name, memory_address)
-            self.addresses[name] = memory_address
+        def set_tensor_address(self: Any, name: str, memory: int) -> bool:  # pybind11's parameter names
+            record("IExecutionContext.set_tensor_address", name, memory)
+            self.addresses[name] = memory
             return True
 
         def execute_async_v3(self: Any, stream_handle: int) -> bool:

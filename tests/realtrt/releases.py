@@ -1,0 +1,181 @@
+"""NVIDIA's real TensorRT Python bindings, loaded on a CPU machine over stand-in core libraries.
+
+The bindings wheels on PyPI (``tensorrt-bindings``, ``tensorrt-cu1x-bindings``) hold NVIDIA's compiled pybind11
+module ``tensorrt_bindings/tensorrt.so``. It links a dozen entry points of the TensorRT core (libnvinfer,
+libnvonnxparser, libnvinfer_plugin; libnvparsers on 8.x), which PyPI cannot serve. Tiny C files in shims/
+export those symbols under the right SONAMEs, so the real module imports in a subprocess whose
+LD_LIBRARY_PATH points at them; the fake C++ core (tests/realtrt/core/) replaces libnvinfer and
+libnvonnxparser where a test needs objects that work.
+
+The wheels are pinned here, once: ``python tests/realtrt/releases.py download`` (``make trt-wheels``) fetches
+them into the cache directory; a test whose wheel is absent skips with one line naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SHIMS = HERE / "shims"
+WHEELS_ENV = "EDGEPIPE_TRT_WHEELS"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One bindings wheel: ``key`` names its surface file (tests/data/trt_api/<key>.json)."""
+
+    key: str
+    distribution: str
+    version: str
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.distribution}=={self.version}"
+
+    @property
+    def lib_version(self) -> int:
+        """NV_TENSORRT_VERSION (NvInferVersion.h): 8.6.1 -> 8601, 10.3.0 -> 100300."""
+        major, minor, patch = (int(p) for p in self.version.split(".")[:3])
+        return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
+
+
+# Every release in edgepipe/targets.py that has a bindings wheel on PyPI, plus the newest 11.x and the cu11 build
+# of one 10.x (pip index versions tensorrt-cu12-bindings, December 2026). 8.0-8.5 are Jetson-only: no wheel.
+RELEASES = (
+    Release("8.6", "tensorrt-bindings", "8.6.1"),
+    Release("10.3", "tensorrt-cu12-bindings", "10.3.0"),
+    Release("10.13", "tensorrt-cu12-bindings", "10.13.3.9"),
+    Release("10.13-cu11", "tensorrt-cu11-bindings", "10.13.0.35"),
+    Release("10.16", "tensorrt-cu12-bindings", "10.16.1.11"),
+    Release("11.0", "tensorrt-cu12-bindings", "11.0.0.114"),
+    Release("11.1", "tensorrt-cu12-bindings", "11.1.0.106"),
+    Release("11.4", "tensorrt-cu12-bindings", "11.4.0.106"),
+)
+BY_KEY = {release.key: release for release in RELEASES}
+# libraries the bindings link, per major release (readelf -d tensorrt.so: NEEDED)
+LINKED = {8: ("nvinfer", "nvonnxparser", "nvinfer_plugin", "nvparsers"),
+          10: ("nvinfer", "nvonnxparser", "nvinfer_plugin"),
+          11: ("nvinfer", "nvonnxparser", "nvinfer_plugin")}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(WHEELS_ENV) or REPO / ".cache" / "trt-wheels")
+
+
+def find_wheel(release: Release) -> Path | None:
+    stem = release.distribution.replace("-", "_")
+    found = sorted(cache_dir().glob(f"{stem}-{release.version}-*.whl"))
+    return found[0] if found else None
+
+
+def missing_reason(release: Release) -> str:
+    return (f"{release.requirement} wheel not in {cache_dir()}: fetch it with `make trt-wheels` "
+            f"(pip download --no-deps {release.requirement} -d {cache_dir()})")
+
+
+def _atomic_dir(target: Path, fill) -> Path:
+    """Make ``target`` by filling a temporary sibling and renaming it (parallel test processes race safely)."""
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        fill(tmp)
+        os.rename(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def unpacked(release: Release) -> Path:
+    """The wheel's contents (a directory to put on sys.path: it holds ``tensorrt_bindings/``)."""
+    wheel = find_wheel(release)
+    if wheel is None:
+        raise FileNotFoundError(missing_reason(release))
+    return _atomic_dir(cache_dir() / "unpacked" / wheel.stem, lambda tmp: zipfile.ZipFile(wheel).extractall(tmp))
+
+
+def compiler_missing(name: str = "gcc") -> str | None:
+    if shutil.which(name) is None:
+        return f"no {name} here: the TensorRT shims are built with the system C compiler (apt-get install {name})"
+    return None
+
+
+def require_release(release: Release) -> None:
+    """Skip the calling test, in one line naming the wheel and how to get it, where the wheel or gcc is missing."""
+    import pytest
+
+    if find_wheel(release) is None:
+        pytest.skip(missing_reason(release))
+    reason = compiler_missing("gcc")
+    if reason:
+        pytest.skip(reason)
+
+
+def link_only_shims(release: Release) -> Path:
+    """A directory with lib<name>.so.<major> for every library the release's bindings link, exporting only
+    the entry points (factories return NULL)."""
+    def build(tmp: Path) -> None:
+        for name in LINKED[release.major]:
+            soname = f"lib{name}.so.{release.major}"
+            subprocess.run(["gcc", "-shared", "-fPIC", "-O0", f"-DSHIM_LIB_VERSION={release.lib_version}",
+                            "-Wl,-soname," + soname, "-o", str(tmp / soname), str(SHIMS / f"{name}.c")],
+                           check=True, capture_output=True, text=True)
+
+    return _atomic_dir(cache_dir() / "shims" / f"link-only-{release.version}", build)
+
+
+def environment(release: Release, libraries: Path) -> dict[str, str]:
+    """The environment of a subprocess that imports the real module as ``tensorrt`` (see bootstrap.py)."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(libraries), env.get("LD_LIBRARY_PATH")]))
+    env["EDGEPIPE_REAL_TRT_SITE"] = str(unpacked(release))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")])
+    return env
+
+
+def run_with_real_bindings(release: Release, libraries: Path, script: Path, *args: str,
+                           timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``script`` (which starts with ``import realtrt.bootstrap``) against the release's real module."""
+    return subprocess.run([sys.executable, str(script), *args], env=environment(release, libraries),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def download(target: Path) -> int:
+    """pip download --no-deps every pinned wheel into ``target``; one line per wheel that could not be fetched."""
+    target.mkdir(parents=True, exist_ok=True)
+    for release in RELEASES:
+        if find_wheel(release) is not None:
+            continue
+        result = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(target),
+                                 release.requirement], capture_output=True, text=True)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"trt-wheels: could not fetch {release.requirement} ({last}); its tests will skip", file=sys.stderr)
+    return 0  # an offline machine skips those tests; it does not fail the install
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["download"]:
+        sys.exit(download(cache_dir()))
+    if sys.argv[1:] == ["list"]:
+        print(json.dumps([release.requirement for release in RELEASES]))
+        sys.exit(0)
+    print("usage: python tests/realtrt/releases.py download|list", file=sys.stderr)
+    sys.exit(2)
