@@ -60,16 +60,21 @@ class Recorder:
 
 
 class DeviceMemory:
-    """Fake device memory shared by the cudart fake (allocations, copies) and the fake engine (execution)."""
+    """Fake device memory shared by the cudart fake (allocations, copies) and the fake engine (execution).
+
+    A "device" address is the real address of a host block, so the C++ fake core under NVIDIA's real bindings
+    (tests/realtrt/core/fakecore.cpp) reads inputs and writes outputs at the addresses the runtime hands
+    IExecutionContext.set_tensor_address, exactly as a kernel would."""
 
     def __init__(self) -> None:
         self.blocks: dict[int, np.ndarray] = {}
-        self._next = 0x10000
 
     def alloc(self, nbytes: int) -> int:
-        address = self._next
-        self._next += max(256, nbytes + 255) // 256 * 256
-        self.blocks[address] = np.zeros(nbytes, dtype=np.uint8)
+        block = np.zeros(max(nbytes, 1) + 256, dtype=np.uint8)
+        offset = -block.ctypes.data % 256  # cudaMalloc's alignment
+        view = block[offset:offset + nbytes]
+        address = block.ctypes.data + offset
+        self.blocks[address] = view
         return address
 
 

@@ -11,9 +11,7 @@ import json
 import re
 import sys
 
-import tensorrt
-
-import realtrt.bootstrap  # noqa: F401  (registers the real module as ``tensorrt``)
+from realtrt.bootstrap import tensorrt  # the real module, registered as ``tensorrt``
 
 CLASSES = [
     "Builder", "IBuilderConfig", "INetworkDefinition", "ITensor", "IOptimizationProfile",

@@ -13,11 +13,13 @@ them into the cache directory; a test whose wheel is absent skips with one line 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SHIMS = HERE / "shims"
+CORE = HERE / "core"
 WHEELS_ENV = "EDGEPIPE_TRT_WHEELS"
 
 
@@ -36,6 +39,7 @@ class Release:
     key: str
     distribution: str
     version: str
+    headers: str | None = None  # core/headers/tensorrt-<tag>.tar.xz the fake core compiles against
 
     @property
     def major(self) -> int:
@@ -54,16 +58,19 @@ class Release:
 
 # Every release in edgepipe/targets.py that has a bindings wheel on PyPI, plus the newest 11.x and the cu11 build
 # of one 10.x (pip index versions tensorrt-cu12-bindings, December 2026). 8.0-8.5 are Jetson-only: no wheel.
+# ``headers``: the NVIDIA/TensorRT tag whose include/ the fake core compiles against (same major.minor; 11.4 has
+# no tag in NVIDIA/TensorRT, so it runs Level 1 only).
 RELEASES = (
-    Release("8.6", "tensorrt-bindings", "8.6.1"),
-    Release("10.3", "tensorrt-cu12-bindings", "10.3.0"),
-    Release("10.13", "tensorrt-cu12-bindings", "10.13.3.9"),
-    Release("10.13-cu11", "tensorrt-cu11-bindings", "10.13.0.35"),
-    Release("10.16", "tensorrt-cu12-bindings", "10.16.1.11"),
-    Release("11.0", "tensorrt-cu12-bindings", "11.0.0.114"),
-    Release("11.1", "tensorrt-cu12-bindings", "11.1.0.106"),
+    Release("8.6", "tensorrt-bindings", "8.6.1", "v8.6.1"),
+    Release("10.3", "tensorrt-cu12-bindings", "10.3.0", "v10.3.0"),
+    Release("10.13", "tensorrt-cu12-bindings", "10.13.3.9", "v10.13.3"),
+    Release("10.13-cu11", "tensorrt-cu11-bindings", "10.13.0.35", "v10.13.3"),
+    Release("10.16", "tensorrt-cu12-bindings", "10.16.1.11", "v10.16"),
+    Release("11.0", "tensorrt-cu12-bindings", "11.0.0.114", "v11.0"),
+    Release("11.1", "tensorrt-cu12-bindings", "11.1.0.106", "v11.1"),
     Release("11.4", "tensorrt-cu12-bindings", "11.4.0.106"),
 )
+WITH_FAKE_CORE = tuple(release for release in RELEASES if release.headers)
 BY_KEY = {release.key: release for release in RELEASES}
 # libraries the bindings link, per major release (readelf -d tensorrt.so: NEEDED)
 LINKED = {8: ("nvinfer", "nvonnxparser", "nvinfer_plugin", "nvparsers"),
@@ -123,7 +130,7 @@ def require_release(release: Release) -> None:
 
     if find_wheel(release) is None:
         pytest.skip(missing_reason(release))
-    reason = compiler_missing("gcc")
+    reason = compiler_missing("gcc") or compiler_missing("g++")
     if reason:
         pytest.skip(reason)
 
@@ -138,7 +145,56 @@ def link_only_shims(release: Release) -> Path:
                             "-Wl,-soname," + soname, "-o", str(tmp / soname), str(SHIMS / f"{name}.c")],
                            check=True, capture_output=True, text=True)
 
-    return _atomic_dir(cache_dir() / "shims" / f"link-only-{release.version}", build)
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sorted(SHIMS.glob("*.c")))).hexdigest()[:12]
+    return _atomic_dir(cache_dir() / "shims" / f"link-only-{release.version}-{digest}", build)
+
+
+class FakeCoreBuildError(RuntimeError):
+    """The fake core does not compile against its release's headers (the message names the header)."""
+
+
+def fake_core(release: Release) -> Path:
+    """A directory with the fake C++ core (libfakecore.so, compiled against the release's own headers) behind
+    every SONAME the bindings link: lib<name>.so.<major> are empty libraries that need libfakecore.so, so the
+    bindings' TensorRT symbols resolve to it; libnvparsers.so.8 stays link-only (Caffe/UFF are never used)."""
+    if not release.headers:
+        raise ValueError(f"{release.requirement} has no headers for a fake core")
+
+    def build(tmp: Path) -> None:
+        include = tmp / "include"
+        include.mkdir()
+        with tarfile.open(CORE / "headers" / f"tensorrt-{release.headers}.tar.xz") as archive:
+            archive.extractall(include, filter="data")
+        subprocess.run([sys.executable, str(CORE / "gen_stubs.py"), str(include), str(tmp / "stubs.h")], check=True,
+                       capture_output=True, text=True)
+        compiled = subprocess.run(
+            ["g++", "-std=c++17", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-Wno-deprecated-declarations",
+             "-I", str(tmp), "-I", str(include), "-I", str(CORE / "cuda"), str(CORE / "fakecore.cpp"),
+             "-Wl,-soname,libfakecore.so", "-o", str(tmp / "libfakecore.so")], capture_output=True, text=True)
+        if compiled.returncode != 0:
+            errors = [line for line in compiled.stderr.splitlines() if "error" in line] or [compiled.stderr[-500:]]
+            raise FakeCoreBuildError(f"the fake TensorRT core does not compile against the {release.headers} headers "
+                                     f"({include}): {errors[0]}")
+        (tmp / "empty.c").write_text("/* a forwarder: its only content is DT_NEEDED libfakecore.so */\n")
+        for name in LINKED[release.major]:
+            soname = f"lib{name}.so.{release.major}"
+            if name == "nvparsers":
+                sources, links = [str(SHIMS / "nvparsers.c")], []
+            else:
+                sources, links = [str(tmp / "empty.c")], ["-Wl,--no-as-needed", "-L", str(tmp), "-l:libfakecore.so"]
+            subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname," + soname, "-o", str(tmp / soname), *sources,
+                            *links, "-Wl,-rpath,$ORIGIN"], check=True, capture_output=True, text=True)
+
+    return _atomic_dir(cache_dir() / "shims" / f"fakecore-{release.version}-{_core_digest(release)}", build)
+
+
+def _core_digest(release: Release) -> str:
+    """The fake core's sources and headers, hashed: an edited fakecore.cpp builds anew, not from the cache."""
+    digest = hashlib.sha256()
+    for path in (CORE / "fakecore.cpp", CORE / "gen_stubs.py", CORE / "cuda" / "cuda_runtime_api.h",
+                 CORE / "headers" / f"tensorrt-{release.headers}.tar.xz"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def environment(release: Release, libraries: Path) -> dict[str, str]:

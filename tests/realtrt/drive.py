@@ -1,0 +1,62 @@
+"""Run edgepipe's own TensorRT paths through NVIDIA's real bindings over the fake core (a subprocess).
+
+    python drive.py device BUNDLE PRECISION OUT.json       the device runtime: build, then eval, as on a Jetson
+    python drive.py workstation RUN PRECISION OUT.json     `edgepipe build` (stages.build) then TrtRunner.infer
+
+libcudart is the recording Python fake (tests/fakes/tensorrt_fake.py FakeCudartLib) reached through the device
+runtime's real ctypes code; its "device" memory is host memory at real addresses, which the C++ core reads and
+writes on enqueueV3. OUT.json gets the exit codes, the outputs and the CUDA calls.
+"""
+
+import json
+import sys
+
+from fakes.tensorrt_fake import DeviceMemory, FakeCudartLib, Recorder
+
+import realtrt.bootstrap  # noqa: F401  (the real module as ``tensorrt``; must come first)
+from edgepipe.device import cuda as device_cuda
+from edgepipe.device import runtime
+
+
+def install_cudart(record):
+    lib = FakeCudartLib(DeviceMemory(), record, cc=(8, 7), total_mib=7620, name="NVIDIA Orin")
+    device_cuda._injected["cudart"] = runtime.Cudart(lib)
+    return lib
+
+
+def device(bundle, precision, out):
+    record = Recorder()
+    install_cudart(record)
+    result = {"tensorrt": runtime.import_tensorrt().__version__}
+    result["build"] = runtime.main(["build", bundle, "--precision", precision, "--batch", "1:4:8"])
+    result["eval"] = runtime.main(["eval", bundle, "--json", out + ".eval.json"])
+    result["cudart"] = record.names()
+    return result
+
+
+def workstation(run, precision, out):
+    import numpy as np
+
+    from edgepipe.recipe import BuildConfig
+    from edgepipe.runners.tensorrt import TrtRunner
+    from edgepipe.stages.build import build
+
+    record = Recorder()
+    install_cudart(record)
+    stage = build(run, None, BuildConfig(precision=precision, batch=(1, 4, 8)))
+    engine = stage / f"model.{precision}.engine"
+    with TrtRunner(engine) as runner:
+        shape = runner.inputs[0].shape
+        x = np.random.default_rng(0).normal(size=(6,) + tuple(shape[1:])).astype(np.float32)
+        outputs = runner.infer(x)
+        timing = runner.last_timing
+    return {"tensorrt": runtime.import_tensorrt().__version__, "stage": str(stage), "engine": str(engine),
+            "inputs": x.tolist(), "outputs": {k: v.tolist() for k, v in outputs.items()},
+            "gpu_compute_ms": timing.gpu_compute_ms, "cudart": record.names()}
+
+
+if __name__ == "__main__":
+    mode, path, precision, out = sys.argv[1:5]
+    result = {"device": device, "workstation": workstation}[mode](path, precision, out)
+    with open(out, "w") as handle:
+        json.dump(result, handle)

@@ -1,0 +1,106 @@
+"""edgepipe's build -> serialize -> deserialize -> execute paths through NVIDIA's real TensorRT bindings.
+
+Per release with a bindings wheel and headers, the real ``tensorrt`` module runs over the fake C++ core
+(tests/realtrt/core/fakecore.cpp, compiled against that release's headers) in a subprocess: every call edgepipe
+makes is converted and checked by NVIDIA's pybind11 code, reaches the core through the real vtables, and lands
+in the core's call log. The engine the core serializes is loaded back by the device runtime and executed; the
+outputs (sum(x) * (k + 1)) prove the bytes went through the ctypes CUDA path and the core.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from helpers.bundles import add_quantize_stage
+
+from edgepipe.stages.bundle import make_bundle
+from realtrt.releases import HERE, WITH_FAKE_CORE, environment, fake_core, require_release
+
+# onnx TensorProto element type -> nvinfer1::DataType (NvInferRuntimeBase.h: kFLOAT 0, kHALF 1, kINT8 2, kINT32 3)
+TRT_TYPES = {1: 0, 10: 1, 3: 2, 6: 3}
+
+
+def describe_for_fake_parser(onnx_path: Path) -> None:
+    """<model>.onnx.fakecore: the graph's inputs and outputs, which the fake ONNX parser declares on the network."""
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    lines = []
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        for value in values:
+            tensor = value.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+            lines.append(" ".join([kind, value.name, str(TRT_TYPES[tensor.elem_type]), str(len(dims)),
+                                   *map(str, dims)]))
+    Path(str(onnx_path) + ".fakecore").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_run, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("real-trt-run") / "run"
+    shutil.copytree(tiny_run, run)
+    add_quantize_stage(run)
+    made = make_bundle(run, "jetson-orin-nano", tmp_path_factory.mktemp("real-trt") / "bundle", samples=24)
+    for path in made.rglob("*.onnx"):
+        describe_for_fake_parser(path)
+    return made
+
+
+def _drive(release, mode: str, target: Path, precision: str, tmp_path: Path) -> tuple[dict, list[str]]:
+    import subprocess
+    import sys
+
+    env = environment(release, fake_core(release))
+    log = tmp_path / "fakecore.log"
+    env["FAKECORE_LOG"] = str(log)
+    out = tmp_path / "result.json"
+    result = subprocess.run([sys.executable, str(HERE / "drive.py"), mode, str(target), precision, str(out)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    found = json.loads(out.read_text())
+    found["stderr"] = result.stderr
+    return found, log.read_text().splitlines() if log.is_file() else []
+
+
+def _precision(release) -> str:
+    # 8.x: implicit INT8 through the calibrator serving trt.calib.cache; 10.x: QDQ graph with the INT8 flag;
+    # 11.x: the QDQ graph on a strongly typed network. Each major's INT8 path is its most involved one.
+    return "int8"
+
+
+@pytest.mark.parametrize("release", WITH_FAKE_CORE, ids=lambda r: r.key)
+def test_device_runtime_builds_loads_and_runs_through_the_real_bindings(release, bundle, tmp_path):
+    require_release(release)
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    result, log = _drive(release, "device", copy, _precision(release), tmp_path)
+    assert result["tensorrt"] == release.version
+    assert result["build"] == 0 and result["eval"] in (0, 1), result["stderr"]
+    engine = copy / "build-int8" / "model.int8.engine"
+    # the core's NV_TENSORRT_VERSION is its headers' (v10.16 headers are 10.16.0 under the 10.16.1 bindings)
+    built_by = int(engine.read_bytes().split(b"\n")[0].split()[1])
+    assert built_by // 100 == release.lib_version // 100
+
+    calls = [line.split(" ")[0] for line in log]
+    builds = calls[:calls.index("IBuilder::buildSerializedNetwork") + 1]
+    flags = ["IBuilderConfig::setFlag", "IBuilderConfig::setFlag"] if release.major < 11 else []
+    calibrator = ["IBuilderConfig::setInt8Calibrator", "IBuilderConfig::setCalibrationProfile"] \
+        if release.major == 8 else []
+    assert builds == ["createInferBuilder", "IBuilder::createNetworkV2", "createNvOnnxParser", "IParser::parseFromFile",
+                      "IBuilder::createBuilderConfig", "IBuilderConfig::setMemoryPoolLimit", *flags,
+                      "IBuilder::createOptimizationProfile", "IOptimizationProfile::setDimensions",
+                      "IOptimizationProfile::setDimensions", "IOptimizationProfile::setDimensions",
+                      "IBuilderConfig::addOptimizationProfile", *calibrator, "IBuilder::buildSerializedNetwork"]
+    if release.major == 8:  # the cache was served with this release's header: no calibration batches asked
+        assert "IInt8Calibrator::readCalibrationCache" in calls and "IInt8Calibrator::getBatch" not in calls
+    assert calls.count("IExecutionContext::enqueueV3") == 3  # 24 samples in chunks of the profile max (8)
+
+    report = json.loads(Path(str(tmp_path / "result.json") + ".eval.json").read_text())
+    row = report["artifacts"][1]
+    assert row["name"] == "tensorrt-int8" and row["backend"] == "tensorrt"
+    x = np.load(copy / "reference.npz")["x"]
+    expected = np.where(x.reshape(len(x), -1).sum(1) > 0, 3, 0)  # argmax of sum(x) * (1, 2, 3, 4)
+    assert row["score"] == pytest.approx(float((expected == np.load(copy / "reference.npz")["y"]).mean()))
