@@ -1,7 +1,7 @@
 """Run edgepipe's own TensorRT paths through NVIDIA's real bindings over the fake core (a subprocess).
 
-    python drive.py device BUNDLE PRECISION OUT.json       the device runtime: build, then eval, as on a Jetson
-    python drive.py workstation RUN PRECISION OUT.json     `edgepipe build` (stages.build) then TrtRunner.infer
+    python drive.py device BUNDLE PRECISION OUT.json [BUILD OPTION ...]   the device runtime: build, eval (a Jetson)
+    python drive.py workstation RUN PRECISION OUT.json [CONFIG JSON]     `edgepipe build` twice, then TrtRunner
 
 libcudart is the recording Python fake (tests/fakes/tensorrt_fake.py FakeCudartLib) reached through the device
 runtime's real ctypes code; its "device" memory is host memory at real addresses, which the C++ core reads and
@@ -24,17 +24,20 @@ def install_cudart(record):
     return lib
 
 
-def device(bundle, precision, out):
+def device(bundle, precision, out, *options):
     record = Recorder()
     install_cudart(record)
     result = {"tensorrt": runtime.import_tensorrt().__version__}
-    result["build"] = runtime.main(["build", bundle, "--precision", precision, "--batch", "1:4:8"])
+    result["build"] = runtime.main(["build", bundle, "--precision", precision, *(options or ["--batch", "1:4:8"])])
     result["eval"] = runtime.main(["eval", bundle, "--json", out + ".eval.json"])
     result["cudart"] = record.names()
     return result
 
 
-def workstation(run, precision, out):
+def workstation(run, precision, out, config="{}"):
+    """Build twice with a timing cache (the second build reuses it), then run the engine through TrtRunner."""
+    import os
+
     import numpy as np
 
     from edgepipe.recipe import BuildConfig
@@ -43,7 +46,10 @@ def workstation(run, precision, out):
 
     record = Recorder()
     install_cudart(record)
-    stage = build(run, None, BuildConfig(precision=precision, batch=(1, 4, 8)))
+    options = dict(json.loads(config), precision=precision, batch=(1, 4, 8))
+    cache = os.path.join(os.path.dirname(out), "timing.cache")
+    build(run, None, BuildConfig(**options), timing_cache=cache)
+    stage = build(run, None, BuildConfig(**options), timing_cache=cache, rebuild=True)
     engine = stage / f"model.{precision}.engine"
     with TrtRunner(engine) as runner:
         shape = runner.inputs[0].shape
@@ -51,12 +57,13 @@ def workstation(run, precision, out):
         outputs = runner.infer(x)
         timing = runner.last_timing
     return {"tensorrt": runtime.import_tensorrt().__version__, "stage": str(stage), "engine": str(engine),
+            "manifest": json.load(open(os.path.join(str(stage), "manifest.json"))),
             "inputs": x.tolist(), "outputs": {k: v.tolist() for k, v in outputs.items()},
             "gpu_compute_ms": timing.gpu_compute_ms, "cudart": record.names()}
 
 
 if __name__ == "__main__":
     mode, path, precision, out = sys.argv[1:5]
-    result = {"device": device, "workstation": workstation}[mode](path, precision, out)
+    result = {"device": device, "workstation": workstation}[mode](path, precision, out, *sys.argv[5:])
     with open(out, "w") as handle:
         json.dump(result, handle)

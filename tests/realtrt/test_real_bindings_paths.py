@@ -49,15 +49,27 @@ def bundle(tiny_run, tmp_path_factory) -> Path:
     return made
 
 
-def _drive(release, mode: str, target: Path, precision: str, tmp_path: Path) -> tuple[dict, list[str]]:
+@pytest.fixture(scope="module")
+def run_dir(tiny_run, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("real-trt-ws") / "run"
+    shutil.copytree(tiny_run, run)
+    add_quantize_stage(run)
+    for path in run.rglob("*.onnx"):
+        describe_for_fake_parser(path)
+    return run
+
+
+def _drive(release, mode: str, target: Path, precision: str, tmp_path: Path, *extra: str,
+           dla_cores: int = 0) -> tuple[dict, list[str]]:
     import subprocess
     import sys
 
     env = environment(release, fake_core(release))
     log = tmp_path / "fakecore.log"
     env["FAKECORE_LOG"] = str(log)
+    env["FAKECORE_DLA_CORES"] = str(dla_cores)
     out = tmp_path / "result.json"
-    result = subprocess.run([sys.executable, str(HERE / "drive.py"), mode, str(target), precision, str(out)],
+    result = subprocess.run([sys.executable, str(HERE / "drive.py"), mode, str(target), precision, str(out), *extra],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     found = json.loads(out.read_text())
@@ -104,3 +116,39 @@ def test_device_runtime_builds_loads_and_runs_through_the_real_bindings(release,
     x = np.load(copy / "reference.npz")["x"]
     expected = np.where(x.reshape(len(x), -1).sum(1) > 0, 3, 0)  # argmax of sum(x) * (1, 2, 3, 4)
     assert row["score"] == pytest.approx(float((expected == np.load(copy / "reference.npz")["y"]).mean()))
+
+
+@pytest.mark.parametrize("release", WITH_FAKE_CORE, ids=lambda r: r.key)
+def test_workstation_build_and_runner_through_the_real_bindings(release, run_dir, tmp_path):
+    """`edgepipe build` (stages.build, twice: the second reuses the timing cache) with every builder option the
+    release has, then TrtRunner on the engine: a version-compatible plan needs engine_host_code_allowed."""
+    require_release(release)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    options = {"opt_level": 2, "version_compatible": True, "hardware_compat": "ampere_plus", "workspace_mib": 256}
+    result, log = _drive(release, "workstation", run, "fp16", tmp_path, json.dumps(options))
+    applied = result["manifest"]["config"]["applied"]
+    assert applied["builder_optimization_level"] == 2 and applied["hardware_compatibility_level"] == "AMPERE_PLUS"
+    assert applied["timing_cache"] == "reused"
+    assert "IBuilderConfig::setBuilderOptimizationLevel 2" in log
+    assert "IBuilderConfig::setHardwareCompatibilityLevel 1" in log  # AMPERE_PLUS
+    assert f"IBuilderConfig::setMemoryPoolLimit 0 {256 << 20}" in log  # WORKSPACE
+    assert "IRuntime::setEngineHostCodeAllowed 1" in log
+    x = np.array(result["inputs"], np.float32)
+    expected = x.reshape(len(x), -1).sum(1, keepdims=True) * np.arange(1, 5, dtype=np.float32)
+    np.testing.assert_allclose(np.array(result["outputs"]["logits"]), expected, rtol=1e-5)
+    assert result["gpu_compute_ms"] > 0
+
+
+@pytest.mark.parametrize("release", [r for r in WITH_FAKE_CORE if r.major < 11], ids=lambda r: r.key)
+def test_a_dla_build_through_the_real_bindings(release, bundle, tmp_path):
+    """DLA (Xavier/Orin, TensorRT 8.x/10.x): default device type, DLA core, GPU fallback on the config; the
+    runtime picks the core at deserialization."""
+    require_release(release)
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    result, log = _drive(release, "device", copy, "fp16", tmp_path, "--dla-core", "1", "--gpu-fallback",
+                         "--batch", "4:4:4", dla_cores=2)
+    assert result["build"] == 0, result["stderr"]
+    assert {"IBuilderConfig::setDefaultDeviceType 1", "IBuilderConfig::setDLACore 1",
+            "IRuntime::setDLACore 1"} <= set(log)
