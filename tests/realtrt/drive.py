@@ -2,6 +2,7 @@
 
     python drive.py device BUNDLE PRECISION OUT.json [BUILD OPTION ...]   the device runtime: build, eval (a Jetson)
     python drive.py workstation RUN PRECISION OUT.json [CONFIG JSON]     `edgepipe build` twice, then TrtRunner
+    python drive.py load ENGINE - OUT.json                               open an engine with the device runtime
 
 libcudart is the recording Python fake (tests/fakes/tensorrt_fake.py FakeCudartLib) reached through the device
 runtime's real ctypes code; its "device" memory is host memory at real addresses, which the C++ core reads and
@@ -34,6 +35,16 @@ def device(bundle, precision, out, *options):
     return result
 
 
+def load(engine, precision, out):
+    """Open an engine file with the device runtime; the error it raises, if any."""
+    install_cudart(Recorder())
+    try:
+        runtime.Engine(engine, {}).close()
+    except runtime.DeviceError as error:
+        return {"error": str(error)}
+    return {"error": None}
+
+
 def workstation(run, precision, out, config="{}"):
     """Build twice with a timing cache (the second build reuses it), then run the engine through TrtRunner."""
     import os
@@ -64,6 +75,6 @@ def workstation(run, precision, out, config="{}"):
 
 if __name__ == "__main__":
     mode, path, precision, out = sys.argv[1:5]
-    result = {"device": device, "workstation": workstation}[mode](path, precision, out, *sys.argv[5:])
+    result = {"device": device, "workstation": workstation, "load": load}[mode](path, precision, out, *sys.argv[5:])
     with open(out, "w") as handle:
         json.dump(result, handle)

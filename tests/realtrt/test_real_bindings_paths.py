@@ -60,14 +60,16 @@ def run_dir(tiny_run, tmp_path_factory) -> Path:
 
 
 def _drive(release, mode: str, target: Path, precision: str, tmp_path: Path, *extra: str,
-           dla_cores: int = 0) -> tuple[dict, list[str]]:
+           dla_cores: int = 0, **env_extra: str) -> tuple[dict, list[str]]:
     import subprocess
     import sys
 
     env = environment(release, fake_core(release))
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "fakecore.log"
     env["FAKECORE_LOG"] = str(log)
     env["FAKECORE_DLA_CORES"] = str(dla_cores)
+    env.update(env_extra)
     out = tmp_path / "result.json"
     result = subprocess.run([sys.executable, str(HERE / "drive.py"), mode, str(target), precision, str(out), *extra],
                             env=env, capture_output=True, text=True, timeout=300)
@@ -152,3 +154,36 @@ def test_a_dla_build_through_the_real_bindings(release, bundle, tmp_path):
     assert result["build"] == 0, result["stderr"]
     assert {"IBuilderConfig::setDefaultDeviceType 1", "IBuilderConfig::setDLACore 1",
             "IRuntime::setDLACore 1"} <= set(log)
+
+
+def _release(key: str):
+    return next(r for r in WITH_FAKE_CORE if r.key == key)
+
+
+def test_failures_carry_tensorrt_own_words_through_the_real_bindings(bundle, tmp_path):
+    """A parser failure names the node from IParserError; a stale calibration cache (TensorRT asking the
+    calibrator for batches) is refused; an engine of another release does not load, with the core's reason."""
+    for key in ("8.6", "11.0", "11.1"):
+        require_release(_release(key))
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    qdq = copy / "quantize" / "model.int8.trt.onnx.fakecore"
+    described = qdq.read_text()
+    qdq.write_text(described + "error 3 0 0\n")
+    result, _ = _drive(_release("11.1"), "device", copy, "int8", tmp_path / "a")
+    assert result["build"] == 2
+    assert "TensorRT's ONNX parser rejected" in result["stderr"]
+    assert "node 3: fake core: unsupported operator at node 3" in result["stderr"]
+    qdq.write_text(described)
+
+    result, log = _drive(_release("8.6"), "device", copy, "int8", tmp_path / "b",
+                         FAKECORE_REJECT_CALIBRATION_CACHE="1")
+    assert result["build"] == 2 and "IInt8Calibrator::getBatch -> 0" in log
+    assert "TensorRT rejected" in result["stderr"] and "asked for calibration data" in result["stderr"]
+
+    result, _ = _drive(_release("11.0"), "device", copy, "int8", tmp_path / "c")
+    assert result["build"] == 0, result["stderr"]
+    result, _ = _drive(_release("11.1"), "load", copy / "build-int8" / "model.int8.engine", "-", tmp_path / "d")
+    assert "does not load" in result["error"]
+    assert "not compatible with this version of TensorRT, expecting library version 110100 got 110000" in \
+        result["error"]

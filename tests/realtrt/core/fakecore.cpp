@@ -5,7 +5,8 @@
 // aborts naming the method.
 //
 // - The ONNX "parser" takes the graph's inputs and outputs from a side description, <model>.onnx.fakecore,
-//   lines "input|output NAME DATATYPE D0 D1 ..." (DataType as TensorRT numbers it, -1 for a dynamic dim).
+//   lines "input|output NAME DATATYPE NBDIMS D0 D1 ..." (DataType as TensorRT numbers it, -1 for a dynamic
+//   dim); a line "error NODE 0 0" makes the parse fail at that node.
 // - An engine serializes to text the fake runtime deserializes: "FAKECORE-ENGINE <NV_TENSORRT_VERSION>", the
 //   build flags, then the I/O tensors with the profile's min/opt/max. Another release's engine is refused.
 // - Execution reads each float input at its tensor address and writes every float output as
@@ -503,7 +504,8 @@ private:
         void const* cache = calibrator.readCalibrationCache(length);
         std::string text(static_cast<char const*>(cache ? cache : ""), cache ? length : 0);
         record("IInt8Calibrator::readCalibrationCache %zu", length);
-        if (text.rfind(calibrationHeader() + "\n", 0) == 0)
+        // FAKECORE_REJECT_CALIBRATION_CACHE: behave as a TensorRT that finds the cache stale
+        if (text.rfind(calibrationHeader() + "\n", 0) == 0 && !std::getenv("FAKECORE_REJECT_CALIBRATION_CACHE"))
             return;
         std::vector<char const*> names;
         for (auto const& t : engine.tensors)
