@@ -31,6 +31,16 @@ def device(bundle, precision, out, *options):
     result = {"tensorrt": runtime.import_tensorrt().__version__}
     result["build"] = runtime.main(["build", bundle, "--precision", precision, *(options or ["--batch", "1:4:8"])])
     result["eval"] = runtime.main(["eval", bundle, "--json", out + ".eval.json"])
+    if result["build"] == 0 and not options:  # the other commands that open the engine: once, on the default build
+        import numpy as np
+
+        sample = np.load(bundle + "/reference.npz")["x"][:3]
+        np.save(out + ".input.npy", sample)
+        result["infer"] = runtime.main(["infer", bundle, out + ".input.npy", "--json", out + ".infer.json"])
+        result["bench"] = runtime.main(["bench", bundle, "--batch", "2", "--seconds", "0.05", "--json",
+                                        out + ".bench.json"])
+        result["triton"] = runtime.main(["triton", bundle, "--out", out + ".triton"])
+        result["doctor"] = runtime.main(["doctor", "--json", out + ".doctor.json"])
     result["cudart"] = record.names()
     return result
 

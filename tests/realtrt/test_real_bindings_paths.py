@@ -110,7 +110,15 @@ def test_device_runtime_builds_loads_and_runs_through_the_real_bindings(release,
                       "IBuilderConfig::addOptimizationProfile", *calibrator, "IBuilder::buildSerializedNetwork"]
     if release.major == 8:  # the cache was served with this release's header: no calibration batches asked
         assert "IInt8Calibrator::readCalibrationCache" in calls and "IInt8Calibrator::getBatch" not in calls
-    assert calls.count("IExecutionContext::enqueueV3") == 3  # 24 samples in chunks of the profile max (8)
+    runtimes = [i for i, call in enumerate(calls) if call == "createInferRuntime"]  # build's check, eval, infer...
+    evaluated = calls[runtimes[1]:runtimes[2]]
+    assert evaluated.count("IExecutionContext::enqueueV3") == 3  # 24 samples in chunks of the profile max (8)
+
+    # infer, bench, triton and doctor open the same engine through the same bindings
+    assert [result[c] for c in ("infer", "bench", "triton", "doctor")] == [0] * 4, result["stderr"]
+    doctor = json.loads((tmp_path / "result.json.doctor.json").read_text())
+    assert doctor["tensorrt"] == release.version
+    assert "max_batch_size: 8" in next((tmp_path / "result.json.triton").rglob("config.pbtxt")).read_text()
 
     report = json.loads(Path(str(tmp_path / "result.json") + ".eval.json").read_text())
     row = report["artifacts"][1]
