@@ -40,6 +40,7 @@ class Release:
     distribution: str
     version: str
     headers: str | None = None  # core/headers/tensorrt-<tag>.tar.xz the fake core compiles against
+    surface: bool = True  # its surface is committed as tests/data/trt_api/<key>.json
 
     @property
     def major(self) -> int:
@@ -58,20 +59,29 @@ class Release:
 
 # Every release in edgepipe/targets.py that has a bindings wheel on PyPI, plus the newest 11.x and the cu11 build
 # of one 10.x (pip index versions tensorrt-cu12-bindings, December 2026). 8.0-8.5 are Jetson-only: no wheel.
-# ``headers``: the NVIDIA/TensorRT tag whose include/ the fake core compiles against (same major.minor; 11.4 has
-# no tag in NVIDIA/TensorRT, so it runs Level 1 only).
+# ``headers``: the NVIDIA/TensorRT tag whose include/ the fake core compiles against (same major.minor and, where
+# NVIDIA tagged it, the same build: v10.16 is 10.16.0.72). 11.4 has no tag in NVIDIA/TensorRT: Level 1 only.
+# The releases in edgepipe/targets.py with a wheel: 8.6 (JetPack 6.0's 8.6.2), 10.3 (JetPack 6.1/6.2), 10.13
+# (JetPack 7.0), 10.16 (JetPack 7.2), 11.4 (JetPack 7.2.2, the desktops' newest), 10.8 (desktop-blackwell's
+# oldest); every other 10.x/11.x on PyPI is imported and checked too (no committed surface: ``surface=False``).
 RELEASES = (
     Release("8.6", "tensorrt-bindings", "8.6.1", "v8.6.1"),
     Release("10.3", "tensorrt-cu12-bindings", "10.3.0", "v10.3.0"),
     Release("10.13", "tensorrt-cu12-bindings", "10.13.3.9", "v10.13.3"),
     Release("10.13-cu11", "tensorrt-cu11-bindings", "10.13.0.35", "v10.13.3"),
-    Release("10.16", "tensorrt-cu12-bindings", "10.16.1.11", "v10.16"),
+    Release("10.16", "tensorrt-cu12-bindings", "10.16.0.72", "v10.16"),
     Release("11.0", "tensorrt-cu12-bindings", "11.0.0.114", "v11.0"),
     Release("11.1", "tensorrt-cu12-bindings", "11.1.0.106", "v11.1"),
     Release("11.4", "tensorrt-cu12-bindings", "11.4.0.106"),
+    *(Release(version, "tensorrt-cu12-bindings", version, surface=False)
+      for version in ("10.0.1", "10.1.0", "10.2.0", "10.4.0", "10.5.0", "10.6.0", "10.7.0", "10.8.0.43",
+                      "10.9.0.34", "10.10.0.31", "10.11.0.33", "10.12.0.36", "10.14.1.48.post1", "10.15.1.29",
+                      "10.16.1.11", "11.2.1.2", "11.3.0.99")),
 )
 WITH_FAKE_CORE = tuple(release for release in RELEASES if release.headers)
+WITH_SURFACE = tuple(release for release in RELEASES if release.surface)
 BY_KEY = {release.key: release for release in RELEASES}
+assert len(BY_KEY) == len(RELEASES), "release keys must be unique"
 # libraries the bindings link, per major release (readelf -d tensorrt.so: NEEDED)
 LINKED = {8: ("nvinfer", "nvonnxparser", "nvinfer_plugin", "nvparsers"),
           10: ("nvinfer", "nvonnxparser", "nvinfer_plugin"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: home of the realtrt package
 
-from realtrt.releases import BY_KEY, HERE, RELEASES, REPO, link_only_shims, run_with_real_bindings  # noqa: E402
+from realtrt.releases import BY_KEY, HERE, REPO, WITH_SURFACE, link_only_shims, run_with_real_bindings  # noqa: E402
 
 SURFACES = REPO / "tests" / "data" / "trt_api"
 
@@ -28,6 +28,6 @@ def introspect(key: str) -> str:
 
 
 if __name__ == "__main__":
-    for key in sys.argv[1:] or [release.key for release in RELEASES]:
+    for key in sys.argv[1:] or [release.key for release in WITH_SURFACE]:
         (SURFACES / f"{key}.json").write_text(introspect(key))
         print(f"wrote {SURFACES / f'{key}.json'}")

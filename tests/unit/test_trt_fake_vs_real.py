@@ -17,7 +17,7 @@ from fakes.tensorrt_fake import _Member, make_tensorrt
 
 SURFACES = Path(__file__).resolve().parents[1] / "data" / "trt_api"
 # (fake version, real surface): every fake release with a bindings wheel on PyPI
-RELEASES = [("8.6.1", "8.6"), ("10.3.0", "10.3"), ("10.13.3.9", "10.13"), ("10.16.1.11", "10.16"),
+RELEASES = [("8.6.1", "8.6"), ("10.3.0", "10.3"), ("10.13.3.9", "10.13"), ("10.16.0.72", "10.16"),
             ("11.0.0.114", "11.0"), ("11.4.0.106", "11.4")]
 BOOKKEEPING = {"calls", "recorder", "memory", "cudart"}
 
