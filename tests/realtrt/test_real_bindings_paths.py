@@ -195,3 +195,20 @@ def test_failures_carry_tensorrt_own_words_through_the_real_bindings(bundle, tmp
     assert "does not load" in result["error"]
     assert "not compatible with this version of TensorRT, expecting library version 110100 got 110000" in \
         result["error"]
+
+
+@pytest.mark.parametrize("key", ["10.3", "10.16"])
+def test_implicit_int8_on_10x_through_the_real_calibrator_trampoline(key, run_dir, tmp_path):
+    """TensorRT 10.x without a QDQ graph: INT8 from trt.calib.cache through edgepipe's IInt8EntropyCalibrator2
+    subclass, which the core calls back through NVIDIA's pybind11 trampoline (readCalibrationCache)."""
+    release = _release(key)
+    require_release(release)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "quantize" / "model.int8.trt.onnx").unlink()
+    result, log = _drive(release, "workstation", run, "int8", tmp_path)
+    assert result["manifest"]["config"]["plan"] == \
+        "TensorRT 10: implicit INT8 from trt.calib.cache (no QDQ graph found)"
+    assert "IBuilderConfig::setInt8Calibrator" in log and "IBuilderConfig::setCalibrationProfile" in log
+    assert any(line.startswith("IInt8Calibrator::readCalibrationCache") for line in log)
+    assert not any(line.startswith("IInt8Calibrator::getBatch") for line in log)  # the rewritten header matched
