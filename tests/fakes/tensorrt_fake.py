@@ -48,6 +48,14 @@ def _enum(name: str, members: list[str], values: dict[str, int] | None = None) -
     return type(name, (), namespace)
 
 
+def _int(value: Any, where: str) -> int:
+    """pybind11 converts an int parameter from an int (or __index__), never from a float: the real bindings raise
+    TypeError "incompatible function arguments" (seen through tests/realtrt with a float workspace)."""
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"{where}(): incompatible function arguments; invoked with {value!r}")
+    return int(value)
+
+
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple]] = []
@@ -194,6 +202,8 @@ def make_tensorrt(
             self.shapes: dict[str, tuple] = {}
 
         def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 - real names
+            for dim in (*min, *opt, *max):
+                _int(dim, "set_shape")
             record("IOptimizationProfile.set_shape", input, tuple(min), tuple(opt), tuple(max))
             self.shapes[input] = (tuple(min), tuple(opt), tuple(max))
 
@@ -232,6 +242,8 @@ def make_tensorrt(
         def __setattr__(self, name: str, value: Any) -> None:
             if name not in self.SETTABLE:
                 raise AttributeError(f"fake tensorrt {version}: IBuilderConfig has no attribute {name!r}")
+            if name in ("DLA_core", "builder_optimization_level", "max_workspace_size", "avg_timing_iterations"):
+                _int(value, f"IBuilderConfig.{name}")
             record(f"IBuilderConfig.{name}=", value)
             self.state[name] = value
 
@@ -268,6 +280,7 @@ def make_tensorrt(
     if ver >= (8, 4):
 
         def set_memory_pool_limit(self: Any, pool: Any, pool_size: int) -> None:
+            _int(pool_size, "set_memory_pool_limit")
             record("IBuilderConfig.set_memory_pool_limit", pool.name, pool_size)
             self.state.setdefault("memory_pool_limits", {})[pool.name] = pool_size
 
@@ -395,9 +408,19 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
         REAL = "IExecutionContext"
 
         def __init__(self, engine: Any) -> None:
-            self.engine = engine
-            self.input_shape = tuple(engine.description["shape"])
-            self.addresses: dict[str, int] = {}
+            object.__setattr__(self, "engine", engine)
+            object.__setattr__(self, "input_shape", tuple(engine.description["shape"]))
+            object.__setattr__(self, "addresses", {})
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            # The real context's properties are read-only from 10.0 (active_optimization_profile included):
+            # assigning one raises, as the real bindings do (seen through tests/realtrt).
+            if name == "active_optimization_profile" and _v(trt.__version__) < (10, 0):  # settable (deprecated)
+                record("IExecutionContext.active_optimization_profile=", _int(value, name))
+                return
+            if name != "input_shape":
+                raise AttributeError(f"property of 'IExecutionContext' object has no setter ({name})")
+            object.__setattr__(self, name, value)
 
         def _out_shape(self) -> tuple[int, ...]:
             return (self.input_shape[0], classes)
@@ -460,6 +483,8 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
             setattr(ICudaEngine, function.__name__, function)
 
         def set_input_shape(self: Any, name: str, shape: tuple) -> bool:
+            for dim in shape:
+                _int(dim, "set_input_shape")
             record("IExecutionContext.set_input_shape", name, tuple(shape))
             low, high = self.engine.description["profile"][0], self.engine.description["profile"][2]
             if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
@@ -471,6 +496,7 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
             return self.input_shape if name == self.engine.names[0] else self._out_shape()
 
         def set_tensor_address(self: Any, name: str, memory: int) -> bool:  # pybind11's parameter names
+            _int(memory, "set_tensor_address")
             record("IExecutionContext.set_tensor_address", name, memory)
             self.addresses[name] = memory
             return True
