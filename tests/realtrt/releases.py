@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SHIMS = HERE / "shims"
 CORE = HERE / "core"
+HEADERS = CORE / "headers"  # tensorrt-<tag>.tar.xz
 WHEELS_ENV = "EDGEPIPE_TRT_WHEELS"
 
 
@@ -173,7 +174,7 @@ def fake_core(release: Release) -> Path:
     def build(tmp: Path) -> None:
         include = tmp / "include"
         include.mkdir()
-        with tarfile.open(CORE / "headers" / f"tensorrt-{release.headers}.tar.xz") as archive:
+        with tarfile.open(HEADERS / f"tensorrt-{release.headers}.tar.xz") as archive:
             archive.extractall(include, filter="data")
         subprocess.run([sys.executable, str(CORE / "gen_stubs.py"), str(include), str(tmp / "stubs.h")], check=True,
                        capture_output=True, text=True)
@@ -202,7 +203,7 @@ def _core_digest(release: Release) -> str:
     """The fake core's sources and headers, hashed: an edited fakecore.cpp builds anew, not from the cache."""
     digest = hashlib.sha256()
     for path in (CORE / "fakecore.cpp", CORE / "gen_stubs.py", CORE / "cuda" / "cuda_runtime_api.h",
-                 CORE / "headers" / f"tensorrt-{release.headers}.tar.xz"):
+                 HEADERS / f"tensorrt-{release.headers}.tar.xz"):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 

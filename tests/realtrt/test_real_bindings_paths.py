@@ -212,3 +212,31 @@ def test_implicit_int8_on_10x_through_the_real_calibrator_trampoline(key, run_di
     assert "IBuilderConfig::setInt8Calibrator" in log and "IBuilderConfig::setCalibrationProfile" in log
     assert any(line.startswith("IInt8Calibrator::readCalibrationCache") for line in log)
     assert not any(line.startswith("IInt8Calibrator::getBatch") for line in log)  # the rewritten header matched
+
+
+def test_a_core_that_does_not_match_its_headers_fails_at_build_naming_them(tmp_path, monkeypatch):
+    """Headers whose IBuilderConfig::setFlag signature differs from what fakecore.cpp overrides: the core's build
+    stops with the headers named, not a crash at run time."""
+    import tarfile
+
+    from realtrt import releases
+
+    release = _release("11.1")
+    if releases.compiler_missing("g++"):
+        pytest.skip(releases.compiler_missing("g++"))
+    source = tmp_path / "include"
+    source.mkdir()
+    with tarfile.open(releases.HEADERS / "tensorrt-v11.1.tar.xz") as archive:
+        archive.extractall(source, filter="data")
+    impl = source / "NvInferImpl.h"
+    text = impl.read_text()
+    assert "virtual void setFlag(BuilderFlag builderFlag) noexcept = 0;" in text
+    impl.write_text(text.replace("virtual void setFlag(BuilderFlag builderFlag) noexcept = 0;",
+                                 "virtual void setFlag(BuilderFlag builderFlag, bool on) noexcept = 0;"))
+    (tmp_path / "headers").mkdir()
+    with tarfile.open(tmp_path / "headers" / "tensorrt-v11.1.tar.xz", "w:xz") as archive:
+        archive.add(source, arcname=".")
+    monkeypatch.setattr(releases, "HEADERS", tmp_path / "headers")
+    monkeypatch.setenv(releases.WHEELS_ENV, str(tmp_path / "cache"))
+    with pytest.raises(releases.FakeCoreBuildError, match=r"does not compile against the v11.1 headers .*setFlag"):
+        releases.fake_core(release)
