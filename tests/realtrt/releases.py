@@ -202,8 +202,8 @@ def fake_core(release: Release) -> Path:
 def _core_digest(release: Release) -> str:
     """The fake core's sources and headers, hashed: an edited fakecore.cpp builds anew, not from the cache."""
     digest = hashlib.sha256()
-    for path in (CORE / "fakecore.cpp", CORE / "gen_stubs.py", CORE / "cuda" / "cuda_runtime_api.h",
-                 HEADERS / f"tensorrt-{release.headers}.tar.xz"):
+    for path in (*sorted(CORE.glob("*.cpp")), *sorted(CORE.glob("*.h")), CORE / "gen_stubs.py",
+                 CORE / "cuda" / "cuda_runtime_api.h", HEADERS / f"tensorrt-{release.headers}.tar.xz"):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
