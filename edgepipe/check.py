@@ -18,6 +18,7 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.preflight import SEVERITY_ORDER, Finding
 from edgepipe.preflight.dla import check_dla
 from edgepipe.preflight.graph_rules import check_dynamic_axes, check_fp16_range, check_qdq, has_qdq
+from edgepipe.preflight.low_precision import check_low_precision, low_precisions
 from edgepipe.preflight.operators import check_operators, iter_nodes
 from edgepipe.targets import TargetProfile, get_target, parse_version, require_dla
 
@@ -74,7 +75,8 @@ def check_model(
         )
 
     findings += check_operators(model, tensorrt_version)
-    quantized = has_qdq(model)
+    findings += check_low_precision(model, profile)
+    quantized = has_qdq(model) and not low_precisions(model)  # FP8/FP4 Q/DQ are not INT8 quantization
     if quantized:
         if "int8" not in profile.precisions:
             findings.append(

@@ -18,6 +18,11 @@ from edgepipe.device.common import version_tuple
 from edgepipe.device.layout import PRECISIONS  # best first: INT8 tensor cores beat FP16 beat FP32 where present
 from edgepipe.errors import EdgepipeError
 
+# What a target's tensor cores run (targets.yaml `precisions`) beyond what edgepipe builds: FP8 from compute
+# capability 8.9 (Ada, Hopper, Blackwell), FP4 on Blackwell (Thor, RTX 50):
+# https://nvidia.github.io/TransformerEngine/support_matrix.html
+LOW_PRECISIONS = ("fp8", "fp4")
+HARDWARE_PRECISIONS = PRECISIONS + LOW_PRECISIONS
 _COMMON_KEYS = {"kind", "gpu", "compute_capability", "precisions", "dla_cores", "sparse_tensor_cores", "memory_mib",
                 "jetpack", "sources"}
 _REQUIRED_KEYS = {"jetson": _COMMON_KEYS | {"releases"}, "desktop": _COMMON_KEYS | {"tensorrt_min", "tensorrt_max"}}
@@ -116,8 +121,9 @@ def _profile_from_entry(name: str, entry: dict) -> TargetProfile:
     tensorrt_min = ".".join(map(str, versions[0][:2])) if releases else str(entry["tensorrt_min"])
     tensorrt_max = ".".join(map(str, versions[-1][:2])) if releases else str(entry["tensorrt_max"])
     precisions = frozenset(entry["precisions"])
-    if not precisions <= set(PRECISIONS) or "fp32" not in precisions:
-        raise ValueError(f"targets.yaml entry {name!r}: precisions {sorted(precisions)} outside {PRECISIONS}")
+    if not precisions <= set(HARDWARE_PRECISIONS) or "fp32" not in precisions:
+        raise ValueError(f"targets.yaml entry {name!r}: precisions {sorted(precisions)} outside "
+                         f"{HARDWARE_PRECISIONS}")
     if entry["kind"] not in ("jetson", "desktop"):
         raise ValueError(f"targets.yaml entry {name!r}: kind {entry['kind']!r}")
     major, minor = entry["compute_capability"]
@@ -173,6 +179,16 @@ def resolve_precision(target: TargetProfile, requested: str) -> tuple[str, str]:
         if skipped:
             reason += f"; it has no {'/'.join(skipped)} support"
         return best, reason
+    if wanted in LOW_PRECISIONS:
+        if wanted not in target.precisions:
+            raise EdgepipeError(
+                f"{target.name} ({target.sm}) cannot run {wanted}: its tensor cores have no {wanted.upper()}; "
+                f"it supports {', '.join(supported)} (use --precision best to pick {supported[0]})"
+            )
+        raise EdgepipeError(
+            f"{target.name} runs {wanted}, but edgepipe builds {', '.join(PRECISIONS)} only (an {wanted} engine "
+            f"needs an {wanted.upper()}-quantized ONNX, which edgepipe quantize does not make); use --precision int8"
+        )
     if wanted not in PRECISIONS:
         raise EdgepipeError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)} or best")
     if wanted not in target.precisions:

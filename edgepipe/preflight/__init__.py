@@ -3,6 +3,7 @@
 operators.py  ONNX ops against the TensorRT ONNX parser's support matrix (per TensorRT release)
 graph_rules.py  QDQ (symmetric int8, zero point 0, per-channel axis), dynamic axes, FP16 range
 dla.py  which layers the DLA can take, for `--dla`
+low_precision.py  FP8 / FP4 tensors against what the target's tensor cores run
 """
 
 from __future__ import annotations

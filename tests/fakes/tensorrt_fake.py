@@ -48,6 +48,14 @@ def _enum(name: str, members: list[str], values: dict[str, int] | None = None) -
     return type(name, (), namespace)
 
 
+def _int(value: Any, where: str) -> int:
+    """pybind11 converts an int parameter from an int (or __index__), never from a float: the real bindings raise
+    TypeError "incompatible function arguments" (seen through tests/realtrt with a float workspace)."""
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"{where}(): incompatible function arguments; invoked with {value!r}")
+    return int(value)
+
+
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple]] = []
@@ -60,16 +68,21 @@ class Recorder:
 
 
 class DeviceMemory:
-    """Fake device memory shared by the cudart fake (allocations, copies) and the fake engine (execution)."""
+    """Fake device memory shared by the cudart fake (allocations, copies) and the fake engine (execution).
+
+    A "device" address is the real address of a host block, so the C++ fake core under NVIDIA's real bindings
+    (tests/realtrt/core/fakecore.cpp) reads inputs and writes outputs at the addresses the runtime hands
+    IExecutionContext.set_tensor_address, exactly as a kernel would."""
 
     def __init__(self) -> None:
         self.blocks: dict[int, np.ndarray] = {}
-        self._next = 0x10000
 
     def alloc(self, nbytes: int) -> int:
-        address = self._next
-        self._next += max(256, nbytes + 255) // 256 * 256
-        self.blocks[address] = np.zeros(nbytes, dtype=np.uint8)
+        block = np.zeros(max(nbytes, 1) + 256, dtype=np.uint8)
+        offset = -block.ctypes.data % 256  # cudaMalloc's alignment
+        view = block[offset:offset + nbytes]
+        address = block.ctypes.data + offset
+        self.blocks[address] = view
         return address
 
 
@@ -108,14 +121,19 @@ def make_tensorrt(
         flags.append("VERSION_COMPATIBLE")
     if major >= 11:  # removed in 11: precision flags (TensorRT 10.x -> 11.x migration guide)
         flags = [f for f in flags if f not in ("FP16", "INT8")]
-    trt.BuilderFlag = _enum(
-        "BuilderFlag", flags, {"FP16": 0, "INT8": 1, "GPU_FALLBACK": 3, "SPARSE_WEIGHTS": 7}
-    )
+    # The values the real bindings give (tests/data/trt_api/<release>.json "enum_values"): 8.x keeps STRICT_TYPES
+    # at 4, 10.0 removed it and renumbered, 11.0 renumbered again (VERSION_COMPATIBLE 15 -> 13 -> 12).
+    flag_values = {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5,
+                   "TF32": 6, "SPARSE_WEIGHTS": 7, "VERSION_COMPATIBLE": 13 if major == 10 else 12}
+    if major < 10:
+        flag_values.update(REFIT=5, DISABLE_TIMING_CACHE=6, TF32=7, SPARSE_WEIGHTS=8, VERSION_COMPATIBLE=15)
+    trt.BuilderFlag = _enum("BuilderFlag", flags, flag_values)
     network_flags = ["EXPLICIT_BATCH"] if major < 11 else []
     if major >= 10:
         network_flags.append("STRONGLY_TYPED")
+    # 11.0 dropped EXPLICIT_BATCH and STRONGLY_TYPED became 0 (the real 11.x bindings)
     trt.NetworkDefinitionCreationFlag = _enum(
-        "NetworkDefinitionCreationFlag", network_flags, {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+        "NetworkDefinitionCreationFlag", network_flags, {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1 if major < 11 else 0}
     )
     if ver >= (8, 4):
         trt.MemoryPoolType = _enum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"])
@@ -186,6 +204,8 @@ def make_tensorrt(
             self.shapes: dict[str, tuple] = {}
 
         def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 - real names
+            for dim in (*min, *opt, *max):
+                _int(dim, "set_shape")
             record("IOptimizationProfile.set_shape", input, tuple(min), tuple(opt), tuple(max))
             self.shapes[input] = (tuple(min), tuple(opt), tuple(max))
 
@@ -226,6 +246,8 @@ def make_tensorrt(
         def __setattr__(self, name: str, value: Any) -> None:
             if name not in self.SETTABLE:
                 raise AttributeError(f"fake tensorrt {version}: IBuilderConfig has no attribute {name!r}")
+            if name in ("DLA_core", "builder_optimization_level", "max_workspace_size", "avg_timing_iterations"):
+                _int(value, f"IBuilderConfig.{name}")
             record(f"IBuilderConfig.{name}=", value)
             self.state[name] = value
 
@@ -262,6 +284,7 @@ def make_tensorrt(
     if ver >= (8, 4):
 
         def set_memory_pool_limit(self: Any, pool: Any, pool_size: int) -> None:
+            _int(pool_size, "set_memory_pool_limit")
             record("IBuilderConfig.set_memory_pool_limit", pool.name, pool_size)
             self.state.setdefault("memory_pool_limits", {})[pool.name] = pool_size
 
@@ -389,9 +412,19 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
         REAL = "IExecutionContext"
 
         def __init__(self, engine: Any) -> None:
-            self.engine = engine
-            self.input_shape = tuple(engine.description["shape"])
-            self.addresses: dict[str, int] = {}
+            object.__setattr__(self, "engine", engine)
+            object.__setattr__(self, "input_shape", tuple(engine.description["shape"]))
+            object.__setattr__(self, "addresses", {})
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            # The real context's properties are read-only from 10.0 (active_optimization_profile included):
+            # assigning one raises, as the real bindings do (seen through tests/realtrt).
+            if name == "active_optimization_profile" and _v(trt.__version__) < (10, 0):  # settable (deprecated)
+                record("IExecutionContext.active_optimization_profile=", _int(value, name))
+                return
+            if name != "input_shape":
+                raise AttributeError(f"property of 'IExecutionContext' object has no setter ({name})")
+            object.__setattr__(self, name, value)
 
         def _out_shape(self) -> tuple[int, ...]:
             return (self.input_shape[0], classes)
@@ -454,6 +487,8 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
             setattr(ICudaEngine, function.__name__, function)
 
         def set_input_shape(self: Any, name: str, shape: tuple) -> bool:
+            for dim in shape:
+                _int(dim, "set_input_shape")
             record("IExecutionContext.set_input_shape", name, tuple(shape))
             low, high = self.engine.description["profile"][0], self.engine.description["profile"][2]
             if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
@@ -464,9 +499,10 @@ def _add_runtime(trt: types.ModuleType, record: Recorder, memory: DeviceMemory, 
         def ctx_get_tensor_shape(self: Any, name: str) -> tuple:
             return self.input_shape if name == self.engine.names[0] else self._out_shape()
 
-        def set_tensor_address(self: Any, name: str, memory_address: int) -> bool:
-            record("IExecutionContext.set_tensor_address", name, memory_address)
-            self.addresses[name] = memory_address
+        def set_tensor_address(self: Any, name: str, memory: int) -> bool:  # pybind11's parameter names
+            _int(memory, "set_tensor_address")
+            record("IExecutionContext.set_tensor_address", name, memory)
+            self.addresses[name] = memory
             return True
 
         def execute_async_v3(self: Any, stream_handle: int) -> bool:

@@ -247,3 +247,30 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, arguments: list[str], expe
     assert expected in result.output
     assert "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1
+
+
+def _low_precision_model(kind: str) -> onnx.ModelProto:
+    """The conv net with an FP8 Q/DQ pair on its output (Model Optimizer's FP8 form) or FP4 weights (NVFP4)."""
+    if kind == "fp8":
+        zero = helper.make_tensor("zp", TensorProto.FLOAT8E4M3FN, [], [0.0])
+        nodes, _ = _qdq_nodes(np.zeros((), np.int8))
+        model = _conv_graph(nodes, opset=19)
+        model.graph.initializer.extend([numpy_helper.from_array(np.array(0.05, np.float32), "s"), zero])
+        return model
+    model = _conv_graph(opset=23)
+    model.graph.initializer.append(helper.make_tensor("w4", TensorProto.FLOAT4E2M1, [2], [0.5, 1.0]))
+    return model
+
+
+@pytest.mark.parametrize(("target", "kind", "refused"), [
+    ("jetson-agx-orin", "fp8", True), ("jetson-orin-nano", "fp4", True), ("desktop-ampere", "fp8", True),
+    ("desktop-hopper", "fp4", True), ("desktop-hopper", "fp8", False), ("jetson-thor", "fp4", False),
+    ("desktop-blackwell", "fp8", False),
+])
+def test_fp8_and_fp4_models_are_refused_where_the_tensor_cores_lack_them(target, kind, refused) -> None:
+    findings = check_model(_low_precision_model(kind), target)
+    low = [f for f in findings if f.rule == "precision" and f.node == kind]
+    assert bool(low) is refused, findings
+    if refused:
+        assert low[0].severity == "error" and f"no {kind.upper()} tensor cores" in low[0].message
+    assert not any(f.rule == "qdq" for f in findings)  # an FP8 zero point is not a bad INT8 one

@@ -21,9 +21,11 @@ EXPECTED = {
     "jetson-orin-nano": ((8, 7), {"fp32", "fp16", "int8"}, 0, True, "8.5"),
     "jetson-orin-nx": ((8, 7), {"fp32", "fp16", "int8"}, 2, True, "8.5"),
     "jetson-agx-orin": ((8, 7), {"fp32", "fp16", "int8"}, 2, True, "8.4"),
+    "jetson-thor": ((11, 0), {"fp32", "fp16", "int8", "fp8", "fp4"}, 0, True, "10.13"),
     "desktop-ampere": ((8, 6), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
-    "desktop-ada": ((8, 9), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
-    "desktop-hopper": ((9, 0), {"fp32", "fp16", "int8"}, 0, True, "8.6"),
+    "desktop-ada": ((8, 9), {"fp32", "fp16", "int8", "fp8"}, 0, True, "8.6"),
+    "desktop-hopper": ((9, 0), {"fp32", "fp16", "int8", "fp8"}, 0, True, "8.6"),
+    "desktop-blackwell": ((12, 0), {"fp32", "fp16", "int8", "fp8", "fp4"}, 0, True, "10.8"),
 }
 
 
@@ -54,10 +56,18 @@ def test_every_jetpack_a_module_runs_is_in_its_profile() -> None:
     assert [(r.jetpack, r.tensorrt, r.python) for r in nano.releases] == [("4.6", "8.0.1", "3.6"),
                                                                           ("4.6.1", "8.2.1", "3.6")]
     assert [r.tensorrt for r in xavier.releases][-1] == "8.5.2" and xavier.release_for("8.5.2.2").python == "3.8"
-    assert [r.jetpack for r in orin.releases] == ["5.0.2", "5.1", "6.0", "6.1", "7.2.2"]
-    for version in ("8.4.1", "8.5.2", "8.6.2", "10.3.0", "11.4.1"):
+    assert [r.jetpack for r in orin.releases] == ["5.0.2", "5.1", "6.0", "6.1", "7.2", "7.2.2"]
+    for version in ("8.4.1", "8.5.2", "8.6.2", "10.3.0", "10.16.0", "11.4.1"):
         assert orin.supports_tensorrt(version), version
     assert not orin.supports_tensorrt("10.13.0") and not nano.supports_tensorrt("8.5.2")
+    # JetPack 7.0/7.1 are Thor-only; 7.2 brings Orin along (TensorRT 10.16), 7.2.2 TensorRT 11.4.1
+    thor = get_target("jetson-thor")
+    assert [(r.jetpack, r.tensorrt) for r in thor.releases] == [("7.0", "10.13.3"), ("7.2", "10.16.0"),
+                                                                ("7.2.2", "11.4.1")]
+    assert thor.release_for("10.13.3.9").cuda == "13.0" and thor.dla_cores == 0
+    assert all(r.jetpack == "7.2" for r in get_target("jetson-orin-nano").releases if r.tensorrt.startswith("10.16"))
+    for desktop in ("desktop-ampere", "desktop-ada", "desktop-hopper", "desktop-blackwell"):
+        assert get_target(desktop).supports_tensorrt("11.4.0.106"), desktop
     # Bundles are made and preflighted for the profile's named release; desktops have no JetPack.
     assert orin.jetpack == "6.1" and orin.default_release.tensorrt == "10.3.0" and orin.checked_tensorrt == "10.3.0"
     assert get_target("desktop-ampere").releases == () and get_target("desktop-ampere").checked_tensorrt == "8.6"
@@ -119,11 +129,36 @@ def test_targets_command_lists_every_profile_with_sources() -> None:
     app.command("targets")(user_errors(targets_cli.command))
     app.command("noop")(lambda: None)
     runner = CliRunner()
-    table = runner.invoke(app, ["targets"])
+    table = runner.invoke(app, ["targets"], env={"COLUMNS": "80"})
     assert table.exit_code == 0, table.output
     assert "jetson-orin-nano" in table.output and "sm_87" in table.output
+    # readable on an 80-column terminal: nothing cut to "…", every line fits
+    lines = table.output.splitlines()
+    assert "…" not in table.output and max(len(line) for line in lines) <= 80, table.output
+    thor = next(line for line in lines if line.lstrip().startswith("jetson-thor"))
+    assert thor.split() == ["jetson-thor", "sm_110", "int8,fp16,fp8,fp4", "0", "yes", "128", "10.13–11.4",
+                            "7.0–7.2.2"]
     listed = json.loads(runner.invoke(app, ["targets", "--json"]).output)
     assert [row["name"] for row in listed] == list(EXPECTED)
     nano = listed[0]
     assert nano["precisions"] == ["fp16", "fp32"] and nano["compute_capability"] == [5, 3]
     assert all(row["sources"] for row in listed)
+
+
+@pytest.mark.parametrize(("target", "precision", "expected"), [
+    ("jetson-agx-orin", "fp8", "jetson-agx-orin (sm_87) cannot run fp8: its tensor cores have no FP8"),
+    ("jetson-orin-nano", "fp4", "jetson-orin-nano (sm_87) cannot run fp4"),
+    ("desktop-ampere", "fp8", "desktop-ampere (sm_86) cannot run fp8"),
+    ("desktop-hopper", "fp4", "desktop-hopper (sm_90) cannot run fp4"),
+    ("desktop-hopper", "fp8", "desktop-hopper runs fp8, but edgepipe builds int8, fp16, fp32 only"),
+    ("jetson-thor", "fp4", "jetson-thor runs fp4, but edgepipe builds int8, fp16, fp32 only"),
+])
+def test_fp8_and_fp4_are_refused_where_the_tensor_cores_lack_them(target, precision, expected) -> None:
+    with pytest.raises(EdgepipeError) as caught:
+        resolve_precision(get_target(target), precision)
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+
+
+def test_best_never_picks_a_precision_edgepipe_does_not_build() -> None:
+    assert resolve_precision(get_target("desktop-blackwell"), "best")[0] == "int8"
+    assert resolve_precision(get_target("jetson-thor"), "best")[0] == "int8"

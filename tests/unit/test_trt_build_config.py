@@ -40,10 +40,11 @@ def _config_calls(trt) -> list[tuple]:
         ("10.3.0", "fp32", "model.onnx", 0, [], False),
         ("10.3.0", "fp16", "model.onnx", 0, ["FP16"], False),
         ("10.3.0", "int8", "model.int8.trt.onnx", 0, ["INT8", "FP16"], False),
-        # 11.x: strongly typed only, precision lives in the ONNX, no flags, no calibrator
-        ("11.0.0", "fp32", "model.onnx", 2, [], False),
-        ("11.0.0", "fp16", "model.fp16.onnx", 2, [], False),
-        ("11.0.0", "int8", "model.int8.trt.onnx", 2, [], False),
+        # 11.x: strongly typed only, precision lives in the ONNX, no flags, no calibrator; the real 11.x
+        # bindings number STRONGLY_TYPED 0 (EXPLICIT_BATCH is gone), so the flags are 1 << 0
+        ("11.0.0", "fp32", "model.onnx", 1, [], False),
+        ("11.0.0", "fp16", "model.fp16.onnx", 1, [], False),
+        ("11.0.0", "int8", "model.int8.trt.onnx", 1, [], False),
     ],
 )
 def test_builder_configuration_per_version_and_precision(
