@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgepipe import __version__
+from edgepipe import __version__, limits
 from edgepipe.errors import EdgepipeError
 
 MANIFEST = "manifest.json"
@@ -95,11 +95,9 @@ def read_json(path: Path, what: str = "file") -> Any:
     if not path.is_file():
         raise EdgepipeError(f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text())
+        return limits.read_json(path, what)  # too large or nested too deeply: one line naming the file
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EdgepipeError(f"{what} {path} is not valid JSON ({exc}); delete it and rerun the stage") from None
-    except RecursionError:
-        raise EdgepipeError(f"{what} {path} nests too deeply to be an edgepipe file") from None
 
 
 def artifact_path(directory: Path, relative: Any, where: str | None = None) -> Path:

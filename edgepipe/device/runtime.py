@@ -56,7 +56,14 @@ try:  # the workstation package: edgepipe/device/scoring.py and cuda.py
         jetson_model,
         set_cudart,
     )
-    from .scoring import DISPLAY_SCORE, TASK_SCORES, model_outputs
+    from .scoring import (
+        DISPLAY_SCORE,
+        TASK_SCORES,
+        DeclaredTooLarge,
+        load_arrays_bounded,
+        model_outputs,
+        read_json_bounded,
+    )
 except (ImportError, SystemError):  # a bundle: the same files beside this one (the launcher put it on sys.path)
     from edgepipe_device_cuda import (  # noqa: F401
         MEMCPY_DEVICE_TO_HOST,
@@ -70,7 +77,14 @@ except (ImportError, SystemError):  # a bundle: the same files beside this one (
         jetson_model,
         set_cudart,
     )
-    from edgepipe_device_scoring import DISPLAY_SCORE, TASK_SCORES, model_outputs
+    from edgepipe_device_scoring import (
+        DISPLAY_SCORE,
+        TASK_SCORES,
+        DeclaredTooLarge,
+        load_arrays_bounded,
+        model_outputs,
+        read_json_bounded,
+    )
 
 RUNTIME_VERSION = "1"
 TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where JetPack and NVIDIA's containers install it
@@ -107,8 +121,11 @@ def _write(stream, message):
 
 
 def read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """A bundle's JSON file: one DeviceError naming it when too large or nested too deeply."""
+    try:
+        return read_json_bounded(path)
+    except DeclaredTooLarge as exc:
+        raise DeviceError(str(exc)) from None
 
 
 def version_tuple(text):
@@ -879,11 +896,13 @@ class Bundle(object):
         pickle: data only). Bundles made before the task seam store the outputs as "logits"."""
         task = self.task()
         try:
-            with np.load(self.file(REFERENCE_NPZ), allow_pickle=False) as data:
-                x = data["x"]
-                outputs = data["outputs"] if "outputs" in data.files else data["logits"]
-                y = data["y"] if "y" in data.files else None
-        except (ValueError, KeyError, OSError) as exc:
+            data = load_arrays_bounded(self.file(REFERENCE_NPZ), "rerun `edgepipe bundle` with fewer --samples")
+            x = data["x"]
+            outputs = data["outputs"] if "outputs" in data else data["logits"]
+            y = data.get("y")
+        except DeclaredTooLarge as exc:
+            raise DeviceError("bundle {}: {}".format(self.path, exc)) from None
+        except (ValueError, KeyError, OSError, TypeError, AttributeError) as exc:
             raise DeviceError("bundle {}: {} is not a valid evaluation set ({})".format(self.path, REFERENCE_NPZ,
                                                                                       exc)) from None
         targets = task.targets(x.astype(np.float32), y)
@@ -1265,12 +1284,16 @@ def _softmax(logits):
 def command_infer(args):
     bundle = Bundle(args.bundle).verify()
     try:
-        data = np.load(args.input, allow_pickle=False)
+        data = load_arrays_bounded(args.input, "infer fewer samples at a time")
+    except DeclaredTooLarge as exc:
+        raise DeviceError(str(exc)) from None
     except (ValueError, OSError) as exc:
         raise DeviceError("{} is not a .npy array ({}); save the preprocessed inputs with numpy.save".format(
             args.input, exc)) from None
-    if hasattr(data, "files"):  # an .npz: its first array
-        data = data[data.files[0]]
+    if isinstance(data, dict):  # an .npz: its first array
+        if not data:
+            raise DeviceError("{} holds no arrays".format(args.input))
+        data = next(iter(data.values()))
     sample_shape = tuple((bundle.manifest.get("model") or {}).get("input_shape") or ())
     x = np.asarray(data, np.float32)
     if sample_shape and x.shape == sample_shape:

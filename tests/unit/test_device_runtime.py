@@ -85,7 +85,7 @@ def test_the_runtime_imports_nothing_of_edgepipe_and_only_allowed_modules():
                ".scoring", "edgepipe_device_scoring",  # its scores and its CUDA: the sibling modules, in the
                ".cuda", "edgepipe_device_cuda"}  # package or a bundle
     assert _imports(RUNTIME) <= allowed, _imports(RUNTIME) - allowed
-    assert _imports(SCORING) == {"numpy"}
+    assert _imports(SCORING) <= {"numpy", "json", "os", "zipfile"}, _imports(SCORING)  # its bounds read headers
     assert _imports(CUDA) <= {"ctypes", "glob", "os", "sys", "numpy"}, _imports(CUDA)
 
 
