@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgepipe import __version__, limits
+from edgepipe import __version__, diskspace, limits
 from edgepipe.errors import EdgepipeError
 
 MANIFEST = "manifest.json"
@@ -70,16 +70,18 @@ def write_bytes_atomic(path: Path, data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The .tmp- name is what recover() removes after a kill.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(memoryview(data))
-        make_readable(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    data = memoryview(data)
+    with diskspace.writing(path.parent, path.name, needed=data.nbytes):  # a full disk: one line, file left as it was
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            make_readable(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
