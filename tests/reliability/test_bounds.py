@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers.hostile import child_usage, huge_reference, npy_declaring
+from helpers.hostile import child_usage, deep_json_bundle_manifest, huge_reference, npy_declaring
 from helpers.recipes import REPO
 from helpers.runs import TARGET, snapshot, tiny_pipeline_recipe
 
@@ -75,6 +75,9 @@ CASES = [
         _huge_bundle(c), _device(c, "eval", python=_system_python_with_numpy()))[1], "EDGEPIPE_MAX_ARRAY_MIB"),
     Declared("workstation-eval-reference-declares-1e12", lambda c: _edgepipe("eval", str(_huge_bundle(c))),
              "reference.npz (declaring outputs 1000000000000x10 float32"),
+    Declared("device-eval-manifest-nests-too-deeply", lambda c: (
+        deep_json_bundle_manifest(c / "run" / f"bundle-{TARGET}"), _device(c, "eval"))[1],
+        f"bundle-{TARGET}/manifest.json nests too deeply to be an edgepipe file"),
     Declared("device-infer-input-declares-1e12", lambda c: (
         (c / "input.npy").write_bytes(npy_declaring((10**12, 1, 8, 8))),
         _device(c, "infer", str(c / "input.npy")))[1], "input.npy (declaring 1000000000000x1x8x8 float32)"),
