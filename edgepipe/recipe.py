@@ -29,14 +29,16 @@ from edgepipe.errors import EdgepipeError, first_line
 SEED_MAX = 2**32 - 1  # numpy and torch seeds are 32-bit
 
 
-def _within_batch_limit(size: int) -> int:
-    problem = limits.batch_problem(size)
+def _batch_size(size: int) -> int:
+    if size < 1:
+        raise ValueError("batch sizes must be positive integers")
+    problem = limits.batch_problem(size)  # the one bound on what a batch may allocate
     if problem:
         raise ValueError(problem)
     return size
 
 
-BatchSize = Annotated[int, Field(ge=1), AfterValidator(_within_batch_limit)]  # edgepipe.limits bounds it
+BatchSize = Annotated[int, AfterValidator(_batch_size)]
 
 
 class Section(BaseModel):

@@ -21,7 +21,8 @@ def show_eval_report(report: dict[str, Any], as_json: bool) -> None:
     if not report["passed"]:
         unit = (report.get("task") or {}).get("unit", "pts")
         dead = [row["name"] for row in report.get("artifacts", []) if row.get("degenerate")]
-        over = [name for name in report["failed"] if name not in dead]
+        over = [name for name in report["failed"] if name not in dead or any(
+            row["name"] == name and row.get("within_budget") is False for row in report.get("artifacts", []))]
         if over:
             typer.echo(f"over the {report['max_drop']} {unit} budget: {', '.join(over)}", err=True)
         if dead:

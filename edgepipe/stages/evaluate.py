@@ -161,9 +161,8 @@ def evaluate(run_dir: Path, config: EvalConfig | None = None) -> dict[str, Any]:
             row["agreement_with_parent"] = task.agreement(outputs_of[parent], outputs_of[row["name"]])
     for row in results:
         if row.get("degenerate"):
-            row["within_budget"] = False
             say(f"[yellow]eval: {row['name']}: {row['degenerate']}[/yellow]")
-    failed = [r["name"] for r in results if r.get("within_budget") is False]
+    failed = [r["name"] for r in results if r.get("within_budget") is False or r.get("degenerate")]
     samples = int(len(inputs.x))
     resolution = task.resolution(samples)
     report = {
