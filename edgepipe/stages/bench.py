@@ -127,7 +127,8 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
     runtimes = installed if config.cpu_runtimes is None else list(config.cpu_runtimes)
     runtime_note = None
     if config.cpu_runtimes is None and "openvino" not in installed:
-        why = cpu_runtime_problem("openvino") or "OpenVINO is not installed"  # or installed but broken, with why
+        why = cpu_runtime_problem("openvino") or "not installed"
+        why = "OpenVINO is not installed" if "not installed" in why else why  # or "... installed but broken (...)"
         runtime_note = (f"{why}: ONNX artifacts were timed on onnxruntime only, so the CPU pick is among onnxruntime "
                         "runs (`pip install 'edgepipe[openvino]'` times them on OpenVINO too)")
         say(f"[dim]bench: {escape(runtime_note)}[/dim]")  # escape: "[openvino]" is not markup
