@@ -3,8 +3,9 @@ shapes (.npz/.npy headers, read before loading), JSON file sizes.
 
 A size someone declares is checked against a sane cap and against the memory available now *before* anything is
 allocated; the refusal names the value, the limit and how to go past it deliberately. The array and JSON bounds
-live in edgepipe/device/scoring.py (the device runtime has them too, and imports nothing of edgepipe); this
-module adds the workstation's batch bound and turns their refusals into EdgepipeError.
+live in edgepipe/device/scoring.py (the device runtime has them too, and imports nothing of edgepipe): the
+workstation reads a bundle's reference.npz through the device runtime's own reader (edgepipe.bundles), so both
+sides check the same headers. This module adds the batch bound and turns the refusals into EdgepipeError.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from edgepipe.device import scoring as _bounds
 from edgepipe.errors import EdgepipeError
@@ -65,14 +64,6 @@ def batch_bytes(batch: int, sample_shape: tuple[int, ...], itemsize: int = 4) ->
     for side in sample_shape:
         count *= int(side)
     return count * itemsize
-
-
-def load_arrays(path: Path, how_to_shrink: str) -> np.ndarray | dict[str, np.ndarray]:
-    """An .npy array or an .npz's arrays (dict), no pickle, their declared sizes checked from the headers first."""
-    try:
-        return _bounds.load_arrays_bounded(str(path), how_to_shrink)
-    except _bounds.DeclaredTooLarge as exc:
-        raise EdgepipeError(str(exc)) from None
 
 
 def read_json(path: Path, what: str = "file") -> Any:

@@ -8,6 +8,7 @@ COCO mAP (tests/unit/test_detection_metric.py checks them against it to 1e-4).
 """
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -309,7 +310,8 @@ MEMORY_SHARE = 0.5  # of the memory available now: what one declared allocation 
 
 
 class DeclaredTooLarge(ValueError):
-    """A size a file or a flag declares is above what edgepipe will allocate for it."""
+    """A size a file or a flag declares is above what edgepipe will allocate for it (an unreadable header or
+    archive is a plain ValueError)."""
 
 
 def human_bytes(count):
@@ -371,14 +373,12 @@ def _npy_header(stream, name):
         else:
             raise ValueError("npy format version {} is not one numpy.save writes for numbers".format(version))
     except (ValueError, TypeError, SyntaxError, OSError) as exc:
-        raise DeclaredTooLarge("{}: not a readable .npy header ({})".format(name, exc)) from None
+        raise ValueError("{}: not a readable .npy header ({})".format(name, exc)) from None
     return tuple(shape), dtype
 
 
 def declared_arrays(path):
     """{name: (shape, dtype, bytes)} of an .npy file or every member of an .npz, from the headers alone."""
-    import zipfile
-
     def entry(shape, dtype):
         count = 1
         for side in shape:
@@ -387,11 +387,14 @@ def declared_arrays(path):
 
     if zipfile.is_zipfile(path):
         found = {}
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                with archive.open(info) as stream:  # decompresses lazily: only the header's bytes
-                    found[info.filename[:-4] if info.filename.endswith(".npy") else info.filename] = entry(
-                        *_npy_header(stream, "{} member {}".format(path, info.filename)))
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    with archive.open(info) as stream:  # decompresses lazily: only the header's bytes
+                        found[info.filename[:-4] if info.filename.endswith(".npy") else info.filename] = entry(
+                            *_npy_header(stream, "{} member {}".format(path, info.filename)))
+        except (zipfile.BadZipFile, NotImplementedError, EOFError) as exc:  # a damaged archive, an odd compression
+            raise ValueError("{}: not a readable .npz ({})".format(path, exc)) from None
         return found
     with open(path, "rb") as stream:
         return {"": entry(*_npy_header(stream, str(path)))}
@@ -409,11 +412,14 @@ def load_arrays_bounded(path, how_to_shrink):
     shapes = ", ".join("{}{} {}".format(name + " " if name else "", "x".join(str(s) for s in shape) or "scalar",
                                         dtype) for name, (shape, dtype, _) in sorted(arrays.items()))
     check_allocation(total, "{} (declaring {})".format(path, shapes[:200]), how_to_shrink)
-    data = np.load(path, allow_pickle=False)
-    if hasattr(data, "files"):
-        with data:
-            return {name: data[name] for name in data.files}
-    return data
+    try:
+        data = np.load(path, allow_pickle=False)
+        if hasattr(data, "files"):
+            with data:
+                return {name: data[name] for name in data.files}
+        return data
+    except (zipfile.BadZipFile, EOFError) as exc:  # data cut short or corrupt after a sound header
+        raise ValueError("{}: not a readable array file ({})".format(path, exc)) from None
 
 
 def read_json_bounded(path, what="file"):
