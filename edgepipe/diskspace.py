@@ -79,7 +79,10 @@ def writing(where: Path, what: str, needed: int | None = None,
         raise
     except Exception as exc:
         if looks_full(exc, where, needed, short_write_errors):
-            raise disk_full(Path(where), what, needed) from None
+            full = out_of_space(exc)  # the disk the failed write named (another one than ``where``: /tmp, say)
+            named = Path(os.fsdecode(full.filename)) if full is not None and isinstance(
+                full.filename, (str, bytes, os.PathLike)) else None
+            raise disk_full(named.parent if named is not None else Path(where), what, needed) from None
         raise
 
 
