@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgepipe import __version__
+from edgepipe import __version__, diskspace, limits
 from edgepipe.device.layout import MANIFEST  # noqa: F401 - re-exported: the one name, the device runtime's
 from edgepipe.errors import EdgepipeError
 
@@ -70,16 +70,18 @@ def write_bytes_atomic(path: Path, data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The .tmp- name is what recover() removes after a kill.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(memoryview(data))
-        make_readable(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    data = memoryview(data)
+    with diskspace.writing(path.parent, path.name, needed=data.nbytes):  # a full disk: one line, file left as it was
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            make_readable(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
@@ -95,11 +97,9 @@ def read_json(path: Path, what: str = "file") -> Any:
     if not path.is_file():
         raise EdgepipeError(f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text())
+        return limits.read_json(path, what)  # too large or nested too deeply: one line naming the file
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EdgepipeError(f"{what} {path} is not valid JSON ({exc}); delete it and rerun the stage") from None
-    except RecursionError:
-        raise EdgepipeError(f"{what} {path} nests too deeply to be an edgepipe file") from None
 
 
 def artifact_path(directory: Path, relative: Any, where: str | None = None) -> Path:

@@ -82,7 +82,8 @@ def _version_of(module_name: str) -> tuple[Any | None, str]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a broken install (missing .so, ABI mismatch) reports, never crashes doctor
-        return None, NOT_INSTALLED if isinstance(exc, ImportError) else f"broken: {type(exc).__name__}: {exc}"
+        missing = isinstance(exc, ModuleNotFoundError) and exc.name == module_name  # not "a .so it needs is missing"
+        return None, NOT_INSTALLED if missing else f"broken: {type(exc).__name__}: {str(exc).strip()[:200]}"
     return module, str(getattr(module, "__version__", "unknown version"))
 
 

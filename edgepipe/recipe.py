@@ -8,10 +8,11 @@ top to bottom. Sections other than ``model``, ``dataset`` and ``train`` are opti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -22,11 +23,23 @@ from pydantic import (
     model_validator,
 )
 
-from edgepipe import defaults
+from edgepipe import defaults, limits
 from edgepipe.device.settings import OPTION as BUILD_OPTIONS
 from edgepipe.errors import EdgepipeError, first_line
 
 SEED_MAX = 2**32 - 1  # numpy and torch seeds are 32-bit
+
+
+def _batch_size(size: int) -> int:
+    if size < 1:
+        raise ValueError("batch sizes must be positive integers")
+    problem = limits.batch_problem(size)  # the one bound on what a batch may allocate
+    if problem:
+        raise ValueError(problem)
+    return size
+
+
+BatchSize = Annotated[int, AfterValidator(_batch_size)]
 
 
 class Section(BaseModel):
@@ -126,7 +139,7 @@ class TrainConfig(Section):
     weight_decay: float = Field(default=0.0, ge=0)
     schedule: Literal["none", "step", "cosine", "onecycle"] = "cosine"
     epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: BatchSize = 64
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     augment: bool = Field(default=False, description="random small rotations, scalings and shifts of images")
@@ -220,8 +233,8 @@ class QuantizeConfig(Section):
     cpu_speed_fallback: bool = Field(default=defaults.QUANTIZE["cpu_speed_fallback"],
                                      description="CPU track: keep a layer in float where int8 is "
                                      "measured slower at speed_batch (e.g. a 1-channel stem conv)")
-    speed_batch: int = Field(default=defaults.QUANTIZE["speed_batch"], ge=1,
-                             description="batch size the CPU track's speed is measured at")
+    speed_batch: BatchSize = Field(default=defaults.QUANTIZE["speed_batch"],
+                                   description="batch size the CPU track's speed is measured at")
     retime: bool = Field(default=defaults.QUANTIZE["retime"],
                          description="measure the CPU track's speed decision again instead of reusing the one "
                          "this machine made for the same model (edgepipe.cache)")
@@ -263,7 +276,7 @@ class BuildConfig(Section):
 
 
 class BenchConfig(Section):
-    batch_sizes: list[int] = Field(default_factory=lambda: list(defaults.BENCH["batch_sizes"]))
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: list(defaults.BENCH["batch_sizes"]))
     warmup: int = Field(default=defaults.BENCH["warmup"], ge=0, description="untimed calls before each timed window")
     warmup_seconds: float = Field(default=defaults.BENCH["warmup_seconds"], ge=0,
                                   description="and at least this long (trtexec's --warmUp)")
@@ -286,8 +299,8 @@ class BenchConfig(Section):
     end_to_end: bool = Field(default=defaults.BENCH["end_to_end"],
                              description="also time preprocessing from raw uint8 input")
     memory: bool = Field(default=defaults.BENCH["memory"], description="peak RSS per artifact, each in a fresh process")
-    deploy_batch: int = Field(default=defaults.BENCH["deploy_batch"], ge=1,
-                              description="batch size the deployable artifact is picked at")
+    deploy_batch: BatchSize = Field(default=defaults.BENCH["deploy_batch"],
+                                   description="batch size the deployable artifact is picked at")
     steady: bool = Field(default=defaults.BENCH["steady"],
                          description="before each timed window, wait out a slow phase of a shared "
                          "machine (probe-timed; waits are reported, the machine's fast probe is remembered in "
@@ -306,7 +319,7 @@ class EvalConfig(Section):
                                    description="what an artifact may lose vs the original, in the task's unit "
                                    "(classification: top-1 points, default 0.5; reconstruction: PSNR dB, default 1); "
                                    "max_accuracy_drop is the older name")
-    batch_size: int = Field(default=256, ge=1)
+    batch_size: BatchSize = 256
 
 
 class Recipe(Section):

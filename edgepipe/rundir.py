@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgepipe import diskspace
 from edgepipe.artifacts import MANIFEST, is_stage_dir, make_readable
 from edgepipe.errors import EdgepipeError
 from edgepipe.run import RECIPE_COPY
@@ -144,7 +145,8 @@ def scratch_dir(final: Path) -> Iterator[Path]:
     """A work directory beside ``final`` that a later run removes if this process is killed (not /tmp)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{final.name}.tmp-scratch-", dir=final.parent) as path:
+    with diskspace.writing(final.parent, f"{final.name}'s temporary files"), \
+            tempfile.TemporaryDirectory(prefix=f".{final.name}.tmp-scratch-", dir=final.parent) as path:
         yield Path(path)
 
 
@@ -159,7 +161,8 @@ def atomic_dir(final: Path, stage: str) -> Iterator[Path]:
     """
     final = Path(final)
     check_replaceable(final, stage)
-    with run_lock(final.parent):
+    # a full disk met anywhere in the stage (its own writes or a library's) is one line; the staging goes
+    with run_lock(final.parent), diskspace.writing(final.parent, f"{final.name}/ ({stage})"):
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
         try:
             yield staging

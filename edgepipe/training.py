@@ -227,6 +227,8 @@ def fit(
                                                     optimizer_state.get("best_val_accuracy", -float("inf")))
         result.best_epoch = optimizer_state.get("best_epoch", -1)
         result.best_state = optimizer_state.get("best_state")
+        # the epochs before the interruption belong to the run's history too (an older checkpoint has none)
+        result.history = [dict(record) for record in optimizer_state.get("history") or []]
     state = optimizer_state or {}
     peak = state.get("peak_val_score", state.get("peak_val_accuracy", result.best_val_score))
     # one sample's worth of the metric (a classifier's 1/n; nothing for a mean of continuous scores), and rounding
@@ -278,7 +280,8 @@ def fit(
             if on_epoch_end is not None:
                 on_epoch_end(epoch, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                      "best_val_score": result.best_val_score, "peak_val_score": peak,
-                                     "best_epoch": result.best_epoch, "best_state": result.best_state}, model)
+                                     "best_epoch": result.best_epoch, "best_state": result.best_state,
+                                     "history": result.history}, model)
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
     return result

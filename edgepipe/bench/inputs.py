@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepipe import limits
 from edgepipe.artifacts import MANIFEST, Artifact, Manifest, read_manifest, sha256_file
 from edgepipe.errors import EdgepipeError
 from edgepipe.run import MODEL_SUFFIXES, TRAIN, RunLayout, resolve
@@ -110,6 +111,10 @@ def make_batches(batch_size: int, input_shape: tuple[int, ...], preprocessing: d
     depend on values; the model batch is the preprocessed raw batch when there is one."""
     rng = np.random.default_rng(seed)
     shape = raw_shape(preprocessing, input_shape)
+    # the float batch, the raw one and a runner's copy of each: refused before any is allocated
+    limits.check_allocation(3 * limits.batch_bytes(batch_size, input_shape, 4 + 1),
+                            f"bench batch {batch_size} of {'x'.join(map(str, input_shape))} inputs",
+                            "use a smaller --batch")
     if shape is None:
         return rng.standard_normal((batch_size, *input_shape)).astype(np.float32), None
     raw = rng.integers(0, 256, size=(batch_size, *shape), dtype=np.uint8)

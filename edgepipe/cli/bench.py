@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgepipe import defaults
+from edgepipe import defaults, limits
 from edgepipe.errors import EdgepipeError
 
 
@@ -25,7 +25,7 @@ def parse_batch_sizes(text: str) -> list[int]:
         raise EdgepipeError(f"--batch must be comma-separated integers like 1,8,64 (got '{text}')") from None
     if not sizes or any(size <= 0 for size in sizes):
         raise EdgepipeError(f"--batch sizes must be positive integers (got '{text}')")
-    return sizes
+    return [limits.check_batch(size, "--batch") for size in sizes]
 
 
 def command(

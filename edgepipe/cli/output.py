@@ -20,5 +20,11 @@ def show_eval_report(report: dict[str, Any], as_json: bool) -> None:
         console.print(eval_table(report))
     if not report["passed"]:
         unit = (report.get("task") or {}).get("unit", "pts")
-        typer.echo(f"over the {report['max_drop']} {unit} budget: {', '.join(report['failed'])}", err=True)
+        dead = [row["name"] for row in report.get("artifacts", []) if row.get("degenerate")]
+        over = [name for name in report["failed"] if name not in dead or any(
+            row["name"] == name and row.get("within_budget") is False for row in report.get("artifacts", []))]
+        if over:
+            typer.echo(f"over the {report['max_drop']} {unit} budget: {', '.join(over)}", err=True)
+        if dead:
+            typer.echo(f"degenerate (outputs independent of the input): {', '.join(dead)}", err=True)
         raise typer.Exit(1)

@@ -16,7 +16,8 @@ def command(
     percentile: Annotated[float, typer.Option(help="With --method percentile: the percentile of |x| kept.")]
     = defaults.QUANTIZE["percentile"],
     calib: Annotated[str, typer.Option("--calib", help="Calibration set: calibration/NAME.yaml or a folder of "
-                                                         "images at the model's input size.")]
+                                                         "images at any size (brought to the model's input as "
+                                                         "training evaluated: resize, centre crop, normalize).")]
     = defaults.QUANTIZE["calibration"],
     qat: Annotated[bool, typer.Option(help="Also fine-tune with fake quantization (QAT) and export QDQ graphs.")]
     = defaults.QUANTIZE["qat"],

@@ -19,13 +19,14 @@ def command(
 ) -> None:
     """Train the recipe's model (CPU or CUDA, DDP under torchrun); keep the best checkpoint by the task's val score."""
     from edgepipe.recipe import load_recipe
-    from edgepipe.stages.train import train
 
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe)  # a refused recipe costs no torch import (~1 GiB of RSS with CUDA torch)
     overrides = {k: v for k, v in {"init_from": init_from, "epochs": epochs, "device": device}.items() if v is not None}
     if freeze_backbone:
         overrides["freeze_backbone"] = True
     if overrides:
         loaded = loaded.model_copy(update={"train": loaded.train.model_copy(update=overrides)})
         loaded = type(loaded).model_validate(loaded.model_dump())  # re-validate the overridden values
+    from edgepipe.stages.train import train
+
     train(loaded, out / "train", resume=resume)

@@ -26,6 +26,7 @@ from edgepipe.data.base import Dataset
 from edgepipe.data.files import FileSplit
 from edgepipe.data.imagefolder import _statistics
 from edgepipe.data.images import IMAGE_SUFFIXES, EvalView, open_image, view_record
+from edgepipe.data.paths import inside_dataset
 from edgepipe.errors import EdgepipeError, first_line
 from edgepipe.recipe import DatasetConfig
 
@@ -89,6 +90,8 @@ def _read_coco(file: Path) -> dict:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgepipeError(f"{file}: not readable JSON ({first_line(exc)})") from None
+    except RecursionError:
+        raise EdgepipeError(f"{file}: nests too deeply to be COCO annotations") from None
     if not isinstance(data, dict):
         raise EdgepipeError(f"{file}: not COCO instances (the JSON is a {type(data).__name__}, not an object)")
     for key in ("images", "annotations", "categories"):
@@ -141,8 +144,10 @@ def _coco_images(file: Path, coco: dict, root: Path, classes: dict[int, int], sp
             raise EdgepipeError(f"{file}: image entry {str(entry)[:80]} has no id or file_name")
         if entry["id"] in images:
             raise EdgepipeError(f"{file}: image id {entry['id']} is listed twice")
-        path = next((folder / entry["file_name"] for folder in folders if (folder / entry["file_name"]).is_file()),
-                    None)
+        # every candidate is contained before it is looked at: ten '../' or a symlink out is refused, never stat'ed
+        candidates = [inside_dataset(folder / entry["file_name"], root, f"{file}: image {entry['id']}'s file")
+                      for folder in folders]
+        path = next((candidate for candidate in candidates if candidate.is_file()), None)
         if path is None:
             raise EdgepipeError(f"{file}: image {entry['id']} file {entry['file_name']!r} is not in {root} or "
                                 f"{root / 'images'}")
@@ -248,13 +253,14 @@ def _yolo_boxes(label: Path, size: tuple[int, int], names: list[str] | None) -> 
     return boxes
 
 
-def _yolo_images(images: Path, labels: Path, names: list[str] | None) -> list[_Image]:
+def _yolo_images(images: Path, labels: Path, names: list[str] | None, root: Path) -> list[_Image]:
     found = []
     for file in sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        inside_dataset(file, root, "image")
         if file.suffix.lower() not in IMAGE_SUFFIXES:
             raise EdgepipeError(f"{file}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
         image = _Image(file, _header_size(file))
-        label = labels / file.relative_to(images).with_suffix(".txt")
+        label = inside_dataset(labels / file.relative_to(images).with_suffix(".txt"), root, "label file")
         if label.is_file():
             image.boxes = _yolo_boxes(label, image.size, names)
         found.append(image)
@@ -263,7 +269,8 @@ def _yolo_images(images: Path, labels: Path, names: list[str] | None) -> list[_I
 
 def _load_yolo(root: Path, config: DatasetConfig) -> tuple[dict[str, list[_Image]], list[str], dict[str, Any]]:
     names = _yolo_names(root)
-    found = {split: _yolo_images(images, labels, names) for split, (images, labels) in _yolo_folders(root).items()}
+    found = {split: _yolo_images(images, labels, names, root)
+             for split, (images, labels) in _yolo_folders(root).items()}
     if names is None:  # no data.yaml: the classes are the indices that occur
         seen = [box[4] for images in found.values() for image in images for box in image.boxes]
         names = [str(i) for i in range(max(seen) + 1)] if seen else []

@@ -17,7 +17,7 @@ from edgepipe.data.images import decode, eval_view, to_model_input
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import AugmentConfig
 
-_WORKER_ERROR = "EdgepipeError: "
+_WORKER_ERROR = f"{EdgepipeError.__name__}: "  # how a worker's traceback names the error it raised
 
 
 class AugmentedView:

@@ -14,6 +14,7 @@ import numpy as np
 from edgepipe.data.base import Dataset, split_three_ways
 from edgepipe.data.files import FileSplit
 from edgepipe.data.images import IMAGE_SUFFIXES, open_image, view_record
+from edgepipe.data.paths import files_inside
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import DatasetConfig
 
@@ -25,10 +26,11 @@ def _class_folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _files_of(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+def _files_of(folder: Path, classes: list[str], root: Path) -> tuple[list[Path], list[int]]:
     files, labels = [], []
     for index, name in enumerate(classes):
         found = sorted(p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        files_inside(found, root, "image")
         for file in found:
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 raise EdgepipeError(f"{file}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -64,7 +66,7 @@ def _given_splits(root: Path, config: DatasetConfig) -> tuple[list[str], dict[st
         extra = sorted(set(_class_folders(root / name)) - set(classes))
         if extra:
             raise EdgepipeError(f"{root / name}: class folder(s) {extra} are not in train/")
-        splits[name] = _files_of(root / name, classes)
+        splits[name] = _files_of(root / name, classes, root)
     if "val" not in splits or "test" not in splits:  # carve the missing one from train, seeded and stratified
         files, labels = splits["train"]
         missing = "val" if "val" not in splits else "test"
@@ -89,7 +91,7 @@ def _seeded_splits(root: Path, config: DatasetConfig) -> tuple[list[str], dict[s
     classes = _class_folders(root)
     if len(classes) < 2:
         raise EdgepipeError(f"{root}: found {len(classes)} class folder(s); need at least 2 sub-folders of images")
-    files, labels = _files_of(root, classes)
+    files, labels = _files_of(root, classes, root)
     for index, name in enumerate(classes):
         if index not in labels:
             raise EdgepipeError(f"{root / name}: class folder has no files")

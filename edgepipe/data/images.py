@@ -180,4 +180,8 @@ def preprocess_files(paths: list[Path], preprocessing: dict[str, Any]) -> np.nda
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The image files under ``folder``, each one inside it once symlinks are resolved (else one line)."""
+    from edgepipe.data.paths import files_inside
+
+    return files_inside(sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                        folder, "image")

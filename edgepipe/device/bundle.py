@@ -12,7 +12,7 @@ import numpy as np
 from .common import basename, read_json, sha256_file
 from .errors import DeviceError
 from .layout import BUILD, CALIB_CACHE, EXPORT, FP16_ONNX, FP32_ONNX, INT8_TRT_ONNX, MANIFEST, QUANTIZE, REFERENCE_NPZ
-from .scoring import TASK_SCORES
+from .scoring import TASK_SCORES, DeclaredTooLarge, load_arrays_bounded
 
 
 class Bundle(object):
@@ -86,11 +86,13 @@ class Bundle(object):
         pickle: data only). Bundles made before the task seam store the outputs as "logits"."""
         task = self.task()
         try:
-            with np.load(self.file(REFERENCE_NPZ), allow_pickle=False) as data:
-                x = data["x"]
-                outputs = data["outputs"] if "outputs" in data.files else data["logits"]
-                y = data["y"] if "y" in data.files else None
-        except (ValueError, KeyError, OSError) as exc:
+            data = load_arrays_bounded(self.file(REFERENCE_NPZ), "rerun `edgepipe bundle` with fewer --samples")
+            x = data["x"]
+            outputs = data["outputs"] if "outputs" in data else data["logits"]
+            y = data.get("y")
+        except DeclaredTooLarge as exc:
+            raise DeviceError("bundle {}: {}".format(self.path, exc)) from None
+        except (ValueError, KeyError, OSError, TypeError, AttributeError) as exc:
             raise DeviceError("bundle {}: {} is not a valid evaluation set ({})".format(self.path, REFERENCE_NPZ,
                                                                                       exc)) from None
         targets = task.targets(x.astype(np.float32), y)

@@ -17,7 +17,7 @@ from .errors import DeviceError, MissingPiece
 from .layout import BUILD, MANIFEST, PRECISIONS, engine_file
 from .loader import load_tensorrt, tensorrt_version
 from .planning import plan_build
-from .scoring import DISPLAY_SCORE, model_outputs
+from .scoring import DISPLAY_SCORE, DeclaredTooLarge, load_arrays_bounded, model_outputs
 from .settings import OPTIONS, BuildSettings, check_combinations, check_release_supports, default_workspace_mib
 from .trtexec import build_with_trtexec, find_trtexec
 
@@ -204,12 +204,16 @@ def _softmax(logits):
 def command_infer(args):
     bundle = Bundle(args.bundle).verify()
     try:
-        data = np.load(args.input, allow_pickle=False)
+        data = load_arrays_bounded(args.input, "infer fewer samples at a time")
+    except DeclaredTooLarge as exc:
+        raise DeviceError(str(exc)) from None
     except (ValueError, OSError) as exc:
         raise DeviceError("{} is not a .npy array ({}); save the preprocessed inputs with numpy.save".format(
             args.input, exc)) from None
-    if hasattr(data, "files"):  # an .npz: its first array
-        data = data[data.files[0]]
+    if isinstance(data, dict):  # an .npz: its first array
+        if not data:
+            raise DeviceError("{} holds no arrays".format(args.input))
+        data = next(iter(data.values()))
     sample_shape = tuple((bundle.manifest.get("model") or {}).get("input_shape") or ())
     x = np.asarray(data, np.float32)
     if sample_shape and x.shape == sample_shape:

@@ -1,11 +1,11 @@
 """What every command of the device runtime shares: one-line output, JSON, hashing, atomic writes, versions."""
 
 import hashlib
-import json
 import os
 import sys
 
 from .errors import DeviceError
+from .scoring import DeclaredTooLarge, read_json_bounded
 
 
 def say(message):
@@ -26,8 +26,11 @@ def _write(stream, message):
 
 
 def read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """A bundle's JSON file: one DeviceError naming it when too large or nested too deeply."""
+    try:
+        return read_json_bounded(path)
+    except DeclaredTooLarge as exc:
+        raise DeviceError(str(exc)) from None
 
 
 def basename(path):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepipe import diskspace
 from edgepipe.errors import EdgepipeError
 
 QUANTIZED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -80,14 +81,30 @@ def quiet_onnxruntime():
         root.setLevel(level)
 
 
+def _onnx_temporaries(model: Path, where: Path, what: str):
+    """A block in which onnxruntime writes copies of ``model`` into ``where`` and reads them back: a full disk
+    there (ENOSPC, or the protobuf DecodeError of a copy onnx's C++ writer cut short: onnxruntime's
+    quant_utils.load_model_with_shape_infer reads back what onnx.shape_inference.infer_shapes_path wrote) is one
+    DiskFull line."""
+    from google.protobuf.message import DecodeError
+
+    # the shape-inferred copy, the augmented or quantized model: each about the model's size
+    return diskspace.writing(where, what, needed=2 * Path(model).stat().st_size, short_write_errors=(DecodeError,))
+
+
 def preprocess(source: Path, out: Path) -> Path:
     """quant_pre_process: shape inference + graph optimization (e.g. Conv+BN folding) before quantizing."""
+    from google.protobuf.message import DecodeError
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with quiet_onnxruntime():
         try:
             quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
         except Exception as exc:
+            needed = 2 * Path(source).stat().st_size  # the shape-inferred and the optimized copy
+            if diskspace.looks_full(exc, Path(out).parent, needed, (DecodeError,)):
+                raise diskspace.disk_full(Path(out).parent, f"{Path(out).name} (onnxruntime's pre-processing)",
+                                          needed) from None
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise EdgepipeError(f"{source}: onnxruntime cannot prepare it for quantization ({first})") from None
     return out
@@ -99,7 +116,8 @@ def calibrate(model: Path, reader, method: str, percentile: float, ranges_path: 
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     options = {"percentile": percentile} if method == "percentile" else {}
-    with tempfile.TemporaryDirectory(prefix="calib-", dir=Path(ranges_path).parent) as scratch, quiet_onnxruntime():
+    with _onnx_temporaries(model, Path(ranges_path).parent, "onnxruntime's calibration temporaries"), \
+            tempfile.TemporaryDirectory(prefix="calib-", dir=Path(ranges_path).parent) as scratch, quiet_onnxruntime():
         # Every float tensor is calibrated: the QDQ tracks pick what they need, the TensorRT cache wants all.
         calibrator = create_calibrator(model, None,
                                        augmented_model_path=str(Path(scratch) / "augmented.onnx"),
@@ -133,7 +151,8 @@ def quantize_track(model: Path, out: Path, track: Track, method: str, ranges_pat
 
     kept_float = detector_float_nodes(model)
     excluded = [*kept_float, *[name for name in nodes_to_exclude if name not in set(kept_float)]]
-    with quiet_onnxruntime():
+    with quiet_onnxruntime(), _onnx_temporaries(model, Path(out).parent, f"{Path(out).name} (onnxruntime's "
+                                                "quantizer)"):
         quantize_static(model, out, None, quant_format=QuantFormat.QDQ, calibrate_method=calibration_method(method),
                         calibration_cache_path=ranges_path, nodes_to_exclude=excluded,
                         op_types_to_quantize=None, **track.quantize_kwargs())

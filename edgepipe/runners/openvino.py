@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepipe.errors import EdgepipeError, MissingDependency
+from edgepipe.errors import EdgepipeError, MissingDependency, first_line
 from edgepipe.runners.base import Runner, TensorSpec
 
 HINTS = ("LATENCY", "THROUGHPUT")
@@ -28,10 +28,32 @@ _OV_TYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64
              "i8": "int8", "u64": "uint64", "u32": "uint32", "u16": "uint16", "u8": "uint8", "boolean": "bool"}
 
 
-def openvino_version() -> str | None:
+def _import_openvino():
+    """openvino, or MissingDependency: "not installed" only when there is no openvino package at all; one that
+    raises on import (a missing libopenvino .so, an ABI mismatch) is "broken", with its error."""
     try:
         import openvino
-    except ImportError:
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "openvino":
+            raise MissingDependency("OpenVINO is not installed: `pip install 'edgepipe[openvino]'`") from None
+        raise MissingDependency(f"OpenVINO is installed but broken ({type(exc).__name__}: {first_line(exc)}); "
+                                "reinstall it: `pip install --force-reinstall 'edgepipe[openvino]'`") from None
+    return openvino
+
+
+def openvino_problem() -> str | None:
+    """None when OpenVINO imports here; else why not, in words ("not installed", "installed but broken (...)")."""
+    try:
+        _import_openvino()
+    except MissingDependency as exc:
+        return str(exc).split(":")[0] if "not installed" in str(exc) else str(exc).split("; reinstall")[0]
+    return None
+
+
+def openvino_version() -> str | None:
+    try:
+        openvino = _import_openvino()
+    except MissingDependency:
         return None
     return str(openvino.__version__).split("-")[0]
 
@@ -77,10 +99,7 @@ class OvRunner(Runner):
         return _graph_io_names(self.model_path)
 
     def open(self) -> None:
-        try:
-            import openvino
-        except ImportError:
-            raise MissingDependency("OpenVINO is not installed: `pip install 'edgepipe[openvino]'`") from None
+        openvino = _import_openvino()
         config = {"PERFORMANCE_HINT": self.hint}
         if self.precision_hint:
             config["INFERENCE_PRECISION_HINT"] = self.precision_hint

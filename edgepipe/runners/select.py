@@ -45,11 +45,22 @@ def onnx_behind_engine(engine: Path) -> Path | None:
 CPU_RUNTIMES = ("onnxruntime", "openvino")  # what runs an ONNX file on the CPU
 
 
-def installed_cpu_runtimes() -> list[str]:
-    """The CPU runtimes importable here, onnxruntime first (the default)."""
+def cpu_runtime_problem(name: str) -> str | None:
+    """None when the CPU runtime ``name`` imports here; else why not: not installed, or installed but broken."""
     import importlib.util
 
-    return [name for name in CPU_RUNTIMES if importlib.util.find_spec(name) is not None]
+    if importlib.util.find_spec(name) is None:
+        return f"{name} is not installed here"  # (an openvino package that is there but raises is "broken" below)
+    if name == "openvino":  # a package that raises on import is broken, not missing
+        from edgepipe.runners.openvino import openvino_problem
+
+        return openvino_problem()
+    return None
+
+
+def installed_cpu_runtimes() -> list[str]:
+    """The CPU runtimes importable here, onnxruntime first (the default)."""
+    return [name for name in CPU_RUNTIMES if cpu_runtime_problem(name) is None]
 
 
 def _make(path: Path, fmt: str, threads: int | None, device: str, runtime: str | None = None,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from edgepipe.artifacts import Artifact
 from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preprocess_raw, resolve_subject
@@ -105,7 +106,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
     from edgepipe.bench.machine import machine_info
     from edgepipe.bench.memory import measure_peak_memory
     from edgepipe.bench.select import pick_deployable
-    from edgepipe.runners.select import installed_cpu_runtimes, open_runner, tensorrt_problem
+    from edgepipe.runners.select import cpu_runtime_problem, installed_cpu_runtimes, open_runner, tensorrt_problem
 
     subject = resolve_subject(Path(run_or_model))
     if config is None:
@@ -120,14 +121,17 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
     asked = sorted({*(config.cpu_runtimes or []), *(b for b in backends or [] if b in ("onnxruntime", "openvino"))})
     if [runtime for runtime in asked if runtime not in installed]:
         missing = [runtime for runtime in asked if runtime not in installed]
-        raise EdgepipeError(f"CPU runtime {', '.join(missing)} is not installed here (installed: "
+        problems = [cpu_runtime_problem(name) or f"{name} is not installed here" for name in missing]
+        raise EdgepipeError(f"CPU runtime {', '.join(missing)} cannot run here ({'; '.join(problems)}; installed: "
                             f"{', '.join(installed)}); `pip install 'edgepipe[openvino]'`")
     runtimes = installed if config.cpu_runtimes is None else list(config.cpu_runtimes)
     runtime_note = None
     if config.cpu_runtimes is None and "openvino" not in installed:
-        runtime_note = ("OpenVINO is not installed: ONNX artifacts were timed on onnxruntime only, so the CPU pick "
-                        "is among onnxruntime runs (`pip install 'edgepipe[openvino]'` times them on OpenVINO too)")
-        say(f"[dim]bench: {runtime_note}[/dim]")
+        why = cpu_runtime_problem("openvino") or "not installed"
+        why = "OpenVINO is not installed" if "not installed" in why else why  # or "... installed but broken (...)"
+        runtime_note = (f"{why}: ONNX artifacts were timed on onnxruntime only, so the CPU pick is among onnxruntime "
+                        "runs (`pip install 'edgepipe[openvino]'` times them on OpenVINO too)")
+        say(f"[dim]bench: {escape(runtime_note)}[/dim]")  # escape: "[openvino]" is not markup
     chosen = []
     for d, e in subject.artifacts:
         for runtime in (runtimes if e.format == "onnx" else [None]):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepipe import diskspace
 from edgepipe.artifacts import (
     MANIFEST,
     Artifact,
@@ -276,6 +277,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     recipe = train_manifest.recipe or {}
     dataset_record = train_manifest.dataset
 
+    diskspace.check_room(out.parent, f"the bundle {out.name}/", _bundle_bytes(planned, x, y, outputs))
     with atomic_dir(out, STAGE) as tmp:
         for item in planned:
             _copy_checked(item, tmp)
@@ -331,6 +333,14 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     say(f"bundle: {out} for {profile.name} ({', '.join(bundle_facts['precisions'])}; original "
         f"{bundle_facts['original']['score_text']} on {len(y)} samples)")
     return out
+
+
+def _bundle_bytes(planned: list[_Planned], *arrays: np.ndarray) -> int:
+    """About what a bundle takes on disk: its files, its reference arrays, the device runtime, room for the rest."""
+    from edgepipe import device
+
+    runtime = sum(path.stat().st_size for path in Path(device.__file__).parent.rglob("*.py"))
+    return sum(item.source.stat().st_size for item in planned) + sum(a.nbytes for a in arrays) + runtime + (64 << 10)
 
 
 def _copy_device_runtime(bundle: Path) -> None:

@@ -22,6 +22,7 @@ from edgepipe.run import ORIGINAL, TRAIN, RunLayout, stage_dir
 from edgepipe.runners.base import infer_in_batches
 from edgepipe.runners.select import open_runner, tensorrt_problem
 from edgepipe.tasks import Task, task_of
+from edgepipe.tasks.base import constant_outputs
 
 
 @dataclass
@@ -90,6 +91,9 @@ def _scored_row(row: dict[str, Any], outputs: np.ndarray, inputs: EvalInputs, or
     metrics = task.metrics(outputs, inputs.targets, inputs.dataset["labels"])
     row.update(score=metrics[task.metric], metrics=metrics)
     row.update({k: v for k, v in parity(original_outputs, outputs, task).items() if k != "samples"})
+    dead = constant_outputs(outputs)
+    if dead:  # scored, but a dead model is never "within budget": it fails the run, with the reason said
+        row["degenerate"] = dead
     return row
 
 
@@ -155,7 +159,10 @@ def evaluate(run_dir: Path, config: EvalConfig | None = None) -> dict[str, Any]:
         if parent is not None:  # an INT8 file against the FP32 graph it was made from, not only the original
             row["parent"] = parent
             row["agreement_with_parent"] = task.agreement(outputs_of[parent], outputs_of[row["name"]])
-    failed = [r["name"] for r in results if r.get("within_budget") is False]
+    for row in results:
+        if row.get("degenerate"):
+            say(f"[yellow]eval: {row['name']}: {row['degenerate']}[/yellow]")
+    failed = [r["name"] for r in results if r.get("within_budget") is False or r.get("degenerate")]
     samples = int(len(inputs.x))
     resolution = task.resolution(samples)
     report = {

@@ -15,6 +15,7 @@ from edgepipe.recipe import ExportConfig
 from edgepipe.run import EXPORT, EXPORT_NAMES, FP32_ONNX
 from edgepipe.rundir import atomic_dir, check_replaceable
 from edgepipe.tasks import task_of
+from edgepipe.tasks.base import constant_outputs
 
 PARITY_SAMPLES = 1000
 
@@ -23,11 +24,9 @@ def check_not_degenerate(outputs: np.ndarray, targets: np.ndarray, labels: list[
     """Refuse a model whose outputs do not depend on its input (a dead network: parity would be perfect and
     every prediction the same); return the task's warning, also recorded in the manifest, when it scores no
     better than a trivial guess (chance for a classifier, the mean image for an autoencoder)."""
-    spread = float(np.abs(outputs - outputs[:1]).max()) if len(outputs) > 1 else 1.0
-    if spread == 0.0:
-        raise EdgepipeError(f"the model's outputs are the same for all {len(outputs)} test samples (every value "
-                            f"{float(outputs.ravel()[0]):.3g}): it does not depend on its input, so training failed "
-                            "(dead activations, a diverged learning rate); nothing was exported")
+    dead = constant_outputs(outputs)
+    if dead:
+        raise EdgepipeError(f"{dead}; nothing was exported")
     warning = task.degenerate(outputs, targets, labels)
     if warning:
         say(f"[yellow]export: {warning}[/yellow]")

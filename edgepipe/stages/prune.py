@@ -24,6 +24,7 @@ from edgepipe.recipe import PruneConfig, TrainConfig
 from edgepipe.run import MODEL_PT, PRUNE, TRAIN, resolve
 from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
 from edgepipe.tasks import task_of
+from edgepipe.tasks.base import constant_outputs
 
 SPARSITY_NOTE = ("2:4 sparsity speeds up inference only in TensorRT on Ampere-class GPUs (Jetson Orin, "
                  "RTX 30xx/A100 and newer) with sparse weights enabled (`edgepipe build --sparsity`), and usually "
@@ -63,6 +64,12 @@ def _finetune(model: nn.Module, dataset, train_config: TrainConfig, config: Prun
                  device=device, after_step=after_step, progress_label=label)
     return {"epochs": config.finetune_epochs, "lr": lr, "best_epoch": result.best_epoch,
             "best_val_score": result.best_val_score}
+
+
+def _dead(model: nn.Module, dataset, samples: int = 256) -> str | None:
+    """Why ``model``'s outputs on test samples do not depend on its input (edgepipe.tasks.base), or None."""
+    with torch.inference_mode():
+        return constant_outputs(scored_outputs(model(torch.from_numpy(dataset.test.take(samples)))))
 
 
 def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list]:
@@ -243,6 +250,9 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     task = task_of(source_manifest)
     macs_before, params_before = count_macs_params(unpruned, input_shape)
     score_before = _scores(unpruned, dataset, cpu, task)
+    dead = _dead(unpruned, dataset)
+    if dead:  # a dead model meets any budget: pruning it would hide that training failed
+        raise EdgepipeError(f"{source}: {dead}; nothing was pruned (retrain it first)")
     model = copy.deepcopy(unpruned)
     if config.method == "channel":
         outcome = _prune_channels(model, spec, dataset, train_config, config, device, task)
@@ -255,6 +265,11 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
         sparse_layers = outcome["layers"]
     model.cpu().eval()
     score_after = _scores(model, dataset, cpu, task)
+    dead = _dead(model, dataset)
+    if dead:
+        dead = dead.replace("so training failed", "so pruning went too far")
+        raise EdgepipeError(f"pruning left a dead model: {dead}; nothing was written (prune less: a smaller --ratio "
+                            "or more --finetune-epochs)")
     macs_after, params_after = count_macs_params(model, input_shape)
     latency, onnx_check = _measure(unpruned, model, input_shape, sparse_layers=sparse_layers,
                                    latency_rounds=latency_rounds or LATENCY_ROUNDS,

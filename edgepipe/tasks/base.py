@@ -9,6 +9,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+def constant_outputs(outputs: np.ndarray) -> str | None:
+    """Why a model whose outputs are the same for every sample (a dead network: all zeros, say) is degenerate, or
+    None. Export, prune and eval all ask: such a model scores a trivial guess and agrees perfectly with itself."""
+    outputs = np.asarray(outputs)
+    if len(outputs) < 2 or float(np.abs(outputs - outputs[:1]).max()) != 0.0:
+        return None
+    return (f"the model's outputs are the same for all {len(outputs)} test samples (every value "
+            f"{float(outputs.ravel()[0]):.3g}): it does not depend on its input, so training failed (dead "
+            "activations, a diverged learning rate)")
+
+
 class Task:
     name: ClassVar[str]
     metric: ClassVar[str]  # the primary metric's key in reports ("accuracy", "psnr_db")

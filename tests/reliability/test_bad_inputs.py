@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.hostile import deep_json_bundle_manifest, huge_reference, kill_the_model, npy_declaring, rehash_bundle_file
 from helpers.runs import TARGET, snapshot, tiny_pipeline_recipe
 from typer.testing import CliRunner
 
@@ -147,6 +148,26 @@ def _symlink_cache_outside(case: Case) -> None:
 
 def _bundle(case: Case) -> str:
     return str(case.run / f"bundle-{TARGET}")
+
+
+def _npz_member(case: Case, name: str, data: bytes) -> None:
+    """Rewrite one member of the bundle's reference.npz (the others kept), its hash updated in the manifest."""
+    import zipfile
+
+    bundle = case.run / f"bundle-{TARGET}"
+    with zipfile.ZipFile(bundle / "reference.npz") as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    members[name] = data
+    with zipfile.ZipFile(bundle / "reference.npz", "w") as archive:
+        for member, content in members.items():
+            archive.writestr(member, content)
+    rehash_bundle_file(bundle, "reference.npz")
+
+
+def _sparse(path: Path, size: int) -> None:
+    """``path`` grown to ``size`` bytes without using the disk (a sparse file of zeros after its JSON)."""
+    with open(path, "r+b") as handle:
+        handle.truncate(size)
 
 
 CASES = [
@@ -342,6 +363,28 @@ CASES = [
     BadInput("check-unknown-target", lambda c: ["check", str(c.run / "export" / "model.onnx"), "--target", "gpu9000"],
              "known targets"),
     BadInput("build-unknown-target", lambda c: ["build", str(c.run), "--target", "gpu9000"], "gpu9000"),
+    # --- sizes a flag or a file declares (edgepipe.limits); the child-process RSS floors: test_bounds.py ---------
+    BadInput("bench-batch-above-limit", lambda c: ["bench", str(c.run), "--batch", "1000000"], "EDGEPIPE_MAX_BATCH"),
+    BadInput("recipe-eval-batch-absurd", lambda c: ["pipeline", str(c.recipe(eval={"batch_size": 10**8})), "--out",
+                                                    str(c.run)], "eval.batch_size"),
+    BadInput("recipe-deploy-batch-absurd", lambda c: ["pipeline", str(c.recipe(bench={"deploy_batch": 10**8})),
+                                                      "--out", str(c.run)], "bench.deploy_batch"),
+    BadInput("eval-bundle-reference-declares-1e12", lambda c: (huge_reference(c.run / f"bundle-{TARGET}"),
+                                                               ["eval", _bundle(c)])[1], "EDGEPIPE_MAX_ARRAY_MIB"),
+    BadInput("eval-bundle-reference-object-array", lambda c: (
+        _npz_member(c, "x.npy", npy_declaring((3,), object)), ["eval", _bundle(c)])[1], "holds Python objects"),
+    BadInput("eval-bundle-reference-garbage-header", lambda c: (
+        _npz_member(c, "x.npy", b"\x93NUMPY\x01\x00garbage"), ["eval", _bundle(c)])[1], "not a readable .npy header"),
+    BadInput("manifest-larger-than-any-edgepipe-json", lambda c: (
+        _sparse(c.run / "export" / "manifest.json", 65 << 20), ["eval", str(c.run)])[1], "larger than any edgepipe"),
+    BadInput("bundle-manifest-nests-too-deeply", lambda c: (deep_json_bundle_manifest(c.run / f"bundle-{TARGET}"),
+                                                            ["eval", _bundle(c)])[1],
+             f"bundle-{TARGET}/manifest.json nests too deeply"),
+    # --- a dead model (outputs the same for every input) is refused by every stage that would build on it --------
+    BadInput("prune-a-dead-model", lambda c: (kill_the_model(c.run), ["prune", str(c.run), "--ratio", "0.5", "--out",
+                                                                      str(c.root / "p")])[1], "nothing was pruned"),
+    BadInput("export-a-dead-model", lambda c: (kill_the_model(c.run), ["export", str(c.run), "--out",
+                                                                       str(c.root / "e")])[1], "nothing was exported"),
     BadInput("unknown-command", lambda c: ["deploy", str(c.run)], "No such command"),
     BadInput("unknown-option", lambda c: ["eval", str(c.run), "--fast"], "--fast"),
 ]

@@ -83,11 +83,11 @@ def test_the_runtime_imports_nothing_of_edgepipe_and_only_allowed_modules():
     """The standard library, numpy and (only inside OrtModel, the optional CPU fallback) onnxruntime; its own
     modules relatively (one package, in edgepipe or a bundle: no try/except double imports)."""
     allowed = {"argparse", "ctypes", "glob", "hashlib", "importlib", "json", "os", "shutil", "subprocess", "sys",
-               "time", "numpy", "onnxruntime"} | {"." + path.stem for path in MODULES}
+               "time", "numpy", "onnxruntime", "zipfile"} | {"." + path.stem for path in MODULES}
     for module in MODULES:
         assert _imports(module) <= allowed, (module.name, _imports(module) - allowed)
         assert "try:\n    from ." not in module.read_text(), module.name
-    assert _imports(PACKAGE / "scoring.py") == {"numpy"}
+    assert _imports(PACKAGE / "scoring.py") <= {"numpy", "json", "os", "zipfile"}  # its bounds read headers
     assert _imports(PACKAGE / "cuda.py") <= {"ctypes", "glob", "os", "sys", "numpy", ".errors"}
 
 

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "edgepipe"
 # Bottom to top. A part may import its own layer's parts (without a cycle) and any layer below.
 LAYERS = [
     # edgepipe: the package's own __init__ (its version); device: the standalone device runtime (imports no edgepipe)
-    {"errors", "trust", "progress", "defaults", "device", "cache", "child", "edgepipe"},
+    {"errors", "trust", "progress", "defaults", "device", "cache", "child", "edgepipe", "limits", "diskspace"},
     {"artifacts", "recipe", "targets"},
     {"run", "rundir", "bundles"},
     {"data", "models", "tasks", "checkpoint", "complexity", "onnx_export", "trt", "runners", "timing", "foreign"},
