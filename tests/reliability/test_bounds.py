@@ -8,6 +8,7 @@ numpy's "Unable to allocate 2.79 PiB" traceback.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -35,8 +36,12 @@ def _device(case: Path, command: str, *args: str, python: str = sys.executable) 
 
 
 def _system_python_with_numpy() -> str:
-    python = shutil.which("python3", path="/usr/bin:/usr/local/bin")
-    if python is None or subprocess.run([python, "-c", "import numpy"], capture_output=True).returncode != 0:
+    """The machine's own python3 (not the test's virtualenv): what runs the device runtime on a Jetson."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    python = shutil.which("python3", path=path)
+    if python is None or subprocess.run([python, "-c", "import numpy"], capture_output=True,
+                                        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).returncode:
         pytest.skip("no system python3 with numpy here (the device runtime's own interpreter)")
     return python
 
@@ -88,8 +93,7 @@ CASES = [
 def test_a_declared_size_is_refused_in_one_line_fast_and_small(case: Declared, case_dir: Path):
     args = case.prepare(case_dir)
     before = snapshot(case_dir)
-    code, stderr, seconds, peak = child_usage(args, cwd=REPO, env={
-        **__import__("os").environ, "EDGEPIPE_NO_PROGRESS": "1"})
+    code, stderr, seconds, peak = child_usage(args, cwd=REPO, env={**os.environ, "EDGEPIPE_NO_PROGRESS": "1"})
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert code == 2, (code, stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith("error: ") and case.expected in lines[0], stderr[-2000:]
