@@ -21,7 +21,8 @@ from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preproc
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import progress_bar, say
 from edgepipe.recipe import BenchConfig
-from edgepipe.tasks import max_drop_of, task_named
+from edgepipe.stages.context import recorded_recipe
+from edgepipe.tasks import decide_budget, task_named
 from edgepipe.timing import available_cpus, summarize, time_calls
 
 TORCH_NOTE = ("PyTorch eager runs with torch.set_num_threads(threads) and torch.inference_mode(); its per-call "
@@ -91,8 +92,8 @@ def _eval_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[dict
     return rows, report
 
 
-def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: float | None = None,
-          run_eval: bool = True, write: bool = True) -> dict[str, Any]:
+def bench(run_or_model: Path, config: BenchConfig | None = None, *, run_eval: bool = True,
+          write: bool = True) -> dict[str, Any]:
     """Benchmark every artifact of a run (or one model file); with a run dir and ``write``, also update
     RUN/report.json (a "bench" key and per-artifact fields) and write RUN/report.md and RUN/report.png.
 
@@ -100,7 +101,8 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
     long, after ``warmup`` calls and ``warmup_seconds`` (trtexec's --iterations/--duration/--warmUp); the
     latency percentiles pool all repeats and ``p50_spread_pct`` is how far the repeats' p50s disagree
     ((max-min)/median). ``steady`` (off unless asked for): before each window, wait out a slow phase of the
-    machine (bench/steady.py). ``config`` left out: the settings of the run's recipe (its bench: section).
+    machine (bench/steady.py). ``config`` left out: the settings of the run's recipe (its bench: section). The
+    deployable pick keeps within the run's budget (edgepipe.tasks.budget).
     """
     from edgepipe.bench.machine import machine_info
     from edgepipe.bench.memory import measure_peak_memory
@@ -108,8 +110,9 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
     from edgepipe.runners.select import installed_cpu_runtimes, open_runner, tensorrt_problem
 
     subject = resolve_subject(Path(run_or_model))
-    if config is None:
-        config = BenchConfig.model_validate(subject.recipe.get("bench") or {})
+    recipe = recorded_recipe(subject.recipe, f"{run_or_model}")
+    recipe_bench = (recipe.bench if recipe is not None else None) or BenchConfig()
+    config = config or recipe_bench
     batch_sizes = sorted(set(config.batch_sizes))
     warmup, warmup_seconds, iters, seconds = config.warmup, config.warmup_seconds, config.iters, config.seconds
     repeats, backends, end_to_end, memory = config.repeats, config.backends, config.end_to_end, config.memory
@@ -212,9 +215,8 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
 
     names = [m["entry"].name for m in measured]
     eval_rows, report = _eval_rows(subject, names, run_eval)
-    task = task_named((report.get("task") or {}).get("name") or subject.recipe.get("task"))
-    if max_drop is None:
-        max_drop = float(report["max_drop"]) if "max_drop" in report else max_drop_of(subject.recipe, task)
+    task = task_named((report.get("task") or {}).get("name") or (recipe.task if recipe is not None else None))
+    max_drop = decide_budget(task, recipe).max_drop
     rows: list[dict[str, Any]] = []
     for index, item in enumerate(measured):
         entry = item["entry"]
@@ -259,13 +261,12 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
                 row["end_to_end"] = _latency_fields(full[index, size], size)
             rows.append(row)
     _add_speedups(rows)
-    recipe_bench = subject.recipe.get("bench") or {}
-    deploy_batch = (config.deploy_batch if "deploy_batch" in config.model_fields_set
-                    else int(recipe_bench.get("deploy_batch") or 1))
+    deploy_batch = config.deploy_batch if "deploy_batch" in config.model_fields_set else recipe_bench.deploy_batch
+    target = recipe.target if recipe is not None else None
     result = {
         "subject": str(subject.path),
-        "recipe": subject.recipe.get("name"),
-        "target": subject.recipe.get("target"),
+        "recipe": recipe.name if recipe is not None else None,
+        "target": target,
         "machine": machine_info(threads),
         "settings": {"batch_sizes": batch_sizes, "warmup": warmup, "warmup_seconds": warmup_seconds, "iters": iters,
                      "seconds": seconds,
@@ -281,7 +282,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
         "p50_spread_pct_max": max((r["p50_spread_pct"] for r in rows), default=0.0),
         "steadiness": gate.summary() if gate else None,
         "deployable": pick_deployable(rows, batch=deploy_batch, max_drop=max_drop, unit=task.unit,
-                                      target=subject.recipe.get("target"), engine_problem=engine_problem),
+                                      target=target, engine_problem=engine_problem),
         "notes": [TORCH_NOTE, "end_to_end = preprocessing from raw uint8 images (scale, normalize) + inference; "
                   "compute = inference on the preprocessed batch",
                   "peak_memory_bytes: RSS high-water mark above a fresh process's baseline after importing the "
@@ -365,9 +366,7 @@ if __name__ == "__main__":  # the pipeline's fresh process: python -m edgepipe.s
     import sys
 
     try:
-        options = json.loads(sys.argv[2])
-        budget = options.pop("max_drop", None)
-        bench(Path(sys.argv[1]), BenchConfig.model_validate(options), max_drop=budget)
+        bench(Path(sys.argv[1]), BenchConfig.model_validate(json.loads(sys.argv[2])))
     except EdgepipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -62,7 +62,7 @@ from edgepipe.run import (
 from edgepipe.run import LABELS_TXT as LABELS
 from edgepipe.run import REFERENCE_NPZ as REFERENCE
 from edgepipe.rundir import atomic_dir, check_replaceable
-from edgepipe.tasks import max_drop_of, task_of
+from edgepipe.tasks import decide_budget, task_of
 
 DEFAULT_SAMPLES = 500
 _PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
@@ -310,7 +310,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
                        "tensorrt": profile.tensorrt_text(),
                        "jetpack_releases": [release.jetpack for release in profile.releases]},
             "precisions": _deploy_precisions(profile, shipped),
-            "max_drop": max_drop_of(recipe, task),
+            "max_drop": decide_budget(task, recipe).max_drop,
             "original": {"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
                          "samples": int(len(y)), "size_bytes": original.size_bytes,
                          "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,

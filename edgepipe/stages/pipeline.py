@@ -19,8 +19,6 @@ def _quantize_config(recipe: Recipe):
     """The recipe's quantize section with its defaults filled from the rest of the recipe."""
     config = recipe.quantize
     update: dict[str, Any] = {}
-    if config.max_drop is None and recipe.eval.max_drop is not None:  # else the task's default, in quantize
-        update["max_drop"] = recipe.eval.max_drop
     if recipe.target and "tensorrt_version" not in config.model_fields_set:
         from edgepipe.targets import get_target
 
@@ -62,7 +60,7 @@ def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) 
         write_task_plot(run_dir, read_json(run_dir / REPORT, "report"))
     if config is not None:
         if fresh_process:
-            options = {**config.model_dump(mode="json"), "max_drop": recipe.eval.max_drop}
+            options = config.model_dump(mode="json")
             from edgepipe.child import python_module_argv
 
             done = subprocess.run(python_module_argv("edgepipe.stages.bench", str(run_dir.resolve()),
@@ -72,7 +70,7 @@ def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) 
         else:
             from edgepipe.stages.bench import bench
 
-            bench(run_dir, config, max_drop=recipe.eval.max_drop)
+            bench(run_dir, config)
     report = read_json(run_dir / REPORT, "report")
     if config is None:
         write_report_markdown(run_dir, report)
@@ -145,12 +143,14 @@ def run_pipeline(recipe_path: Path, out: Path) -> dict[str, Any]:
 
 
 def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any]:
+    from edgepipe.stages.context import run_context
     from edgepipe.stages.evaluate import evaluate
     from edgepipe.stages.export import export
     from edgepipe.stages.train import train
 
     layout = RunLayout(out)
     train_dir = train(recipe, layout.train, reuse=True)
+    context = run_context(out, recipe=recipe)  # the typed recipe, task, dataset and budget, for every stage below
     # The recipe copy changes only once training accepted it (its data and model params really work).
     if not layout.recipe_copy.is_file() or layout.recipe_copy.read_bytes() != recipe_bytes:
         write_bytes_atomic(layout.recipe_copy, recipe_bytes)
@@ -158,12 +158,12 @@ def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any
     if recipe.prune is not None:
         from edgepipe.stages.prune import prune
 
-        prune_dir = prune(train_dir, layout.prune, recipe.prune, reuse=True)
+        prune_dir = prune(train_dir, layout.prune, recipe.prune, reuse=True, context=context)
         export(prune_dir, layout.export_pruned, recipe.export, reuse=True, name=EXPORT_NAMES[EXPORT_PRUNED])
     if recipe.quantize is not None:
         from edgepipe.stages.quantize import quantize
 
-        quantize(out, layout.quantize, _quantize_config(recipe), reuse=True)
+        quantize(out, layout.quantize, _quantize_config(recipe), reuse=True, context=context)
 
     if recipe.build is not None:
         _build_engines(out, recipe)

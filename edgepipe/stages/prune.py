@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepipe.artifacts import Manifest, add_artifact, is_up_to_date, new_manifest, read_manifest, write_manifest
+from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, read_manifest, write_manifest
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import scored_outputs
@@ -23,7 +23,7 @@ from edgepipe.progress import say
 from edgepipe.recipe import PruneConfig, TrainConfig
 from edgepipe.run import MODEL_PT, PRUNE, TRAIN, resolve
 from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
-from edgepipe.tasks import task_of
+from edgepipe.stages.context import RunContext, open_context
 
 SPARSITY_NOTE = ("2:4 sparsity speeds up inference only in TensorRT on Ampere-class GPUs (Jetson Orin, "
                  "RTX 30xx/A100 and newer) with sparse weights enabled (`edgepipe build --sparsity`), and usually "
@@ -38,11 +38,6 @@ def source_stage(source: Path) -> Path:
     """A run dir → its train/ stage; a train/ or prune/ stage dir, or a model.pt inside one, as given."""
     found = resolve(source, files=(".pt",))
     return found.directory if found.kind in ("stage", "file") else found.stage_dir(TRAIN)
-
-
-def _train_config(source_manifest: Manifest) -> TrainConfig:
-    recipe = source_manifest.recipe or {}
-    return TrainConfig.model_validate(recipe.get("train") or {})
 
 
 def _scores(model: nn.Module, dataset, device, task) -> dict[str, float]:
@@ -209,8 +204,11 @@ def _measure(unpruned: nn.Module, pruned: nn.Module, input_shape, *, sparse_laye
 
 
 def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, latency_rounds: int | None = None,
-          latency_seconds: float | None = None) -> Path:
-    """Prune the model of ``source`` (run dir, train/ or prune/ dir) into ``out``; returns ``out``."""
+          latency_seconds: float | None = None, context: RunContext | None = None) -> Path:
+    """Prune the model of ``source`` (run dir, train/ or prune/ dir) into ``out``; returns ``out``.
+
+    Prune spends first from the run's budget against the original (``context``: the pipeline's; else opened from
+    the source's manifests): its manifest records what it used on val, which quantize then no longer has."""
     from edgepipe.checkpoint import load_model, save_state
     from edgepipe.complexity import count_macs_params
     from edgepipe.pruning.measure import speedups
@@ -235,12 +233,13 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     base_spec, previous_history = _base_spec(spec)
     unpruned, _ = load_model(source, model_entry.file)
     dataset = load_stage_dataset(source_manifest)
-    train_config = _train_config(source_manifest)
+    context = open_context(source_manifest, source, recipe=context.recipe if context else None)
+    train_config, budget = context.train, context.budget
     device = pick_device(train_config.device)
     input_shape = spec["input_shape"]
     cpu = torch.device("cpu")
 
-    task = task_of(source_manifest)
+    task = context.task
     macs_before, params_before = count_macs_params(unpruned, input_shape)
     score_before = _scores(unpruned, dataset, cpu, task)
     model = copy.deepcopy(unpruned)
@@ -255,6 +254,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
         sparse_layers = outcome["layers"]
     model.cpu().eval()
     score_after = _scores(model, dataset, cpu, task)
+    used = max(0.0, task.drop(score_before["val"], score_after["val"]))  # prune's share of the budget, on val
     macs_after, params_after = count_macs_params(model, input_shape)
     latency, onnx_check = _measure(unpruned, model, input_shape, sparse_layers=sparse_layers,
                                    latency_rounds=latency_rounds or LATENCY_ROUNDS,
@@ -277,6 +277,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
             "speedup": speedups(latency),
             "pruning": {key: value for key, value in outcome.items()
                         if key not in ("history", "score_before_finetune", "layers")},
+            "budget": budget.record(used),
         }
         if sparse_layers is not None:
             manifest.sparsity = {"pattern": "2:4", "layers": sparse_layers, "onnx": onnx_check,
@@ -295,4 +296,18 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     say(f"prune: {config.method}  MACs {metrics['macs']['ratio']:.2f}x fewer  test {task.metric_label} "
         f"{task.format_score(score_before['test'])} → {task.format_score(score_after['test'])}  "
         f"b64 speedup {metrics['speedup'].get('64', float('nan')):.2f}x → {out}")
+    _say_budget(budget, used, task, len(dataset.val))
     return out
+
+
+def _say_budget(budget, used: float, task, val_samples: int) -> None:
+    """Prune's share of the run's budget, and a warning when it leaves quantize nothing or the val split cannot
+    tell the budget from noise."""
+    say(f"prune: {budget.line(used)} on val")
+    if used > budget.left:
+        say(f"[yellow]prune: the pruned model alone is over the run's {budget.max_drop:g} {task.unit} budget on val: "
+            "every artifact made from it will fail eval; prune less (ratio, target_macs) or fine-tune longer[/yellow]")
+    resolution = task.resolution(val_samples)
+    if budget.max_drop < resolution:
+        say(f"[yellow]prune: the {budget.max_drop:g} {task.unit} budget is finer than one val sample "
+            f"({resolution:.2f} {task.unit} on {val_samples} samples): the split cannot resolve it[/yellow]")
