@@ -20,8 +20,9 @@ def command(
     = defaults.QUANTIZE["calibration"],
     qat: Annotated[bool, typer.Option(help="Also fine-tune with fake quantization (QAT) and export QDQ graphs.")]
     = defaults.QUANTIZE["qat"],
-    max_drop: Annotated[float | None, typer.Option(help="Budget on val in the task's unit: top-1 points, PSNR dB "
-                                                        "(default: the recipe's eval.max_drop).")]
+    max_drop: Annotated[float | None, typer.Option(help="The run's budget against the original, on val, in the task's "
+                                                        "unit: top-1 points, PSNR dB (default: the recipe's "
+                                                        "eval.max_drop); what prune lost is spent first.")]
     = defaults.QUANTIZE["max_drop"],
     reduce_range: Annotated[bool, typer.Option(help="7-bit weights on the CPU track (for CPUs without VNNI).")]
     = defaults.QUANTIZE["reduce_range"],
@@ -78,7 +79,8 @@ def command(
         console.print(f"kept in float as asked (--keep-float): {', '.join(by_user)}")
     for_budget = [name for name in fallback.get("excluded", []) if name not in by_user]
     if fallback.get("needed"):
-        console.print(f"kept in float to meet {fallback['max_drop']} {fallback.get('unit', 'pts')}: "
+        console.print(f"kept in float to meet the {fallback['max_drop']} {fallback.get('unit', 'pts')} left of the "
+                      "budget: "
                       f"{', '.join(for_budget) or 'nothing more'}")
     speed_fallback = metrics.get("cpu_speed_fallback") or {}
     if speed_fallback.get("reverted"):

@@ -99,7 +99,7 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
         return None
     original *= per_unit
     sizes = sorted({r["batch"] for r in rows})[:3]
-    budget = float(report.get("max_drop", bench.get("max_drop", task.default_max_drop)))
+    budget = float(report["max_drop"])  # eval's, as edgepipe.tasks.budget decided it
     largest = max(r["size_bytes"] for r in rows)
     scores = [r["score"] * per_unit for r in rows]
     low, high = min(min(scores), original - budget), max(max(scores), original)

@@ -74,28 +74,28 @@ def _latency_fields(per_repeat: list[np.ndarray], batch: int) -> dict[str, Any]:
             "p50_spread_pct": _spread_pct(per_repeat)}
 
 
-def _eval_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[dict[str, dict], dict]:
-    """Eval rows by artifact name from report.json, evaluating the run first when they are missing."""
-    from edgepipe.artifacts import read_json
-    from edgepipe.report import REPORT, update_report
+def _eval_rows(subject: Subject) -> tuple[dict[str, dict], dict]:
+    """Eval rows by artifact name from the report.json of the run (or of the run a model file is in), read only."""
+    from edgepipe.report import read_report
 
     candidates = [subject.run_dir] if subject.run_dir else [subject.path.parent, subject.path.parent.parent]
-    report_path = next((Path(c) / REPORT for c in candidates if (Path(c) / REPORT).is_file()), None)
-    report = read_json(report_path, "report") if report_path else {}
-    rows = {row["name"]: row for row in report.get("artifacts", [])}
-    if subject.run_dir and run_eval and any("score" not in rows.get(name, {}) for name in names):
-        from edgepipe.stages.evaluate import evaluate
-
-        say("bench: no eval results for every artifact yet; running eval first")
-        report = update_report(subject.run_dir, evaluate(subject.run_dir))
-        rows = {row["name"]: row for row in report["artifacts"]}
-    return rows, report
+    report = next(filter(None, map(read_report, candidates)), {})
+    return {row["name"]: row for row in report.get("artifacts", [])}, report
 
 
-def bench(run_or_model: Path, config: BenchConfig | None = None, *, run_eval: bool = True,
-          write: bool = True) -> dict[str, Any]:
-    """Benchmark every artifact of a run (or one model file); with a run dir and ``write``, also update
-    RUN/report.json (a "bench" key and per-artifact fields) and write RUN/report.md and RUN/report.png.
+def missing_evaluation(run_dir: Path) -> bool:
+    """True when report.json has no eval row for some artifact of the run: the command evaluates first, so bench's
+    pick knows every artifact's drop."""
+    from edgepipe.report import read_report
+    from edgepipe.run import RunLayout
+
+    evaluated = {row.get("name") for row in read_report(run_dir).get("artifacts", []) if isinstance(row, dict)}
+    return any(entry.name not in evaluated for _, entry in RunLayout(Path(run_dir)).artifacts())
+
+
+def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, Any]:
+    """Benchmark every artifact of a run (or one model file); returns the result, which the caller hands to the
+    report writer (edgepipe.report.write_report). The eval rows of the run's report.json give each row its score.
 
     Each timed window (per artifact, batch size and repeat) is at least ``iters`` calls and at least ``seconds``
     long, after ``warmup`` calls and ``warmup_seconds`` (trtexec's --iterations/--duration/--warmUp); the
@@ -213,8 +213,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, run_eval: bo
         backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
         devices = {(index, size): m["runners"][size].device for index, m in enumerate(measured) for size in m["sizes"]}
 
-    names = [m["entry"].name for m in measured]
-    eval_rows, report = _eval_rows(subject, names, run_eval)
+    eval_rows, report = _eval_rows(subject)
     task = task_named((report.get("task") or {}).get("name") or (recipe.task if recipe is not None else None))
     max_drop = decide_budget(task, recipe).max_drop
     rows: list[dict[str, Any]] = []
@@ -300,12 +299,6 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, run_eval: bo
         result["notes"].insert(0, f"the machine was busy (1-min load {machine['load_average_1min']} on "
                                   f"{machine.get('cpus_available', machine['cores'])} CPUs): expect wide spreads; "
                                   "PyTorch's OpenMP pool suffers most from oversubscription")
-    if write and subject.run_dir is not None:
-        from edgepipe.report import record_bench, write_report_markdown, write_report_plot
-
-        report = record_bench(subject.run_dir, result)
-        write_report_markdown(subject.run_dir, report)
-        write_report_plot(subject.run_dir, report)
     return result
 
 
@@ -360,13 +353,3 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
             row["end_to_end"]["speedup_vs_original"] = (original["end_to_end"]["latency_ms"]["p50"]
                                                         / row["end_to_end"]["latency_ms"]["p50"])
 
-
-if __name__ == "__main__":  # the pipeline's fresh process: python -m edgepipe.stages.bench RUN_DIR '{json config}'
-    import json
-    import sys
-
-    try:
-        bench(Path(sys.argv[1]), BenchConfig.model_validate(json.loads(sys.argv[2])))
-    except EdgepipeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from edgepipe.artifacts import MANIFEST, DatasetRecord, Manifest, read_manifest
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
-from edgepipe.recipe import BenchConfig, EvalConfig, Recipe, TrainConfig
+from edgepipe.recipe import BenchConfig, EvalConfig, Recipe, TrainConfig, load_recipe
 from edgepipe.run import PRUNE, TRAIN, RunLayout
 from edgepipe.tasks import Budget, Task, decide_budget, task_of
 
@@ -111,9 +111,13 @@ def spent_by(manifest: Manifest | None, layout: RunLayout | None) -> float:
 def open_context(manifest: Manifest | None, directory: Path | None, *, recipe: Recipe | None = None,
                  max_drop: float | None = None) -> RunContext:
     """The context of a command working from the stage ``directory`` (its ``manifest``). ``recipe``: the typed
-    recipe when the caller holds it (the pipeline), else the one the manifest recorded; ``max_drop``: a command's
-    own budget (``--max-drop``), which wins over the recipe's."""
+    recipe when the caller holds it (the pipeline), else the run's recipe copy, else the one the manifests recorded;
+    ``max_drop``: a command's own budget (``--max-drop``), which wins over the recipe's."""
     layout = _run_of(directory)
+    if recipe is None and layout is not None and layout.recipe_copy.is_file():
+        # The recipe the pipeline last ran (copied once training accepted it): its eval, quantize and bench sections
+        # are current, where train/manifest.json keeps those of the recipe that trained the model.
+        recipe = load_recipe(layout.recipe_copy)
     if recipe is None and manifest is not None:
         recorded, where = manifest.recipe, directory
         if not recorded and layout is not None and layout.has(layout.train):  # stages made before carry_from

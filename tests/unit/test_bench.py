@@ -23,6 +23,7 @@ from edgepipe.cli.main import user_errors
 from edgepipe.complexity import onnx_complexity, torch_complexity
 from edgepipe.models import build_model
 from edgepipe.recipe import BenchConfig
+from edgepipe.report import write_report
 from edgepipe.stages.bench import bench
 
 SPEC = {"name": "mlp", "params": {"hidden": [8]}, "input_shape": [1, 4, 4], "num_classes": 10}
@@ -98,8 +99,11 @@ def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
     assert "TensorRT" in result["deployable"]["jetson-orin-nano"]["reason"]
 
 
-def test_bench_writes_report_json_md_and_png(tiny_run: Path) -> None:
-    bench(tiny_run, BenchConfig(batch_sizes=[1, 2], threads=1, **FAST))
+def test_bench_writes_no_report_and_the_writer_makes_report_json_md_and_png(tiny_run: Path) -> None:
+    before = (tiny_run / "report.json").read_bytes()
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1, 2], threads=1, **FAST))
+    assert (tiny_run / "report.json").read_bytes() == before and not (tiny_run / "report.md").exists()
+    write_report(tiny_run, bench=result)
     report = json.loads((tiny_run / "report.json").read_text())
     assert report["recipe"] == "tiny" and report["original"]["score"] == 0.90  # existing names kept
     assert report["bench"]["rows"]
@@ -134,7 +138,7 @@ def test_single_onnx_file_gets_no_report_but_a_result(tiny_run: Path) -> None:
 
 
 def test_backend_filter_keeps_only_that_backend(tiny_run: Path) -> None:
-    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, backends=["onnxruntime"], **FAST), write=False)
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, backends=["onnxruntime"], **FAST))
     assert {r["backend"] for r in result["rows"]} == {"onnxruntime"}
 
 
@@ -143,7 +147,7 @@ def test_engine_is_skipped_with_the_reason_when_tensorrt_is_absent(tiny_run: Pat
     build.mkdir()
     (build / "model.fp16.engine").write_bytes(b"not an engine")
     _stage(build, "build", [("model.fp16.engine", "trt-fp16", "engine", "fp16")])
-    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, **FAST), write=False)
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, **FAST))
     (skipped,) = result["skipped"]
     assert skipped["artifact"] == "trt-fp16" and skipped["reason"]
     assert "trt-fp16" not in {r["artifact"] for r in result["rows"]}
@@ -204,13 +208,27 @@ def test_bench_settings_are_checked_by_their_config(tiny_run: Path) -> None:
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "positive" in result.output
 
 
+def test_a_settings_file_is_a_bench_section_checked_in_one_line(tiny_run: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "bench.yaml"
+    settings.write_text("batch_sizes: [1]\niters: 0\n")
+    result = CliRunner().invoke(_app(), [str(tiny_run), "--settings", str(settings)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "iters: Input should be greater" in result.output
+    settings.write_text("batch_sizes: [1]\niters: 2\nwarmup: 0\nwarmup_seconds: 0\nseconds: 0.01\nrepeats: 1\n"
+                        "memory: false\nbackends: [onnxruntime]\ndeploy_batch: 1\n")
+    result = CliRunner().invoke(_app(), [str(tiny_run), "--settings", str(settings), "--json"])
+    assert result.exit_code == 0, result.output
+    assert {r["batch"] for r in json.loads(result.stdout)["rows"]} == {1}
+    assert json.loads((tiny_run / "report.json").read_text())["bench"]["settings"]["iters"] == 2  # the writer's
+
+
 def test_a_library_call_neither_waits_for_the_machine_nor_writes_home(tiny_run: Path, monkeypatch, tmp_path) -> None:
     from edgepipe.bench import steady
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setattr(steady.SteadyGate, "__post_init__", lambda self: pytest.fail("steadiness is opt-in"))
     result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, warmup=0, iters=2, repeats=1, memory=False,
-                                         warmup_seconds=0.0), write=False)
+                                         warmup_seconds=0.0))
     assert result["steadiness"] is None and not (tmp_path / "home").exists()
 
 
