@@ -61,8 +61,9 @@ from edgepipe.run import (
 )
 from edgepipe.run import LABELS_TXT as LABELS
 from edgepipe.run import REFERENCE_NPZ as REFERENCE
-from edgepipe.rundir import atomic_dir, check_replaceable
-from edgepipe.tasks import decide_budget, task_of
+from edgepipe.stages.context import open_context
+from edgepipe.stages.frame import StageFrame
+from edgepipe.tasks import task_of
 
 DEFAULT_SAMPLES = 500
 _PRECISION_PREFERENCE = ("int8", "fp16", "fp32")
@@ -252,7 +253,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         raise EdgepipeError(f"{run_dir} is already a deploy bundle; pass the run directory it was made from")
     if out.resolve() == run_dir.resolve():
         raise EdgepipeError(f"--out {out} is the run directory itself; pick a new directory for the bundle")
-    check_replaceable(out, STAGE)
+    frame = StageFrame(STAGE, out)
     layout = RunLayout(run_dir)
     train_dir = stage_dir(run_dir, TRAIN)
     train_manifest = read_manifest(train_dir)
@@ -277,8 +278,14 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     score = task.score(outputs, targets)
     recipe = train_manifest.recipe or {}
     dataset_record = train_manifest.dataset
+    manifest = new_manifest(STAGE, {"target": profile.name, "samples": int(len(y)), "source": str(run_dir)},
+                            {"original": original.sha256, "onnx": onnx_entry.sha256})
 
-    with atomic_dir(out, STAGE) as tmp:
+    def reloads(tmp: Path) -> None:  # check before trusting: every file hashes, the set reloads without pickle
+        if not np.array_equal(load_reference(tmp).outputs, outputs):
+            raise RuntimeError("reference.npz does not reload to the outputs written")
+
+    with frame.writing(manifest, check=reloads) as tmp:
         for item in planned:
             _copy_checked(item, tmp)
         preflight = _preflight(planned, tmp, profile)
@@ -294,8 +301,6 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         (tmp / LABELS).write_text("\n".join(dataset_record.labels) + "\n")
 
         shipped = {item.dest for item in planned}
-        manifest = new_manifest(STAGE, {"target": profile.name, "samples": int(len(y)), "source": str(run_dir)},
-                                {"original": original.sha256, "onnx": onnx_entry.sha256})
         manifest.recipe = recipe
         manifest.model = train_manifest.model
         manifest.task = task.describe()
@@ -310,7 +315,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
                        "tensorrt": profile.tensorrt_text(),
                        "jetpack_releases": [release.jetpack for release in profile.releases]},
             "precisions": _deploy_precisions(profile, shipped),
-            "max_drop": decide_budget(task, recipe).max_drop,
+            "max_drop": open_context(train_manifest, train_dir).budget.max_drop,  # what eval gates the run with
             "original": {"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
                          "samples": int(len(y)), "size_bytes": original.size_bytes,
                          "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
@@ -326,10 +331,6 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         manifest.files = _file_list(tmp)
         (tmp / README).write_text(_readme(manifest.to_json(), out.name))
         manifest.files = _file_list(tmp)
-        write_manifest(tmp, manifest)
-        check = load_reference(tmp)  # check before trusting: every file hashes, the set reloads without pickle
-        if not np.array_equal(check.outputs, outputs):
-            raise RuntimeError("reference.npz does not reload to the outputs written")
     say(f"bundle: {out} for {profile.name} ({', '.join(bundle_facts['precisions'])}; original "
         f"{bundle_facts['original']['score_text']} on {len(y)} samples)")
     return out

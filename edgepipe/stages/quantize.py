@@ -23,12 +23,10 @@ from edgepipe.artifacts import (
     MANIFEST,
     Manifest,
     add_artifact,
-    is_up_to_date,
     new_manifest,
     read_manifest,
     sha256_file,
     sha256_json,
-    write_manifest,
 )
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
@@ -41,8 +39,9 @@ from edgepipe.run import EXPORT, QUANTIZE, resolve
 from edgepipe.run import FP16_ONNX as FP16
 from edgepipe.run import INT8_CPU_ONNX as INT8_CPU
 from edgepipe.run import INT8_TRT_ONNX as INT8_TRT
-from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
+from edgepipe.rundir import scratch_dir
 from edgepipe.stages.context import RunContext, open_context
+from edgepipe.stages.frame import StageFrame
 from edgepipe.tasks import Task
 from edgepipe.timing import available_cpus
 
@@ -144,7 +143,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
 
     config = config or QuantizeConfig()
     out = Path(out)
-    check_replaceable(out, QUANTIZE)
+    frame = StageFrame(QUANTIZE, out)
     from edgepipe.quant.speed_fallback import cpu_float_where_faster, speed_runtimes
 
     runtimes = speed_runtimes(config.speed_runtime) if speed and config.cpu_speed_fallback else []
@@ -169,13 +168,12 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
     model_sha = sha256_file(src.onnx)
     manifest_config = {**config.model_dump(mode="json"), "max_drop": budget.max_drop, "budget_spent": budget.spent}
     manifest = new_manifest(QUANTIZE, manifest_config, {"onnx": model_sha, "calibration_set": calibration_set.sha256})
-    if reuse and is_up_to_date(out, manifest):
-        say(f"[dim]quantize: up to date ({out})[/dim]")
+    if frame.up_to_date(manifest, reuse=reuse):
         return out
     ranges_key = sha256_json({"model": model_sha, "calibration": calibration_set.sha256, "method": config.method,
                               "percentile": config.percentile if config.method == "percentile" else None})
 
-    with atomic_dir(out, QUANTIZE) as tmp, scratch_dir(out) as scratch:
+    with frame.writing(manifest) as tmp, scratch_dir(out) as scratch:
         prepared = preprocess(src.onnx, scratch / "prepared.onnx")
         keep_float = _checked_node_names(prepared, config.keep_float, src.onnx)  # before minutes of calibration
         ranges_path = _reusable_ranges(out, ranges_key, scratch) if reuse else None
@@ -255,7 +253,6 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
             "qat": qat_summary,
             "score_split": "val decides (budget, fallback); test is reported only",
         }
-        write_manifest(tmp, manifest)
     say(f"quantize: {out}  (" + ", ".join(f"{r['name']} drop {r['drop_test']:+.2f} {task.unit}" for r in rows)
         + f"; vs its source on test)  quantize {budget.line(used)} on val")
     return out
