@@ -110,7 +110,7 @@ def bench_cells(row: dict[str, Any], short: bool = False) -> list[str]:
     backend = _SHORT_BACKENDS.get(row["backend"], row["backend"]) if short else row["backend"]
     if row.get("setting_tuned"):  # a setting other than the whole thread budget won bench's probe
         backend += f" {row.get('setting_label') if not short else _short_setting(row.get('setting'))}"
-    return [row["artifact"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
+    return [row["name"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
             _ms(latency["p90"]), _ms(latency["p99"]), f"{row['p50_spread_pct'] / 2:.1f}%",
             _count(row["throughput_per_s"]),
             _speedup(row.get("speedup_vs_original")) + ("?" if row.get("speedup_unreliable") else ""),
@@ -130,17 +130,17 @@ def bench_table(result: dict[str, Any]) -> Table:
                       "budget in bench's probe)" if any(r.get("setting_tuned") for r in result["rows"]) else "")
                   + "; p50 ± = half the range of the repeats' p50s",
                   padding=(0, 1), pad_edge=False)
-    longest = max((len(r["artifact"]) for r in result["rows"]), default=8)
+    longest = max((len(r["name"]) for r in result["rows"]), default=8)
     for column in BENCH_COLUMNS:  # the artifact name never shrinks; numbers never wrap
         table.add_column(column, justify="left" if column in ("artifact", "backend", "prec") else "right",
                          no_wrap=True, min_width=longest if column == "artifact" else None)
     for row in result["rows"]:
         cells = bench_cells(row, short=True)
-        if row["artifact"] == ORIGINAL:
+        if row["name"] == ORIGINAL:
             cells[0] = f"[bold]{cells[0]}[/bold]"
         table.add_row(*cells)
     for skipped in result["skipped"]:
-        table.add_row(skipped["artifact"], skipped["backend"], "", "", f"[dim]skipped: {skipped['reason']}[/dim]",
+        table.add_row(skipped["name"], skipped["backend"], "", "", f"[dim]skipped: {skipped['reason']}[/dim]",
                       *[""] * (len(BENCH_COLUMNS) - 5))
     return table
 

@@ -10,18 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgepipe.artifacts import read_json
 from edgepipe.report.markdown import write_report_markdown
 from edgepipe.report.plot import write_report_plot
-from edgepipe.report.store import REPORT, record_bench, update_report
+from edgepipe.report.store import read_stored, record_bench, update_report
 from edgepipe.report.task_plot import write_task_plot
 
 
 def read_report(run_dir: Path) -> dict[str, Any]:
-    """report.json of ``run_dir`` ({} when there is none yet)."""
-    path = Path(run_dir) / REPORT
-    report = read_json(path, "report") if path.is_file() else {}
-    return report if isinstance(report, dict) else {}
+    """report.json of ``run_dir`` ({} when there is none yet), older reports' keys read as today's."""
+    return read_stored(run_dir)
 
 
 def write_report(run_dir: Path, *, evaluation: dict[str, Any] | None = None, bench: dict[str, Any] | None = None,

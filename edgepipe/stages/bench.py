@@ -146,7 +146,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, An
         input_shape = subject.input_shape
         for directory, entry, runtime in chosen:
             if entry.format == "engine" and engine_problem:
-                skipped.append({"artifact": entry.name, "backend": "tensorrt", "reason": engine_problem})
+                skipped.append({"name": entry.name, "backend": "tensorrt", "reason": engine_problem})
                 continue
             runner = stack.enter_context(open_runner(directory, entry, threads=threads, runtime=runtime))
             shape = _input_shape(subject, entry.name, runner.input_spec.shape)
@@ -155,7 +155,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, An
             fixed = runner.input_spec.shape[0]
             sizes = [b for b in batch_sizes if fixed is None or b == fixed]
             if fixed is not None and len(sizes) < len(batch_sizes):
-                skipped.append({"artifact": entry.name, "backend": runner.backend,
+                skipped.append({"name": entry.name, "backend": runner.backend,
                                 "reason": f"static batch {fixed}: other batch sizes skipped"})
             measured.append({"directory": directory, "entry": entry, "runner": runner, "sizes": sizes,
                              "runtime": runtime,
@@ -237,7 +237,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, An
                                                                                           4)}
         for size in item["sizes"]:
             setting, probed = item["settings"][size]
-            row = {"artifact": entry.name, "backend": backends_used[index], "device": devices[index, size],
+            row = {"name": entry.name, "backend": backends_used[index], "device": devices[index, size],
                    "setting": setting.to_json() if setting else None,
                    "setting_label": setting.label if setting else None,
                    # tuned: a setting other than the whole thread budget won the probe
@@ -341,7 +341,7 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
     ``speedup_unreliable`` says why when the timings cannot carry the ratio (bench/select.py: ratio_doubt)."""
     from edgepipe.bench.select import ratio_doubt
 
-    originals = {r["batch"]: r for r in rows if r["artifact"] == "original"}
+    originals = {r["batch"]: r for r in rows if r["name"] == "original"}
     for row in rows:
         original = originals.get(row["batch"])
         row["speedup_vs_original"] = (original["latency_ms"]["p50"] / row["latency_ms"]["p50"]

@@ -82,7 +82,7 @@ def _app() -> typer.Typer:
 
 def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
     result = bench(tiny_run, BenchConfig(batch_sizes=[1, 4], threads=1, **FAST))
-    keys = {(r["artifact"], r["batch"]) for r in result["rows"]}
+    keys = {(r["name"], r["batch"]) for r in result["rows"]}
     assert keys == {(a, b) for a in ("original", "onnx-fp32", "int8-cpu") for b in (1, 4)}
     for row in result["rows"]:
         latency = row["latency_ms"]
@@ -92,10 +92,10 @@ def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
         assert row["throughput_per_s"] == pytest.approx(row["batch"] / (latency["p50"] / 1000))
         assert row["end_to_end"]["iters"] == row["iters"]  # image preprocessing is recorded, so e2e is timed
         assert row["size_bytes"] > 0 and row["params"] > 0 and row["macs"] > 0
-    original = [r for r in result["rows"] if r["artifact"] == "original"]
+    original = [r for r in result["rows"] if r["name"] == "original"]
     assert all(r["speedup_vs_original"] == pytest.approx(1.0) for r in original)
     assert result["machine"]["threads"] == 1 and result["settings"]["repeats"] == 2
-    assert result["deployable"]["cpu"]["artifact"] in {"original", "onnx-fp32", "int8-cpu"}
+    assert result["deployable"]["cpu"]["name"] in {"original", "onnx-fp32", "int8-cpu"}
     assert "TensorRT" in result["deployable"]["jetson-orin-nano"]["reason"]
 
 
@@ -133,7 +133,7 @@ def test_bench_measures_peak_memory_in_a_fresh_process(tiny_run: Path) -> None:
 def test_single_onnx_file_gets_no_report_but_a_result(tiny_run: Path) -> None:
     result = bench(tiny_run / "quantize" / "model.int8.cpu.onnx", BenchConfig(batch_sizes=[2], threads=1, **FAST))
     (row,) = result["rows"]
-    assert row["artifact"] == "int8-cpu" and row["speedup_vs_original"] is None
+    assert row["name"] == "int8-cpu" and row["speedup_vs_original"] is None
     assert row["drop"] == pytest.approx(0.1)  # found in the run's report.json
 
 
@@ -149,8 +149,8 @@ def test_engine_is_skipped_with_the_reason_when_tensorrt_is_absent(tiny_run: Pat
     _stage(build, "build", [("model.fp16.engine", "trt-fp16", "engine", "fp16")])
     result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, **FAST))
     (skipped,) = result["skipped"]
-    assert skipped["artifact"] == "trt-fp16" and skipped["reason"]
-    assert "trt-fp16" not in {r["artifact"] for r in result["rows"]}
+    assert skipped["name"] == "trt-fp16" and skipped["reason"]
+    assert "trt-fp16" not in {r["name"] for r in result["rows"]}
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -189,7 +189,7 @@ def test_cli_json_and_table(tiny_run: Path) -> None:
                                     "--steady"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert {r["artifact"] for r in payload["rows"]} == {"onnx-fp32", "int8-cpu"}
+    assert {r["name"] for r in payload["rows"]} == {"onnx-fp32", "int8-cpu"}
     steadiness = payload["steadiness"]  # --steady: a probe before each window: 2 artifacts x (compute, e2e)
     assert steadiness["windows"] == 4 and steadiness["probe_best_ms"] > 0
     table = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--seconds", "0.01", "--repeats", "1",
@@ -271,7 +271,7 @@ def test_end_to_end_input_is_the_preprocessed_raw_batch() -> None:
 
 def _row(name: str, backend: str, precision: str, p50: float, drop: float | None, batch: int = 1,
          size: int = 1000) -> dict:
-    return {"artifact": name, "backend": backend, "precision": precision, "batch": batch,
+    return {"name": name, "backend": backend, "precision": precision, "batch": batch,
             "latency_ms": {"p50": p50}, "drop": drop, "size_bytes": size}
 
 
@@ -279,7 +279,7 @@ def test_pick_is_the_fastest_within_budget_not_the_int8_one() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 0.0), _row("pruned-onnx-fp32", "onnxruntime", "fp32", 1.0, 0.2),
             _row("int8-cpu", "onnxruntime", "int8", 1.5, 0.1), _row("int8-trt-qdq", "onnxruntime", "int8", 0.5, 0.9)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
-    assert pick["artifact"] == "pruned-onnx-fp32"
+    assert pick["name"] == "pruned-onnx-fp32"
     assert "1.5x faster than int8-cpu" in pick["reason"] and "10.0x faster than the original" in pick["reason"]
     assert "int8-trt-qdq is faster but drops 0.90 pt" in pick["reason"]
 
@@ -290,16 +290,16 @@ def test_a_tie_within_noise_goes_to_the_smaller_file() -> None:
             _row("int8-cpu", "onnxruntime", "int8", 1.04, 0.1, size=1000),
             _row("fp16", "onnxruntime", "fp16", 1.20, 0.0, size=2000)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
-    assert pick["artifact"] == "int8-cpu"
+    assert pick["name"] == "int8-cpu"
     assert "smallest file" in pick["reason"] and "pruned-onnx-fp32 (onnxruntime fp32) 1 ms" in pick["reason"]
     rows[2]["latency_ms"]["p50"] = 1.06  # just outside the 5 % tie: speed decides again
-    assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["artifact"] == "pruned-onnx-fp32"
+    assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["name"] == "pruned-onnx-fp32"
 
 
 def test_pick_uses_the_closest_benched_batch_and_says_so() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 0.0, batch=64), _row("a", "onnxruntime", "fp32", 2.0, 0.1, 64)]
     pick = pick_deployable(rows, batch=8, max_drop=0.5)["cpu"]
-    assert pick["artifact"] == "a" and pick["batch"] == 64 and "not benched" in pick["reason"]
+    assert pick["name"] == "a" and pick["batch"] == 64 and "not benched" in pick["reason"]
 
 
 def test_a_ratio_from_timings_that_cannot_carry_it_is_called_unreliable() -> None:
@@ -326,7 +326,7 @@ def test_a_ratio_from_timings_that_cannot_carry_it_is_called_unreliable() -> Non
 def test_pick_reports_when_nothing_is_within_budget() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 1.0), _row("a", "onnxruntime", "int8", 2.0, 3.0)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
-    assert pick["artifact"] is None and "no artifact within" in pick["reason"]
+    assert pick["name"] is None and "no artifact within" in pick["reason"]
 
 
 def test_finish_report_benches_when_the_recipe_asks_and_writes_md_either_way(tmp_path: Path) -> None:
@@ -341,5 +341,5 @@ def test_finish_report_benches_when_the_recipe_asks_and_writes_md_either_way(tmp
     config = BenchConfig(batch_sizes=[1], warmup=0, iters=2, threads=1)
     report = finish_report(run, SimpleNamespace(bench=config, eval=EvalConfig()))
     assert report["bench"]["max_drop"] == 0.05
-    assert report["bench"]["deployable"]["cpu"]["artifact"] in {"original", "onnx-fp32"}  # int8 drops 0.1 > 0.05
+    assert report["bench"]["deployable"]["cpu"]["name"] in {"original", "onnx-fp32"}  # int8 drops 0.1 > 0.05
     assert (run / "report.png").is_file() and "Deployable" in (run / "report.md").read_text()

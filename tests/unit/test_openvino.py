@@ -85,7 +85,7 @@ def test_bench_times_every_onnx_artifact_on_both_runtimes_and_the_pick_names_the
     config = BenchConfig(batch_sizes=[1], threads=1, warmup=1, warmup_seconds=0.0, iters=3, seconds=None,
                          repeats=2, memory=False)
     result = bench(run, config)
-    pairs = {(r["artifact"], r["backend"]) for r in result["rows"]}
+    pairs = {(r["name"], r["backend"]) for r in result["rows"]}
     assert {("onnx-fp32", "onnxruntime"), ("onnx-fp32", "openvino"), ("int8-cpu", "onnxruntime"),
             ("int8-cpu", "openvino"), ("original", "torch")} <= pairs
     assert result["settings"]["cpu_runtimes"] == ["onnxruntime", "openvino"]
@@ -133,8 +133,8 @@ def test_bench_probes_settings_per_batch_and_the_rows_say_which_ran(run):
         if row["backend"] == "openvino":
             assert ("throughput" in row["device"]) == (row["setting"].get("hint") == "THROUGHPUT")
     pick = result["deployable"]["cpu"]
-    picked = next(r for r in result["rows"] if (r["artifact"], r["backend"], r["batch"]) ==
-                  (pick["artifact"], pick["backend"], pick["batch"]))
+    picked = next(r for r in result["rows"] if (r["name"], r["backend"], r["batch"]) ==
+                  (pick["name"], pick["backend"], pick["batch"]))
     assert pick.get("setting") == picked["setting"]
     assert ("thread" in pick["reason"]) == bool(picked.get("setting_tuned"))
     json.dumps(result)
