@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/identical_artifacts.py [--recipe recipes/mnist-lenet5.yaml] [--ref main]
                                                        [--work DIR]
 
-The other ref is taken with ``git archive`` (no worktree, no checkout of its own), and each side runs
-``python -m edgepipe pipeline RECIPE`` in a fresh process whose PYTHONPATH names only its own code. Both share
+The other ref is taken with ``git archive`` (no worktree, no checkout of its own), this checkout's tracked and
+untracked files are copied, and each side runs ``python -m edgepipe pipeline RECIPE`` in a fresh process whose
+PYTHONPATH names only its own code, from the same directory (WORK/code) in turn: torch's ONNX exporter records the
+source file of every traced call in the graph's metadata, so code run from two paths makes two ONNX files. Both share
 one EDGEPIPE_CACHE_DIR, so a timing decision measured by the first run (quantize's CPU-track speed fallback) is
 reused by the second: what is compared is the code's decisions, not two timings of a shared machine. Every file
 a stage lists as an artifact, and every file a bundle ships, is compared by sha256; manifests and reports (which
@@ -18,6 +20,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -28,11 +31,20 @@ REPO = Path(__file__).resolve().parent.parent
 SKIPPED_SUFFIXES = (".json", ".md", ".png")  # written with times, dates and timings: not artifacts
 
 
-def export_ref(ref: str, into: Path) -> Path:
-    """The tree of ``ref`` unpacked into ``into`` (its edgepipe/ is what the baseline run imports)."""
+def export_ref(ref: str | None, into: Path) -> Path:
+    """The tree of ``ref`` (None: this checkout as it is, untracked files included) in ``into``, emptied first."""
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    if ref is None:
+        listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard"], check=True, capture_output=True).stdout
+        for name in filter(None, listed.decode().split("\0")):
+            if (REPO / name).is_file():
+                (into / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / name, into / name)
+        return into
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref], check=True,
                              capture_output=True).stdout
-    into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
@@ -74,10 +86,12 @@ def main() -> int:
     recipe = args.recipe.resolve()
     cache = work / "cache"
     baseline = work / f"run-{args.ref}"
+    code = work / "code"  # both sides run from here, one after the other
     if not (baseline / "report.json").is_file():
-        run_pipeline(export_ref(args.ref, work / f"src-{args.ref}"), recipe, baseline, cache)
+        run_pipeline(export_ref(args.ref, code), recipe, baseline, cache)
     current = work / "run-here"
-    run_pipeline(REPO, recipe, current, cache)
+    shutil.rmtree(current, ignore_errors=True)
+    run_pipeline(export_ref(None, code), recipe, current, cache)
     before, after = artifact_files(baseline), artifact_files(current)
     differing = 0
     for name in sorted(set(before) | set(after)):
