@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from edgepipe.report.results import QuantizeResult
 from edgepipe.run import MODEL_PT, ORIGINAL
 
 
@@ -185,20 +186,20 @@ def prune_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def quantize_table(metrics: dict[str, Any], where: Any) -> Table:
+def quantize_table(result: QuantizeResult, where: Any) -> Table:
     """Each quantized artifact against the FP32 reference: the task's test score, drop, size and speed ratios."""
-    task = task_of_report(metrics)
+    task = task_of_report({"task": result.task})
     table = Table(title=f"quantize: {where}")
     for column in ("artifact", "precision", f"{task.metric_label} (test)", f"drop ({task.unit})", "size", "size ×",
                    "speed ×"):
         table.add_column(column, justify="left" if column in ("artifact", "precision") else "right")
-    reference = metrics["reference_fp32"]
+    reference = result.reference_fp32
     table.add_row("fp32 (reference)", "fp32", task.format_score(reference["test"]), "",
                   f"{reference['size_bytes'] / 1024:.0f} KiB", "1.00", "1.00")
-    for row in metrics["artifacts"]:
-        table.add_row(row["name"], row["precision"], task.format_score(row["score_test"]), f"{row['drop_test']:+.2f}",
-                      f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_ratio']:.2f}",
-                      f"{row['speed_ratio']:.2f}" if "speed_ratio" in row else "-")
+    for row in result.artifacts:
+        table.add_row(row.name, row.precision, task.format_score(row.score), f"{row.drop:+.2f}",
+                      f"{row.size_bytes / 1024:.0f} KiB", "-" if row.size_ratio is None else f"{row.size_ratio:.2f}",
+                      "-" if row.speed_ratio is None else f"{row.speed_ratio:.2f}")
     return table
 
 

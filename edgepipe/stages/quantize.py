@@ -33,6 +33,7 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.quant.scoring import Judge, score_of
 from edgepipe.recipe import QuantizeConfig
+from edgepipe.report.results import QuantizedArtifact, QuantizeResult
 from edgepipe.run import CALIB_CACHE as CACHE
 from edgepipe.run import CALIB_RANGES as RANGES
 from edgepipe.run import EXPORT, QUANTIZE, resolve
@@ -217,22 +218,22 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
                                                       input_name, context)
 
         rows = _evaluate_artifacts(tmp, dataset, reference, config.fp16, qat_summary, task)
-        used = max(0.0, *(row["drop_val"] for row in rows))  # the worst artifact quantize ships, on val
+        used = max(0.0, *(row.drop_val for row in rows))  # the worst artifact quantize ships, on val
         if qat_summary:
-            ptq = max(r["drop_val"] for r in rows if r["name"] in ("int8-cpu", "int8-trt"))
+            ptq = max(r.drop_val for r in rows if r.name in ("int8-cpu", "int8-trt"))
             qat = max(qat_summary["val_drop"].values())
             qat_summary.update(ptq_val_drop=ptq, recovered=round(ptq - qat, 4), qat_helped=qat <= ptq)
         fp32_size = src.onnx.stat().st_size
         for row in rows:
-            row["size_ratio"] = round(row["size_bytes"] / fp32_size, 4)
+            row.size_ratio = round(row.size_bytes / fp32_size, 4)
         speed_rows = {}
         if speed:
-            models = {"fp32": src.onnx, **{r["name"]: tmp / r["file"] for r in rows}}
+            models = {"fp32": src.onnx, **{r.name: tmp / r.file for r in rows}}
             speed_rows = measure_speed(models, speed_batch, available_cpus(),
                                        (cpu_speed or {}).get("runtime", "onnxruntime"))
             for row in rows:
-                row["speed_ratio"] = round(speed_rows[row["name"]]["throughput_per_s"]
-                                           / speed_rows["fp32"]["throughput_per_s"], 3)
+                row.speed_ratio = round(speed_rows[row.name]["throughput_per_s"]
+                                        / speed_rows["fp32"]["throughput_per_s"], 3)
 
         manifest.carry_from(src.manifest, src.stage_dir)
         manifest.source = {"onnx": str(src.onnx), "stage_dir": str(src.stage_dir), "sha256": model_sha}
@@ -243,17 +244,15 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
             "ranges_file": RANGES, "ranges_sha256": sha256_file(tmp / RANGES), "ranges_key": ranges_key,
         }
         for row in rows:
-            add_artifact(manifest, tmp, row["file"], name=row["name"], fmt="onnx", precision=row["precision"],
-                         track=row["track"], calibration_sha256=calibration_set.sha256)
-        manifest.metrics = {
-            "reference_fp32": {"file": str(src.onnx), "size_bytes": fp32_size, **reference},
-            "task": task.describe(), "artifacts": rows, "speed": speed_rows, "max_drop": budget.max_drop,
-            "budget": budget.record(used),
-            "fallback": fallback, "cpu_speed_fallback": cpu_speed, "fp16_overflow": fp16_report, "cpu": cpu_vnni(),
-            "qat": qat_summary,
-            "score_split": "val decides (budget, fallback); test is reported only",
-        }
-    say(f"quantize: {out}  (" + ", ".join(f"{r['name']} drop {r['drop_test']:+.2f} {task.unit}" for r in rows)
+            add_artifact(manifest, tmp, row.file, name=row.name, fmt="onnx", precision=row.precision,
+                         track=row.track, calibration_sha256=calibration_set.sha256)
+        manifest.metrics = QuantizeResult(
+            reference_fp32={"file": str(src.onnx), "size_bytes": fp32_size, **reference}, task=task.describe(),
+            artifacts=rows, speed=speed_rows, max_drop=budget.max_drop, budget=budget.record(used),
+            fallback=fallback, cpu_speed_fallback=cpu_speed, fp16_overflow=fp16_report, cpu=cpu_vnni(),
+            qat=qat_summary, score_split="val decides (budget, fallback); test is reported only",
+        ).to_json()
+    say(f"quantize: {out}  (" + ", ".join(f"{r.name} drop {r.drop:+.2f} {task.unit}" for r in rows)
         + f"; vs its source on test)  quantize {budget.line(used)} on val")
     return out
 
@@ -318,7 +317,8 @@ def _checked_node_names(model: Path, names: list[str], shown: Path | None = None
     return list(dict.fromkeys(names))
 
 
-def _evaluate_artifacts(tmp: Path, dataset, reference: dict, fp16: bool, qat: dict | None, task: Task) -> list[dict]:
+def _evaluate_artifacts(tmp: Path, dataset, reference: dict, fp16: bool, qat: dict | None,
+                        task: Task) -> list[QuantizedArtifact]:
     entries = [("int8-cpu", INT8_CPU, "int8", "cpu"), ("int8-trt", INT8_TRT, "int8", "tensorrt-qdq")]
     if fp16:
         entries.append(("fp16", FP16, "fp16", "fp16"))
@@ -329,8 +329,8 @@ def _evaluate_artifacts(tmp: Path, dataset, reference: dict, fp16: bool, qat: di
     for name, filename, precision, track in entries:
         path = tmp / filename
         scores = {split: score_of(path, getattr(dataset, split), task) for split in ("val", "test")}
-        rows.append({"name": name, "file": filename, "precision": precision, "track": track,
-                     "size_bytes": path.stat().st_size, "score_val": scores["val"], "score_test": scores["test"],
-                     "drop_val": round(task.drop(reference["val"], scores["val"]), 4),
-                     "drop_test": round(task.drop(reference["test"], scores["test"]), 4)})
+        rows.append(QuantizedArtifact(name=name, file=filename, precision=precision, track=track,
+                                      size_bytes=path.stat().st_size, score=scores["test"], score_val=scores["val"],
+                                      drop=round(task.drop(reference["test"], scores["test"]), 4),
+                                      drop_val=round(task.drop(reference["val"], scores["val"]), 4)))
     return rows

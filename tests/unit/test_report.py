@@ -138,3 +138,18 @@ def test_a_detector_gets_its_precision_recall_and_per_class_picture(tmp_path: Pa
     del report["artifacts"][0]["metrics"]["coco"]["pr50"]  # an older report.json: no curve, no picture
     (tmp_path / "report-task.png").unlink()
     assert write_task_plot(tmp_path, report) is None and not (tmp_path / "report-task.png").exists()
+
+
+def test_quantize_results_read_back_typed_from_manifests_old_and_new(tmp_path: Path) -> None:
+    from edgepipe.artifacts import read_manifest
+    from edgepipe.report.results import QuantizedArtifact, QuantizeResult
+
+    before = Path(__file__).parent / "data" / "manifests-before-run-layout" / "quantize"  # before tasks and types
+    old = QuantizeResult.model_validate(read_manifest(before).metrics)
+    cpu = old.row("int8-cpu")
+    assert cpu.score == read_manifest(before).metrics["artifacts"][0]["accuracy_test"] and cpu.drop_val is not None
+    assert old.max_drop is None and old.model_extra["max_drop_pts"] == 10.0  # kept, not lost
+    row = QuantizedArtifact(name="fp16", file="m.onnx", precision="fp16", track="fp16", size_bytes=3, score=0.9,
+                            drop=0.1, score_val=0.8, drop_val=0.2)
+    written = QuantizeResult(reference_fp32={"test": 1.0, "size_bytes": 9}, artifacts=[row]).to_json()
+    assert QuantizeResult.model_validate(written).row("fp16") == row and "score_test" not in written["artifacts"][0]
