@@ -36,7 +36,7 @@ from edgepipe.artifacts import (
     sha256_file,
     write_manifest,
 )
-from edgepipe.bundles import is_bundle, load_reference
+from edgepipe.bundles import BundleFacts, is_bundle, load_reference
 from edgepipe.data import Split, load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
@@ -307,32 +307,29 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         manifest.dataset = {"name": dataset_record.config["name"], "labels": dataset_record.labels,
                             "preprocessing": dataset_record.preprocessing or {},
                             "fingerprint": dataset_record.fingerprint, "samples": int(len(y))}
-        bundle_facts = {
-            "recipe_name": recipe.get("name", run_dir.name),
-            "target": {"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
-                       "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
-                       "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack,
-                       "tensorrt": profile.tensorrt_text(),
-                       "jetpack_releases": [release.jetpack for release in profile.releases]},
-            "precisions": _deploy_precisions(profile, shipped),
-            "max_drop": open_context(train_manifest, train_dir).budget.max_drop,  # what eval gates the run with
-            "original": {"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
-                         "samples": int(len(y)), "size_bytes": original.size_bytes,
-                         "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
-                         "test_score_full_split": train_manifest.metrics.get(
-                             "test", train_manifest.metrics.get("test_accuracy"))},  # a train stage made before tasks
-            "excluded": excluded,
-            "preflight": preflight,
-        }
-        bundle_facts["trtexec"] = _trtexec(profile, shipped, bundle_facts["precisions"], export_manifest,
-                                           train_manifest)
-        for key, value in bundle_facts.items():
-            setattr(manifest, key, value)
+        precisions = _deploy_precisions(profile, shipped)
+        facts = BundleFacts(
+            recipe_name=recipe.get("name", run_dir.name),
+            target={"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
+                    "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
+                    "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack,
+                    "tensorrt": profile.tensorrt_text(),
+                    "jetpack_releases": [release.jetpack for release in profile.releases]},
+            precisions=precisions,
+            max_drop=open_context(train_manifest, train_dir).budget.max_drop,  # what eval gates the run with
+            original={"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
+                      "samples": int(len(y)), "size_bytes": original.size_bytes,
+                      "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
+                      "test_score_full_split": train_manifest.metrics.get(
+                          "test", train_manifest.metrics.get("test_accuracy"))},  # a train stage made before tasks
+            excluded=excluded, preflight=preflight,
+            trtexec=_trtexec(profile, shipped, precisions, export_manifest, train_manifest))
+        facts.write_into(manifest)
         manifest.files = _file_list(tmp)
         (tmp / README).write_text(_readme(manifest.to_json(), out.name))
         manifest.files = _file_list(tmp)
-    say(f"bundle: {out} for {profile.name} ({', '.join(bundle_facts['precisions'])}; original "
-        f"{bundle_facts['original']['score_text']} on {len(y)} samples)")
+    say(f"bundle: {out} for {profile.name} ({', '.join(facts.precisions)}; original "
+        f"{facts.original['score_text']} on {len(y)} samples)")
     return out
 
 

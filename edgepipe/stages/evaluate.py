@@ -56,20 +56,20 @@ def _run_inputs(run_dir: Path) -> EvalInputs:
 
 def _bundle_inputs(bundle: Path) -> EvalInputs:
     """A deploy bundle (no PyTorch here): the stored test samples, and the original row from its stored outputs."""
-    from edgepipe.bundles import load_reference
+    from edgepipe.bundles import BundleFacts, load_reference
 
     reference = load_reference(bundle)  # names a missing or changed file
     manifest = reference.manifest
-    original = manifest.original
+    facts = BundleFacts.of(manifest)
+    original = facts.original
     # The budget the bundle was made with (older bundles: under its older name) is the bundle's, whatever its recipe
-    context = open_context(manifest, bundle, max_drop=manifest.extra("max_drop", manifest.extra("max_accuracy_drop")))
+    context = open_context(manifest, bundle, max_drop=facts.max_drop)
     record = {"name": manifest.dataset.name, "test_samples": int(len(reference.x)),
-              "labels": manifest.dataset.labels, "bundle": {"target": manifest.target["name"]}}
+              "labels": manifest.dataset.labels, "bundle": {"target": facts.target["name"]}}
     row = {"name": ORIGINAL, "precision": "fp32", "format": "torch", "path": str(bundle / original["reference_file"]),
            "size_bytes": original["size_bytes"], "stage": TRAIN, "backend": "torch (stored outputs)",
            "device": "recorded when bundled", "outputs": reference.outputs}
-    return EvalInputs(context, manifest.extra("recipe_name", bundle.name), record, reference.x, reference.targets,
-                      row)
+    return EvalInputs(context, facts.recipe_name or bundle.name, record, reference.x, reference.targets, row)
 
 
 def _inputs(run_dir: Path) -> EvalInputs:
