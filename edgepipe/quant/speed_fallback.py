@@ -47,16 +47,17 @@ def _runtime_versions(runtimes: list[str]) -> list[str]:
     return [f"{runtime} {versions[runtime]}" for runtime in runtimes]
 
 
-def _speed_decision_key(prepared: Path, layers: list, already_float: list[str], method: str, batch: np.ndarray,
-                        threads: int, runtimes: list[str]) -> str:
+def _speed_decision_key(judge: Judge, layers: list, already_float: list[str], batch: np.ndarray, threads: int,
+                        runtimes: list[str]) -> str:
     """Everything the CPU track's speed decision depends on: the graph's bytes, its candidate layers, what the
     accuracy fallback already keeps in float, the batch, the threads, the CPU, and the runtimes it may be made on
     with their versions (which of them runs the graph fastest is part of the decision)."""
     from edgepipe.cache import DecisionCache, cpu_fingerprint
     from edgepipe.quant.speed import MIN_GAIN
 
-    return DecisionCache.key(schema=3, model=sha256_file(prepared), layers=layers, already_float=sorted(already_float),
-                             method=method, batch=list(batch.shape), threads=threads, cpu=cpu_fingerprint(),
+    return DecisionCache.key(schema=3, model=sha256_file(judge.prepared), layers=layers,
+                             already_float=sorted(already_float), method=judge.method, batch=list(batch.shape),
+                             threads=threads, cpu=cpu_fingerprint(),
                              runtimes=_runtime_versions(runtimes), min_gain=MIN_GAIN)
 
 
@@ -76,7 +77,7 @@ def cpu_float_where_faster(judge: Judge, tmp: Path, track, already_float: list[s
     prepared, method = judge.prepared, judge.method
     layers = quantized_nodes(prepared, [tmp / INT8_CPU])  # weighted and activation-only (a QLinearMul) alike
     cache = DecisionCache(SPEED_DECISIONS)
-    key = _speed_decision_key(prepared, layers, already_float, method, batch, threads, runtimes)
+    key = _speed_decision_key(judge, layers, already_float, batch, threads, runtimes)
     cached = None if retime else cache.get(key)
     if cached is not None:
         summary = dict(cached, decision="reused", cache=str(cache.path))

@@ -265,8 +265,7 @@ def _time_rounds(measured: list[_Measured], batches: dict[int, tuple[np.ndarray,
 
     repeats, sizes = config.repeats, sorted(batches)
     with progress_bar() as bar:
-        _choose_settings(measured, batches, stack, bar, threads=threads, tune=config.tune_settings,
-                         seconds=config.seconds, iters=config.iters)
+        _choose_settings(measured, batches, stack, bar, config, threads)
         progress = bar.add_task("bench", total=repeats * sum(len(m.sizes) for m in measured))
         for repeat in range(repeats):
             for size in sizes:
@@ -364,10 +363,10 @@ def _add_notes(result: dict[str, Any], runtime_note: str | None) -> None:
 
 
 def _choose_settings(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
-                     bar: Any, *, threads: int, tune: bool, seconds: float | None, iters: int) -> None:
+                     bar: Any, config: BenchConfig, threads: int) -> None:
     """Per measured (artifact, runtime) and batch size: the runtime setting its timed windows use
-    (bench/settings.py), probed when ``tune`` and the runtime has more than one candidate. Fills ``runners``
-    and ``settings`` of every item."""
+    (bench/settings.py), probed when ``config.tune_settings`` and the runtime has more than one candidate. Fills
+    ``runners`` and ``settings`` of every item."""
     from edgepipe.bench.settings import candidates, probe
     from edgepipe.runners.select import open_runner
 
@@ -377,7 +376,7 @@ def _choose_settings(measured: list[_Measured], batches: dict[int, tuple[np.ndar
             found = [] if item.entry.format == "engine" else candidates(item.runtime, threads, size)
             item.runners[size] = item.runner  # opened with the default (found[0])
             item.settings[size] = (found[0] if found else None, None)
-            if tune and len(found) > 1:
+            if config.tune_settings and len(found) > 1:
                 work.append((item, size, found))
     task = bar.add_task("bench: probing runtime settings", total=len(work))
     for item, size, found in work:
@@ -390,8 +389,8 @@ def _choose_settings(measured: list[_Measured], batches: dict[int, tuple[np.ndar
                     item.directory, item.entry, threads=setting.threads, runtime=item.runtime, hint=setting.hint))
         batch = batches[size][0]
         chosen, record = probe({setting: (lambda r=opened[setting], x=batch: r.infer(x)) for setting in found},
-                               seconds=seconds / 5 if seconds else None,
-                               iters=3 if seconds else max(3, iters // 5))  # a time budget when there is one
+                               seconds=config.seconds / 5 if config.seconds else None,  # a time budget, if any
+                               iters=3 if config.seconds else max(3, config.iters // 5))
         item.runners[size], item.settings[size] = opened[chosen], (chosen, record)
         bar.update(task, advance=1)
 
