@@ -276,7 +276,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     task = task_of(train_manifest)
     targets = task.targets(Split(x, y))
     score = task.score(outputs, targets)
-    recipe = train_manifest.recipe or {}
+    context = open_context(train_manifest, train_dir)  # the run's recipe and budget, read once
     dataset_record = train_manifest.dataset
     manifest = new_manifest(STAGE, {"target": profile.name, "samples": int(len(y)), "source": str(run_dir)},
                             {"original": original.sha256, "onnx": onnx_entry.sha256})
@@ -301,7 +301,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         (tmp / LABELS).write_text("\n".join(dataset_record.labels) + "\n")
 
         shipped = {item.dest for item in planned}
-        manifest.recipe = recipe
+        manifest.recipe = train_manifest.recipe or {}  # as recorded: the device runtime reads it as JSON
         manifest.model = train_manifest.model
         manifest.task = task.describe()
         manifest.dataset = {"name": dataset_record.config["name"], "labels": dataset_record.labels,
@@ -309,14 +309,14 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
                             "fingerprint": dataset_record.fingerprint, "samples": int(len(y))}
         precisions = _deploy_precisions(profile, shipped)
         facts = BundleFacts(
-            recipe_name=recipe.get("name", run_dir.name),
+            recipe_name=context.name or run_dir.name,
             target={"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
                     "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
                     "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack,
                     "tensorrt": profile.tensorrt_text(),
                     "jetpack_releases": [release.jetpack for release in profile.releases]},
             precisions=precisions,
-            max_drop=open_context(train_manifest, train_dir).budget.max_drop,  # what eval gates the run with
+            max_drop=context.budget.max_drop,  # what eval gates the run with
             original={"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
                       "samples": int(len(y)), "size_bytes": original.size_bytes,
                       "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
