@@ -77,5 +77,7 @@ def test_a_prune_stage_records_its_share_and_the_next_stage_reads_it(old_run):
 def test_a_recorded_recipe_from_another_edgepipe_keeps_what_still_reads(old_run):
     recorded = read_manifest(old_run / TRAIN).recipe
     assert recorded_recipe({**recorded, "bench": {"no_such_key": 1}}).bench is None
+    two = recorded_recipe({**recorded, "eval": {"max_drop": 1.0}, "quantize": {"max_drop": 3.0}})
+    assert two.eval.max_drop == 1.0 and two.quantize.max_drop is None  # recorded before one budget: eval's holds
     with pytest.raises(EdgepipeError, match="the recorded recipe no longer reads"):
         recorded_recipe({"name": "r"})
