@@ -74,13 +74,13 @@ def main() -> int:
 
     from edgepipe.bench.machine import describe
     from edgepipe.recipe import BenchConfig
-    from edgepipe.report import bench_markdown_table, update_report
+    from edgepipe.report import bench_markdown_table, write_report
     from edgepipe.stages.bench import bench
     from edgepipe.stages.evaluate import evaluate
 
     if args.prepare_only:
         prepare_run(args.recipe, args.run)
-        update_report(args.run, evaluate(args.run))
+        write_report(args.run, evaluation=evaluate(args.run), summary=False)
         return 0
     # Train/prune/quantize/eval in a child process, so the timings start from a fresh interpreter (no thread
     # pools, allocator state or imports left over from training).
@@ -90,6 +90,7 @@ def main() -> int:
                                            iters=args.iters, seconds=args.seconds, repeats=args.repeats,
                                            memory=run == 0, steady=True))
                for run in range(args.runs)]
+    write_report(args.run, bench=results[-1])
     result = results[0]
     print(f"**{result['recipe']}** on {describe(result['machine'])}; windows of at least {args.iters} calls and "
           f"{args.seconds:g} s, {args.repeats} interleaved repeats per artifact and batch "

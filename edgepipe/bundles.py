@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from edgepipe.artifacts import Manifest, is_stage_dir, read_manifest, sha256_file
 from edgepipe.errors import EdgepipeError
@@ -27,6 +29,32 @@ class Reference:
 
 def is_bundle(path: Path) -> bool:
     return is_stage_dir(path, BUNDLE)
+
+
+class BundleFacts(BaseModel):
+    """What a bundle's manifest.json says beside a stage manifest's common fields: written by `edgepipe bundle`
+    from this model and read back as it (the device runtime reads the same keys as JSON)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    recipe_name: str | None = None
+    target: dict[str, Any] = Field(default_factory=dict)  # the profile: name, gpu, sm, precisions, TensorRT range
+    precisions: list[str] = Field(default_factory=list)  # what the device may build, best first
+    # the budget eval gates with on the device (bundles made before its rename: max_accuracy_drop)
+    max_drop: float | None = Field(default=None, validation_alias=AliasChoices("max_drop", "max_accuracy_drop"))
+    original: dict[str, Any] = Field(default_factory=dict)  # the original's score on the stored samples, its file
+    excluded: list[dict[str, Any]] = Field(default_factory=list)  # quantize files the target cannot run
+    preflight: Any = None
+    trtexec: Any = None
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> BundleFacts:
+        return cls.model_validate(manifest.model_extra or {})
+
+    def write_into(self, manifest: Manifest) -> None:
+        """These facts become ``manifest``'s own keys (as bundles have always been written)."""
+        for key, value in self.model_dump(mode="python").items():
+            setattr(manifest, key, value)
 
 
 def read_bundle(bundle: Path) -> Manifest:
@@ -67,7 +95,7 @@ def check_bundle_target(source: Path, target: str | None) -> str | None:
     if not source.is_dir() or not is_bundle(source):
         return target
     manifest = read_bundle(source)
-    bundled = manifest.target["name"]
+    bundled = BundleFacts.of(manifest).target["name"]
     if target is not None and target != bundled:
         from edgepipe.targets import get_target
 

@@ -104,25 +104,22 @@ def _bench_pick(directory: Path, artifacts: list[tuple[Path, Artifact]], batch: 
     stage, entry, the runtime to run it on here, the runtime setting bench measured fastest for it at the benched
     batch closest to ``batch`` (None unless a setting other than the full thread budget won there), and the
     backend bench named."""
-    from edgepipe.artifacts import read_json
-    from edgepipe.report import REPORT
+    from edgepipe.report import read_report
     from edgepipe.runners.select import installed_cpu_runtimes
 
-    if not (directory / REPORT).is_file():
-        return None
     try:
-        bench = read_json(directory / REPORT, "report").get("bench") or {}
+        bench = read_report(directory).get("bench") or {}
     except EdgepipeError:
         return None  # an unreadable report: infer's own rule still picks
     pick = (bench.get("deployable") or {}).get("cpu") or {}
-    found = next(((s, e) for s, e in artifacts if e.name == pick.get("artifact")), None)
+    found = next(((s, e) for s, e in artifacts if e.name == pick.get("name")), None)
     if found is None or found[1].format not in ("onnx", "torch"):
         return None
     backend = pick.get("backend")
     runtime = backend if found[1].format == "onnx" and backend in installed_cpu_runtimes() else None
     setting = None
     rows = [r for r in bench.get("rows") or [] if isinstance(r, dict) and type(r.get("batch")) is int
-            and (r.get("artifact"), r.get("backend")) == (pick.get("artifact"), backend)]
+            and (r.get("name"), r.get("backend")) == (pick.get("name"), backend)]
     if runtime and rows:
         closest = min(rows, key=lambda r: (abs(r["batch"] - batch), r["batch"]))
         setting = Setting.from_json(closest.get("setting")) if closest.get("setting_tuned") is True else None

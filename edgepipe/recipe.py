@@ -340,6 +340,16 @@ class Recipe(Section):
     bench: BenchConfig | None = None
     eval: EvalConfig = EvalConfig()
 
+    @model_validator(mode="after")
+    def _one_budget(self) -> Recipe:
+        # A run has one budget against the original (edgepipe.tasks.budget): two different ones cannot both hold.
+        quantize_drop = self.quantize.max_drop if self.quantize is not None else None
+        if None not in (quantize_drop, self.eval.max_drop) and quantize_drop != self.eval.max_drop:
+            raise ValueError(f"eval.max_drop {self.eval.max_drop} and quantize.max_drop {quantize_drop} differ: a run "
+                             "has one budget against the original, spent by prune and quantize in turn; set "
+                             "eval.max_drop only")
+        return self
+
 
 def _allowed_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
     """Walk the model classes along a validation error's location to list the keys allowed there."""
@@ -362,6 +372,8 @@ def _describe(error: dict[str, Any], source: str) -> str:
         return f"{source}: unknown key '{dotted}'; allowed keys here: {allowed}"
     if error["type"] == "missing":
         return f"{source}: missing required key '{dotted}'"
+    if not location:  # a rule over the whole recipe (one budget): its own words say what is wrong
+        return f"{source}: {error['msg'].removeprefix('Value error, ')}"
     return f"{source}: {dotted}: {error['msg']} (got {error.get('input')!r})"
 
 

@@ -23,11 +23,11 @@ def ratio_doubt(*rows: dict[str, Any]) -> str | None:
     (the machine's speed changed between the windows)."""
     spread, row = max(((r.get("p50_spread_pct") or 0.0, r) for r in rows), key=lambda item: item[0])
     if spread > SPREAD_LIMIT:  # the worst of the rows: the one that makes the ratio unreliable
-        return f"{row['artifact']} ({row['backend']}) repeats disagree by {spread:.0f} %"
+        return f"{row['name']} ({row['backend']}) repeats disagree by {spread:.0f} %"
     for row in rows:
         e2e = (row.get("end_to_end") or {}).get("latency_ms", {}).get("p50")
         if e2e is not None and e2e < row["latency_ms"]["p50"] * (1 - E2E_SLACK):
-            return (f"{row['artifact']} ({row['backend']}) end to end ({e2e:.3g} ms) timed below its compute alone "
+            return (f"{row['name']} ({row['backend']}) end to end ({e2e:.3g} ms) timed below its compute alone "
                     f"({row['latency_ms']['p50']:.3g} ms)")
     return None
 
@@ -44,7 +44,7 @@ def _closest_batch(rows: list[dict[str, Any]], batch: int) -> int | None:
 
 def _label(row: dict[str, Any]) -> str:
     setting = f", {row['setting_label']}" if row.get("setting_tuned") else ""
-    return f"{row['artifact']} ({row['backend']} {row['precision']}{setting})"
+    return f"{row['name']} ({row['backend']} {row['precision']}{setting})"
 
 
 def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target: str, unit: str = "pts"
@@ -53,14 +53,14 @@ def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target:
     smallest file), and why."""
     chosen_batch = _closest_batch(rows, batch)
     if chosen_batch is None:
-        return {"target": target, "artifact": None, "reason": "no artifact was benchmarked for this target"}
+        return {"target": target, "name": None, "reason": "no artifact was benchmarked for this target"}
     at_batch = sorted((r for r in rows if r["batch"] == chosen_batch), key=lambda r: r["latency_ms"]["p50"])
     known = [r for r in at_batch if r.get("drop") is not None]
     eligible = [r for r in known if r["drop"] <= max_drop] if known else at_batch
     batch_note = "" if chosen_batch == batch else f" (deploy batch {batch} not benched; closest is {chosen_batch})"
     if not eligible:
         best = known[0]
-        return {"target": target, "artifact": None, "batch": chosen_batch,
+        return {"target": target, "name": None, "batch": chosen_batch,
                 "reason": f"no artifact within the {max_drop} {unit} budget; the fastest, {_label(best)}, "
                           f"drops {best['drop']:.2f} {unit}{batch_note}"}
     fastest_p50 = eligible[0]["latency_ms"]["p50"]
@@ -79,7 +79,7 @@ def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target:
         runner_up = eligible[1]
         parts.append(_ratio(f"{runner_up['latency_ms']['p50'] / p50:.1f}x faster than {_label(runner_up)}", best,
                             runner_up))
-    original = next((r for r in at_batch if r["artifact"] == "original"), None)
+    original = next((r for r in at_batch if r["name"] == "original"), None)
     if original is not None and original is not best and (len(eligible) < 2 or eligible[1] is not original):
         parts.append(_ratio(f"{original['latency_ms']['p50'] / p50:.1f}x faster than the original", best, original))
     if known:
@@ -89,8 +89,8 @@ def pick_for(rows: list[dict[str, Any]], *, batch: int, max_drop: float, target:
     faster_over_budget = [r for r in known if r not in eligible and r["latency_ms"]["p50"] < p50]
     if faster_over_budget:
         over = faster_over_budget[0]
-        parts.append(f"{over['artifact']} is faster but drops {over['drop']:.2f} {unit}")
-    return {"target": target, "artifact": best["artifact"], "backend": best["backend"],
+        parts.append(f"{over['name']} is faster but drops {over['drop']:.2f} {unit}")
+    return {"target": target, "name": best["name"], "backend": best["backend"],
             "precision": best["precision"], "batch": chosen_batch, "reason": "; ".join(parts),
             **({"setting": best["setting"]} if best.get("setting") else {})}
 
@@ -106,7 +106,7 @@ def pick_deployable(rows: list[dict[str, Any]], *, batch: int, max_drop: float, 
         picks[engine_target] = pick_for(engine_rows, batch=batch, max_drop=max_drop, target=engine_target, unit=unit)
     elif target:
         why = f"TensorRT absent here ({engine_problem})" if engine_problem else "no engine in this run"
-        picks[engine_target] = {"target": engine_target, "artifact": None,
+        picks[engine_target] = {"target": engine_target, "name": None,
                                 "reason": f"no TensorRT engine benchmarked: {why}; build and bench on the target "
                                           f"(`edgepipe build` then `edgepipe bench` there)"}
     return picks

@@ -28,6 +28,26 @@ def parse_batch_sizes(text: str) -> list[int]:
     return [limits.check_batch(size, "--batch") for size in sizes]
 
 
+def _settings_file(path: Path):
+    """A recipe's bench: section from a YAML/JSON file; one line naming the key when it is wrong."""
+    import yaml
+    from pydantic import ValidationError
+
+    from edgepipe.recipe import BenchConfig
+
+    if not path.is_file():
+        raise EdgepipeError(f"--settings: {path} is not a file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return BenchConfig.model_validate(data if data is not None else {})
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise EdgepipeError(f"--settings: {path} is not YAML or JSON ({type(exc).__name__})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise EdgepipeError(f"--settings {path}: {where}: {first['msg']}") from None
+
+
 def command(
     run_or_model: Annotated[Path, typer.Argument(help="Run directory, stage directory, or one .onnx / model.pt.")],
     batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes.")]
@@ -54,6 +74,10 @@ def command(
     tune_settings: Annotated[bool, typer.Option(help="Per batch size, probe fewer threads and OpenVINO's throughput "
                                                      "streams; keep one only where it wins every probe round.")]
     = defaults.BENCH["tune_settings"],
+    settings: Annotated[Path | None, typer.Option("--settings", help="Take every setting from this YAML or JSON "
+                                                        "file instead of the options above: the keys of a recipe's "
+                                                        "bench: section (what `edgepipe pipeline` hands its fresh "
+                                                        "process).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
 ) -> None:
     """Latency p50/p90/p99, throughput, memory, size, params and MACs of every artifact, side by side; speedup vs
@@ -61,16 +85,27 @@ def command(
     from edgepipe.cli.options import stage_config
     from edgepipe.progress import console, say
     from edgepipe.recipe import BenchConfig
-    from edgepipe.report import bench_table
-    from edgepipe.run import REPORT_JSON, REPORT_MD, REPORT_PNG
-    from edgepipe.stages.bench import bench
+    from edgepipe.report import bench_table, write_report
+    from edgepipe.run import REPORT_JSON, REPORT_MD, REPORT_PNG, resolve
+    from edgepipe.stages.bench import bench, missing_evaluation
 
-    config = stage_config(BenchConfig, {
-        "batch_sizes": parse_batch_sizes(batch), "warmup": warmup, "iters": iters, "seconds": seconds,
-        "threads": threads, "backends": [b.value for b in backend] if backend else None, "repeats": repeats,
-        "memory": memory, "end_to_end": end_to_end, "steady": steady, "tune_settings": tune_settings},
-        flags={"batch_sizes": "--batch"})
+    if settings is not None:
+        config = _settings_file(settings)
+    else:
+        config = stage_config(BenchConfig, {
+            "batch_sizes": parse_batch_sizes(batch), "warmup": warmup, "iters": iters, "seconds": seconds,
+            "threads": threads, "backends": [b.value for b in backend] if backend else None, "repeats": repeats,
+            "memory": memory, "end_to_end": end_to_end, "steady": steady, "tune_settings": tune_settings},
+            flags={"batch_sizes": "--batch"})
+    run_dir = run_or_model if resolve(run_or_model).kind == "run" else None
+    if run_dir is not None and missing_evaluation(run_dir):
+        from edgepipe.stages.evaluate import evaluate
+
+        say("bench: no eval results for every artifact yet; running eval first")
+        write_report(run_dir, evaluation=evaluate(run_dir), summary=False)
     result = bench(run_or_model, config)
+    if run_dir is not None:
+        write_report(run_dir, bench=result)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return

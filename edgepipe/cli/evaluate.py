@@ -19,11 +19,10 @@ def command(
     from edgepipe.cli.options import stage_config
     from edgepipe.cli.output import show_eval_report
     from edgepipe.recipe import EvalConfig
-    from edgepipe.report import update_report, write_task_plot
+    from edgepipe.report import write_report
     from edgepipe.stages.evaluate import evaluate
 
     config = None if max_drop is None else stage_config(EvalConfig, {"max_drop": max_drop},
                                                          flags={"max_drop": "--max-drop"})
-    report = update_report(run, evaluate(run, config))
-    write_task_plot(run, report)
+    report = write_report(run, evaluation=evaluate(run, config), summary=False)
     show_eval_report(report, as_json)

@@ -21,8 +21,9 @@ def command(
     = defaults.QUANTIZE["calibration"],
     qat: Annotated[bool, typer.Option(help="Also fine-tune with fake quantization (QAT) and export QDQ graphs.")]
     = defaults.QUANTIZE["qat"],
-    max_drop: Annotated[float | None, typer.Option(help="Budget on val in the task's unit: top-1 points, PSNR dB "
-                                                        "(default: the recipe's eval.max_drop).")]
+    max_drop: Annotated[float | None, typer.Option(help="The run's budget against the original, on val, in the task's "
+                                                        "unit: top-1 points, PSNR dB (default: the recipe's "
+                                                        "eval.max_drop); what prune lost is spent first.")]
     = defaults.QUANTIZE["max_drop"],
     reduce_range: Annotated[bool, typer.Option(help="7-bit weights on the CPU track (for CPUs without VNNI).")]
     = defaults.QUANTIZE["reduce_range"],
@@ -64,13 +65,14 @@ def command(
     result = quantize(source, out, config)
 
     from edgepipe.artifacts import read_manifest
+    from edgepipe.report.results import QuantizeResult
 
-    metrics = read_manifest(result).metrics
+    metrics = QuantizeResult.model_validate(read_manifest(result).metrics)
     console.print(quantize_table(metrics, result))
-    cpu = metrics["cpu"]
+    cpu = metrics.cpu
     vnni = "unknown" if not cpu.get("known") else ("yes" if cpu["vnni"] else "no (consider --reduce-range)")
-    fallback = metrics["fallback"]
-    speed = next(iter(metrics["speed"].values()), None)
+    fallback = metrics.fallback
+    speed = next(iter(metrics.speed.values()), None)
     where = (f"batch-{speed['batch']} speed on {speed.get('runtime', 'onnxruntime')}, {speed['threads']} threads; "
              if speed else "")
     console.print(f"CPU VNNI: {vnni}; {where}decisions on val, table shows test")
@@ -79,17 +81,16 @@ def command(
         console.print(f"kept in float as asked (--keep-float): {', '.join(by_user)}")
     for_budget = [name for name in fallback.get("excluded", []) if name not in by_user]
     if fallback.get("needed"):
-        console.print(f"kept in float to meet {fallback['max_drop']} {fallback.get('unit', 'pts')}: "
-                      f"{', '.join(for_budget) or 'nothing more'}")
-    speed_fallback = metrics.get("cpu_speed_fallback") or {}
+        console.print(f"kept in float to meet the {fallback['max_drop']} {fallback.get('unit', 'pts')} left of the "
+                      f"budget: {', '.join(for_budget) or 'nothing more'}")
+    speed_fallback = metrics.cpu_speed_fallback or {}
     if speed_fallback.get("reverted"):
         console.print(f"CPU track: {speed_fallback['reverted']}")
     for row in speed_fallback.get("table", []) if speed_fallback.get("kept_float") else []:
         if row["kept_float"]:
             console.print(f"CPU track keeps {row['node']} ({row['op']}) in float: {row['float_ms']:.3f} ms vs "
-                          f"{row['int8_ms']:.3f} ms in int8 at batch {metrics['cpu_speed_fallback']['batch']}")
-    if metrics.get("qat"):
-        qat_row = metrics["qat"]
-        unit = (metrics.get("task") or {}).get("unit", "pts")
-        console.print(f"QAT recovered {qat_row['recovered']:+.2f} {unit} of PTQ's val drop "
-                      f"({'yes' if qat_row['qat_helped'] else 'no'})")
+                          f"{row['int8_ms']:.3f} ms in int8 at batch {speed_fallback['batch']}")
+    if metrics.qat:
+        unit = metrics.task.get("unit", "pts")
+        console.print(f"QAT recovered {metrics.qat['recovered']:+.2f} {unit} of PTQ's val drop "
+                      f"({'yes' if metrics.qat['qat_helped'] else 'no'})")

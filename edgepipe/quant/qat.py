@@ -90,7 +90,7 @@ def torch_source(src) -> tuple[Path, Artifact]:
 
 
 def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks: dict, scratch: Path,
-                                reference: dict, input_name: str, task) -> dict[str, Any]:
+                                reference: dict, input_name: str, context) -> dict[str, Any]:
     """Fine-tune the run's model with fake quantization; write model.int8.{cpu,trt}.qat.onnx into ``tmp``."""
     import torch
 
@@ -99,14 +99,13 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     from edgepipe.quant.calibration import ArrayDataReader
     from edgepipe.quant.scoring import score_of
     from edgepipe.quant.tracks import calibrate, preprocess, quantize_track
-    from edgepipe.recipe import ExportConfig, TrainConfig
+    from edgepipe.recipe import ExportConfig
     from edgepipe.run import QAT_ONNX
     from edgepipe.training import fit, seed_everything
 
     source_dir, model_entry = torch_source(src)
-    model, stage_manifest = load_model(source_dir, model_entry.file)
-    recipe = stage_manifest.recipe or _train_recipe(source_dir)
-    train_config = TrainConfig.model_validate((recipe or {}).get("train") or {})
+    model, _ = load_model(source_dir, model_entry.file)
+    task, train_config = context.task, context.train  # the run's, read once by the command
     dataset = src.dataset()
     seed_everything(train_config.seed)
     lr = config.qat_lr or train_config.lr / 10
@@ -132,14 +131,6 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
         drops[key] = round(task.drop(reference["val"], score_of(tmp / filename, dataset.val, task)), 4)
     return {"files": files, "epochs": config.qat_epochs, "lr": lr, "best_val_score": result.best_val_score,
             "val_drop": drops, "calibration_sha256": calibration_set.sha256}
-
-
-def _train_recipe(stage_dir: Path) -> dict:
-    from edgepipe.artifacts import MANIFEST, read_manifest
-    from edgepipe.run import TRAIN
-
-    train_dir = stage_dir.parent / TRAIN
-    return (read_manifest(train_dir).recipe or {}) if (train_dir / MANIFEST).is_file() else {}
 
 
 def _graph(path):

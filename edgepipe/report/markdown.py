@@ -63,7 +63,7 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
                   f"repeats' p50s (largest: {bench['p50_spread_pct_max']:.1f}% range).", "",
                   bench_markdown_table(bench), ""]
         lines += [f"- {note}" for note in bench["notes"]]
-        lines += [f"- skipped {s['artifact']} ({s['backend']}): {s['reason']}" for s in bench["skipped"]]
+        lines += [f"- skipped {s['name']} ({s['backend']}): {s['reason']}" for s in bench["skipped"]]
         lines.append("")
     rows = [r for r in report.get("artifacts", []) if "score" in r]
     if rows:

@@ -99,7 +99,7 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
         return None
     original *= per_unit
     sizes = sorted({r["batch"] for r in rows})[:3]
-    budget = float(report.get("max_drop", bench.get("max_drop", task.default_max_drop)))
+    budget = float(report["max_drop"])  # eval's, as edgepipe.tasks.budget decided it
     largest = max(r["size_bytes"] for r in rows)
     scores = [r["score"] * per_unit for r in rows]
     low, high = min(min(scores), original - budget), max(max(scores), original)
@@ -127,18 +127,18 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
         points = []
         for row in at_size:
             x, y = row["latency_ms"]["p50"], row["score"] * per_unit
-            is_original = row["artifact"] == ORIGINAL
+            is_original = row["name"] == ORIGINAL
             area = _marker_area(row["size_bytes"], largest) * (1.6 if is_original else 1.0)
             axis.scatter(x, y, s=area, c=_BACKEND_COLORS.get(row["backend"], "0.4"), alpha=0.75, zorder=3,
                          marker="*" if is_original else _PRECISION_MARKERS.get(row["precision"], "D"),
                          edgecolors="black" if is_original else "white", linewidths=1.5 if is_original else 0.8)
-            is_pick = (row["artifact"], row["backend"]) == (pick.get("artifact"), pick.get("backend"))
+            is_pick = (row["name"], row["backend"]) == (pick.get("name"), pick.get("backend"))
             if is_pick:  # a ring around the deployable artifact
                 axis.scatter(x, y, s=area * 2.4, facecolors="none", edgecolors="#2ca02c", linewidths=2.2, zorder=4)
             speed = "" if is_original or row.get("speedup_vs_original") is None else \
                 f"  {row['speedup_vs_original']:.1f}x" + ("?" if row.get("speedup_unreliable") else "")
             tag = f" ({_BACKEND_TAGS[row['backend']]})" if tagged and row["backend"] in _BACKEND_TAGS else ""
-            points.append((x, y, area, f"{row['artifact']}{tag}{speed}{'  (deploy)' if is_pick else ''}", is_original,
+            points.append((x, y, area, f"{row['name']}{tag}{speed}{'  (deploy)' if is_pick else ''}", is_original,
                            is_pick))
         labels.append((axis, points))
         axis.set_title(f"batch {size}", fontsize=11)
@@ -153,7 +153,7 @@ def write_report_plot(run_dir: Path, report: dict[str, Any]) -> Path | None:
                 for precision, marker in _PRECISION_MARKERS.items() if any(r["precision"] == precision for r in rows)]
     handles.append(Line2D([], [], color="#2ca02c", linestyle="--",
                           label=f"budget: ≤ {budget} {task.unit} below original"))
-    if pick.get("artifact"):
+    if pick.get("name"):
         handles.append(Line2D([], [], marker="o", color="w", markerfacecolor="none", markeredgecolor="#2ca02c",
                               markeredgewidth=2, markersize=13, label="picked for CPU deployment"))
     columns = len(handles) if len(handles) <= 8 else (len(handles) + 1) // 2  # one row, or two even ones

@@ -23,11 +23,26 @@ def update_report(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:
         return _merge_report(Path(run_dir), patch)
 
 
-def _merge_report(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:
+def read_stored(run_dir: Path) -> dict[str, Any]:
+    """report.json as this edgepipe names its keys ({} when there is none, or it is not ours). A report written
+    before one key named an artifact everywhere (bench rows, skipped entries and picks said "artifact") reads as if
+    written today."""
     path = Path(run_dir) / REPORT
     report = read_json(path, "report") if path.is_file() else {}
     if not isinstance(report, dict):
-        report = {}  # not ours to keep: the parts are made again from the artifacts
+        return {}  # not ours to keep: the parts are made again from the artifacts
+    bench = report.get("bench")
+    if isinstance(bench, dict):
+        picks = bench.get("deployable") if isinstance(bench.get("deployable"), dict) else {}
+        for entry in [*(bench.get("rows") or []), *(bench.get("skipped") or []), *picks.values()]:
+            if isinstance(entry, dict) and "artifact" in entry and "name" not in entry:
+                entry["name"] = entry.pop("artifact")
+    return report
+
+
+def _merge_report(run_dir: Path, patch: dict[str, Any]) -> dict[str, Any]:
+    path = Path(run_dir) / REPORT
+    report = read_stored(run_dir)
     report.update(patch)
     if "bench" not in patch and report.get("bench") and bench_is_stale(report["bench"], Path(run_dir)):
         del report["bench"]  # timings of files that have since been rebuilt must not be reported as current
@@ -57,11 +72,9 @@ def bench_is_stale(bench: dict[str, Any], run_dir: Path) -> bool:
 
 def record_bench(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     """report.json gets "bench" plus, per artifact, params/macs and {batch: latency...}; returns the report."""
-    path = Path(run_dir) / REPORT
-    report = read_json(path, "report") if path.is_file() else {}
-    artifacts = report.get("artifacts", [])
+    artifacts = read_stored(run_dir).get("artifacts", [])
     for artifact in artifacts:
-        rows = [r for r in result["rows"] if r["artifact"] == artifact["name"]]
+        rows = [r for r in result["rows"] if r["name"] == artifact["name"]]
         if rows:
             artifact["params"], artifact["macs"] = rows[0]["params"], rows[0]["macs"]
             artifact["bench"] = {str(r["batch"]): {k: r[k] for k in PER_ARTIFACT_FIELDS if k in r} for r in rows}

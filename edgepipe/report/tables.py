@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from edgepipe.report.results import QuantizeResult
 from edgepipe.run import MODEL_PT, ORIGINAL
 
 
@@ -110,7 +111,7 @@ def bench_cells(row: dict[str, Any], short: bool = False) -> list[str]:
     backend = _SHORT_BACKENDS.get(row["backend"], row["backend"]) if short else row["backend"]
     if row.get("setting_tuned"):  # a setting other than the whole thread budget won bench's probe
         backend += f" {row.get('setting_label') if not short else _short_setting(row.get('setting'))}"
-    return [row["artifact"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
+    return [row["name"], backend, row["precision"], str(row["batch"]), _ms(latency["p50"]),
             _ms(latency["p90"]), _ms(latency["p99"]), f"{row['p50_spread_pct'] / 2:.1f}%",
             _count(row["throughput_per_s"]),
             _speedup(row.get("speedup_vs_original")) + ("?" if row.get("speedup_unreliable") else ""),
@@ -130,17 +131,17 @@ def bench_table(result: dict[str, Any]) -> Table:
                       "budget in bench's probe)" if any(r.get("setting_tuned") for r in result["rows"]) else "")
                   + "; p50 ± = half the range of the repeats' p50s",
                   padding=(0, 1), pad_edge=False)
-    longest = max((len(r["artifact"]) for r in result["rows"]), default=8)
+    longest = max((len(r["name"]) for r in result["rows"]), default=8)
     for column in BENCH_COLUMNS:  # the artifact name never shrinks; numbers never wrap
         table.add_column(column, justify="left" if column in ("artifact", "backend", "prec") else "right",
                          no_wrap=True, min_width=longest if column == "artifact" else None)
     for row in result["rows"]:
         cells = bench_cells(row, short=True)
-        if row["artifact"] == ORIGINAL:
+        if row["name"] == ORIGINAL:
             cells[0] = f"[bold]{cells[0]}[/bold]"
         table.add_row(*cells)
     for skipped in result["skipped"]:
-        table.add_row(skipped["artifact"], skipped["backend"], "", "", f"[dim]skipped: {skipped['reason']}[/dim]",
+        table.add_row(skipped["name"], skipped["backend"], "", "", f"[dim]skipped: {skipped['reason']}[/dim]",
                       *[""] * (len(BENCH_COLUMNS) - 5))
     return table
 
@@ -185,20 +186,20 @@ def prune_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def quantize_table(metrics: dict[str, Any], where: Any) -> Table:
+def quantize_table(result: QuantizeResult, where: Any) -> Table:
     """Each quantized artifact against the FP32 reference: the task's test score, drop, size and speed ratios."""
-    task = task_of_report(metrics)
+    task = task_of_report({"task": result.task})
     table = Table(title=f"quantize: {where}")
     for column in ("artifact", "precision", f"{task.metric_label} (test)", f"drop ({task.unit})", "size", "size ×",
                    "speed ×"):
         table.add_column(column, justify="left" if column in ("artifact", "precision") else "right")
-    reference = metrics["reference_fp32"]
+    reference = result.reference_fp32
     table.add_row("fp32 (reference)", "fp32", task.format_score(reference["test"]), "",
                   f"{reference['size_bytes'] / 1024:.0f} KiB", "1.00", "1.00")
-    for row in metrics["artifacts"]:
-        table.add_row(row["name"], row["precision"], task.format_score(row["score_test"]), f"{row['drop_test']:+.2f}",
-                      f"{row['size_bytes'] / 1024:.0f} KiB", f"{row['size_ratio']:.2f}",
-                      f"{row['speed_ratio']:.2f}" if "speed_ratio" in row else "-")
+    for row in result.artifacts:
+        table.add_row(row.name, row.precision, task.format_score(row.score), f"{row.drop:+.2f}",
+                      f"{row.size_bytes / 1024:.0f} KiB", "-" if row.size_ratio is None else f"{row.size_ratio:.2f}",
+                      "-" if row.speed_ratio is None else f"{row.speed_ratio:.2f}")
     return table
 
 

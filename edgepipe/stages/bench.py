@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preproc
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import progress_bar, say
 from edgepipe.recipe import BenchConfig
-from edgepipe.tasks import max_drop_of, task_named
+from edgepipe.stages.context import recorded_recipe
+from edgepipe.tasks import decide_budget, task_named
 from edgepipe.timing import available_cpus, summarize, time_calls
 
 TORCH_NOTE = ("PyTorch eager runs with torch.set_num_threads(threads) and torch.inference_mode(); its per-call "
@@ -74,209 +76,96 @@ def _latency_fields(per_repeat: list[np.ndarray], batch: int) -> dict[str, Any]:
             "p50_spread_pct": _spread_pct(per_repeat)}
 
 
-def _eval_rows(subject: Subject, names: list[str], run_eval: bool) -> tuple[dict[str, dict], dict]:
-    """Eval rows by artifact name from report.json, evaluating the run first when they are missing."""
-    from edgepipe.artifacts import read_json
-    from edgepipe.report import REPORT, update_report
+def _eval_rows(subject: Subject) -> tuple[dict[str, dict], dict]:
+    """Eval rows by artifact name from the report.json of the run (or of the run a model file is in), read only."""
+    from edgepipe.report import read_report
 
     candidates = [subject.run_dir] if subject.run_dir else [subject.path.parent, subject.path.parent.parent]
-    report_path = next((Path(c) / REPORT for c in candidates if (Path(c) / REPORT).is_file()), None)
-    report = read_json(report_path, "report") if report_path else {}
-    rows = {row["name"]: row for row in report.get("artifacts", [])}
-    if subject.run_dir and run_eval and any("score" not in rows.get(name, {}) for name in names):
-        from edgepipe.stages.evaluate import evaluate
-
-        say("bench: no eval results for every artifact yet; running eval first")
-        report = update_report(subject.run_dir, evaluate(subject.run_dir))
-        rows = {row["name"]: row for row in report["artifacts"]}
-    return rows, report
+    report = next(filter(None, map(read_report, candidates)), {})
+    return {row["name"]: row for row in report.get("artifacts", [])}, report
 
 
-def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: float | None = None,
-          run_eval: bool = True, write: bool = True) -> dict[str, Any]:
-    """Benchmark every artifact of a run (or one model file); with a run dir and ``write``, also update
-    RUN/report.json (a "bench" key and per-artifact fields) and write RUN/report.md and RUN/report.png.
+def missing_evaluation(run_dir: Path) -> bool:
+    """True when report.json has no eval row for some artifact of the run: the command evaluates first, so bench's
+    pick knows every artifact's drop."""
+    from edgepipe.report import read_report
+    from edgepipe.run import RunLayout
+
+    evaluated = {row.get("name") for row in read_report(run_dir).get("artifacts", []) if isinstance(row, dict)}
+    return any(entry.name not in evaluated for _, entry in RunLayout(Path(run_dir)).artifacts())
+
+
+@dataclass
+class _Measured:
+    """One (artifact, runtime) pair bench times, with what its windows use and what they took."""
+
+    directory: Path
+    entry: Artifact
+    runner: Any  # opened with the runtime's default setting
+    runtime: str | None  # the CPU runtime of an ONNX artifact (None: a torch model or an engine)
+    sizes: list[int]  # the batch sizes it runs (a static batch: that one only)
+    complexity: dict[str, Any]
+    runners: dict[int, Any] = field(default_factory=dict)  # per batch size: the runner its windows use
+    settings: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # per size: (Setting or None, probe or None)
+    opened: dict[Any, Any] = field(default_factory=dict)  # per probed Setting: its runner
+    compute: dict[int, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))  # per size: windows
+    full: dict[int, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))  # end to end, per size
+
+
+def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, Any]:
+    """Benchmark every artifact of a run (or one model file); returns the result, which the caller hands to the
+    report writer (edgepipe.report.write_report). The eval rows of the run's report.json give each row its score.
 
     Each timed window (per artifact, batch size and repeat) is at least ``iters`` calls and at least ``seconds``
     long, after ``warmup`` calls and ``warmup_seconds`` (trtexec's --iterations/--duration/--warmUp); the
     latency percentiles pool all repeats and ``p50_spread_pct`` is how far the repeats' p50s disagree
     ((max-min)/median). ``steady`` (off unless asked for): before each window, wait out a slow phase of the
-    machine (bench/steady.py). ``config`` left out: the settings of the run's recipe (its bench: section).
+    machine (bench/steady.py). ``config`` left out: the settings of the run's recipe (its bench: section). The
+    deployable pick keeps within the run's budget (edgepipe.tasks.budget).
     """
+    from edgepipe.bench.allocator import keep_freed_memory
     from edgepipe.bench.machine import machine_info
-    from edgepipe.bench.memory import measure_peak_memory
     from edgepipe.bench.select import pick_deployable
-    from edgepipe.runners.select import cpu_runtime_problem, installed_cpu_runtimes, open_runner, tensorrt_problem
+    from edgepipe.runners.select import tensorrt_problem
 
     subject = resolve_subject(Path(run_or_model))
-    if config is None:
-        config = BenchConfig.model_validate(subject.recipe.get("bench") or {})
+    recipe = recorded_recipe(subject.recipe, f"{run_or_model}")
+    recipe_bench = (recipe.bench if recipe is not None else None) or BenchConfig()
+    config = config or recipe_bench
     batch_sizes = sorted(set(config.batch_sizes))
-    warmup, warmup_seconds, iters, seconds = config.warmup, config.warmup_seconds, config.iters, config.seconds
-    repeats, backends, end_to_end, memory = config.repeats, config.backends, config.end_to_end, config.memory
     threads = config.threads or available_cpus()  # explicit, so torch and onnxruntime get the same count
-    # Every ONNX artifact on every CPU runtime installed here, side by side: which runtime wins depends on the
-    # model and the batch size (measured, not assumed).
-    installed = installed_cpu_runtimes()
-    asked = sorted({*(config.cpu_runtimes or []), *(b for b in backends or [] if b in ("onnxruntime", "openvino"))})
-    if [runtime for runtime in asked if runtime not in installed]:
-        missing = [runtime for runtime in asked if runtime not in installed]
-        problems = [cpu_runtime_problem(name) or f"{name} is not installed here" for name in missing]
-        raise EdgepipeError(f"CPU runtime {', '.join(missing)} cannot run here ({'; '.join(problems)}; installed: "
-                            f"{', '.join(installed)}); `pip install 'edgepipe[openvino]'`")
-    runtimes = installed if config.cpu_runtimes is None else list(config.cpu_runtimes)
-    runtime_note = None
-    if config.cpu_runtimes is None and "openvino" not in installed:
-        why = cpu_runtime_problem("openvino") or "not installed"
-        why = "OpenVINO is not installed" if "not installed" in why else why  # or "... installed but broken (...)"
-        runtime_note = (f"{why}: ONNX artifacts were timed on onnxruntime only, so the CPU pick is among onnxruntime "
-                        "runs (`pip install 'edgepipe[openvino]'` times them on OpenVINO too)")
-        say(f"[dim]bench: {escape(runtime_note)}[/dim]")  # escape: "[openvino]" is not markup
-    chosen = []
-    for d, e in subject.artifacts:
-        for runtime in (runtimes if e.format == "onnx" else [None]):
-            backend = runtime or FORMAT_BACKEND.get(e.format)
-            if not backends or backend in backends:
-                chosen.append((d, e, runtime))
-    if not chosen:
-        raise EdgepipeError(f"{run_or_model}: no artifact runs on backend(s) {', '.join(backends or [])}")
+    runtimes, runtime_note = _cpu_runtimes(config)
+    chosen = _chosen(subject, runtimes, config.backends, run_or_model)
     engine_problem = tensorrt_problem() if any(e.format == "engine" for _, e, _ in chosen) else None
-    skipped: list[dict[str, Any]] = []
-    measured: list[dict[str, Any]] = []
     with ExitStack() as stack:
-        input_shape = subject.input_shape
-        for directory, entry, runtime in chosen:
-            if entry.format == "engine" and engine_problem:
-                skipped.append({"artifact": entry.name, "backend": "tensorrt", "reason": engine_problem})
-                continue
-            runner = stack.enter_context(open_runner(directory, entry, threads=threads, runtime=runtime))
-            shape = _input_shape(subject, entry.name, runner.input_spec.shape)
-            input_shape = input_shape or shape
-            subject.input_shape = input_shape
-            fixed = runner.input_spec.shape[0]
-            sizes = [b for b in batch_sizes if fixed is None or b == fixed]
-            if fixed is not None and len(sizes) < len(batch_sizes):
-                skipped.append({"artifact": entry.name, "backend": runner.backend,
-                                "reason": f"static batch {fixed}: other batch sizes skipped"})
-            measured.append({"directory": directory, "entry": entry, "runner": runner, "sizes": sizes,
-                             "runtime": runtime,
-                             "complexity": _complexity(directory, entry, runner, shape)})
+        measured, skipped = _open_measured(stack, chosen, subject, batch_sizes, threads, engine_problem)
         if not measured:
             raise EdgepipeError(f"{run_or_model}: nothing could be benchmarked here "
                                 f"({'; '.join(s['reason'] for s in skipped)})")
-        batches = {b: make_batches(b, input_shape, subject.preprocessing) for b in batch_sizes}
-        from edgepipe.bench.allocator import keep_freed_memory
-
+        batches = {b: make_batches(b, subject.input_shape, subject.preprocessing) for b in batch_sizes}
         allocator = keep_freed_memory()
-        gate = None
-        if config.steady:
-            from edgepipe.bench.steady import SteadyGate, remembered_probes_path
+        gate = _time_rounds(measured, batches, stack, config, threads, subject.preprocessing)
+        devices = {(index, size): m.runners[size].device for index, m in enumerate(measured) for size in m.sizes}
 
-            gate = SteadyGate(threads, remember=remembered_probes_path())
-            gate.calibrate()
-        compute: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
-        full: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
-        windows: list[tuple[list[np.ndarray], int, Any, int | None]] = []  # (samples list, slot, call, gate ticket)
-
-        def time_window(store: list[np.ndarray], call: Any) -> None:
-            ticket = gate.wait_until_steady() if gate else None
-            store.append(time_calls(call, warmup=warmup, iters=iters, seconds=seconds, warmup_seconds=warmup_seconds))
-            windows.append((store, len(store) - 1, call, ticket))
-
-        steps = repeats * sum(len(m["sizes"]) for m in measured)
-        with progress_bar() as bar:
-            _choose_settings(measured, batches, stack, bar, threads=threads, tune=config.tune_settings,
-                             seconds=seconds, iters=iters)
-            progress = bar.add_task("bench", total=steps)
-            for repeat in range(repeats):
-                for size in batch_sizes:
-                    active = [i for i, m in enumerate(measured) if size in m["sizes"]]
-                    shift = repeat % len(active) if active else 0
-                    for index in active[shift:] + active[:shift]:  # rotate who goes first each round
-                        runner, (model_batch, raw_batch) = measured[index]["runners"][size], batches[size]
-                        bar.update(progress, description=f"bench {measured[index]['entry'].name} b{size} "
-                                                     f"r{repeat + 1}/{repeats}")
-                        time_window(compute[index, size], lambda r=runner, x=model_batch: r.infer(x))
-                        if end_to_end and raw_batch is not None:
-                            time_window(full[index, size], lambda r=runner, raw=raw_batch: r.infer(
-                                preprocess_raw(raw, subject.preprocessing)))
-                        bar.update(progress, advance=1)
-            if gate:  # windows that went ahead before the run had seen how fast this machine can be
-                slow = [w for w in windows if gate.went_ahead_slow(w[3])]
-                if slow:
-                    retake = bar.add_task("bench: re-timing windows from a slow phase", total=len(slow))
-                for store, slot, call, ticket in slow:
-                    if gate.retake(ticket):  # only when the machine is faster now than for the first take
-                        store[slot] = time_calls(call, warmup=warmup, iters=iters, seconds=seconds,
-                                                 warmup_seconds=warmup_seconds)
-                    bar.update(retake, advance=1)
-                gate.save()
-        backends_used = {index: m["runner"].backend for index, m in enumerate(measured)}
-        devices = {(index, size): m["runners"][size].device for index, m in enumerate(measured) for size in m["sizes"]}
-
-    names = [m["entry"].name for m in measured]
-    eval_rows, report = _eval_rows(subject, names, run_eval)
-    task = task_named((report.get("task") or {}).get("name") or subject.recipe.get("task"))
-    if max_drop is None:
-        max_drop = float(report["max_drop"]) if "max_drop" in report else max_drop_of(subject.recipe, task)
+    eval_rows, report = _eval_rows(subject)
+    task = task_named((report.get("task") or {}).get("name") or (recipe.task if recipe is not None else None))
+    max_drop = decide_budget(task, recipe).max_drop
     rows: list[dict[str, Any]] = []
     for index, item in enumerate(measured):
-        entry = item["entry"]
-        peaks = (measure_peak_memory(item["directory"], entry, item["sizes"], threads, input_shape,
-                                     runtime=item["runtime"])
-                 if memory else {"error": "not measured (memory=False)"})
-        evaluated = eval_rows.get(entry.name, {})
-        if item["runtime"] not in (None, "onnxruntime") and subject.run_dir is not None and "score" in evaluated:
-            # eval ran the file on onnxruntime; another runtime's kernels round differently: measure its own
-            from edgepipe.stages.evaluate import score_on_runtime
-
-            original = eval_rows.get("original", {}).get("score")
-            try:
-                score = score_on_runtime(subject.run_dir, item["directory"], entry, item["runtime"], threads)
-            except (EdgepipeError, ValueError) as exc:  # no test split to reload: the pick treats it as unknown
-                evaluated = {"score_note": f"not evaluated on {item['runtime']}: {str(exc).splitlines()[0]}"}
-            else:
-                evaluated = {"score": score, "drop": None if original is None else round(task.drop(original, score),
-                                                                                          4)}
-        for size in item["sizes"]:
-            setting, probed = item["settings"][size]
-            row = {"artifact": entry.name, "backend": backends_used[index], "device": devices[index, size],
-                   "setting": setting.to_json() if setting else None,
-                   "setting_label": setting.label if setting else None,
-                   # tuned: a setting other than the whole thread budget won the probe
-                   "setting_tuned": bool(probed) and probed["chosen"] != next(iter(probed["p50_ms"])),
-                   **({"setting_probe": probed} if probed else {}),
-                   "precision": entry.precision, "format": entry.format,
-                   "path": str((item["directory"] / entry.file).resolve()), "sha256": entry.sha256,
-                   "batch": size,
-                   **_latency_fields(compute[index, size], size),
-                   "peak_memory_bytes": peaks.get("peaks", {}).get(str(size)),
-                   "device_memory_bytes": peaks.get("device_memory_bytes"),
-                   "size_bytes": int(entry.size_bytes or (item["directory"] / entry.file).stat().st_size),
-                   "params": item["complexity"].get("params"), "macs": item["complexity"].get("macs"),
-                   "score": evaluated.get("score"), "drop": evaluated.get("drop")}
-            if "error" in peaks:
-                row["memory_note"] = peaks["error"]
-            elif row["setting_tuned"]:
-                row["memory_note"] = f"peak memory with the runtime's default setting, not {setting.label}"
-            if full.get((index, size)):
-                row["end_to_end"] = _latency_fields(full[index, size], size)
-            rows.append(row)
+        peaks = _peaks(item, config, threads, subject.input_shape)  # each in a fresh process
+        rows += _rows(item, devices, index, _scored(item, eval_rows, subject, task, threads), peaks)
     _add_speedups(rows)
-    recipe_bench = subject.recipe.get("bench") or {}
-    deploy_batch = (config.deploy_batch if "deploy_batch" in config.model_fields_set
-                    else int(recipe_bench.get("deploy_batch") or 1))
+    deploy_batch = config.deploy_batch if "deploy_batch" in config.model_fields_set else recipe_bench.deploy_batch
+    target = recipe.target if recipe is not None else None
     result = {
         "subject": str(subject.path),
-        "recipe": subject.recipe.get("name"),
-        "target": subject.recipe.get("target"),
+        "recipe": recipe.name if recipe is not None else None,
+        "target": target,
         "machine": machine_info(threads),
-        "settings": {"batch_sizes": batch_sizes, "warmup": warmup, "warmup_seconds": warmup_seconds, "iters": iters,
-                     "seconds": seconds,
-                     "threads": threads, "repeats": repeats, "backends": backends, "cpu_runtimes": runtimes,
-                     "end_to_end": end_to_end,
-                     "allocator": allocator or "default",
-                     "input_shape": list(input_shape)},
+        "settings": {"batch_sizes": batch_sizes, "warmup": config.warmup, "warmup_seconds": config.warmup_seconds,
+                     "iters": config.iters, "seconds": config.seconds, "threads": threads, "repeats": config.repeats,
+                     "backends": config.backends, "cpu_runtimes": runtimes, "end_to_end": config.end_to_end,
+                     "allocator": allocator or "default", "input_shape": list(subject.input_shape)},
         "task": task.describe(),
         "max_drop": max_drop,
         "deploy_batch": deploy_batch,
@@ -285,12 +174,184 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
         "p50_spread_pct_max": max((r["p50_spread_pct"] for r in rows), default=0.0),
         "steadiness": gate.summary() if gate else None,
         "deployable": pick_deployable(rows, batch=deploy_batch, max_drop=max_drop, unit=task.unit,
-                                      target=subject.recipe.get("target"), engine_problem=engine_problem),
+                                      target=target, engine_problem=engine_problem),
         "notes": [TORCH_NOTE, "end_to_end = preprocessing from raw uint8 images (scale, normalize) + inference; "
                   "compute = inference on the preprocessed batch",
                   "peak_memory_bytes: RSS high-water mark above a fresh process's baseline after importing the "
                   "backend (model + runtime + activations), one process per artifact"],
     }
+    _add_notes(result, runtime_note)
+    return result
+
+
+def _cpu_runtimes(config: BenchConfig) -> tuple[list[str], str | None]:
+    """The CPU runtimes every ONNX artifact is timed on (every one installed unless the config names them: which
+    wins depends on the model and the batch size), and a note when OpenVINO is missing."""
+    from edgepipe.runners.select import cpu_runtime_problem, installed_cpu_runtimes
+
+    installed = installed_cpu_runtimes()
+    asked = sorted({*(config.cpu_runtimes or []),
+                    *(b for b in config.backends or [] if b in ("onnxruntime", "openvino"))})
+    missing = [runtime for runtime in asked if runtime not in installed]
+    if missing:
+        problems = [cpu_runtime_problem(name) or f"{name} is not installed here" for name in missing]
+        raise EdgepipeError(f"CPU runtime {', '.join(missing)} cannot run here ({'; '.join(problems)}; installed: "
+                            f"{', '.join(installed)}); `pip install 'edgepipe[openvino]'`")
+    note = None
+    if config.cpu_runtimes is None and "openvino" not in installed:
+        why = cpu_runtime_problem("openvino") or "not installed"
+        why = "OpenVINO is not installed" if "not installed" in why else why  # or "... installed but broken (...)"
+        note = (f"{why}: ONNX artifacts were timed on onnxruntime only, so the CPU pick is among onnxruntime "
+                "runs (`pip install 'edgepipe[openvino]'` times them on OpenVINO too)")
+        say(f"[dim]bench: {escape(note)}[/dim]")  # escape: "[openvino]" is not markup
+    return (installed if config.cpu_runtimes is None else list(config.cpu_runtimes)), note
+
+
+def _chosen(subject: Subject, runtimes: list[str], backends: list[str] | None, where: Path
+            ) -> list[tuple[Path, Artifact, str | None]]:
+    """(stage dir, artifact, CPU runtime or None) for every pair the backends asked for allow."""
+    chosen = []
+    for directory, entry in subject.artifacts:
+        for runtime in (runtimes if entry.format == "onnx" else [None]):
+            if not backends or (runtime or FORMAT_BACKEND.get(entry.format)) in backends:
+                chosen.append((directory, entry, runtime))
+    if not chosen:
+        raise EdgepipeError(f"{where}: no artifact runs on backend(s) {', '.join(backends or [])}")
+    return chosen
+
+
+def _open_measured(stack: ExitStack, chosen: list[tuple[Path, Artifact, str | None]], subject: Subject,
+                   batch_sizes: list[int], threads: int, engine_problem: str | None
+                   ) -> tuple[list[_Measured], list[dict[str, Any]]]:
+    """A runner for every chosen pair (kept open on ``stack``), and what was skipped and why. Fills
+    ``subject.input_shape`` from the first model when the dataset did not record it."""
+    from edgepipe.runners.select import open_runner
+
+    measured: list[_Measured] = []
+    skipped: list[dict[str, Any]] = []
+    for directory, entry, runtime in chosen:
+        if entry.format == "engine" and engine_problem:
+            skipped.append({"name": entry.name, "backend": "tensorrt", "reason": engine_problem})
+            continue
+        runner = stack.enter_context(open_runner(directory, entry, threads=threads, runtime=runtime))
+        shape = _input_shape(subject, entry.name, runner.input_spec.shape)
+        subject.input_shape = subject.input_shape or shape
+        fixed = runner.input_spec.shape[0]
+        sizes = [b for b in batch_sizes if fixed is None or b == fixed]
+        if fixed is not None and len(sizes) < len(batch_sizes):
+            skipped.append({"name": entry.name, "backend": runner.backend,
+                            "reason": f"static batch {fixed}: other batch sizes skipped"})
+        measured.append(_Measured(directory, entry, runner, runtime, sizes,
+                                  _complexity(directory, entry, runner, shape)))
+    return measured, skipped
+
+
+def _time_rounds(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
+                 config: BenchConfig, threads: int, preprocessing: dict[str, Any]):
+    """Every measured pair's timed windows, interleaved: per repeat and batch size, every pair once in a rotated
+    order. Returns the steadiness gate (None unless ``config.steady``)."""
+    gate = None
+    if config.steady:
+        from edgepipe.bench.steady import SteadyGate, remembered_probes_path
+
+        gate = SteadyGate(threads, remember=remembered_probes_path())
+        gate.calibrate()
+    windows: list[tuple[list[np.ndarray], int, Any, int | None]] = []  # (samples list, slot, call, gate ticket)
+
+    def timed(call: Any) -> np.ndarray:
+        return time_calls(call, warmup=config.warmup, iters=config.iters, seconds=config.seconds,
+                          warmup_seconds=config.warmup_seconds)
+
+    def time_window(store: list[np.ndarray], call: Any) -> None:
+        ticket = gate.wait_until_steady() if gate else None
+        store.append(timed(call))
+        windows.append((store, len(store) - 1, call, ticket))
+
+    repeats, sizes = config.repeats, sorted(batches)
+    with progress_bar() as bar:
+        _choose_settings(measured, batches, stack, bar, config, threads)
+        progress = bar.add_task("bench", total=repeats * sum(len(m.sizes) for m in measured))
+        for repeat in range(repeats):
+            for size in sizes:
+                active = [m for m in measured if size in m.sizes]
+                shift = repeat % len(active) if active else 0
+                for item in active[shift:] + active[:shift]:  # rotate who goes first each round
+                    runner, (model_batch, raw_batch) = item.runners[size], batches[size]
+                    bar.update(progress, description=f"bench {item.entry.name} b{size} r{repeat + 1}/{repeats}")
+                    time_window(item.compute[size], lambda r=runner, x=model_batch: r.infer(x))
+                    if config.end_to_end and raw_batch is not None:
+                        time_window(item.full[size], lambda r=runner, raw=raw_batch: r.infer(
+                            preprocess_raw(raw, preprocessing)))
+                    bar.update(progress, advance=1)
+        if gate:  # windows that went ahead before the run had seen how fast this machine can be
+            slow = [w for w in windows if gate.went_ahead_slow(w[3])]
+            if slow:
+                retake = bar.add_task("bench: re-timing windows from a slow phase", total=len(slow))
+            for store, slot, call, ticket in slow:
+                if gate.retake(ticket):  # only when the machine is faster now than for the first take
+                    store[slot] = timed(call)
+                bar.update(retake, advance=1)
+            gate.save()
+    return gate
+
+
+def _peaks(item: _Measured, config: BenchConfig, threads: int, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    from edgepipe.bench.memory import measure_peak_memory
+
+    if not config.memory:
+        return {"error": "not measured (memory=False)"}
+    return measure_peak_memory(item.directory, item.entry, item.sizes, threads, input_shape, runtime=item.runtime)
+
+
+def _scored(item: _Measured, eval_rows: dict[str, dict], subject: Subject, task, threads: int) -> dict[str, Any]:
+    """The pair's score and drop: eval's, or, on a CPU runtime other than eval's onnxruntime (whose kernels round
+    differently), its own, measured here."""
+    evaluated = eval_rows.get(item.entry.name, {})
+    if item.runtime in (None, "onnxruntime") or subject.run_dir is None or "score" not in evaluated:
+        return evaluated
+    from edgepipe.stages.evaluate import score_on_runtime
+
+    original = eval_rows.get("original", {}).get("score")
+    try:
+        score = score_on_runtime(subject.run_dir, item.directory, item.entry, item.runtime, threads)
+    except (EdgepipeError, ValueError) as exc:  # no test split to reload: the pick treats it as unknown
+        return {"score_note": f"not evaluated on {item.runtime}: {str(exc).splitlines()[0]}"}
+    return {"score": score, "drop": None if original is None else round(task.drop(original, score), 4)}
+
+
+def _rows(item: _Measured, devices: dict[tuple[int, int], str], index: int, evaluated: dict[str, Any],
+          peaks: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pair's report rows, one per batch size."""
+    entry, rows = item.entry, []
+    for size in item.sizes:
+        setting, probed = item.settings[size]
+        row = {"name": entry.name, "backend": item.runner.backend, "device": devices[index, size],
+               "setting": setting.to_json() if setting else None,
+               "setting_label": setting.label if setting else None,
+               # tuned: a setting other than the whole thread budget won the probe
+               "setting_tuned": bool(probed) and probed["chosen"] != next(iter(probed["p50_ms"])),
+               **({"setting_probe": probed} if probed else {}),
+               "precision": entry.precision, "format": entry.format,
+               "path": str((item.directory / entry.file).resolve()), "sha256": entry.sha256,
+               "batch": size,
+               **_latency_fields(item.compute[size], size),
+               "peak_memory_bytes": peaks.get("peaks", {}).get(str(size)),
+               "device_memory_bytes": peaks.get("device_memory_bytes"),
+               "size_bytes": int(entry.size_bytes or (item.directory / entry.file).stat().st_size),
+               "params": item.complexity.get("params"), "macs": item.complexity.get("macs"),
+               "score": evaluated.get("score"), "drop": evaluated.get("drop")}
+        if "error" in peaks:
+            row["memory_note"] = peaks["error"]
+        elif row["setting_tuned"]:
+            row["memory_note"] = f"peak memory with the runtime's default setting, not {setting.label}"
+        if item.full.get(size):
+            row["end_to_end"] = _latency_fields(item.full[size], size)
+        rows.append(row)
+    return rows
+
+
+def _add_notes(result: dict[str, Any], runtime_note: str | None) -> None:
+    """What a reader of the timings should know first: a missing runtime, windows timed on a slow machine, load."""
     if runtime_note:
         result["notes"].append(runtime_note)
     slow = (result["steadiness"] or {}).get("windows_timed_on_a_slow_machine", 0)
@@ -303,46 +364,38 @@ def bench(run_or_model: Path, config: BenchConfig | None = None, *, max_drop: fl
         result["notes"].insert(0, f"the machine was busy (1-min load {machine['load_average_1min']} on "
                                   f"{machine.get('cpus_available', machine['cores'])} CPUs): expect wide spreads; "
                                   "PyTorch's OpenMP pool suffers most from oversubscription")
-    if write and subject.run_dir is not None:
-        from edgepipe.report import record_bench, write_report_markdown, write_report_plot
-
-        report = record_bench(subject.run_dir, result)
-        write_report_markdown(subject.run_dir, report)
-        write_report_plot(subject.run_dir, report)
-    return result
 
 
-def _choose_settings(measured: list[dict[str, Any]], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
-                     bar: Any, *, threads: int, tune: bool, seconds: float | None, iters: int) -> None:
+def _choose_settings(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
+                     bar: Any, config: BenchConfig, threads: int) -> None:
     """Per measured (artifact, runtime) and batch size: the runtime setting its timed windows use
-    (bench/settings.py), probed when ``tune`` and the runtime has more than one candidate. Fills ``runners``
-    and ``settings`` ({size: (Setting or None for an engine, probe record or None)}) of every item."""
+    (bench/settings.py), probed when ``config.tune_settings`` and the runtime has more than one candidate. Fills
+    ``runners`` and ``settings`` of every item."""
     from edgepipe.bench.settings import candidates, probe
     from edgepipe.runners.select import open_runner
 
     work = []
     for item in measured:
-        item["runners"], item["settings"] = {}, {}
-        for size in item["sizes"]:
-            found = [] if item["entry"].format == "engine" else candidates(item["runtime"], threads, size)
-            item["runners"][size] = item["runner"]  # opened with the default (found[0])
-            item["settings"][size] = (found[0] if found else None, None)
-            if tune and len(found) > 1:
+        for size in item.sizes:
+            found = [] if item.entry.format == "engine" else candidates(item.runtime, threads, size)
+            item.runners[size] = item.runner  # opened with the default (found[0])
+            item.settings[size] = (found[0] if found else None, None)
+            if config.tune_settings and len(found) > 1:
                 work.append((item, size, found))
     task = bar.add_task("bench: probing runtime settings", total=len(work))
     for item, size, found in work:
-        bar.update(task, description=f"bench: settings of {item['entry'].name} on {item['runtime']} b{size}")
-        opened = item.setdefault("opened", {found[0]: item["runner"]})
+        bar.update(task, description=f"bench: settings of {item.entry.name} on {item.runtime} b{size}")
+        opened = item.opened
+        opened.setdefault(found[0], item.runner)
         for setting in found:
             if setting not in opened:
                 opened[setting] = stack.enter_context(open_runner(
-                    item["directory"], item["entry"], threads=setting.threads, runtime=item["runtime"],
-                    hint=setting.hint))
+                    item.directory, item.entry, threads=setting.threads, runtime=item.runtime, hint=setting.hint))
         batch = batches[size][0]
         chosen, record = probe({setting: (lambda r=opened[setting], x=batch: r.infer(x)) for setting in found},
-                               seconds=seconds / 5 if seconds else None,
-                               iters=3 if seconds else max(3, iters // 5))  # a time budget when there is one
-        item["runners"][size], item["settings"][size] = opened[chosen], (chosen, record)
+                               seconds=config.seconds / 5 if config.seconds else None,  # a time budget, if any
+                               iters=3 if config.seconds else max(3, config.iters // 5))
+        item.runners[size], item.settings[size] = opened[chosen], (chosen, record)
         bar.update(task, advance=1)
 
 
@@ -351,7 +404,7 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
     ``speedup_unreliable`` says why when the timings cannot carry the ratio (bench/select.py: ratio_doubt)."""
     from edgepipe.bench.select import ratio_doubt
 
-    originals = {r["batch"]: r for r in rows if r["artifact"] == "original"}
+    originals = {r["batch"]: r for r in rows if r["name"] == "original"}
     for row in rows:
         original = originals.get(row["batch"])
         row["speedup_vs_original"] = (original["latency_ms"]["p50"] / row["latency_ms"]["p50"]
@@ -363,15 +416,3 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
             row["end_to_end"]["speedup_vs_original"] = (original["end_to_end"]["latency_ms"]["p50"]
                                                         / row["end_to_end"]["latency_ms"]["p50"])
 
-
-if __name__ == "__main__":  # the pipeline's fresh process: python -m edgepipe.stages.bench RUN_DIR '{json config}'
-    import json
-    import sys
-
-    try:
-        options = json.loads(sys.argv[2])
-        budget = options.pop("max_drop", None)
-        bench(Path(sys.argv[1]), BenchConfig.model_validate(options), max_drop=budget)
-    except EdgepipeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, sha256_file, write_manifest
+from edgepipe.artifacts import add_artifact, new_manifest, sha256_file
 from edgepipe.device.settings import OPTIONS
 from edgepipe.errors import EdgepipeError, MissingDependency
 from edgepipe.recipe import BuildConfig
 from edgepipe.run import BUILD as STAGE
 from edgepipe.run import CALIB_CACHE, INT8_TRT_ONNX, build_dir_name, engine_file
-from edgepipe.rundir import atomic_dir, check_replaceable
+from edgepipe.stages.frame import StageFrame
 from edgepipe.trt.settings import BuildSettings, check_against_target, check_settings, default_workspace_mib
 
 
@@ -164,7 +164,7 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
     plan = plan_build(files, settings.precision, version[0])
     machine = machine_facts(trt, device)
     out = Path(out) if out is not None else default_out(source, settings.precision)
-    check_replaceable(out, STAGE)
+    frame = StageFrame(STAGE, out)
     parents = {"onnx": sha256_file(plan.onnx)}
     if plan.calibration_cache is not None:
         parents["calibration_cache"] = sha256_file(plan.calibration_cache)
@@ -181,7 +181,7 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
         "jetpack": _running_jetpack(profile, trt.__version__),
     }
     manifest = new_manifest(STAGE, config, parents)
-    if not rebuild and is_up_to_date(out, manifest):
+    if frame.up_to_date(manifest, reuse=not rebuild, quiet=True):
         return out  # same inputs, same machine, same settings: the engine on disk is this build
 
     from edgepipe.device.builder import check_engine_deserializes
@@ -189,7 +189,7 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
 
     result = build_serialized_engine(trt, plan, settings)
     filename = engine_file(settings.precision)
-    with atomic_dir(out, STAGE) as tmp:
+    with frame.writing(manifest) as tmp:
         with open(tmp / filename, "wb") as handle:
             handle.write(memoryview(result.serialized_engine))
         check_engine_deserializes(trt, (tmp / filename).read_bytes(), settings.to_json())
@@ -204,5 +204,4 @@ def build(source: Path, out: Path | None = None, config: BuildConfig | None = No
             precision=settings.precision,
             backend="tensorrt",
         )
-        write_manifest(tmp, manifest)
     return out

@@ -37,7 +37,7 @@ from edgepipe.artifacts import (
     sha256_file,
     write_manifest,
 )
-from edgepipe.bundles import is_bundle, load_reference
+from edgepipe.bundles import BundleFacts, is_bundle, load_reference
 from edgepipe.data import Split, load_stage_dataset
 from edgepipe.device.layout import PRECISIONS  # best first
 from edgepipe.errors import EdgepipeError
@@ -61,8 +61,9 @@ from edgepipe.run import (
 )
 from edgepipe.run import LABELS_TXT as LABELS
 from edgepipe.run import REFERENCE_NPZ as REFERENCE
-from edgepipe.rundir import atomic_dir, check_replaceable
-from edgepipe.tasks import max_drop_of, task_of
+from edgepipe.stages.context import open_context
+from edgepipe.stages.frame import StageFrame
+from edgepipe.tasks import task_of
 
 DEFAULT_SAMPLES = 500
 
@@ -251,7 +252,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         raise EdgepipeError(f"{run_dir} is already a deploy bundle; pass the run directory it was made from")
     if out.resolve() == run_dir.resolve():
         raise EdgepipeError(f"--out {out} is the run directory itself; pick a new directory for the bundle")
-    check_replaceable(out, STAGE)
+    frame = StageFrame(STAGE, out)
     layout = RunLayout(run_dir)
     train_dir = stage_dir(run_dir, TRAIN)
     train_manifest = read_manifest(train_dir)
@@ -274,11 +275,17 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
     task = task_of(train_manifest)
     targets = task.targets(Split(x, y))
     score = task.score(outputs, targets)
-    recipe = train_manifest.recipe or {}
+    context = open_context(train_manifest, train_dir)  # the run's recipe and budget, read once
     dataset_record = train_manifest.dataset
+    manifest = new_manifest(STAGE, {"target": profile.name, "samples": int(len(y)), "source": str(run_dir)},
+                            {"original": original.sha256, "onnx": onnx_entry.sha256})
+
+    def reloads(tmp: Path) -> None:  # check before trusting: every file hashes, the set reloads without pickle
+        if not np.array_equal(load_reference(tmp).outputs, outputs):
+            raise RuntimeError("reference.npz does not reload to the outputs written")
 
     diskspace.check_room(out.parent, f"the bundle {out.name}/", _bundle_bytes(planned, x, y, outputs))
-    with atomic_dir(out, STAGE) as tmp:
+    with frame.writing(manifest, check=reloads) as tmp:
         for item in planned:
             _copy_checked(item, tmp)
         preflight = _preflight(planned, tmp, profile)
@@ -294,44 +301,35 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         (tmp / LABELS).write_text("\n".join(dataset_record.labels) + "\n")
 
         shipped = {item.dest for item in planned}
-        manifest = new_manifest(STAGE, {"target": profile.name, "samples": int(len(y)), "source": str(run_dir)},
-                                {"original": original.sha256, "onnx": onnx_entry.sha256})
-        manifest.recipe = recipe
+        manifest.recipe = train_manifest.recipe or {}  # as recorded: the device runtime reads it as JSON
         manifest.model = train_manifest.model
         manifest.task = task.describe()
         manifest.dataset = {"name": dataset_record.config["name"], "labels": dataset_record.labels,
                             "preprocessing": dataset_record.preprocessing or {},
                             "fingerprint": dataset_record.fingerprint, "samples": int(len(y))}
-        bundle_facts = {
-            "recipe_name": recipe.get("name", run_dir.name),
-            "target": {"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
-                       "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
-                       "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack,
-                       "tensorrt": profile.tensorrt_text(),
-                       "jetpack_releases": [release.jetpack for release in profile.releases]},
-            "precisions": _deploy_precisions(profile, shipped),
-            "max_drop": max_drop_of(recipe, task),
-            "original": {"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
-                         "samples": int(len(y)), "size_bytes": original.size_bytes,
-                         "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
-                         "test_score_full_split": train_manifest.metrics.get(
-                             "test", train_manifest.metrics.get("test_accuracy"))},  # a train stage made before tasks
-            "excluded": excluded,
-            "preflight": preflight,
-        }
-        bundle_facts["trtexec"] = _trtexec(profile, shipped, bundle_facts["precisions"], export_manifest,
-                                           train_manifest)
-        for key, value in bundle_facts.items():
-            setattr(manifest, key, value)
+        precisions = _deploy_precisions(profile, shipped)
+        facts = BundleFacts(
+            recipe_name=context.name or run_dir.name,
+            target={"name": profile.name, "gpu": profile.gpu, "sm": profile.sm,
+                    "precisions": sorted(profile.precisions), "tensorrt_min": profile.tensorrt_min,
+                    "tensorrt_max": profile.tensorrt_max, "jetpack": profile.jetpack,
+                    "tensorrt": profile.tensorrt_text(),
+                    "jetpack_releases": [release.jetpack for release in profile.releases]},
+            precisions=precisions,
+            max_drop=context.budget.max_drop,  # what eval gates the run with
+            original={"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
+                      "samples": int(len(y)), "size_bytes": original.size_bytes,
+                      "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
+                      "test_score_full_split": train_manifest.metrics.get(
+                          "test", train_manifest.metrics.get("test_accuracy"))},  # a train stage made before tasks
+            excluded=excluded, preflight=preflight,
+            trtexec=_trtexec(profile, shipped, precisions, export_manifest, train_manifest))
+        facts.write_into(manifest)
         manifest.files = _file_list(tmp)
         (tmp / README).write_text(_readme(manifest.to_json(), out.name))
         manifest.files = _file_list(tmp)
-        write_manifest(tmp, manifest)
-        check = load_reference(tmp)  # check before trusting: every file hashes, the set reloads without pickle
-        if not np.array_equal(check.outputs, outputs):
-            raise RuntimeError("reference.npz does not reload to the outputs written")
-    say(f"bundle: {out} for {profile.name} ({', '.join(bundle_facts['precisions'])}; original "
-        f"{bundle_facts['original']['score_text']} on {len(y)} samples)")
+    say(f"bundle: {out} for {profile.name} ({', '.join(facts.precisions)}; original "
+        f"{facts.original['score_text']} on {len(y)} samples)")
     return out
 
 

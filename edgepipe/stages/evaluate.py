@@ -21,51 +21,56 @@ from edgepipe.recipe import EvalConfig
 from edgepipe.run import ORIGINAL, TRAIN, RunLayout, stage_dir
 from edgepipe.runners.base import infer_in_batches
 from edgepipe.runners.select import open_runner, tensorrt_problem
-from edgepipe.tasks import Task, task_of
+from edgepipe.stages.context import RunContext, open_context
+from edgepipe.tasks import Task, decide_budget
 from edgepipe.tasks.base import constant_outputs
 
 
 @dataclass
 class EvalInputs:
-    """What eval scores against: the recipe, the dataset record, the test inputs and targets, the task, and the
-    original's stored outputs when PyTorch cannot run here (a bundle)."""
+    """What eval scores against: the run context (recipe, task, budget), the report's name for the run, the dataset
+    record, the test inputs and targets, and the original's stored outputs when PyTorch cannot run here (a
+    bundle)."""
 
-    recipe: dict[str, Any]
+    context: RunContext
+    name: str
     dataset: dict[str, Any]
     x: Any  # the test inputs: an array (a bundle's stored samples) or a split, streamed batch by batch
     targets: np.ndarray
-    task: Task
     stored_original: dict[str, Any] | None = None
+
+    @property
+    def task(self) -> Task:
+        return self.context.task
 
 
 def _run_inputs(run_dir: Path) -> EvalInputs:
     """A run directory: the recipe, the dataset record and test split (reloaded)."""
-    train_manifest = read_manifest(stage_dir(run_dir, TRAIN))
+    train_dir = stage_dir(run_dir, TRAIN)
+    train_manifest = read_manifest(train_dir)
+    context = open_context(train_manifest, train_dir)
     dataset = load_stage_dataset(train_manifest)
-    task = task_of(train_manifest)
     record = {"name": dataset.name, "test_samples": int(len(dataset.test)), "labels": dataset.labels}
-    return EvalInputs(train_manifest.recipe or {}, record, dataset.test, task.targets(dataset.test), task)
+    return EvalInputs(context, context.name or run_dir.name, record, dataset.test,
+                      context.task.targets(dataset.test))
 
 
 def _bundle_inputs(bundle: Path) -> EvalInputs:
     """A deploy bundle (no PyTorch here): the stored test samples, and the original row from its stored outputs."""
-    from edgepipe.bundles import load_reference
+    from edgepipe.bundles import BundleFacts, load_reference
 
     reference = load_reference(bundle)  # names a missing or changed file
     manifest = reference.manifest
-    original = manifest.original
-    task = task_of(manifest)
+    facts = BundleFacts.of(manifest)
+    original = facts.original
+    # The budget the bundle was made with (older bundles: under its older name) is the bundle's, whatever its recipe
+    context = open_context(manifest, bundle, max_drop=facts.max_drop)
     record = {"name": manifest.dataset.name, "test_samples": int(len(reference.x)),
-              "labels": manifest.dataset.labels, "bundle": {"target": manifest.target["name"]}}
+              "labels": manifest.dataset.labels, "bundle": {"target": facts.target["name"]}}
     row = {"name": ORIGINAL, "precision": "fp32", "format": "torch", "path": str(bundle / original["reference_file"]),
            "size_bytes": original["size_bytes"], "stage": TRAIN, "backend": "torch (stored outputs)",
            "device": "recorded when bundled", "outputs": reference.outputs}
-    recipe = {**(manifest.recipe or {}), "name": manifest.extra("recipe_name", bundle.name)}
-    budget = manifest.extra("max_drop", manifest.extra("max_accuracy_drop"))
-    if budget is not None:  # the budget the bundle was made with, under its current name only
-        kept = {k: v for k, v in (recipe.get("eval") or {}).items() if k not in ("max_drop", "max_accuracy_drop")}
-        recipe["eval"] = {**kept, "max_drop": budget}
-    return EvalInputs(recipe, record, reference.x, reference.targets, task, row)
+    return EvalInputs(context, facts.recipe_name or bundle.name, record, reference.x, reference.targets, row)
 
 
 def _inputs(run_dir: Path) -> EvalInputs:
@@ -102,15 +107,17 @@ def evaluate(run_dir: Path, config: EvalConfig | None = None) -> dict[str, Any]:
 
     ``run_dir`` may be a deploy bundle: then the test samples and the original model's outputs come from
     the bundle (nothing imports torch) and its engines run on TensorRT where it is available. ``config`` left
-    out: the budget and batch size of the run's recipe (a bundle's: the budget it was bundled with).
+    out: the budget and batch size of the run's recipe (a bundle's: the budget it was bundled with); a budget
+    given in ``config`` wins.
     """
     run_dir = Path(run_dir)
     inputs = _inputs(run_dir)
     task = inputs.task
-    if config is None:
-        config = EvalConfig.model_validate(inputs.recipe.get("eval") or {})
-    max_drop = task.default_max_drop if config.max_drop is None else config.max_drop
-    batch_size = config.batch_size
+    budget = inputs.context.budget
+    if config is not None and config.max_drop is not None:
+        budget = decide_budget(task, inputs.context.recipe, override=config.max_drop)
+    max_drop = budget.max_drop
+    batch_size = (config or inputs.context.eval).batch_size
 
     artifacts = RunLayout(run_dir).artifacts()
     results: list[dict[str, Any]] = []
@@ -166,7 +173,7 @@ def evaluate(run_dir: Path, config: EvalConfig | None = None) -> dict[str, Any]:
     samples = int(len(inputs.x))
     resolution = task.resolution(samples)
     report = {
-        "recipe": inputs.recipe.get("name", run_dir.name),
+        "recipe": inputs.name,
         "task": {**task.describe(), "metric_label": task.metric_label, "agreement": task.agreement_label},
         "dataset": inputs.dataset,
         "original": {"score": original["score"], "metrics": original["metrics"], "backend": original["backend"],

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, read_manifest, sha256_file, write_manifest
+from edgepipe.artifacts import add_artifact, new_manifest, read_manifest, sha256_file
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import export_onnx, parity, scored_outputs
 from edgepipe.progress import say
 from edgepipe.recipe import ExportConfig
 from edgepipe.run import EXPORT, EXPORT_NAMES, FP32_ONNX
-from edgepipe.rundir import atomic_dir, check_replaceable
+from edgepipe.stages.frame import StageFrame
 from edgepipe.tasks import task_of
 from edgepipe.tasks.base import constant_outputs
 
@@ -45,14 +45,13 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
 
     config = config or ExportConfig()
     source, out = Path(source), Path(out)
-    check_replaceable(out, EXPORT)
+    frame = StageFrame(EXPORT, out)
     source_manifest = read_manifest(source)
     model_entry = source_manifest.find_artifact(fmt="torch")
     if model_entry is None:
         raise EdgepipeError(f"{source}: no PyTorch model in this stage to export")
     manifest = new_manifest(EXPORT, config.model_dump(mode="json"), {"model": model_entry.sha256})
-    if reuse and is_up_to_date(out, manifest):
-        say(f"[dim]export: up to date ({out})[/dim]")
+    if frame.up_to_date(manifest, reuse=reuse):
         return out
 
     model, _ = load_model(source, model_entry.file)
@@ -63,7 +62,7 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
         reference = scored_outputs(model(torch.from_numpy(samples)))
     degenerate = check_not_degenerate(reference, task.targets(dataset.test)[:PARITY_SAMPLES], dataset.labels, task)
 
-    with atomic_dir(out, EXPORT) as tmp:
+    with frame.writing(manifest) as tmp:
         path = tmp / FP32_ONNX
         example = torch.from_numpy(samples[:2])
         names = export_onnx(model, example, path, config)
@@ -92,7 +91,6 @@ def export(source: Path, out: Path, config: ExportConfig | None = None, *, reuse
                             "sha256": sha256_file(path)}
         manifest.metrics = {"parity": check, **({"degenerate": degenerate} if degenerate else {})}
         add_artifact(manifest, tmp, FP32_ONNX, name=name, fmt="onnx", precision="fp32")
-        write_manifest(tmp, manifest)
     say(f"export: {out / FP32_ONNX}  parity: {task.agreement_label} {task.format_agreement(check['agreement'])}, "
         f"max |diff| {check['max_abs_diff']:.1e}")
     return out

@@ -9,7 +9,7 @@ from edgepipe.artifacts import write_bytes_atomic
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, load_recipe
-from edgepipe.report import update_report
+from edgepipe.report import write_report
 from edgepipe.run import EXPORT_NAMES, EXPORT_PRUNED, TIMING_CACHE, RunLayout
 from edgepipe.rundir import check_run_out, run_lock
 from edgepipe.trust import is_import_path, trusting
@@ -19,8 +19,6 @@ def _quantize_config(recipe: Recipe):
     """The recipe's quantize section with its defaults filled from the rest of the recipe."""
     config = recipe.quantize
     update: dict[str, Any] = {}
-    if config.max_drop is None and recipe.eval.max_drop is not None:  # else the task's default, in quantize
-        update["max_drop"] = recipe.eval.max_drop
     if recipe.target and "tensorrt_version" not in config.model_fields_set:
         from edgepipe.targets import get_target
 
@@ -43,43 +41,47 @@ def _build_engines(out: Path, recipe: Recipe) -> None:
 
 
 def finish_report(run_dir: Path, recipe: Recipe, *, fresh_process: bool = True) -> dict[str, Any]:
-    """The pipeline's last word: bench when the recipe has a bench: section (report.json's "bench", report.md and
-    report.png), else report.md from the eval results alone; says the deployable pick.
+    """The pipeline's last word: bench when the recipe has a bench: section, then report.md and report.png through
+    the report writer; says the deployable pick.
 
-    ``fresh_process``: bench in a child Python, so timings start from a fresh interpreter rather than one
-    whose thread pools and allocator were just used for training. (PyTorch eager is also very sensitive to
-    other processes on the same cores: its OpenMP threads wait on each other; report.md warns about load.)
+    ``fresh_process``: bench as ``edgepipe bench RUN --settings FILE`` in a child Python (which hands its result to
+    the same writer), so timings start from a fresh interpreter rather than one whose thread pools and allocator
+    were just used for training. (PyTorch eager is also very sensitive to other processes on the same cores: its
+    OpenMP threads wait on each other; report.md warns about load.)
     """
-    import json
-    import subprocess
-
-    from edgepipe.artifacts import read_json
-    from edgepipe.report import REPORT, write_report_markdown, write_report_plot, write_task_plot
+    from edgepipe.report import read_report, write_report
 
     run_dir = Path(run_dir)
     config = recipe.bench
-    if (run_dir / REPORT).is_file():  # eval's results: the task's picture, before report.md links it
-        write_task_plot(run_dir, read_json(run_dir / REPORT, "report"))
-    if config is not None:
-        if fresh_process:
-            options = {**config.model_dump(mode="json"), "max_drop": recipe.eval.max_drop}
-            from edgepipe.child import python_module_argv
-
-            done = subprocess.run(python_module_argv("edgepipe.stages.bench", str(run_dir.resolve()),
-                                                     json.dumps(options)), check=False)
-            if done.returncode != 0:
-                raise EdgepipeError(f"bench of {run_dir} failed (exit {done.returncode}; its message is above)")
-        else:
-            from edgepipe.stages.bench import bench
-
-            bench(run_dir, config, max_drop=recipe.eval.max_drop)
-    report = read_json(run_dir / REPORT, "report")
     if config is None:
-        write_report_markdown(run_dir, report)
-        write_report_plot(run_dir, report)
+        report = write_report(run_dir)
+    elif fresh_process:
+        _bench_in_a_fresh_process(run_dir, config)
+        report = read_report(run_dir)
+    else:
+        from edgepipe.stages.bench import bench
+
+        report = write_report(run_dir, bench=bench(run_dir, config))
     for target, pick in (report.get("bench") or {}).get("deployable", {}).items():
         say(f"deploy on {target}: {pick['reason']}")
     return report
+
+
+def _bench_in_a_fresh_process(run_dir: Path, config) -> None:
+    """``edgepipe bench RUN --settings FILE`` in a child Python; its settings travel as a typed file (JSON)."""
+    import subprocess
+
+    from edgepipe.artifacts import write_json_atomic
+    from edgepipe.child import python_module_argv
+    from edgepipe.rundir import scratch_dir
+
+    with scratch_dir(run_dir / "bench") as scratch:  # inside the run: a kill leaves nothing outside it
+        settings = scratch / "bench.settings.json"
+        write_json_atomic(settings, config.model_dump(mode="json"))
+        done = subprocess.run(python_module_argv("edgepipe", "bench", str(run_dir.resolve()), "--settings",
+                                                 str(settings)), check=False, stdout=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise EdgepipeError(f"bench of {run_dir} failed (exit {done.returncode}; its message is above)")
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -145,12 +147,14 @@ def run_pipeline(recipe_path: Path, out: Path) -> dict[str, Any]:
 
 
 def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any]:
+    from edgepipe.stages.context import run_context
     from edgepipe.stages.evaluate import evaluate
     from edgepipe.stages.export import export
     from edgepipe.stages.train import train
 
     layout = RunLayout(out)
     train_dir = train(recipe, layout.train, reuse=True)
+    context = run_context(out, recipe=recipe)  # the typed recipe, task, dataset and budget, for every stage below
     # The recipe copy changes only once training accepted it (its data and model params really work).
     if not layout.recipe_copy.is_file() or layout.recipe_copy.read_bytes() != recipe_bytes:
         write_bytes_atomic(layout.recipe_copy, recipe_bytes)
@@ -158,17 +162,16 @@ def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any
     if recipe.prune is not None:
         from edgepipe.stages.prune import prune
 
-        prune_dir = prune(train_dir, layout.prune, recipe.prune, reuse=True)
+        prune_dir = prune(train_dir, layout.prune, recipe.prune, reuse=True, context=context)
         export(prune_dir, layout.export_pruned, recipe.export, reuse=True, name=EXPORT_NAMES[EXPORT_PRUNED])
     if recipe.quantize is not None:
         from edgepipe.stages.quantize import quantize
 
-        quantize(out, layout.quantize, _quantize_config(recipe), reuse=True)
+        quantize(out, layout.quantize, _quantize_config(recipe), reuse=True, context=context)
 
     if recipe.build is not None:
         _build_engines(out, recipe)
-    report = evaluate(out, recipe.eval)
-    update_report(out, report)
+    write_report(out, evaluation=evaluate(out, recipe.eval), summary=False)
     report = finish_report(out, recipe)  # bench (in a fresh process), report.md/.png, the deployable pick
     if recipe.target:
         from edgepipe.stages.bundle import make_bundle

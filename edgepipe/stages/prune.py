@@ -15,15 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgepipe.artifacts import Manifest, add_artifact, is_up_to_date, new_manifest, read_manifest, write_manifest
+from edgepipe.artifacts import add_artifact, new_manifest, read_manifest
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import scored_outputs
 from edgepipe.progress import say
 from edgepipe.recipe import PruneConfig, TrainConfig
 from edgepipe.run import MODEL_PT, PRUNE, TRAIN, resolve
-from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
-from edgepipe.tasks import task_of
+from edgepipe.rundir import scratch_dir
+from edgepipe.stages.context import RunContext, open_context
+from edgepipe.stages.frame import StageFrame
 from edgepipe.tasks.base import constant_outputs
 
 SPARSITY_NOTE = ("2:4 sparsity speeds up inference only in TensorRT on Ampere-class GPUs (Jetson Orin, "
@@ -39,11 +40,6 @@ def source_stage(source: Path) -> Path:
     """A run dir → its train/ stage; a train/ or prune/ stage dir, or a model.pt inside one, as given."""
     found = resolve(source, files=(".pt",))
     return found.directory if found.kind in ("stage", "file") else found.stage_dir(TRAIN)
-
-
-def _train_config(source_manifest: Manifest) -> TrainConfig:
-    recipe = source_manifest.recipe or {}
-    return TrainConfig.model_validate(recipe.get("train") or {})
 
 
 def _scores(model: nn.Module, dataset, device, task) -> dict[str, float]:
@@ -193,7 +189,7 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
 
 
 def _measure(unpruned: nn.Module, pruned: nn.Module, input_shape, *, sparse_layers: list[str] | None,
-             latency_rounds: int, latency_seconds: float, out: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+             out: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Export both models to ONNX (scratch beside ``out``), check 2:4 on the exported weights, time them."""
     from edgepipe.pruning.measure import export_for_timing, side_by_side_latency
     from edgepipe.pruning.sparsity24 import onnx_weight_patterns
@@ -209,15 +205,18 @@ def _measure(unpruned: nn.Module, pruned: nn.Module, input_shape, *, sparse_laye
                 raise RuntimeError(f"exported ONNX has {len(sparse)} weights in the 2:4 pattern, expected "
                                    f"{len(sparse_layers)} ({', '.join(sparse_layers)})")
             onnx_check = {"verified_weights": len(sparse), "expected": len(sparse_layers), "weights": sparse}
-        latency = side_by_side_latency(paths, input_shape, rounds=latency_rounds, seconds=latency_seconds)
+        latency = side_by_side_latency(paths, input_shape, rounds=LATENCY_ROUNDS, seconds=LATENCY_SECONDS)
         sizes = {name: path.stat().st_size for name, path in paths.items()}
     latency["onnx_bytes"] = sizes
     return latency, onnx_check
 
 
-def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, latency_rounds: int | None = None,
-          latency_seconds: float | None = None) -> Path:
-    """Prune the model of ``source`` (run dir, train/ or prune/ dir) into ``out``; returns ``out``."""
+def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
+          context: RunContext | None = None) -> Path:
+    """Prune the model of ``source`` (run dir, train/ or prune/ dir) into ``out``; returns ``out``.
+
+    Prune spends first from the run's budget against the original (``context``: the pipeline's; else opened from
+    the source's manifests): its manifest records what it used on val, which quantize then no longer has."""
     from edgepipe.checkpoint import load_model, save_state
     from edgepipe.complexity import count_macs_params
     from edgepipe.pruning.measure import speedups
@@ -225,7 +224,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     from edgepipe.training import pick_device
 
     source, out = source_stage(source), Path(out)
-    check_replaceable(out, PRUNE)
+    frame = StageFrame(PRUNE, out)
     source_manifest = read_manifest(source)
     spec = source_manifest.model
     if not spec:
@@ -235,19 +234,19 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
     if model_entry is None:
         raise EdgepipeError(f"{source}: no PyTorch model in this stage to prune")
     manifest = new_manifest(PRUNE, config.model_dump(mode="json"), {"model": model_entry.sha256})
-    if reuse and is_up_to_date(out, manifest):
-        say(f"[dim]prune: up to date ({out})[/dim]")
+    if frame.up_to_date(manifest, reuse=reuse):
         return out
 
     base_spec, previous_history = _base_spec(spec)
     unpruned, _ = load_model(source, model_entry.file)
     dataset = load_stage_dataset(source_manifest)
-    train_config = _train_config(source_manifest)
+    context = open_context(source_manifest, source, recipe=context.recipe if context else None)
+    train_config, budget = context.train, context.budget
     device = pick_device(train_config.device)
     input_shape = spec["input_shape"]
     cpu = torch.device("cpu")
 
-    task = task_of(source_manifest)
+    task = context.task
     macs_before, params_before = count_macs_params(unpruned, input_shape)
     score_before = _scores(unpruned, dataset, cpu, task)
     dead = _dead(unpruned, dataset)
@@ -270,12 +269,19 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
         dead = dead.replace("so training failed", "so pruning went too far")
         raise EdgepipeError(f"pruning left a dead model: {dead}; nothing was written (prune less: a smaller --ratio "
                             "or more --finetune-epochs)")
+    used = max(0.0, task.drop(score_before["val"], score_after["val"]))  # prune's share of the budget, on val
     macs_after, params_after = count_macs_params(model, input_shape)
-    latency, onnx_check = _measure(unpruned, model, input_shape, sparse_layers=sparse_layers,
-                                   latency_rounds=latency_rounds or LATENCY_ROUNDS,
-                                   latency_seconds=latency_seconds or LATENCY_SECONDS, out=out)
+    latency, onnx_check = _measure(unpruned, model, input_shape, sparse_layers=sparse_layers, out=out)
 
-    with atomic_dir(out, PRUNE) as tmp:
+    def reloads(tmp: Path) -> None:  # check before trusting: the saved spec + tensors rebuild the same network
+        reloaded, _ = load_model(tmp)
+        probe = torch.from_numpy(dataset.test.take(64))
+        with torch.inference_mode():
+            difference = float(np.abs(scored_outputs(reloaded(probe)) - scored_outputs(model(probe))).max())
+        if difference > 1e-5:
+            raise RuntimeError(f"pruned checkpoint does not reload to the same model (max |diff| {difference:.2e})")
+
+    with frame.writing(manifest, check=reloads) as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / MODEL_PT)
         manifest.carry_from(source_manifest, source)
         manifest.model = pruned_spec
@@ -292,22 +298,29 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False, 
             "speedup": speedups(latency),
             "pruning": {key: value for key, value in outcome.items()
                         if key not in ("history", "score_before_finetune", "layers")},
+            "budget": budget.record(used),
         }
         if sparse_layers is not None:
             manifest.sparsity = {"pattern": "2:4", "layers": sparse_layers, "onnx": onnx_check,
                                     "note": SPARSITY_NOTE}
         add_artifact(manifest, tmp, MODEL_PT, name="pruned", fmt="torch",
                      precision="fp32-2:4" if config.method == "2:4" else "fp32")
-        write_manifest(tmp, manifest)
-        # Check before trusting: the saved spec + tensors rebuild the same network (same outputs).
-        reloaded, _ = load_model(tmp)
-        probe = torch.from_numpy(dataset.test.take(64))
-        with torch.inference_mode():
-            difference = float(np.abs(scored_outputs(reloaded(probe)) - scored_outputs(model(probe))).max())
-        if difference > 1e-5:
-            raise RuntimeError(f"pruned checkpoint does not reload to the same model (max |diff| {difference:.2e})")
     metrics = manifest.metrics
     say(f"prune: {config.method}  MACs {metrics['macs']['ratio']:.2f}x fewer  test {task.metric_label} "
         f"{task.format_score(score_before['test'])} → {task.format_score(score_after['test'])}  "
         f"b64 speedup {metrics['speedup'].get('64', float('nan')):.2f}x → {out}")
+    _say_budget(budget, used, task, len(dataset.val))
     return out
+
+
+def _say_budget(budget, used: float, task, val_samples: int) -> None:
+    """Prune's share of the run's budget, and a warning when it leaves quantize nothing or the val split cannot
+    tell the budget from noise."""
+    say(f"prune: {budget.line(used)} on val")
+    if used > budget.left:
+        say(f"[yellow]prune: the pruned model alone is over the run's {budget.max_drop:g} {task.unit} budget on val: "
+            "every artifact made from it will fail eval; prune less (ratio, target_macs) or fine-tune longer[/yellow]")
+    resolution = task.resolution(val_samples)
+    if budget.max_drop < resolution:
+        say(f"[yellow]prune: the {budget.max_drop:g} {task.unit} budget is finer than one val sample "
+            f"({resolution:.2f} {task.unit} on {val_samples} samples): the split cannot resolve it[/yellow]")

@@ -11,7 +11,6 @@ RUN/quantize/
 
 from __future__ import annotations
 
-import datetime
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,26 +23,27 @@ from edgepipe.artifacts import (
     MANIFEST,
     Manifest,
     add_artifact,
-    is_up_to_date,
     new_manifest,
     read_manifest,
     sha256_file,
     sha256_json,
-    write_manifest,
 )
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
-from edgepipe.quant.scoring import score_of
+from edgepipe.quant.scoring import Judge, score_of
 from edgepipe.recipe import QuantizeConfig
+from edgepipe.report.results import QuantizedArtifact, QuantizeResult
 from edgepipe.run import CALIB_CACHE as CACHE
 from edgepipe.run import CALIB_RANGES as RANGES
-from edgepipe.run import EXPORT, QUANTIZE, TRAIN, resolve
+from edgepipe.run import EXPORT, QUANTIZE, resolve
 from edgepipe.run import FP16_ONNX as FP16
 from edgepipe.run import INT8_CPU_ONNX as INT8_CPU
 from edgepipe.run import INT8_TRT_ONNX as INT8_TRT
-from edgepipe.rundir import atomic_dir, check_replaceable, scratch_dir
-from edgepipe.tasks import Task, max_drop_of, task_of
+from edgepipe.rundir import scratch_dir
+from edgepipe.stages.context import RunContext, open_context
+from edgepipe.stages.frame import StageFrame
+from edgepipe.tasks import Task
 from edgepipe.timing import available_cpus
 
 
@@ -131,8 +131,12 @@ def _reusable_ranges(out: Path, ranges_key: str, scratch: Path) -> Path | None:
 
 
 def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, reuse: bool = False,
-             speed: bool = True) -> Path:
-    """Quantize the run's deployable ONNX into ``out``; returns ``out``. ``speed=False`` skips the timing."""
+             speed: bool = True, context: RunContext | None = None) -> Path:
+    """Quantize the run's deployable ONNX into ``out``; returns ``out``. ``speed=False`` skips the timing.
+
+    The accuracy budget is the run's, against the original model (``context``: the pipeline's; else opened from
+    the source's manifests): what the source already lost (a pruned model) is spent, and the fallbacks keep every
+    INT8 graph within what is left. ``config.max_drop``, when set, is the whole budget instead of the recipe's."""
     from edgepipe.quant import fp16 as fp16_tools
     from edgepipe.quant.calibration import ArrayDataReader, load_calibration_set
     from edgepipe.quant.tracks import calibrate, check_trt_qdq, cpu_track, load_ranges, preprocess, trt_track
@@ -140,8 +144,10 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
 
     config = config or QuantizeConfig()
     out = Path(out)
-    check_replaceable(out, QUANTIZE)
-    speed_runtimes = _speed_runtimes(config.speed_runtime) if speed and config.cpu_speed_fallback else []
+    frame = StageFrame(QUANTIZE, out)
+    from edgepipe.quant.speed_fallback import cpu_float_where_faster, speed_runtimes
+
+    runtimes = speed_runtimes(config.speed_runtime) if speed and config.cpu_speed_fallback else []
     src = resolve_source(source)
     input_name, input_shape = model_input(src.onnx)
     if config.qat:
@@ -152,21 +158,23 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
     if dataset is None:
         raise EdgepipeError(f"{src.onnx}: no edgepipe export manifest beside it, so there is no dataset to check "
                             "accuracy on; pass the run directory or export directory instead")
-    task = task_of(src.manifest)
+    # What the source already lost against the original (a pruned model) is read from the run's manifests, so the
+    # pipeline and a lone `edgepipe quantize RUN` agree; the pipeline's context only spares re-reading the recipe.
+    context = open_context(src.manifest, src.stage_dir, recipe=context.recipe if context else None,
+                           max_drop=config.max_drop)
+    task, budget = context.task, context.budget
     calibration_set = load_calibration_set(config.calibration, dataset_loader=lambda: dataset,
                                            preprocessing=src.manifest.dataset.preprocessing,
                                            input_shape=input_shape)
     model_sha = sha256_file(src.onnx)
-    max_drop = config.max_drop if config.max_drop is not None else _recipe_max_drop(src, task)
-    manifest_config = {**config.model_dump(mode="json"), "max_drop": max_drop}
+    manifest_config = {**config.model_dump(mode="json"), "max_drop": budget.max_drop, "budget_spent": budget.spent}
     manifest = new_manifest(QUANTIZE, manifest_config, {"onnx": model_sha, "calibration_set": calibration_set.sha256})
-    if reuse and is_up_to_date(out, manifest):
-        say(f"[dim]quantize: up to date ({out})[/dim]")
+    if frame.up_to_date(manifest, reuse=reuse):
         return out
     ranges_key = sha256_json({"model": model_sha, "calibration": calibration_set.sha256, "method": config.method,
                               "percentile": config.percentile if config.method == "percentile" else None})
 
-    with atomic_dir(out, QUANTIZE) as tmp, scratch_dir(out) as scratch:
+    with frame.writing(manifest) as tmp, scratch_dir(out) as scratch:
         prepared = preprocess(src.onnx, scratch / "prepared.onnx")
         keep_float = _checked_node_names(prepared, config.keep_float, src.onnx)  # before minutes of calibration
         ranges_path = _reusable_ranges(out, ranges_key, scratch) if reuse else None
@@ -182,15 +190,14 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         tracks = {INT8_TRT: trt_track(), INT8_CPU: cpu_track(config.reduce_range)}
         val, test = dataset.val, dataset.test
         reference = {"val": score_of(src.onnx, val, task), "test": score_of(src.onnx, test, task)}
-        fallback = _quantize_within_budget(prepared, tmp, tracks, config.method, tmp / RANGES, val, reference["val"],
-                                           max_drop, task, keep_float)
+        judge = Judge(prepared, config.method, tmp / RANGES, val, reference["val"], budget.left, task)
+        fallback = _quantize_within_budget(judge, tmp, tracks, keep_float)
         check_trt_qdq(tmp / INT8_TRT)
         speed_batch = np.resize(test.take(config.speed_batch), (config.speed_batch, *test.sample_shape))
         cpu_speed = None
         if speed and config.cpu_speed_fallback:
-            cpu_speed = _cpu_float_where_faster(prepared, tmp, tracks[INT8_CPU], config.method, tmp / RANGES,
-                                                fallback["excluded"], val, reference["val"], max_drop, speed_batch,
-                                                task, speed_runtimes, retime=config.retime)
+            cpu_speed = cpu_float_where_faster(judge, tmp, tracks[INT8_CPU], fallback["excluded"], speed_batch,
+                                               runtimes, retime=config.retime)
 
         scales = trt_cache.scales_from_ranges(ranges)
         trt_cache.write_cache(tmp / CACHE, scales, config.tensorrt_version)
@@ -208,24 +215,25 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
             from edgepipe.quant.qat import quantization_aware_training
 
             qat_summary = quantization_aware_training(src, tmp, config, calibration_set, tracks, scratch, reference,
-                                                      input_name, task)
+                                                      input_name, context)
 
         rows = _evaluate_artifacts(tmp, dataset, reference, config.fp16, qat_summary, task)
+        used = max(0.0, *(row.drop_val for row in rows))  # the worst artifact quantize ships, on val
         if qat_summary:
-            ptq = max(r["drop_val"] for r in rows if r["name"] in ("int8-cpu", "int8-trt"))
+            ptq = max(r.drop_val for r in rows if r.name in ("int8-cpu", "int8-trt"))
             qat = max(qat_summary["val_drop"].values())
             qat_summary.update(ptq_val_drop=ptq, recovered=round(ptq - qat, 4), qat_helped=qat <= ptq)
         fp32_size = src.onnx.stat().st_size
         for row in rows:
-            row["size_ratio"] = round(row["size_bytes"] / fp32_size, 4)
+            row.size_ratio = round(row.size_bytes / fp32_size, 4)
         speed_rows = {}
         if speed:
-            models = {"fp32": src.onnx, **{r["name"]: tmp / r["file"] for r in rows}}
+            models = {"fp32": src.onnx, **{r.name: tmp / r.file for r in rows}}
             speed_rows = measure_speed(models, speed_batch, available_cpus(),
                                        (cpu_speed or {}).get("runtime", "onnxruntime"))
             for row in rows:
-                row["speed_ratio"] = round(speed_rows[row["name"]]["throughput_per_s"]
-                                           / speed_rows["fp32"]["throughput_per_s"], 3)
+                row.speed_ratio = round(speed_rows[row.name]["throughput_per_s"]
+                                        / speed_rows["fp32"]["throughput_per_s"], 3)
 
         manifest.carry_from(src.manifest, src.stage_dir)
         manifest.source = {"onnx": str(src.onnx), "stage_dir": str(src.stage_dir), "sha256": model_sha}
@@ -236,36 +244,26 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
             "ranges_file": RANGES, "ranges_sha256": sha256_file(tmp / RANGES), "ranges_key": ranges_key,
         }
         for row in rows:
-            add_artifact(manifest, tmp, row["file"], name=row["name"], fmt="onnx", precision=row["precision"],
-                         track=row["track"], calibration_sha256=calibration_set.sha256)
-        manifest.metrics = {
-            "reference_fp32": {"file": str(src.onnx), "size_bytes": fp32_size, **reference},
-            "task": task.describe(), "artifacts": rows, "speed": speed_rows, "max_drop": max_drop,
-            "fallback": fallback, "cpu_speed_fallback": cpu_speed, "fp16_overflow": fp16_report, "cpu": cpu_vnni(),
-            "qat": qat_summary,
-            "score_split": "val decides (budget, fallback); test is reported only",
-        }
-        write_manifest(tmp, manifest)
-    say(f"quantize: {out}  (" + ", ".join(f"{r['name']} drop {r['drop_test']:+.2f} {task.unit}" for r in rows) + ")")
+            add_artifact(manifest, tmp, row.file, name=row.name, fmt="onnx", precision=row.precision,
+                         track=row.track, calibration_sha256=calibration_set.sha256)
+        manifest.metrics = QuantizeResult(
+            reference_fp32={"file": str(src.onnx), "size_bytes": fp32_size, **reference}, task=task.describe(),
+            artifacts=rows, speed=speed_rows, max_drop=budget.max_drop, budget=budget.record(used),
+            fallback=fallback, cpu_speed_fallback=cpu_speed, fp16_overflow=fp16_report, cpu=cpu_vnni(),
+            qat=qat_summary, score_split="val decides (budget, fallback); test is reported only",
+        ).to_json()
+    say(f"quantize: {out}  (" + ", ".join(f"{r.name} drop {r.drop:+.2f} {task.unit}" for r in rows)
+        + f"; vs its source on test)  quantize {budget.line(used)} on val")
     return out
 
 
-def _recipe_max_drop(src: QuantizeSource, task: Task) -> float:
-    """eval.max_drop of the recipe the model was trained with (recorded in the train manifest)."""
-    run_dir = src.stage_dir.parent if src.stage_dir is not None else None
-    train_manifest = run_dir / TRAIN / MANIFEST if run_dir is not None else None
-    recipe = read_manifest(train_manifest.parent).recipe if train_manifest is not None and train_manifest.is_file() \
-        else None
-    return max_drop_of(recipe, task)
-
-
-def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str, ranges_path: Path, val,
-                            reference_val: float, max_drop: float, task: Task, keep_float: list[str] = ()) -> dict:
-    """Quantize both tracks; when the worse one loses more than ``max_drop`` on val, keep sensitive nodes in float.
-    ``keep_float``: nodes the user keeps in float whatever the budget (in every probe, and in the result)."""
+def _quantize_within_budget(judge: Judge, tmp: Path, tracks: dict, keep_float: list[str] = ()) -> dict:
+    """Quantize both tracks; when the worse one loses more than the budget left on val, keep sensitive nodes in
+    float. ``keep_float``: nodes the user keeps in float whatever the budget (in every probe, and in the result)."""
     from edgepipe.quant.sensitivity import PROXY_SAMPLES, fit_budget, quantization_error_ranking
     from edgepipe.quant.tracks import quantize_track, quantized_nodes
 
+    prepared, task, max_drop = judge.prepared, judge.task, judge.allowed
     probe_dir = Path(tempfile.mkdtemp(prefix="probe-", dir=prepared.parent))
     candidates: list[tuple[str, str]] = []
 
@@ -275,8 +273,8 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
             path = target / filename
             if only is not None:  # every other quantized node stays in float
                 exclude = [name for name, _ in candidates if name not in only]
-            quantize_track(prepared, path, track, method, ranges_path, [*keep_float, *exclude])
-            worst = max(worst, task.drop(reference_val, score_of(path, val, task)))
+            quantize_track(prepared, path, track, judge.method, judge.ranges, [*keep_float, *exclude])
+            worst = max(worst, judge.drop_of(path))
         return worst
 
     full_drop = drop(None, [], tmp)
@@ -286,20 +284,17 @@ def _quantize_within_budget(prepared: Path, tmp: Path, tracks: dict, method: str
         return result
     quantized = [tmp / filename for filename in tracks]
     candidates = quantized_nodes(prepared, quantized)
-    say(f"quantize: INT8 loses {full_drop:.2f} {task.unit} on val (budget {max_drop:.2f}); ranking the "
+    say(f"quantize: INT8 loses {full_drop:.2f} {task.unit} on val (budget left {max_drop:.2f}); ranking the "
         f"{len(candidates)} quantized nodes by sensitivity")
 
     def proxy() -> list[dict]:
-        return quantization_error_ranking(prepared, quantized, candidates, val.take(PROXY_SAMPLES),
+        return quantization_error_ranking(prepared, quantized, candidates, judge.val.take(PROXY_SAMPLES),
                                           model_input(prepared)[0])
 
     fitted = fit_budget(candidates, drop, max_drop, full_drop, task.unit, proxy)
     final = drop(None, fitted.excluded, tmp)
     return {**result, "needed": True, "excluded": [*keep_float, *fitted.excluded], "val_drop_after": round(final, 4),
             "sensitivity": fitted.table, "steps": fitted.steps}
-
-
-SPEED_DECISIONS = "cpu-speed-decisions"  # edgepipe.cache file name
 
 
 def _checked_node_names(model: Path, names: list[str], shown: Path | None = None) -> list[str]:
@@ -322,151 +317,8 @@ def _checked_node_names(model: Path, names: list[str], shown: Path | None = None
     return list(dict.fromkeys(names))
 
 
-def _speed_runtimes(requested: str) -> list[str]:
-    """The CPU runtimes the speed decision may be made on: the one named, or (auto) every one installed."""
-    from edgepipe.runners.select import installed_cpu_runtimes
-
-    installed = installed_cpu_runtimes()
-    if requested == "auto":
-        return installed
-    if requested not in installed:
-        raise EdgepipeError(f"--speed-runtime {requested}: not installed here (installed: {', '.join(installed)}); "
-                            "`pip install 'edgepipe[openvino]'` or pick another")
-    return [requested]
-
-
-def _runtime_versions(runtimes: list[str]) -> list[str]:
-    import onnxruntime
-
-    from edgepipe.runners.openvino import openvino_version
-
-    versions = {"onnxruntime": onnxruntime.__version__, "openvino": openvino_version()}
-    return [f"{runtime} {versions[runtime]}" for runtime in runtimes]
-
-
-def _speed_decision_key(prepared: Path, layers: list, already_float: list[str], method: str, batch: np.ndarray,
-                        threads: int, runtimes: list[str]) -> str:
-    """Everything the CPU track's speed decision depends on: the graph's bytes, its candidate layers, what the
-    accuracy fallback already keeps in float, the batch, the threads, the CPU, and the runtimes it may be made on
-    with their versions (which of them runs the graph fastest is part of the decision)."""
-    from edgepipe.cache import DecisionCache, cpu_fingerprint
-    from edgepipe.quant.speed import MIN_GAIN
-
-    return DecisionCache.key(schema=3, model=sha256_file(prepared), layers=layers, already_float=sorted(already_float),
-                             method=method, batch=list(batch.shape), threads=threads, cpu=cpu_fingerprint(),
-                             runtimes=_runtime_versions(runtimes), min_gain=MIN_GAIN)
-
-
-def _cpu_float_where_faster(prepared: Path, tmp: Path, track, method: str, ranges_path: Path, already_float: list[str],
-                            val, reference_val: float, max_drop: float, batch: np.ndarray, task: Task,
-                            runtimes: list[str], *, retime: bool = False) -> dict:
-    """quant/speed.py on the CPU track; the faster mix replaces tmp's int8-cpu model when it stays within budget.
-
-    Measured on the runtime that will run the artifact: of ``runtimes``, the one that runs the all-int8 graph
-    fastest at ``batch`` (a layer OpenVINO runs fast in int8 can be slow on onnxruntime, and the other way round).
-    The measured decision (that runtime, and which layers stay in float) is kept in edgepipe.cache, keyed by
-    everything it depends on: a rerun on this machine reuses it (the same bytes come out, whatever the machine's
-    load) unless ``retime``; the summary says which ("decision": "measured", "reused" or "retimed")."""
-    import itertools
-
-    from edgepipe.cache import DecisionCache
-    from edgepipe.quant.tracks import quantize_track, quantized_nodes
-
-    threads = available_cpus()
-    layers = quantized_nodes(prepared, [tmp / INT8_CPU])  # weighted and activation-only (a QLinearMul) alike
-    cache = DecisionCache(SPEED_DECISIONS)
-    key = _speed_decision_key(prepared, layers, already_float, method, batch, threads, runtimes)
-    cached = None if retime else cache.get(key)
-    if cached is not None:
-        summary = dict(cached, decision="reused", cache=str(cache.path))
-        say(f"quantize: CPU-track speed decision reused from {cache.path} (measured {cached.get('measured_at')}; "
-            "--retime measures again)")
-        if summary["kept_float"]:
-            mix = quantize_track(prepared, prepared.parent / "cpu-speed-mix.onnx", track, method, ranges_path,
-                                 [*already_float, *summary["kept_float"]])
-            summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop, task)
-        return summary
-    runtime, runtime_rounds = runtimes[0], None
-    if len(runtimes) > 1:
-        from edgepipe.quant.speed import fastest_runtime
-
-        runtime, runtime_rounds = fastest_runtime(tmp / INT8_CPU, runtimes, batch, threads)
-        say(f"quantize: the all-int8 CPU graph runs fastest on {runtime} at batch {len(batch)} ("
-            + ", ".join(f"{name} {np.median(times):.3f} ms" for name, times in runtime_rounds.items())
-            + "): the speed fallback measures there")
-    summary = _measure_cpu_speed(prepared, track, method, ranges_path, already_float, layers, batch, threads,
-                                 itertools.count(), runtime)
-    summary["runtime"] = runtime
-    if runtime_rounds:
-        summary["runtime_rounds_ms"] = {name: [round(t, 4) for t in times] for name, times in runtime_rounds.items()}
-    mix = summary.pop("model", None)
-    record = dict(summary, measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    cache.put(key, record)
-    summary = dict(record, decision="retimed" if retime else "measured", cache=str(cache.path))
-    if summary["kept_float"]:
-        summary = _accept_faster_mix(summary, mix, tmp, val, reference_val, max_drop, task)
-    return summary
-
-
-def _measure_cpu_speed(prepared: Path, track, method: str, ranges_path: Path, already_float: list[str],
-                       layers: list, batch: np.ndarray, threads: int, numbers, runtime: str = "onnxruntime") -> dict:
-    """Profile the CPU track node by node on ``runtime``, confirm on the whole graph (quant/speed.py); "model" in
-    the result is the faster mix, if any."""
-    from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, profiler_for, timer_for
-    from edgepipe.quant.tracks import graph_nodes, quantize_track
-
-    probe_dir = Path(tempfile.mkdtemp(prefix="speed-", dir=prepared.parent))
-
-    def build(excluded: list[str]) -> Path:
-        path = probe_dir / f"cpu-{next(numbers)}.onnx"
-        return quantize_track(prepared, path, track, method, ranges_path, excluded)
-
-    say(f"quantize: profiling every node of the CPU track in int8 vs float on {runtime} (batch {len(batch)}, "
-        f"{threads} threads)")
-    found = keep_float_where_faster(layers, already_float, prepared, build,
-                                    profiler_for(runtime, batch, threads, graph_nodes(prepared)),
-                                    timer_for(runtime, batch, threads))
-    summary = {"batch": len(batch), "threads": threads, "min_gain": MIN_GAIN, "kept_float": found.kept_float,
-               "table": found.table, "confirmations": found.confirmations}
-    if not found.kept_float:
-        return summary
-    # A mix that is no faster than the FP32 graph itself has given up INT8's size for nothing: then INT8 does
-    # not pay for speed on this CPU, the int8 graph (the smallest) stays, and FP32 is the fast one.
-    rounds = timer_for(runtime, batch, threads)({"fp32": prepared, "mix": found.model})
-    versus = {label: float(np.median(times)) for label, times in rounds.items()}
-    summary.update(fp32_ms=round(versus["fp32"], 4), mix_ms=round(versus["mix"], 4))
-    if not clearly_faster(rounds["mix"], rounds["fp32"]):
-        what = ("keeps only the accuracy fallback's float layers" if already_float else "stays fully quantized")
-        summary.update(kept_float=[], reverted=f"the fastest mix ({versus['mix']:.3f} ms) is not {MIN_GAIN:.0%} faster "
-                                              f"than FP32 ({versus['fp32']:.3f} ms) in every round: int8-cpu {what}, "
-                                              "for size")
-        say(f"quantize: INT8 does not pay for speed on this CPU (fastest mix {versus['mix']:.3f} ms vs FP32 "
-            f"{versus['fp32']:.3f} ms at batch {len(batch)}); int8-cpu {what} (smallest file)")
-        return summary
-    summary["model"] = found.model
-    return summary
-
-
-def _accept_faster_mix(summary: dict, mix: Path, tmp: Path, val, reference_val: float, max_drop: float,
-                       task: Task) -> dict:
-    """The faster mix becomes the int8-cpu artifact when it stays within the budget."""
-    drop = task.drop(reference_val, score_of(mix, val, task))
-    if drop > max_drop:  # float layers should only help accuracy; if not, the budget wins over speed
-        return dict(summary, kept_float=[], reverted=f"the faster mix loses {drop:.2f} {task.unit} on val "
-                                                     f"(budget {max_drop:.2f})")
-    shutil.copyfile(mix, tmp / INT8_CPU)
-    for row in summary.get("table", []):
-        if row["kept_float"]:
-            say(f"quantize: CPU track keeps {row['node']} ({row['op']}) in float: its kernel takes "
-                f"{row['float_ms']:.3f} ms vs {row['int8_ms']:.3f} ms in int8")
-    confirmed = next((c for c in summary.get("confirmations", []) if c["faster"]), None)
-    if confirmed is not None:
-        say(f"quantize: with those in float the CPU track takes {confirmed['mix_ms']:.3f} ms vs "
-            f"{confirmed['int8_ms']:.3f} ms all int8 (batch {summary['batch']})")
-    return summary
-
-
-def _evaluate_artifacts(tmp: Path, dataset, reference: dict, fp16: bool, qat: dict | None, task: Task) -> list[dict]:
+def _evaluate_artifacts(tmp: Path, dataset, reference: dict, fp16: bool, qat: dict | None,
+                        task: Task) -> list[QuantizedArtifact]:
     entries = [("int8-cpu", INT8_CPU, "int8", "cpu"), ("int8-trt", INT8_TRT, "int8", "tensorrt-qdq")]
     if fp16:
         entries.append(("fp16", FP16, "fp16", "fp16"))
@@ -477,8 +329,8 @@ def _evaluate_artifacts(tmp: Path, dataset, reference: dict, fp16: bool, qat: di
     for name, filename, precision, track in entries:
         path = tmp / filename
         scores = {split: score_of(path, getattr(dataset, split), task) for split in ("val", "test")}
-        rows.append({"name": name, "file": filename, "precision": precision, "track": track,
-                     "size_bytes": path.stat().st_size, "score_val": scores["val"], "score_test": scores["test"],
-                     "drop_val": round(task.drop(reference["val"], scores["val"]), 4),
-                     "drop_test": round(task.drop(reference["test"], scores["test"]), 4)})
+        rows.append(QuantizedArtifact(name=name, file=filename, precision=precision, track=track,
+                                      size_bytes=path.stat().st_size, score=scores["test"], score_val=scores["val"],
+                                      drop=round(task.drop(reference["test"], scores["test"]), 4),
+                                      drop_val=round(task.drop(reference["val"], scores["val"]), 4)))
     return rows

@@ -10,14 +10,15 @@ from typing import Any
 
 import torch
 
-from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, write_manifest
+from edgepipe.artifacts import add_artifact, new_manifest
 from edgepipe.checkpoint import load_model, load_state, resolve_checkpoint, save_state
 from edgepipe.data import Dataset, load_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model, classifier_of, initialize, is_registry_model
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, recipe_to_dict
-from edgepipe.rundir import atomic_dir, check_replaceable
+from edgepipe.run import TRAIN
+from edgepipe.stages.frame import StageFrame
 from edgepipe.tasks import task_named
 from edgepipe.training import (
     distributed_from_env,
@@ -64,7 +65,7 @@ def train(recipe: Recipe, out: Path, *, resume: bool = False, reuse: bool = Fals
 
 def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     out = Path(out)
-    check_replaceable(out, "train")
+    frame = StageFrame(TRAIN, out)
     dataset = load_dataset(recipe.dataset)
     task = task_named(recipe.task, dataset.preprocessing)
     spec = model_spec(recipe, dataset)
@@ -72,9 +73,8 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
               "train": recipe.train.model_dump(mode="json"), **({"task": recipe.task} if recipe.task != "classification"
                                                                 else {})}
     parents = {"dataset": dataset.fingerprint()}
-    manifest = new_manifest("train", config, parents)
-    if reuse and is_up_to_date(out, manifest):
-        say(f"[dim]train: up to date ({out})[/dim]")
+    manifest = new_manifest(TRAIN, config, parents)
+    if frame.up_to_date(manifest, reuse=reuse):
         return out
 
     device = pick_device(recipe.train.device)
@@ -125,7 +125,13 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     model.cpu()  # artifacts are saved and checked on the CPU, wherever training ran
     cpu = torch.device("cpu")
     val_score, test_score = score(model, dataset.val, cpu, task), score(model, dataset.test, cpu, task)
-    with atomic_dir(out, "train") as tmp:
+
+    def reloads(tmp: Path) -> None:  # check before trusting: the saved file reloads to the same score
+        reloaded, _ = load_model(tmp)
+        if abs(score(reloaded, dataset.val, cpu, task) - val_score) > 1e-9:
+            raise RuntimeError("saved checkpoint does not reproduce the validation score")
+
+    with frame.writing(manifest, check=reloads) as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / "model.pt")
         manifest.model = spec
         manifest.dataset = dataset_record(recipe, dataset)
@@ -139,11 +145,6 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
         if transfer:
             manifest.transfer = {**transfer, "freeze_backbone": recipe.train.freeze_backbone}
         add_artifact(manifest, tmp, "model.pt", name="original", fmt="torch", precision="fp32")
-        write_manifest(tmp, manifest)
-        # Check before trusting: the saved file reloads to the same score.
-        reloaded, _ = load_model(tmp)
-        if abs(score(reloaded, dataset.val, cpu, task) - val_score) > 1e-9:
-            raise RuntimeError("saved checkpoint does not reproduce the validation score")
     shutil.rmtree(partial, ignore_errors=True)
     say(f"train: {task.metric_label} val {task.format_score(val_score)}  test {task.format_score(test_score)}  "
         f"(best epoch {result.best_epoch}) → {out}")

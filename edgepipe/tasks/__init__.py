@@ -13,6 +13,7 @@ from typing import Any
 
 from edgepipe.errors import EdgepipeError
 from edgepipe.tasks.base import Task
+from edgepipe.tasks.budget import Budget, decide_budget
 from edgepipe.tasks.classification import Classification
 from edgepipe.tasks.detection import Detection
 from edgepipe.tasks.reconstruction import Reconstruction
@@ -36,12 +37,5 @@ def task_of(manifest) -> Task:
     preprocessing = manifest.dataset.preprocessing if manifest.dataset is not None else None
     return task_named(spec.get("task"), preprocessing)
 
-def max_drop_of(recipe: dict[str, Any] | None, task: Task) -> float:
-    """The budget a recipe (as a manifest records it) gives, in the task's unit; the task's default when none."""
-    from edgepipe.recipe import EvalConfig
 
-    configured = EvalConfig.model_validate((recipe or {}).get("eval") or {}).max_drop
-    return float(task.default_max_drop if configured is None else configured)
-
-
-__all__ = ["TASKS", "DEFAULT_TASK", "Task", "max_drop_of", "task_named", "task_of"]
+__all__ = ["TASKS", "DEFAULT_TASK", "Budget", "Task", "decide_budget", "task_named", "task_of"]

@@ -23,6 +23,7 @@ from edgepipe.cli.main import user_errors
 from edgepipe.complexity import onnx_complexity, torch_complexity
 from edgepipe.models import build_model
 from edgepipe.recipe import BenchConfig
+from edgepipe.report import write_report
 from edgepipe.stages.bench import bench
 
 SPEC = {"name": "mlp", "params": {"hidden": [8]}, "input_shape": [1, 4, 4], "num_classes": 10}
@@ -42,15 +43,15 @@ def _stage(directory: Path, stage: str, files: list[tuple[str, str, str, str]], 
     write_manifest(directory, manifest)
 
 
-def make_tiny_run(root: Path, *, accuracies: dict[str, float] | None = None) -> Path:
+def make_tiny_run(root: Path, *, accuracies: dict[str, float] | None = None, max_drop: float = 0.5) -> Path:
     """train (mlp on 1x4x4), export (ONNX MatMul), quantize (QDQ int8) and a report.json with eval results."""
     run = root / "run"
     for stage in ("train", "export", "quantize"):
         (run / stage).mkdir(parents=True)
     torch.manual_seed(0)
     save_state({"model": build_model(SPEC).eval().state_dict()}, run / "train" / "model.pt")
-    recipe = {"name": "tiny", "target": "jetson-orin-nano", "eval": {"max_drop": 0.5},
-              "bench": {"deploy_batch": 1}}
+    recipe = {"name": "tiny", "target": "jetson-orin-nano", "model": {"name": "mlp"}, "dataset": {"name": "digits"},
+              "eval": {"max_drop": max_drop}, "bench": {"deploy_batch": 1}}
     _stage(run / "train", "train", [("model.pt", "original", "torch", "fp32")], model=SPEC,
            dataset={"preprocessing": PREPROCESSING}, recipe=recipe)
     tiny_onnx(run / "export" / "model.onnx")
@@ -81,7 +82,7 @@ def _app() -> typer.Typer:
 
 def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
     result = bench(tiny_run, BenchConfig(batch_sizes=[1, 4], threads=1, **FAST))
-    keys = {(r["artifact"], r["batch"]) for r in result["rows"]}
+    keys = {(r["name"], r["batch"]) for r in result["rows"]}
     assert keys == {(a, b) for a in ("original", "onnx-fp32", "int8-cpu") for b in (1, 4)}
     for row in result["rows"]:
         latency = row["latency_ms"]
@@ -91,15 +92,18 @@ def test_bench_run_measures_every_artifact_and_batch(tiny_run: Path) -> None:
         assert row["throughput_per_s"] == pytest.approx(row["batch"] / (latency["p50"] / 1000))
         assert row["end_to_end"]["iters"] == row["iters"]  # image preprocessing is recorded, so e2e is timed
         assert row["size_bytes"] > 0 and row["params"] > 0 and row["macs"] > 0
-    original = [r for r in result["rows"] if r["artifact"] == "original"]
+    original = [r for r in result["rows"] if r["name"] == "original"]
     assert all(r["speedup_vs_original"] == pytest.approx(1.0) for r in original)
     assert result["machine"]["threads"] == 1 and result["settings"]["repeats"] == 2
-    assert result["deployable"]["cpu"]["artifact"] in {"original", "onnx-fp32", "int8-cpu"}
+    assert result["deployable"]["cpu"]["name"] in {"original", "onnx-fp32", "int8-cpu"}
     assert "TensorRT" in result["deployable"]["jetson-orin-nano"]["reason"]
 
 
-def test_bench_writes_report_json_md_and_png(tiny_run: Path) -> None:
-    bench(tiny_run, BenchConfig(batch_sizes=[1, 2], threads=1, **FAST))
+def test_bench_writes_no_report_and_the_writer_makes_report_json_md_and_png(tiny_run: Path) -> None:
+    before = (tiny_run / "report.json").read_bytes()
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1, 2], threads=1, **FAST))
+    assert (tiny_run / "report.json").read_bytes() == before and not (tiny_run / "report.md").exists()
+    write_report(tiny_run, bench=result)
     report = json.loads((tiny_run / "report.json").read_text())
     assert report["recipe"] == "tiny" and report["original"]["score"] == 0.90  # existing names kept
     assert report["bench"]["rows"]
@@ -129,12 +133,12 @@ def test_bench_measures_peak_memory_in_a_fresh_process(tiny_run: Path) -> None:
 def test_single_onnx_file_gets_no_report_but_a_result(tiny_run: Path) -> None:
     result = bench(tiny_run / "quantize" / "model.int8.cpu.onnx", BenchConfig(batch_sizes=[2], threads=1, **FAST))
     (row,) = result["rows"]
-    assert row["artifact"] == "int8-cpu" and row["speedup_vs_original"] is None
+    assert row["name"] == "int8-cpu" and row["speedup_vs_original"] is None
     assert row["drop"] == pytest.approx(0.1)  # found in the run's report.json
 
 
 def test_backend_filter_keeps_only_that_backend(tiny_run: Path) -> None:
-    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, backends=["onnxruntime"], **FAST), write=False)
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, backends=["onnxruntime"], **FAST))
     assert {r["backend"] for r in result["rows"]} == {"onnxruntime"}
 
 
@@ -143,10 +147,10 @@ def test_engine_is_skipped_with_the_reason_when_tensorrt_is_absent(tiny_run: Pat
     build.mkdir()
     (build / "model.fp16.engine").write_bytes(b"not an engine")
     _stage(build, "build", [("model.fp16.engine", "trt-fp16", "engine", "fp16")])
-    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, **FAST), write=False)
+    result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, **FAST))
     (skipped,) = result["skipped"]
-    assert skipped["artifact"] == "trt-fp16" and skipped["reason"]
-    assert "trt-fp16" not in {r["artifact"] for r in result["rows"]}
+    assert skipped["name"] == "trt-fp16" and skipped["reason"]
+    assert "trt-fp16" not in {r["name"] for r in result["rows"]}
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -185,7 +189,7 @@ def test_cli_json_and_table(tiny_run: Path) -> None:
                                     "--steady"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert {r["artifact"] for r in payload["rows"]} == {"onnx-fp32", "int8-cpu"}
+    assert {r["name"] for r in payload["rows"]} == {"onnx-fp32", "int8-cpu"}
     steadiness = payload["steadiness"]  # --steady: a probe before each window: 2 artifacts x (compute, e2e)
     assert steadiness["windows"] == 4 and steadiness["probe_best_ms"] > 0
     table = runner.invoke(_app(), [str(tiny_run), "--batch", "1", "--iters", "2", "--seconds", "0.01", "--repeats", "1",
@@ -204,13 +208,27 @@ def test_bench_settings_are_checked_by_their_config(tiny_run: Path) -> None:
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "positive" in result.output
 
 
+def test_a_settings_file_is_a_bench_section_checked_in_one_line(tiny_run: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "bench.yaml"
+    settings.write_text("batch_sizes: [1]\niters: 0\n")
+    result = CliRunner().invoke(_app(), [str(tiny_run), "--settings", str(settings)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "iters: Input should be greater" in result.output
+    settings.write_text("batch_sizes: [1]\niters: 2\nwarmup: 0\nwarmup_seconds: 0\nseconds: 0.01\nrepeats: 1\n"
+                        "memory: false\nbackends: [onnxruntime]\ndeploy_batch: 1\n")
+    result = CliRunner().invoke(_app(), [str(tiny_run), "--settings", str(settings), "--json"])
+    assert result.exit_code == 0, result.output
+    assert {r["batch"] for r in json.loads(result.stdout)["rows"]} == {1}
+    assert json.loads((tiny_run / "report.json").read_text())["bench"]["settings"]["iters"] == 2  # the writer's
+
+
 def test_a_library_call_neither_waits_for_the_machine_nor_writes_home(tiny_run: Path, monkeypatch, tmp_path) -> None:
     from edgepipe.bench import steady
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setattr(steady.SteadyGate, "__post_init__", lambda self: pytest.fail("steadiness is opt-in"))
     result = bench(tiny_run, BenchConfig(batch_sizes=[1], threads=1, warmup=0, iters=2, repeats=1, memory=False,
-                                         warmup_seconds=0.0), write=False)
+                                         warmup_seconds=0.0))
     assert result["steadiness"] is None and not (tmp_path / "home").exists()
 
 
@@ -253,7 +271,7 @@ def test_end_to_end_input_is_the_preprocessed_raw_batch() -> None:
 
 def _row(name: str, backend: str, precision: str, p50: float, drop: float | None, batch: int = 1,
          size: int = 1000) -> dict:
-    return {"artifact": name, "backend": backend, "precision": precision, "batch": batch,
+    return {"name": name, "backend": backend, "precision": precision, "batch": batch,
             "latency_ms": {"p50": p50}, "drop": drop, "size_bytes": size}
 
 
@@ -261,7 +279,7 @@ def test_pick_is_the_fastest_within_budget_not_the_int8_one() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 0.0), _row("pruned-onnx-fp32", "onnxruntime", "fp32", 1.0, 0.2),
             _row("int8-cpu", "onnxruntime", "int8", 1.5, 0.1), _row("int8-trt-qdq", "onnxruntime", "int8", 0.5, 0.9)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
-    assert pick["artifact"] == "pruned-onnx-fp32"
+    assert pick["name"] == "pruned-onnx-fp32"
     assert "1.5x faster than int8-cpu" in pick["reason"] and "10.0x faster than the original" in pick["reason"]
     assert "int8-trt-qdq is faster but drops 0.90 pt" in pick["reason"]
 
@@ -272,16 +290,16 @@ def test_a_tie_within_noise_goes_to_the_smaller_file() -> None:
             _row("int8-cpu", "onnxruntime", "int8", 1.04, 0.1, size=1000),
             _row("fp16", "onnxruntime", "fp16", 1.20, 0.0, size=2000)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
-    assert pick["artifact"] == "int8-cpu"
+    assert pick["name"] == "int8-cpu"
     assert "smallest file" in pick["reason"] and "pruned-onnx-fp32 (onnxruntime fp32) 1 ms" in pick["reason"]
     rows[2]["latency_ms"]["p50"] = 1.06  # just outside the 5 % tie: speed decides again
-    assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["artifact"] == "pruned-onnx-fp32"
+    assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["name"] == "pruned-onnx-fp32"
 
 
 def test_pick_uses_the_closest_benched_batch_and_says_so() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 0.0, batch=64), _row("a", "onnxruntime", "fp32", 2.0, 0.1, 64)]
     pick = pick_deployable(rows, batch=8, max_drop=0.5)["cpu"]
-    assert pick["artifact"] == "a" and pick["batch"] == 64 and "not benched" in pick["reason"]
+    assert pick["name"] == "a" and pick["batch"] == 64 and "not benched" in pick["reason"]
 
 
 def test_a_ratio_from_timings_that_cannot_carry_it_is_called_unreliable() -> None:
@@ -308,7 +326,7 @@ def test_a_ratio_from_timings_that_cannot_carry_it_is_called_unreliable() -> Non
 def test_pick_reports_when_nothing_is_within_budget() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 1.0), _row("a", "onnxruntime", "int8", 2.0, 3.0)]
     pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
-    assert pick["artifact"] is None and "no artifact within" in pick["reason"]
+    assert pick["name"] is None and "no artifact within" in pick["reason"]
 
 
 def test_finish_report_benches_when_the_recipe_asks_and_writes_md_either_way(tmp_path: Path) -> None:
@@ -317,11 +335,11 @@ def test_finish_report_benches_when_the_recipe_asks_and_writes_md_either_way(tmp
     from edgepipe.recipe import EvalConfig
     from edgepipe.stages.pipeline import finish_report
 
-    run = make_tiny_run(tmp_path)
+    run = make_tiny_run(tmp_path, max_drop=0.05)  # the run's budget: what bench's pick keeps within
     report = finish_report(run, SimpleNamespace(bench=None, eval=EvalConfig()))
     assert "bench" not in report and (run / "report.md").is_file() and not (run / "report.png").exists()
     config = BenchConfig(batch_sizes=[1], warmup=0, iters=2, threads=1)
-    report = finish_report(run, SimpleNamespace(bench=config, eval=EvalConfig(max_drop=0.05)))
+    report = finish_report(run, SimpleNamespace(bench=config, eval=EvalConfig()))
     assert report["bench"]["max_drop"] == 0.05
-    assert report["bench"]["deployable"]["cpu"]["artifact"] in {"original", "onnx-fp32"}  # int8 drops 0.1 > 0.05
+    assert report["bench"]["deployable"]["cpu"]["name"] in {"original", "onnx-fp32"}  # int8 drops 0.1 > 0.05
     assert (run / "report.png").is_file() and "Deployable" in (run / "report.md").read_text()

@@ -84,8 +84,8 @@ def test_bench_times_every_onnx_artifact_on_both_runtimes_and_the_pick_names_the
 
     config = BenchConfig(batch_sizes=[1], threads=1, warmup=1, warmup_seconds=0.0, iters=3, seconds=None,
                          repeats=2, memory=False)
-    result = bench(run, config, write=False)
-    pairs = {(r["artifact"], r["backend"]) for r in result["rows"]}
+    result = bench(run, config)
+    pairs = {(r["name"], r["backend"]) for r in result["rows"]}
     assert {("onnx-fp32", "onnxruntime"), ("onnx-fp32", "openvino"), ("int8-cpu", "onnxruntime"),
             ("int8-cpu", "openvino"), ("original", "torch")} <= pairs
     assert result["settings"]["cpu_runtimes"] == ["onnxruntime", "openvino"]
@@ -94,7 +94,7 @@ def test_bench_times_every_onnx_artifact_on_both_runtimes_and_the_pick_names_the
     assert f"({pick['backend']} " in pick["reason"]  # the reason names the runtime with the artifact
     assert all(r["setting"] == {"threads": 1, **({"hint": "LATENCY"} if r["backend"] == "openvino" else {})}
                and "setting_probe" not in r for r in result["rows"])  # one thread: nothing else to try
-    only = bench(run, config.model_copy(update={"cpu_runtimes": ["openvino"]}), write=False)
+    only = bench(run, config.model_copy(update={"cpu_runtimes": ["openvino"]}))
     assert {r["backend"] for r in only["rows"]} == {"torch", "openvino"}
     json.dumps(result)  # JSON-ready
 
@@ -119,7 +119,7 @@ def test_bench_probes_settings_per_batch_and_the_rows_say_which_ran(run):
 
     config = BenchConfig(batch_sizes=[1, 8], threads=2, warmup=1, warmup_seconds=0.0, iters=5, seconds=None,
                          repeats=1, memory=False, end_to_end=False)
-    result = bench(run, config, write=False)
+    result = bench(run, config)
     for row in result["rows"]:
         if row["backend"] == "torch":
             assert row["setting"] == {"threads": 2} and "setting_probe" not in row
@@ -133,8 +133,8 @@ def test_bench_probes_settings_per_batch_and_the_rows_say_which_ran(run):
         if row["backend"] == "openvino":
             assert ("throughput" in row["device"]) == (row["setting"].get("hint") == "THROUGHPUT")
     pick = result["deployable"]["cpu"]
-    picked = next(r for r in result["rows"] if (r["artifact"], r["backend"], r["batch"]) ==
-                  (pick["artifact"], pick["backend"], pick["batch"]))
+    picked = next(r for r in result["rows"] if (r["name"], r["backend"], r["batch"]) ==
+                  (pick["name"], pick["backend"], pick["batch"]))
     assert pick.get("setting") == picked["setting"]
     assert ("thread" in pick["reason"]) == bool(picked.get("setting_tuned"))
     json.dumps(result)
@@ -211,13 +211,13 @@ def test_without_openvino_bench_says_so_once_and_infer_says_what_ran(run, monkey
     monkeypatch.setattr(select, "installed_cpu_runtimes", lambda: ["onnxruntime"])
     config = BenchConfig(batch_sizes=[1], threads=1, warmup=1, warmup_seconds=0.0, iters=3, seconds=None,
                          repeats=1, memory=False, end_to_end=False)
-    result = bench(run, config, write=False)
+    result = bench(run, config)
     assert {r["backend"] for r in result["rows"]} == {"torch", "onnxruntime"}
     assert sum("OpenVINO is not installed" in note for note in result["notes"]) == 1
     with pytest.raises(EdgepipeError, match="openvino is not installed here"):
-        bench(run, config.model_copy(update={"cpu_runtimes": ["openvino"]}), write=False)
+        bench(run, config.model_copy(update={"cpu_runtimes": ["openvino"]}))
     with pytest.raises(EdgepipeError, match="openvino is not installed here"):
-        bench(run, config.model_copy(update={"backends": ["openvino"]}), write=False)
+        bench(run, config.model_copy(update={"backends": ["openvino"]}))
 
     report = json.loads((run / "report.json").read_text())
     report["bench"] = {"deployable": {"cpu": {"artifact": "int8-cpu", "backend": "openvino", "target": "cpu"}}}

@@ -68,6 +68,10 @@ def test_channel_pruning_writes_a_reloadable_smaller_model(vgg_run, tmp_path):
     assert set(metrics["speedup"]) == {"1", "64"}
     for key in ("unpruned", "before_finetune", "after_finetune"):
         assert set(metrics["score"][key]) == {"val", "test"}
+    # prune spends first from the run's budget against the original: what it used on val, what it leaves quantize
+    budget = metrics["budget"]
+    assert budget["spent_before"] == 0.0 and budget["used"] == round(max(0.0, metrics["score"]["drop"]["val"]), 4)
+    assert budget["left"] == round(budget["max_drop"] - budget["used"], 4)
 
     pruned, _ = load_model(out)  # spec -> zoo model -> replayed history -> tensors (weights_only)
     original, _ = load_model(run / "train")
@@ -105,6 +109,8 @@ def test_pruning_a_pruned_model_chains_the_histories(vgg_run, tmp_path):
     model, _ = load_model(second)
     assert model.features[0].out_channels == 4  # 16 -> 8 -> 4
     assert twice.metrics["macs"]["after"] < once.metrics["macs"]["after"]
+    # the second prune starts from what the first one spent
+    assert twice.metrics["budget"]["spent_before"] == once.metrics["budget"]["used"]
 
 
 def test_iterative_steps_finetune_after_each_step(vgg_run, tmp_path):

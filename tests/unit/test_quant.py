@@ -309,11 +309,12 @@ def test_fallback_excludes_most_sensitive_first_until_budget_holds():
 
 
 def test_stage_fallback_reports_table_and_exclusions(quantized, monkeypatch, tmp_path):
+    import edgepipe.quant.scoring as scoring
     import edgepipe.stages.quantize as stage
 
     root = make_export_dir(tmp_path)
     calib = write_calibration(tmp_path / "calib.yaml")
-    real = stage.score_of
+    real = scoring.score_of
     # Make quantizing the first Conv look ruinous, so the fallback has to keep exactly it in float.
     first_conv = next(n.name for n in onnx.load(str(root / "export" / "model.onnx")).graph.node if n.op_type == "Conv")
 
@@ -323,7 +324,7 @@ def test_stage_fallback_reports_table_and_exclusions(quantized, monkeypatch, tmp
         penalty = 0.5 if weight_of_first.endswith("_DequantizeLinear_Output") else 0.0
         return real(path, split, task) - penalty
 
-    monkeypatch.setattr(stage, "score_of", score)
+    monkeypatch.setattr(scoring, "score_of", score)
     out = stage.quantize(root, root / "quantize", QuantizeConfig(calibration=str(calib), fp16=False, max_drop=5.0),
                          speed=False)
     fallback = json.loads((out / "manifest.json").read_text())["metrics"]["fallback"]
@@ -410,7 +411,8 @@ def test_the_speed_decision_is_kept_and_a_rerun_makes_the_same_bytes(tmp_path, m
     --retime measures again; the manifest says which."""
     from edgepipe.cache import DecisionCache
     from edgepipe.quant import speed
-    from edgepipe.stages.quantize import SPEED_DECISIONS, quantize
+    from edgepipe.quant.speed_fallback import SPEED_DECISIONS
+    from edgepipe.stages.quantize import quantize
 
     calls = []
 
@@ -447,7 +449,8 @@ def test_the_speed_fallback_measures_on_the_runtime_that_runs_the_int8_graph_fas
     and the decision cache record it (a decision made for onnxruntime is not reused for OpenVINO)."""
     from edgepipe.cache import DecisionCache
     from edgepipe.quant import speed
-    from edgepipe.stages.quantize import SPEED_DECISIONS, quantize
+    from edgepipe.quant.speed_fallback import SPEED_DECISIONS
+    from edgepipe.stages.quantize import quantize
 
     pytest.importorskip("openvino")
     picked = []

@@ -112,6 +112,7 @@ def test_the_proxy_ranks_every_candidate_from_one_pass(attention):
 def test_fallback_keeps_a_sensitive_activation_only_node_in_float(attention, exact_limit, monkeypatch, tmp_path):
     import shutil
 
+    import edgepipe.quant.scoring as scoring
     import edgepipe.stages.quantize as stage
 
     monkeypatch.setattr(sensitivity, "EXACT_LIMIT", exact_limit)
@@ -123,10 +124,11 @@ def test_fallback_keeps_a_sensitive_activation_only_node_in_float(attention, exa
     def score(path, split, task):  # quantizing the Softmax is ruinous; nothing else costs anything
         return 0.5 if _dequantized_input(path, softmax) else 1.0
 
-    monkeypatch.setattr(stage, "score_of", score)
+    monkeypatch.setattr(scoring, "score_of", score)
     val = Split(attention.inputs, np.zeros(len(attention.inputs), np.int64))
-    fallback = stage._quantize_within_budget(prepared, out, attention.tracks, "minmax", attention.root / "ranges.json",
-                                             val, 1.0, 1.0, task_named("classification"))
+    judge = scoring.Judge(prepared, "minmax", attention.root / "ranges.json", val, reference_val=1.0, allowed=1.0,
+                          task=task_named("classification"))
+    fallback = stage._quantize_within_budget(judge, out, attention.tracks)
     assert fallback["needed"] and softmax in fallback["excluded"] and fallback["val_drop_after"] <= 1.0
     assert len(fallback["sensitivity"]) == len(attention.candidates)
     # The answer is a mix the task's own score confirmed, not the proxy's guess.

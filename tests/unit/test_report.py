@@ -27,12 +27,27 @@ def test_update_report_merges_sections(tmp_path: Path) -> None:
     assert merged == {"recipe": "tiny", "bench": {"rows": []}}
 
 
+def test_a_report_written_before_one_key_named_an_artifact_reads_with_name(tmp_path: Path) -> None:
+    import json
+
+    from edgepipe.report import read_report
+
+    old = {"artifacts": [{"name": "int8-cpu"}],
+           "bench": {"rows": [{"artifact": "int8-cpu", "batch": 1}], "skipped": [{"artifact": "trt", "reason": "x"}],
+                     "deployable": {"cpu": {"artifact": "int8-cpu", "backend": "onnxruntime"}}}}
+    (tmp_path / "report.json").write_text(json.dumps(old))
+    bench = read_report(tmp_path)["bench"]
+    assert bench["rows"][0]["name"] == bench["deployable"]["cpu"]["name"] == "int8-cpu"
+    assert bench["skipped"][0]["name"] == "trt"
+    assert "artifact" not in bench["rows"][0]
+
+
 def test_bench_results_of_a_rebuilt_file_are_dropped_when_eval_writes_again(tmp_path: Path) -> None:
     from edgepipe.artifacts import sha256_file
 
     model = tmp_path / "model.onnx"
     model.write_bytes(b"first build")
-    row = {"artifact": "onnx-fp32", "path": str(model), "sha256": sha256_file(model), "batch": 1}
+    row = {"name": "onnx-fp32", "path": str(model), "sha256": sha256_file(model), "batch": 1}
     update_report(tmp_path, {"bench": {"rows": [row]}})
     assert "bench" in update_report(tmp_path, {"artifacts": []})  # same file: the timings still hold
     model.write_bytes(b"rebuilt by a later stage")
@@ -82,14 +97,14 @@ def test_the_plot_rings_only_the_picked_runtime_and_names_runtimes_when_a_file_r
     from edgepipe.report import plot
 
     def row(artifact, backend, batch, p50, precision="int8"):
-        return {"artifact": artifact, "backend": backend, "batch": batch, "precision": precision, "score": 0.98,
+        return {"name": artifact, "backend": backend, "batch": batch, "precision": precision, "score": 0.98,
                 "size_bytes": 1000, "latency_ms": {"p50": p50}, "speedup_vs_original": 1.0 / p50}
 
     rows = [row("original", "torch", n, 1.0, "fp32") for n in (1, 64)]
     rows += [row("int8-cpu", backend, n, p50) for n in (1, 64) for backend, p50 in (("onnxruntime", 0.1),
                                                                                    ("openvino", 0.08))]
     report = {**EVAL, "bench": {"rows": rows, "machine": {"cpu": "x", "threads": 2},
-                                "deployable": {"cpu": {"artifact": "int8-cpu", "backend": "openvino"}}}}
+                                "deployable": {"cpu": {"name": "int8-cpu", "backend": "openvino"}}}}
     panels = []
     monkeypatch.setattr(plot, "_place_labels", lambda figure, axis, points: panels.append(points))
     assert write_report_plot(tmp_path, report) is not None
@@ -123,3 +138,18 @@ def test_a_detector_gets_its_precision_recall_and_per_class_picture(tmp_path: Pa
     del report["artifacts"][0]["metrics"]["coco"]["pr50"]  # an older report.json: no curve, no picture
     (tmp_path / "report-task.png").unlink()
     assert write_task_plot(tmp_path, report) is None and not (tmp_path / "report-task.png").exists()
+
+
+def test_quantize_results_read_back_typed_from_manifests_old_and_new(tmp_path: Path) -> None:
+    from edgepipe.artifacts import read_manifest
+    from edgepipe.report.results import QuantizedArtifact, QuantizeResult
+
+    before = Path(__file__).parent / "data" / "manifests-before-run-layout" / "quantize"  # before tasks and types
+    old = QuantizeResult.model_validate(read_manifest(before).metrics)
+    cpu = old.row("int8-cpu")
+    assert cpu.score == read_manifest(before).metrics["artifacts"][0]["accuracy_test"] and cpu.drop_val is not None
+    assert old.max_drop is None and old.model_extra["max_drop_pts"] == 10.0  # kept, not lost
+    row = QuantizedArtifact(name="fp16", file="m.onnx", precision="fp16", track="fp16", size_bytes=3, score=0.9,
+                            drop=0.1, score_val=0.8, drop_val=0.2)
+    written = QuantizeResult(reference_fp32={"test": 1.0, "size_bytes": 9}, artifacts=[row]).to_json()
+    assert QuantizeResult.model_validate(written).row("fp16") == row and "score_test" not in written["artifacts"][0]

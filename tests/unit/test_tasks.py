@@ -9,7 +9,7 @@ import pytest
 
 from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import EvalConfig, Recipe
-from edgepipe.tasks import TASKS, max_drop_of, task_named
+from edgepipe.tasks import TASKS, decide_budget, task_named
 
 
 def test_the_recipe_offers_exactly_the_tasks_that_exist():
@@ -20,8 +20,9 @@ def test_the_recipe_offers_exactly_the_tasks_that_exist():
 
 def test_budgets_are_in_the_task_unit_and_the_old_key_still_reads():
     classification, reconstruction = task_named("classification"), task_named("reconstruction")
-    assert max_drop_of({}, classification) == 0.5 and max_drop_of(None, reconstruction) == 1.0
-    assert max_drop_of({"eval": {"max_accuracy_drop": 2}}, classification) == 2.0  # recipes before the seam
+    assert decide_budget(classification, {}).max_drop == 0.5 and decide_budget(reconstruction).max_drop == 1.0
+    assert decide_budget(reconstruction).unit == "dB"
+    assert decide_budget(classification, {"eval": {"max_accuracy_drop": 2}}).max_drop == 2.0  # recipes before the seam
     assert EvalConfig.model_validate({"max_drop": 0.3}).max_drop == 0.3
 
 
