@@ -48,12 +48,37 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     name: str = Field(description="zoo name (mlp, lenet5, resnet, vgg, mobilenetv2, lstm, gru, conv-autoencoder), "
-                                  "torchvision:NAME, timm:NAME, or package.module:callable")
+                                  "torchvision:NAME, timm:NAME, package.module:callable, or an .onnx file trained "
+                                  "elsewhere (the run starts from it: no training)")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
     init: Literal["kaiming", "xavier", "default"] = Field(
         default="kaiming", description="zoo and import-path models; torchvision:/timm: models keep their own")
     weights: str | None = Field(default=None, description="pretrained weights: a local .pth state dict or "
                                 ".safetensors file (never downloaded); the classifier is resized for the classes")
+    trained: bool = Field(default=False, description="weights are a model already trained on this dataset's classes "
+                          "(elsewhere): the run starts from it as the original, no training")
+    outputs: Literal["edgepipe", "yolov5", "yolov8", "yolo-end2end"] | None = Field(
+        default=None, description="detection: the output layout of a model trained elsewhere: yolov5 [N, A, 5+C], "
+        "yolov8 (and YOLO11) [N, 4+C, A], yolo-end2end [N, K, 6], or edgepipe's own four outputs")
+    raw_output: str | None = Field(default=None, description="the output in that layout, when the graph has several")
+
+    @model_validator(mode="after")
+    def _origin(self) -> ModelConfig:
+        if self.trained and not self.weights:
+            raise ValueError("trained: true needs weights (the state dict trained elsewhere)")
+        if self.outputs not in (None, "edgepipe") and not is_onnx_file(self.name):
+            raise ValueError(f"outputs: {self.outputs} describes an ONNX file trained elsewhere; model.name is "
+                             f"{self.name!r}")
+        return self
+
+    @property
+    def imported(self) -> bool:
+        """The run starts from this model as it is (an ONNX file, or trained weights): no training stage."""
+        return is_onnx_file(self.name) or self.trained
+
+
+def is_onnx_file(name: str) -> bool:
+    return name.lower().endswith(".onnx")
 
 
 class AugmentConfig(Section):

@@ -41,9 +41,11 @@ from edgepipe.errors import EdgepipeError
 
 # -- stage directories --------------------------------------------------------------------------------------
 TRAIN, PRUNE, EXPORT_PRUNED = "train", "prune", "export-pruned"
+IMPORT = "import"  # the other origin: a model trained elsewhere (stages/importing.py), where train/ would be
+ORIGINS = (TRAIN, IMPORT)  # a run has one of them: the stage that holds the original model
 BUNDLE = "bundle"  # stage names (and BUILD) (their directories are build-<precision>/ and bundle-<target>/)
 # The order stages run in: breaks ties between manifests written in the same second.
-PIPELINE_ORDER = (TRAIN, PRUNE, EXPORT, QUANTIZE, BUILD, BUNDLE)
+PIPELINE_ORDER = (TRAIN, IMPORT, PRUNE, EXPORT, QUANTIZE, BUILD, BUNDLE)
 
 # -- files ---------------------------------------------------------------------------------------------------
 RECIPE_COPY = "recipe.yaml"
@@ -92,6 +94,15 @@ class RunLayout:
         return self.root / TRAIN
 
     @property
+    def imported(self) -> Path:
+        return self.root / IMPORT
+
+    @property
+    def origin(self) -> Path:
+        """The stage holding the original model: train/, or import/ for a model trained elsewhere."""
+        return self.imported if self.has(self.imported) and not self.has(self.train) else self.train
+
+    @property
     def prune(self) -> Path:
         return self.root / PRUNE
 
@@ -118,8 +129,12 @@ class RunLayout:
         return (stage_directory / MANIFEST).is_file()
 
     def exports(self) -> list[Path]:
-        """The export stages present, the deployable one (the pruned model's, when there is one) first."""
-        return [d for d in (self.export_pruned, self.export) if self.has(d)]
+        """The stages holding the FP32 ONNX graph, the deployable one (the pruned model's, when there is one) first;
+        a run started from an ONNX file trained elsewhere has its import/ stage (it needs no export)."""
+        found = [d for d in (self.export_pruned, self.export) if self.has(d)]
+        if not found and self.has(self.imported) and read_manifest(self.imported).find_artifact(fmt="onnx"):
+            found.append(self.imported)
+        return found
 
     def stage_dirs(self) -> list[Path]:
         """Stage directories of the run, in the order they were made."""
@@ -163,7 +178,7 @@ class Source:
         if self.kind in ("run", "bundle"):
             return RunLayout(self.directory)
         parent = self.directory.absolute().parent  # `edgepipe ... .` inside a stage directory
-        return RunLayout(parent) if (parent / TRAIN / MANIFEST).is_file() else None
+        return RunLayout(parent) if is_run_root(parent) else None
 
     def stage_dir(self, stage: str, *, hint: str = "") -> Path:
         """The directory of ``stage``: this stage itself, or that stage of this run; one line when missing."""
@@ -175,15 +190,28 @@ class Source:
                             + (f"; {hint}" if hint else ""))
 
     def model_stage(self) -> Path:
-        """The train/ or prune/ stage holding a PyTorch model: a run's prune/ (else train/), or the stage given."""
-        if self.kind in ("stage", "file") and self.stage in (TRAIN, PRUNE):
-            return self.directory
-        if self.kind == "run":
-            for stage in (PRUNE, TRAIN):
-                if (self.directory / stage / MANIFEST).is_file():
-                    return self.directory / stage
-        raise EdgepipeError(f"{self.path}: no trained model found (expected a run dir, a train/ or prune/ dir, "
-                            "or model.pt)")
+        """The stage holding a PyTorch model: a run's prune/ (else its origin), or the stage given. A run whose
+        original is an ONNX file has none: one line saying what works instead."""
+        directory = None
+        if self.kind in ("stage", "file") and self.stage in (TRAIN, IMPORT, PRUNE):
+            directory = self.directory
+        elif self.kind == "run":
+            directory = next((self.directory / stage for stage in (PRUNE, TRAIN, IMPORT)
+                              if (self.directory / stage / MANIFEST).is_file()), None)
+        if directory is None:
+            raise EdgepipeError(f"{self.path}: no trained model found (expected a run dir, a train/ or prune/ dir, "
+                                "or model.pt)")
+        manifest = self.manifest if self.kind in ("stage", "file") else read_manifest(directory)
+        if manifest.stage == IMPORT and manifest.find_artifact(fmt="torch") is None:
+            raise EdgepipeError(f"{self.path}: the run's original is an ONNX file trained elsewhere, and this step "
+                                "needs its PyTorch model; import the weights instead (edgepipe import NAME --weights "
+                                "FILE), or go on from the ONNX file with quantize, eval, bench and bundle")
+        return directory
+
+
+def is_run_root(path: Path) -> bool:
+    """A run directory: it holds an origin stage (train/ or import/)."""
+    return any((Path(path) / origin / MANIFEST).is_file() for origin in ORIGINS)
 
 
 def resolve(path: Path, *, files: tuple[str, ...] = tuple(MODEL_SUFFIXES)) -> Source:
@@ -200,7 +228,7 @@ def resolve(path: Path, *, files: tuple[str, ...] = tuple(MODEL_SUFFIXES)) -> So
     if (path / MANIFEST).is_file():
         manifest = read_manifest(path)
         return Source(path, "bundle" if manifest.stage == BUNDLE else "stage", path, manifest)
-    if (path / TRAIN / MANIFEST).is_file() or any((child / MANIFEST).is_file() for child in path.iterdir()
+    if is_run_root(path) or any((child / MANIFEST).is_file() for child in path.iterdir()
                                                   if child.is_dir()):
         return Source(path, "run", path, None)
     raise EdgepipeError(f"{path}: not a run directory (no train/{MANIFEST}), stage directory or bundle "

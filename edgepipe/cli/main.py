@@ -68,6 +68,7 @@ app = typer.Typer(
 # Order is the order `--help` lists them (the order of the pipeline).
 COMMANDS = {
     "train": "edgepipe.cli.train",
+    "import": "edgepipe.cli.import_model",
     "prune": "edgepipe.cli.prune",
     "export": "edgepipe.cli.export",
     "quantize": "edgepipe.cli.quantize",

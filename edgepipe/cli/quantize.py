@@ -50,7 +50,7 @@ def command(
     from edgepipe.progress import console
     from edgepipe.recipe import QuantizeConfig
     from edgepipe.report import quantize_table
-    from edgepipe.run import EXPORT, QUANTIZE
+    from edgepipe.run import EXPORT, IMPORT, QUANTIZE
     from edgepipe.stages.quantize import quantize, resolve_source
 
     config = stage_config(QuantizeConfig, {
@@ -61,7 +61,8 @@ def command(
     resolved = resolve_source(source)
     if out is None:
         stage_dir = (resolved.stage_dir or resolved.onnx.parent).absolute()
-        out = (stage_dir.parent if stage_dir.name.startswith(EXPORT) else stage_dir) / QUANTIZE
+        in_run = stage_dir.name.startswith(EXPORT) or stage_dir.name == IMPORT
+        out = (stage_dir.parent if in_run else stage_dir) / QUANTIZE
     result = quantize(source, out, config)
 
     from edgepipe.artifacts import read_manifest

@@ -19,16 +19,19 @@ DECODE_OPSET = 18
 RAW_INPUT = "raw"
 
 
-def append_decode(model_path: Path, layout: str, num_classes: int, image_size: tuple[int, int], *,
+def append_decode(model, layout: str, num_classes: int, image_size: tuple[int, int], *,
                   raw_output: str | None = None, nms_iou: float = 0.7, max_detections: int = 100,
-                  score_threshold: float = 0.001):
-    """The ModelProto of ``model_path`` ending in edgepipe's four detection outputs; checked against the user's
-    graph + the eager decode on one random batch before it is returned."""
+                  score_threshold: float = 0.001, name: str = "model.onnx"):
+    """``model`` (a ModelProto, or the path of one) ending in edgepipe's four detection outputs instead of its raw
+    ``layout`` output; ``name`` is what messages call it."""
     import onnx
 
     from edgepipe.models.yolo import YoloDecode, raw_shape_problem
 
-    model = onnx.load(str(model_path))
+    if isinstance(model, (str, Path)):
+        model_path = Path(model)
+        model, name = onnx.load(str(model_path)), model_path.name
+    model_path = Path(name)
     outputs = [output.name for output in model.graph.output]
     if raw_output is None:
         if len(outputs) != 1:

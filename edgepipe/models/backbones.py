@@ -94,6 +94,11 @@ def read_weights(path: Path, model_name: str) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a checkpoint, or one that pickles code
+        if type(exc).__name__ == "UnpicklingError":  # weights_only refused a pickled object: never unpickled
+            raise EdgepipeError(f"model.weights {path}: a full pickled model (as some detector frameworks save), "
+                                "which edgepipe never unpickles; export it to ONNX where it was trained and import "
+                                "that file, or save model.state_dict() and name the model's builder as a trusted "
+                                "package.module:callable (--trust-code)") from None
         raise EdgepipeError(f"model.weights {path}: not a tensors-only state dict ({type(exc).__name__}: "
                             f"{first_line(exc)[:160]})") from None
     for key in _WRAPPER_KEYS:

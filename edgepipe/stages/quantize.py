@@ -36,7 +36,7 @@ from edgepipe.recipe import QuantizeConfig
 from edgepipe.report.results import QuantizedArtifact, QuantizeResult
 from edgepipe.run import CALIB_CACHE as CACHE
 from edgepipe.run import CALIB_RANGES as RANGES
-from edgepipe.run import EXPORT, QUANTIZE, resolve
+from edgepipe.run import EXPORT, IMPORT, QUANTIZE, resolve
 from edgepipe.run import FP16_ONNX as FP16
 from edgepipe.run import INT8_CPU_ONNX as INT8_CPU
 from edgepipe.run import INT8_TRT_ONNX as INT8_TRT
@@ -69,7 +69,7 @@ def resolve_source(source: Path) -> QuantizeSource:
     candidates = [found.directory] if found.kind == "stage" else found.run.exports() if found.run else []
     for candidate in candidates:
         manifest = read_manifest(candidate)
-        if manifest.stage == EXPORT:
+        if manifest.stage in (EXPORT, IMPORT):
             onnx_entry = manifest.find_artifact(fmt="onnx")
             if onnx_entry is None:
                 raise EdgepipeError(f"{candidate}: the export manifest lists no ONNX model")

@@ -1,0 +1,114 @@
+"""`edgepipe import MODEL --data DIR`: start a run from a model trained elsewhere (no training)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Layout(str, Enum):
+    edgepipe = "edgepipe"
+    yolov5 = "yolov5"
+    yolov8 = "yolov8"
+    end2end = "yolo-end2end"
+
+
+class ResizeMode(str, Enum):
+    stretch = "stretch"
+    crop = "crop"
+    letterbox = "letterbox"
+
+
+IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # torchvision's and timm's classifiers
+
+
+def command(
+    model: Annotated[str, typer.Argument(help="An .onnx file, or torchvision:NAME / timm:NAME / "
+                                              "package.module:callable with --weights.")],
+    data: Annotated[Path, typer.Option("--data", help="Your dataset: an image folder (classification), a COCO "
+                                                      "folder (instances.json) or a YOLO folder (images/ labels/).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The run directory to make (OUT/import/).")],
+    weights: Annotated[Path | None, typer.Option(help="The trained state dict (.pth, .safetensors) of a PyTorch "
+                                                      "model; never unpickled.")] = None,
+    task: Annotated[str | None, typer.Option(help="classification or detection (default: from the dataset).")] = None,
+    outputs: Annotated[Layout | None, typer.Option(help="A detector's output layout (default: read from the "
+                                                        "output's shape).")] = None,
+    image_size: Annotated[tuple[int, int] | None, typer.Option(help="H W the model was trained at (needed when the "
+                                                                    "graph's height/width are dynamic).")] = None,
+    resize_mode: Annotated[ResizeMode | None, typer.Option(help="How images reach that size (default: letterbox for "
+                                                                "detectors, stretch for classifiers).")] = None,
+    resize: Annotated[int | None, typer.Option(help="crop: the shorter side before the centre crop.")] = None,
+    channel_order: Annotated[str, typer.Option(help="RGB, or BGR for models trained on OpenCV's order.")] = "RGB",
+    mean: Annotated[list[float] | None, typer.Option(help="Per-channel mean on the [0, 1] scale, once per channel "
+                                                          "(default: 0 for detectors, ImageNet's for classifiers).")
+                    ] = None,
+    std: Annotated[list[float] | None, typer.Option(help="Per-channel std, as --mean.")] = None,
+    target: Annotated[str | None, typer.Option(help="The device the run is for (see `edgepipe targets`).")] = None,
+    max_drop: Annotated[float | None, typer.Option(min=0, help="The accuracy budget against your model.")] = None,
+) -> None:
+    """Start a run from a model trained elsewhere: the original is your model as given (an ONNX file scored on
+    onnxruntime FP32, or PyTorch weights), judged on your data; then quantize, eval, bench and bundle it."""
+    import yaml
+
+    from edgepipe.errors import EdgepipeError
+    from edgepipe.recipe import Recipe, is_onnx_file
+    from edgepipe.run import RunLayout
+    from edgepipe.rundir import check_run_out, run_lock
+    from edgepipe.stages.importing import import_model
+
+    if not is_onnx_file(model) and weights is None:
+        raise EdgepipeError(f"{model}: import takes an .onnx file, or a model name with --weights FILE")
+    if not data.is_dir():
+        raise EdgepipeError(f"--data {data} is not a directory")
+    kind = dataset_kind(data)
+    task = task or ("detection" if kind in ("coco", "yolo") else "classification")
+    detector = task == "detection"
+    mode = resize_mode.value if resize_mode else ("letterbox" if detector else ("crop" if resize else "stretch"))
+    default_mean, default_std = ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]) if detector else IMAGENET
+    dataset = {"name": kind, "path": str(data), "resize_mode": mode, "channel_order": channel_order,
+               "mean": mean or default_mean, "std": std or default_std,
+               **({"image_size": list(image_size)} if image_size else {}), **({"resize": resize} if resize else {})}
+    model_section = {"name": model, **({"weights": str(weights), "trained": True} if weights else {})}
+    if detector and is_onnx_file(model):
+        model_section["outputs"] = outputs.value if outputs else detected_layout(Path(model), dataset)
+    recipe = Recipe.model_validate({
+        "name": out.name, "task": task, "target": target, "model": model_section, "dataset": dataset,
+        **({"eval": {"max_drop": max_drop}} if max_drop is not None else {})})
+    check_run_out(out)
+    layout = RunLayout(out)
+    with run_lock(out):
+        import_model(recipe, layout.imported)
+        layout.recipe_copy.write_text(yaml.safe_dump(recipe.model_dump(mode="json", exclude_defaults=True,
+                                                                       by_alias=True), sort_keys=False))
+
+
+def dataset_kind(folder: Path) -> str:
+    """yolo (data.yaml or images/ + labels/), coco (instances*.json), else an image folder of class folders."""
+    if (folder / "data.yaml").is_file() or ((folder / "images").is_dir() and (folder / "labels").is_dir()):
+        return "yolo"
+    if any(folder.glob("instances*.json")):
+        return "coco"
+    return "imagefolder"
+
+
+def detected_layout(path: Path, dataset: dict) -> str:
+    """The layout a detector's single output has, read from its shape (said, so a user can override it)."""
+    from edgepipe.errors import EdgepipeError
+    from edgepipe.foreign.onnx_file import read_foreign_onnx
+    from edgepipe.progress import say
+
+    spec, _ = read_foreign_onnx(path)
+    if len(spec.outputs) == 4:
+        return "edgepipe"
+    shape = next(iter(spec.outputs.values()))
+    if len(spec.outputs) == 1 and len(shape) == 3:
+        middle, last = shape[1], shape[2]
+        guess = ("yolo-end2end" if last == 6 else "yolov8" if isinstance(last, str) or (
+            isinstance(middle, int) and isinstance(last, int) and last > middle) else "yolov5")
+        say(f"[dim]import: output {list(spec.outputs)[0]} {list(shape)} read as the {guess} layout "
+            "(--outputs to say otherwise)[/dim]")
+        return guess
+    raise EdgepipeError(f"{path.name}: outputs {', '.join(spec.outputs)}: name the layout with --outputs")
