@@ -20,7 +20,7 @@ import numpy as np
 from edgepipe.artifacts import MANIFEST, Artifact, Manifest, read_manifest
 from edgepipe.bench.settings import Setting
 from edgepipe.errors import EdgepipeError
-from edgepipe.run import EXPORT, EXPORT_PRUNED, TRAIN, RunLayout, resolve
+from edgepipe.run import EXPORT, EXPORT_PRUNED, RunLayout, resolve
 from edgepipe.runners.base import Runner
 from edgepipe.tasks import Task, task_of
 
@@ -56,7 +56,7 @@ def _find_dataset_record(model_dir: Path) -> Manifest:
     """The manifest with the model's dataset record and spec (its task): the model's own stage dir first, then its
     run dir / bundle and that run's train/ and export/ stages."""
     parent = model_dir.parent
-    for directory in (model_dir, parent, parent / TRAIN, parent / EXPORT, parent / EXPORT_PRUNED):
+    for directory in (model_dir, parent, RunLayout(parent).origin, parent / EXPORT, parent / EXPORT_PRUNED):
         manifest = _recorded(directory)
         if manifest is not None:
             return manifest

@@ -43,6 +43,9 @@ from edgepipe.errors import EdgepipeError
 TRAIN, PRUNE, EXPORT_PRUNED = "train", "prune", "export-pruned"
 IMPORT = "import"  # the other origin: a model trained elsewhere (stages/importing.py), where train/ would be
 ORIGINS = (TRAIN, IMPORT)  # a run has one of them: the stage that holds the original model
+ONNX_ORIGIN_NEEDS_TORCH = ("{where}: the run's original is an ONNX file trained elsewhere, and this step needs its "
+                           "PyTorch model (export, prune, QAT); import the weights instead (edgepipe import NAME "
+                           "--weights FILE), or go on from the ONNX file with quantize, eval, bench and bundle")
 BUNDLE = "bundle"  # stage names (and BUILD) (their directories are build-<precision>/ and bundle-<target>/)
 # The order stages run in: breaks ties between manifests written in the same second.
 PIPELINE_ORDER = (TRAIN, IMPORT, PRUNE, EXPORT, QUANTIZE, BUILD, BUNDLE)
@@ -101,6 +104,17 @@ class RunLayout:
     def origin(self) -> Path:
         """The stage holding the original model: train/, or import/ for a model trained elsewhere."""
         return self.imported if self.has(self.imported) and not self.has(self.train) else self.train
+
+    def require_origin(self, *, torch: bool = False) -> Path:
+        """The origin stage, or one line when the run has none; ``torch``: the step needs the PyTorch model, which
+        a run started from an ONNX file does not have."""
+        origin = self.origin
+        if not self.has(origin):
+            raise EdgepipeError(f"{self.root}: no train/{MANIFEST} or import/{MANIFEST}; run `edgepipe pipeline`, "
+                                "`edgepipe train` or `edgepipe import` first")
+        if torch and origin.name == IMPORT and read_manifest(origin).find_artifact(fmt="torch") is None:
+            raise EdgepipeError(ONNX_ORIGIN_NEEDS_TORCH.format(where=self.root))
+        return origin
 
     @property
     def prune(self) -> Path:
@@ -203,9 +217,7 @@ class Source:
                                 "or model.pt)")
         manifest = self.manifest if self.kind in ("stage", "file") else read_manifest(directory)
         if manifest.stage == IMPORT and manifest.find_artifact(fmt="torch") is None:
-            raise EdgepipeError(f"{self.path}: the run's original is an ONNX file trained elsewhere, and this step "
-                                "needs its PyTorch model; import the weights instead (edgepipe import NAME --weights "
-                                "FILE), or go on from the ONNX file with quantize, eval, bench and bundle")
+            raise EdgepipeError(ONNX_ORIGIN_NEEDS_TORCH.format(where=self.path))
         return directory
 
 

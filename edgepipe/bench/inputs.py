@@ -11,7 +11,7 @@ import numpy as np
 from edgepipe import limits
 from edgepipe.artifacts import MANIFEST, Artifact, Manifest, read_manifest, sha256_file
 from edgepipe.errors import EdgepipeError
-from edgepipe.run import MODEL_SUFFIXES, TRAIN, RunLayout, resolve
+from edgepipe.run import MODEL_SUFFIXES, RunLayout, resolve
 
 FORMAT_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
 
@@ -61,18 +61,16 @@ def resolve_subject(path: Path) -> Subject:
     if source.kind == "file":
         directory, entry = _entry_for_file(source.path, source.manifest)
         artifacts = [(directory, entry)]
-        record = _training_record(directory, directory.parent / TRAIN)
+        record = _training_record(directory, RunLayout(directory.parent).origin)
         run_dir = None
     elif source.kind == "run":
-        if not (source.directory / TRAIN / MANIFEST).is_file():
-            raise EdgepipeError(f"{path}: neither a run directory (no train/{MANIFEST}) nor a stage directory "
-                                f"(no {MANIFEST})")
-        artifacts = RunLayout(source.directory).artifacts()
-        record = read_manifest(source.stage_dir(TRAIN))
+        layout = RunLayout(source.directory)
+        artifacts = layout.artifacts()
+        record = read_manifest(layout.require_origin())
         run_dir = source.directory
     else:
         artifacts = [(source.directory, entry) for entry in source.manifest.artifacts]
-        record = _training_record(source.directory, source.directory.parent / TRAIN)
+        record = _training_record(source.directory, RunLayout(source.directory.parent).origin)
         run_dir = None
     if not artifacts:
         raise EdgepipeError(f"{path}: no artifacts to benchmark (the manifests list none)")

@@ -121,7 +121,8 @@ def evaluate_bundle(bundle, batch_size=256, threads=None):
     task = bundle.task()
     budget = float(bundle.manifest.get("max_drop", bundle.manifest.get("max_accuracy_drop", 0.5)))
     original = task.score(reference, targets)
-    rows = [{"name": "original", "precision": "fp32", "backend": "torch (recorded when bundled)",
+    recorded_by = (bundle.manifest.get("original") or {}).get("backend") or "torch"
+    rows = [{"name": "original", "precision": "fp32", "backend": "{} (recorded when bundled)".format(recorded_by),
              "score": original, "drop": 0.0, "agreement": task.agreement(reference, reference),
              "max_abs_diff": 0.0}]
     subjects, note = _open_subjects(bundle, threads)

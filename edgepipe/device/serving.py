@@ -127,6 +127,13 @@ def deepstream_config(bundle, precision, engine_path, ios, settings, config_path
                        prep["size"][0], prep["size"][1], prep["resize"], prep["size"][0], prep["size"][1])
         lines.append("# WARNING: " + warning)
         say("deepstream: warning: " + warning)
+    letterbox = prep.get("resize_mode") == "letterbox"
+    if letterbox and int(prep.get("pad_value", 0)) != 0:
+        # nvinfer keeps the aspect ratio and pads (maintain-aspect-ratio, symmetric-padding) with black only.
+        warning = ("this model was evaluated letterboxed with padding {}; nvinfer pads with 0, so detections near "
+                   "the borders can differ from the bundle's eval").format(prep["pad_value"])
+        lines.append("# WARNING: " + warning)
+        say("deepstream: warning: " + warning)
     files = bundle.build_files()
     outputs = [io[0] for io in ios if not io[1]]
     batch = min(io[5] for io in ios if io[1])
@@ -139,12 +146,15 @@ def deepstream_config(bundle, precision, engine_path, ios, settings, config_path
 
     props = [("gpu-id", 0), ("net-scale-factor", repr(factor)),
              ("offsets", ";".join(repr(m / scale) for m in mean)),
-             ("model-color-format", 2 if channels == 1 else 0),  # 0 RGB, 1 BGR, 2 GRAY
+             # 0 RGB, 1 BGR, 2 GRAY
+             ("model-color-format", 2 if channels == 1 else 1 if prep.get("channel_order") == "BGR" else 0),
              ("model-engine-file", where(engine_path)), ("labelfile-path", where(labels_path)),
              ("batch-size", batch), ("network-mode", _NETWORK_MODES[precision]),
              ("network-type", 1),  # classifier
              ("process-mode", 1), ("gie-unique-id", 1), ("interval", 0), ("classifier-threshold", -1e30),
              ("output-blob-names", ";".join(outputs))]
+    if letterbox:
+        props += [("maintain-aspect-ratio", 1), ("symmetric-padding", 1)]
     if files["fp32_onnx"] is not None:  # lets nvinfer rebuild the engine itself if the plan does not load
         props.insert(4, ("onnx-file", where(files["fp32_onnx"])))
     if precision == "int8" and files["calibration_cache"] is not None:

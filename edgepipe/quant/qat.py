@@ -75,13 +75,13 @@ def torch_source(src) -> tuple[Path, Artifact]:
     from someone else must not make us read a model from anywhere else on this machine.
     """
     from edgepipe.artifacts import is_stage_dir, read_manifest
-    from edgepipe.run import PRUNE, TRAIN
+    from edgepipe.run import IMPORT, PRUNE, TRAIN
 
     recorded = (src.manifest.source if src.manifest is not None else None) or {}
     expected = src.manifest.parents.get("model") if src.manifest is not None else None
     name = Path(str(recorded.get("dir") or "")).name
     candidate = src.stage_dir.parent / name if src.stage_dir is not None and name else None
-    if candidate is not None and any(is_stage_dir(candidate, stage) for stage in (TRAIN, PRUNE)):
+    if candidate is not None and any(is_stage_dir(candidate, stage) for stage in (TRAIN, IMPORT, PRUNE)):
         entry = read_manifest(candidate).find_artifact(fmt="torch")
         if entry is not None and entry.sha256 == expected:
             return candidate, entry

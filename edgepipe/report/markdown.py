@@ -7,7 +7,7 @@ from typing import Any
 
 from edgepipe.artifacts import MANIFEST, read_json, write_bytes_atomic
 from edgepipe.report.tables import BENCH_COLUMNS, bench_cells, human_size, task_of_report
-from edgepipe.run import RECIPE_COPY, REPORT_MD, REPORT_PNG, TASK_PNG, TRAIN
+from edgepipe.run import RECIPE_COPY, REPORT_MD, REPORT_PNG, TASK_PNG, RunLayout
 
 
 def _markdown_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
@@ -26,7 +26,7 @@ def _recipe_text(run_dir: Path) -> str | None:
 
     if (run_dir / RECIPE_COPY).is_file():
         return (run_dir / RECIPE_COPY).read_text().strip()
-    manifest = run_dir / TRAIN / MANIFEST
+    manifest = RunLayout(run_dir).origin / MANIFEST
     if manifest.is_file():
         recipe = read_json(manifest, "manifest").get("recipe")
         return yaml.safe_dump(recipe, sort_keys=False).strip() if recipe else None

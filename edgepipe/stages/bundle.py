@@ -55,9 +55,7 @@ from edgepipe.run import (
     ORIGINAL,
     PRUNE,
     QUANTIZE,
-    TRAIN,
     RunLayout,
-    stage_dir,
 )
 from edgepipe.run import LABELS_TXT as LABELS
 from edgepipe.run import REFERENCE_NPZ as REFERENCE
@@ -223,6 +221,10 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
     return "\n".join(lines)
 
 
+# what ran the original when its reference outputs were recorded: PyTorch, or onnxruntime for an imported ONNX file
+ORIGINAL_BACKENDS = {"torch": "torch", "onnx": "onnxruntime"}
+
+
 def _reference_outputs(train_dir: Path, train_manifest: Manifest, samples: int):
     from edgepipe.runners.base import infer_in_batches
     from edgepipe.runners.select import open_runner
@@ -235,7 +237,9 @@ def _reference_outputs(train_dir: Path, train_manifest: Manifest, samples: int):
     x, y = dataset.test.take(count), dataset.test.y[:count]
     with open_runner(train_dir, original) as runner:
         outputs = infer_in_batches(runner, x, 256).astype(np.float32)
-    return np.ascontiguousarray(x, np.float32), y.astype(np.int64), outputs, original
+    # labels stay integers; a detector's box targets keep their sub-pixel coordinates (a letterboxed box is fractional)
+    y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
+    return np.ascontiguousarray(x, np.float32), y, outputs, original
 
 
 def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT_SAMPLES) -> Path:
@@ -254,7 +258,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         raise EdgepipeError(f"--out {out} is the run directory itself; pick a new directory for the bundle")
     frame = StageFrame(STAGE, out)
     layout = RunLayout(run_dir)
-    train_dir = stage_dir(run_dir, TRAIN)
+    train_dir = layout.require_origin()
     train_manifest = read_manifest(train_dir)
     quantize = layout.quantize
     quantize_manifest = read_manifest(quantize) if (quantize / MANIFEST).is_file() else None
@@ -319,7 +323,8 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
             max_drop=context.budget.max_drop,  # what eval gates the run with
             original={"score": score, "score_text": f"{task.format_score(score)} {task.metric_label}",
                       "samples": int(len(y)), "size_bytes": original.size_bytes,
-                      "sha256": original.sha256, "backend": "torch", "reference_file": REFERENCE,
+                      "sha256": original.sha256, "backend": ORIGINAL_BACKENDS.get(original.format, original.format),
+                      "reference_file": REFERENCE,
                       "test_score_full_split": train_manifest.metrics.get(
                           "test", train_manifest.metrics.get("test_accuracy"))},  # a train stage made before tasks
             excluded=excluded, preflight=preflight,

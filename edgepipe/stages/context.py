@@ -17,7 +17,7 @@ from edgepipe.artifacts import MANIFEST, DatasetRecord, Manifest, read_manifest
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import BenchConfig, EvalConfig, Recipe, TrainConfig, load_recipe
-from edgepipe.run import PRUNE, TRAIN, RunLayout
+from edgepipe.run import PRUNE, RunLayout, is_run_root
 from edgepipe.tasks import Budget, Task, decide_budget, task_of
 
 _REQUIRED = ("name", "model", "dataset")  # recipe keys without which there is no recipe to speak of
@@ -80,12 +80,12 @@ def recorded_recipe(recorded: dict[str, Any] | None, where: str = "manifest") ->
 
 
 def _run_of(directory: Path | None) -> RunLayout | None:
-    """The run a stage directory belongs to (its parent holds train/), or the run directory itself."""
+    """The run a stage directory belongs to (its parent holds train/ or import/), or the run directory itself."""
     if directory is None:
         return None
     directory = Path(directory).absolute()
     for candidate in (directory, directory.parent):
-        if (candidate / TRAIN / MANIFEST).is_file():
+        if is_run_root(candidate):
             return RunLayout(candidate)
     return None
 
@@ -125,8 +125,8 @@ def open_context(manifest: Manifest | None, directory: Path | None, *, recipe: R
         recipe = load_recipe(layout.recipe_copy)
     if recipe is None and manifest is not None:
         recorded, where = manifest.recipe, directory
-        if not recorded and layout is not None and layout.has(layout.train):  # stages made before carry_from
-            recorded, where = read_manifest(layout.train).recipe, layout.train
+        if not recorded and layout is not None and layout.has(layout.origin):  # stages made before carry_from
+            recorded, where = read_manifest(layout.origin).recipe, layout.origin
         recipe = recorded_recipe(recorded, f"{where / MANIFEST}" if where else "manifest")
     if manifest is None:
         from edgepipe.tasks import task_named
@@ -140,8 +140,6 @@ def open_context(manifest: Manifest | None, directory: Path | None, *, recipe: R
 
 
 def run_context(run_dir: Path, *, recipe: Recipe | None = None, max_drop: float | None = None) -> RunContext:
-    """The context of a whole run directory (eval, bench, bundle, the pipeline after training): its train stage."""
-    layout = RunLayout(Path(run_dir))
-    if not layout.has(layout.train):
-        raise EdgepipeError(f"{run_dir}: no train/{MANIFEST}; run `edgepipe train` or `edgepipe pipeline` first")
-    return open_context(read_manifest(layout.train), layout.train, recipe=recipe, max_drop=max_drop)
+    """The context of a whole run directory (eval, bench, bundle, the pipeline after training): its origin stage."""
+    origin = RunLayout(Path(run_dir)).require_origin()
+    return open_context(read_manifest(origin), origin, recipe=recipe, max_drop=max_drop)

@@ -18,7 +18,7 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import parity
 from edgepipe.progress import progress_bar, say
 from edgepipe.recipe import EvalConfig
-from edgepipe.run import ORIGINAL, TRAIN, RunLayout, stage_dir
+from edgepipe.run import ORIGINAL, TRAIN, RunLayout
 from edgepipe.runners.base import infer_in_batches
 from edgepipe.runners.select import open_runner, tensorrt_problem
 from edgepipe.stages.context import RunContext, open_context
@@ -46,7 +46,7 @@ class EvalInputs:
 
 def _run_inputs(run_dir: Path) -> EvalInputs:
     """A run directory: the recipe, the dataset record and test split (reloaded)."""
-    train_dir = stage_dir(run_dir, TRAIN)
+    train_dir = RunLayout(run_dir).require_origin()
     train_manifest = read_manifest(train_dir)
     context = open_context(train_manifest, train_dir)
     dataset = load_stage_dataset(train_manifest)
@@ -67,8 +67,10 @@ def _bundle_inputs(bundle: Path) -> EvalInputs:
     context = open_context(manifest, bundle, max_drop=facts.max_drop)
     record = {"name": manifest.dataset.name, "test_samples": int(len(reference.x)),
               "labels": manifest.dataset.labels, "bundle": {"target": facts.target["name"]}}
-    row = {"name": ORIGINAL, "precision": "fp32", "format": "torch", "path": str(bundle / original["reference_file"]),
-           "size_bytes": original["size_bytes"], "stage": TRAIN, "backend": "torch (stored outputs)",
+    recorded_by = original.get("backend") or "torch"
+    row = {"name": ORIGINAL, "precision": "fp32", "format": "torch" if recorded_by == "torch" else "onnx",
+           "path": str(bundle / original["reference_file"]), "size_bytes": original["size_bytes"], "stage": TRAIN,
+           "backend": f"{recorded_by} (stored outputs)",
            "device": "recorded when bundled", "outputs": reference.outputs}
     return EvalInputs(context, facts.recipe_name or bundle.name, record, reference.x, reference.targets, row)
 

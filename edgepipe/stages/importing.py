@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.artifacts import add_artifact, is_up_to_date, new_manifest, sha256_file, write_manifest
+from edgepipe.artifacts import add_artifact, new_manifest, sha256_file
 from edgepipe.data import Dataset, load_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.recipe import Recipe, is_onnx_file, recipe_to_dict
 from edgepipe.run import FP32_ONNX, IMPORT, MODEL_PT, ORIGINAL
-from edgepipe.rundir import atomic_dir, check_replaceable
+from edgepipe.stages.frame import StageFrame
 from edgepipe.tasks import Task, task_named
 
 SCORED_SAMPLES = None  # val and test are scored whole: they are what every later drop is measured against
@@ -34,11 +34,10 @@ SCORED_SAMPLES = None  # val and test are scored whole: they are what every late
 
 def import_model(recipe: Recipe, out: Path, *, reuse: bool = False) -> Path:
     """Make the origin stage ``out`` (RUN/import/) from the recipe's model trained elsewhere; returns ``out``."""
-    out = Path(out)
-    check_replaceable(out, IMPORT)
+    frame = StageFrame(IMPORT, Path(out))
     if is_onnx_file(recipe.model.name):
-        return _import_onnx(recipe, out, reuse=reuse)
-    return _import_weights(recipe, out, reuse=reuse)
+        return _import_onnx(recipe, frame, reuse=reuse)
+    return _import_weights(recipe, frame, reuse=reuse)
 
 
 def _view_config(recipe: Recipe, size: tuple[int, int] | None, channels: int | None) -> Recipe:
@@ -54,7 +53,7 @@ def _view_config(recipe: Recipe, size: tuple[int, int] | None, channels: int | N
     return recipe.model_copy(update={"dataset": type(recipe.dataset).model_validate(dataset.model_dump())})
 
 
-def _import_onnx(recipe: Recipe, out: Path, *, reuse: bool) -> Path:
+def _import_onnx(recipe: Recipe, frame: StageFrame, *, reuse: bool) -> Path:
     from edgepipe.foreign.onnx_file import read_foreign_onnx
 
     source = Path(recipe.model.name).expanduser()
@@ -71,9 +70,8 @@ def _import_onnx(recipe: Recipe, out: Path, *, reuse: bool) -> Path:
     task = task_named(recipe.task, dataset.preprocessing)
     config = _config(recipe)
     manifest = new_manifest(IMPORT, config, {"model": sha256_file(source), "dataset": dataset.fingerprint()})
-    if reuse and is_up_to_date(out, manifest):
-        say(f"[dim]import: up to date ({out})[/dim]")
-        return out
+    if frame.up_to_date(manifest, reuse=reuse):
+        return frame.out
 
     graph = _pinned(graph, spec, size)
     layout = recipe.model.outputs or ("edgepipe" if recipe.task == "detection" else None)
@@ -84,9 +82,9 @@ def _import_onnx(recipe: Recipe, out: Path, *, reuse: bool) -> Path:
         graph = append_decode(graph, layout, dataset.num_classes, size, raw_output=recipe.model.raw_output,
                               name=source.name, **{k: params[k] for k in ("nms_iou", "max_detections",
                                                                           "score_threshold") if k in params})
-    with atomic_dir(out, IMPORT) as tmp:
-        import onnx
+    import onnx
 
+    with frame.writing(manifest) as tmp:
         onnx.save(graph, str(tmp / FP32_ONNX))
         _check_outputs(tmp / FP32_ONNX, task, dataset, source.name, layout)
         scores = _scores_onnx(tmp / FP32_ONNX, dataset, task, source.name)
@@ -97,11 +95,11 @@ def _import_onnx(recipe: Recipe, out: Path, *, reuse: bool) -> Path:
         _finish(manifest, tmp, recipe, dataset, task, scores, FP32_ONNX, "onnx")
     say(f"import: {source.name} ({recipe.task}{', ' + layout + ' outputs' if layout else ''}) at "
         f"{size[0]}x{size[1]}: {task.metric_label} val {task.format_score(scores['val'])}  test "
-        f"{task.format_score(scores['test'])} on onnxruntime FP32 → {out}")
-    return out
+        f"{task.format_score(scores['test'])} on onnxruntime FP32 → {frame.out}")
+    return frame.out
 
 
-def _import_weights(recipe: Recipe, out: Path, *, reuse: bool) -> Path:
+def _import_weights(recipe: Recipe, frame: StageFrame, *, reuse: bool) -> Path:
     import torch
 
     from edgepipe.checkpoint import load_model, save_state
@@ -118,9 +116,8 @@ def _import_weights(recipe: Recipe, out: Path, *, reuse: bool) -> Path:
     task = task_named(recipe.task, dataset.preprocessing)
     manifest = new_manifest(IMPORT, _config(recipe), {"model": sha256_file(weights) if weights.is_file() else "",
                                                       "dataset": dataset.fingerprint()})
-    if reuse and is_up_to_date(out, manifest):
-        say(f"[dim]import: up to date ({out})[/dim]")
-        return out
+    if frame.up_to_date(manifest, reuse=reuse):
+        return frame.out
     spec = model_spec(recipe, dataset)
     model = build_model(spec)
     state = read_weights(weights, recipe.model.name)
@@ -145,16 +142,18 @@ def _import_weights(recipe: Recipe, out: Path, *, reuse: bool) -> Path:
     cpu = torch.device("cpu")
     scores = {"val": score(model, dataset.val, cpu, task), "test": score(model, dataset.test, cpu, task)}
     _refuse_at_chance(scores, model, dataset, task, weights.name)
-    with atomic_dir(out, IMPORT) as tmp:
+    def reloads(tmp: Path) -> None:  # check before trusting: the saved file reproduces the score
+        reloaded, _ = load_model(tmp)
+        if abs(score(reloaded, dataset.val, cpu, task) - scores["val"]) > 1e-9:
+            raise RuntimeError("the imported checkpoint does not reproduce its validation score")
+
+    with frame.writing(manifest, check=reloads) as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / MODEL_PT)
         manifest.model = {**spec, "origin": "weights", "source_sha256": manifest.parents["model"]}
         _finish(manifest, tmp, recipe, dataset, task, scores, MODEL_PT, "torch")
-        reloaded, _ = load_model(tmp)  # check before trusting: the saved file reproduces the score
-        if abs(score(reloaded, dataset.val, cpu, task) - scores["val"]) > 1e-9:
-            raise RuntimeError("the imported checkpoint does not reproduce its validation score")
     say(f"import: {recipe.model.name} + {weights.name}: {task.metric_label} val {task.format_score(scores['val'])}  "
-        f"test {task.format_score(scores['test'])} → {out}")
-    return out
+        f"test {task.format_score(scores['test'])} → {frame.out}")
+    return frame.out
 
 
 def _config(recipe: Recipe) -> dict[str, Any]:
@@ -170,7 +169,6 @@ def _finish(manifest, tmp: Path, recipe: Recipe, dataset: Dataset, task: Task, s
     manifest.recipe = recipe_to_dict(recipe)
     manifest.metrics = {"metric": task.metric, **scores, "calibration_never_from": "test"}
     add_artifact(manifest, tmp, filename, name=ORIGINAL, fmt=fmt, precision="fp32")
-    write_manifest(tmp, manifest)
 
 
 def _pinned(graph, spec, size: tuple[int, int]):

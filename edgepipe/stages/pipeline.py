@@ -8,9 +8,9 @@ from typing import Any
 from edgepipe.artifacts import write_bytes_atomic
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
-from edgepipe.recipe import Recipe, load_recipe
+from edgepipe.recipe import Recipe, is_onnx_file, load_recipe
 from edgepipe.report import write_report
-from edgepipe.run import EXPORT_NAMES, EXPORT_PRUNED, TIMING_CACHE, RunLayout
+from edgepipe.run import EXPORT_NAMES, EXPORT_PRUNED, ONNX_ORIGIN_NEEDS_TORCH, TIMING_CACHE, RunLayout
 from edgepipe.rundir import check_run_out, run_lock
 from edgepipe.trust import is_import_path, trusting
 
@@ -94,7 +94,13 @@ def check_recipe(recipe: Recipe) -> None:
         from edgepipe.targets import get_target
 
         get_target(recipe.target)
-    if is_registry_model(recipe.model.name):  # torchvision:NAME / timm:NAME: the library checks its own params
+    if is_onnx_file(recipe.model.name):  # a model trained elsewhere, as a file: it must be there
+        if not Path(recipe.model.name).expanduser().is_file():
+            raise EdgepipeError(f"model.name: {recipe.model.name} is not a file")
+        if recipe.prune is not None or recipe.quantize is not None and recipe.quantize.qat:
+            raise EdgepipeError(ONNX_ORIGIN_NEEDS_TORCH.format(where=recipe.model.name))
+        builder = None
+    elif is_registry_model(recipe.model.name):  # torchvision:NAME / timm:NAME: the library checks its own params
         from edgepipe.models.backbones import check_backbone_name
 
         check_backbone_name(recipe.model.name)
@@ -153,16 +159,25 @@ def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any
     from edgepipe.stages.train import train
 
     layout = RunLayout(out)
-    train_dir = train(recipe, layout.train, reuse=True)
+    if recipe.model.imported:  # a model trained elsewhere is the original: no training
+        from edgepipe.stages.importing import import_model
+
+        origin = import_model(recipe, layout.imported, reuse=True)
+    else:
+        origin = train(recipe, layout.train, reuse=True)
     context = run_context(out, recipe=recipe)  # the typed recipe, task, dataset and budget, for every stage below
     # The recipe copy changes only once training accepted it (its data and model params really work).
     if not layout.recipe_copy.is_file() or layout.recipe_copy.read_bytes() != recipe_bytes:
         write_bytes_atomic(layout.recipe_copy, recipe_bytes)
-    export(train_dir, layout.export, recipe.export, reuse=True)
+    onnx_origin = is_onnx_file(recipe.model.name)  # the original is the graph already: nothing to export or prune
+    if onnx_origin and recipe.prune is not None:
+        raise EdgepipeError(ONNX_ORIGIN_NEEDS_TORCH.format(where=recipe.model.name) + " (drop the prune: section)")
+    if not onnx_origin:
+        export(origin, layout.export, recipe.export, reuse=True)
     if recipe.prune is not None:
         from edgepipe.stages.prune import prune
 
-        prune_dir = prune(train_dir, layout.prune, recipe.prune, reuse=True, context=context)
+        prune_dir = prune(origin, layout.prune, recipe.prune, reuse=True, context=context)
         export(prune_dir, layout.export_pruned, recipe.export, reuse=True, name=EXPORT_NAMES[EXPORT_PRUNED])
     if recipe.quantize is not None:
         from edgepipe.stages.quantize import quantize

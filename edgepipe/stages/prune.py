@@ -21,7 +21,7 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import scored_outputs
 from edgepipe.progress import say
 from edgepipe.recipe import PruneConfig, TrainConfig
-from edgepipe.run import MODEL_PT, PRUNE, TRAIN, resolve
+from edgepipe.run import MODEL_PT, PRUNE, RunLayout, resolve
 from edgepipe.rundir import scratch_dir
 from edgepipe.stages.context import RunContext, open_context
 from edgepipe.stages.frame import StageFrame
@@ -37,9 +37,12 @@ LATENCY_ROUNDS, LATENCY_SECONDS = 5, 0.25
 
 
 def source_stage(source: Path) -> Path:
-    """A run dir → its train/ stage; a train/ or prune/ stage dir, or a model.pt inside one, as given."""
+    """A run dir → its origin (train/, or import/ of trained weights); a train/ or prune/ stage dir, or a model.pt
+    inside one, as given."""
     found = resolve(source, files=(".pt",))
-    return found.directory if found.kind in ("stage", "file") else found.stage_dir(TRAIN)
+    if found.kind in ("stage", "file"):
+        return found.model_stage()
+    return RunLayout(found.directory).require_origin(torch=True)
 
 
 def _scores(model: nn.Module, dataset, device, task) -> dict[str, float]:
