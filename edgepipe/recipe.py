@@ -263,6 +263,9 @@ class QuantizeConfig(Section):
     retime: bool = Field(default=defaults.QUANTIZE["retime"],
                          description="measure the CPU track's speed decision again instead of reusing the one "
                          "this machine made for the same model (edgepipe.cache)")
+    compare_naive: bool | None = Field(default=None, description="also quantize naively (every node INT8, "
+                                       "onnxruntime's defaults) and score it beside the shipped INT8 on test "
+                                       "(default: on for detectors)")
     keep_float: list[str] = Field(default_factory=list, description="ONNX node names (as Netron shows them) kept in "
                                   "float in both INT8 tracks, whatever the accuracy budget (e.g. a detector's neck)")
     speed_runtime: Literal["auto", "onnxruntime", "openvino"] = Field(

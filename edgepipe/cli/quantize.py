@@ -49,7 +49,7 @@ def command(
     from edgepipe.cli.options import stage_config
     from edgepipe.progress import console
     from edgepipe.recipe import QuantizeConfig
-    from edgepipe.report import quantize_table
+    from edgepipe.report import naive_table, quantize_table
     from edgepipe.run import EXPORT, IMPORT, QUANTIZE
     from edgepipe.stages.quantize import quantize, resolve_source
 
@@ -70,6 +70,8 @@ def command(
 
     metrics = QuantizeResult.model_validate(read_manifest(result).metrics)
     console.print(quantize_table(metrics, result))
+    if metrics.naive:
+        console.print(naive_table(metrics))
     cpu = metrics.cpu
     vnni = "unknown" if not cpu.get("known") else ("yes" if cpu["vnni"] else "no (consider --reduce-range)")
     fallback = metrics.fallback

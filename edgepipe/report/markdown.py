@@ -21,6 +21,23 @@ def bench_markdown_table(result: dict[str, Any]) -> str:
     return _markdown_table(BENCH_COLUMNS, [bench_cells(row) for row in result["rows"]])
 
 
+def _naive_section(run_dir: Path) -> list[str]:
+    """Naive whole-graph INT8 beside the INT8 quantize shipped (quantize's typed result), when it was measured."""
+    from edgepipe.artifacts import MANIFEST, read_manifest
+    from edgepipe.report.results import QuantizeResult
+    from edgepipe.report.tables import naive_rows
+
+    quantize = RunLayout(run_dir).quantize
+    if not (quantize / MANIFEST).is_file():
+        return []
+    result = QuantizeResult.model_validate(read_manifest(quantize).metrics)
+    if not result.naive:
+        return []
+    header, rows = naive_rows(result)
+    return ["## Naive vs accuracy-aware INT8", "", f"On the test split ({result.naive['samples']} samples), the same "
+            f"calibration ranges. {result.naive['what']}.", "", _markdown_table(header, rows), ""]
+
+
 def _recipe_text(run_dir: Path) -> str | None:
     import yaml
 
@@ -73,6 +90,7 @@ def write_report_markdown(run_dir: Path, report: dict[str, Any]) -> Path:
             [[r["name"], r.get("backend", ""), r["precision"], task.format_score(r["score"]), f"{r['drop']:+.2f}",
               "—" if r.get("drop_ci95") is None else f"{r['drop_ci95']:.2f}", task.format_agreement(r.get("agreement")),
               human_size(r["size_bytes"])] for r in rows]), ""]
+    lines += _naive_section(run_dir)
     if (run_dir / TASK_PNG).is_file():
         title = ("Precision-recall and AP per class" if task.name == "detection" else "Confusion matrix and ROC")
         lines += [f"## {title}", "", f"![{title.lower()}]({TASK_PNG})", ""]

@@ -34,6 +34,7 @@ class QuantizedArtifact(_Result):
     drop_val: float  # what the budget and the fallbacks decided on
     size_ratio: float | None = None
     speed_ratio: float | None = None
+    int8: dict[str, Any] | None = None  # how much of it is INT8: quant.coverage.int8_coverage
 
     @model_validator(mode="before")
     @classmethod
@@ -67,6 +68,7 @@ class QuantizeResult(_Result):
     fp16_overflow: dict[str, Any] | None = None
     cpu: dict[str, Any] = Field(default_factory=lambda: {"known": False})
     qat: dict[str, Any] | None = None
+    naive: dict[str, Any] | None = None  # naive whole-graph INT8 beside the shipped INT8 on test: quant.naive.compare
     score_split: str | None = None
 
     def row(self, name: str) -> QuantizedArtifact:

@@ -190,16 +190,48 @@ def quantize_table(result: QuantizeResult, where: Any) -> Table:
     """Each quantized artifact against the FP32 reference: the task's test score, drop, size and speed ratios."""
     task = task_of_report({"task": result.task})
     table = Table(title=f"quantize: {where}")
-    for column in ("artifact", "precision", f"{task.metric_label} (test)", f"drop ({task.unit})", "size", "size ×",
-                   "speed ×"):
+    for column in ("artifact", "precision", f"{task.metric_label} (test)", f"drop ({task.unit})", "INT8 layers",
+                   "INT8 MACs", "size", "size ×", "speed ×"):
         table.add_column(column, justify="left" if column in ("artifact", "precision") else "right")
     reference = result.reference_fp32
-    table.add_row("fp32 (reference)", "fp32", task.format_score(reference["test"]), "",
+    table.add_row("fp32 (reference)", "fp32", task.format_score(reference["test"]), "", "", "",
                   f"{reference['size_bytes'] / 1024:.0f} KiB", "1.00", "1.00")
     for row in result.artifacts:
         table.add_row(row.name, row.precision, task.format_score(row.score), f"{row.drop:+.2f}",
-                      f"{row.size_bytes / 1024:.0f} KiB", "-" if row.size_ratio is None else f"{row.size_ratio:.2f}",
+                      *coverage_cells(row.int8), f"{row.size_bytes / 1024:.0f} KiB",
+                      "-" if row.size_ratio is None else f"{row.size_ratio:.2f}",
                       "-" if row.speed_ratio is None else f"{row.speed_ratio:.2f}")
+    return table
+
+
+def coverage_cells(coverage: dict[str, Any] | None) -> tuple[str, str]:
+    """('41/45', '97.1 %'): how much of an INT8 graph is INT8, by weight layers and by MACs ('' for a float one)."""
+    if not coverage:
+        return "", ""
+    return f"{coverage['int8_layers']}/{coverage['layers']}", f"{100 * coverage['mac_fraction']:.1f} %"
+
+
+def naive_rows(result: QuantizeResult) -> tuple[list[str], list[list[str]]]:
+    """The naive-vs-aware comparison as (header, rows): each graph's every single-number metric on test, its drop
+    against the FP32 reference and how much of it is INT8 (shared by the terminal table and report.md)."""
+    naive = result.naive or {}
+    task = task_of_report({"task": result.task})
+    keys = [key for key in naive["rows"][0]["metrics"] if key != "detections_per_image"]
+    header = ["graph", *keys, f"drop ({task.unit})", "INT8 layers", "INT8 MACs"]
+    rows = [[row["name"], *(task.format_score(row["metrics"][key]) for key in keys), f"{row['drop']:+.2f}",
+             *coverage_cells(row["int8"] if row["name"] != "fp32" else None)] for row in naive["rows"]]
+    return header, rows
+
+
+def naive_table(result: QuantizeResult) -> Table:
+    header, rows = naive_rows(result)
+    naive = result.naive or {}
+    table = Table(title=f"naive vs accuracy-aware INT8 · test split ({naive.get('samples')} samples)",
+                  caption=naive.get("what"))
+    for column in header:
+        table.add_column(column, justify="left" if column == "graph" else "right")
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

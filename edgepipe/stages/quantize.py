@@ -31,6 +31,7 @@ from edgepipe.artifacts import (
 from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
+from edgepipe.quant.coverage import describe_coverage, int8_coverage
 from edgepipe.quant.scoring import Judge, score_of
 from edgepipe.recipe import QuantizeConfig
 from edgepipe.report.results import QuantizedArtifact, QuantizeResult
@@ -226,6 +227,15 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         fp32_size = src.onnx.stat().st_size
         for row in rows:
             row.size_ratio = round(row.size_bytes / fp32_size, 4)
+            if row.precision == "int8":  # an "INT8" file says how much of it is INT8
+                row.int8 = int8_coverage(tmp / row.file)
+        naive = None
+        if config.compare_naive if config.compare_naive is not None else task.name == "detection":
+            from edgepipe.quant.naive import compare, naive_int8
+
+            naive_path = naive_int8(prepared, scratch / "model.int8.naive.onnx", config.method, tmp / RANGES)
+            naive = compare(src.onnx, naive_path, {r.name: tmp / r.file for r in rows if r.precision == "int8"},
+                            test, task, dataset.labels)
         speed_rows = {}
         if speed:
             models = {"fp32": src.onnx, **{r.name: tmp / r.file for r in rows}}
@@ -250,9 +260,10 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
             reference_fp32={"file": str(src.onnx), "size_bytes": fp32_size, **reference}, task=task.describe(),
             artifacts=rows, speed=speed_rows, max_drop=budget.max_drop, budget=budget.record(used),
             fallback=fallback, cpu_speed_fallback=cpu_speed, fp16_overflow=fp16_report, cpu=cpu_vnni(),
-            qat=qat_summary, score_split="val decides (budget, fallback); test is reported only",
+            qat=qat_summary, naive=naive, score_split="val decides (budget, fallback); test is reported only",
         ).to_json()
-    say(f"quantize: {out}  (" + ", ".join(f"{r.name} drop {r.drop:+.2f} {task.unit}" for r in rows)
+    say(f"quantize: {out}  (" + ", ".join(f"{r.name} drop {r.drop:+.2f} {task.unit}"
+                                          + (f" [{describe_coverage(r.int8)}]" if r.int8 else "") for r in rows)
         + f"; vs its source on test)  quantize {budget.line(used)} on val")
     return out
 

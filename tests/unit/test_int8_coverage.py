@@ -60,3 +60,23 @@ def test_every_layer_and_one_kept_float(fp32, tmp_path):
     assert (partial["layers"], partial["int8_layers"]) == (3, 2)
     assert partial["mac_fraction"] == pytest.approx((2304 + 5120) / (2304 + 18432 + 5120), abs=1e-4)
     assert describe_coverage(partial) == "INT8: 2/3 layers, 28.7 % of MACs"
+
+
+def test_naive_int8_quantizes_every_layer_per_tensor_from_the_saved_ranges(fp32, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from edgepipe.quant.calibration import ArrayDataReader
+    from edgepipe.quant.naive import naive_int8
+    from edgepipe.quant.tracks import calibrate, preprocess
+
+    prepared = preprocess(fp32, tmp_path / "prepared.onnx")
+    data = np.random.default_rng(0).random((16, 1, 8, 8), np.float32)
+    calibrate(prepared, ArrayDataReader(data, "input"), "minmax", 99.99, tmp_path / "ranges.json")
+    naive = naive_int8(prepared, tmp_path / "naive.onnx", "minmax", tmp_path / "ranges.json")
+    assert int8_coverage(naive)["int8_layers"] == 3
+    graph = onnx.load(str(naive)).graph
+    scales = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    weight_dq = [node for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] in scales
+                 and scales[node.input[0]].ndim == 4]
+    assert weight_dq and all(scales[node.input[1]].size == 1 for node in weight_dq)  # per-tensor, as the defaults
