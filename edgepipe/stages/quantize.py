@@ -180,7 +180,9 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         keep_float = _checked_node_names(prepared, config.keep_float, src.onnx)  # before minutes of calibration
         ranges_path = _reusable_ranges(out, ranges_key, scratch) if reuse else None
         if ranges_path is None:
-            say(f"quantize: calibrating ({config.method}) on {len(calibration_set)} samples of {calibration_set.name}")
+            split = calibration_set.definition.get("split")
+            say(f"quantize: calibrating ({config.method}) on {len(calibration_set)} samples"
+                + (f" of the {split} split" if split else "") + f" ({calibration_set.name})")
             ranges = calibrate(prepared, ArrayDataReader(calibration_set.data, input_name), config.method,
                                config.percentile, scratch / RANGES)
             ranges_path = scratch / RANGES
