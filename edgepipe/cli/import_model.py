@@ -41,6 +41,7 @@ def command(
     resize_mode: Annotated[ResizeMode | None, typer.Option(help="How images reach that size (default: letterbox for "
                                                                 "detectors, stretch for classifiers).")] = None,
     resize: Annotated[int | None, typer.Option(help="crop: the shorter side before the centre crop.")] = None,
+    pad_value: Annotated[int, typer.Option(min=0, max=255, help="letterbox: the padding's grey level.")] = 114,
     channel_order: Annotated[str, typer.Option(help="RGB, or BGR for models trained on OpenCV's order.")] = "RGB",
     mean: Annotated[list[float] | None, typer.Option(help="Per-channel mean on the [0, 1] scale, once per channel "
                                                           "(default: 0 for detectors, ImageNet's for classifiers).")
@@ -68,7 +69,8 @@ def command(
     detector = task == "detection"
     mode = resize_mode.value if resize_mode else ("letterbox" if detector else ("crop" if resize else "stretch"))
     default_mean, default_std = ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]) if detector else IMAGENET
-    dataset = {"name": kind, "path": str(data), "resize_mode": mode, "channel_order": channel_order,
+    dataset = {"name": kind, "path": str(data), "resize_mode": mode, "pad_value": pad_value,
+               "channel_order": channel_order,
                "mean": mean or default_mean, "std": std or default_std,
                **({"image_size": list(image_size)} if image_size else {}), **({"resize": resize} if resize else {})}
     model_section = {"name": model, **({"weights": str(weights), "trained": True} if weights else {})}
