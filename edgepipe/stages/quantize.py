@@ -295,6 +295,11 @@ def _quantize_within_budget(judge: Judge, tmp: Path, tracks: dict, keep_float: l
               "excluded": list(keep_float), **({"kept_float_by_user": list(keep_float)} if keep_float else {})}
     if full_drop <= max_drop:
         return result
+    if max_drop <= 0:  # the stages before quantize spent the whole budget: only the FP32 model could meet it
+        say(f"[yellow]quantize: nothing of the budget is left for INT8 (the pruned model already spent it on val); "
+            f"INT8 loses {full_drop:.2f} {task.unit} more, so the graphs stay as quantized and eval will fail "
+            "them: prune less, or raise the budget[/yellow]")
+        return {**result, "over_budget": True}
     quantized = [tmp / filename for filename in tracks]
     candidates = quantized_nodes(prepared, quantized)
     say(f"quantize: INT8 loses {full_drop:.2f} {task.unit} on val (budget left {max_drop:.2f}); ranking the "
