@@ -20,6 +20,7 @@ import numpy as np
 from rich.markup import escape
 
 from edgepipe.artifacts import Artifact
+from edgepipe.bench.budget import Clock, mmss, probe_costs
 from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preprocess_raw, resolve_subject
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import piped_progress, progress_bar, say
@@ -151,7 +152,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, An
         eval_rows, report = _eval_rows(subject)
         plan = _plan(measured, batches, config, threads, subject, eval_rows, report, deploy_batch,
                      time.perf_counter() - started)
-        clock = _Clock(started, plan.estimate_s)
+        clock = Clock(started, plan.estimate_s)
         asked_config, config = config, _planned(config, plan)
         batches = {size: batches[size] for size in plan.batch_sizes}
         for item in measured:
@@ -199,7 +200,7 @@ def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, An
     _add_notes(result, runtime_note)
     if plan.shrunk:
         result["notes"].insert(0, f"time budget {plan.budget_s:.0f} s: " + "; ".join(plan.shrunk))
-    piped_progress(f"bench: done in {clock.elapsed()} (budget {_mmss(plan.budget_s)})")
+    piped_progress(f"bench: done in {clock.elapsed()} (budget {mmss(plan.budget_s)})")
     return result
 
 
@@ -268,7 +269,7 @@ def _open_measured(stack: ExitStack, chosen: list[tuple[Path, Artifact, str | No
 
 
 def _time_rounds(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
-                 config: BenchConfig, threads: int, preprocessing: dict[str, Any], clock: _Clock):
+                 config: BenchConfig, threads: int, preprocessing: dict[str, Any], clock: Clock):
     """Every measured pair's timed windows, interleaved: per repeat and batch size, every pair once in a rotated
     order. Returns the steadiness gate (None unless ``config.steady``)."""
     gate = None
@@ -320,7 +321,7 @@ def _time_rounds(measured: list[_Measured], batches: dict[int, tuple[np.ndarray,
     return gate
 
 
-def _peaks(item: _Measured, config: BenchConfig, threads: int, input_shape: tuple[int, ...], clock: _Clock
+def _peaks(item: _Measured, config: BenchConfig, threads: int, input_shape: tuple[int, ...], clock: Clock
            ) -> dict[str, Any]:
     from edgepipe.bench.memory import measure_peak_memory
 
@@ -332,7 +333,7 @@ def _peaks(item: _Measured, config: BenchConfig, threads: int, input_shape: tupl
 
 
 def _scored(item: _Measured, eval_rows: dict[str, dict], subject: Subject, task, threads: int,
-            samples: int | None, clock: _Clock) -> dict[str, Any]:
+            samples: int | None, clock: Clock) -> dict[str, Any]:
     """The pair's score and drop: eval's, or, on a CPU runtime other than eval's onnxruntime (whose kernels round
     differently), its own, measured here: on the whole test split, or (``samples``, the time budget's cut) on its
     first ``samples``, where the drop is eval's full-split drop plus this runtime's paired difference from
@@ -464,51 +465,8 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
 
 
 
-def _mmss(seconds: float | None) -> str:
-    if seconds is None:
-        return "none"
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def _on(item: _Measured) -> str:
     return f" on {item.runtime}" if item.runtime else ""
-
-
-@dataclass
-class _Clock:
-    """Elapsed and (by the plan's estimate) remaining time, for bench's progress lines."""
-
-    started: float
-    planned_s: float
-    planned_at: float = field(default_factory=time.perf_counter)
-
-    def elapsed(self) -> str:
-        return _mmss(time.perf_counter() - self.started)
-
-    def status(self) -> str:
-        left = self.planned_s - (time.perf_counter() - self.planned_at)
-        return f"[{self.elapsed()} elapsed, ~{_mmss(left)} left]"
-
-
-def _probe_costs(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]]) -> dict[int, dict[int, float]]:
-    """Seconds one call of every pair takes at every batch size, for the plan to price the run with: at the
-    smallest size, one warm call then the faster of up to two timed ones; larger sizes scaled linearly from it
-    (an over-estimate where batching helps, and free: a 224 px batch of 64 takes seconds a call on 2 cores)."""
-    costs: dict[int, dict[int, float]] = {}
-    for index, item in enumerate(measured):
-        smallest = min(item.sizes)
-        batch = batches[smallest][0]
-        item.runner.infer(batch)
-        taken = []
-        for _ in range(2):
-            start = time.perf_counter()
-            item.runner.infer(batch)
-            taken.append(time.perf_counter() - start)
-            if taken[0] > 0.05:
-                break
-        costs[index] = {size: min(taken) * size / smallest for size in item.sizes}
-    return costs
 
 
 def _plan(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]], config: BenchConfig,
@@ -519,7 +477,7 @@ def _plan(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]],
     from edgepipe.bench.settings import candidates
 
     probing = time.perf_counter()
-    costs = _probe_costs(measured, batches)
+    costs = probe_costs(measured, batches)
     spent_s += time.perf_counter() - probing
     test_samples = int((report.get("dataset") or {}).get("test_samples") or 0)
     pairs = [PairCost(item.entry.name + _on(item), costs[index], item.open_s,
