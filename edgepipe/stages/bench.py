@@ -492,7 +492,7 @@ def _plan(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]],
     plan = plan_run(asked, pairs, spent_s=spent_s, deploy_batch=deploy_batch,
                     end_to_end_possible=any(raw is not None for _, raw in batches.values()))
     say(f"bench: {len(pairs)} artifact/runtime pairs x batch {','.join(map(str, plan.batch_sizes))}: "
-        f"{plan.summary()}")
+        f"{escape(plan.summary())}")
     return plan
 
 
