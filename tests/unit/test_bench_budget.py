@@ -95,3 +95,18 @@ def test_no_progress_lines_with_edgepipe_no_progress(tmp_path: Path, monkeypatch
                                          "1", "--no-memory", "--backend", "onnxruntime", "--json"])
     assert result.exit_code == 0, result.output
     assert "round 1/1" not in result.stderr and "plan ~" in result.stderr  # the plan line is a result, not progress
+
+
+def test_a_scoring_sample_is_the_first_samples_of_the_split_streamed_in_order() -> None:
+    import numpy as np
+
+    from edgepipe.data.base import Split
+    from edgepipe.stages.evaluate import _first
+
+    x = np.arange(50 * 2, dtype=np.float32).reshape(50, 2)
+    split = Split(x, np.zeros(50, dtype=np.int64))
+    head = _first(split, 23, len(split))
+    assert head.sample_shape == (2,)
+    streamed = np.concatenate(list(head.batches(10)))
+    assert np.array_equal(streamed, x[:23])
+    assert _first(split, 50, 50) is split and np.array_equal(_first(x, 7, 50), x[:7])
