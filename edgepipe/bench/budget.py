@@ -134,6 +134,12 @@ def plan_run(asked: Plan, pairs: list[PairCost], *, spent_s: float = 0.0, deploy
         # scoring is capped at its share of the budget even when the rest would fit: eval keeps the full split
         if scored and scoring_s > SCORE_SHARE * left:
             plan.score_samples = _score_samples_for(plan, pairs, SCORE_SHARE * left)
+    # Batch sizes first, though they are cut last: a size goes only when the plan cannot fit even with every other
+    # cut at its floor; the cuts before it are then made against the sizes that stay (a batch of 64 that alone
+    # overruns the budget must not also cost the small sizes their settings probe and memory).
+    while len(plan.batch_sizes) > 1 and not fits(_every_cut(plan)):
+        droppable = [size for size in plan.batch_sizes if size != deploy_batch]
+        plan.batch_sizes.remove(max(droppable))
     if not fits(plan) and plan.repeats > 2:
         plan.repeats = 2
     if not fits(plan):
@@ -144,9 +150,6 @@ def plan_run(asked: Plan, pairs: list[PairCost], *, spent_s: float = 0.0, deploy
         plan.end_to_end = False
     if not fits(plan) and plan.memory:
         plan.memory = False
-    while not fits(plan) and len(plan.batch_sizes) > 1:
-        droppable = [size for size in plan.batch_sizes if size != deploy_batch]
-        plan.batch_sizes.remove(max(droppable))
     if not fits(plan) and plan.repeats > 1:
         plan.repeats = 1
     plan.estimate_s = cost(plan)
@@ -155,6 +158,13 @@ def plan_run(asked: Plan, pairs: list[PairCost], *, spent_s: float = 0.0, deploy
         plan.shrunk.append(f"still ~{plan.estimate_s:.0f} s, over the {left:.0f} s left: the floors above "
                            "keep p50 meaningful")
     return plan
+
+
+def _every_cut(plan: Plan) -> Plan:
+    """``plan`` with every cut before the batch sizes' made: two repeats, floor windows, no probe, end-to-end or
+    memory."""
+    return _scaled(replace(plan, repeats=min(plan.repeats, 2), tune_settings=False, end_to_end=False, memory=False),
+                   0.0)
 
 
 def _score_samples_for(plan: Plan, pairs: list[PairCost], seconds: float) -> int | None:
