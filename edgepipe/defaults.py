@@ -16,4 +16,4 @@ QUANTIZE = {"method": "minmax", "percentile": 99.99, "calibration": "calibration
 
 BENCH = {"batch_sizes": (1, 64), "warmup": 10, "warmup_seconds": 0.2, "iters": 100, "seconds": 0.5, "repeats": 3,
          "threads": None, "end_to_end": True, "memory": True, "deploy_batch": 1, "steady": False,
-         "tune_settings": True}
+         "tune_settings": True, "budget_s": 120.0}

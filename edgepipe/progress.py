@@ -45,3 +45,12 @@ def progress_bar(enabled: bool = True) -> Iterator[Progress | _Silent]:
 def say(message: str) -> None:
     """A one-line status message on stderr (keeps stdout clean for --json)."""
     err_console.print(message, highlight=False)
+
+
+def piped_progress(message: str) -> None:
+    """A plain progress line on stderr where the live bar cannot show (stderr is not a terminal: a pipe, a CI log,
+    `edgepipe pipeline`'s fresh bench process): a rich Progress draws nothing there until it ends. Off with
+    EDGEPIPE_NO_PROGRESS, like the bar."""
+    if os.environ.get("EDGEPIPE_NO_PROGRESS") or err_console.is_terminal:
+        return
+    err_console.print(message, highlight=False, markup=False, soft_wrap=True)

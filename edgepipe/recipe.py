@@ -321,6 +321,10 @@ class BenchConfig(Section):
     cpu_runtimes: list[Literal["onnxruntime", "openvino"]] | None = Field(
         default=None, description="CPU runtimes every ONNX artifact is timed on, side by side (default: every "
         "one installed)")
+    budget_s: float | None = Field(default=defaults.BENCH["budget_s"], gt=0,
+                                   description="seconds the whole bench may take (null: no limit); planned from a "
+                                   "probe of each call's cost, shrinking repeats, windows, the settings probe, "
+                                   "scoring, memory and batch sizes in that order, each cut said")
     tune_settings: bool = Field(default=defaults.BENCH["tune_settings"],
                                 description="per batch size, also probe fewer threads and OpenVINO's throughput "
                                 "streams; keep one only where it beats the full thread budget in every probe round")

@@ -74,6 +74,10 @@ def command(
     tune_settings: Annotated[bool, typer.Option(help="Per batch size, probe fewer threads and OpenVINO's throughput "
                                                      "streams; keep one only where it wins every probe round.")]
     = defaults.BENCH["tune_settings"],
+    budget: Annotated[float, typer.Option("--budget", min=0, max=86400, help="Seconds the whole bench may take "
+                                          "(0: no limit). Planned from a quick probe of each call; what does not "
+                                          "fit is cut (repeats, window length, settings probe, scoring sample, "
+                                          "memory, largest batch sizes) and said.")] = defaults.BENCH["budget_s"],
     settings: Annotated[Path | None, typer.Option("--settings", help="Take every setting from this YAML or JSON "
                                                         "file instead of the options above: the keys of a recipe's "
                                                         "bench: section (what `edgepipe pipeline` hands its fresh "
@@ -95,7 +99,8 @@ def command(
         config = stage_config(BenchConfig, {
             "batch_sizes": parse_batch_sizes(batch), "warmup": warmup, "iters": iters, "seconds": seconds,
             "threads": threads, "backends": [b.value for b in backend] if backend else None, "repeats": repeats,
-            "memory": memory, "end_to_end": end_to_end, "steady": steady, "tune_settings": tune_settings},
+            "memory": memory, "end_to_end": end_to_end, "steady": steady, "tune_settings": tune_settings,
+            "budget_s": budget or None},
             flags={"batch_sizes": "--batch"})
     run_dir = run_or_model if resolve(run_or_model).kind == "run" else None
     if run_dir is not None and missing_evaluation(run_dir):

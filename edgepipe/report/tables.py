@@ -119,6 +119,15 @@ def bench_cells(row: dict[str, Any], short: bool = False) -> list[str]:
             _bytes(row["size_bytes"]), _count(row.get("params")), _count(row.get("macs")), _drop(row)]
 
 
+def _budget_caption(result: dict[str, Any]) -> str:
+    """What bench's time budget cut (bench/budget.py), so a reader never takes a shortened run for the asked one."""
+    budget = result.get("budget") or {}
+    if not budget.get("shrunk"):
+        return ""
+    took = budget.get("took_s", "?")
+    return f"\ntime budget {budget['budget_s']:.0f} s (took {took} s): " + "; ".join(budget["shrunk"])
+
+
 def bench_table(result: dict[str, Any]) -> Table:
     from edgepipe.bench.machine import describe
 
@@ -129,7 +138,7 @@ def bench_table(result: dict[str, Any]) -> Table:
                   "\nbackend: ort = onnxruntime, ov = OpenVINO, trt = TensorRT" + (
                       "; 1t = one thread, +tp = OpenVINO throughput streams (settings that beat the full thread "
                       "budget in bench's probe)" if any(r.get("setting_tuned") for r in result["rows"]) else "")
-                  + "; p50 ± = half the range of the repeats' p50s",
+                  + "; p50 ± = half the range of the repeats' p50s" + _budget_caption(result),
                   padding=(0, 1), pad_edge=False)
     longest = max((len(r["name"]) for r in result["rows"]), default=8)
     for column in BENCH_COLUMNS:  # the artifact name never shrinks; numbers never wrap

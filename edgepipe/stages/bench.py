@@ -9,6 +9,7 @@ torch.set_num_threads(threads) and inference_mode, the same thread count onnxrun
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ import numpy as np
 from rich.markup import escape
 
 from edgepipe.artifacts import Artifact
+from edgepipe.bench.budget import Clock, mmss, probe_costs
 from edgepipe.bench.inputs import FORMAT_BACKEND, Subject, make_batches, preprocess_raw, resolve_subject
 from edgepipe.errors import EdgepipeError
-from edgepipe.progress import progress_bar, say
+from edgepipe.progress import piped_progress, progress_bar, say
 from edgepipe.recipe import BenchConfig
 from edgepipe.stages.context import recorded_recipe
 from edgepipe.tasks import decide_budget, task_named
@@ -105,6 +107,7 @@ class _Measured:
     runtime: str | None  # the CPU runtime of an ONNX artifact (None: a torch model or an engine)
     sizes: list[int]  # the batch sizes it runs (a static batch: that one only)
     complexity: dict[str, Any]
+    open_s: float = 0.0  # seconds opening its runner took (what each settings candidate's runner costs again)
     runners: dict[int, Any] = field(default_factory=dict)  # per batch size: the runner its windows use
     settings: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # per size: (Setting or None, probe or None)
     opened: dict[Any, Any] = field(default_factory=dict)  # per probed Setting: its runner
@@ -128,12 +131,14 @@ def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, An
     from edgepipe.bench.select import pick_deployable
     from edgepipe.runners.select import tensorrt_problem
 
+    started = time.perf_counter()
     subject = resolve_subject(Path(run_or_model))
     recipe = recorded_recipe(subject.recipe, f"{run_or_model}")
     recipe_bench = (recipe.bench if recipe is not None else None) or BenchConfig()
     config = config or recipe_bench
     batch_sizes = sorted(set(config.batch_sizes))
     threads = config.threads or available_cpus()  # explicit, so torch and onnxruntime get the same count
+    deploy_batch = config.deploy_batch if "deploy_batch" in config.model_fields_set else recipe_bench.deploy_batch
     runtimes, runtime_note = _cpu_runtimes(config)
     chosen = _chosen(subject, runtimes, config.backends, run_or_model)
     engine_problem = tensorrt_problem() if any(e.format == "engine" for _, e, _ in chosen) else None
@@ -144,28 +149,40 @@ def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, An
                                 f"({'; '.join(s['reason'] for s in skipped)})")
         batches = {b: make_batches(b, subject.input_shape, subject.preprocessing) for b in batch_sizes}
         allocator = keep_freed_memory()
-        gate = _time_rounds(measured, batches, stack, config, threads, subject.preprocessing)
+        eval_rows, report = _eval_rows(subject)
+        plan = _plan(measured, batches, config, threads, subject, eval_rows, report, deploy_batch,
+                     time.perf_counter() - started)
+        clock = Clock(started, plan.estimate_s)
+        asked_config, config = config, _planned(config, plan)
+        batches = {size: batches[size] for size in plan.batch_sizes}
+        for item in measured:
+            item.sizes = [size for size in item.sizes if size in batches]
+        measured = [item for item in measured if item.sizes]
+        gate = _time_rounds(measured, batches, stack, config, threads, subject.preprocessing, clock)
         devices = {(index, size): m.runners[size].device for index, m in enumerate(measured) for size in m.sizes}
 
-    eval_rows, report = _eval_rows(subject)
     task = task_named((report.get("task") or {}).get("name") or (recipe.task if recipe is not None else None))
     max_drop = decide_budget(task, recipe).max_drop
     rows: list[dict[str, Any]] = []
     for index, item in enumerate(measured):
-        peaks = _peaks(item, config, threads, subject.input_shape)  # each in a fresh process
-        rows += _rows(item, devices, index, _scored(item, eval_rows, subject, task, threads), peaks)
+        scored = _scored(item, eval_rows, subject, task, threads, plan.score_samples, clock)
+        peaks = _peaks(item, config, threads, subject.input_shape, clock)  # each in a fresh process
+        rows += _rows(item, devices, index, scored, peaks)
     _add_speedups(rows)
-    deploy_batch = config.deploy_batch if "deploy_batch" in config.model_fields_set else recipe_bench.deploy_batch
     target = recipe.target if recipe is not None else None
     result = {
         "subject": str(subject.path),
         "recipe": recipe.name if recipe is not None else None,
         "target": target,
         "machine": machine_info(threads),
-        "settings": {"batch_sizes": batch_sizes, "warmup": config.warmup, "warmup_seconds": config.warmup_seconds,
+        "settings": {"batch_sizes": plan.batch_sizes, "warmup": config.warmup, "warmup_seconds": config.warmup_seconds,
                      "iters": config.iters, "seconds": config.seconds, "threads": threads, "repeats": config.repeats,
                      "backends": config.backends, "cpu_runtimes": runtimes, "end_to_end": config.end_to_end,
-                     "allocator": allocator or "default", "input_shape": list(subject.input_shape)},
+                     "allocator": allocator or "default", "input_shape": list(subject.input_shape),
+                     "tune_settings": config.tune_settings, "memory": config.memory},
+        "budget": {**plan.to_json(), "took_s": round(time.perf_counter() - started, 1),
+                   "asked": {"repeats": asked_config.repeats, "iters": asked_config.iters,
+                             "seconds": asked_config.seconds, "batch_sizes": batch_sizes}},
         "task": task.describe(),
         "max_drop": max_drop,
         "deploy_batch": deploy_batch,
@@ -181,6 +198,9 @@ def bench(run_or_model: Path, config: BenchConfig | None = None) -> dict[str, An
                   "backend (model + runtime + activations), one process per artifact"],
     }
     _add_notes(result, runtime_note)
+    if plan.shrunk:
+        result["notes"].insert(0, f"time budget {plan.budget_s:.0f} s: " + "; ".join(plan.shrunk))
+    piped_progress(f"bench: done in {clock.elapsed()} (budget {mmss(plan.budget_s)})")
     return result
 
 
@@ -233,7 +253,9 @@ def _open_measured(stack: ExitStack, chosen: list[tuple[Path, Artifact, str | No
         if entry.format == "engine" and engine_problem:
             skipped.append({"name": entry.name, "backend": "tensorrt", "reason": engine_problem})
             continue
+        opening = time.perf_counter()
         runner = stack.enter_context(open_runner(directory, entry, threads=threads, runtime=runtime))
+        open_s = time.perf_counter() - opening
         shape = _input_shape(subject, entry.name, runner.input_spec.shape)
         subject.input_shape = subject.input_shape or shape
         fixed = runner.input_spec.shape[0]
@@ -242,12 +264,12 @@ def _open_measured(stack: ExitStack, chosen: list[tuple[Path, Artifact, str | No
             skipped.append({"name": entry.name, "backend": runner.backend,
                             "reason": f"static batch {fixed}: other batch sizes skipped"})
         measured.append(_Measured(directory, entry, runner, runtime, sizes,
-                                  _complexity(directory, entry, runner, shape)))
+                                  _complexity(directory, entry, runner, shape), open_s))
     return measured, skipped
 
 
 def _time_rounds(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]], stack: ExitStack,
-                 config: BenchConfig, threads: int, preprocessing: dict[str, Any]):
+                 config: BenchConfig, threads: int, preprocessing: dict[str, Any], clock: Clock):
     """Every measured pair's timed windows, interleaved: per repeat and batch size, every pair once in a rotated
     order. Returns the steadiness gate (None unless ``config.steady``)."""
     gate = None
@@ -270,6 +292,8 @@ def _time_rounds(measured: list[_Measured], batches: dict[int, tuple[np.ndarray,
     repeats, sizes = config.repeats, sorted(batches)
     with progress_bar() as bar:
         _choose_settings(measured, batches, stack, bar, config, threads)
+        if config.tune_settings:
+            piped_progress(f"bench: settings probed {clock.status()}")
         progress = bar.add_task("bench", total=repeats * sum(len(m.sizes) for m in measured))
         for repeat in range(repeats):
             for size in sizes:
@@ -283,6 +307,8 @@ def _time_rounds(measured: list[_Measured], batches: dict[int, tuple[np.ndarray,
                         time_window(item.full[size], lambda r=runner, raw=raw_batch: r.infer(
                             preprocess_raw(raw, preprocessing)))
                     bar.update(progress, advance=1)
+            piped_progress(f"bench: round {repeat + 1}/{repeats} timed ({len(measured)} artifact/runtime pairs "
+                           f"x batch {','.join(map(str, sizes))}) {clock.status()}")
         if gate:  # windows that went ahead before the run had seen how fast this machine can be
             slow = [w for w in windows if gate.went_ahead_slow(w[3])]
             if slow:
@@ -295,28 +321,49 @@ def _time_rounds(measured: list[_Measured], batches: dict[int, tuple[np.ndarray,
     return gate
 
 
-def _peaks(item: _Measured, config: BenchConfig, threads: int, input_shape: tuple[int, ...]) -> dict[str, Any]:
+def _peaks(item: _Measured, config: BenchConfig, threads: int, input_shape: tuple[int, ...], clock: Clock
+           ) -> dict[str, Any]:
     from edgepipe.bench.memory import measure_peak_memory
 
     if not config.memory:
-        return {"error": "not measured (memory=False)"}
-    return measure_peak_memory(item.directory, item.entry, item.sizes, threads, input_shape, runtime=item.runtime)
+        return {"error": "not measured (memory=False or cut by the time budget)"}
+    found = measure_peak_memory(item.directory, item.entry, item.sizes, threads, input_shape, runtime=item.runtime)
+    piped_progress(f"bench: peak memory of {item.entry.name}{_on(item)} {clock.status()}")
+    return found
 
 
-def _scored(item: _Measured, eval_rows: dict[str, dict], subject: Subject, task, threads: int) -> dict[str, Any]:
+def _scored(item: _Measured, eval_rows: dict[str, dict], subject: Subject, task, threads: int,
+            samples: int | None, clock: Clock) -> dict[str, Any]:
     """The pair's score and drop: eval's, or, on a CPU runtime other than eval's onnxruntime (whose kernels round
-    differently), its own, measured here."""
+    differently), its own, measured here: on the whole test split, or (``samples``, the time budget's cut) on its
+    first ``samples``, where the drop is eval's full-split drop plus this runtime's paired difference from
+    onnxruntime on those same samples."""
     evaluated = eval_rows.get(item.entry.name, {})
-    if item.runtime in (None, "onnxruntime") or subject.run_dir is None or "score" not in evaluated:
+    if not _scores_itself(item, subject, evaluated):
         return evaluated
-    from edgepipe.stages.evaluate import score_on_runtime
+    from edgepipe.stages.evaluate import scores_on_runtimes
 
     original = eval_rows.get("original", {}).get("score")
+    runtimes = [item.runtime] if samples is None else [item.runtime, "onnxruntime"]
     try:
-        score = score_on_runtime(subject.run_dir, item.directory, item.entry, item.runtime, threads)
+        scores, used, total = scores_on_runtimes(subject.run_dir, item.directory, item.entry, runtimes, threads,
+                                                 samples=samples)
     except (EdgepipeError, ValueError) as exc:  # no test split to reload: the pick treats it as unknown
         return {"score_note": f"not evaluated on {item.runtime}: {str(exc).splitlines()[0]}"}
-    return {"score": score, "drop": None if original is None else round(task.drop(original, score), 4)}
+    piped_progress(f"bench: scored {item.entry.name}{_on(item)} on {used} of {total} test samples {clock.status()}")
+    if used >= total:
+        score = scores[item.runtime]
+        return {"score": score, "drop": None if original is None else round(task.drop(original, score), 4)}
+    # sampled: eval's full-split score moved by this runtime's paired difference from onnxruntime on the sample
+    shift = scores[item.runtime] - scores["onnxruntime"]
+    score = evaluated["score"] + shift
+    return {"score": score, "drop": None if original is None else round(task.drop(original, score), 4),
+            "score_note": f"on {item.runtime}: eval's onnxruntime score {shift:+.4g} (the two runtimes' difference "
+                          f"on {used} of {total} test samples, cut by bench's time budget)"}
+
+
+def _scores_itself(item: _Measured, subject: Subject, evaluated: dict[str, Any]) -> bool:
+    return item.runtime not in (None, "onnxruntime") and subject.run_dir is not None and "score" in evaluated
 
 
 def _rows(item: _Measured, devices: dict[tuple[int, int], str], index: int, evaluated: dict[str, Any],
@@ -416,3 +463,41 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
             row["end_to_end"]["speedup_vs_original"] = (original["end_to_end"]["latency_ms"]["p50"]
                                                         / row["end_to_end"]["latency_ms"]["p50"])
 
+
+
+def _on(item: _Measured) -> str:
+    return f" on {item.runtime}" if item.runtime else ""
+
+
+def _plan(measured: list[_Measured], batches: dict[int, tuple[np.ndarray, Any]], config: BenchConfig,
+          threads: int, subject: Subject, eval_rows: dict[str, dict], report: dict[str, Any], deploy_batch: int,
+          spent_s: float):
+    """The run's plan (bench/budget.py) from a probe of every pair's cost, said in one line."""
+    from edgepipe.bench.budget import PairCost, Plan, plan_run
+    from edgepipe.bench.settings import candidates
+
+    probing = time.perf_counter()
+    costs = probe_costs(measured, batches)
+    spent_s += time.perf_counter() - probing
+    test_samples = int((report.get("dataset") or {}).get("test_samples") or 0)
+    pairs = [PairCost(item.entry.name + _on(item), costs[index], item.open_s,
+                      {size: 0 if item.entry.format == "engine" else len(candidates(item.runtime, threads, size))
+                       for size in item.sizes},
+                      test_samples if _scores_itself(item, subject, eval_rows.get(item.entry.name, {})) else 0)
+             for index, item in enumerate(measured)]
+    asked = Plan(repeats=config.repeats, iters=config.iters, seconds=config.seconds, warmup=config.warmup,
+                 warmup_seconds=config.warmup_seconds, tune_settings=config.tune_settings,
+                 end_to_end=config.end_to_end, memory=config.memory, batch_sizes=sorted(batches),
+                 score_samples=None, budget_s=config.budget_s)
+    plan = plan_run(asked, pairs, spent_s=spent_s, deploy_batch=deploy_batch,
+                    end_to_end_possible=any(raw is not None for _, raw in batches.values()))
+    say(f"bench: {len(pairs)} artifact/runtime pairs x batch {','.join(map(str, plan.batch_sizes))}: "
+        f"{escape(plan.summary())}")
+    return plan
+
+
+def _planned(config: BenchConfig, plan) -> BenchConfig:
+    return config.model_copy(update={"repeats": plan.repeats, "iters": plan.iters, "seconds": plan.seconds,
+                                     "warmup": plan.warmup, "warmup_seconds": plan.warmup_seconds,
+                                     "tune_settings": plan.tune_settings, "end_to_end": plan.end_to_end,
+                                     "memory": plan.memory, "batch_sizes": plan.batch_sizes})

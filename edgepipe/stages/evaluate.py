@@ -91,6 +91,49 @@ def score_on_runtime(run_dir: Path, directory: Path, artifact, runtime: str, thr
     return inputs.task.score(outputs, inputs.targets)
 
 
+def scores_on_runtimes(run_dir: Path, directory: Path, artifact, runtimes: list[str], threads: int | None = None,
+                       samples: int | None = None, batch_size: int = 256) -> tuple[dict[str, float], int, int]:
+    """The task's score of one ONNX artifact on each of ``runtimes``, on the first ``samples`` of the run's (seeded)
+    test split (None: all): bench's budget scores a sample, with the same samples on every runtime so their
+    difference is paired. Returns ({runtime: score}, samples scored, test samples)."""
+    inputs = _inputs(Path(run_dir))
+    total = len(inputs.targets)
+    count = total if samples is None else min(samples, total)
+    scores = {}
+    for runtime in runtimes:
+        with open_runner(directory, artifact, threads=threads, runtime=runtime) as runner:
+            outputs = infer_in_batches(runner, _first(inputs.x, count, total), batch_size)
+        scores[runtime] = inputs.task.score(outputs, inputs.targets[:count])
+    return scores, count, total
+
+
+class _Head:
+    """The first ``count`` samples of a streamed split (edgepipe.data), streamed the same way."""
+
+    def __init__(self, split: Any, count: int) -> None:
+        self.split, self.count = split, count
+
+    def __getattr__(self, name: str) -> Any:  # sample_shape and the like: the split's own
+        return getattr(self.split, name)
+
+    def batches(self, batch_size: int):
+        left = self.count
+        for batch in self.split.batches(batch_size):
+            if left <= 0:
+                return
+            size = len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
+            if size > left:
+                batch = {k: v[:left] for k, v in batch.items()} if isinstance(batch, dict) else batch[:left]
+            left -= min(size, left)
+            yield batch
+
+
+def _first(x: Any, count: int, total: int) -> Any:
+    if count >= total:
+        return x
+    return _Head(x, count) if hasattr(x, "batches") else x[:count]
+
+
 def _scored_row(row: dict[str, Any], outputs: np.ndarray, inputs: EvalInputs, original_outputs: np.ndarray
                 ) -> dict[str, Any]:
     """A row with the task's metrics of ``outputs`` and how they differ from the original's."""
