@@ -30,9 +30,10 @@ def _naive_section(run_dir: Path) -> list[str]:
     quantize = RunLayout(run_dir).quantize
     if not (quantize / MANIFEST).is_file():
         return []
-    result = QuantizeResult.model_validate(read_manifest(quantize).metrics)
-    if not result.naive:
+    metrics = read_manifest(quantize).metrics
+    if not metrics.get("naive"):  # not measured (a classifier by default), or a quantize made before it was
         return []
+    result = QuantizeResult.model_validate(metrics)
     header, rows = naive_rows(result)
     return ["## Naive vs accuracy-aware INT8", "", f"On the test split ({result.naive['samples']} samples), the same "
             f"calibration ranges. {result.naive['what']}.", "", _markdown_table(header, rows), ""]
