@@ -79,10 +79,24 @@ def command(
         **({"eval": {"max_drop": max_drop}} if max_drop is not None else {})})
     check_run_out(out)
     layout = RunLayout(out)
-    with run_lock(out):
-        import_model(recipe, layout.imported)
-        layout.recipe_copy.write_text(yaml.safe_dump(recipe.model_dump(mode="json", exclude_defaults=True,
-                                                                       by_alias=True), sort_keys=False))
+    made_out = not out.exists()
+    try:
+        with run_lock(out):
+            import_model(recipe, layout.imported)
+            layout.recipe_copy.write_text(yaml.safe_dump(recipe.model_dump(mode="json", exclude_defaults=True,
+                                                                           by_alias=True), sort_keys=False))
+    except BaseException:
+        if made_out:  # a refused import leaves no run behind: only the lock file taking it made, if that
+            _remove_if_only_lock(out)
+        raise
+
+
+def _remove_if_only_lock(out: Path) -> None:
+    from edgepipe.rundir import LOCK
+
+    if out.is_dir() and [p.name for p in out.iterdir()] in ([], [LOCK]):
+        (out / LOCK).unlink(missing_ok=True)
+        out.rmdir()
 
 
 def dataset_kind(folder: Path) -> str:
