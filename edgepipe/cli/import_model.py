@@ -67,7 +67,9 @@ def command(
     task = task or ("detection" if kind in ("coco", "yolo") else "classification")
     detector = task == "detection"
     mode = resize_mode.value if resize_mode else ("letterbox" if detector else ("crop" if resize else "stretch"))
-    default_mean, default_std = ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]) if detector else IMAGENET
+    channels = _onnx_channels(Path(model)) if is_onnx_file(model) else None
+    default_mean, default_std = (IMAGENET if not detector and channels in (None, 3) else
+                                 ([0.0] * (channels or 3), [1.0] * (channels or 3)))
     dataset = {"name": kind, "path": str(data), "resize_mode": mode, "channel_order": channel_order,
                "mean": mean or default_mean, "std": std or default_std,
                **({"image_size": list(image_size)} if image_size else {}), **({"resize": resize} if resize else {})}
@@ -97,6 +99,14 @@ def _remove_if_only_lock(out: Path) -> None:
     if out.is_dir() and [p.name for p in out.iterdir()] in ([], [LOCK]):
         (out / LOCK).unlink(missing_ok=True)
         out.rmdir()
+
+
+def _onnx_channels(path: Path) -> int | None:
+    """The channels the graph's input takes (a grey detector has 1: its default mean/std have one value)."""
+    from edgepipe.foreign.onnx_file import read_foreign_onnx
+
+    spec, _ = read_foreign_onnx(path)
+    return spec.channels
 
 
 def dataset_kind(folder: Path) -> str:
