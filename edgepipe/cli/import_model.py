@@ -72,7 +72,8 @@ def command(
                                  ([0.0] * (channels or 3), [1.0] * (channels or 3)))
     dataset = {"name": kind, "path": str(data), "resize_mode": mode, "channel_order": channel_order,
                "mean": mean or default_mean, "std": std or default_std,
-               **({"image_size": list(image_size)} if image_size else {}), **({"resize": resize} if resize else {})}
+               **({"image_size": list(image_size)} if image_size else {}), **({"resize": resize} if resize else {}),
+               **({"channels": channels} if channels else {})}
     model_section = {"name": model, **({"weights": str(weights), "trained": True} if weights else {})}
     if detector and is_onnx_file(model):
         model_section["outputs"] = outputs.value if outputs else detected_layout(Path(model), dataset)
