@@ -290,9 +290,10 @@ def test_both_imports_agree_on_every_artifact(classifier_runs):
     assert {"original", "int8-cpu", "int8-trt"} <= shared, (sorted(weights_rows), sorted(onnx_rows))
     # The weights run's INT8 graphs come from edgepipe's own export, the ONNX run's from the user's graph: the same
     # weights and the same calibration images, but node names and folded constants may differ, so min/max ranges
-    # can land one rounding step apart. 1 test image of 100 is 1 pt; two flipped images are allowed.
+    # can land one rounding step apart. Measured: identical on every artifact (0.95/0.94/0.95/0.95 both ways, 100
+    # test images); one flipped image (0.01) is allowed for a rounding step, no more.
     for name in shared:
-        assert abs(weights_rows[name]["score"] - onnx_rows[name]["score"]) <= 0.02, (
+        assert abs(weights_rows[name]["score"] - onnx_rows[name]["score"]) <= 0.01 + 1e-9, (
             name, weights_rows[name]["score"], onnx_rows[name]["score"])
 
 
