@@ -109,6 +109,9 @@ class RunLayout:
         """The origin stage, or one line when the run has none; ``torch``: the step needs the PyTorch model, which
         a run started from an ONNX file does not have."""
         origin = self.origin
+        if not self.root.exists():
+            raise EdgepipeError(f"{self.root} does not exist; pass a run directory (`edgepipe pipeline` or "
+                                "`edgepipe import` makes one)")
         if not self.has(origin):
             raise EdgepipeError(f"{self.root}: no train/{MANIFEST} or import/{MANIFEST}; run `edgepipe pipeline`, "
                                 "`edgepipe train` or `edgepipe import` first")

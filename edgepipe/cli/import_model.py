@@ -68,11 +68,14 @@ def command(
     task = task or ("detection" if kind in ("coco", "yolo") else "classification")
     detector = task == "detection"
     mode = resize_mode.value if resize_mode else ("letterbox" if detector else ("crop" if resize else "stretch"))
-    default_mean, default_std = ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]) if detector else IMAGENET
+    channels = _onnx_channels(Path(model)) if is_onnx_file(model) else None
+    default_mean, default_std = (IMAGENET if not detector and channels in (None, 3) else
+                                 ([0.0] * (channels or 3), [1.0] * (channels or 3)))
     dataset = {"name": kind, "path": str(data), "resize_mode": mode, "pad_value": pad_value,
                "channel_order": channel_order,
                "mean": mean or default_mean, "std": std or default_std,
-               **({"image_size": list(image_size)} if image_size else {}), **({"resize": resize} if resize else {})}
+               **({"image_size": list(image_size)} if image_size else {}), **({"resize": resize} if resize else {}),
+               **({"channels": channels} if channels else {})}
     model_section = {"name": model, **({"weights": str(weights), "trained": True} if weights else {})}
     if detector and is_onnx_file(model):
         model_section["outputs"] = outputs.value if outputs else detected_layout(Path(model), dataset)
@@ -81,10 +84,32 @@ def command(
         **({"eval": {"max_drop": max_drop}} if max_drop is not None else {})})
     check_run_out(out)
     layout = RunLayout(out)
-    with run_lock(out):
-        import_model(recipe, layout.imported)
-        layout.recipe_copy.write_text(yaml.safe_dump(recipe.model_dump(mode="json", exclude_defaults=True,
-                                                                       by_alias=True), sort_keys=False))
+    made_out = not out.exists()
+    try:
+        with run_lock(out):
+            import_model(recipe, layout.imported)
+            layout.recipe_copy.write_text(yaml.safe_dump(recipe.model_dump(mode="json", exclude_defaults=True,
+                                                                           by_alias=True), sort_keys=False))
+    except BaseException:
+        if made_out:  # a refused import leaves no run behind: only the lock file taking it made, if that
+            _remove_if_only_lock(out)
+        raise
+
+
+def _remove_if_only_lock(out: Path) -> None:
+    from edgepipe.rundir import LOCK
+
+    if out.is_dir() and [p.name for p in out.iterdir()] in ([], [LOCK]):
+        (out / LOCK).unlink(missing_ok=True)
+        out.rmdir()
+
+
+def _onnx_channels(path: Path) -> int | None:
+    """The channels the graph's input takes (a grey detector has 1: its default mean/std have one value)."""
+    from edgepipe.foreign.onnx_file import read_foreign_onnx
+
+    spec, _ = read_foreign_onnx(path)
+    return spec.channels
 
 
 def dataset_kind(folder: Path) -> str:
