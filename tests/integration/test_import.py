@@ -63,7 +63,7 @@ def device_eval(bundle: Path, tmp: Path) -> dict[str, dict]:
 def write_yolo_folder(root: Path) -> Path:
     """mnist-canvas (the same canvases and boxes as ``dataset.name: mnist-canvas``) as a user's YOLO folder:
     images/{train,val,test}/*.png (8-bit grey), labels/ (class cx cy w h, normalized), data.yaml with the names.
-    As in /work/cache/ultra/ultralytics_import.py."""
+    As in benchmarks/ultralytics_import.py."""
     from edgepipe.data.canvas import SPLIT_NAMES, _build
     from edgepipe.recipe import DatasetConfig
 
