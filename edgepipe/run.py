@@ -112,6 +112,8 @@ class RunLayout:
         if not self.root.exists():
             raise EdgepipeError(f"{self.root} does not exist; pass a run directory (`edgepipe pipeline` or "
                                 "`edgepipe import` makes one)")
+        if not self.has(origin) and (self.root / MANIFEST).is_file():
+            read_manifest(self.root)  # a stage or bundle directory: its own manifest's problem is the one to name
         if not self.has(origin):
             raise EdgepipeError(f"{self.root}: no train/{MANIFEST} or import/{MANIFEST}; run `edgepipe pipeline`, "
                                 "`edgepipe train` or `edgepipe import` first")
