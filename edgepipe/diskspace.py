@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgepipe.device.scoring import human_bytes
+from edgepipe.device.bounds import human_bytes
 from edgepipe.errors import EdgepipeError
 
 FULL = {errno.ENOSPC, errno.EDQUOT}

@@ -3,7 +3,7 @@ shapes (.npz/.npy headers, read before loading), JSON file sizes.
 
 A size someone declares is checked against a sane cap and against the memory available now *before* anything is
 allocated; the refusal names the value, the limit and how to go past it deliberately. The array and JSON bounds
-live in edgepipe/device/scoring.py (the device runtime has them too, and imports nothing of edgepipe): the
+live in edgepipe/device/bounds.py (the device runtime has them too, and imports nothing of edgepipe): the
 workstation reads a bundle's reference.npz through the device runtime's own reader (edgepipe.bundles), so both
 sides check the same headers. This module adds the batch bound and turns the refusals into EdgepipeError.
 """
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgepipe.device import scoring as _bounds
+from edgepipe.device import bounds as _bounds
 from edgepipe.errors import EdgepipeError
 
 BATCH_LIMIT_ENV = "EDGEPIPE_MAX_BATCH"

@@ -9,10 +9,11 @@ import os
 
 import numpy as np
 
+from .bounds import DeclaredTooLarge, load_arrays_bounded
 from .common import basename, read_json, sha256_file
 from .errors import DeviceError
 from .layout import BUILD, CALIB_CACHE, EXPORT, FP16_ONNX, FP32_ONNX, INT8_TRT_ONNX, MANIFEST, QUANTIZE, REFERENCE_NPZ
-from .scoring import TASK_SCORES, DeclaredTooLarge, load_arrays_bounded
+from .scoring import TASK_SCORES
 
 
 class Bundle(object):

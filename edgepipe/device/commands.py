@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from .bounds import DeclaredTooLarge, load_arrays_bounded
 from .builder import build_serialized_engine, check_engine_deserializes
 from .bundle import Bundle
 from .common import emit, say, sha256_file, write_bytes_atomic
@@ -17,7 +18,7 @@ from .errors import DeviceError, MissingPiece
 from .layout import BUILD, MANIFEST, PRECISIONS, engine_file
 from .loader import load_tensorrt, tensorrt_version
 from .planning import plan_build
-from .scoring import DISPLAY_SCORE, DeclaredTooLarge, load_arrays_bounded, model_outputs
+from .scoring import DISPLAY_SCORE, model_outputs
 from .settings import OPTIONS, BuildSettings, check_combinations, check_release_supports, default_workspace_mib
 from .trtexec import build_with_trtexec, find_trtexec
 

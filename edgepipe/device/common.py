@@ -4,8 +4,8 @@ import hashlib
 import os
 import sys
 
+from .bounds import DeclaredTooLarge, read_json_bounded
 from .errors import DeviceError
-from .scoring import DeclaredTooLarge, read_json_bounded
 
 
 def say(message):

@@ -1,4 +1,4 @@
-"""A size someone declares is bounded before anything is allocated (edgepipe.limits, device/scoring.py's bounds).
+"""A size someone declares is bounded before anything is allocated (edgepipe.limits, device/bounds.py).
 
 Each case runs edgepipe (or the bundled device runtime) in a child process and measures that child alone with
 wait4's rusage: one line, exit 2, within 5 s, peak RSS under 1 GiB, nothing on disk changed. Before the bounds,
