@@ -75,8 +75,10 @@ def torch_source(src) -> tuple[Path, Artifact]:
     from someone else must not make us read a model from anywhere else on this machine.
     """
     from edgepipe.artifacts import is_stage_dir, read_manifest
-    from edgepipe.run import IMPORT, PRUNE, TRAIN
+    from edgepipe.run import IMPORT, ONNX_ORIGIN_NEEDS_TORCH, PRUNE, TRAIN
 
+    if src.manifest is not None and src.manifest.stage == IMPORT:  # the ONNX file trained elsewhere is the original
+        raise EdgepipeError(ONNX_ORIGIN_NEEDS_TORCH.format(where=src.onnx))
     recorded = (src.manifest.source if src.manifest is not None else None) or {}
     expected = src.manifest.parents.get("model") if src.manifest is not None else None
     name = Path(str(recorded.get("dir") or "")).name

@@ -126,9 +126,9 @@ def calibrate(model: Path, reader, method: str, percentile: float, ranges_path: 
             calibrator.collect_data(reader)
             tensors_data = calibrator.compute_data()
         except ValueError as exc:  # the histogram calibrators stack every tensor: a data-dependent size breaks them
-            raise EdgepipeError(f"calibration method {method} cannot run on this graph (onnxruntime: "
-                                f"{str(exc).strip().splitlines()[0][:120]}): its tensors change size from batch to "
-                                "batch (a detector's NMS); use --method minmax") from None
+            raise EdgepipeError(f"calibration method {method} cannot run on this graph: onnxruntime's histogram "
+                                f"calibrator refused its tensors ({type(exc).__name__}), which change size from batch "
+                                "to batch (a detector's NMS); use --method minmax") from None
         del calibrator
     tensors_data.data = dict(sorted(tensors_data.data.items()))  # same ranges, same bytes, in every process
     save_tensors_data(tensors_data, ranges_path)
