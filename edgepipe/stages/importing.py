@@ -29,8 +29,6 @@ from edgepipe.run import FP32_ONNX, IMPORT, MODEL_PT, ORIGINAL
 from edgepipe.stages.frame import StageFrame
 from edgepipe.tasks import Task, task_named
 
-SCORED_SAMPLES = None  # val and test are scored whole: they are what every later drop is measured against
-
 
 def import_model(recipe: Recipe, out: Path, *, reuse: bool = False) -> Path:
     """Make the origin stage ``out`` (RUN/import/) from the recipe's model trained elsewhere; returns ``out``."""
