@@ -22,14 +22,13 @@ class TorchRunner(Runner):
         self.filename = filename
         self._device_name = device
         self.threads = threads
+        self._threads_before: int | None = None
 
     def open(self) -> None:
         import torch
 
         from edgepipe.checkpoint import load_model
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
         self._torch = torch
         self._device = torch.device(self._device_name)
         model, manifest = load_model(self.stage_directory, self.filename)
@@ -38,6 +37,17 @@ class TorchRunner(Runner):
         # One sample through the model names its outputs as the ONNX export does (a tensor, a tuple, a dict).
         probe = self._run(np.zeros((1, *manifest.model["input_shape"]), np.float32))
         self._outputs = [TensorSpec(name, (None, *array.shape[1:])) for name, array in probe.items()]
+        if self.threads:
+            # torch's intra-op pool is process-wide: put it back on close, or a bench at 1 thread would leave every
+            # later training and eval in this process (a notebook, the test suite) on 1 thread, slower and with
+            # other float reductions, so other weights.
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+
+    def close(self) -> None:
+        if self._threads_before is not None:
+            self._torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     @property
     def inputs(self) -> list[TensorSpec]:

@@ -33,6 +33,16 @@ def test_ort_and_torch_runners_agree_at_any_batch(tiny_run, batch):
         np.testing.assert_allclose(reference.infer(x)["logits"], candidate.infer({"input": x})["logits"], atol=1e-4)
 
 
+def test_torch_runner_gives_the_process_its_thread_count_back(tiny_run):
+    """torch's thread pool is process-wide: a runner timed at one thread must not leave later training on one."""
+    import torch
+
+    before = torch.get_num_threads()
+    with TorchRunner(tiny_run / "train", threads=1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
 def test_wrong_input_shape_is_a_user_error(tiny_run):
     with OrtRunner(tiny_run / "export" / "model.onnx") as runner:
         with pytest.raises(EdgepipeError, match=r"input shape \(2, 1, 28, 28\) does not match.*\(N, 1, 12, 12\)"):
