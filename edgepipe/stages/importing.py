@@ -72,6 +72,12 @@ def _import_onnx(recipe: Recipe, frame: StageFrame, *, reuse: bool) -> Path:
         return frame.out
 
     graph = _pinned(graph, spec, size)
+    if spec.static_batch is not None:  # calibration, eval and bench batch freely: free it, checked, or refuse
+        from edgepipe.foreign.batch import make_batch_dynamic
+
+        graph, rewritten = make_batch_dynamic(graph, spec.input_name, spec.static_batch,
+                                              dataset.val.take(min(len(dataset.val), 2 * spec.static_batch)),
+                                              source.name)
     layout = recipe.model.outputs or ("edgepipe" if recipe.task == "detection" else None)
     if recipe.task == "detection" and layout != "edgepipe":
         from edgepipe.foreign.decode import append_decode
@@ -89,8 +95,14 @@ def _import_onnx(recipe: Recipe, frame: StageFrame, *, reuse: bool) -> Path:
         manifest.model = {"name": f"onnx:{source.name}", "origin": "onnx", "task": recipe.task,
                           "input_shape": [int(dataset.input_shape[0]), *size], "num_classes": dataset.num_classes,
                           "input_name": spec.input_name, "outputs": layout,
-                          "static_batch": spec.static_batch, "source_sha256": manifest.parents["model"]}
+                          "static_batch": spec.static_batch, "source_sha256": manifest.parents["model"],
+                          **({"reshapes_rewritten_for_batch": rewritten} if spec.static_batch else {})}
         _finish(manifest, tmp, recipe, dataset, task, scores, FP32_ONNX, "onnx")
+    if spec.static_batch is not None:
+        how = f" once {rewritten} Reshape target(s) copy the batch instead of fixing it" if rewritten else ""
+        say(f"import: {source.name} was exported with a fixed batch of {spec.static_batch}; the run uses a dynamic "
+            f"batch: checked at batch {2 * spec.static_batch} on val images, every output is the per-sample "
+            f"original{how}")
     say(f"import: {source.name} ({recipe.task}{', ' + layout + ' outputs' if layout else ''}) at "
         f"{size[0]}x{size[1]}: {task.metric_label} val {task.format_score(scores['val'])}  test "
         f"{task.format_score(scores['test'])} on onnxruntime FP32 → {frame.out}")
@@ -171,11 +183,7 @@ def _finish(manifest, tmp: Path, recipe: Recipe, dataset: Dataset, task: Task, s
 
 def _pinned(graph, spec, size: tuple[int, int]):
     """The graph with its input's height and width fixed at the size it is imported at (TensorRT then builds a
-    static-shape engine, and a YOLO export's anchor grid folds into constants); the batch axis stays dynamic."""
-    if spec.static_batch is not None:
-        raise EdgepipeError(f"{spec.path.name}: input '{spec.input_name}' has a fixed batch of {spec.static_batch}; "
-                            "calibration, eval and bench batch freely: re-export it with a dynamic batch axis "
-                            "(torch.onnx.export dynamic_axes={'images': {0: 'batch'}}, or `yolo export dynamic=True`)")
+    static-shape engine, and a YOLO export's anchor grid folds into constants); the batch axis stays as it is."""
     names = [value.name for value in graph.graph.input]
     tensor_type = graph.graph.input[names.index(spec.input_name)].type.tensor_type
     for axis, side in ((2, size[0]), (3, size[1])):

@@ -239,3 +239,16 @@ def test_a_model_at_chance_on_the_users_data_is_refused_before_quantize(tmp_path
     line = one_line_error(run_import(tmp_path, str(files["chance"]), "--data", str(files["shapes"]),
                                      inputs=[files["chance"], files["shapes"]]))
     assert "at chance" in line and "nothing imported" in line, line
+
+
+def test_a_fixed_batch_the_graph_bakes_in(tmp_path, files):
+    class FoldsBatchIntoClasses(TinyClassifier):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.head(self.features(images).flatten(1)).reshape(2, -1)  # [2, N * 2]: samples mixed
+
+    model = tmp_path / "fixed.onnx"
+    torch.onnx.export(FoldsBatchIntoClasses(4).eval(), (torch.zeros(1, 3, 32, 32),), str(model),
+                      input_names=["images"], output_names=["output0"], opset_version=17, dynamo=False)
+    line = one_line_error(run_import(tmp_path, str(model), "--data", str(files["shapes"]),
+                                     inputs=[model, files["shapes"]]))
+    assert "fixed batch of 1 that the graph bakes in" in line and "dynamic=True" in line, line
