@@ -114,6 +114,9 @@ class DatasetConfig(Section):
                                                "(H, W) (coco/yolo default 320x320); mnist-canvas: the canvas size "
                                                "(H, W), 64-256 (default 96x96)")
     channels: Literal[1, 3] | None = Field(default=None, description="imagefolder, coco, yolo: 1 = grayscale, 3 = RGB")
+    names: list[str] | None = Field(default=None, min_length=1, description="yolo: the class names in index order "
+                                    "(a model's full list where the folder shows only some classes or has no "
+                                    "data.yaml); default: data.yaml's names, else the indices found")
     resize: int | None = Field(default=None, gt=0, description="imagefolder: resize the shorter side to this, then "
                                "centre-crop image_size (ImageNet: 256 for 224); default: resize to image_size")
     resize_mode: Literal["stretch", "crop", "letterbox"] | None = Field(
@@ -154,6 +157,11 @@ class DatasetConfig(Section):
             raise ValueError("std values must be positive")
         if (self.mean is None) != (self.std is None):
             raise ValueError("give mean and std together (or neither, to measure them on training images)")
+        if self.names is not None and self.name != "yolo":
+            raise ValueError(f"names is for yolo folders; {self.name} takes its class names from the data")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            repeated = next(name for name in self.names if self.names.count(name) > 1)
+            raise ValueError(f"names lists {repeated!r} twice")
         return self
 
 

@@ -47,6 +47,9 @@ def command(
                                                           "(default: 0 for detectors, ImageNet's for classifiers).")
                     ] = None,
     std: Annotated[list[float] | None, typer.Option(help="Per-channel std, as --mean.")] = None,
+    names: Annotated[str | None, typer.Option(help="A YOLO folder's class names in index order: comma-separated, or "
+                                                   "a file with one per line (darknet's .names); default: data.yaml's "
+                                                   "names, else the class indices found.")] = None,
     target: Annotated[str | None, typer.Option(help="The device the run is for (see `edgepipe targets`).")] = None,
     max_drop: Annotated[float | None, typer.Option(min=0, help="The accuracy budget against your model.")] = None,
 ) -> None:
@@ -75,7 +78,7 @@ def command(
                "channel_order": channel_order,
                "mean": mean or default_mean, "std": std or default_std,
                **({"image_size": list(image_size)} if image_size else {}), **({"resize": resize} if resize else {}),
-               **({"channels": channels} if channels else {})}
+               **({"channels": channels} if channels else {}), **({"names": class_names(names)} if names else {})}
     model_section = {"name": model, **({"weights": str(weights), "trained": True} if weights else {})}
     if detector and is_onnx_file(model):
         model_section["outputs"] = outputs.value if outputs else detected_layout(Path(model), dataset)
@@ -110,6 +113,19 @@ def _onnx_channels(path: Path) -> int | None:
 
     spec, _ = read_foreign_onnx(path)
     return spec.channels
+
+
+def class_names(names: str) -> list[str]:
+    """--names: a file of one name per line (darknet's obj.names, ultralytics' classes.txt) or 'a,b,c'."""
+    from edgepipe.errors import EdgepipeError
+
+    file = Path(names).expanduser()
+    if file.is_file():
+        if file.stat().st_size > 1 << 20:  # class names are kilobytes; a megabyte is the wrong file
+            raise EdgepipeError(f"--names {file}: {file.stat().st_size} bytes is not a list of class names")
+        lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    return [name.strip() for name in names.split(",") if name.strip()]
 
 
 def dataset_kind(folder: Path) -> str:

@@ -245,7 +245,8 @@ def _yolo_boxes(label: Path, size: tuple[int, int], names: list[str] | None) -> 
         if not all(0.0 <= v <= 1.0 for v in values):
             raise EdgepipeError(f"{where}: cx cy w h must be normalized to [0, 1], got {' '.join(parts[1:])}")
         if names is not None and cls >= len(names):
-            raise EdgepipeError(f"{where}: class {int(cls)}, but data.yaml names {len(names)} classes")
+            raise EdgepipeError(f"{where}: class {int(cls)}, but the dataset names {len(names)} classes (data.yaml "
+                                "or dataset.names)")
         cx, cy, w, h = values
         box = _source_box((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height,
                           size, where)
@@ -267,11 +268,23 @@ def _yolo_images(images: Path, labels: Path, names: list[str] | None, root: Path
     return found
 
 
+def _declared_names(root: Path, config: DatasetConfig) -> list[str] | None:
+    """The class names: ``dataset.names`` (a model's full class list, where the folder shows only some classes or
+    has no data.yaml), else data.yaml's; both given, they must agree in count."""
+    from_yaml = _yolo_names(root)
+    if config.names is None:
+        return from_yaml
+    if from_yaml is not None and len(from_yaml) != len(config.names):
+        raise EdgepipeError(f"dataset.names lists {len(config.names)} classes, {root / 'data.yaml'} names "
+                            f"{len(from_yaml)}; give the model's classes in one place")
+    return list(config.names)
+
+
 def _load_yolo(root: Path, config: DatasetConfig) -> tuple[dict[str, list[_Image]], list[str], dict[str, Any]]:
-    names = _yolo_names(root)
+    names = _declared_names(root, config)
     found = {split: _yolo_images(images, labels, names, root)
              for split, (images, labels) in _yolo_folders(root).items()}
-    if names is None:  # no data.yaml: the classes are the indices that occur
+    if names is None:  # no names anywhere: the classes are the indices that occur
         seen = [box[4] for images in found.values() for image in images for box in image.boxes]
         names = [str(i) for i in range(max(seen) + 1)] if seen else []
     return found, names, {}

@@ -128,6 +128,20 @@ def test_yolo_labels_from_data_yaml(tmp_path, items, names, expected):
     assert load_dataset(_config("yolo", tmp_path)).labels == expected
 
 
+def test_declared_names_give_the_models_full_class_list(tmp_path, items):
+    """A folder that shows classes 0 and 1 of a 4-class model (no data.yaml): dataset.names says there are four."""
+    _write_yolo(tmp_path, items, names=None)
+    data = load_dataset(_config("yolo", tmp_path, names=["red", "blue", "green", "grey"]))
+    assert data.labels == ["red", "blue", "green", "grey"] and data.num_classes == 4
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"names": ["red", "blue"]}))
+    with pytest.raises(EdgepipeError, match="dataset.names lists 4 classes, .*data.yaml names 2"):
+        load_dataset(_config("yolo", tmp_path, names=["red", "blue", "green", "grey"]))
+    with pytest.raises(ValueError, match="names is for yolo folders"):
+        _config("coco", tmp_path, names=["a"])
+    with pytest.raises(ValueError, match="lists 'a' twice"):
+        _config("yolo", tmp_path, names=["a", "b", "a"])
+
+
 @pytest.mark.parametrize("layout", ["ultralytics", "roboflow"])
 def test_yolo_split_folders_are_taken_as_given(tmp_path, items, layout):
     parts = {"train": items[:16], "val": items[16:20], "test": items[20:]}
@@ -235,7 +249,7 @@ BAD_YOLO = [
     (_first_label("0 0.5 0.5 0.2 0.2\ncat 0.5 0.5 0.2 0.2\n"), "img00.txt:2: expected 'class cx cy w h'"),
     (_first_label("0.5 0.5 0.5 0.2 0.2\n"), "expected 'class cx cy w h'"),
     (_first_label("0 1.2 0.5 0.1 0.1\n"), "must be normalized to [0, 1], got 1.2 0.5 0.1 0.1"),
-    (_first_label("2 0.5 0.5 0.1 0.1\n"), "class 2, but data.yaml names 2 classes"),
+    (_first_label("2 0.5 0.5 0.1 0.1\n"), "class 2, but the dataset names 2 classes"),
     (_first_label("0 0.95 0.5 0.3 0.1\n"), "is outside the 80x60 image"),
     (_first_label("0 0.5 0.5 0 0.1\n"), "box width 0 is not positive"),
     (lambda root: shutil.rmtree(root / "images"), "no images/ folder"),

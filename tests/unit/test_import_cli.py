@@ -252,3 +252,19 @@ def test_a_fixed_batch_the_graph_bakes_in(tmp_path, files):
     line = one_line_error(run_import(tmp_path, str(model), "--data", str(files["shapes"]),
                                      inputs=[model, files["shapes"]]))
     assert "fixed batch of 1 that the graph bakes in" in line and "dynamic=True" in line, line
+
+
+def test_names_come_comma_separated_or_from_a_darknet_names_file(tmp_path):
+    from edgepipe.cli.import_model import class_names
+
+    assert class_names("person, car,dog") == ["person", "car", "dog"]
+    (tmp_path / "obj.names").write_text("person\ncar\n\ndog\n")
+    assert class_names(str(tmp_path / "obj.names")) == ["person", "car", "dog"]
+
+
+def test_declared_names_settle_the_class_count(tmp_path, files):
+    """The folder's data.yaml names 3 classes and the model has 5: --names cannot contradict data.yaml either."""
+    model = files["yolov8-5cls"]
+    line = one_line_error(run_import(tmp_path, str(model), "--data", str(files["yolo"]), "--outputs", "yolov8",
+                                     "--names", "a,b,c,d,e", inputs=[model, files["yolo"]]))
+    assert "dataset.names lists 5 classes" in line and "names 3" in line, line
