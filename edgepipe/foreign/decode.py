@@ -19,14 +19,15 @@ DECODE_OPSET = 18
 RAW_INPUT = "raw"
 
 
-def append_decode(model, layout: str, num_classes: int, image_size: tuple[int, int], *,
-                  raw_output: str | None = None, nms_iou: float = 0.7, max_detections: int = 100,
-                  score_threshold: float = 0.001, name: str = "model.onnx"):
+def append_decode(model, decode, *, raw_output: str | None = None, name: str = "model.onnx"):
     """``model`` (a ModelProto, or the path of one) ending in edgepipe's four detection outputs instead of its raw
-    ``layout`` output; ``name`` is what messages call it."""
+    output in ``decode``'s layout (``decode``: the models.yolo.YoloDecode that says the layout, classes, input size,
+    NMS IoU, detections kept and score floor); ``name`` is what messages call it."""
     import onnx
 
-    from edgepipe.models.yolo import YoloDecode, raw_shape_problem
+    from edgepipe.models.yolo import raw_shape_problem
+
+    layout, num_classes, image_size = decode.layout, decode.num_classes, decode.image_size
 
     if isinstance(model, (str, Path)):
         model_path = Path(model)
@@ -44,7 +45,7 @@ def append_decode(model, layout: str, num_classes: int, image_size: tuple[int, i
     problem = raw_shape_problem(layout, raw_shape, num_classes)
     if problem:
         raise EdgepipeError(f"{model_path.name}: output {raw_output!r} is not {layout}: {problem}")
-    decode = YoloDecode(layout, num_classes, image_size, max_detections, score_threshold, nms_iou).eval()
+    decode = decode.eval()
     opset = max(DECODE_OPSET, _default_opset(model))
     decode_model = _export_decode(decode, raw_shape, opset)
     model = _at_opset(model, opset, model_path)

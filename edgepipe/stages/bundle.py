@@ -161,13 +161,13 @@ def _trtexec(profile, shipped: set[str], precisions: list[str], export_manifest:
     """trtexec command lines for every precision this bundle can build, per TensorRT family the target runs."""
     from edgepipe.onnx_export import INPUT_NAME
     from edgepipe.trt.settings import DEFAULT_BATCH, default_workspace_mib
-    from edgepipe.trt.trtexec import trtexec_commands
+    from edgepipe.trt.trtexec import BuildInput, DeviceFacts, trtexec_commands
 
     versions = [release.tensorrt for release in profile.releases] or [profile.tensorrt_min, profile.tensorrt_max]
-    commands = trtexec_commands(shipped, precisions, input_name=(export_manifest.extra("onnx") or {}).get(
-        "input", INPUT_NAME), sample_shape=tuple(train_manifest.model["input_shape"]), batch=DEFAULT_BATCH,
-        workspace_mib=default_workspace_mib(profile.memory_mib), tensorrt_versions=versions,
-        dla_cores=profile.dla_cores)
+    model_input = BuildInput((export_manifest.extra("onnx") or {}).get("input", INPUT_NAME),
+                             tuple(train_manifest.model["input_shape"]), DEFAULT_BATCH)
+    device = DeviceFacts(versions, default_workspace_mib(profile.memory_mib), profile.dla_cores)
+    commands = trtexec_commands(shipped, precisions, model_input, device)
     return [command.to_json() for command in commands]
 
 

@@ -81,11 +81,12 @@ def _import_onnx(recipe: Recipe, frame: StageFrame, *, reuse: bool) -> Path:
     layout = recipe.model.outputs or ("edgepipe" if recipe.task == "detection" else None)
     if recipe.task == "detection" and layout != "edgepipe":
         from edgepipe.foreign.decode import append_decode
+        from edgepipe.models.yolo import YoloDecode
 
         params = recipe.model.params
-        graph = append_decode(graph, layout, dataset.num_classes, size, raw_output=recipe.model.raw_output,
-                              name=source.name, **{k: params[k] for k in ("nms_iou", "max_detections",
-                                                                          "score_threshold") if k in params})
+        decode = YoloDecode(layout, dataset.num_classes, size, **{k: params[k] for k in (
+            "nms_iou", "max_detections", "score_threshold") if k in params})
+        graph = append_decode(graph, decode, raw_output=recipe.model.raw_output, name=source.name)
     import onnx
 
     with frame.writing(manifest) as tmp:
@@ -97,7 +98,7 @@ def _import_onnx(recipe: Recipe, frame: StageFrame, *, reuse: bool) -> Path:
                           "input_name": spec.input_name, "outputs": layout,
                           "static_batch": spec.static_batch, "source_sha256": manifest.parents["model"],
                           **({"reshapes_rewritten_for_batch": rewritten} if spec.static_batch else {})}
-        _finish(manifest, tmp, recipe, dataset, task, scores, FP32_ONNX, "onnx")
+        _finish(manifest, tmp, recipe, dataset, {"metric": task.metric, **scores}, (FP32_ONNX, "onnx"))
     if spec.static_batch is not None:
         how = f" once {rewritten} Reshape target(s) copy the batch instead of fixing it" if rewritten else ""
         say(f"import: {source.name} was exported with a fixed batch of {spec.static_batch}; the run uses a dynamic "
@@ -160,7 +161,7 @@ def _import_weights(recipe: Recipe, frame: StageFrame, *, reuse: bool) -> Path:
     with frame.writing(manifest, check=reloads) as tmp:
         save_state({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp / MODEL_PT)
         manifest.model = {**spec, "origin": "weights", "source_sha256": manifest.parents["model"]}
-        _finish(manifest, tmp, recipe, dataset, task, scores, MODEL_PT, "torch")
+        _finish(manifest, tmp, recipe, dataset, {"metric": task.metric, **scores}, (MODEL_PT, "torch"))
     say(f"import: {recipe.model.name} + {weights.name}: {task.metric_label} val {task.format_score(scores['val'])}  "
         f"test {task.format_score(scores['test'])} → {frame.out}")
     return frame.out
@@ -171,13 +172,16 @@ def _config(recipe: Recipe) -> dict[str, Any]:
             "task": recipe.task}
 
 
-def _finish(manifest, tmp: Path, recipe: Recipe, dataset: Dataset, task: Task, scores: dict[str, float],
-            filename: str, fmt: str) -> None:
+def _finish(manifest, tmp: Path, recipe: Recipe, dataset: Dataset, scores: dict[str, Any],
+            original: tuple[str, str]) -> None:
+    """The origin manifest's records, as train/ writes them; ``scores``: the metric's name and its val/test scores;
+    ``original``: the model's (file, format)."""
     from edgepipe.stages.train import dataset_record
 
     manifest.dataset = dataset_record(recipe, dataset)
     manifest.recipe = recipe_to_dict(recipe)
-    manifest.metrics = {"metric": task.metric, **scores, "calibration_never_from": "test"}
+    manifest.metrics = {**scores, "calibration_never_from": "test"}
+    filename, fmt = original
     add_artifact(manifest, tmp, filename, name=ORIGINAL, fmt=fmt, precision="fp32")
 
 

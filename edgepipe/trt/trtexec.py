@@ -27,20 +27,39 @@ class TrtexecCommand:
         return {"precision": self.precision, "tensorrt": self.tensorrt, "how": self.how, "command": self.command}
 
 
+@dataclass(frozen=True)
+class BuildInput:
+    """The graph's input as the engine's optimization profile shapes it."""
+
+    name: str
+    sample_shape: tuple[int, ...]
+    batch: tuple[int, int, int]  # min, opt, max
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the target device's profile says about building there."""
+
+    tensorrt_versions: list[str]
+    workspace_mib: int
+    dla_cores: int = 0
+
+
 def _shapes(input_name: str, sample_shape: tuple[int, ...], batch: tuple[int, int, int]) -> str:
     return " ".join(shape_flags(input_name, sample_shape, batch))
 
 
-def trtexec_commands(shipped: set[str], precisions: list[str], *, input_name: str, sample_shape: tuple[int, ...],
-                     batch: tuple[int, int, int], workspace_mib: int, tensorrt_versions: list[str],
-                     dla_cores: int = 0) -> list[TrtexecCommand]:
-    """Command lines per precision the bundle can build and per TensorRT family among ``tensorrt_versions``.
+def trtexec_commands(shipped: set[str], precisions: list[str], model_input: BuildInput, device: DeviceFacts
+                     ) -> list[TrtexecCommand]:
+    """Command lines per precision the bundle can build and per TensorRT family among the device's releases.
 
     ``shipped`` holds bundle-relative paths ("export/model.onnx", "quantize/trt.calib.cache", ...).
     """
+    input_name, sample_shape, batch = model_input.name, model_input.sample_shape, model_input.batch
+    workspace_mib, dla_cores = device.workspace_mib, device.dla_cores
     fp32, fp16 = f"{EXPORT}/{FP32_ONNX}", f"{QUANTIZE}/{FP16_ONNX}"
     qdq, cache = f"{QUANTIZE}/{INT8_TRT_ONNX}", f"{QUANTIZE}/{CALIB_CACHE}"
-    majors = sorted({parse_version(v)[:2] for v in tensorrt_versions})
+    majors = sorted({parse_version(v)[:2] for v in device.tensorrt_versions})
     families = []
     if any(v < (8, 4) for v in majors):
         families.append(("8.0–8.2", workspace_flag(workspace_mib, (8, 0)), False))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from edgepipe.trt.trtexec import TRTEXEC, trtexec_commands
+from edgepipe.trt.trtexec import TRTEXEC, BuildInput, DeviceFacts, trtexec_commands
 
 SHIPPED = {"export/model.onnx", "quantize/model.fp16.onnx", "quantize/model.int8.trt.onnx", "quantize/trt.calib.cache"}
 
 
 def _commands(versions, dla_cores=0, shipped=SHIPPED):
-    return trtexec_commands(shipped, ["int8", "fp16", "fp32"], input_name="input", sample_shape=(1, 28, 28),
-                            batch=(1, 16, 64), workspace_mib=1024, tensorrt_versions=versions, dla_cores=dla_cores)
+    return trtexec_commands(shipped, ["int8", "fp16", "fp32"], BuildInput("input", (1, 28, 28), (1, 16, 64)),
+                            DeviceFacts(versions, workspace_mib=1024, dla_cores=dla_cores))
 
 
 def test_each_tensorrt_family_gets_its_own_flags():

@@ -95,7 +95,7 @@ def test_decode_appended_to_a_plain_export_runs_on_onnxruntime_as_in_torch(tmp_p
     torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), str(path), input_names=["images"],
                       output_names=["output0"], dynamic_axes={"images": {0: "n"}, "output0": {0: "n"}},
                       opset_version=13, dynamo=False)  # what users' scripts write: opset < 18, TorchScript
-    merged = append_decode(path, "yolov8", 3, (64, 64), nms_iou=0.5)
+    merged = append_decode(path, YoloDecode("yolov8", 3, (64, 64), nms_iou=0.5))
     assert [output.name for output in merged.graph.output] == ["boxes", "scores", "classes", "num_detections"]
     session = ort.InferenceSession(merged.SerializeToString(), providers=["CPUExecutionProvider"])
     images = torch.rand(3, 3, 64, 64)
@@ -108,6 +108,6 @@ def test_decode_appended_to_a_plain_export_runs_on_onnxruntime_as_in_torch(tmp_p
     assert got["num_detections"].min() > 0
 
     with pytest.raises(EdgepipeError, match=r"not yolov5: expected \[N, anchors, 5 \+ 3 classes\]"):
-        append_decode(path, "yolov5", 3, (64, 64))
+        append_decode(path, YoloDecode("yolov5", 3, (64, 64)))
     with pytest.raises(EdgepipeError, match="no output 'out'"):
-        append_decode(path, "yolov8", 3, (64, 64), raw_output="out")
+        append_decode(path, YoloDecode("yolov8", 3, (64, 64)), raw_output="out")
