@@ -11,10 +11,10 @@ the model's size (timing the whole graph once per candidate took 27 minutes on E
    onnxruntime's profiler, which times every kernel; each kernel is attributed to the node of the float graph it
    came from (by name: onnxruntime keeps it, adding ``_token_N`` to rewritten nodes, ``_nchwc`` to the output name
    of NCHWc convolutions, ``/...Fusion/`` to fused ones). A node is a candidate when its float kernel beats its
-   int8 kernel by ``min_gain`` in every round and the saving is at least ``MIN_SHARE`` of the graph's time.
+   int8 kernel by ``MIN_GAIN`` in every round and the saving is at least ``MIN_SHARE`` of the graph's time.
 2. **Confirm on the whole graph.** The per-kernel view misses what a float island adds around it
    (QuantizeLinear/DequantizeLinear, layout changes), so the mix with the candidates in float is timed against
-   the all-int8 graph, paired round by round; it is kept only when it is ``min_gain`` faster in every round.
+   the all-int8 graph, paired round by round; it is kept only when it is ``MIN_GAIN`` faster in every round.
    When it is not, the better half of the candidates (by saving) is tried, then the better half of that.
 
 One good round is not evidence: a difference that does not stand out of the rounds' spread leaves the layer in
@@ -62,8 +62,7 @@ class SpeedFallback:
 
 
 def keep_float_where_faster(layers: list[tuple[str, str]], already_float: list[str], float_model: Path,
-                            build: BuildTrack, profile: ProfileModels, time_models: TimeModels,
-                            min_gain: float = MIN_GAIN, min_share: float = MIN_SHARE) -> SpeedFallback:
+                            build: BuildTrack, profile: ProfileModels, time_models: TimeModels) -> SpeedFallback:
     """Profile the int8 and the float graph once, then confirm the float candidates on the whole graph."""
     excluded = list(already_float)
     current = build(excluded)
@@ -85,7 +84,7 @@ def keep_float_where_faster(layers: list[tuple[str, str]], already_float: list[s
         row.update(int8_ms=round(int8_ms, 4), float_ms=round(float_ms, 4),
                    gain=round(1.0 - float_ms / int8_ms, 4) if int8_ms > 0 else 0.0,
                    worst_round_gain=round(min(gains), 4))
-        if clearly_faster(flt[name], int8[name], min_gain) and int8_ms - float_ms >= min_share * graph_ms:
+        if clearly_faster(flt[name], int8[name]) and int8_ms - float_ms >= MIN_SHARE * graph_ms:
             savings[name] = int8_ms - float_ms
         table.append(row)
     chosen = sorted(savings, key=lambda n: -savings[n])
@@ -93,7 +92,7 @@ def keep_float_where_faster(layers: list[tuple[str, str]], already_float: list[s
     while chosen and len(confirmations) < CONFIRMATIONS:
         mix = build([*excluded, *chosen])
         rounds = time_models({"int8": current, "mix": mix})
-        faster = clearly_faster(rounds["mix"], rounds["int8"], min_gain)
+        faster = clearly_faster(rounds["mix"], rounds["int8"])
         confirmations.append({"float": list(chosen), "int8_ms": round(float(np.median(rounds["int8"])), 4),
                               "mix_ms": round(float(np.median(rounds["mix"])), 4), "faster": faster})
         if faster:

@@ -11,6 +11,7 @@ import datetime
 import itertools
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,16 @@ from edgepipe.run import INT8_CPU_ONNX as INT8_CPU
 from edgepipe.timing import available_cpus
 
 SPEED_DECISIONS = "cpu-speed-decisions"  # edgepipe.cache file name
+
+
+@dataclass(frozen=True)
+class SpeedProbe:
+    """Where the CPU speed fallback measures: a batch of real inputs, the CPU runtimes the artifact may run on, and
+    whether a cached decision is measured again (--retime)."""
+
+    batch: np.ndarray
+    runtimes: list[str]
+    retime: bool = False
 
 
 def speed_runtimes(requested: str) -> list[str]:
@@ -61,19 +72,20 @@ def _speed_decision_key(judge: Judge, layers: list, already_float: list[str], ba
                              runtimes=_runtime_versions(runtimes), min_gain=MIN_GAIN)
 
 
-def cpu_float_where_faster(judge: Judge, tmp: Path, track, already_float: list[str], batch: np.ndarray,
-                           runtimes: list[str], *, retime: bool = False) -> dict:
+def cpu_float_where_faster(judge: Judge, tmp: Path, track, already_float: list[str], probe: SpeedProbe) -> dict:
     """quant/speed.py on the CPU track; the faster mix replaces tmp's int8-cpu model when it stays within budget.
 
-    Measured on the runtime that will run the artifact: of ``runtimes``, the one that runs the all-int8 graph
-    fastest at ``batch`` (a layer OpenVINO runs fast in int8 can be slow on onnxruntime, and the other way round).
+    Measured on the runtime that will run the artifact: of the probe's runtimes, the one that runs the all-int8
+    graph fastest at its batch (a layer OpenVINO runs fast in int8 can be slow on onnxruntime, and the other way
+    round).
     The measured decision (that runtime, and which layers stay in float) is kept in edgepipe.cache, keyed by
     everything it depends on: a rerun on this machine reuses it (the same bytes come out, whatever the machine's
-    load) unless ``retime``; the summary says which ("decision": "measured", "reused" or "retimed")."""
+    load) unless ``probe.retime``; the summary says which ("decision": "measured", "reused" or "retimed")."""
     from edgepipe.cache import DecisionCache
     from edgepipe.quant.tracks import quantize_track, quantized_nodes
 
     threads = available_cpus()
+    batch, runtimes, retime = probe.batch, probe.runtimes, probe.retime
     prepared, method = judge.prepared, judge.method
     layers = quantized_nodes(prepared, [tmp / INT8_CPU])  # weighted and activation-only (a QLinearMul) alike
     cache = DecisionCache(SPEED_DECISIONS)
@@ -96,7 +108,7 @@ def cpu_float_where_faster(judge: Judge, tmp: Path, track, already_float: list[s
         say(f"quantize: the all-int8 CPU graph runs fastest on {runtime} at batch {len(batch)} ("
             + ", ".join(f"{name} {np.median(times):.3f} ms" for name, times in runtime_rounds.items())
             + "): the speed fallback measures there")
-    summary = _measure_cpu_speed(judge, track, already_float, layers, batch, threads, runtime)
+    summary = _measure_cpu_speed(judge, track, already_float, layers, SpeedProbe(batch, [runtime]))
     summary["runtime"] = runtime
     if runtime_rounds:
         summary["runtime_rounds_ms"] = {name: [round(t, 4) for t in times] for name, times in runtime_rounds.items()}
@@ -109,14 +121,14 @@ def cpu_float_where_faster(judge: Judge, tmp: Path, track, already_float: list[s
     return summary
 
 
-def _measure_cpu_speed(judge: Judge, track, already_float: list[str], layers: list, batch: np.ndarray, threads: int,
-                       runtime: str) -> dict:
-    """Profile the CPU track node by node on ``runtime``, confirm on the whole graph (quant/speed.py); "model" in
-    the result is the faster mix, if any."""
+def _measure_cpu_speed(judge: Judge, track, already_float: list[str], layers: list, probe: SpeedProbe) -> dict:
+    """Profile the CPU track node by node on the probe's runtime, confirm on the whole graph (quant/speed.py);
+    "model" in the result is the faster mix, if any."""
     from edgepipe.quant.speed import MIN_GAIN, clearly_faster, keep_float_where_faster, profiler_for, timer_for
     from edgepipe.quant.tracks import graph_nodes, quantize_track
 
     prepared = judge.prepared
+    (runtime,), batch, threads = probe.runtimes, probe.batch, available_cpus()
     probe_dir = Path(tempfile.mkdtemp(prefix="speed-", dir=prepared.parent))
     numbers = itertools.count()
 

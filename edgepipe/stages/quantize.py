@@ -146,7 +146,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
     config = config or QuantizeConfig()
     out = Path(out)
     frame = StageFrame(QUANTIZE, out)
-    from edgepipe.quant.speed_fallback import cpu_float_where_faster, speed_runtimes
+    from edgepipe.quant.speed_fallback import SpeedProbe, cpu_float_where_faster, speed_runtimes
 
     runtimes = speed_runtimes(config.speed_runtime) if speed and config.cpu_speed_fallback else []
     src = resolve_source(source)
@@ -199,8 +199,8 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         speed_batch = np.resize(test.take(config.speed_batch), (config.speed_batch, *test.sample_shape))
         cpu_speed = None
         if speed and config.cpu_speed_fallback:
-            cpu_speed = cpu_float_where_faster(judge, tmp, tracks[INT8_CPU], fallback["excluded"], speed_batch,
-                                               runtimes, retime=config.retime)
+            cpu_speed = cpu_float_where_faster(judge, tmp, tracks[INT8_CPU], fallback["excluded"],
+                                               SpeedProbe(speed_batch, runtimes, config.retime))
 
         scales = trt_cache.scales_from_ranges(ranges)
         trt_cache.write_cache(tmp / CACHE, scales, config.tensorrt_version)
