@@ -83,9 +83,12 @@ def measure_in_this_process(directory: Path, artifact: Artifact, batch_sizes: li
     return result
 
 
+PROBE_TIMEOUT_S = 300  # one artifact's fresh process: imports, load and a few calls per batch size
+
+
 def measure_peak_memory(directory: Path, artifact: Artifact, batch_sizes: list[int],
-                        threads: int | None, input_shape: tuple[int, ...], timeout: float = 300,
-                        runtime: str | None = None) -> dict[str, Any]:
+                        threads: int | None, input_shape: tuple[int, ...], runtime: str | None = None
+                        ) -> dict[str, Any]:
     """Run ``measure_in_this_process`` in a fresh Python; returns its result, or {"error": why}."""
     if not Path("/proc/self/status").is_file():
         return {"error": "peak memory needs Linux /proc (not available on this OS)"}
@@ -96,9 +99,9 @@ def measure_peak_memory(directory: Path, artifact: Artifact, batch_sizes: list[i
         from edgepipe.child import python_module_argv
 
         done = subprocess.run(python_module_argv("edgepipe.bench.memory", json.dumps(request)),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        return {"error": f"memory probe timed out after {timeout:.0f} s"}
+        return {"error": f"memory probe timed out after {PROBE_TIMEOUT_S:.0f} s"}
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         return {"error": f"memory probe failed: {lines[-1] if lines else done.returncode}"}

@@ -41,7 +41,9 @@ def _bar(cx: float, cy: float, angle: float, half_length: float, half_width: flo
             (ends[1][0] - px, ends[1][1] - py), (ends[0][0] - px, ends[0][1] - py)]
 
 
-def _draw_shape(draw, shape: str, center, radius: float, angle: float, colour, background) -> None:
+def _draw_shape(draw, shape: str, pose: tuple[tuple[float, float], float, float], colour, background) -> None:
+    """``shape`` at ``pose`` (its centre, radius and angle in radians)."""
+    center, radius, angle = pose
     cx, cy = center
     if shape == "circle":
         draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
@@ -117,7 +119,7 @@ def draw_image(shape: str, width: int, height: int, rng: np.random.Generator):
     center = (rng.uniform(radius, width - radius), rng.uniform(radius, height - radius))
     background = tuple(int(v) for v in (top + bottom) // 2)
     colour = tuple(int(v) for v in (np.asarray(background) + rng.choice([-1, 1], 3) * rng.integers(90, 160, 3)) % 256)
-    _draw_shape(draw, shape, center, radius, rng.uniform(0, 2 * math.pi), colour, background)
+    _draw_shape(draw, shape, (center, radius, rng.uniform(0, 2 * math.pi)), colour, background)
     return image
 
 

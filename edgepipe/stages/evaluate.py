@@ -91,8 +91,11 @@ def score_on_runtime(run_dir: Path, directory: Path, artifact, runtime: str, thr
     return inputs.task.score(outputs, inputs.targets)
 
 
+RUNTIME_SCORE_BATCH = 256  # samples per call when bench scores an artifact on another CPU runtime
+
+
 def scores_on_runtimes(run_dir: Path, directory: Path, artifact, runtimes: list[str], threads: int | None = None,
-                       samples: int | None = None, batch_size: int = 256) -> tuple[dict[str, float], int, int]:
+                       samples: int | None = None) -> tuple[dict[str, float], int, int]:
     """The task's score of one ONNX artifact on each of ``runtimes``, on the first ``samples`` of the run's (seeded)
     test split (None: all): bench's budget scores a sample, with the same samples on every runtime so their
     difference is paired. Returns ({runtime: score}, samples scored, test samples)."""
@@ -102,7 +105,7 @@ def scores_on_runtimes(run_dir: Path, directory: Path, artifact, runtimes: list[
     scores = {}
     for runtime in runtimes:
         with open_runner(directory, artifact, threads=threads, runtime=runtime) as runner:
-            outputs = infer_in_batches(runner, _first(inputs.x, count, total), batch_size)
+            outputs = infer_in_batches(runner, _first(inputs.x, count, total), RUNTIME_SCORE_BATCH)
         scores[runtime] = inputs.task.score(outputs, inputs.targets[:count])
     return scores, count, total
 
