@@ -33,7 +33,17 @@ def profile_shapes(input_shape, batch, input_name):
     return tuple((b,) + rest for b in batch)
 
 
-def configure(trt, builder, network, config, plan, settings, timing_cache_bytes):
+def _timing_cache_bytes(path):
+    """The timing cache file's bytes (b"" when it does not exist yet), or None when no cache is asked for."""
+    if path is None:
+        return None
+    if not os.path.isfile(str(path)):
+        return b""
+    with open(str(path), "rb") as handle:
+        return handle.read()
+
+
+def configure(trt, builder, network, config, plan, settings):
     """Apply every setting to ``config``; returns (what was applied, the calibrator or None, profile shapes)."""
     major = tensorrt_version(trt)[0]
     applied = {"builder_flags": []}
@@ -84,6 +94,7 @@ def configure(trt, builder, network, config, plan, settings, timing_cache_bytes)
     for option in OPTIONS:
         option.apply(trt, config, getattr(settings, option.name), applied)
 
+    timing_cache_bytes = _timing_cache_bytes(settings.timing_cache)
     if timing_cache_bytes is not None:
         cache = config.create_timing_cache(timing_cache_bytes)
         # ignore_mismatch=False: TensorRT refuses (returns False) a cache from another GPU or TensorRT release.
@@ -118,13 +129,7 @@ def build_serialized_engine(trt, plan, settings, describe_parser_errors=default_
                                                                          describe_parser_errors(parser, plan.onnx)))
     config = builder.create_builder_config()
     cache_path = settings.timing_cache
-    cache_bytes = None
-    if cache_path is not None:
-        cache_bytes = b""
-        if os.path.isfile(str(cache_path)):
-            with open(str(cache_path), "rb") as handle:
-                cache_bytes = handle.read()
-    applied, calibrator, shapes = configure(trt, builder, network, config, plan, settings, cache_bytes)
+    applied, calibrator, shapes = configure(trt, builder, network, config, plan, settings)
 
     serialized = builder.build_serialized_network(network, config)
     check_calibrator_used_cache(calibrator)

@@ -251,11 +251,20 @@ def box_agreement(detections, reference, min_score=DISPLAY_SCORE, iou=0.5):
 class TaskScore(object):
     """One task's per-sample score (mean = the metric), how many budget units one unit of it is, and agreement.
 
-    name, metric: the task and its primary metric's key; unit: what drops and budgets are in."""
+    name, metric: the task and its primary metric's key; unit: what drops and budgets are in; per_unit: budget units
+    per unit of the metric (a fraction of correct samples is 100 points)."""
 
-    def __init__(self, name, metric, unit, per_unit, per_sample, agreement, targets):
-        self.name, self.metric, self.unit, self.per_unit = name, metric, unit, per_unit
-        self.per_sample, self.agreement, self.targets = per_sample, agreement, targets
+    name, metric, unit, per_unit = "", "", "pts", 100.0
+
+    def per_sample(self, outputs, targets):
+        raise NotImplementedError
+
+    def agreement(self, outputs, reference):
+        raise NotImplementedError
+
+    def targets(self, x, y):
+        """The targets scores are computed against: the labels as stored, or the inputs themselves."""
+        raise NotImplementedError
 
     def score(self, outputs, targets):
         return float(self.per_sample(outputs, targets).mean())
@@ -264,29 +273,49 @@ class TaskScore(object):
         return (reference - value) * self.per_unit
 
 
+class ClassificationScore(TaskScore):
+    name, metric = "classification", "accuracy"
+
+    def per_sample(self, outputs, targets):
+        return top1_correct(outputs, targets)
+
+    def agreement(self, outputs, reference):
+        return float((outputs.argmax(1) == reference.argmax(1)).mean())
+
+    def targets(self, x, y):
+        return None if y is None else np.asarray(y, np.int64)
+
+
+class ReconstructionScore(TaskScore):
+    name, metric, unit, per_unit = "reconstruction", "psnr_db", "dB", 1.0
+
+    def __init__(self, std=None):
+        self.std = std  # PSNR is on the de-normalized pixels
+
+    def per_sample(self, outputs, targets):
+        return psnr_db(outputs, targets, self.std)
+
+    def agreement(self, outputs, reference):
+        return float(psnr_db(outputs, reference, self.std).mean())
+
+    def targets(self, x, y):
+        return x
+
+
 class DetectionScore(TaskScore):
     """mAP@0.5 over the whole set (no mean of per-image scores: the drop's interval is a bootstrap)."""
 
-    def __init__(self):
-        TaskScore.__init__(self, "detection", "map50", "pts", 100.0, None,
-                           lambda outputs, reference: box_agreement(outputs, reference),
-                           lambda x, y: None if y is None else np.asarray(y, np.float32))
+    name, metric = "detection", "map50"
+
+    def agreement(self, outputs, reference):
+        return box_agreement(outputs, reference)
+
+    def targets(self, x, y):
+        return None if y is None else np.asarray(y, np.float32)
 
     def score(self, outputs, targets):
         return float(detection_map(outputs, targets)["map50"])
 
 
-def _classification_score(std=None):
-    return TaskScore("classification", "accuracy", "pts", 100.0, top1_correct,
-                     lambda outputs, reference: float((outputs.argmax(1) == reference.argmax(1)).mean()),
-                     lambda x, y: None if y is None else np.asarray(y, np.int64))
-
-
-def _reconstruction_score(std=None):
-    return TaskScore("reconstruction", "psnr_db", "dB", 1.0, lambda o, t: psnr_db(o, t, std),
-                     lambda outputs, reference: float(psnr_db(outputs, reference, std).mean()),
-                     lambda x, y: x)
-
-
-TASK_SCORES = {"classification": _classification_score, "reconstruction": _reconstruction_score,
+TASK_SCORES = {"classification": lambda std=None: ClassificationScore(), "reconstruction": ReconstructionScore,
                "detection": lambda std=None: DetectionScore()}
