@@ -197,8 +197,11 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     return found
 
 
+INFER_BATCH = 64  # images decoded and run per call: what a folder of photos costs in memory at 640 px
+
+
 def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | None = None,
-          threads: int | None = None, batch_size: int = 64, draw_to: Path | None = None) -> dict[str, Any]:
+          threads: int | None = None, draw_to: Path | None = None) -> dict[str, Any]:
     """Predictions for image files: {"model", "artifact", "backend", "device", "note", "task", "predictions": [...]}:
     a classifier's top-k classes per image, an autoencoder's reconstruction PSNR per image, a detector's boxes (in
     the file's own pixels). ``draw_to``: a folder that receives each image with its boxes drawn (detection)."""
@@ -208,7 +211,7 @@ def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | No
     if top_k < 1:
         raise EdgepipeError(f"--top-k must be at least 1, got {top_k}")
     images = collect_images(inputs)
-    choice = choose(model, artifact=artifact, threads=threads, batch=max(1, min(batch_size, len(images))))
+    choice = choose(model, artifact=artifact, threads=threads, batch=max(1, min(INFER_BATCH, len(images))))
     if choice.preprocessing.get("kind") != "image":
         raise EdgepipeError(f"{choice.path} was trained on {choice.preprocessing.get('kind') or 'unknown'} inputs, "
                             "not images; `infer` reads image files only")
@@ -218,7 +221,7 @@ def infer(model: Path, inputs: list[Path], *, top_k: int = 5, artifact: str | No
         for start in range(0, len(images), _CHUNK):
             chunk = images[start:start + _CHUNK]
             batch = preprocess_files(chunk, choice.preprocessing)
-            outputs = infer_in_batches(runner, batch, batch_size)
+            outputs = infer_in_batches(runner, batch, INFER_BATCH)
             said = task.predictions(outputs, batch, choice.labels, top_k)
             if task.name == "detection":
                 said = [_in_source_pixels(prediction, path, choice.preprocessing)
