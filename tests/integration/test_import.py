@@ -310,3 +310,17 @@ def test_export_and_prune_need_the_pytorch_origin(classifier_runs, tmp_path):
     edgepipe("prune", from_weights, "--ratio", "0.25", "--finetune-epochs", "0", "--out", tmp_path / "pruned")
     assert (tmp_path / "pruned" / "model.pt").is_file()
     assert (from_weights / "export" / "model.onnx").is_file()  # export worked in the fixture
+
+
+def test_qat_runs_on_a_weights_origin_and_is_refused_on_an_onnx_one(classifier_runs, tmp_path):
+    from edgepipe.artifacts import read_manifest
+
+    from_weights, from_onnx = classifier_runs
+    refused = CliRunner().invoke(app, ["quantize", str(from_onnx), "--qat", "--out", str(tmp_path / "qat-onnx")])
+    assert refused.exit_code == 2, refused.output
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "PyTorch" in lines[0], refused.stderr
+    assert not (tmp_path / "qat-onnx").exists()
+    edgepipe("quantize", from_weights, "--qat", "--no-cpu-speed-fallback", "--out", tmp_path / "qat")
+    qat = read_manifest(tmp_path / "qat").metrics["qat"]
+    assert qat is not None and "recovered" in qat, qat
