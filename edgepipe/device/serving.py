@@ -226,6 +226,9 @@ def command_deepstream(args):
     if task.name not in _NVINFER_TASKS:
         raise DeviceError("deepstream: this bundle's model is a {} model; the nvinfer config written here is for "
                           "{} models".format(task.name, " and ".join(_NVINFER_TASKS)))
+    if task.name == "detection" and bundle.listed(DEEPSTREAM + "/Makefile") is None:
+        raise DeviceError("deepstream: this bundle carries no {}/ parser sources (bundled before edgepipe shipped "
+                          "them); rerun `edgepipe bundle RUN --target PROFILE --out DIR`".format(DEEPSTREAM))
     name, precision, engine_path, settings = _built_engine(bundle, args.precision)
     out = os.path.abspath(args.out or os.path.join(bundle.path, "deepstream_nvinfer_{}.txt".format(precision)))
     labels_path = os.path.join(os.path.dirname(out), "deepstream_labels.txt")

@@ -614,6 +614,13 @@ def test_deepstream_config_for_a_detector_loads_the_bundled_parser(fresh_detecto
     parser.read(out)
     assert parser["property"]["maintain-aspect-ratio"] == "1" and parser["property"]["symmetric-padding"] == "1"
 
+    # a detection bundle made before the parser shipped: one line saying how to get one that has it
+    shutil.rmtree(fresh_detector / "deepstream")
+    manifest["files"] = [entry for entry in manifest["files"] if not entry["path"].startswith("deepstream/")]
+    (fresh_detector / "manifest.json").write_text(json.dumps(manifest))
+    assert _main("deepstream", fresh_detector) == 2
+    assert "carries no deepstream/ parser sources" in _one_error_line(capsys)
+
 
 def test_serving_before_a_build_is_one_line(fresh, capsys):
     assert _main("triton", fresh) == 2
