@@ -103,7 +103,9 @@ extern "C" bool NvDsInferParseEdgepipe(std::vector<NvDsInferLayerInfo> const& ou
                   << std::endl;
         return false;
     }
-    // num_detections is int32 in edgepipe's graphs; a float count (some exporters) is rounded.
+    // num_detections is int32 [N] in edgepipe's graphs: one element per frame with no dims of its own, as TensorRT's
+    // BatchedNMS plugin outputs its count (NVIDIA/TensorRT#1880) and the TAO parsers read it (p_keep_count[0]).
+    // A float count (some exporters) is rounded.
     const float counted = valueAt(*count, 0);
     const unsigned int valid = counted > 0.0f ? static_cast<unsigned int>(std::lround(counted)) : 0u;
     const unsigned int used = valid < rows ? valid : rows;
