@@ -36,6 +36,37 @@ def tiny_run(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="session")
+def tiny_detector_run(tmp_path_factory) -> Path:
+    """A CenterNet trained for one epoch on 120 canvases, exported (train/ and export/ in one run directory): a real
+    detector graph for infer, the bundle and the DeepStream parser. Shared read-only (copy it before writing)."""
+    from edgepipe.recipe import Recipe
+    from edgepipe.stages.export import export
+    from edgepipe.stages.train import train
+
+    root = tmp_path_factory.mktemp("detector")
+    recipe = Recipe.model_validate({
+        "name": "tiny-det", "task": "detection",
+        "model": {"name": "centernet", "params": {"width": 8, "max_detections": 20}},
+        "dataset": {"name": "mnist-canvas", "canvases": 120, "image_size": [64, 64]},
+        "train": {"epochs": 1, "batch_size": 32}})
+    train(recipe, root / "train")
+    export(root / "train", root / "export")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_detection_bundle(tiny_detector_run, tmp_path_factory) -> Path:
+    """A deploy bundle of the tiny detector (8 samples) for jetson-orin-nano. Shared read-only."""
+    import shutil
+
+    from edgepipe.stages.bundle import make_bundle
+
+    run = tmp_path_factory.mktemp("detector-bundle") / "run"
+    shutil.copytree(tiny_detector_run, run)
+    return make_bundle(run, "jetson-orin-nano", run.parent / "bundle", samples=8)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache_dir(tmp_path, monkeypatch) -> None:
     """Each test its own EDGEPIPE_CACHE_DIR (bench's remembered probe, quantize's speed decisions): one test's

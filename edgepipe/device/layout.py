@@ -11,3 +11,9 @@ PRECISIONS = ("int8", "fp16", "fp32")  # best first: the one precision order (ta
 
 def engine_file(precision):
     return "model.{}.engine".format(precision)
+
+
+# A detection bundle's DeepStream parser: its sources (edgepipe/device/nvinfer_parser/) ship in DEEPSTREAM/, where
+# `make -C BUNDLE/deepstream` builds the library the nvinfer config names.
+DEEPSTREAM, PARSER_SOURCES = "deepstream", "nvinfer_parser"
+PARSER_LIBRARY, PARSER_FUNCTION = "libnvdsinfer_edgepipe.so", "NvDsInferParseEdgepipe"

@@ -10,7 +10,8 @@ from .bundle import Bundle
 from .common import emit, say, write_bytes_atomic
 from .engine import Engine
 from .errors import DeviceError
-from .layout import LABELS_TXT, PRECISIONS
+from .layout import DEEPSTREAM, LABELS_TXT, PARSER_FUNCTION, PARSER_LIBRARY, PRECISIONS
+from .scoring import DETECTION_OUTPUTS, DISPLAY_SCORE
 
 # numpy type -> Triton DataType (triton-inference-server/common protobuf/model_config.proto).
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int8": "TYPE_INT8", "int32": "TYPE_INT32",
@@ -102,8 +103,15 @@ def command_triton(args):
     return 0
 
 
-def deepstream_config(bundle, precision, engine_path, ios, settings, config_path, labels_path):
-    """A Gst-nvinfer [property] group (DeepStream docs, "Gst-nvinfer File Configuration Specifications")."""
+# What nvinfer is told per task: its network-type and how it reads the outputs (Gst-nvinfer config keys, checked
+# against DeepStream's gstnvinfer_property_parser.h).
+_NVINFER_TASKS = ("classification", "detection")
+_PARSER_DTYPES = ("float32", "float16", "int32")  # what nvinfer_parser/nvdsinfer_edgepipe.cpp reads
+
+
+def _preprocessing_props(bundle, lines):
+    """(net-scale-factor, offsets, model-color-format; the letterbox keys), with warnings for what nvinfer cannot
+    reproduce of the model's evaluated preprocessing appended to ``lines``."""
     prep = (bundle.manifest.get("dataset") or {}).get("preprocessing") or {}
     if prep.get("kind") != "image":
         raise DeviceError("DeepStream feeds video frames; this model was not trained on images ({})".format(
@@ -113,70 +121,124 @@ def deepstream_config(bundle, precision, engine_path, ios, settings, config_path
     # nvinfer computes y = net-scale-factor * (x - offsets) on 0-255 pixels, one factor for all channels; the
     # model wants (x * scale - mean) / std per channel, so factor = scale / std and offsets = mean / scale.
     factor = scale / (sum(std) / len(std))
-    lines = ["# edgepipe: nvinfer config for {} ({}), made by edgepipe_device.py deepstream".format(
-        bundle.manifest.get("recipe_name"), precision)]
     if max(std) - min(std) > 1e-3 * max(std):
         lines.append("# std differs per channel ({}): nvinfer applies one net-scale-factor (their mean); for exact "
                      "per-channel normalization use nvdspreprocess".format(", ".join("{:.4f}".format(s) for s in std)))
+    warnings = []
     if prep.get("resize"):
         # nvinfer scales the whole frame (or object) to the network size; it cannot resize the shorter side and
         # crop the centre as this model was evaluated. Said in the config and on the terminal, not hidden.
-        warning = ("this model was evaluated on the centre {}x{} crop of images resized to {} on the shorter side; "
-                   "nvinfer stretches the whole frame to {}x{} instead, so its accuracy can differ from the bundle's "
-                   "eval (crop in an nvdspreprocess ROI, or train with dataset.resize unset)").format(
-                       prep["size"][0], prep["size"][1], prep["resize"], prep["size"][0], prep["size"][1])
-        lines.append("# WARNING: " + warning)
-        say("deepstream: warning: " + warning)
+        height, width = prep["size"][0], prep["size"][1]
+        warnings.append(("this model was evaluated on the centre {}x{} crop of images resized to {} on the shorter "
+                         "side; nvinfer stretches the whole frame to {}x{} instead, so its accuracy can differ from "
+                         "the bundle's eval (crop in an nvdspreprocess ROI, or train with dataset.resize unset)"
+                         ).format(height, width, prep["resize"], height, width))
     letterbox = prep.get("resize_mode") == "letterbox"
     if letterbox and int(prep.get("pad_value", 0)) != 0:
         # nvinfer keeps the aspect ratio and pads (maintain-aspect-ratio, symmetric-padding) with black only.
-        warning = ("this model was evaluated letterboxed with padding {}; nvinfer pads with 0, so detections near "
-                   "the borders can differ from the bundle's eval").format(prep["pad_value"])
+        warnings.append(("this model was evaluated letterboxed with padding {}; nvinfer pads with 0, so detections "
+                         "near the borders can differ from the bundle's eval").format(prep["pad_value"]))
+    for warning in warnings:
         lines.append("# WARNING: " + warning)
         say("deepstream: warning: " + warning)
-    files = bundle.build_files()
-    outputs = [io[0] for io in ios if not io[1]]
-    batch = min(io[5] for io in ios if io[1])
-    # nvinfer resolves paths against the config file's directory.
-    lines.append("# the model outputs logits, not probabilities: classifier-threshold sits below any logit, so "
-                 "nvinfer reports the argmax class")
+    normalization = [("net-scale-factor", repr(factor)), ("offsets", ";".join(repr(m / scale) for m in mean)),
+                     # 0 RGB, 1 BGR, 2 GRAY
+                     ("model-color-format", 2 if channels == 1 else 1 if prep.get("channel_order") == "BGR" else 0)]
+    # edgepipe's letterbox centres the image (ultralytics' LetterBox), as symmetric-padding does
+    aspect = [("maintain-aspect-ratio", 1), ("symmetric-padding", 1)] if letterbox else []
+    return normalization, aspect
 
-    def where(path):
+
+def _detector_props(bundle, ios, where, lines):
+    """The keys that hand a detector's outputs to the bundled parser, and its [class-attrs-all] group."""
+    outputs = dict((io[0], io[2]) for io in ios if not io[1])
+    missing = [name for name in DETECTION_OUTPUTS if name not in outputs]
+    if missing:
+        raise DeviceError("deepstream: the engine has no output {}; the bundled parser reads edgepipe's detection "
+                          "outputs ({})".format(", ".join(missing), ", ".join(DETECTION_OUTPUTS)))
+    unreadable = ["{} ({})".format(n, outputs[n]) for n in DETECTION_OUTPUTS if outputs[n] not in _PARSER_DTYPES]
+    if unreadable:
+        raise DeviceError("deepstream: the parser reads float32, float16 or int32 outputs, not {}; rebuild the "
+                          "engine from this bundle's ONNX".format(", ".join(unreadable)))
+    threshold = float((bundle.manifest.get("task") or {}).get("display_score", DISPLAY_SCORE))
+    lines.append("# detections leave the engine after NMS; {} (built by `make -C {}`) reads them, and "
+                 "cluster-mode=4 adds no clustering of nvinfer's own".format(PARSER_LIBRARY, DEEPSTREAM))
+    props = [("network-type", 0),  # detector
+             ("num-detected-classes", len(bundle.labels())),
+             ("output-blob-names", ";".join(DETECTION_OUTPUTS)),
+             ("parse-bbox-func-name", PARSER_FUNCTION),
+             ("custom-lib-path", where(os.path.join(bundle.path, DEEPSTREAM, PARSER_LIBRARY))),
+             ("cluster-mode", 4)]  # NVDSINFER_CLUSTER_NONE (DeepStream 5.1+; 5.0 numbered it 3)
+    # what `infer` shows; nvinfer's own default (0.2) would differ from the bundle's eval view
+    return props, [("pre-cluster-threshold", repr(threshold))]
+
+
+def deepstream_config(bundle, precision, engine_path, ios, settings, config_path, labels_path):
+    """A Gst-nvinfer config (DeepStream docs, "Gst-nvinfer File Configuration Specifications"): the [property]
+    group, and for a detector its [class-attrs-all] group."""
+    task = bundle.task().name
+    lines = ["# edgepipe: nvinfer config for {} ({}), made by edgepipe_device.py deepstream".format(
+        bundle.manifest.get("recipe_name"), precision)]
+    normalization, aspect = _preprocessing_props(bundle, lines)
+    files = bundle.build_files()
+    batch = min(io[5] for io in ios if io[1])
+
+    def where(path):  # nvinfer resolves paths against the config file's directory
         return os.path.relpath(path, os.path.dirname(config_path))
 
-    props = [("gpu-id", 0), ("net-scale-factor", repr(factor)),
-             ("offsets", ";".join(repr(m / scale) for m in mean)),
-             # 0 RGB, 1 BGR, 2 GRAY
-             ("model-color-format", 2 if channels == 1 else 1 if prep.get("channel_order") == "BGR" else 0),
-             ("model-engine-file", where(engine_path)), ("labelfile-path", where(labels_path)),
-             ("batch-size", batch), ("network-mode", _NETWORK_MODES[precision]),
-             ("network-type", 1),  # classifier
-             ("process-mode", 1), ("gie-unique-id", 1), ("interval", 0), ("classifier-threshold", -1e30),
-             ("output-blob-names", ";".join(outputs))]
-    if letterbox:
-        props += [("maintain-aspect-ratio", 1), ("symmetric-padding", 1)]
+    props = [("gpu-id", 0)] + normalization
     if files["fp32_onnx"] is not None:  # lets nvinfer rebuild the engine itself if the plan does not load
-        props.insert(4, ("onnx-file", where(files["fp32_onnx"])))
+        props.append(("onnx-file", where(files["fp32_onnx"])))
+    props += [("model-engine-file", where(engine_path)), ("labelfile-path", where(labels_path)),
+              ("batch-size", batch), ("network-mode", _NETWORK_MODES[precision]),
+              ("process-mode", 1), ("gie-unique-id", 1), ("interval", 0)]
+    class_attrs = []
+    if task == "detection":
+        detector, class_attrs = _detector_props(bundle, ios, where, lines)
+        props += detector
+    else:
+        lines.append("# the model outputs logits, not probabilities: classifier-threshold sits below any logit, "
+                     "so nvinfer reports the argmax class")
+        props += [("network-type", 1),  # classifier
+                  ("classifier-threshold", -1e30),
+                  ("output-blob-names", ";".join(io[0] for io in ios if not io[1]))]
+    props += aspect
     if precision == "int8" and files["calibration_cache"] is not None:
         props.append(("int8-calib-file", where(files["calibration_cache"])))
     if settings.get("dla_core") is not None:
         props += [("enable-dla", 1), ("use-dla-core", int(settings["dla_core"]))]
-    return "\n".join(lines + ["[property]"] + ["{}={}".format(k, v) for k, v in props]) + "\n"
+    groups = [("property", props)] + ([("class-attrs-all", class_attrs)] if class_attrs else [])
+    body = []
+    for name, group in groups:
+        body += ["[{}]".format(name)] + ["{}={}".format(k, v) for k, v in group]
+    return "\n".join(lines + body) + "\n"
+
+
+def deepstream_labels(task, labels):
+    """nvinfer's label file: a classifier's is one line per output layer, its classes separated by ';'; a
+    detector's is one class per line (nvdsinfer_context_impl_output_parsing.cpp names object c by m_Labels[c][0])."""
+    return ("\n" if task == "detection" else ";").join(labels) + "\n"
 
 
 def command_deepstream(args):
     bundle = Bundle(args.bundle).verify()
     task = bundle.task()
-    if task.name != "classification":  # nvinfer's classifier config; other tasks need their own parser
+    if task.name not in _NVINFER_TASKS:
         raise DeviceError("deepstream: this bundle's model is a {} model; the nvinfer config written here is for "
-                          "classifiers only".format(task.name))
+                          "{} models".format(task.name, " and ".join(_NVINFER_TASKS)))
+    if task.name == "detection" and bundle.listed(DEEPSTREAM + "/Makefile") is None:
+        raise DeviceError("deepstream: this bundle carries no {}/ parser sources (bundled before edgepipe shipped "
+                          "them); rerun `edgepipe bundle RUN --target PROFILE --out DIR`".format(DEEPSTREAM))
     name, precision, engine_path, settings = _built_engine(bundle, args.precision)
     out = os.path.abspath(args.out or os.path.join(bundle.path, "deepstream_nvinfer_{}.txt".format(precision)))
-    # nvinfer's label file for a classifier: one line per output layer, its classes separated by ';'.
     labels_path = os.path.join(os.path.dirname(out), "deepstream_labels.txt")
     text = deepstream_config(bundle, precision, engine_path, _engine_io(engine_path, settings), settings, out,
                              labels_path)
-    write_bytes_atomic(labels_path, (";".join(bundle.labels()) + "\n").encode("utf-8"))
+    write_bytes_atomic(labels_path, deepstream_labels(task.name, bundle.labels()).encode("utf-8"))
     write_bytes_atomic(out, text.encode("utf-8"))
+    if task.name == "detection" and not os.path.isfile(os.path.join(bundle.path, DEEPSTREAM, PARSER_LIBRARY)):
+        say("deepstream: the config loads {0}/{1}/{2}; build it first: make -C {0}/{1} "
+            "DS_ROOT=/opt/nvidia/deepstream/deepstream CUDA_VER=<your CUDA, e.g. 11.4>".format(
+                bundle.path, DEEPSTREAM, PARSER_LIBRARY))
     emit(out)
     return 0

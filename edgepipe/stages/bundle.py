@@ -12,6 +12,8 @@ BUNDLE/
   edgepipe_device.py, edgepipe_device/
                   the device runtime (its launcher and its package): build / eval / infer / bench with TensorRT
                   + numpy only (Python 3.6+), so a Jetson needs no `pip install` at all
+  deepstream/     detectors only: the Gst-nvinfer bounding-box parser's C++ source and Makefile (built on the device
+                  against DeepStream's headers; `edgepipe_device.py deepstream` writes the config that loads it)
 
 The layout mimics a run directory, so `edgepipe build BUNDLE` works unchanged, and `edgepipe eval BUNDLE`
 compares the engines it made with the stored references: nothing on the device needs PyTorch.
@@ -39,7 +41,13 @@ from edgepipe.artifacts import (
 )
 from edgepipe.bundles import BundleFacts, is_bundle, load_reference
 from edgepipe.data import Split, load_stage_dataset
-from edgepipe.device.layout import PRECISIONS  # best first
+from edgepipe.device.layout import (
+    DEEPSTREAM,
+    PARSER_FUNCTION,
+    PARSER_LIBRARY,
+    PARSER_SOURCES,
+    PRECISIONS,  # best first
+)
 from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.run import BUNDLE as STAGE
@@ -208,6 +216,15 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
         *[f"- `{entry['path']}`" for entry in manifest["files"] if entry["path"] != README],
         "",
     ]
+    if f"{DEEPSTREAM}/Makefile" in {entry["path"] for entry in manifest["files"]}:
+        lines += ["DeepStream: after `build`, compile the bounding-box parser against the device's DeepStream, then "
+                  "write the Gst-nvinfer config that loads it (detections come out of the engine after NMS; the "
+                  f"config names `{DEEPSTREAM}/{PARSER_LIBRARY}` and `{PARSER_FUNCTION}`):", "", "```sh",
+                  f"make -C {bundle_name}/{DEEPSTREAM} DS_ROOT=/opt/nvidia/deepstream/deepstream CUDA_VER=11.4"
+                  "   # your CUDA (/usr/local/cuda-<ver>)",
+                  f"python3 {bundle_name}/{DEVICE_LAUNCHER} deepstream {bundle_name}"
+                  "   # writes deepstream_nvinfer_<precision>.txt",
+                  "```", ""]
     if manifest["excluded"]:
         lines += ["Left out for this target:", "", *[f"- `{e['file']}`: {e['reason']}" for e in manifest["excluded"]],
                   ""]
@@ -302,6 +319,8 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         # x: inputs, y: labels (a reconstruction's targets are x itself), outputs: the original model's on them
         np.savez(tmp / REFERENCE, x=x, y=y, outputs=outputs)
         _copy_device_runtime(tmp)
+        if task.name == "detection":  # nvinfer parses a detector's outputs only through a custom library
+            _copy_deepstream_parser(tmp)
         (tmp / LABELS).write_text("\n".join(dataset_record.labels) + "\n")
 
         shipped = {item.dest for item in planned}
@@ -356,6 +375,18 @@ def _copy_device_runtime(bundle: Path) -> None:
     for module in sorted(source.glob("*.py")):
         shutil.copyfile(module, bundle / DEVICE_PACKAGE / module.name)
     shutil.copyfile(source / "launcher.py", bundle / DEVICE_LAUNCHER)  # not imported: it runs main()
+
+
+def _copy_deepstream_parser(bundle: Path) -> None:
+    """The Gst-nvinfer parser's source and Makefile (edgepipe/device/nvinfer_parser/) as BUNDLE/deepstream/: built on
+    the device, where DeepStream's headers are; hashed in the file list like the rest."""
+    from edgepipe import device
+
+    source = Path(device.__file__).parent / PARSER_SOURCES
+    (bundle / DEEPSTREAM).mkdir()
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.name != PARSER_LIBRARY:  # a library built in the source tree stays there
+            shutil.copyfile(path, bundle / DEEPSTREAM / path.name)
 
 
 def _copy_checked(item: _Planned, bundle: Path) -> None:

@@ -144,24 +144,3 @@ def test_infer_cli_on_a_trained_detector(tmp_path, tiny_detector_run):
     assert report["task"]["name"] == "detection"
     assert [Path(p["drawn"]).name for p in report["predictions"]] == ["img0.png", "img1.png"]
     assert all((tmp_path / "drawn" / f"img{i}.png").is_file() for i in range(2))
-
-
-@pytest.fixture(scope="module")
-def tiny_detector_run(tmp_path_factory):
-    """A detector trained for one epoch on 120 canvases, exported: enough to exercise infer end to end."""
-    from edgepipe.recipe import Recipe
-    from edgepipe.stages.export import export
-    from edgepipe.stages.train import train
-
-    root = tmp_path_factory.mktemp("detector")
-    recipe = Recipe.model_validate({
-        "name": "tiny-det", "task": "detection",
-        "model": {"name": "centernet", "params": {"width": 8, "max_detections": 20}},
-        "dataset": {"name": "mnist-canvas", "canvases": 120, "image_size": [64, 64]},
-        "train": {"epochs": 1, "batch_size": 32}})
-    train(recipe, root / "train")
-    export(root / "train", root / "export")
-    return root
-
-
-

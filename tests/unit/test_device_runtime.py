@@ -23,6 +23,7 @@ from helpers.bundles import add_quantize_stage
 
 from edgepipe.artifacts import sha256_file
 from edgepipe.device import cuda as device_cuda
+from edgepipe.device import layout as runtime_layout
 from edgepipe.device import runtime
 from edgepipe.device import trtexec as trtexec_module
 from edgepipe.stages.bundle import make_bundle
@@ -474,6 +475,17 @@ def test_triton_config_for_a_static_dla_batch_does_not_batch(monkeypatch):
     assert device.kind == device.KIND_NVDLA and device.device_id == 1
 
 
+# Keys from the Gst-nvinfer configuration file table (DeepStream developer guide, Gst-nvinfer plugin, "Gst-nvinfer File
+# Configuration Specifications"), each also a CONFIG_GROUP_INFER_* name in DeepStream 6.x's
+# sources/gst-plugins/gst-nvinfer/gstnvinfer_property_parser.h: [property] keys, and [class-attrs-all] keys.
+NVINFER_PROPERTY_KEYS = {
+    "gpu-id", "net-scale-factor", "offsets", "model-color-format", "onnx-file", "model-engine-file", "labelfile-path",
+    "batch-size", "network-mode", "network-type", "process-mode", "gie-unique-id", "interval", "classifier-threshold",
+    "output-blob-names", "int8-calib-file", "enable-dla", "use-dla-core", "maintain-aspect-ratio",
+    "symmetric-padding", "num-detected-classes", "parse-bbox-func-name", "custom-lib-path", "cluster-mode"}
+NVINFER_CLASS_ATTRS_KEYS = {"pre-cluster-threshold"}
+
+
 def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, monkeypatch, capsys, tmp_path):
     import configparser
 
@@ -492,12 +504,7 @@ def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, m
     parser = configparser.ConfigParser()
     parser.read(out)
     prop = parser["property"]
-    # Keys from the Gst-nvinfer configuration file table (DeepStream developer guide, Gst-nvinfer plugin).
-    documented = {"gpu-id", "net-scale-factor", "offsets", "model-color-format", "onnx-file", "model-engine-file",
-                  "labelfile-path", "batch-size", "network-mode", "network-type", "process-mode", "gie-unique-id",
-                  "interval", "classifier-threshold", "output-blob-names", "int8-calib-file", "enable-dla",
-                  "use-dla-core"}
-    assert set(prop) <= documented
+    assert set(parser.sections()) == {"property"} and set(prop) <= NVINFER_PROPERTY_KEYS
     for key in ("onnx-file", "model-engine-file", "labelfile-path", "int8-calib-file"):
         assert (out.parent / prop[key]).is_file(), key  # nvinfer resolves paths against the config's directory
     # nvinfer's classifier label file: one line per output layer, classes separated by ';'
@@ -524,6 +531,95 @@ def test_deepstream_says_it_cannot_crop_like_the_eval_view(fresh, monkeypatch, c
     warned = capsys.readouterr().err
     assert "centre 12x12 crop of images resized to 14" in warned and "nvinfer stretches" in warned
     assert "# WARNING: this model was evaluated on the centre 12x12 crop" in out.read_text()
+
+
+@pytest.fixture
+def fresh_detector(tiny_detection_bundle, tmp_path) -> Path:
+    copy = tmp_path / "detector-bundle"
+    shutil.copytree(tiny_detection_bundle, copy)
+    return copy
+
+
+def test_a_detection_bundle_ships_the_parser_sources_hashed_and_says_how_to_build(fresh_detector, bundle,
+                                                                                 tiny_detection_bundle):
+    from edgepipe.bundles import read_bundle
+
+    listed = {entry["path"]: entry["sha256"] for entry in runtime.Bundle(fresh_detector).manifest["files"]}
+    for source in sorted((PACKAGE / "nvinfer_parser").iterdir()):
+        if source.name != runtime_layout.PARSER_LIBRARY:
+            assert listed[f"deepstream/{source.name}"] == sha256_file(source), source.name
+    read_bundle(fresh_detector)  # the workstation's check and the device's both accept it
+    runtime.Bundle(fresh_detector).verify()
+    readme, name = (fresh_detector / "README.md").read_text(), tiny_detection_bundle.name  # as it was bundled
+    assert f"make -C {name}/deepstream DS_ROOT=/opt/nvidia/deepstream/deepstream CUDA_VER=" in readme
+    assert f"python3 {name}/edgepipe_device.py deepstream {name}" in readme
+    assert not (bundle / "deepstream").exists()  # a classifier needs no parser of its own
+    source = fresh_detector / "deepstream" / "nvdsinfer_edgepipe.cpp"
+    source.write_text(source.read_text().replace(">= detectionParams", "> detectionParams"))
+    with pytest.raises(runtime.DeviceError, match="deepstream/nvdsinfer_edgepipe.cpp differs from the file bundled"):
+        runtime.Bundle(fresh_detector).verify()
+
+
+def test_deepstream_config_for_a_detector_loads_the_bundled_parser(fresh_detector, monkeypatch, capsys):
+    import configparser
+
+    import onnxruntime as ort
+
+    from edgepipe.device import serving
+
+    install(monkeypatch, "10.3.0", cc=(8, 7))
+    assert _main("build", fresh_detector, "--precision", "fp16", "--batch", "1:2:4") == 0
+    capsys.readouterr()
+    assert _main("deepstream", fresh_detector) == 2  # the fake engine's one output is no detector's
+    assert "the engine has no output boxes, scores, classes, num_detections" in _one_error_line(capsys)
+
+    # The engine built from this model.onnx has its outputs: the input from the engine, the outputs from the graph.
+    session = ort.InferenceSession(str(fresh_detector / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = runtime.Bundle(fresh_detector).reference()[0][:2]
+    values = session.run(None, {session.get_inputs()[0].name: x})
+    engine_io = serving._engine_io
+
+    def detector_io(path, settings):
+        return [io for io in engine_io(path, settings) if io[1]] + [
+            (o.name, False, v.dtype.name, (-1, *v.shape[1:]), None, None)
+            for o, v in zip(session.get_outputs(), values, strict=True)]
+
+    monkeypatch.setattr(serving, "_engine_io", detector_io)
+    assert _main("deepstream", fresh_detector) == 0
+    assert f"build it first: make -C {fresh_detector}/deepstream" in capsys.readouterr().err
+    out = fresh_detector / "deepstream_nvinfer_fp16.txt"
+    parser = configparser.ConfigParser()
+    parser.read(out)
+    assert set(parser.sections()) == {"property", "class-attrs-all"}
+    prop, attrs = parser["property"], parser["class-attrs-all"]
+    assert set(prop) <= NVINFER_PROPERTY_KEYS and set(attrs) <= NVINFER_CLASS_ATTRS_KEYS
+    assert (prop["network-type"], prop["cluster-mode"], prop["parse-bbox-func-name"]) == (
+        "0", "4", "NvDsInferParseEdgepipe")  # detector; no clustering: NMS is in the graph
+    assert prop["output-blob-names"] == "boxes;scores;classes;num_detections"
+    assert prop["num-detected-classes"] == "10" and prop["batch-size"] == "4" and prop["network-mode"] == "2"
+    assert fresh_detector / prop["custom-lib-path"] == fresh_detector / "deepstream" / "libnvdsinfer_edgepipe.so"
+    assert "classifier-threshold" not in prop and "maintain-aspect-ratio" not in prop  # stretched, not letterboxed
+    assert float(attrs["pre-cluster-threshold"]) == runtime.Bundle(fresh_detector).manifest["task"]["display_score"]
+    # nvinfer's detector label file: one class per line (object c is named by line c)
+    labels = (fresh_detector / prop["labelfile-path"]).read_text().splitlines()
+    assert labels == runtime.Bundle(fresh_detector).labels() and len(labels) == 10
+
+    manifest = json.loads((fresh_detector / "manifest.json").read_text())  # as a YOLO folder run records it
+    manifest["dataset"]["preprocessing"].update(resize_mode="letterbox", pad_value=114)
+    (fresh_detector / "manifest.json").write_text(json.dumps(manifest))
+    (fresh_detector / "deepstream" / "libnvdsinfer_edgepipe.so").write_bytes(b"built on the device")
+    assert _main("deepstream", fresh_detector) == 0
+    warned = capsys.readouterr().err
+    assert "letterboxed with padding 114; nvinfer pads with 0" in warned and "build it first" not in warned
+    parser.read(out)
+    assert parser["property"]["maintain-aspect-ratio"] == "1" and parser["property"]["symmetric-padding"] == "1"
+
+    # a detection bundle made before the parser shipped: one line saying how to get one that has it
+    shutil.rmtree(fresh_detector / "deepstream")
+    manifest["files"] = [entry for entry in manifest["files"] if not entry["path"].startswith("deepstream/")]
+    (fresh_detector / "manifest.json").write_text(json.dumps(manifest))
+    assert _main("deepstream", fresh_detector) == 2
+    assert "carries no deepstream/ parser sources" in _one_error_line(capsys)
 
 
 def test_serving_before_a_build_is_one_line(fresh, capsys):
