@@ -137,6 +137,20 @@ def check_recipe(recipe: Recipe) -> None:
             read_definition(calibration)
 
 
+def _check_prunable(recipe: Recipe) -> None:
+    """A recipe that prunes: its model must be one the pruner can take, found on the untrained model before any
+    training (ShuffleNet's channel shuffle was refused by prune after 98 s of training and export)."""
+    if recipe.prune is None:
+        return
+    from edgepipe.data import load_dataset
+    from edgepipe.models import build_model
+    from edgepipe.pruning.checks import check_prune_request
+    from edgepipe.stages.train import model_spec
+
+    spec = model_spec(recipe, load_dataset(recipe.dataset))
+    check_prune_request(build_model(spec), spec, recipe.prune)
+
+
 def run_pipeline(recipe_path: Path, out: Path) -> dict[str, Any]:
     """Run the recipe into run directory ``out``; returns the report (also written to out/report.json).
 
@@ -164,6 +178,7 @@ def _run_stages(recipe: Recipe, recipe_bytes: bytes, out: Path) -> dict[str, Any
 
         origin = import_model(recipe, layout.imported, reuse=True)
     else:
+        _check_prunable(recipe)
         origin = train(recipe, layout.train, reuse=True)
     context = run_context(out, recipe=recipe)  # the typed recipe, task, dataset and budget, for every stage below
     # The recipe copy changes only once training accepted it (its data and model params really work).

@@ -124,3 +124,20 @@ def test_prune_cli_refuses_shufflenet_with_exit_code_2(tmp_path):
     assert result.exit_code == 2, result.output
     assert "InvertedResidual layer 'stage2.0'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run" / "prune").exists()
+
+
+def test_a_pipeline_that_would_prune_shufflenet_is_refused_before_training(tmp_path):
+    """Before: refused by the prune stage after training and export (98 s at 64 px); now by the recipe check."""
+    from helpers.recipes import write_recipe
+
+    from edgepipe.cli.main import app
+
+    recipe = write_recipe(
+        tmp_path / "r.yaml", model={"name": "torchvision:shufflenet_v2_x0_5", "params": {}},
+        dataset={"name": "synthetic", "samples": 40, "num_classes": 3, "shape": [3, 32, 32]},
+        train={"epochs": 1, "batch_size": 16}, prune={"method": "channel", "ratio": 0.3, "finetune_epochs": 0})
+    result = CliRunner().invoke(app, ["pipeline", str(recipe), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "InvertedResidual layer 'stage2.0'" in lines[0], result.stderr
+    assert not (tmp_path / "run" / "train").exists()
