@@ -1,0 +1,96 @@
+"""Where the time goes, before and after pruning: a rich table of the slowest layers and prune/latency_layers.png.
+
+Both read the prune manifest's ``metrics["layer_latency"]`` (edgepipe/pruning/layer_latency.py LayerProfile.as_dict
+per model, plus the runtime, batch and the measured per-call floor), so the picture and the table show the same rows.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from edgepipe.artifacts import write_bytes_atomic
+
+_BEFORE, _AFTER = "#1f77b4", "#ff7f0e"
+
+
+def _rows(record: dict[str, Any], count: int) -> list[tuple[str, float | None, float | None, str]]:
+    """(layer, ms before, ms after, op types) for the slowest ``count`` layers of either model, slowest first."""
+    before = {row["name"]: row for row in (record.get("unpruned") or {}).get("layers", [])}
+    after = {row["name"]: row for row in (record.get("pruned") or {}).get("layers", [])}
+    names = sorted(set(before) | set(after), key=lambda name: -max((before.get(name) or {}).get("median_ms", 0.0),
+                                                                   (after.get(name) or {}).get("median_ms", 0.0)))
+    return [(name, (before.get(name) or {}).get("median_ms"), (after.get(name) or {}).get("median_ms"),
+             (before.get(name) or after.get(name))["op_types"]) for name in names[:count]]
+
+
+def _title(record: dict[str, Any]) -> str:
+    source = (record.get("unpruned") or {}).get("source", "measured")
+    return f"per-layer latency on {record['runtime']}, batch {record['batch']} ({source})"
+
+
+def latency_layers_table(record: dict[str, Any], count: int = 8) -> Table | None:
+    """The slowest layers before → after, then the layers' sum, the per-call overhead and the whole call."""
+    if not record.get("unpruned"):
+        return None
+    table = Table(title=_title(record), title_justify="left")
+    for column in ("layer", "op", "unpruned ms", "pruned ms", "share before"):
+        table.add_column(column, justify="left" if column in ("layer", "op") else "right")
+    layers_before = record["unpruned"]["layers_ms"] or 1.0
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for name, before, after, ops in _rows(record, count):
+        share = "" if before is None else f"{before / layers_before:.0%}"
+        table.add_row(name, ops, ms(before), ms(after), share)
+    table.add_row(f"sum of all {record['unpruned']['layer_count']} layers", "", ms(layers_before),
+                  ms(record["pruned"]["layers_ms"]), "")
+    table.add_row("per-call overhead (in no layer)", "", ms(record["unpruned"]["overhead_ms"]),
+                  ms(record["pruned"]["overhead_ms"]), "")
+    table.add_row("whole call, p50", "", ms(record["unpruned"]["total_ms"]), ms(record["pruned"]["total_ms"]), "")
+    if record.get("floor_ms") is not None:
+        table.add_row("runtime's per-call floor (trivial graph)", "", ms(record["floor_ms"]), ms(record["floor_ms"]),
+                      "")
+    return table
+
+
+def draw_latency_layers(record: dict[str, Any], path: Path, count: int = 14) -> Path:
+    """Horizontal bars, before vs after, per layer (the slowest ``count``), the totals and the floor annotated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(record, count)
+    figure, axis = plt.subplots(figsize=(9.5, 1.2 + 0.42 * len(rows)))
+    positions = range(len(rows))
+    height = 0.4
+    axis.barh([p - height / 2 for p in positions], [r[1] or 0.0 for r in rows], height, color=_BEFORE,
+              label="unpruned")
+    axis.barh([p + height / 2 for p in positions], [r[2] or 0.0 for r in rows], height, color=_AFTER, label="pruned")
+    axis.set_yticks(list(positions), [f"{r[0]}  ({r[3]})" for r in rows], fontsize=8)
+    axis.invert_yaxis()  # slowest on top
+    axis.set_xlabel("ms per call (median over profiled runs)")
+    axis.grid(True, axis="x", alpha=0.3)
+    before, after = record["unpruned"], record["pruned"]
+    lines = [f"whole call p50: {before['total_ms']:.3f} → {after['total_ms']:.3f} ms",
+             f"layers: {before['layers_ms']:.3f} → {after['layers_ms']:.3f} ms; "
+             f"overhead outside layers: {before['overhead_ms']:.3f} → {after['overhead_ms']:.3f} ms"]
+    if record.get("floor_ms") is not None:
+        lines.append(f"per-call floor (trivial graph): {record['floor_ms']:.3f} ms — no pruning goes under it")
+    if record.get("target_ms") is not None:
+        lines.append(f"target: {record['target_ms']:.3f} ms")
+    axis.text(0.98, 0.02, "\n".join(lines), transform=axis.transAxes, ha="right", va="bottom", fontsize=8,
+              bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"})
+    axis.legend(loc="upper right", fontsize=9)
+    axis.set_title(_title(record), fontsize=11)
+    figure.tight_layout()
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=110)
+    plt.close(figure)
+    write_bytes_atomic(Path(path), image.getbuffer())
+    return Path(path)
