@@ -82,9 +82,13 @@ def plan_latency(config, input_shape, *, rounds: int = 5, seconds: float = 0.25)
     require_runtime(runtime)
     floor = per_call_floor(input_shape, runtime, batch, rounds=rounds, seconds=seconds)
     if target is not None and target <= floor:
-        raise EdgepipeError(f"target {target:.3f} ms is below {runtime}'s measured per-call floor {floor:.3f} ms at "
+        raise EdgepipeError(f"target {_ms(target)} ms is below {runtime}'s measured per-call floor {floor:.3f} ms at "
                             f"batch {batch} on this machine; no pruning can reach it")
     return LatencyPlan(runtime, batch, target, floor)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.2g}"
 
 
 def width_candidates(model: nn.Module, input_shape, gradient_batches=None, **options) -> Candidates:

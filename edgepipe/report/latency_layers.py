@@ -32,6 +32,14 @@ def _title(record: dict[str, Any]) -> str:
     return f"per-layer latency on {record['runtime']}, batch {record['batch']} ({source})"
 
 
+def _overhead(profile: dict[str, Any], short: bool = False) -> str:
+    """The per-call time outside every layer; where the profiled layers sum past the plain call (the profiler's
+    own cost), that difference is not resolvable."""
+    if profile["overhead_ms"] <= 0 and profile["layers_ms"] > profile["total_ms"]:
+        return "n/a" if short else "n/a (profiled layers sum past the call)"
+    return f"{profile['overhead_ms']:.3f}" + ("" if short else " ms")
+
+
 def latency_layers_table(record: dict[str, Any], count: int = 8) -> Table | None:
     """The slowest layers before → after, then the layers' sum, the per-call overhead and the whole call."""
     if not record.get("unpruned"):
@@ -49,8 +57,8 @@ def latency_layers_table(record: dict[str, Any], count: int = 8) -> Table | None
         table.add_row(name, ops, ms(before), ms(after), share)
     table.add_row(f"sum of all {record['unpruned']['layer_count']} layers", "", ms(layers_before),
                   ms(record["pruned"]["layers_ms"]), "")
-    table.add_row("per-call overhead (in no layer)", "", ms(record["unpruned"]["overhead_ms"]),
-                  ms(record["pruned"]["overhead_ms"]), "")
+    table.add_row("per-call overhead (in no layer)", "", _overhead(record["unpruned"], short=True),
+                  _overhead(record["pruned"], short=True), "")
     table.add_row("whole call, p50", "", ms(record["unpruned"]["total_ms"]), ms(record["pruned"]["total_ms"]), "")
     if record.get("floor_ms") is not None:
         table.add_row("runtime's per-call floor (trivial graph)", "", ms(record["floor_ms"]), ms(record["floor_ms"]),
@@ -66,29 +74,31 @@ def draw_latency_layers(record: dict[str, Any], path: Path, count: int = 14) -> 
     import matplotlib.pyplot as plt
 
     rows = _rows(record, count)
-    figure, axis = plt.subplots(figsize=(9.5, 1.2 + 0.42 * len(rows)))
+    before, after = record["unpruned"], record["pruned"]
+    lines = [f"whole call p50: {before['total_ms']:.3f} → {after['total_ms']:.3f} ms"
+             + (f"   (target {record['target_ms']:.3f} ms)" if record.get("target_ms") is not None else ""),
+             f"sum of layers: {before['layers_ms']:.3f} → {after['layers_ms']:.3f} ms",
+             f"per-call overhead outside layers: {_overhead(before)} → {_overhead(after)}"]
+    if record.get("floor_ms") is not None:
+        lines.append(f"{record['runtime']}'s per-call floor (trivial graph, same input): {record['floor_ms']:.3f} ms"
+                     " — no pruning goes under it")
+    notes_height = 0.2 * len(lines) + 0.15  # inches under the axes for the totals
+    height = 1.3 + 0.42 * len(rows) + notes_height
+    figure, axis = plt.subplots(figsize=(9.5, height))
     positions = range(len(rows))
-    height = 0.4
-    axis.barh([p - height / 2 for p in positions], [r[1] or 0.0 for r in rows], height, color=_BEFORE,
-              label="unpruned")
-    axis.barh([p + height / 2 for p in positions], [r[2] or 0.0 for r in rows], height, color=_AFTER, label="pruned")
+    bar = 0.4
+    axis.barh([p - bar / 2 for p in positions], [r[1] or 0.0 for r in rows], bar, color=_BEFORE, label="unpruned")
+    axis.barh([p + bar / 2 for p in positions], [r[2] or 0.0 for r in rows], bar, color=_AFTER, label="pruned")
     axis.set_yticks(list(positions), [f"{r[0]}  ({r[3]})" for r in rows], fontsize=8)
     axis.invert_yaxis()  # slowest on top
     axis.set_xlabel("ms per call (median over profiled runs)")
     axis.grid(True, axis="x", alpha=0.3)
-    before, after = record["unpruned"], record["pruned"]
-    lines = [f"whole call p50: {before['total_ms']:.3f} → {after['total_ms']:.3f} ms",
-             f"layers: {before['layers_ms']:.3f} → {after['layers_ms']:.3f} ms; "
-             f"overhead outside layers: {before['overhead_ms']:.3f} → {after['overhead_ms']:.3f} ms"]
     if record.get("floor_ms") is not None:
-        lines.append(f"per-call floor (trivial graph): {record['floor_ms']:.3f} ms — no pruning goes under it")
-    if record.get("target_ms") is not None:
-        lines.append(f"target: {record['target_ms']:.3f} ms")
-    axis.text(0.98, 0.02, "\n".join(lines), transform=axis.transAxes, ha="right", va="bottom", fontsize=8,
-              bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"})
-    axis.legend(loc="upper right", fontsize=9)
-    axis.set_title(_title(record), fontsize=11)
-    figure.tight_layout()
+        axis.axvline(record["floor_ms"], color="0.3", linestyle=":", linewidth=1.2, label="per-call floor")
+    axis.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=9, frameon=False)
+    axis.set_title(_title(record), fontsize=11, loc="left")
+    figure.text(0.01, 0.01, "\n".join(lines), ha="left", va="bottom", fontsize=9)
+    figure.tight_layout(rect=(0, notes_height / height, 1, 1))
     image = io.BytesIO()
     figure.savefig(image, format="png", dpi=110)
     plt.close(figure)
