@@ -156,7 +156,8 @@ class CandidateTimer:
         from edgepipe.runners.select import runner_for_file
         from edgepipe.timing import available_cpus, interleaved_p50s
 
-        path = export_for_timing(candidate, self.input_shape, self.scratch / f"candidate{len(self.seen)}.onnx")
+        path = self.unpruned_onnx if candidate is self.unpruned else \
+            export_for_timing(candidate, self.input_shape, self.scratch / f"candidate{len(self.seen)}.onnx")
         if self.plan.proxy:
             before = trtexec_profile(self.plan.profile, self.plan.batch)
             after = trtexec_profile(self.plan.profile, self.plan.batch, kept_mac_fraction(self.unpruned_onnx, path))
