@@ -87,6 +87,20 @@ def plan_latency(config, input_shape, *, rounds: int = 5, seconds: float = 0.25)
     return LatencyPlan(runtime, batch, target, floor)
 
 
+def profile_parent(config) -> dict[str, str]:
+    """The trtexec profile as a parent of the prune manifest (by content: a new profile at the same path re-runs
+    prune); {} without one."""
+    from edgepipe.artifacts import sha256_file
+
+    if config.latency_profile is None:
+        return {}
+    path = Path(config.latency_profile)
+    if not path.is_file():
+        raise EdgepipeError(f"--latency-profile {path}: no such file (make it on the device with trtexec "
+                            "--exportProfile)")
+    return {"latency_profile": sha256_file(path)}
+
+
 def _ms(value: float) -> str:
     return f"{value:.3f}" if value >= 0.001 else f"{value:.2g}"
 

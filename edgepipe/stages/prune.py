@@ -245,7 +245,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     the source's manifests): its manifest records what it used on val, which quantize then no longer has."""
     from edgepipe.checkpoint import load_model, save_state
     from edgepipe.complexity import count_macs_params
-    from edgepipe.pruning.latency_target import plan_latency, verdict
+    from edgepipe.pruning.latency_target import plan_latency, profile_parent, verdict
     from edgepipe.pruning.measure import speedups
     from edgepipe.pruning.replay import rebuild_record
     from edgepipe.report.latency_layers import draw_latency_layers
@@ -261,7 +261,8 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     model_entry = source_manifest.find_artifact(fmt="torch")
     if model_entry is None:
         raise EdgepipeError(f"{source}: no PyTorch model in this stage to prune")
-    manifest = new_manifest(PRUNE, config.model_dump(mode="json"), {"model": model_entry.sha256})
+    manifest = new_manifest(PRUNE, config.model_dump(mode="json"),
+                            {"model": model_entry.sha256, **profile_parent(config)})
     if frame.up_to_date(manifest, reuse=reuse):
         return out
 
@@ -360,7 +361,8 @@ def _say_budget(budget, used: float, task, val_samples: int) -> None:
     say(f"prune: {budget.line(used)} on val")
     if used > budget.left:
         say(f"[yellow]prune: the pruned model alone is over the run's {budget.max_drop:g} {task.unit} budget on val: "
-            "every artifact made from it will fail eval; prune less (ratio, target_macs) or fine-tune longer[/yellow]")
+            "every artifact made from it will fail eval; prune less (ratio, target_macs, target_latency_ms) or "
+            "fine-tune longer[/yellow]")
     resolution = task.resolution(val_samples)
     if budget.max_drop < resolution:
         say(f"[yellow]prune: the {budget.max_drop:g} {task.unit} budget is finer than one val sample "
