@@ -164,9 +164,10 @@ def _latency_ratio(model: nn.Module, input_shape, plan, gradient_batches, option
     candidates = width_candidates(model, input_shape, gradient_batches, **options)
     search = search_latency_ratio(model, input_shape, plan, candidates, max_strength=MAX_RATIO,
                                   rounds=LATENCY_ROUNDS, seconds=LATENCY_SECONDS)
+    tried = f"{len(search['trials'])} candidates {'scored' if plan.proxy else 'timed'}"
     say(f"prune: channel ratio {search['ratio']:.3f} measures {search['predicted_ms']:.3f} ms on {plan.runtime} at "
-        f"batch {plan.batch} ({search['source']}; target {plan.target_ms:.3f} ms, "
-        f"{len(search['trials'])} candidates timed)" + (f": {search['why']}" if search["why"] else ""))
+        f"batch {plan.batch} ({search['source']}; target {plan.target_ms:.3f} ms, {tried})"
+        + (f": {search['why']}" if search["why"] else ""))
     return search["ratio"], search
 
 
