@@ -77,10 +77,14 @@ def draw_latency_layers(record: dict[str, Any], path: Path, count: int = 14) -> 
 
     rows = _rows(record, count)
     before, after = record["unpruned"], record["pruned"]
-    lines = [f"whole call p50: {before['total_ms']:.3f} → {after['total_ms']:.3f} ms"
+    measured = before.get("source", "measured") == "measured"
+    whole = "whole call p50" if measured else "sum of the engine's layers (proxy, not measured)"
+    lines = [f"{whole}: {before['total_ms']:.3f} → {after['total_ms']:.3f} ms"
              + (f"   (target {record['target_ms']:.3f} ms)" if record.get("target_ms") is not None else ""),
              f"sum of layers: {before['layers_ms']:.3f} → {after['layers_ms']:.3f} ms",
              f"per-call overhead outside layers: {_overhead(before)} → {_overhead(after)}"]
+    if not measured:  # the sum is the whole; the overhead is not in the file
+        lines = [lines[0], "per-call overhead: not in a trtexec profile (layers only)"]
     if record.get("floor_ms") is not None:
         lines.append(f"{record['runtime']}'s per-call floor (trivial graph, same input): {record['floor_ms']:.3f} ms"
                      " — no pruning goes under it")
@@ -93,7 +97,8 @@ def draw_latency_layers(record: dict[str, Any], path: Path, count: int = 14) -> 
     axis.barh([p + bar / 2 for p in positions], [r[2] or 0.0 for r in rows], bar, color=_AFTER, label="pruned")
     axis.set_yticks(list(positions), [f"{r[0]}  ({r[3]})" for r in rows], fontsize=8)
     axis.invert_yaxis()  # slowest on top
-    axis.set_xlabel("ms per call (median over profiled runs)")
+    axis.set_xlabel("ms per call (median over profiled runs)" if measured else
+                    "ms per call (trtexec's per-layer median; pruned: x the layer's kept MACs, a proxy)")
     axis.grid(True, axis="x", alpha=0.3)
     if record.get("floor_ms") is not None:
         axis.axvline(record["floor_ms"], color="0.3", linestyle=":", linewidth=1.2, label="per-call floor")
