@@ -21,8 +21,9 @@ def _rows(record: dict[str, Any], count: int) -> list[tuple[str, float | None, f
     """(layer, ms before, ms after, op types) for the slowest ``count`` layers of either model, slowest first."""
     before = {row["name"]: row for row in (record.get("unpruned") or {}).get("layers", [])}
     after = {row["name"]: row for row in (record.get("pruned") or {}).get("layers", [])}
-    names = sorted(set(before) | set(after), key=lambda name: -max((before.get(name) or {}).get("median_ms", 0.0),
-                                                                   (after.get(name) or {}).get("median_ms", 0.0)))
+    names = sorted(set(before) | set(after), key=lambda name: (-max((before.get(name) or {}).get("median_ms", 0.0),
+                                                                    (after.get(name) or {}).get("median_ms", 0.0)),
+                                                               name))  # ties in name order: the same picture twice
     return [(name, (before.get(name) or {}).get("median_ms"), (after.get(name) or {}).get("median_ms"),
              (before.get(name) or after.get(name))["op_types"]) for name in names[:count]]
 
