@@ -2,7 +2,9 @@
 
 Writes RUN/prune/ with model.pt (tensors only) and a manifest whose model spec carries the pruning
 history (``model.rebuild``), so the narrower architecture is rebuilt from JSON on load, never unpickled.
-Latency is measured, not inferred from MACs: both models are exported to ONNX and timed side by side.
+Latency is measured, not inferred from MACs: both models are exported to ONNX and timed side by side, and profiled
+per layer on the recipe's runtime at its deploy batch (prune/latency_layers.png). With a latency target the channel
+ratio is searched on that runtime (pruning/latency_target.py) and re-measured after fine-tuning.
 """
 
 from __future__ import annotations
