@@ -104,7 +104,7 @@ def draw_latency_layers(record: dict[str, Any], path: Path, count: int = 14) -> 
     axis.grid(True, axis="x", alpha=0.3)
     if record.get("floor_ms") is not None:
         axis.axvline(record["floor_ms"], color="0.3", linestyle=":", linewidth=1.2, label="per-call floor")
-    axis.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=9, frameon=False)
+    axis.legend(loc="lower right", fontsize=9)  # slowest on top: the bottom right is where bars are shortest
     axis.set_title(_title(record), fontsize=11, loc="left")
     figure.text(0.01, 0.01, "\n".join(lines), ha="left", va="bottom", fontsize=9)
     figure.tight_layout(rect=(0, notes_height / height, 1, 1))
