@@ -202,6 +202,9 @@ class PruneConfig(Section):
                                               "2:4: zero 2 of every 4 input weights (TensorRT sparse tensor cores)")
     importance: Literal["l1", "l2", "bn_scale", "taylor"] = defaults.PRUNE["importance"]
     ratio: float | None = Field(default=defaults.PRUNE["ratio"], gt=0, lt=1, description="fraction of channels removed")
+    target_latency_ms: float | None = Field(
+        default=defaults.PRUNE["target_latency_ms"], gt=0, description="p50 ms per call to reach on latency_runtime at "
+        "latency_batch: the least pruning whose measured latency meets it (the channel ratio is searched)")
     target_macs: float | None = Field(default=defaults.PRUNE["target_macs"], gt=0, lt=1, validate_default=True,
                                       description="keep this fraction of MACs (the channel ratio is searched)")
     global_pruning: bool = defaults.PRUNE["global_pruning"]
@@ -213,6 +216,15 @@ class PruneConfig(Section):
     finetune_epochs: int = Field(default=defaults.PRUNE["finetune_epochs"], ge=0,
                                  description="epochs of fine-tuning after each step")
     finetune_lr: float | None = Field(default=defaults.PRUNE["finetune_lr"], gt=0, description="default: train.lr / 10")
+    latency_batch: BatchSize = Field(default=defaults.PRUNE["latency_batch"],
+                                     description="the deploy batch: the latency target and per-layer latency are "
+                                     "timed at it")
+    latency_runtime: Literal["onnxruntime", "openvino", "tensorrt"] = Field(
+        default=defaults.PRUNE["latency_runtime"], description="the runtime that will run the artifact: the latency "
+        "target and the per-layer latency are measured on it (tensorrt: a trtexec profile, a proxy)")
+    latency_profile: str | None = Field(
+        default=defaults.PRUNE["latency_profile"], description="tensorrt: `trtexec --exportProfile` JSON of the "
+        "unpruned model, made on the device; its per-layer times x kept MACs are the declared proxy")
 
     @field_validator("method", mode="before")
     @classmethod
@@ -244,9 +256,30 @@ class PruneConfig(Section):
                 raise ValueError("2:4 sparsity always zeroes half the weights; drop target_macs")
         elif target is not None and ratio is not None:
             raise ValueError("give either ratio or target_macs, not both")
-        elif target is None and ratio is None and "ratio" in info.data:
-            raise ValueError("channel pruning needs a target: ratio (channels removed) or target_macs (MACs kept)")
+        elif target is not None and info.data.get("target_latency_ms") is not None:
+            # one target decides the ratio: a MAC cap beside a latency target would overrule "the least pruning that
+            # meets the latency" without saying which of the two chose the model
+            raise ValueError("give either target_latency_ms or target_macs, not both")
+        elif target is None and ratio is None and "ratio" in info.data and info.data.get("target_latency_ms") is None:
+            raise ValueError("channel pruning needs a target: ratio (channels removed), target_macs (MACs kept) or "
+                             "target_latency_ms (ms per call on a runtime)")
         return target
+
+    @field_validator("target_latency_ms")
+    @classmethod
+    def _latency_target(cls, target: float | None, info: ValidationInfo) -> float | None:
+        if target is not None and info.data.get("method") == "2:4":
+            raise ValueError("a latency target searches a channel ratio; 2:4 sparsity has none (use method: channel)")
+        if target is not None and info.data.get("ratio") is not None:
+            raise ValueError("give either ratio or target_latency_ms, not both")
+        return target
+
+    @field_validator("latency_profile")
+    @classmethod
+    def _profile_for_tensorrt(cls, profile: str | None, info: ValidationInfo) -> str | None:
+        if profile is not None and info.data.get("latency_runtime") != "tensorrt":
+            raise ValueError("a trtexec profile goes with latency_runtime tensorrt")
+        return profile
 
 
 class QuantizeConfig(Section):

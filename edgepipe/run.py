@@ -59,6 +59,7 @@ QAT_ONNX = {"cpu": "model.int8.cpu.qat.onnx", "trt": "model.int8.trt.qat.onnx"}
 CALIB_RANGES = "calibration.ranges.json"
 TIMING_CACHE = "trt.timing.cache"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
+LATENCY_LAYERS_PNG = "latency_layers.png"  # prune/: per-layer latency before vs after pruning
 TASK_PNG = "report-task.png"  # the task's own picture: confusion matrix + ROC, or PR curves + per-class AP
 # A bundle's own files, beside its export/ quantize/ prune/ stages.
 # (REFERENCE_NPZ and LABELS_TXT: device.layout)

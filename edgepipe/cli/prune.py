@@ -17,6 +17,17 @@ def command(
     target_macs: Annotated[float | None, typer.Option(help="Keep this fraction of the MACs (e.g. 0.5); the "
                                                            "channel ratio is searched.")]
     = defaults.PRUNE["target_macs"],
+    target_latency: Annotated[float | None, typer.Option(help="Reach this p50 latency (ms per call) on --runtime at "
+                                                              "--batch: the least pruning that measures under it.")]
+    = defaults.PRUNE["target_latency_ms"],
+    batch: Annotated[int, typer.Option(help="Deploy batch: the latency target and per-layer latency are timed at "
+                                            "it.")] = defaults.PRUNE["latency_batch"],
+    runtime: Annotated[str, typer.Option(help="Runtime that will run the model: onnxruntime, openvino or tensorrt "
+                                              "(tensorrt: a --latency-profile from trtexec, a proxy).")]
+    = defaults.PRUNE["latency_runtime"],
+    latency_profile: Annotated[str | None, typer.Option(help="`trtexec --exportProfile` JSON of the unpruned "
+                                                             "model, made on the device (with --runtime tensorrt).")]
+    = defaults.PRUNE["latency_profile"],
     importance: Annotated[str, typer.Option(help="Channel ranking: l1, l2, bn_scale or taylor.")]
     = defaults.PRUNE["importance"],
     global_pruning: Annotated[bool, typer.Option("--global", help="Rank channels across layers.")]
@@ -38,18 +49,26 @@ def command(
     from edgepipe.progress import console
     from edgepipe.recipe import PruneConfig
     from edgepipe.report import prune_table
+    from edgepipe.report.latency_layers import latency_layers_table
     from edgepipe.run import PRUNE
     from edgepipe.stages.prune import SPARSITY_NOTE, prune, source_stage
 
     config = stage_config(PruneConfig, {
         "method": method, "ratio": ratio, "target_macs": target_macs, "importance": importance,
         "global_pruning": global_pruning, "round_to": round_to, "ignore_layers": ignore or [], "steps": steps,
-        "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr},
-        flags={"global_pruning": "--global", "ignore_layers": "--ignore"})
+        "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr, "target_latency_ms": target_latency,
+        "latency_batch": batch, "latency_runtime": runtime, "latency_profile": latency_profile},
+        flags={"global_pruning": "--global", "ignore_layers": "--ignore", "target_latency_ms": "--target-latency",
+               "latency_batch": "--batch", "latency_runtime": "--runtime"})
     stage = source_stage(source)
     result = prune(stage, out or stage.absolute().parent / PRUNE, config)
     manifest = read_manifest(result)
     console.print(prune_table(manifest.metrics))
+    layers = latency_layers_table(manifest.metrics.get("layer_latency") or {})
+    if layers is not None:
+        console.print(layers)
+    if "latency_target" in manifest.metrics:
+        console.print(manifest.metrics["latency_target"]["line"])
     if config.method == "2:4":
         console.print(f"{len(manifest.sparsity['layers'])} layers in the 2:4 pattern (checked on the exported "
                       f"ONNX weights). {SPARSITY_NOTE}")

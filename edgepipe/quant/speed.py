@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ TimeModels = Callable[[dict[str, Path]], dict[str, list[float]]]
 ProfileModels = Callable[[dict[str, Path]], dict[str, dict[str, list[float]]]]
 
 GRAPH = "(graph)"  # the key of a profile's whole-run total
+CALL = "(call)"  # the key of each profiled run's wall-clock ms (the call around the kernels: binding, dispatch)
 
 
 def clearly_faster(fast: list[float], slow: list[float], min_gain: float = MIN_GAIN) -> bool:
@@ -180,13 +182,16 @@ def ov_profiler(batch: np.ndarray, threads: int, nodes: list[Node], rounds: int 
         requests = {label: core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
                     for label, path in models.items()}
         counters: dict[str, list[list[tuple[str, float]]]] = {label: [] for label in models}
+        calls: dict[str, list[float]] = {label: [] for label in models}
         for index in range(warmup + rounds):
             for label, request in requests.items():
+                start = time.perf_counter()
                 request.infer({0: batch})
                 if index >= warmup:  # the counters are the last inference's
+                    calls[label].append((time.perf_counter() - start) * 1000.0)
                     counters[label].append([(info.node_name, info.real_time.total_seconds() * 1000.0)
                                             for info in request.profiling_info])
-        return {label: attribute_layers(counters[label], nodes) for label in models}
+        return {label: {**attribute_layers(counters[label], nodes), CALL: calls[label]} for label in models}
 
     return profile
 
@@ -239,13 +244,17 @@ def ort_profiler(batch: np.ndarray, threads: int, nodes: list[Node], rounds: int
                 sessions[label] = onnxruntime.InferenceSession(str(path), options,
                                                                providers=["CPUExecutionProvider"])
             feeds = {label: {session.get_inputs()[0].name: batch} for label, session in sessions.items()}
-            for _ in range(warmup + rounds):
+            calls: dict[str, list[float]] = {label: [] for label in models}
+            for index in range(warmup + rounds):
                 for label, session in sessions.items():
+                    start = time.perf_counter()
                     session.run(None, feeds[label])
+                    if index >= warmup:
+                        calls[label].append((time.perf_counter() - start) * 1000.0)
             for label, session in sessions.items():
                 files[label] = session.end_profiling()
-            return {label: attribute_kernels(json.loads(Path(files[label]).read_text()), nodes, warmup, rounds)
-                    for label in models}
+            return {label: {**attribute_kernels(json.loads(Path(files[label]).read_text()), nodes, warmup, rounds),
+                            CALL: calls[label]} for label in models}
 
     return profile
 

@@ -2,7 +2,9 @@
 
 Writes RUN/prune/ with model.pt (tensors only) and a manifest whose model spec carries the pruning
 history (``model.rebuild``), so the narrower architecture is rebuilt from JSON on load, never unpickled.
-Latency is measured, not inferred from MACs: both models are exported to ONNX and timed side by side.
+Latency is measured, not inferred from MACs: both models are exported to ONNX and timed side by side, and profiled
+per layer on the recipe's runtime at its deploy batch (prune/latency_layers.png). With a latency target the channel
+ratio is searched on that runtime (pruning/latency_target.py) and re-measured after fine-tuning.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import scored_outputs
 from edgepipe.progress import say
 from edgepipe.recipe import PruneConfig, TrainConfig
-from edgepipe.run import MODEL_PT, PRUNE, RunLayout, resolve
+from edgepipe.run import LATENCY_LAYERS_PNG, MODEL_PT, PRUNE, RunLayout, resolve
 from edgepipe.rundir import scratch_dir
 from edgepipe.stages.context import RunContext, open_context
 from edgepipe.stages.frame import StageFrame
@@ -34,6 +36,8 @@ GRADIENT_BATCHES, GRADIENT_BATCH_SIZE = 4, 64
 BATCHNORM_SAMPLES = 2048  # training images (not augmented) that re-estimate BatchNorm statistics after a step
 # Interleaved timing rounds x seconds per model and batch size (about 5 s in all for two models, two batches).
 LATENCY_ROUNDS, LATENCY_SECONDS = 5, 0.25
+LAYER_RUNS = 30  # profiled runs per model for the per-layer latency (each layer's median over them)
+LAYER_ROWS = 12  # the slowest layers the manifest keeps, before and after
 
 
 def source_stage(source: Path) -> Path:
@@ -93,7 +97,7 @@ def _batchnorm_batches(dataset, batch_size: int = 128):
 
 
 def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig,
-                    config: PruneConfig, device, task) -> dict[str, Any]:
+                    config: PruneConfig, device, task, *, plan=None) -> dict[str, Any]:
     from edgepipe.complexity import count_macs_params
     from edgepipe.pruning.channel import (
         build_pruner,
@@ -129,7 +133,9 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
     model.cpu()
     search = None
     ratio = config.ratio
-    if ratio is None:
+    if config.target_latency_ms is not None:
+        ratio, search = _latency_ratio(model, input_shape, plan, gradient_batches, options)
+    elif ratio is None:
         ratio, achieved = search_ratio(model, input_shape, config.target_macs, gradient_batches=gradient_batches,
                                        **options)
         search = {"target_macs": config.target_macs, "ratio": ratio, "one_shot_mac_fraction": achieved}
@@ -149,6 +155,22 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
                       "val_score_pruned": before_finetune["val"], "finetune": finetune})
     return {"ratio": ratio, "search": search, "steps": steps, "history": history_to_json(pruner.pruning_history()),
             "score_before_finetune": before_finetune}
+
+
+def _latency_ratio(model: nn.Module, input_shape, plan, gradient_batches, options) -> tuple[float, dict[str, Any]]:
+    """The least channel ratio whose one-shot candidate meets the plan's latency target (pruning/latency_target.py);
+    the candidates are width pruning here (depth pruning plugs into ``candidates``)."""
+    from edgepipe.pruning.channel import MAX_RATIO
+    from edgepipe.pruning.latency_target import search_latency_ratio, width_candidates
+
+    candidates = width_candidates(model, input_shape, gradient_batches, **options)
+    search = search_latency_ratio(model, input_shape, plan, candidates, max_strength=MAX_RATIO,
+                                  rounds=LATENCY_ROUNDS, seconds=LATENCY_SECONDS)
+    tried = f"{len(search['trials'])} candidates {'scored' if plan.proxy else 'timed'}"
+    say(f"prune: channel ratio {search['ratio']:.3f} measures {search['predicted_ms']:.3f} ms on {plan.runtime} at "
+        f"batch {plan.batch} ({search['source']}; target {plan.target_ms:.3f} ms, {tried})"
+        + (f": {search['why']}" if search["why"] else ""))
+    return search["ratio"], search
 
 
 def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig, config: PruneConfig,
@@ -192,8 +214,10 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
 
 
 def _measure(unpruned: nn.Module, pruned: nn.Module, input_shape, *, sparse_layers: list[str] | None,
-             out: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Export both models to ONNX (scratch beside ``out``), check 2:4 on the exported weights, time them."""
+             out: Path, plan=None) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    """Export both models to ONNX (scratch beside ``out``), check 2:4 on the exported weights, time them; and with
+    ``plan``, their per-layer latency on the plan's runtime (pruning/layer_latency.py)."""
+    from edgepipe.pruning.latency_target import profile_before_after
     from edgepipe.pruning.measure import export_for_timing, side_by_side_latency
     from edgepipe.pruning.sparsity24 import onnx_weight_patterns
 
@@ -209,9 +233,11 @@ def _measure(unpruned: nn.Module, pruned: nn.Module, input_shape, *, sparse_laye
                                    f"{len(sparse_layers)} ({', '.join(sparse_layers)})")
             onnx_check = {"verified_weights": len(sparse), "expected": len(sparse_layers), "weights": sparse}
         latency = side_by_side_latency(paths, input_shape, rounds=LATENCY_ROUNDS, seconds=LATENCY_SECONDS)
+        layers = profile_before_after(paths, plan, rounds=max(LAYER_RUNS, LATENCY_ROUNDS), seconds=LATENCY_SECONDS) \
+            if plan else {}
         sizes = {name: path.stat().st_size for name, path in paths.items()}
     latency["onnx_bytes"] = sizes
-    return latency, onnx_check
+    return latency, onnx_check, layers
 
 
 def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
@@ -222,8 +248,10 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     the source's manifests): its manifest records what it used on val, which quantize then no longer has."""
     from edgepipe.checkpoint import load_model, save_state
     from edgepipe.complexity import count_macs_params
+    from edgepipe.pruning.latency_target import plan_latency, profile_parent, verdict
     from edgepipe.pruning.measure import speedups
     from edgepipe.pruning.replay import rebuild_record
+    from edgepipe.report.latency_layers import draw_latency_layers
     from edgepipe.training import pick_device
 
     source, out = source_stage(source), Path(out)
@@ -236,7 +264,8 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     model_entry = source_manifest.find_artifact(fmt="torch")
     if model_entry is None:
         raise EdgepipeError(f"{source}: no PyTorch model in this stage to prune")
-    manifest = new_manifest(PRUNE, config.model_dump(mode="json"), {"model": model_entry.sha256})
+    manifest = new_manifest(PRUNE, config.model_dump(mode="json"),
+                            {"model": model_entry.sha256, **profile_parent(config)})
     if frame.up_to_date(manifest, reuse=reuse):
         return out
 
@@ -248,6 +277,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     device = pick_device(train_config.device)
     input_shape = spec["input_shape"]
     cpu = torch.device("cpu")
+    plan = plan_latency(config, input_shape, rounds=LATENCY_ROUNDS, seconds=LATENCY_SECONDS)  # refusals come first
 
     task = context.task
     macs_before, params_before = count_macs_params(unpruned, input_shape)
@@ -257,7 +287,7 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
         raise EdgepipeError(f"{source}: {dead}; nothing was pruned (retrain it first)")
     model = copy.deepcopy(unpruned)
     if config.method == "channel":
-        outcome = _prune_channels(model, spec, dataset, train_config, config, device, task)
+        outcome = _prune_channels(model, spec, dataset, train_config, config, device, task, plan=plan)
         history = previous_history + outcome["history"]
         pruned_spec = {**base_spec, "rebuild": rebuild_record(input_shape, history)}
         sparse_layers = None
@@ -274,7 +304,11 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
                             "or more --finetune-epochs)")
     used = max(0.0, task.drop(score_before["val"], score_after["val"]))  # prune's share of the budget, on val
     macs_after, params_after = count_macs_params(model, input_shape)
-    latency, onnx_check = _measure(unpruned, model, input_shape, sparse_layers=sparse_layers, out=out)
+    latency, onnx_check, layers = _measure(unpruned, model, input_shape, sparse_layers=sparse_layers, out=out,
+                                           plan=plan)
+    target = None
+    if config.target_latency_ms is not None:  # re-measured after fine-tuning: the prune line says met or missed
+        target = verdict(plan, layers["pruned"].total_ms, outcome["search"])
 
     def reloads(tmp: Path) -> None:  # check before trusting: the saved spec + tensors rebuild the same network
         reloaded, _ = load_model(tmp)
@@ -302,7 +336,13 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
             "pruning": {key: value for key, value in outcome.items()
                         if key not in ("history", "score_before_finetune", "layers")},
             "budget": budget.record(used),
+            "layer_latency": {**plan.as_dict(), **{name: profile.as_dict(top=LAYER_ROWS)
+                                                   for name, profile in layers.items()}},
         }
+        if target is not None:
+            manifest.metrics["latency_target"] = target
+        if layers:
+            draw_latency_layers(manifest.metrics["layer_latency"], tmp / LATENCY_LAYERS_PNG)
         if sparse_layers is not None:
             manifest.sparsity = {"pattern": "2:4", "layers": sparse_layers, "onnx": onnx_check,
                                     "note": SPARSITY_NOTE}
@@ -312,6 +352,8 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     say(f"prune: {config.method}  MACs {metrics['macs']['ratio']:.2f}x fewer  test {task.metric_label} "
         f"{task.format_score(score_before['test'])} → {task.format_score(score_after['test'])}  "
         f"b64 speedup {metrics['speedup'].get('64', float('nan')):.2f}x → {out}")
+    if target is not None:
+        say(f"prune: {target['line']}")
     _say_budget(budget, used, task, len(dataset.val))
     return out
 
@@ -322,7 +364,8 @@ def _say_budget(budget, used: float, task, val_samples: int) -> None:
     say(f"prune: {budget.line(used)} on val")
     if used > budget.left:
         say(f"[yellow]prune: the pruned model alone is over the run's {budget.max_drop:g} {task.unit} budget on val: "
-            "every artifact made from it will fail eval; prune less (ratio, target_macs) or fine-tune longer[/yellow]")
+            "every artifact made from it will fail eval; prune less (ratio, target_macs, target_latency_ms) or "
+            "fine-tune longer[/yellow]")
     resolution = task.resolution(val_samples)
     if budget.max_drop < resolution:
         say(f"[yellow]prune: the {budget.max_drop:g} {task.unit} budget is finer than one val sample "

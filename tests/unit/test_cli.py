@@ -155,7 +155,9 @@ def test_every_stage_option_defaults_to_its_config_models_default():
     options = {  # option -> (model, field) where the names differ; the rest are the field names
         bench.command: (BenchConfig, {"batch": "batch_sizes"}),
         build.command: (BuildConfig, {}),  # generated from the settings table: the field names
-        export.command: (ExportConfig, {}), prune.command: (PruneConfig, {"ignore": None}),
+        export.command: (ExportConfig, {}),
+        prune.command: (PruneConfig, {"ignore": None, "target_latency": "target_latency_ms", "batch": "latency_batch",
+                                      "runtime": "latency_runtime"}),
         quantize.command: (QuantizeConfig, {"calib": "calibration", "keep_float": None})}  # None: a repeatable
     # list option defaults to None in typer, meaning "the config's empty list"
     checked = 0

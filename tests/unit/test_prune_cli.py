@@ -53,6 +53,23 @@ def test_prune_prints_the_before_after_table(run):
     assert manifest.config["ignore_layers"] == ["features.0"] and manifest.config["ratio"] == 0.5
 
 
+def test_a_latency_target_prints_where_the_time_goes(run):
+    result = runner.invoke(app, ["prune", str(run), "--target-latency", "1000", "--batch", "2",
+                                 "--finetune-epochs", "0"])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "per-layer latency on onnxruntime, batch 2 (measured)" in flat and "per-call floor" in flat
+    assert "meets the 1000.000 ms target on onnxruntime at batch 2" in flat
+    manifest = read_manifest(run / "prune")
+    assert manifest.config["target_latency_ms"] == 1000 and manifest.config["latency_batch"] == 2
+    target, layers = manifest.metrics["latency_target"], manifest.metrics["layer_latency"]
+    assert target["met"] and target["measured_ms"] == layers["pruned"]["total_ms"]
+    assert layers["floor_ms"] < layers["unpruned"]["total_ms"]
+    assert any(row["name"] == "features.0" for row in layers["unpruned"]["layers"])
+    assert manifest.metrics["pruning"]["search"]["ratio"] == 0.0  # the unpruned model already meets it
+    assert (run / "prune" / "latency_layers.png").stat().st_size > 10_000
+
+
 def test_2_4_prints_where_the_speedup_can_appear(run):
     result = runner.invoke(app, ["prune", str(run / "train"), "--method", "2:4", "--finetune-epochs", "0",
                                  "--out", str(run / "sparse")])
@@ -74,6 +91,17 @@ def test_2_4_prints_where_the_speedup_can_appear(run):
     (["--ratio", "0.5", "--ignore", "features.42"],
      "no layer named 'features.42' in this model; layers: features.0, features.3"),
     (["--ratio", "0.5", "--importance", "bn_scale", "--ignore", "classifier"], None),
+    (["--target-latency", "1", "--ratio", "0.3"], "--target-latency: give either ratio or target_latency_ms"),
+    (["--target-latency", "1", "--target-macs", "0.3"], "--target-macs: give either target_latency_ms or target_macs"),
+    (["--target-latency", "0"], "--target-latency: Input should be greater than 0"),
+    (["--target-latency", "1", "--batch", "0"], "--batch: batch sizes must be positive integers"),
+    (["--target-latency", "1", "--runtime", "cpu"], "--runtime: Input should be 'onnxruntime', 'openvino' or "
+                                                    "'tensorrt'"),
+    (["--ratio", "0.5", "--latency-profile", "p.json"], "--latency-profile: a trtexec profile goes with "
+                                                        "latency_runtime tensorrt"),
+    (["--target-latency", "0.000001"], "is below onnxruntime's measured per-call floor"),
+    (["--target-latency", "1", "--runtime", "tensorrt"], "--exportProfile=profile.json --separateProfileRun` on the "
+                                                         "device and pass --latency-profile profile.json"),
 ])
 def test_bad_options_are_one_line_exit_2_and_change_nothing(run, arguments, message):
     before = _tree(run)
