@@ -116,7 +116,9 @@ def command_triton(args):
 _PARSER_DTYPES = ("float32", "float16", "int32")  # what nvinfer_parser/nvdsinfer_edgepipe.cpp reads
 _LOGIT_DTYPES = ("float32", "float16")  # what its classifier parser reads
 # classifier-threshold is the softmax probability the parser must see to attach the class; 0 attaches every argmax.
-# gst-nvinfer refuses a negative one (gstnvinfer_property_parser.cpp: "Negative value specified for %s").
+# gst-nvinfer refuses a negative one: gst_nvinfer_parse_props in DeepStream 6.x's gstnvinfer_property_parser.cpp
+# prints "Negative value specified for classifier-threshold" and fails the config (read in the copy vendored by
+# zhouyuchong/face-recognition-deepstream, gst-nvinfer-custom/origin/gst-nvinfer/).
 CLASSIFIER_THRESHOLD = 0.0
 
 
