@@ -67,6 +67,19 @@ def tiny_detection_bundle(tiny_detector_run, tmp_path_factory) -> Path:
     return make_bundle(run, "jetson-orin-nano", run.parent / "bundle", samples=8)
 
 
+@pytest.fixture(scope="session")
+def tiny_classification_bundle(tiny_run, tmp_path_factory) -> Path:
+    """A deploy bundle of the tiny classifier (lenet5 logits, 4 classes; 64 samples) for jetson-orin-nano. Shared
+    read-only."""
+    import shutil
+
+    from edgepipe.stages.bundle import make_bundle
+
+    run = tmp_path_factory.mktemp("classifier-bundle") / "run"
+    shutil.copytree(tiny_run, run)
+    return make_bundle(run, "jetson-orin-nano", run.parent / "bundle", samples=64)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache_dir(tmp_path, monkeypatch) -> None:
     """Each test its own EDGEPIPE_CACHE_DIR (bench's remembered probe, quantize's speed decisions): one test's

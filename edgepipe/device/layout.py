@@ -13,7 +13,10 @@ def engine_file(precision):
     return "model.{}.engine".format(precision)
 
 
-# A detection bundle's DeepStream parser: its sources (edgepipe/device/nvinfer_parser/) ship in DEEPSTREAM/, where
-# `make -C BUNDLE/deepstream` builds the library the nvinfer config names.
+# A detection or classification bundle's DeepStream parsers: their sources (edgepipe/device/nvinfer_parser/) ship in
+# DEEPSTREAM/, where `make -C BUNDLE/deepstream` builds the library the nvinfer config names; its classifier parser
+# reads the bundle's LABELS_TXT. "Classifer": NVIDIA's spelling (nvdsinfer_custom_impl.h).
 DEEPSTREAM, PARSER_SOURCES = "deepstream", "nvinfer_parser"
 PARSER_LIBRARY, PARSER_FUNCTION = "libnvdsinfer_edgepipe.so", "NvDsInferParseEdgepipe"
+CLASSIFIER_PARSER_FUNCTION = "NvDsInferClassiferParseEdgepipe"
+DEEPSTREAM_TASKS = ("classification", "detection")  # the tasks nvinfer's config and the parsers serve

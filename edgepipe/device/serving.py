@@ -10,7 +10,15 @@ from .bundle import Bundle
 from .common import emit, say, write_bytes_atomic
 from .engine import Engine
 from .errors import DeviceError
-from .layout import DEEPSTREAM, LABELS_TXT, PARSER_FUNCTION, PARSER_LIBRARY, PRECISIONS
+from .layout import (
+    CLASSIFIER_PARSER_FUNCTION,
+    DEEPSTREAM,
+    DEEPSTREAM_TASKS,
+    LABELS_TXT,
+    PARSER_FUNCTION,
+    PARSER_LIBRARY,
+    PRECISIONS,
+)
 from .scoring import DETECTION_OUTPUTS, DISPLAY_SCORE
 
 # numpy type -> Triton DataType (triton-inference-server/common protobuf/model_config.proto).
@@ -105,8 +113,13 @@ def command_triton(args):
 
 # What nvinfer is told per task: its network-type and how it reads the outputs (Gst-nvinfer config keys, checked
 # against DeepStream's gstnvinfer_property_parser.h).
-_NVINFER_TASKS = ("classification", "detection")
 _PARSER_DTYPES = ("float32", "float16", "int32")  # what nvinfer_parser/nvdsinfer_edgepipe.cpp reads
+_LOGIT_DTYPES = ("float32", "float16")  # what its classifier parser reads
+# classifier-threshold is the softmax probability the parser must see to attach the class; 0 attaches every argmax.
+# gst-nvinfer refuses a negative one: gst_nvinfer_parse_props in DeepStream 6.x's gstnvinfer_property_parser.cpp
+# prints "Negative value specified for classifier-threshold" and fails the config (read in the copy vendored by
+# zhouyuchong/face-recognition-deepstream, gst-nvinfer-custom/origin/gst-nvinfer/).
+CLASSIFIER_THRESHOLD = 0.0
 
 
 def _preprocessing_props(bundle, lines):
@@ -173,6 +186,22 @@ def _detector_props(bundle, ios, where, lines):
     return props, [("pre-cluster-threshold", repr(threshold))]
 
 
+def _classifier_props(ios, where, library, lines):
+    """The keys that hand a classifier's logits to the bundled parser (softmax, argmax, probability threshold)."""
+    outputs = [(io[0], io[2]) for io in ios if not io[1]]
+    if len(outputs) != 1 or outputs[0][1] not in _LOGIT_DTYPES:
+        raise DeviceError("deepstream: the classifier parser reads one float32 or float16 logits output; this engine "
+                          "has {}".format(", ".join("{} ({})".format(n, t) for n, t in outputs) or "none"))
+    lines.append("# the engine outputs logits: {} (built by `make -C {}`) takes their softmax and attaches the argmax "
+                 "class with its probability when that reaches classifier-threshold (0-1; 0: always), named from "
+                 "the bundle's {}".format(PARSER_LIBRARY, DEEPSTREAM, LABELS_TXT))
+    return [("network-type", 1),  # classifier
+            ("classifier-threshold", repr(CLASSIFIER_THRESHOLD)),
+            ("output-blob-names", outputs[0][0]),
+            ("parse-classifier-func-name", CLASSIFIER_PARSER_FUNCTION),
+            ("custom-lib-path", where(library))]
+
+
 def deepstream_config(bundle, precision, engine_path, ios, settings, config_path, labels_path):
     """A Gst-nvinfer config (DeepStream docs, "Gst-nvinfer File Configuration Specifications"): the [property]
     group, and for a detector its [class-attrs-all] group."""
@@ -197,11 +226,7 @@ def deepstream_config(bundle, precision, engine_path, ios, settings, config_path
         detector, class_attrs = _detector_props(bundle, ios, where, lines)
         props += detector
     else:
-        lines.append("# the model outputs logits, not probabilities: classifier-threshold sits below any logit, "
-                     "so nvinfer reports the argmax class")
-        props += [("network-type", 1),  # classifier
-                  ("classifier-threshold", -1e30),
-                  ("output-blob-names", ";".join(io[0] for io in ios if not io[1]))]
+        props += _classifier_props(ios, where, os.path.join(bundle.path, DEEPSTREAM, PARSER_LIBRARY), lines)
     props += aspect
     if precision == "int8" and files["calibration_cache"] is not None:
         props.append(("int8-calib-file", where(files["calibration_cache"])))
@@ -223,10 +248,10 @@ def deepstream_labels(task, labels):
 def command_deepstream(args):
     bundle = Bundle(args.bundle).verify()
     task = bundle.task()
-    if task.name not in _NVINFER_TASKS:
+    if task.name not in DEEPSTREAM_TASKS:
         raise DeviceError("deepstream: this bundle's model is a {} model; the nvinfer config written here is for "
-                          "{} models".format(task.name, " and ".join(_NVINFER_TASKS)))
-    if task.name == "detection" and bundle.listed(DEEPSTREAM + "/Makefile") is None:
+                          "{} models".format(task.name, " and ".join(DEEPSTREAM_TASKS)))
+    if bundle.listed(DEEPSTREAM + "/Makefile") is None:
         raise DeviceError("deepstream: this bundle carries no {}/ parser sources (bundled before edgepipe shipped "
                           "them); rerun `edgepipe bundle RUN --target PROFILE --out DIR`".format(DEEPSTREAM))
     name, precision, engine_path, settings = _built_engine(bundle, args.precision)
@@ -236,7 +261,7 @@ def command_deepstream(args):
                              labels_path)
     write_bytes_atomic(labels_path, deepstream_labels(task.name, bundle.labels()).encode("utf-8"))
     write_bytes_atomic(out, text.encode("utf-8"))
-    if task.name == "detection" and not os.path.isfile(os.path.join(bundle.path, DEEPSTREAM, PARSER_LIBRARY)):
+    if not os.path.isfile(os.path.join(bundle.path, DEEPSTREAM, PARSER_LIBRARY)):
         say("deepstream: the config loads {0}/{1}/{2}; build it first: make -C {0}/{1} "
             "DS_ROOT=/opt/nvidia/deepstream/deepstream CUDA_VER=<your CUDA, e.g. 11.4>".format(
                 bundle.path, DEEPSTREAM, PARSER_LIBRARY))

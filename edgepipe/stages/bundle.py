@@ -12,8 +12,9 @@ BUNDLE/
   edgepipe_device.py, edgepipe_device/
                   the device runtime (its launcher and its package): build / eval / infer / bench with TensorRT
                   + numpy only (Python 3.6+), so a Jetson needs no `pip install` at all
-  deepstream/     detectors only: the Gst-nvinfer bounding-box parser's C++ source and Makefile (built on the device
-                  against DeepStream's headers; `edgepipe_device.py deepstream` writes the config that loads it)
+  deepstream/     detectors and classifiers: the C++ source and Makefile of the Gst-nvinfer parsers (bounding boxes;
+                  softmax of a classifier's logits, named from labels.txt), built on the device against DeepStream's
+                  headers; `edgepipe_device.py deepstream` writes the config that loads them
 
 The layout mimics a run directory, so `edgepipe build BUNDLE` works unchanged, and `edgepipe eval BUNDLE`
 compares the engines it made with the stored references: nothing on the device needs PyTorch.
@@ -42,7 +43,9 @@ from edgepipe.artifacts import (
 from edgepipe.bundles import BundleFacts, is_bundle, load_reference
 from edgepipe.data import Split, load_stage_dataset
 from edgepipe.device.layout import (
+    CLASSIFIER_PARSER_FUNCTION,
     DEEPSTREAM,
+    DEEPSTREAM_TASKS,
     PARSER_FUNCTION,
     PARSER_LIBRARY,
     PARSER_SOURCES,
@@ -217,9 +220,15 @@ def _readme(manifest: dict[str, Any], bundle_name: str) -> str:
         "",
     ]
     if f"{DEEPSTREAM}/Makefile" in {entry["path"] for entry in manifest["files"]}:
-        lines += ["DeepStream: after `build`, compile the bounding-box parser against the device's DeepStream, then "
-                  "write the Gst-nvinfer config that loads it (detections come out of the engine after NMS; the "
-                  f"config names `{DEEPSTREAM}/{PARSER_LIBRARY}` and `{PARSER_FUNCTION}`):", "", "```sh",
+        if manifest["task"]["name"] == "detection":
+            how = ("detections come out of the engine after NMS; the config names "
+                   f"`{DEEPSTREAM}/{PARSER_LIBRARY}` and `{PARSER_FUNCTION}`")
+        else:
+            how = (f"the config names `{DEEPSTREAM}/{PARSER_LIBRARY}` and `{CLASSIFIER_PARSER_FUNCTION}`, which "
+                   "takes the softmax of the logits and attaches the argmax class from labels.txt when its "
+                   "probability reaches classifier-threshold (0: always)")
+        lines += ["DeepStream: after `build`, compile the parser library against the device's DeepStream, then "
+                  f"write the Gst-nvinfer config that loads it ({how}):", "", "```sh",
                   f"make -C {bundle_name}/{DEEPSTREAM} DS_ROOT=/opt/nvidia/deepstream/deepstream CUDA_VER=11.4"
                   "   # your CUDA (/usr/local/cuda-<ver>)",
                   f"python3 {bundle_name}/{DEVICE_LAUNCHER} deepstream {bundle_name}"
@@ -319,7 +328,7 @@ def make_bundle(run_dir: Path, target: str, out: Path, *, samples: int = DEFAULT
         # x: inputs, y: labels (a reconstruction's targets are x itself), outputs: the original model's on them
         np.savez(tmp / REFERENCE, x=x, y=y, outputs=outputs)
         _copy_device_runtime(tmp)
-        if task.name == "detection":  # nvinfer parses a detector's outputs only through a custom library
+        if task.name in DEEPSTREAM_TASKS:  # nvinfer reads boxes after NMS, and logits, only through a custom library
             _copy_deepstream_parser(tmp)
         (tmp / LABELS).write_text("\n".join(dataset_record.labels) + "\n")
 
@@ -378,7 +387,7 @@ def _copy_device_runtime(bundle: Path) -> None:
 
 
 def _copy_deepstream_parser(bundle: Path) -> None:
-    """The Gst-nvinfer parser's source and Makefile (edgepipe/device/nvinfer_parser/) as BUNDLE/deepstream/: built on
+    """The Gst-nvinfer parsers' source and Makefile (edgepipe/device/nvinfer_parser/) as BUNDLE/deepstream/: built on
     the device, where DeepStream's headers are; hashed in the file list like the rest."""
     from edgepipe import device
 

@@ -482,7 +482,8 @@ NVINFER_PROPERTY_KEYS = {
     "gpu-id", "net-scale-factor", "offsets", "model-color-format", "onnx-file", "model-engine-file", "labelfile-path",
     "batch-size", "network-mode", "network-type", "process-mode", "gie-unique-id", "interval", "classifier-threshold",
     "output-blob-names", "int8-calib-file", "enable-dla", "use-dla-core", "maintain-aspect-ratio",
-    "symmetric-padding", "num-detected-classes", "parse-bbox-func-name", "custom-lib-path", "cluster-mode"}
+    "symmetric-padding", "num-detected-classes", "parse-bbox-func-name", "custom-lib-path", "cluster-mode",
+    "parse-classifier-func-name"}
 NVINFER_CLASS_ATTRS_KEYS = {"pre-cluster-threshold"}
 
 
@@ -509,12 +510,41 @@ def test_deepstream_config_names_the_bundle_files_and_the_normalization(fresh, m
         assert (out.parent / prop[key]).is_file(), key  # nvinfer resolves paths against the config's directory
     # nvinfer's classifier label file: one line per output layer, classes separated by ';'
     assert (out.parent / prop["labelfile-path"]).read_text() == ";".join(runtime.Bundle(fresh).labels()) + "\n"
-    assert float(prop["classifier-threshold"]) < -1e29  # logits, not probabilities: the argmax is reported
+    # logits reach nvinfer through the bundled parser (softmax, argmax); gst-nvinfer refuses a negative threshold
+    assert 0.0 <= float(prop["classifier-threshold"]) <= 1.0 and prop["network-type"] == "1"
+    assert prop["parse-classifier-func-name"] == "NvDsInferClassiferParseEdgepipe"
+    assert (out.parent / prop["custom-lib-path"]).resolve() == fresh / "deepstream" / "libnvdsinfer_edgepipe.so"
+    assert prop["output-blob-names"] == "logits"
+    assert "build it first: make -C" in capsys.readouterr().err
     assert prop["network-mode"] == "1" and prop["model-color-format"] == "2" and prop["batch-size"] == "8"
     prep = runtime.Bundle(fresh).manifest["dataset"]["preprocessing"]
     pixel = np.array([0.0, 128.0, 255.0])
     nvinfer = float(prop["net-scale-factor"]) * (pixel - float(prop["offsets"]))
     np.testing.assert_allclose(nvinfer, (pixel * prep["scale"] - prep["mean"][0]) / prep["std"][0], rtol=1e-6)
+
+
+def test_deepstream_refuses_a_classifier_it_cannot_parse_in_one_line(fresh, monkeypatch, capsys):
+    from edgepipe.device import serving
+
+    install(monkeypatch, "10.3.0", cc=(8, 7), classes=4)
+    assert _main("build", fresh, "--precision", "fp16") == 0
+    manifest = json.loads((fresh / "manifest.json").read_text())
+    manifest["dataset"]["preprocessing"] = {"kind": "image", "layout": "NCHW", "channels": 1, "size": [12, 12],
+                                            "scale": 1 / 255.0, "mean": [0.5], "std": [0.5]}
+    (fresh / "manifest.json").write_text(json.dumps(manifest))
+    engine_io = serving._engine_io
+    monkeypatch.setattr(serving, "_engine_io", lambda path, settings: engine_io(path, settings) + [
+        ("top1", False, "int32", (-1,), None, None)])
+    capsys.readouterr()
+    assert _main("deepstream", fresh) == 2
+    assert ("the classifier parser reads one float32 or float16 logits output; this engine has logits (float32), "
+            "top1 (int32)") in _one_error_line(capsys)
+    # a classifier bundle made before the parser shipped: one line saying how to get one that has it
+    shutil.rmtree(fresh / "deepstream")
+    manifest["files"] = [entry for entry in manifest["files"] if not entry["path"].startswith("deepstream/")]
+    (fresh / "manifest.json").write_text(json.dumps(manifest))
+    assert _main("deepstream", fresh) == 2
+    assert "carries no deepstream/ parser sources" in _one_error_line(capsys)
 
 
 def test_deepstream_says_it_cannot_crop_like_the_eval_view(fresh, monkeypatch, capsys, tmp_path):
@@ -553,7 +583,10 @@ def test_a_detection_bundle_ships_the_parser_sources_hashed_and_says_how_to_buil
     readme, name = (fresh_detector / "README.md").read_text(), tiny_detection_bundle.name  # as it was bundled
     assert f"make -C {name}/deepstream DS_ROOT=/opt/nvidia/deepstream/deepstream CUDA_VER=" in readme
     assert f"python3 {name}/edgepipe_device.py deepstream {name}" in readme
-    assert not (bundle / "deepstream").exists()  # a classifier needs no parser of its own
+    listed = {entry["path"]: entry["sha256"] for entry in runtime.Bundle(bundle).manifest["files"]}
+    parser_source = PACKAGE / "nvinfer_parser" / "nvdsinfer_edgepipe.cpp"
+    assert listed["deepstream/nvdsinfer_edgepipe.cpp"] == sha256_file(parser_source)  # a classifier ships it too
+    assert "NvDsInferClassiferParseEdgepipe" in (bundle / "README.md").read_text()  # its logits parser
     source = fresh_detector / "deepstream" / "nvdsinfer_edgepipe.cpp"
     source.write_text(source.read_text().replace(">= detectionParams", "> detectionParams"))
     with pytest.raises(runtime.DeviceError, match="deepstream/nvdsinfer_edgepipe.cpp differs from the file bundled"):

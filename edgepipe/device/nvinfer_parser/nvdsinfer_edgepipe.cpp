@@ -1,5 +1,9 @@
 /*
- * edgepipe's Gst-nvinfer bounding-box parser: DeepStream reads a detection bundle's engine with it.
+ * edgepipe's Gst-nvinfer output parsers: DeepStream reads a bundle's engine with them. One library, two functions:
+ * NvDsInferParseEdgepipe (parse-bbox-func-name, detectors) and NvDsInferClassiferParseEdgepipe
+ * (parse-classifier-func-name, classifiers; "Classifer" as NVIDIA spells NvDsInferClassiferParseCustomFunc).
+ *
+ * Detectors:
  *
  * The engine ends in edgepipe's fixed-shape detection outputs (edgepipe/models/detector.py, models/yolo.py), NMS
  * already inside the graph, per frame:
@@ -18,10 +22,15 @@
  * Build on the device: make -C deepstream DS_ROOT=/opt/nvidia/deepstream/deepstream CUDA_VER=<e.g. 11.4>
  */
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <string>
 #include <vector>
 
 #include "nvdsinfer_custom_impl.h"
@@ -144,3 +153,112 @@ extern "C" bool NvDsInferParseEdgepipe(std::vector<NvDsInferLayerInfo> const& ou
 }
 
 CHECK_CUSTOM_PARSE_FUNC_PROTOTYPE(NvDsInferParseEdgepipe);
+
+/*
+ * Classifiers: an edgepipe classifier's engine outputs logits [C] per frame (or object), not probabilities. nvinfer's
+ * own classifier parser reads FLOAT only and compares each raw value with classifier-threshold, which gst-nvinfer
+ * refuses below 0 (gstnvinfer_property_parser.cpp: "Negative value specified for classifier-threshold"), so logits
+ * need this parser: it takes the softmax, and reports the argmax class with its probability as one attribute when
+ * the probability reaches classifier-threshold (0 reports every argmax), from FLOAT or HALF logits.
+ *
+ * nvinfer hands a custom classifier parser no labels (NvDsInferClassiferParseCustomFunc: layers, network info,
+ * threshold; its labelfile-path feeds only the built-in parser), so this one reads the bundle's labels.txt (one class
+ * per line) itself: beside the library, else in its parent directory (BUNDLE/deepstream/../labels.txt), found from
+ * the library's own path (dladdr). nvinfer free()s attributeLabel (InferPostprocessor::releaseFrameOutput), hence
+ * strdup, and attaches nothing when the description string is empty (attach_metadata_classifier), hence the label
+ * there too. As NVIDIA's sample NvDsInferClassiferParseCustomSoftmax (sources/libs/nvdsinfer_customparser).
+ */
+
+namespace {
+
+std::string directoryOf(std::string const& path) {
+    const std::string::size_type slash = path.rfind('/');
+    return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+}
+
+std::vector<std::string> readLines(std::string const& path) {
+    std::vector<std::string> lines;
+    std::ifstream file(path.c_str());
+    std::string line;
+    while (std::getline(file, line)) {
+        if (!line.empty() && line[line.size() - 1] == '\r') {
+            line.erase(line.size() - 1);
+        }
+        lines.push_back(line);
+    }
+    return lines;
+}
+
+std::vector<std::string> loadLabels(void const* symbol) {
+    Dl_info info;
+    if (dladdr(symbol, &info) && info.dli_fname) {
+        const std::string here = directoryOf(info.dli_fname);
+        const std::string candidates[] = {here + "/labels.txt", directoryOf(here) + "/labels.txt"};
+        for (std::string const& candidate : candidates) {
+            std::vector<std::string> labels = readLines(candidate);
+            if (!labels.empty()) {
+                return labels;
+            }
+        }
+    }
+    std::cerr << "NvDsInferClassiferParseEdgepipe: no labels.txt beside the library or in its parent directory; "
+                 "classes are named by their number" << std::endl;
+    return std::vector<std::string>();
+}
+
+}  // namespace
+
+extern "C" bool NvDsInferClassiferParseEdgepipe(std::vector<NvDsInferLayerInfo> const& outputLayersInfo,
+                                                NvDsInferNetworkInfo const& networkInfo, float classifierThreshold,
+                                                std::vector<NvDsInferAttribute>& attrList, std::string& descString) {
+    (void)networkInfo;
+    // read once per process, on first use (a function-local static: thread-safe since C++11)
+    static const std::vector<std::string> labels =
+        loadLabels(reinterpret_cast<void const*>(&NvDsInferClassiferParseEdgepipe));
+    if (outputLayersInfo.size() != 1) {
+        std::cerr << "NvDsInferClassiferParseEdgepipe: " << outputLayersInfo.size() << " output layers; an edgepipe "
+                  "classifier has one (its logits): set output-blob-names to it" << std::endl;
+        return false;
+    }
+    NvDsInferLayerInfo const& logits = outputLayersInfo[0];
+    if (logits.dataType != FLOAT && logits.dataType != HALF) {
+        std::cerr << "NvDsInferClassiferParseEdgepipe: output '" << logits.layerName << "' has data type "
+                  << logits.dataType << "; expected FLOAT or HALF logits" << std::endl;
+        return false;
+    }
+    const unsigned int classes = logits.inferDims.numElements;
+    if (classes == 0) {
+        std::cerr << "NvDsInferClassiferParseEdgepipe: output '" << logits.layerName << "' is empty" << std::endl;
+        return false;
+    }
+    unsigned int best = 0;  // the first largest logit (numpy's argmax on finite logits); a NaN never wins
+    float bestLogit = valueAt(logits, 0);
+    for (unsigned int c = 1; c < classes; ++c) {
+        const float value = valueAt(logits, c);
+        if (value > bestLogit || (std::isnan(bestLogit) && !std::isnan(value))) {
+            best = c;
+            bestLogit = value;
+        }
+    }
+    // softmax at the argmax: 1 / sum_c exp(x_c - x_best); every exponent <= 0, so nothing overflows
+    double sum = 0.0;
+    for (unsigned int c = 0; c < classes; ++c) {
+        sum += std::exp(static_cast<double>(valueAt(logits, c)) - static_cast<double>(bestLogit));
+    }
+    const float probability = static_cast<float>(1.0 / sum);
+    if (!(probability >= classifierThreshold)) {
+        return true;  // not confident enough: nothing attached, as nvinfer's own parser does
+    }
+    const std::string label = best < labels.size() ? labels[best] : std::to_string(best);
+    NvDsInferAttribute attribute;
+    std::memset(&attribute, 0, sizeof(attribute));
+    attribute.attributeIndex = 0;  // the one output layer
+    attribute.attributeValue = best;
+    attribute.attributeConfidence = probability;
+    attribute.attributeLabel = strdup(label.c_str());
+    attrList.push_back(attribute);
+    descString.append(label);
+    return true;
+}
+
+CHECK_CUSTOM_CLASSIFIER_PARSE_FUNC_PROTOTYPE(NvDsInferClassiferParseEdgepipe);

@@ -5,9 +5,10 @@
  * It reproduces, field for field and in order, only what the parser and its driver use, as DeepStream 6.0/6.1
  * declare them in sources/includes/nvdsinfer.h (NVDSINFER_MAX_DIMS, NvDsInferDims, NvDsInferDataType
  * FLOAT=0 HALF=1 INT8=2 INT32=3, NvDsInferLayerInfo with the inferDims/dims union and isInput,
- * NvDsInferNetworkInfo with channels, NvDsInferObjectDetectionInfo) and sources/includes/nvdsinfer_custom_impl.h
- * (NvDsInferParseDetectionParams with its deprecated perClassThreshold reference, NvDsInferParseCustomFunc,
- * CHECK_CUSTOM_PARSE_FUNC_PROTOTYPE). On a device the parser builds against the real headers instead
+ * NvDsInferNetworkInfo with channels, NvDsInferObjectDetectionInfo, NvDsInferAttribute with the heap-allocated
+ * char* attributeLabel nvinfer free()s) and sources/includes/nvdsinfer_custom_impl.h (NvDsInferParseDetectionParams
+ * with its deprecated perClassThreshold reference, NvDsInferParseCustomFunc, CHECK_CUSTOM_PARSE_FUNC_PROTOTYPE,
+ * NvDsInferClassiferParseCustomFunc and CHECK_CUSTOM_CLASSIFIER_PARSE_FUNC_PROTOTYPE, "Classifer" as NVIDIA spells it). On a device the parser builds against the real headers instead
  * (Makefile: DS_INCLUDE=$(DS_ROOT)/sources/includes). Not shipped in bundles.
  */
 #ifndef EDGEPIPE_TEST_NVDSINFER_CUSTOM_IMPL_H
@@ -63,6 +64,13 @@ typedef struct {
 typedef NvDsInferObjectDetectionInfo NvDsInferParseObjectInfo;
 
 typedef struct {
+  unsigned int attributeIndex;
+  unsigned int attributeValue;
+  float attributeConfidence;
+  char *attributeLabel;
+} NvDsInferAttribute;
+
+typedef struct {
   unsigned int numClassesConfigured;
   std::vector<float> perClassPreclusterThreshold;
   std::vector<float> perClassPostclusterThreshold;
@@ -82,6 +90,22 @@ typedef bool (*NvDsInferParseCustomFunc)(
            NvDsInferNetworkInfo  const &networkInfo, \
            NvDsInferParseDetectionParams const &detectionParams, \
            std::vector<NvDsInferObjectDetectionInfo> &objectList);
+
+typedef bool (*NvDsInferClassiferParseCustomFunc)(
+    std::vector<NvDsInferLayerInfo> const& outputLayersInfo,
+    NvDsInferNetworkInfo const& networkInfo,
+    float classifierThreshold,
+    std::vector<NvDsInferAttribute>& attrList,
+    std::string& descString);
+
+#define CHECK_CUSTOM_CLASSIFIER_PARSE_FUNC_PROTOTYPE(customParseFunc) \
+    static void checkFunc_ ## customParseFunc (NvDsInferClassiferParseCustomFunc func = customParseFunc) \
+        { checkFunc_ ## customParseFunc (); }; \
+    extern "C" bool customParseFunc (std::vector<NvDsInferLayerInfo> const &outputLayersInfo, \
+           NvDsInferNetworkInfo  const &networkInfo, \
+           float classifierThreshold, \
+           std::vector<NvDsInferAttribute> &attrList, \
+           std::string &descString);
 
 }
 
