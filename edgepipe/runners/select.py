@@ -63,12 +63,11 @@ def installed_cpu_runtimes() -> list[str]:
     return [name for name in CPU_RUNTIMES if cpu_runtime_problem(name) is None]
 
 
-def _make(path: Path, fmt: str, threads: int | None, device: str, runtime: str | None = None,
-          hint: str | None = None) -> Runner:
-    if fmt == "torch":
+def _make(path: Path, fmt: str, threads: int | None, runtime: str | None = None, hint: str | None = None) -> Runner:
+    if fmt == "torch":  # the original, on the CPU: the reference every artifact is compared with
         from edgepipe.runners.torch import TorchRunner
 
-        return TorchRunner(path.parent, path.name, device=device, threads=threads)
+        return TorchRunner(path.parent, path.name, threads=threads)
     if fmt == "onnx" and runtime == "openvino":
         from edgepipe.runners.openvino import OvRunner
 
@@ -86,8 +85,8 @@ def _make(path: Path, fmt: str, threads: int | None, device: str, runtime: str |
     raise EdgepipeError(f"{path}: unknown artifact format '{fmt}'")
 
 
-def runner_for_file(path: Path, fmt: str | None = None, *, threads: int | None = None, device: str = "cpu",
-                    fallback: bool = False, runtime: str | None = None, hint: str | None = None) -> Runner:
+def runner_for_file(path: Path, fmt: str | None = None, *, threads: int | None = None, fallback: bool = False,
+                    runtime: str | None = None, hint: str | None = None) -> Runner:
     """A not-yet-opened runner for a model file (format from ``fmt`` or the suffix), with the fallback rule;
     ``runtime`` picks the CPU runtime for ONNX files (onnxruntime when left out), ``hint`` OpenVINO's
     performance hint (LATENCY when left out)."""
@@ -102,18 +101,17 @@ def runner_for_file(path: Path, fmt: str | None = None, *, threads: int | None =
             if onnx is None:
                 raise MissingDependency(f"cannot run {path}: {problem}; and no ONNX it was built from was found "
                                         "beside it to run on onnxruntime instead")
-            runner = _make(onnx, "onnx", threads, device, runtime, hint)
+            runner = _make(onnx, "onnx", threads, runtime, hint)
             runner.note = f"TensorRT not available here ({problem}); ran {onnx} on onnxruntime instead"
             runner.source = onnx
             return runner
-    runner = _make(path, fmt, threads, device, runtime, hint)
+    runner = _make(path, fmt, threads, runtime, hint)
     runner.source = path
     return runner
 
 
-def open_runner(directory: Path, artifact: Artifact, threads: int | None = None, device: str = "cpu", *,
-                fallback: bool = False, runtime: str | None = None, hint: str | None = None) -> Runner:
+def open_runner(directory: Path, artifact: Artifact, threads: int | None = None, *, fallback: bool = False,
+                runtime: str | None = None, hint: str | None = None) -> Runner:
     """A not-yet-opened runner for ``artifact`` (an entry of ``directory``'s manifest)."""
     path = artifact_path(directory, artifact.file)
-    return runner_for_file(path, artifact.format, threads=threads, device=device, fallback=fallback,
-                           runtime=runtime, hint=hint)
+    return runner_for_file(path, artifact.format, threads=threads, fallback=fallback, runtime=runtime, hint=hint)
