@@ -56,6 +56,8 @@ class LatencyPlan:
     target_ms: float | None
     floor_ms: float | None  # None on TensorRT (not measured here)
     profile: Path | None = None  # TensorRT: the trtexec profile of the unpruned model
+    rounds: int = 5  # interleaved rounds of each candidate against the unpruned model ...
+    seconds: float = 0.25  # ... each at least this long
 
     @property
     def proxy(self) -> bool:
@@ -75,16 +77,16 @@ def plan_latency(config, input_shape, *, rounds: int = 5, seconds: float = 0.25)
         if config.latency_profile is None:
             if target is not None:
                 raise EdgepipeError(no_trt_profile_line())
-            return LatencyPlan(runtime, batch, target, None)
+            return LatencyPlan(runtime, batch, target, None, rounds=rounds, seconds=seconds)
         profile = Path(config.latency_profile)
         read_trtexec_profile(profile)  # a broken file is refused now, not after fine-tuning
-        return LatencyPlan(runtime, batch, target, None, profile)
+        return LatencyPlan(runtime, batch, target, None, profile, rounds=rounds, seconds=seconds)
     require_runtime(runtime)
     floor = per_call_floor(input_shape, runtime, batch, rounds=rounds, seconds=seconds)
     if target is not None and target <= floor:
         raise EdgepipeError(f"target {_ms(target)} ms is below {runtime}'s measured per-call floor {floor:.3f} ms at "
                             f"batch {batch} on this machine; no pruning can reach it")
-    return LatencyPlan(runtime, batch, target, floor)
+    return LatencyPlan(runtime, batch, target, floor, rounds=rounds, seconds=seconds)
 
 
 def profile_parent(config) -> dict[str, str]:
@@ -134,9 +136,9 @@ class CandidateTimer:
     """Times candidates against the unpruned model on the plan's runtime (or scores them by the TensorRT proxy).
     A context manager: the unpruned export and its runner stay open for the whole search."""
 
-    def __init__(self, unpruned: nn.Module, input_shape, plan: LatencyPlan, *, rounds: int, seconds: float) -> None:
+    def __init__(self, unpruned: nn.Module, input_shape, plan: LatencyPlan) -> None:
         self.unpruned, self.input_shape, self.plan = unpruned, list(input_shape), plan
-        self.rounds, self.seconds = rounds, seconds
+        self.rounds, self.seconds = plan.rounds, plan.seconds
         self.seen: dict[tuple, dict[str, float]] = {}
 
     def __enter__(self) -> CandidateTimer:
@@ -184,7 +186,7 @@ class CandidateTimer:
 
 
 def search_latency_ratio(unpruned: nn.Module, input_shape, plan: LatencyPlan, candidates: Candidates, *,
-                         max_strength: float, rounds: int = 5, seconds: float = 0.25) -> dict[str, Any]:
+                         max_strength: float) -> dict[str, Any]:
     """The least strength in [0, ``max_strength``] whose candidate meets ``plan.target_ms`` (with the margin), by
     bisection on measured latency; the record says which strengths were tried and what each measured. When even
     ``max_strength`` misses, it is chosen and the record says so (``met: False``, why)."""
@@ -196,7 +198,7 @@ def search_latency_ratio(unpruned: nn.Module, input_shape, plan: LatencyPlan, ca
         trials.append({"ratio": round(strength, 4), **timed, "meets": timed["candidate_ms"] <= goal})
         return trials[-1]["meets"]
 
-    with CandidateTimer(unpruned, input_shape, plan, rounds=rounds, seconds=seconds) as timer:
+    with CandidateTimer(unpruned, input_shape, plan) as timer:
         if meets(0.0, timer):
             chosen, why = 0.0, "the unpruned model already meets it"
         elif not meets(max_strength, timer):

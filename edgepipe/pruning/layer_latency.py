@@ -142,8 +142,11 @@ def _input_shape(onnx_path: Path) -> tuple[int, ...]:
     return tuple(dims)
 
 
+PROFILE_WARMUP = 3  # profiled calls thrown away first (the first calls allocate and pick kernels)
+
+
 def profile_models(onnx_paths: dict[str, Path], runtime: str, batch: int, *, threads: int | None = None,
-                   rounds: int = 30, seconds: float = 0.25, warmup: int = 3) -> dict[str, LayerProfile]:
+                   rounds: int = 30, seconds: float = 0.25) -> dict[str, LayerProfile]:
     """Per-layer profiles of several ONNX models of the same input on ``runtime`` at ``batch``: profiled runs and
     the unprofiled wall-clock p50s both interleaved across the models, so they see the same machine."""
     from edgepipe.quant.speed import CALL, GRAPH, ort_profiler, ov_profiler
@@ -160,7 +163,7 @@ def profile_models(onnx_paths: dict[str, Path], runtime: str, batch: int, *, thr
     nodes = {label: graph_nodes(path) for label, path in onnx_paths.items()}
     union = list({node[0]: node for found in nodes.values() for node in found}.values())
     profiler = (ov_profiler if runtime == "openvino" else ort_profiler)(inputs, threads, union, rounds=rounds,
-                                                                         warmup=warmup)
+                                                                         warmup=PROFILE_WARMUP)
     per_node = profiler(onnx_paths)
     with contextlib.ExitStack() as stack:
         runners = {label: stack.enter_context(runner_for_file(path, "onnx", threads=threads, runtime=runtime))

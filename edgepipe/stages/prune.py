@@ -164,8 +164,7 @@ def _latency_ratio(model: nn.Module, input_shape, plan, gradient_batches, option
     from edgepipe.pruning.latency_target import search_latency_ratio, width_candidates
 
     candidates = width_candidates(model, input_shape, gradient_batches, **options)
-    search = search_latency_ratio(model, input_shape, plan, candidates, max_strength=MAX_RATIO,
-                                  rounds=LATENCY_ROUNDS, seconds=LATENCY_SECONDS)
+    search = search_latency_ratio(model, input_shape, plan, candidates, max_strength=MAX_RATIO)
     tried = f"{len(search['trials'])} candidates {'scored' if plan.proxy else 'timed'}"
     say(f"prune: channel ratio {search['ratio']:.3f} measures {search['predicted_ms']:.3f} ms on {plan.runtime} at "
         f"batch {plan.batch} ({search['source']}; target {plan.target_ms:.3f} ms, {tried})"

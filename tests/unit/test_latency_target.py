@@ -97,8 +97,8 @@ def _real_search(target: float):
     model = Net().eval()
     candidates = width_candidates(model, SHAPE, importance="l1", global_pruning=False, round_to=8, ignored=[],
                                   model_name="net")
-    plan = LatencyPlan("onnxruntime", 8, target, None)
-    return model, search_latency_ratio(model, SHAPE, plan, candidates, max_strength=0.9, rounds=3, seconds=0.02)
+    plan = LatencyPlan("onnxruntime", 8, target, None, rounds=3, seconds=0.02)
+    return model, search_latency_ratio(model, SHAPE, plan, candidates, max_strength=0.9)
 
 
 def test_measured_search_on_a_real_runtime():
