@@ -1,0 +1,83 @@
+"""Distillation from the original during a fine-tune (pruning, QAT): the student learns the task and the teacher.
+
+The loss is ``alpha * distill + (1 - alpha) * task`` (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a
+Neural Network", arXiv:1503.02531), with the teacher frozen, in eval mode, under ``torch.no_grad``, on the same
+augmented batch the student sees. What is distilled is the task's business (edgepipe.tasks: ``distill_kind``,
+``teacher_outputs``, ``distill_loss``): class logits, reconstructed images, or a detector's raw head maps.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+DistillMode = Literal["auto", "on", "off"]
+
+# What "auto" means, per task: on only where a measurement showed it helps. Measured with
+# benchmarks/distill_effect.py (mnist-resnet, train 5 epochs, prune target_macs 0.1, fine-tune 3 epochs, seeds
+# 0-2; numbers in the distill branch's report to issue 30):
+# TODO(measurement) fill in once benchmarks/distill_effect.py has run.
+# Reconstruction and detection were not measured: auto leaves them off (say `on` to use it).
+AUTO_DISTILL = {"classification": False, "reconstruction": False, "detection": False}
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A frozen model to distil from, and how much its term weighs."""
+
+    model: nn.Module
+    alpha: float  # weight of the distillation term; the task's loss gets 1 - alpha
+    temperature: float  # softens both sides' logits (classification only)
+
+
+def distill_enabled(mode: DistillMode, task_name: str) -> bool:
+    """Whether ``mode`` distils for this task ("auto": the measured decision above)."""
+    return mode == "on" or (mode == "auto" and AUTO_DISTILL.get(task_name, False))
+
+
+def teacher_for(model: nn.Module, mode: DistillMode, alpha: float, temperature: float, task) -> Teacher | None:
+    """A frozen copy of ``model`` (taken now, before the caller changes it) as the teacher, or None when off."""
+    if not distill_enabled(mode, task.name):
+        return None
+    frozen = copy.deepcopy(model).eval()
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    return Teacher(frozen, alpha, temperature)
+
+
+def distill_record(teacher: Teacher | None, task) -> dict[str, Any] | str:
+    """What a manifest says of a fine-tune's distillation: its alpha, temperature and kind, or "off"."""
+    if teacher is None:
+        return "off"
+    return {"alpha": teacher.alpha, "temperature": teacher.temperature if task.distill_uses_temperature else None,
+            "kind": task.distill_kind}
+
+
+class DistillMix:
+    """The mixed loss of one fit, and each term's running mean over an epoch (logged beside the train loss)."""
+
+    def __init__(self, teacher: Teacher, task, device: torch.device) -> None:
+        self.teacher, self.task = teacher, task
+        self.model = teacher.model.to(device).eval()  # fit's train() reaches only the student
+        self.loss = task.distill_loss(teacher.temperature)
+        self.sums = {"task": 0.0, "distill": 0.0}
+        self.seen = 0
+
+    def __call__(self, student_outputs, inputs: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_outputs = self.task.teacher_outputs(self.model, inputs)
+        distill_loss = self.loss(student_outputs, teacher_outputs)
+        self.sums["task"] += task_loss.item() * len(inputs)
+        self.sums["distill"] += distill_loss.item() * len(inputs)
+        self.seen += len(inputs)
+        return self.teacher.alpha * distill_loss + (1 - self.teacher.alpha) * task_loss
+
+    def epoch_losses(self) -> dict[str, float]:
+        """The epoch's mean task and distillation losses; starts the next epoch's."""
+        losses = {f"train_{name}_loss": total / max(self.seen, 1) for name, total in self.sums.items()}
+        self.sums, self.seen = dict.fromkeys(self.sums, 0.0), 0
+        return losses
