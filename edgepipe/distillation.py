@@ -17,12 +17,17 @@ from torch import nn
 
 DistillMode = Literal["auto", "on", "off"]
 
-# What "auto" means, per task: on only where a measurement showed it helps. Measured with
+FineTune = Literal["prune", "qat"]
+
+# What "auto" means, per fine-tune and task: on only where a measurement showed it helps. Measured with
 # benchmarks/distill_effect.py (mnist-resnet, train 5 epochs, prune target_macs 0.1, fine-tune 3 epochs, seeds
 # 0-2; numbers in the distill branch's report to issue 30):
 # TODO(measurement) fill in once benchmarks/distill_effect.py has run.
-# Reconstruction and detection were not measured: auto leaves them off (say `on` to use it).
-AUTO_DISTILL = {"classification": False, "reconstruction": False, "detection": False}
+# Reconstruction, detection and QAT were not measured: auto leaves them off (say `on` to use it).
+AUTO_DISTILL: dict[str, dict[str, bool]] = {
+    "prune": {"classification": False, "reconstruction": False, "detection": False},
+    "qat": {"classification": False, "reconstruction": False, "detection": False},
+}
 
 
 @dataclass(frozen=True)
@@ -34,14 +39,15 @@ class Teacher:
     temperature: float  # softens both sides' logits (classification only)
 
 
-def distill_enabled(mode: DistillMode, task_name: str) -> bool:
-    """Whether ``mode`` distils for this task ("auto": the measured decision above)."""
-    return mode == "on" or (mode == "auto" and AUTO_DISTILL.get(task_name, False))
+def distill_enabled(mode: DistillMode, fine_tune: FineTune, task_name: str) -> bool:
+    """Whether ``mode`` distils in this fine-tune for this task ("auto": the measured decision above)."""
+    return mode == "on" or (mode == "auto" and AUTO_DISTILL[fine_tune].get(task_name, False))
 
 
-def teacher_for(model: nn.Module, mode: DistillMode, alpha: float, temperature: float, task) -> Teacher | None:
+def teacher_for(model: nn.Module, fine_tune: FineTune, mode: DistillMode, alpha: float, temperature: float,
+                task) -> Teacher | None:
     """A frozen copy of ``model`` (taken now, before the caller changes it) as the teacher, or None when off."""
-    if not distill_enabled(mode, task.name):
+    if not distill_enabled(mode, fine_tune, task.name):
         return None
     frozen = copy.deepcopy(model).eval()
     for parameter in frozen.parameters():

@@ -113,7 +113,8 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     seed_everything(train_config.seed)
     lr = config.qat_lr or train_config.lr / 10
     # the float model, frozen before fake quantization, is the teacher (config.qat_distill; edgepipe.distillation)
-    teacher = teacher_for(model, config.qat_distill, config.qat_distill_alpha, config.qat_distill_temperature, task)
+    teacher = teacher_for(model, "qat", config.qat_distill, config.qat_distill_alpha, config.qat_distill_temperature,
+                          task)
     handles = attach_fake_quant(model)
     result = fit(model, dataset.train, dataset.val, train_config.model_copy(update={"augment": False}), task,
                  FitOptions(epochs=config.qat_epochs, lr=lr, device=torch.device("cpu"), progress_label="qat",

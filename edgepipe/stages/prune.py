@@ -73,7 +73,7 @@ def _teacher(model: nn.Module, config: PruneConfig, task):
 
     if config.finetune_epochs == 0:
         return None
-    return teacher_for(model, config.distill, config.distill_alpha, config.distill_temperature, task)
+    return teacher_for(model, "prune", config.distill, config.distill_alpha, config.distill_temperature, task)
 
 
 def _dead(model: nn.Module, dataset, samples: int = 256) -> str | None:

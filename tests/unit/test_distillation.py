@@ -44,7 +44,7 @@ def _student_after(teacher_model: nn.Module | None, alpha: float = 1.0):
     student = _linear(seed=2)
     config = TrainConfig(epochs=4, batch_size=32, lr=0.05, optimizer="adam", augment=False)
     task = task_named("classification")
-    teacher = teacher_for(teacher_model, "on", alpha, 2.0, task) if teacher_model is not None else None
+    teacher = teacher_for(teacher_model, "prune", "on", alpha, 2.0, task) if teacher_model is not None else None
     result = fit(student, train_split, val_split, config, task,
                  FitOptions(device=torch.device("cpu"), teacher=teacher, progress_label="test"))
     return student, reference, x, result
@@ -72,7 +72,7 @@ def test_the_teacher_stays_frozen_and_alpha_mixes_the_two_terms():
     record = result.history[0]
     assert record["train_loss"] == pytest.approx(0.25 * record["train_distill_loss"]
                                                  + 0.75 * record["train_task_loss"], rel=1e-5)
-    teacher = teacher_for(reference, "on", 0.5, 4.0, task_named("classification"))
+    teacher = teacher_for(reference, "prune", "on", 0.5, 4.0, task_named("classification"))
     assert not teacher.model.training and not any(p.requires_grad for p in teacher.model.parameters())
 
 
@@ -124,23 +124,25 @@ def test_detection_distils_the_raw_head_maps_of_an_eval_mode_teacher():
 
 
 def test_every_task_says_what_it_distils_and_auto_decides_for_each():
-    assert AUTO_DISTILL.keys() == TASKS.keys()
     kinds = {name: task_named(name, {"size": [32, 32]}).distill_kind for name in TASKS}
     assert len(set(kinds.values())) == len(kinds)
-    for name in TASKS:
-        assert distill_enabled("auto", name) is AUTO_DISTILL[name]
-        assert distill_enabled("on", name) and not distill_enabled("off", name)
+    assert AUTO_DISTILL.keys() == {"prune", "qat"}
+    for fine_tune, decisions in AUTO_DISTILL.items():
+        assert decisions.keys() == TASKS.keys()
+        for name in TASKS:
+            assert distill_enabled("auto", fine_tune, name) is decisions[name]
+            assert distill_enabled("on", fine_tune, name) and not distill_enabled("off", fine_tune, name)
 
 
 def test_the_manifest_record_names_alpha_temperature_and_kind_or_off():
     task = task_named("classification")
     assert distill_record(None, task) == "off"
-    teacher = teacher_for(_linear(0), "on", 0.7, 3.0, task)
+    teacher = teacher_for(_linear(0), "qat", "on", 0.7, 3.0, task)
     assert distill_record(teacher, task) == {"alpha": 0.7, "temperature": 3.0, "kind": "logits-kl"}
     reconstruction = task_named("reconstruction")
-    assert distill_record(teacher_for(_linear(0), "on", 0.7, 3.0, reconstruction), reconstruction) == {
+    assert distill_record(teacher_for(_linear(0), "qat", "on", 0.7, 3.0, reconstruction), reconstruction) == {
         "alpha": 0.7, "temperature": None, "kind": "outputs-mse"}
-    assert teacher_for(_linear(0), "off", 0.7, 3.0, task) is None
+    assert teacher_for(_linear(0), "prune", "off", 0.7, 3.0, task) is None
 
 
 def test_distill_settings_are_validated():
