@@ -73,7 +73,10 @@ def _teacher(model: nn.Module, config: PruneConfig, task):
 
     if config.finetune_epochs == 0:
         return None
-    return teacher_for(model, "prune", config.distill, config.distill_alpha, config.distill_temperature, task)
+    teacher = teacher_for(model, "prune", config.distill, config.distill_alpha, config.distill_temperature, task)
+    if teacher is not None:
+        say(f"prune: the fine-tune distils from the unpruned model ({task.distill_kind}, alpha {teacher.alpha:g})")
+    return teacher
 
 
 def _dead(model: nn.Module, dataset, samples: int = 256) -> str | None:
