@@ -20,7 +20,7 @@ DistillMode = Literal["auto", "on", "off"]
 FineTune = Literal["prune", "qat"]
 
 # What "auto" means, per fine-tune and task: on only where a measurement showed it helps. Measured with
-# benchmarks/distill_effect.py (mnist-resnet, train 5 epochs, prune target_macs 0.1, fine-tune 3 epochs, seeds
+# benchmarks/distill_effect.py (mnist-resnet, train 5 epochs, prune ratio 0.7, fine-tune 3 epochs, seeds
 # 0-2; numbers in the distill branch's report to issue 30):
 # TODO(measurement) fill in once benchmarks/distill_effect.py has run.
 # Reconstruction, detection and QAT were not measured: auto leaves them off (say `on` to use it).
