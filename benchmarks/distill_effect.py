@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgepipe-distill-effect"))
     parser.add_argument("--train-only", action="store_true", help="train the seeds' models and stop")
+    parser.add_argument("--modes", nargs="+", choices=["off", "on"], default=["off", "on"],
+                        help="prune only with these (two processes can share the work; a last run reuses both)")
     args = parser.parse_args()
 
     from edgepipe.artifacts import read_manifest
@@ -64,7 +66,7 @@ def main() -> None:
         if args.train_only:
             continue
         context = run_context(run, recipe=recipe)
-        for mode in ("off", "on"):
+        for mode in args.modes:
             out = prune(run / "train", run / f"prune-distill-{mode}", prune_config(recipe, args, mode), reuse=True,
                         context=context)
             score = read_manifest(out).metrics["score"]
@@ -73,7 +75,7 @@ def main() -> None:
             print(f"seed {seed} distill {mode:3}: val {score['after_finetune']['val']:.4f} "
                   f"test {score['after_finetune']['test']:.4f} (unpruned val {score['unpruned']['val']:.4f})",
                   flush=True)
-    if args.train_only:
+    if args.train_only or len(args.modes) < 2:
         return
     summary = {}
     for split in ("val", "test"):
