@@ -225,6 +225,13 @@ class PruneConfig(Section):
     latency_profile: str | None = Field(
         default=defaults.PRUNE["latency_profile"], description="tensorrt: `trtexec --exportProfile` JSON of the "
         "unpruned model, made on the device; its per-layer times x kept MACs are the declared proxy")
+    distill: Literal["auto", "on", "off"] = Field(
+        default=defaults.PRUNE["distill"], description="fine-tune toward the unpruned model's outputs too "
+        "(logits, reconstructions, head maps); auto: where it was measured to help (edgepipe.distillation)")
+    distill_alpha: float = Field(default=defaults.PRUNE["distill_alpha"], gt=0, le=1,
+                                 description="weight of the distillation term; the task's loss gets 1 - alpha")
+    distill_temperature: float = Field(default=defaults.PRUNE["distill_temperature"], gt=0,
+                                       description="softens both models' logits (classification)")
 
     @field_validator("method", mode="before")
     @classmethod
@@ -280,6 +287,13 @@ class PruneConfig(Section):
         if profile is not None and info.data.get("latency_runtime") != "tensorrt":
             raise ValueError("a trtexec profile goes with latency_runtime tensorrt")
         return profile
+    @field_validator("distill")
+    @classmethod
+    def _distill_needs_finetune(cls, distill: str, info: ValidationInfo) -> str:
+        if distill == "on" and info.data.get("finetune_epochs") == 0:
+            raise ValueError("distillation happens during the fine-tune, and finetune_epochs is 0; give fine-tuning "
+                             "epochs or drop distill")
+        return distill
 
 
 class QuantizeConfig(Section):
@@ -294,6 +308,13 @@ class QuantizeConfig(Section):
     qat: bool = defaults.QUANTIZE["qat"]
     qat_epochs: int = Field(default=2, ge=1)
     qat_lr: float | None = Field(default=None, gt=0, description="QAT fine-tune learning rate (default train.lr / 10)")
+    qat_distill: Literal["auto", "on", "off"] = Field(
+        default=defaults.QUANTIZE["qat_distill"], description="QAT learns the float model's outputs too; auto: "
+        "where it was measured to help (edgepipe.distillation)")
+    qat_distill_alpha: float = Field(default=defaults.QUANTIZE["qat_distill_alpha"], gt=0, le=1,
+                                     description="weight of QAT's distillation term; the task's loss gets 1 - alpha")
+    qat_distill_temperature: float = Field(default=defaults.QUANTIZE["qat_distill_temperature"], gt=0,
+                                           description="softens both models' logits (classification)")
     max_drop: float | None = Field(default=defaults.QUANTIZE["max_drop"], ge=0,
                                    description="in the task's unit (points, dB); default: eval.max_drop")
     cpu_speed_fallback: bool = Field(default=defaults.QUANTIZE["cpu_speed_fallback"],
@@ -314,6 +335,13 @@ class QuantizeConfig(Section):
         "the installed one that runs the all-int8 graph fastest at speed_batch (the one that will run it)")
     tensorrt_version: str = Field(default=defaults.QUANTIZE["tensorrt_version"], pattern=r"^\d+(\.\d+){0,2}$",
                                   description="TensorRT that reads trt.calib.cache (its header names the version)")
+
+    @field_validator("qat_distill")
+    @classmethod
+    def _distill_needs_qat(cls, distill: str, info: ValidationInfo) -> str:
+        if distill == "on" and info.data.get("qat") is False:
+            raise ValueError("distillation happens during QAT, and qat is off; set qat (--qat) or drop qat_distill")
+        return distill
 
 
 def _build_option(name: str) -> Any:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from edgepipe.data.base import Split, eval_batch_size
+from edgepipe.distillation import DistillMix, Teacher
 from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import scored_outputs
 from edgepipe.recipe import TrainConfig
@@ -177,31 +178,35 @@ class FitResult:
     best_state: dict | None = None
 
 
-def fit(
-    model: nn.Module,
-    train_split: Split,
-    val_split: Split,
-    config: TrainConfig,
-    task: Task,
-    *,
-    epochs: int | None = None,
-    lr: float | None = None,
-    device: torch.device | None = None,
-    dist: Distributed | None = None,
-    on_epoch_end: Callable[[int, dict, nn.Module], None] | None = None,
-    after_step: Callable[[nn.Module], None] | None = None,
-    start_epoch: int = 0,
-    optimizer_state: dict | None = None,
-    progress_label: str = "train",
-    backbone_lr: float | None = None,
-) -> FitResult:
+@dataclass(frozen=True)
+class FitOptions:
+    """What a caller may change about one run of :func:`fit` beyond the recipe's ``train`` section."""
+
+    epochs: int | None = None  # default: config.epochs
+    lr: float | None = None  # default: config.lr
+    device: torch.device | None = None  # default: config.device
+    dist: Distributed | None = None  # default: one process
+    on_epoch_end: Callable[[int, dict, nn.Module], None] | None = None  # (epoch, resumable state, model)
+    after_step: Callable[[nn.Module], None] | None = None  # after every optimizer step (2:4 masks)
+    start_epoch: int = 0  # resuming: the first epoch still to run
+    optimizer_state: dict | None = None  # resuming: what on_epoch_end was given
+    progress_label: str = "train"
+    backbone_lr: float | None = None  # the classifier at lr, the rest at this (gentle fine-tuning)
+    teacher: Teacher | None = None  # distil from this frozen model (edgepipe.distillation)
+
+
+def fit(model: nn.Module, train_split: Split, val_split: Split, config: TrainConfig, task: Task,
+        options: FitOptions | None = None) -> FitResult:
     """Train ``model`` in place on the task's loss; keep the weights with the best validation score (train/val only)."""
     from edgepipe.progress import progress_bar
 
-    epochs = epochs or config.epochs
-    lr = lr or config.lr
-    device = device or pick_device(config.device)
-    dist = dist or Distributed()
+    options = options or FitOptions()
+    epochs = options.epochs or config.epochs
+    lr = options.lr or config.lr
+    device = options.device or pick_device(config.device)
+    dist = options.dist or Distributed()
+    start_epoch, optimizer_state, progress_label = options.start_epoch, options.optimizer_state, options.progress_label
+    backbone_lr = options.backbone_lr
     model.to(device)
     trained: nn.Module = model
     if dist.enabled:
@@ -218,6 +223,7 @@ def fit(
         optimizer.load_state_dict(optimizer_state["optimizer"])
         scheduler.load_state_dict(optimizer_state["scheduler"])
     loss_fn = task.loss(config)
+    mix = DistillMix(options.teacher, task, device) if options.teacher is not None else None
     if config.augment and task.moves_with_inputs:
         raise EdgepipeError(f"train.augment warps images but not their {task.name} targets; set train.augment: false")
     result = FitResult(best_val_score=-float("inf"), best_epoch=-1)
@@ -254,7 +260,10 @@ def fit(
                         targets = inputs
                 inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(trained(inputs), targets)
+                outputs = trained(inputs)
+                loss = loss_fn(outputs, targets)
+                if mix is not None:  # alpha * distill + (1 - alpha) * task, the teacher on the same batch
+                    loss = mix(outputs, inputs, loss)
                 if not torch.isfinite(loss):
                     raise EdgepipeError(f"{progress_label}: loss became {loss.item()} at epoch {epoch + 1}; "
                                         "lower train.lr or set train.grad_clip")
@@ -263,13 +272,15 @@ def fit(
                     nn.utils.clip_grad_norm_(trained.parameters(), config.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                if after_step is not None:
-                    after_step(model)
+                if options.after_step is not None:
+                    options.after_step(model)
                 running += loss.item() * len(targets)
                 seen += len(targets)
                 bar.update(progress, advance=1, description=f"{progress_label} epoch {epoch + 1}/{epochs}")
             val_score = score(model, val_split, device, task)
             record = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), f"val_{task.metric}": val_score}
+            if mix is not None:
+                record.update(mix.epoch_losses())
             result.history.append(record)
             peak = max(peak, val_score)
             # Within one validation sample of the best so far is a tie (noise on a few hundred samples):
@@ -277,11 +288,12 @@ def fit(
             if val_score >= peak - tie:
                 result.best_val_score, result.best_epoch = val_score, epoch + 1
                 result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                     "best_val_score": result.best_val_score, "peak_val_score": peak,
-                                     "best_epoch": result.best_epoch, "best_state": result.best_state,
-                                     "history": result.history}, model)
+            if options.on_epoch_end is not None:
+                options.on_epoch_end(epoch, {"optimizer": optimizer.state_dict(),
+                                             "scheduler": scheduler.state_dict(),
+                                             "best_val_score": result.best_val_score, "peak_val_score": peak,
+                                             "best_epoch": result.best_epoch, "best_state": result.best_state,
+                                             "history": result.history}, model)
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
     return result

@@ -41,6 +41,14 @@ def command(
     = defaults.PRUNE["finetune_epochs"],
     finetune_lr: Annotated[float | None, typer.Option(help="Fine-tuning lr (default: train lr/10).")]
     = defaults.PRUNE["finetune_lr"],
+    distill: Annotated[str, typer.Option(help="Fine-tune toward the unpruned model's outputs too: auto (where it was "
+                                              "measured to help), on or off.")]
+    = defaults.PRUNE["distill"],
+    distill_alpha: Annotated[float, typer.Option(help="Weight of the distillation term (the task loss gets "
+                                                      "1 - alpha).")]
+    = defaults.PRUNE["distill_alpha"],
+    distill_temperature: Annotated[float, typer.Option(help="Softens both models' logits (classification).")]
+    = defaults.PRUNE["distill_temperature"],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stage dir (default: RUN/prune).")] = None,
 ) -> None:
     """Prune a trained model (remove channels, or 2:4 sparsity), fine-tune it, measure MACs and latency side by side."""
@@ -57,7 +65,8 @@ def command(
         "method": method, "ratio": ratio, "target_macs": target_macs, "importance": importance,
         "global_pruning": global_pruning, "round_to": round_to, "ignore_layers": ignore or [], "steps": steps,
         "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr, "target_latency_ms": target_latency,
-        "latency_batch": batch, "latency_runtime": runtime, "latency_profile": latency_profile},
+        "latency_batch": batch, "latency_runtime": runtime, "latency_profile": latency_profile, "distill": distill,
+        "distill_alpha": distill_alpha, "distill_temperature": distill_temperature},
         flags={"global_pruning": "--global", "ignore_layers": "--ignore", "target_latency_ms": "--target-latency",
                "latency_batch": "--batch", "latency_runtime": "--runtime"})
     stage = source_stage(source)

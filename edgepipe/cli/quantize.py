@@ -21,6 +21,14 @@ def command(
     = defaults.QUANTIZE["calibration"],
     qat: Annotated[bool, typer.Option(help="Also fine-tune with fake quantization (QAT) and export QDQ graphs.")]
     = defaults.QUANTIZE["qat"],
+    qat_distill: Annotated[str, typer.Option(help="QAT also learns the float model's outputs: auto (where it was "
+                                                  "measured to help), on or off.")]
+    = defaults.QUANTIZE["qat_distill"],
+    qat_distill_alpha: Annotated[float, typer.Option(help="Weight of QAT's distillation term (the task loss gets "
+                                                          "1 - alpha).")]
+    = defaults.QUANTIZE["qat_distill_alpha"],
+    qat_distill_temperature: Annotated[float, typer.Option(help="Softens both models' logits (classification).")]
+    = defaults.QUANTIZE["qat_distill_temperature"],
     max_drop: Annotated[float | None, typer.Option(help="The run's budget against the original, on val, in the task's "
                                                         "unit: top-1 points, PSNR dB (default: the recipe's "
                                                         "eval.max_drop); what prune lost is spent first.")]
@@ -54,7 +62,9 @@ def command(
     from edgepipe.stages.quantize import quantize, resolve_source
 
     config = stage_config(QuantizeConfig, {
-        "method": method, "percentile": percentile, "calibration": calib, "qat": qat, "max_drop": max_drop,
+        "method": method, "percentile": percentile, "calibration": calib, "qat": qat, "qat_distill": qat_distill,
+        "qat_distill_alpha": qat_distill_alpha, "qat_distill_temperature": qat_distill_temperature,
+        "max_drop": max_drop,
         "reduce_range": reduce_range, "tensorrt_version": tensorrt_version, "cpu_speed_fallback": cpu_speed_fallback,
         "speed_batch": speed_batch, "retime": retime, "speed_runtime": speed_runtime, "keep_float": keep_float or []},
         flags={"calibration": "--calib"})

@@ -97,13 +97,14 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     import torch
 
     from edgepipe.checkpoint import load_model
+    from edgepipe.distillation import distill_record, teacher_for
     from edgepipe.onnx_export import export_onnx
     from edgepipe.quant.calibration import ArrayDataReader
     from edgepipe.quant.scoring import score_of
     from edgepipe.quant.tracks import calibrate, preprocess, quantize_track
     from edgepipe.recipe import ExportConfig
     from edgepipe.run import QAT_ONNX
-    from edgepipe.training import fit, seed_everything
+    from edgepipe.training import FitOptions, fit, seed_everything
 
     source_dir, model_entry = torch_source(src)
     model, _ = load_model(source_dir, model_entry.file)
@@ -111,9 +112,13 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     dataset = src.dataset()
     seed_everything(train_config.seed)
     lr = config.qat_lr or train_config.lr / 10
+    # the float model, frozen before fake quantization, is the teacher (config.qat_distill; edgepipe.distillation)
+    teacher = teacher_for(model, "qat", config.qat_distill, config.qat_distill_alpha, config.qat_distill_temperature,
+                          task)
     handles = attach_fake_quant(model)
     result = fit(model, dataset.train, dataset.val, train_config.model_copy(update={"augment": False}), task,
-                 epochs=config.qat_epochs, lr=lr, device=torch.device("cpu"), progress_label="qat")
+                 FitOptions(epochs=config.qat_epochs, lr=lr, device=torch.device("cpu"), progress_label="qat",
+                            teacher=teacher))
     detach_fake_quant(model, handles)
     model.eval()
 
@@ -132,7 +137,7 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
         quantize_track(prepared, tmp / filename, track, config.method, ranges_path, keep)  # the user's float nodes
         drops[key] = round(task.drop(reference["val"], score_of(tmp / filename, dataset.val, task)), 4)
     return {"files": files, "epochs": config.qat_epochs, "lr": lr, "best_val_score": result.best_val_score,
-            "val_drop": drops, "calibration_sha256": calibration_set.sha256}
+            "distill": distill_record(teacher, task), "val_drop": drops, "calibration_sha256": calibration_set.sha256}
 
 
 def _graph(path):

@@ -56,17 +56,31 @@ def _scores(model: nn.Module, dataset, device, task) -> dict[str, float]:
 
 
 def _finetune(model: nn.Module, dataset, train_config: TrainConfig, config: PruneConfig, device, task, *,
-              label: str, after_step=None) -> dict[str, Any] | None:
-    from edgepipe.training import fit, seed_everything
+              label: str, after_step=None, teacher=None) -> dict[str, Any] | None:
+    from edgepipe.distillation import distill_record
+    from edgepipe.training import FitOptions, fit, seed_everything
 
     if config.finetune_epochs == 0:
         return None
     seed_everything(train_config.seed)
     lr = config.finetune_lr or train_config.lr / 10
-    result = fit(model, dataset.train, dataset.val, train_config, task, epochs=config.finetune_epochs, lr=lr,
-                 device=device, after_step=after_step, progress_label=label)
+    result = fit(model, dataset.train, dataset.val, train_config, task,
+                 FitOptions(epochs=config.finetune_epochs, lr=lr, device=device, after_step=after_step,
+                            progress_label=label, teacher=teacher))
     return {"epochs": config.finetune_epochs, "lr": lr, "best_epoch": result.best_epoch,
-            "best_val_score": result.best_val_score}
+            "best_val_score": result.best_val_score, "distill": distill_record(teacher, task)}
+
+
+def _teacher(model: nn.Module, config: PruneConfig, task):
+    """The unpruned model, frozen, when the fine-tune distils from it (config.distill; edgepipe.distillation)."""
+    from edgepipe.distillation import teacher_for
+
+    if config.finetune_epochs == 0:
+        return None
+    teacher = teacher_for(model, "prune", config.distill, config.distill_alpha, config.distill_temperature, task)
+    if teacher is not None:
+        say(f"prune: the fine-tune distils from the unpruned model ({task.distill_kind}, alpha {teacher.alpha:g})")
+    return teacher
 
 
 def _dead(model: nn.Module, dataset, samples: int = 256) -> str | None:
@@ -140,6 +154,7 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
                                        **options)
         search = {"target_macs": config.target_macs, "ratio": ratio, "one_shot_mac_fraction": achieved}
         say(f"prune: channel ratio {ratio:.3f} keeps {achieved:.1%} of the MACs (target {config.target_macs:.0%})")
+    teacher = _teacher(model, config, task)  # before any step: every step's fine-tune learns from the original
     pruner = build_pruner(model, input_shape, ratio=ratio, steps=config.steps, **options)
     steps, before_finetune = [], None
     for step in range(1, config.steps + 1):
@@ -149,7 +164,7 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
         macs, params = count_macs_params(model, input_shape)
         before_finetune = _scores(model, dataset, torch.device("cpu"), task)
         finetune = _finetune(model, dataset, train_config, config, device, task,
-                             label=f"prune step {step}/{config.steps}")
+                             label=f"prune step {step}/{config.steps}", teacher=teacher)
         model.cpu()
         steps.append({"step": step, "macs": macs, "params": params, "batchnorm_recalibrated": recalibrated,
                       "val_score_pruned": before_finetune["val"], "finetune": finetune})
@@ -193,13 +208,14 @@ def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config:
             "nothing to sparsify: use --method channel"
         )
     model.cpu()
+    teacher = _teacher(model, config, task)
     keeper = MaskKeeper(layers, magnitude_masks(layers))
     keeper()
     # Zeroing half the weights shifts activations as removing channels does: re-estimate BatchNorm statistics.
     recalibrated = recalibrate_batchnorm(model, _batchnorm_batches(dataset))
     before_finetune = _scores(model, dataset, torch.device("cpu"), task)
     finetune = _finetune(model, dataset, train_config, config, device, task, label="prune 2:4 fine-tune",
-                         after_step=keeper)
+                         after_step=keeper, teacher=teacher)
     model.cpu()
     keeper()  # fit restores its best epoch's weights: those were masked too, but make it certain
     broken = [name for name, module in layers.items() if not follows_2_4(module.weight)]

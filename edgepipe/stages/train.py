@@ -21,6 +21,7 @@ from edgepipe.run import TRAIN
 from edgepipe.stages.frame import StageFrame
 from edgepipe.tasks import task_named
 from edgepipe.training import (
+    FitOptions,
     distributed_from_env,
     fit,
     frozen_backbone,
@@ -114,9 +115,9 @@ def _train(recipe: Recipe, out: Path, *, resume: bool, reuse: bool) -> Path:
     classifier = classifier_of(model)
     freeze = frozen_backbone(model, classifier) if recipe.train.freeze_backbone else contextlib.nullcontext()
     with freeze:
-        result = fit(model, dataset.train, dataset.val, recipe.train, task, device=device, dist=dist,
-                     on_epoch_end=checkpoint_epoch, start_epoch=start_epoch, optimizer_state=resume_state,
-                     backbone_lr=recipe.train.backbone_lr)
+        result = fit(model, dataset.train, dataset.val, recipe.train, task,
+                     FitOptions(device=device, dist=dist, on_epoch_end=checkpoint_epoch, start_epoch=start_epoch,
+                                optimizer_state=resume_state, backbone_lr=recipe.train.backbone_lr))
 
     if dist.enabled:
         torch.distributed.barrier()

@@ -30,6 +30,8 @@ class Task:
     targets_are_inputs: ClassVar[bool] = False  # an autoencoder: a training batch's targets are its inputs
     moves_with_inputs: ClassVar[bool] = False  # targets tied to pixel positions (boxes): no geometric augmentation
     agreement_column: ClassVar[str] = "vs original"  # the eval table's heading for agreement with the original
+    distill_kind: ClassVar[str]  # what a student learns from its teacher (edgepipe.distillation), as manifests say
+    distill_uses_temperature: ClassVar[bool] = False  # softened logits: the temperature means something
 
     def __init__(self, preprocessing: dict[str, Any]) -> None:
         from edgepipe.device.scoring import TASK_SCORES
@@ -44,6 +46,15 @@ class Task:
 
     def loss(self, config):
         """The training loss, a torch callable (outputs, targets) -> scalar."""
+        raise NotImplementedError
+
+    def teacher_outputs(self, teacher, inputs):
+        """What the frozen teacher (in eval mode) gives for ``inputs``, in the form the student's training outputs
+        take (fit calls it under torch.no_grad)."""
+        return teacher(inputs)
+
+    def distill_loss(self, temperature: float):
+        """The distillation term, a torch callable (student's training outputs, teacher outputs) -> scalar."""
         raise NotImplementedError
 
     # ---- judging -----------------------------------------------------------------------------------------

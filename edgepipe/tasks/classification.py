@@ -59,6 +59,8 @@ class Classification(Task):
     default_max_drop = 0.5
     agreement_label = "top-1 agreement"
     agreement_column = "agreement"
+    distill_kind = "logits-kl"
+    distill_uses_temperature = True
 
     def targets(self, split) -> np.ndarray:
         return split.y
@@ -67,6 +69,16 @@ class Classification(Task):
         from torch import nn
 
         return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def distill_loss(self, temperature: float):
+        """KL(teacher || student) on temperature-softened logits, times T^2 so its gradients keep the task loss's
+        scale whatever T (Hinton et al. 2015, section 2)."""
+        from torch.nn import functional as F
+
+        def kl_on_softened_logits(student, teacher):
+            return F.kl_div(F.log_softmax(student / temperature, dim=-1), F.log_softmax(teacher / temperature, dim=-1),
+                            reduction="batchmean", log_target=True) * temperature ** 2
+        return kl_on_softened_logits
 
     def export_agreement_floor(self, config) -> float | None:
         return config.min_agreement

@@ -31,6 +31,7 @@ class Detection(Task):
     agreement_label = "box agreement"
     agreement_column = "box agreement"
     moves_with_inputs = True  # pixel augmentation would move objects away from their boxes
+    distill_kind = "head-maps-mse-l1"
 
     def targets(self, split) -> np.ndarray:
         y = np.asarray(split.y)
@@ -45,6 +46,19 @@ class Detection(Task):
         if not size:
             raise EdgepipeError("detection needs the dataset's image size in its preprocessing record")
         return CenterNetLoss((int(size[0]), int(size[1])))
+
+    def teacher_outputs(self, teacher, inputs):
+        """The raw head maps the training loss reads: in eval mode a detector returns decoded boxes, so ask for the
+        maps themselves (edgepipe.models.detector.CenterNet.raw)."""
+        if not callable(getattr(teacher, "raw", None)):
+            raise EdgepipeError(f"detection distillation reads the teacher's raw head maps, which "
+                                f"{type(teacher).__name__} does not give (no raw(x) method, as centernet has); "
+                                "set distill: off")
+        heatmap, box = teacher.raw(inputs)
+        return {"heatmap": heatmap, "box": box}
+
+    def distill_loss(self, temperature: float):
+        return HeadMapDistillation()
 
     def drop_interval(self, reference_outputs: np.ndarray, outputs: np.ndarray, targets: np.ndarray) -> float:
         """A paired bootstrap over images (mAP is no mean of per-image scores): the same resampled images judge
@@ -180,3 +194,20 @@ class CenterNetLoss:
         wanted = torch.stack([cx - ix, cy - iy, width.log(), height.log()], dim=1)  # [N, 4, M]
         box_loss = ((predicted - wanted).abs() * valid[:, None, :]).sum() / valid.sum().clamp(min=1)
         return heat_loss + self.box_weight * box_loss
+
+
+class HeadMapDistillation:
+    """The student's raw head maps against the teacher's: MSE on the heatmap's probabilities (a logit's value far
+    below zero means the same "nothing here" at -8 as at -12, so logits themselves would chase noise), and L1 on
+    the box maps weighted by the teacher's peak class probability per cell (the box branch means something only
+    where the teacher sees a centre, as the task's loss reads it only at centre cells)."""
+
+    def __call__(self, student, teacher):
+        import torch
+
+        student_heat, student_box = (student["heatmap"], student["box"]) if isinstance(student, dict) else student
+        teacher_p = torch.sigmoid(teacher["heatmap"])
+        heat_loss = torch.nn.functional.mse_loss(torch.sigmoid(student_heat), teacher_p)
+        weight = teacher_p.amax(dim=1, keepdim=True)  # [N, 1, h, w]
+        box_loss = ((student_box - teacher["box"]).abs() * weight).sum() / (weight.sum() * 4).clamp(min=1e-6)
+        return heat_loss + box_loss

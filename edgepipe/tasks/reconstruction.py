@@ -21,6 +21,7 @@ class Reconstruction(Task):
     default_max_drop = 1.0
     agreement_label = "PSNR vs the reference's output"
     targets_are_inputs = True
+    distill_kind = "outputs-mse"
 
     def targets(self, split) -> np.ndarray:
         if not hasattr(split, "x"):
@@ -34,6 +35,11 @@ class Reconstruction(Task):
         from torch import nn
 
         return nn.MSELoss()
+
+    def distill_loss(self, temperature: float):
+        from torch import nn
+
+        return nn.MSELoss()  # the teacher's reconstruction, pixel by pixel: the same scale as the task's loss
 
     def metrics(self, outputs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, Any]:
         psnr = self.per_sample(outputs, targets)

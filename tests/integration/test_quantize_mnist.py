@@ -85,6 +85,10 @@ def test_qat_artifacts_and_verdict(quantized_run):
     assert {"int8-cpu-qat", "int8-trt-qat"} <= names
     qat = manifest["metrics"]["qat"]
     assert isinstance(qat["qat_helped"], bool) and isinstance(qat["recovered"], float) and "ptq_val_drop" in qat
+    from edgepipe.distillation import distill_enabled
+
+    distilled = distill_enabled("auto", "qat", "classification")  # the recipe leaves qat_distill at auto
+    assert qat["distill"] == ({"alpha": 0.5, "temperature": 4.0, "kind": "logits-kl"} if distilled else "off")
     from edgepipe.run import RunLayout
 
     found = {entry.name for _, entry in RunLayout(run).artifacts()}

@@ -70,6 +70,18 @@ def test_a_latency_target_prints_where_the_time_goes(run):
     assert (run / "prune" / "latency_layers.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_distill_option_reaches_the_fine_tune_and_its_manifest_record(run, mode):
+    result = runner.invoke(app, ["prune", str(run), "--ratio", "0.5", "--finetune-epochs", "1", "--distill", mode,
+                                 "--distill-alpha", "0.7", "--distill-temperature", "2"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(run / "prune")
+    assert manifest.config["distill"] == mode and manifest.config["distill_alpha"] == 0.7
+    finetune = manifest.metrics["pruning"]["steps"][0]["finetune"]
+    expected = {"alpha": 0.7, "temperature": 2.0, "kind": "logits-kl"} if mode == "on" else "off"
+    assert finetune["distill"] == expected
+
+
 def test_2_4_prints_where_the_speedup_can_appear(run):
     result = runner.invoke(app, ["prune", str(run / "train"), "--method", "2:4", "--finetune-epochs", "0",
                                  "--out", str(run / "sparse")])
@@ -102,6 +114,10 @@ def test_2_4_prints_where_the_speedup_can_appear(run):
     (["--target-latency", "0.000001"], "is below onnxruntime's measured per-call floor"),
     (["--target-latency", "1", "--runtime", "tensorrt"], "--exportProfile=profile.json --separateProfileRun` on the "
                                                          "device and pass --latency-profile profile.json"),
+    (["--ratio", "0.5", "--distill", "on"], "--distill: distillation happens during the fine-tune, and "
+                                            "finetune_epochs is 0"),
+    (["--ratio", "0.5", "--distill", "always"], "--distill: Input should be 'auto', 'on' or 'off'"),
+    (["--ratio", "0.5", "--distill-alpha", "1.5"], "--distill-alpha: Input should be less than or equal to 1"),
 ])
 def test_bad_options_are_one_line_exit_2_and_change_nothing(run, arguments, message):
     before = _tree(run)

@@ -64,7 +64,7 @@ def test_image_folder_calibration(cli, run, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["empty-folder", "not-an-image", "test-split", "nan-data", "bad-method",
-                                  "missing-calibration"])
+                                  "missing-calibration", "distill-without-qat"])
 def test_bad_input_is_one_line_exit_2_and_damages_nothing(cli, run, tmp_path, monkeypatch, case):
     calib = run / "calib.yaml"
     extra = []
@@ -89,6 +89,8 @@ def test_bad_input_is_one_line_exit_2_and_damages_nothing(cli, run, tmp_path, mo
 
         monkeypatch.setattr(stage.QuantizeSource, "dataset", poisoned)
         expected = "holds NaN or Inf"
+    elif case == "distill-without-qat":
+        extra, expected = ["--qat-distill", "on"], "--qat-distill: distillation happens during QAT, and qat is off"
     elif case == "bad-method":
         extra, expected = ["--method", "kl"], "--method: Input should be 'minmax', 'entropy' or 'percentile' (got 'kl')"
     else:
