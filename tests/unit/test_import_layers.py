@@ -19,7 +19,7 @@ LAYERS = [
     {"artifacts", "recipe", "targets"},
     {"run", "rundir", "bundles"},
     {"data", "models", "tasks", "checkpoint", "complexity", "onnx_export", "trt", "runners", "timing", "foreign"},
-    {"training", "pruning", "quant", "preflight", "check", "bench", "doctor", "report", "infer"},
+    {"training", "distillation", "pruning", "quant", "preflight", "check", "bench", "doctor", "report", "infer"},
     {"stages"},
     {"cli", "__main__"},
 ]
