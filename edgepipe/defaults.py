@@ -7,8 +7,8 @@ these. This module imports nothing, so `edgepipe --help` stays quick: pydantic l
 
 EXPORT = {"opset": 18, "dynamic_batch": True, "exporter": "dynamo"}
 
-PRUNE = {"method": "channel", "importance": "l1", "ratio": None, "target_macs": None, "global_pruning": False,
-         "round_to": 8, "steps": 1, "finetune_epochs": 3, "finetune_lr": None}
+PRUNE = {"method": "channel", "importance": "l1", "ratio": None, "target_macs": None, "remove_blocks": None,
+         "global_pruning": False, "round_to": 8, "steps": 1, "finetune_epochs": 3, "finetune_lr": None}
 
 QUANTIZE = {"method": "minmax", "percentile": 99.99, "calibration": "calibration/mnist-train-512.yaml",
             "reduce_range": False, "qat": False, "max_drop": None, "cpu_speed_fallback": True, "speed_batch": 64,

@@ -194,6 +194,9 @@ class PruneConfig(Section):
                                               "2:4: zero 2 of every 4 input weights (TensorRT sparse tensor cores)")
     importance: Literal["l1", "l2", "bn_scale", "taylor"] = defaults.PRUNE["importance"]
     ratio: float | None = Field(default=defaults.PRUNE["ratio"], gt=0, lt=1, description="fraction of channels removed")
+    remove_blocks: int | list[str] | None = Field(
+        default=defaults.PRUNE["remove_blocks"], description="depth pruning before the channels: remove the N "
+        "residual blocks that cost least on val, or the blocks named (module names); identity shortcuts only")
     target_macs: float | None = Field(default=defaults.PRUNE["target_macs"], gt=0, lt=1, validate_default=True,
                                       description="keep this fraction of MACs (the channel ratio is searched)")
     global_pruning: bool = defaults.PRUNE["global_pruning"]
@@ -236,9 +239,32 @@ class PruneConfig(Section):
                 raise ValueError("2:4 sparsity always zeroes half the weights; drop target_macs")
         elif target is not None and ratio is not None:
             raise ValueError("give either ratio or target_macs, not both")
-        elif target is None and ratio is None and "ratio" in info.data:
-            raise ValueError("channel pruning needs a target: ratio (channels removed) or target_macs (MACs kept)")
+        elif target is None and ratio is None and "ratio" in info.data and info.data.get("remove_blocks") is None:
+            raise ValueError("channel pruning needs a target: ratio (channels removed), target_macs (MACs kept) "
+                             "or remove_blocks (residual blocks removed)")
         return target
+
+    @field_validator("remove_blocks", mode="before")
+    @classmethod
+    def _one_block_name(cls, blocks: Any) -> Any:
+        if isinstance(blocks, bool):  # YAML's `yes` is not a number of blocks
+            raise ValueError("remove_blocks: a number of blocks or a list of block (module) names")
+        if isinstance(blocks, str):  # one name, or a number the command line passed as text
+            return int(blocks) if blocks.isdigit() else [blocks]
+        return blocks
+
+    @field_validator("remove_blocks")
+    @classmethod
+    def _blocks_to_remove(cls, blocks: int | list[str] | None, info: ValidationInfo) -> int | list[str] | None:
+        if blocks is None:
+            return None
+        if info.data.get("method") == "2:4":
+            raise ValueError("2:4 sparsity keeps every layer; drop remove_blocks (or use method: channel)")
+        if isinstance(blocks, int) and blocks < 1:
+            raise ValueError("remove_blocks: a number of blocks is 1 or more")
+        if isinstance(blocks, list) and (not blocks or len(set(blocks)) != len(blocks)):
+            raise ValueError("remove_blocks: list each block (module name) once")
+        return blocks
 
 
 class QuantizeConfig(Section):

@@ -17,6 +17,9 @@ def command(
     target_macs: Annotated[float | None, typer.Option(help="Keep this fraction of the MACs (e.g. 0.5); the "
                                                            "channel ratio is searched.")]
     = defaults.PRUNE["target_macs"],
+    remove_blocks: Annotated[list[str] | None, typer.Option(
+        help="Depth pruning first: N removes the N residual blocks that cost least on val; a block (module) name "
+             "removes that block (repeatable). Identity-shortcut blocks only.")] = defaults.PRUNE["remove_blocks"],
     importance: Annotated[str, typer.Option(help="Channel ranking: l1, l2, bn_scale or taylor.")]
     = defaults.PRUNE["importance"],
     global_pruning: Annotated[bool, typer.Option("--global", help="Rank channels across layers.")]
@@ -42,7 +45,8 @@ def command(
     from edgepipe.stages.prune import SPARSITY_NOTE, prune, source_stage
 
     config = stage_config(PruneConfig, {
-        "method": method, "ratio": ratio, "target_macs": target_macs, "importance": importance,
+        "method": method, "ratio": ratio, "target_macs": target_macs, "remove_blocks": _blocks(remove_blocks),
+        "importance": importance,
         "global_pruning": global_pruning, "round_to": round_to, "ignore_layers": ignore or [], "steps": steps,
         "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr},
         flags={"global_pruning": "--global", "ignore_layers": "--ignore"})
@@ -54,3 +58,10 @@ def command(
         console.print(f"{len(manifest.sparsity['layers'])} layers in the 2:4 pattern (checked on the exported "
                       f"ONNX weights). {SPARSITY_NOTE}")
     console.print(f"pruned model: {result}  (next: edgepipe export {result})")
+
+
+def _blocks(values: list[str] | None) -> int | list[str] | None:
+    """--remove-blocks 2 (a count) or --remove-blocks NAME [--remove-blocks NAME ...] (names)."""
+    if not values:
+        return None
+    return int(values[0]) if len(values) == 1 and values[0].isdigit() else values
