@@ -35,7 +35,8 @@ def command(
     = defaults.PRUNE["finetune_lr"],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stage dir (default: RUN/prune).")] = None,
 ) -> None:
-    """Prune a trained model (remove channels, or 2:4 sparsity), fine-tune it, measure MACs and latency side by side."""
+    """Prune a trained model (remove residual blocks and channels, or 2:4 sparsity), fine-tune it, measure MACs and
+    latency side by side."""
     from edgepipe.artifacts import read_manifest
     from edgepipe.cli.options import stage_config
     from edgepipe.progress import console

@@ -50,9 +50,10 @@ def replay_history(model: nn.Module, input_shape: list[int] | tuple[int, ...], h
     """Redo ``history`` on ``model`` (whose ``removed_blocks`` are already nn.Identity).
 
     A group rooted inside a removed block was recorded when width pruning came before the block's removal
-    (pruning a pruned model); torch-pruning roots a group at its first layer in module order, and an identity
-    block's input and output channels come from layers before it, so such a group held only that block's inner
-    channels, which left with it: it is skipped. The prune stage checks the rebuilt shapes before it trusts this.
+    (pruning a pruned model). An identity block's input and output channels are one group with the layers before
+    it, which torch-pruning 1.6.1 meets first and roots the group at; so a group rooted inside the block held only
+    its inner channels, which left with it, and is skipped. The prune stage checks that the record rebuilds the
+    model's shapes before it trusts this (stages/prune_depth.check_replays).
     """
     import torch_pruning as tp
 

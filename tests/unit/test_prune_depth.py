@@ -186,6 +186,21 @@ def test_replay_removes_blocks_before_the_channel_history():
     assert torch.equal(fresh.eval()(x), model(x))
 
 
+def test_blocks_removed_after_width_pruning_replay_depth_first():
+    """Pruning a pruned model: the record still replays depth first; groups inside a removed block are skipped."""
+    model = _resnet()
+    pruner = build_pruner(model, SHAPE, ratio=0.5, importance="l1", global_pruning=False, round_to=1, ignored=[],
+                          steps=1)
+    pruning_step(pruner, model, "l1", None)
+    history = history_to_json(pruner.pruning_history())
+    assert any(name.startswith("stages.1.") for name, _, _ in history)  # the block's inner channels were pruned
+    remove_blocks(model, ["stages.1"], SHAPE)
+    fresh = rebuild(ResNet(SHAPE, 4, width=8, blocks=(2, 2, 2)), rebuild_record(SHAPE, history, ["stages.1"]))
+    fresh.load_state_dict(model.state_dict())
+    x = torch.randn(3, *SHAPE)
+    assert torch.equal(fresh.eval()(x), model(x))
+
+
 def test_a_record_without_removed_blocks_still_loads():
     model = _resnet()
     pruner = build_pruner(model, SHAPE, ratio=0.5, importance="l1", global_pruning=False, round_to=1, ignored=[],
@@ -280,4 +295,5 @@ def test_cli_remove_blocks(resnet_run, tmp_path):
     result = runner.invoke(app, ["prune", str(run), "--remove-blocks", "stages.1", "--remove-blocks", "stages.3",
                                  "--finetune-epochs", "0"])
     assert result.exit_code == 0, result.output
+    assert "residual blocks removed" in result.output and "stages.1, stages.3" in result.output
     assert read_manifest(run / "prune").config["remove_blocks"] == ["stages.1", "stages.3"]
