@@ -1,7 +1,7 @@
 """Depth pruning on a small real run: latency and accuracy after removing the 1..N cheapest residual blocks.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/depth_pruning.py --root /tmp/depth [--model resnet] [--epochs 6]
-        [--finetune-epochs 2] [--max-remove 4] [--width-target 0.25] [--json depth.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/depth_pruning.py --root /tmp/depth [--model resnet] [--width 16]
+        [--epochs 6] [--finetune-epochs 2] [--max-remove 4] [--width-target 0.25] [--json depth.json]
 
 Trains (once; an existing ROOT/run/train is reused) the mnist-resnet recipe with blocks [2, 2, 2] (or the
 mnist-mobilenetv2 recipe with ``--model mobilenetv2``) for ``--epochs`` on mnist5k, then runs the prune stage itself
@@ -25,12 +25,12 @@ RECIPES = {"resnet": ("recipes/mnist-resnet.yaml", {"width": 32, "blocks": [2, 2
            "mobilenetv2": ("recipes/mnist-mobilenetv2.yaml", {"width_mult": 1.0})}
 
 
-def _recipe(model: str, epochs: int, root: Path):
+def _recipe(model: str, epochs: int, root: Path, width: int | None):
     from edgepipe.recipe import load_recipe
 
     path, params = RECIPES[model]
     recipe = yaml.safe_load((REPO / path).read_text())
-    recipe["model"]["params"] = params
+    recipe["model"]["params"] = {**params, **({"width": width} if width and model == "resnet" else {})}
     recipe["train"]["epochs"] = epochs
     recipe.pop("prune", None)
     written = root / "recipe.yaml"
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--model", choices=sorted(RECIPES), default="resnet")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--width", type=int, default=None, help="resnet stem width (recipe: 32)")
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--max-remove", type=int, default=4)
     parser.add_argument("--width-target", type=float, default=None)
@@ -74,7 +75,7 @@ def main() -> None:
     run = args.root / "run"
     args.root.mkdir(parents=True, exist_ok=True)
     if not (run / "train" / "manifest.json").exists():
-        train(_recipe(args.model, args.epochs, args.root), run / "train")
+        train(_recipe(args.model, args.epochs, args.root, args.width), run / "train")
     common = {"finetune_epochs": args.finetune_epochs, "importance": "l2", "round_to": 16}
     plans = [(f"depth-{k}", {"remove_blocks": k}) for k in range(1, args.max_remove + 1)]
     if args.width_target is not None:
