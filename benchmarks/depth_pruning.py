@@ -9,6 +9,8 @@ for k = 1..N with ``remove_blocks: k`` and ``--finetune-epochs``: each run ranks
 cost alone (BatchNorm recalibrated), records the cheap proxy's (||block(x) - x|| / ||x||) Spearman rank correlation
 with that cost, and times the unpruned and pruned ONNX side by side on onnxruntime (batch 1 and 64, interleaved).
 ``--width-target F`` adds two runs for comparison: channels only to F of the MACs, and 2 blocks + channels to F.
+``--rank-only`` skips the prune runs: it prints each removable block's val cost alone and the proxy's rank correlation
+with it (``--blocks 3 3 3`` gives a resnet with more removable blocks to rank).
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ RECIPES = {"resnet": ("recipes/mnist-resnet.yaml", {"width": 32, "blocks": [2, 2
            "mobilenetv2": ("recipes/mnist-mobilenetv2.yaml", {"width_mult": 1.0})}
 
 
-def _recipe(model: str, epochs: int, root: Path, width: int | None):
+def _recipe(model: str, epochs: int, root: Path, resnet: dict[str, Any]):
     from edgepipe.recipe import load_recipe
 
     path, params = RECIPES[model]
     recipe = yaml.safe_load((REPO / path).read_text())
-    recipe["model"]["params"] = {**params, **({"width": width} if width and model == "resnet" else {})}
+    recipe["model"]["params"] = {**params, **(resnet if model == "resnet" else {})}
     recipe["train"]["epochs"] = epochs
     recipe.pop("prune", None)
     written = root / "recipe.yaml"
@@ -55,6 +57,38 @@ def _row(label: str, manifest) -> dict[str, Any]:
     }
 
 
+def _ranking(train_dir: Path) -> dict[str, Any]:
+    """Each removable block's val drop alone (BatchNorm recalibrated) and the proxy on 1, 4 and 16 batches."""
+    import itertools
+
+    import torch
+
+    from edgepipe.artifacts import read_manifest
+    from edgepipe.checkpoint import load_model
+    from edgepipe.data import load_stage_dataset
+    from edgepipe.pruning.channel import recalibrate_batchnorm
+    from edgepipe.pruning.depth import rank_blocks, rank_correlation, residual_ratios, survey_blocks
+    from edgepipe.tasks import task_of
+    from edgepipe.training import score
+
+    model, manifest = load_model(train_dir)
+    dataset = load_stage_dataset(read_manifest(train_dir))
+    cpu = torch.device("cpu")
+    blocks = survey_blocks(model, manifest.model["input_shape"]).removable
+    task = task_of(manifest)
+    base = score(model, dataset.val, cpu, task)
+    ranked = rank_blocks(model, blocks, lambda trial: score(trial, dataset.val, cpu, task),
+                         lambda trial: recalibrate_batchnorm(trial, itertools.islice(dataset.train.batches(128), 16)))
+    costs = {cost.block.name: round(100 * (base - cost.score), 2) for cost in ranked}
+    result: dict[str, Any] = {"val_cost_pts": costs, "proxy": {}}
+    for batches in (1, 4, 16):
+        ratios = residual_ratios(model, blocks, itertools.islice(dataset.train.batches(128), batches))
+        result["proxy"][batches] = {"rank_correlation": rank_correlation([costs[n] for n in ratios],
+                                                                         list(ratios.values())),
+                                    "ratios": {name: round(value, 3) for name, value in ratios.items()}}
+    return result
+
+
 def main() -> None:
     from edgepipe.artifacts import read_manifest
     from edgepipe.recipe import PruneConfig
@@ -65,7 +99,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--model", choices=sorted(RECIPES), default="resnet")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--width", type=int, default=None, help="resnet stem width (recipe: 32)")
+    parser.add_argument("--width", type=int, default=32, help="resnet stem width")
+    parser.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2], help="resnet blocks per stage")
+    parser.add_argument("--rank-only", action="store_true")
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--max-remove", type=int, default=4)
     parser.add_argument("--width-target", type=float, default=None)
@@ -75,7 +111,11 @@ def main() -> None:
     run = args.root / "run"
     args.root.mkdir(parents=True, exist_ok=True)
     if not (run / "train" / "manifest.json").exists():
-        train(_recipe(args.model, args.epochs, args.root, args.width), run / "train")
+        train(_recipe(args.model, args.epochs, args.root, {"width": args.width, "blocks": args.blocks}),
+              run / "train")
+    if args.rank_only:
+        print(json.dumps(_ranking(run / "train")))
+        return
     common = {"finetune_epochs": args.finetune_epochs, "importance": "l2", "round_to": 16}
     plans = [(f"depth-{k}", {"remove_blocks": k}) for k in range(1, args.max_remove + 1)]
     if args.width_target is not None:

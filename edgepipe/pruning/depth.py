@@ -245,6 +245,8 @@ def _output_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[int, .
     with torch.no_grad():
         outputs = model(example)
     model.train(was_training)
+    if isinstance(outputs, dict):  # a detector's named maps
+        outputs = list(outputs.values())
     outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
     return [tuple(output.shape) for output in outputs if isinstance(output, torch.Tensor)]
 
