@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32, help="resnet stem width")
     parser.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2], help="resnet blocks per stage")
     parser.add_argument("--rank-only", action="store_true")
+    parser.add_argument("--round-to", type=int, default=8, help="channel rounding of the width runs")
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--max-remove", type=int, default=4)
     parser.add_argument("--width-target", type=float, default=None)
@@ -116,7 +117,7 @@ def main() -> None:
     if args.rank_only:
         print(json.dumps(_ranking(run / "train")))
         return
-    common = {"finetune_epochs": args.finetune_epochs, "importance": "l2", "round_to": 16}
+    common = {"finetune_epochs": args.finetune_epochs, "importance": "l2", "round_to": args.round_to}
     plans = [(f"depth-{k}", {"remove_blocks": k}) for k in range(1, args.max_remove + 1)]
     if args.width_target is not None:
         plans += [(f"width-{args.width_target}", {"target_macs": args.width_target}),
