@@ -7,9 +7,9 @@ these. This module imports nothing, so `edgepipe --help` stays quick: pydantic l
 
 EXPORT = {"opset": 18, "dynamic_batch": True, "exporter": "dynamo"}
 
-PRUNE = {"method": "channel", "importance": "l1", "ratio": None, "target_macs": None, "global_pruning": False,
-         "round_to": 8, "steps": 1, "finetune_epochs": 3, "finetune_lr": None, "target_latency_ms": None,
-         "latency_batch": 1, "latency_runtime": "onnxruntime", "latency_profile": None,
+PRUNE = {"method": "channel", "importance": "l1", "ratio": None, "target_macs": None, "remove_blocks": None,
+         "global_pruning": False, "round_to": 8, "steps": 1, "finetune_epochs": 3, "finetune_lr": None,
+         "target_latency_ms": None, "latency_batch": 1, "latency_runtime": "onnxruntime", "latency_profile": None,
          "distill": "auto", "distill_alpha": 0.5, "distill_temperature": 4.0}
 
 QUANTIZE = {"method": "minmax", "percentile": 99.99, "calibration": "calibration/mnist-train-512.yaml",

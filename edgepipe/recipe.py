@@ -202,6 +202,9 @@ class PruneConfig(Section):
                                               "2:4: zero 2 of every 4 input weights (TensorRT sparse tensor cores)")
     importance: Literal["l1", "l2", "bn_scale", "taylor"] = defaults.PRUNE["importance"]
     ratio: float | None = Field(default=defaults.PRUNE["ratio"], gt=0, lt=1, description="fraction of channels removed")
+    remove_blocks: int | list[str] | None = Field(
+        default=defaults.PRUNE["remove_blocks"], description="depth pruning before the channels: remove the N "
+        "residual blocks that cost least on val, or the blocks named (module names); identity shortcuts only")
     target_latency_ms: float | None = Field(
         default=defaults.PRUNE["target_latency_ms"], gt=0, description="p50 ms per call to reach on latency_runtime at "
         "latency_batch: the least pruning whose measured latency meets it (the channel ratio is searched)")
@@ -267,9 +270,10 @@ class PruneConfig(Section):
             # one target decides the ratio: a MAC cap beside a latency target would overrule "the least pruning that
             # meets the latency" without saying which of the two chose the model
             raise ValueError("give either target_latency_ms or target_macs, not both")
-        elif target is None and ratio is None and "ratio" in info.data and info.data.get("target_latency_ms") is None:
-            raise ValueError("channel pruning needs a target: ratio (channels removed), target_macs (MACs kept) or "
-                             "target_latency_ms (ms per call on a runtime)")
+        elif (target is None and ratio is None and "ratio" in info.data and info.data.get("target_latency_ms") is None
+              and info.data.get("remove_blocks") is None):
+            raise ValueError("channel pruning needs a target: ratio (channels removed), target_macs (MACs kept), "
+                             "target_latency_ms (ms per call on a runtime) or remove_blocks (residual blocks removed)")
         return target
 
     @field_validator("target_latency_ms")
@@ -287,6 +291,7 @@ class PruneConfig(Section):
         if profile is not None and info.data.get("latency_runtime") != "tensorrt":
             raise ValueError("a trtexec profile goes with latency_runtime tensorrt")
         return profile
+
     @field_validator("distill")
     @classmethod
     def _distill_needs_finetune(cls, distill: str, info: ValidationInfo) -> str:
@@ -294,6 +299,28 @@ class PruneConfig(Section):
             raise ValueError("distillation happens during the fine-tune, and finetune_epochs is 0; give fine-tuning "
                              "epochs or drop distill")
         return distill
+
+    @field_validator("remove_blocks", mode="before")
+    @classmethod
+    def _one_block_name(cls, blocks: Any) -> Any:
+        if isinstance(blocks, bool):  # YAML's `yes` is not a number of blocks
+            raise ValueError("remove_blocks: a number of blocks or a list of block (module) names")
+        if isinstance(blocks, str):  # one name, or a number the command line passed as text
+            return int(blocks) if blocks.isdigit() else [blocks]
+        return blocks
+
+    @field_validator("remove_blocks")
+    @classmethod
+    def _blocks_to_remove(cls, blocks: int | list[str] | None, info: ValidationInfo) -> int | list[str] | None:
+        if blocks is None:
+            return None
+        if info.data.get("method") == "2:4":
+            raise ValueError("2:4 sparsity keeps every layer; drop remove_blocks (or use method: channel)")
+        if isinstance(blocks, int) and blocks < 1:
+            raise ValueError("remove_blocks: a number of blocks is 1 or more")
+        if isinstance(blocks, list) and (not blocks or len(set(blocks)) != len(blocks)):
+            raise ValueError("remove_blocks: list each block (module name) once")
+        return blocks
 
 
 class QuantizeConfig(Section):

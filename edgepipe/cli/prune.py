@@ -17,6 +17,9 @@ def command(
     target_macs: Annotated[float | None, typer.Option(help="Keep this fraction of the MACs (e.g. 0.5); the "
                                                            "channel ratio is searched.")]
     = defaults.PRUNE["target_macs"],
+    remove_blocks: Annotated[list[str] | None, typer.Option(
+        help="Depth pruning first: N removes the N residual blocks that cost least on val; a block (module) name "
+             "removes that block (repeatable). Identity-shortcut blocks only.")] = defaults.PRUNE["remove_blocks"],
     target_latency: Annotated[float | None, typer.Option(help="Reach this p50 latency (ms per call) on --runtime at "
                                                               "--batch: the least pruning that measures under it.")]
     = defaults.PRUNE["target_latency_ms"],
@@ -51,7 +54,8 @@ def command(
     = defaults.PRUNE["distill_temperature"],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stage dir (default: RUN/prune).")] = None,
 ) -> None:
-    """Prune a trained model (remove channels, or 2:4 sparsity), fine-tune it, measure MACs and latency side by side."""
+    """Prune a trained model (remove residual blocks and channels, or 2:4 sparsity), fine-tune it, measure MACs and
+    latency side by side."""
     from edgepipe.artifacts import read_manifest
     from edgepipe.cli.options import stage_config
     from edgepipe.progress import console
@@ -62,7 +66,8 @@ def command(
     from edgepipe.stages.prune import SPARSITY_NOTE, prune, source_stage
 
     config = stage_config(PruneConfig, {
-        "method": method, "ratio": ratio, "target_macs": target_macs, "importance": importance,
+        "method": method, "ratio": ratio, "target_macs": target_macs, "remove_blocks": _blocks(remove_blocks),
+        "importance": importance,
         "global_pruning": global_pruning, "round_to": round_to, "ignore_layers": ignore or [], "steps": steps,
         "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr, "target_latency_ms": target_latency,
         "latency_batch": batch, "latency_runtime": runtime, "latency_profile": latency_profile, "distill": distill,
@@ -82,3 +87,10 @@ def command(
         console.print(f"{len(manifest.sparsity['layers'])} layers in the 2:4 pattern (checked on the exported "
                       f"ONNX weights). {SPARSITY_NOTE}")
     console.print(f"pruned model: {result}  (next: edgepipe export {result})")
+
+
+def _blocks(values: list[str] | None) -> int | list[str] | None:
+    """--remove-blocks 2 (a count) or --remove-blocks NAME [--remove-blocks NAME ...] (names)."""
+    if not values:
+        return None
+    return int(values[0]) if len(values) == 1 and values[0].isdigit() else values

@@ -4,6 +4,10 @@ torch-pruning records every pruned group as ``(root module name, is_out_channel_
 (``pruner.pruning_history()``); ``DependencyGraph.load_pruning_history`` redoes them in order on an
 unpruned model of the same architecture. The manifest stores that list (ints only) under
 ``model.rebuild``; ``edgepipe.checkpoint.load_model`` calls :func:`rebuild` before loading the weights.
+
+Depth pruning (:mod:`edgepipe.pruning.depth`) adds ``removed_blocks``: module names replaced by ``nn.Identity``,
+applied before the channel history (depth first, then width, as the prune stage does). Records without the key
+(made before depth pruning existed) remove nothing.
 """
 
 from __future__ import annotations
@@ -29,12 +33,32 @@ def example_input(input_shape: list[int] | tuple[int, ...], batch: int = 2) -> t
     return torch.randn(batch, *input_shape)
 
 
-def rebuild_record(input_shape: list[int] | tuple[int, ...], history: list[list[Any]]) -> dict[str, Any]:
-    return {"function": REBUILD_FUNCTION, "input_shape": list(input_shape), "history": history}
+def rebuild_record(input_shape: list[int] | tuple[int, ...], history: list[list[Any]],
+                   removed_blocks: list[str] | None = None) -> dict[str, Any]:
+    record = {"function": REBUILD_FUNCTION, "input_shape": list(input_shape), "history": history}
+    if removed_blocks:
+        record["removed_blocks"] = list(removed_blocks)
+    return record
 
 
-def replay_history(model: nn.Module, input_shape: list[int] | tuple[int, ...], history: list[list[Any]]) -> nn.Module:
+def _inside(name: str, blocks: list[str]) -> bool:
+    return any(name == block or name.startswith(block + ".") for block in blocks)
+
+
+def replay_history(model: nn.Module, input_shape: list[int] | tuple[int, ...], history: list[list[Any]],
+                   removed_blocks: list[str] | None = None) -> nn.Module:
+    """Redo ``history`` on ``model`` (whose ``removed_blocks`` are already nn.Identity).
+
+    A group rooted inside a removed block was recorded when width pruning came before the block's removal
+    (pruning a pruned model). An identity block's input and output channels are one group with the layers before
+    it, which torch-pruning 1.6.1 meets first and roots the group at; so a group rooted inside the block held only
+    its inner channels, which left with it, and is skipped. The prune stage checks that the record rebuilds the
+    model's shapes before it trusts this (stages/prune_depth.check_replays).
+    """
     import torch_pruning as tp
+
+    removed_blocks = removed_blocks or []
+    history = [entry for entry in history if not _inside(str(entry[0]), removed_blocks)]
 
     was_training = model.training
     model.eval()
@@ -55,4 +79,8 @@ def replay_history(model: nn.Module, input_shape: list[int] | tuple[int, ...], h
 
 def rebuild(model: nn.Module, record: dict[str, Any]) -> nn.Module:
     """The ``model.rebuild`` hook of a pruned manifest: reshape ``model`` as it was pruned (weights come next)."""
-    return replay_history(model, record["input_shape"], record["history"])
+    from edgepipe.pruning.depth import remove_blocks
+
+    removed = list(record.get("removed_blocks", []))
+    remove_blocks(model, removed, record["input_shape"])
+    return replay_history(model, record["input_shape"], record["history"], removed)

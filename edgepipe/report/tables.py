@@ -178,6 +178,9 @@ def prune_table(metrics: dict[str, Any]) -> Table:
                   f"{metrics['params']['ratio']:.2f}x fewer")
     table.add_row("MACs / sample", count(metrics["macs"]["before"]), count(metrics["macs"]["after"]),
                   f"{metrics['macs']['ratio']:.2f}x fewer")
+    if metrics.get("depth"):  # depth pruning: the residual blocks removed before the channels
+        removed = metrics["depth"]["removed"]
+        table.add_row("residual blocks removed", "", str(len(removed)), ", ".join(removed))
     table.add_row(MODEL_PT, f"{metrics['file_bytes']['before'] / 1024:.0f} KiB",
                   f"{metrics['file_bytes']['after'] / 1024:.0f} KiB",
                   f"{metrics['file_bytes']['before'] / max(metrics['file_bytes']['after'], 1):.2f}x smaller")

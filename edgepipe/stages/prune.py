@@ -1,4 +1,7 @@
-"""`edgepipe prune`: structured channel pruning or 2:4 sparsity, fine-tuned, with MACs and measured latency.
+"""`edgepipe prune`: residual blocks and channels removed, or 2:4 sparsity, fine-tuned, with MACs and latency.
+
+Depth comes first (whole identity-shortcut blocks, ranked by their cost on val: pruning/depth.py), then width on
+what remains (torch-pruning), then fine-tuning; the rebuild record replays them in the same order.
 
 Writes RUN/prune/ with model.pt (tensors only) and a manifest whose model spec carries the pruning
 history (``model.rebuild``), so the narrower architecture is rebuilt from JSON on load, never unpickled.
@@ -89,18 +92,19 @@ def _dead(model: nn.Module, dataset, samples: int = 256) -> str | None:
         return constant_outputs(scored_outputs(model(torch.from_numpy(dataset.test.take(samples)))))
 
 
-def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list]:
-    """The zoo spec without a rebuild record, and any history already applied (pruning a pruned model)."""
+def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list, list[str]]:
+    """The zoo spec without a rebuild record, and the channel history and removed blocks already applied (pruning
+    a pruned model)."""
     from edgepipe.pruning.replay import REBUILD_FUNCTION
 
     rebuild = spec.get("rebuild")
     base = {key: value for key, value in spec.items() if key != "rebuild"}
     if not rebuild:
-        return base, []
+        return base, [], []
     if rebuild.get("function") != REBUILD_FUNCTION:
         raise EdgepipeError(f"model spec has a rebuild step from {rebuild.get('function')!r} that prune cannot "
                             "extend; prune the model before that stage")
-    return base, list(rebuild["history"])
+    return base, list(rebuild["history"]), list(rebuild.get("removed_blocks", []))
 
 
 def _batchnorm_batches(dataset, batch_size: int = 128):
@@ -111,7 +115,11 @@ def _batchnorm_batches(dataset, batch_size: int = 128):
 
 
 def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig,
-                    config: PruneConfig, device, task, *, plan=None) -> dict[str, Any]:
+                    config: PruneConfig, device, task, *, macs_original: int, plan=None,
+                    teacher=None) -> dict[str, Any]:
+    """Width pruning by ratio, MAC target or latency target (``target_macs`` is a fraction of ``macs_original``, the
+    stage's input, so MACs that depth pruning already removed count), then fine-tuning (distilling from ``teacher``
+    when given); with no width target, only the fine-tuning."""
     from edgepipe.complexity import count_macs_params
     from edgepipe.pruning.channel import (
         build_pruner,
@@ -123,7 +131,10 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
     from edgepipe.pruning.replay import history_to_json
 
     input_shape = spec["input_shape"]
-    check_prunable(model, spec["name"], config.importance, input_shape)
+    macs_now = count_macs_params(model, input_shape)[0]
+    target = None if config.target_macs is None else config.target_macs * macs_original / macs_now
+    if config.ratio is not None or config.target_latency_ms is not None or (target is not None and target < 1):
+        check_prunable(model, spec["name"], config.importance, input_shape)
     # the gradient batches of Taylor importance: the first few training samples (a folder is not read whole)
     gradient_samples = GRADIENT_BATCH_SIZE * GRADIENT_BATCHES
     x_train = torch.from_numpy(dataset.train.take(gradient_samples))
@@ -149,26 +160,32 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
     ratio = config.ratio
     if config.target_latency_ms is not None:
         ratio, search = _latency_ratio(model, input_shape, plan, gradient_batches, options)
-    elif ratio is None:
-        ratio, achieved = search_ratio(model, input_shape, config.target_macs, gradient_batches=gradient_batches,
-                                       **options)
+    elif target is not None and target >= 1:  # depth pruning alone met the MAC target
+        say(f"prune: the blocks removed keep {macs_now / macs_original:.1%} of the MACs (target "
+            f"{config.target_macs:.0%}): no channel pruning")
+        search = {"target_macs": config.target_macs, "ratio": None, "mac_fraction": macs_now / macs_original}
+    elif ratio is None and target is not None:
+        ratio, achieved = search_ratio(model, input_shape, target, gradient_batches=gradient_batches, **options)
+        achieved *= macs_now / macs_original
         search = {"target_macs": config.target_macs, "ratio": ratio, "one_shot_mac_fraction": achieved}
         say(f"prune: channel ratio {ratio:.3f} keeps {achieved:.1%} of the MACs (target {config.target_macs:.0%})")
-    teacher = _teacher(model, config, task)  # before any step: every step's fine-tune learns from the original
-    pruner = build_pruner(model, input_shape, ratio=ratio, steps=config.steps, **options)
+    pruner = None if ratio is None else build_pruner(model, input_shape, ratio=ratio, steps=config.steps, **options)
     steps, before_finetune = [], None
-    for step in range(1, config.steps + 1):
+    step_count = config.steps if pruner else 1  # depth only: the blocks went at once, one fine-tune
+    for step in range(1, step_count + 1):
         model.cpu()
-        pruning_step(pruner, model, config.importance, gradient_batches)
+        if pruner is not None:
+            pruning_step(pruner, model, config.importance, gradient_batches)
         recalibrated = recalibrate_batchnorm(model, _batchnorm_batches(dataset))
         macs, params = count_macs_params(model, input_shape)
         before_finetune = _scores(model, dataset, torch.device("cpu"), task)
         finetune = _finetune(model, dataset, train_config, config, device, task,
-                             label=f"prune step {step}/{config.steps}", teacher=teacher)
+                             label=f"prune step {step}/{step_count}", teacher=teacher)
         model.cpu()
         steps.append({"step": step, "macs": macs, "params": params, "batchnorm_recalibrated": recalibrated,
                       "val_score_pruned": before_finetune["val"], "finetune": finetune})
-    return {"ratio": ratio, "search": search, "steps": steps, "history": history_to_json(pruner.pruning_history()),
+    history = history_to_json(pruner.pruning_history()) if pruner else []
+    return {"ratio": ratio, "search": search, "steps": steps, "history": history,
             "score_before_finetune": before_finetune}
 
 
@@ -263,10 +280,12 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     the source's manifests): its manifest records what it used on val, which quantize then no longer has."""
     from edgepipe.checkpoint import load_model, save_state
     from edgepipe.complexity import count_macs_params
+    from edgepipe.pruning.channel import recalibrate_batchnorm
     from edgepipe.pruning.latency_target import plan_latency, profile_parent, verdict
     from edgepipe.pruning.measure import speedups
     from edgepipe.pruning.replay import rebuild_record
     from edgepipe.report.latency_layers import draw_latency_layers
+    from edgepipe.stages.prune_depth import check_replays, prune_depth, survey_depth
     from edgepipe.training import pick_device
 
     source, out = source_stage(source), Path(out)
@@ -284,8 +303,9 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     if frame.up_to_date(manifest, reuse=reuse):
         return out
 
-    base_spec, previous_history = _base_spec(spec)
+    base_spec, previous_history, previous_blocks = _base_spec(spec)
     unpruned, _ = load_model(source, model_entry.file)
+    survey = survey_depth(unpruned, spec, config)  # a request that cannot be met fails here, before any work
     dataset = load_stage_dataset(source_manifest)
     context = open_context(source_manifest, source, recipe=context.recipe if context else None)
     train_config, budget = context.train, context.budget
@@ -301,10 +321,19 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     if dead:  # a dead model meets any budget: pruning it would hide that training failed
         raise EdgepipeError(f"{source}: {dead}; nothing was pruned (retrain it first)")
     model = copy.deepcopy(unpruned)
+    depth = None
     if config.method == "channel":
-        outcome = _prune_channels(model, spec, dataset, train_config, config, device, task, plan=plan)
+        teacher = _teacher(unpruned, config, task)  # the original, before depth or width: every fine-tune learns
+        # from it
+        if survey is not None:
+            depth = prune_depth(model, survey, dataset, config, task,
+                                lambda trial: recalibrate_batchnorm(trial, _batchnorm_batches(dataset)))
+            check_replays(model, base_spec, previous_history, previous_blocks + depth["removed"])
+        outcome = _prune_channels(model, spec, dataset, train_config, config, device, task, macs_original=macs_before,
+                                  plan=plan, teacher=teacher)
         history = previous_history + outcome["history"]
-        pruned_spec = {**base_spec, "rebuild": rebuild_record(input_shape, history)}
+        removed = previous_blocks + (depth["removed"] if depth else [])
+        pruned_spec = {**base_spec, "rebuild": rebuild_record(input_shape, history, removed)}
         sparse_layers = None
     else:
         outcome = _sparsify_2_4(model, spec, dataset, train_config, config, device, task)
@@ -356,6 +385,8 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
         }
         if target is not None:
             manifest.metrics["latency_target"] = target
+        if depth is not None:
+            manifest.metrics["depth"] = depth
         if layers:
             draw_latency_layers(manifest.metrics["layer_latency"], tmp / LATENCY_LAYERS_PNG)
         if sparse_layers is not None:
@@ -364,7 +395,9 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
         add_artifact(manifest, tmp, MODEL_PT, name="pruned", fmt="torch",
                      precision="fp32-2:4" if config.method == "2:4" else "fp32")
     metrics = manifest.metrics
-    say(f"prune: {config.method}  MACs {metrics['macs']['ratio']:.2f}x fewer  test {task.metric_label} "
+    blocks = (f"{len(depth['removed'])} block{'s' if len(depth['removed']) != 1 else ''} removed "
+              f"({', '.join(depth['removed'])})  ") if depth else ""
+    say(f"prune: {config.method}  {blocks}MACs {metrics['macs']['ratio']:.2f}x fewer  test {task.metric_label} "
         f"{task.format_score(score_before['test'])} → {task.format_score(score_after['test'])}  "
         f"b64 speedup {metrics['speedup'].get('64', float('nan')):.2f}x → {out}")
     if target is not None:
