@@ -323,8 +323,8 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     model = copy.deepcopy(unpruned)
     depth = None
     if config.method == "channel":
-        teacher = _teacher(unpruned, config, task)  # the original, before depth or width: every fine-tune learns
-        # from it
+        # the teacher is the original, taken before depth or width pruning: every fine-tune learns from it
+        teacher = _teacher(unpruned, config, task)
         if survey is not None:
             depth = prune_depth(model, survey, dataset, config, task,
                                 lambda trial: recalibrate_batchnorm(trial, _batchnorm_batches(dataset)))
