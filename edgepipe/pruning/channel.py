@@ -187,9 +187,11 @@ def one_shot_macs(model: nn.Module, input_shape, ratio: float, *, importance: st
 
 
 def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iterations: int = 8, grid: int = 10,
-                 **options) -> tuple[float, float]:
-    """The smallest channel ratio whose one-shot pruned model keeps at most ``target_macs`` of the MACs, and
-    that fraction: (ratio, achieved_fraction).
+                 **options) -> tuple[float, float, float | None]:
+    """The smallest channel ratio whose one-shot pruned model keeps at most ``target_macs`` of the MACs, that
+    fraction, and the nearest fraction over the target any ratio tried kept (None: none did): (ratio,
+    achieved_fraction, next_above). A wide gap between the last two says the target sits between two steps of the
+    rounded channel counts, so the model keeps fewer MACs than asked.
 
     MACs are not monotonic in the ratio: channels are rounded (``round_to``), and torch-pruning leaves a layer
     alone once a ratio would take all its channels, so on LeNet with ``round_to: 1`` ratio 0.8 keeps 7 % of the
@@ -221,7 +223,8 @@ def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iteration
             high, high_fraction = middle, achieved
         else:
             low = middle
-    return high, high_fraction
+    above = [kept for kept in seen.values() if kept > target_macs]
+    return high, high_fraction, (min(above) if above else None)
 
 
 @torch.no_grad()

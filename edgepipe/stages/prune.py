@@ -107,6 +107,19 @@ def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list, list[str]]:
     return base, list(rebuild["history"]), list(rebuild.get("removed_blocks", []))
 
 
+UNDERSHOOT = 0.03  # kept MACs this far under the target are said, with why
+
+
+def _undershoot(config: PruneConfig, achieved: float, next_above: float | None) -> str:
+    """Why the MACs kept are well under the target, or ''."""
+    if config.target_macs - achieved < UNDERSHOOT:
+        return ""
+    step = f"; the step before keeps {next_above:.1%}, over it" if next_above is not None else ""
+    return (f": {config.target_macs - achieved:.1%} under the target{step}. Channel counts move in multiples of "
+            f"round_to={config.round_to} per layer, and coupled layers (residual adds, grouped or depthwise "
+            "convolutions) lose channels together, so the MACs jump between ratios; a smaller round_to gets closer")
+
+
 def _batchnorm_batches(dataset, batch_size: int = 128):
     """The first BATCHNORM_SAMPLES training inputs, a batch at a time."""
     import itertools
@@ -165,10 +178,12 @@ def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_confi
             f"{config.target_macs:.0%}): no channel pruning")
         search = {"target_macs": config.target_macs, "ratio": None, "mac_fraction": macs_now / macs_original}
     elif ratio is None and target is not None:
-        ratio, achieved = search_ratio(model, input_shape, target, gradient_batches=gradient_batches, **options)
+        ratio, achieved, above = search_ratio(model, input_shape, target, gradient_batches=gradient_batches,
+                                              **options)
         achieved *= macs_now / macs_original
         search = {"target_macs": config.target_macs, "ratio": ratio, "one_shot_mac_fraction": achieved}
-        say(f"prune: channel ratio {ratio:.3f} keeps {achieved:.1%} of the MACs (target {config.target_macs:.0%})")
+        say(f"prune: channel ratio {ratio:.3f} keeps {achieved:.1%} of the MACs (target {config.target_macs:.0%})"
+            + _undershoot(config, achieved, None if above is None else above * macs_now / macs_original))
     pruner = None if ratio is None else build_pruner(model, input_shape, ratio=ratio, steps=config.steps, **options)
     steps, before_finetune = [], None
     step_count = config.steps if pruner else 1  # depth only: the blocks went at once, one fine-tune
@@ -402,6 +417,12 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
         f"b64 speedup {metrics['speedup'].get('64', float('nan')):.2f}x → {out}")
     if target is not None:
         say(f"prune: {target['line']}")
+    slower = {batch: speedup for batch, speedup in metrics["speedup"].items() if speedup < 1.0}
+    if slower and config.method == "channel":  # fewer MACs, more time: say so where the user looks
+        shown = ", ".join(f"{speedup:.2f}x at batch {batch}" for batch, speedup in slower.items())
+        say(f"[yellow]prune: the pruned model is slower than the unpruned one on {latency['backend']} ({shown}): "
+            "the time is per layer and per call, not per MAC (see the per-layer table); prune for time with "
+            "--target-latency, or remove whole blocks with --remove-blocks[/yellow]")
     _say_budget(budget, used, task, len(dataset.val))
     return out
 

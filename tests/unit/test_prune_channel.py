@@ -156,11 +156,12 @@ def test_global_and_taylor_importance_run():
 def test_search_ratio_meets_the_mac_target_with_the_smallest_ratio(target):
     model, _ = _model("resnet", {"width": 16, "blocks": [1, 1]})
     base = count_macs_params(model, IMAGE)[0]
-    ratio, achieved = search_ratio(model, IMAGE, target, **OPTIONS)
+    ratio, achieved, above = search_ratio(model, IMAGE, target, **OPTIONS)
     assert achieved <= target
     assert one_shot_macs(model, IMAGE, ratio, **OPTIONS) / base == pytest.approx(achieved)
     # just below the found ratio the target is missed: the search returned the smallest ratio that meets it
     assert one_shot_macs(model, IMAGE, ratio - 0.001, **OPTIONS) / base > target
+    assert above is not None and achieved <= target < above  # the step before, over the target, for the prune line
     assert count_macs_params(model, IMAGE)[0] == base  # the searched model itself is untouched
 
 
@@ -171,9 +172,20 @@ def test_a_target_reachable_below_the_largest_ratio_is_found():
     options = {**OPTIONS, "round_to": 1}
     base = count_macs_params(model, IMAGE)[0]
     assert one_shot_macs(model, IMAGE, 0.95, **options) / base > 0.5  # the non-monotonic part
-    ratio, achieved = search_ratio(model, IMAGE, 0.2, **options)
+    ratio, achieved, above = search_ratio(model, IMAGE, 0.2, **options)
     assert achieved <= 0.2 and ratio < 0.8
     assert one_shot_macs(model, IMAGE, ratio - 0.001, **options) / base > 0.2
+
+
+def test_a_mac_target_between_two_channel_steps_is_explained():
+    """What a user saw on regnet_x_400mf: 50 % asked, 35.9 % kept, no word. The prune line now says why."""
+    from edgepipe.recipe import PruneConfig
+    from edgepipe.stages.prune import _undershoot
+
+    config = PruneConfig(target_macs=0.5, round_to=8)
+    line = _undershoot(config, 0.359, 0.52)
+    assert "14.1% under the target; the step before keeps 52.0%, over it" in line and "round_to=8" in line
+    assert _undershoot(config, 0.49, 0.52) == ""
 
 
 def test_unreachable_mac_target_is_a_user_error():
