@@ -1,11 +1,15 @@
-"""What a prune request needs of a model, checked on the untrained model before a pipeline trains it."""
+"""What a prune request needs of a model, checked on the untrained model before a pipeline trains it: the model
+must be one the pruner can take, the blocks asked for must be removable, and the runtime a latency target is timed
+on must be there (or, for TensorRT, the device's profile)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import PruneConfig
 
 
@@ -14,14 +18,28 @@ def check_prune_request(model: nn.Module, spec: dict[str, Any], config: PruneCon
     if config.method == "channel":
         from edgepipe.pruning.channel import check_prunable
 
-        check_prunable(model, spec["name"], config.importance, spec["input_shape"])
+        if config.ratio is not None or config.target_macs is not None or config.target_latency_ms is not None:
+            check_prunable(model, spec["name"], config.importance, spec["input_shape"])
     else:
-        from edgepipe.pruning.channel import resolve_ignored
-        from edgepipe.pruning.sparsity24 import eligible_layers
+        from edgepipe.pruning.sparsity24 import require_eligible_layers
 
-        if not eligible_layers(model, set(resolve_ignored(model, config.ignore_layers))):
-            from edgepipe.errors import EdgepipeError
+        require_eligible_layers(model, config.ignore_layers, spec["name"])
+    if config.remove_blocks is not None:
+        from edgepipe.pruning.depth import check_request, survey_blocks
 
-            raise EdgepipeError(f"2:4: model '{spec['name']}' has no layer 2:4 sparsity can take (Conv2d with "
-                                "groups=1 or Linear, channels in multiples of the pattern, not the classifier or "
-                                "ignored); use method: channel")
+        check_request(survey_blocks(model, spec["input_shape"], ignored=config.ignore_layers), config.remove_blocks,
+                      spec["name"])
+    if config.target_latency_ms is not None:
+        _check_latency_runtime(config)
+
+
+def _check_latency_runtime(config: PruneConfig) -> None:
+    from edgepipe.pruning.latency_target import no_trt_profile_line
+    from edgepipe.pruning.layer_latency import read_trtexec_profile, require_runtime
+
+    if config.latency_runtime != "tensorrt":
+        require_runtime(config.latency_runtime)
+    elif config.latency_profile is None:
+        raise EdgepipeError(no_trt_profile_line())
+    else:
+        read_trtexec_profile(Path(config.latency_profile))

@@ -33,6 +33,21 @@ def eligible_layers(model: nn.Module, ignored: set[str]) -> dict[str, nn.Module]
     return {name: module for name, module in model.named_modules() if name not in ignored and is_eligible(module)}
 
 
+def require_eligible_layers(model: nn.Module, ignore_layers: list[str], model_name: str) -> dict[str, nn.Module]:
+    """The layers 2:4 sparsity takes (the output layer and ``ignore_layers`` left out); one line when there is none."""
+    from edgepipe.errors import EdgepipeError
+    from edgepipe.pruning.channel import resolve_ignored
+
+    layers = eligible_layers(model, set(resolve_ignored(model, ignore_layers)))
+    if not layers:
+        raise EdgepipeError(
+            f"2:4: model '{model_name}' has no eligible layer (Conv2d with groups=1 or Linear, in channels a "
+            f"multiple of {IN_MULTIPLE}, out channels a multiple of {OUT_MULTIPLE}, not the classifier or ignored); "
+            "nothing to sparsify: use --method channel"
+        )
+    return layers
+
+
 def _groups_of_four(weight: torch.Tensor) -> torch.Tensor:
     """View the weight as rows of 4 consecutive input-channel values (input axis moved last)."""
     moved = weight.movedim(1, -1) if weight.ndim > 2 else weight

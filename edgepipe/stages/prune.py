@@ -221,24 +221,10 @@ def _latency_ratio(model: nn.Module, input_shape, plan, gradient_batches, option
 
 def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig, config: PruneConfig,
                   device, task) -> dict[str, Any]:
-    from edgepipe.pruning.channel import recalibrate_batchnorm, resolve_ignored
-    from edgepipe.pruning.sparsity24 import (
-        IN_MULTIPLE,
-        OUT_MULTIPLE,
-        MaskKeeper,
-        eligible_layers,
-        follows_2_4,
-        magnitude_masks,
-    )
+    from edgepipe.pruning.channel import recalibrate_batchnorm
+    from edgepipe.pruning.sparsity24 import MaskKeeper, follows_2_4, magnitude_masks, require_eligible_layers
 
-    ignored = set(resolve_ignored(model, config.ignore_layers))
-    layers = eligible_layers(model, ignored)
-    if not layers:
-        raise EdgepipeError(
-            f"2:4: model '{spec['name']}' has no eligible layer (Conv2d with groups=1 or Linear, in channels a "
-            f"multiple of {IN_MULTIPLE}, out channels a multiple of {OUT_MULTIPLE}, not the classifier or ignored); "
-            "nothing to sparsify: use --method channel"
-        )
+    layers = require_eligible_layers(model, config.ignore_layers, spec["name"])
     model.cpu()
     teacher = _teacher(model, config, task)
     keeper = MaskKeeper(layers, magnitude_masks(layers))
