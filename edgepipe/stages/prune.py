@@ -25,18 +25,17 @@ from edgepipe.data import load_stage_dataset
 from edgepipe.errors import EdgepipeError
 from edgepipe.onnx_export import scored_outputs
 from edgepipe.progress import say
-from edgepipe.recipe import PruneConfig, TrainConfig
+from edgepipe.recipe import PruneConfig
 from edgepipe.run import LATENCY_LAYERS_PNG, MODEL_PT, PRUNE, RunLayout, resolve
 from edgepipe.rundir import scratch_dir
 from edgepipe.stages.context import RunContext, open_context
 from edgepipe.stages.frame import StageFrame
+from edgepipe.stages.prune_steps import PruneJob, batchnorm_batches, prune_width, scores, sparsify_2_4
 from edgepipe.tasks.base import constant_outputs
 
 SPARSITY_NOTE = ("2:4 sparsity speeds up inference only in TensorRT on Ampere-class GPUs (Jetson Orin, "
                  "RTX 30xx/A100 and newer) with sparse weights enabled (`edgepipe build --sparsity`), and usually "
                  "only for layers with >= 256 channels; onnxruntime and other CPU runtimes gain nothing from it.")
-GRADIENT_BATCHES, GRADIENT_BATCH_SIZE = 4, 64
-BATCHNORM_SAMPLES = 2048  # training images (not augmented) that re-estimate BatchNorm statistics after a step
 # Interleaved timing rounds x seconds per model and batch size (about 5 s in all for two models, two batches).
 LATENCY_ROUNDS, LATENCY_SECONDS = 5, 0.25
 LAYER_RUNS = 30  # profiled runs per model for the per-layer latency (each layer's median over them)
@@ -50,28 +49,6 @@ def source_stage(source: Path) -> Path:
     if found.kind in ("stage", "file"):
         return found.model_stage()
     return RunLayout(found.directory).require_origin(torch=True)
-
-
-def _scores(model: nn.Module, dataset, device, task) -> dict[str, float]:
-    from edgepipe.training import score
-
-    return {"val": score(model, dataset.val, device, task), "test": score(model, dataset.test, device, task)}
-
-
-def _finetune(model: nn.Module, dataset, train_config: TrainConfig, config: PruneConfig, device, task, *,
-              label: str, after_step=None, teacher=None) -> dict[str, Any] | None:
-    from edgepipe.distillation import distill_record
-    from edgepipe.training import FitOptions, fit, seed_everything
-
-    if config.finetune_epochs == 0:
-        return None
-    seed_everything(train_config.seed)
-    lr = config.finetune_lr or train_config.lr / 10
-    result = fit(model, dataset.train, dataset.val, train_config, task,
-                 FitOptions(epochs=config.finetune_epochs, lr=lr, device=device, after_step=after_step,
-                            progress_label=label, teacher=teacher))
-    return {"epochs": config.finetune_epochs, "lr": lr, "best_epoch": result.best_epoch,
-            "best_val_score": result.best_val_score, "distill": distill_record(teacher, task)}
 
 
 def _teacher(model: nn.Module, config: PruneConfig, task):
@@ -105,145 +82,6 @@ def _base_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list, list[str]]:
         raise EdgepipeError(f"model spec has a rebuild step from {rebuild.get('function')!r} that prune cannot "
                             "extend; prune the model before that stage")
     return base, list(rebuild["history"]), list(rebuild.get("removed_blocks", []))
-
-
-UNDERSHOOT = 0.03  # kept MACs this far under the target are said, with why
-
-
-def _undershoot(config: PruneConfig, achieved: float, next_above: float | None) -> str:
-    """Why the MACs kept are well under the target, or ''."""
-    if config.target_macs - achieved < UNDERSHOOT:
-        return ""
-    step = f"; the step before keeps {next_above:.1%}, over it" if next_above is not None else ""
-    return (f": {config.target_macs - achieved:.1%} under the target{step}. Channel counts move in multiples of "
-            f"round_to={config.round_to} per layer, and coupled layers (residual adds, grouped or depthwise "
-            "convolutions) lose channels together, so the MACs jump between ratios; a smaller round_to gets closer")
-
-
-def _batchnorm_batches(dataset, batch_size: int = 128):
-    """The first BATCHNORM_SAMPLES training inputs, a batch at a time."""
-    import itertools
-
-    return itertools.islice(dataset.train.batches(batch_size), -(-BATCHNORM_SAMPLES // batch_size))
-
-
-def _prune_channels(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig,
-                    config: PruneConfig, device, task, *, macs_original: int, plan=None,
-                    teacher=None) -> dict[str, Any]:
-    """Width pruning by ratio, MAC target or latency target (``target_macs`` is a fraction of ``macs_original``, the
-    stage's input, so MACs that depth pruning already removed count), then fine-tuning (distilling from ``teacher``
-    when given); with no width target, only the fine-tuning."""
-    from edgepipe.complexity import count_macs_params
-    from edgepipe.pruning.channel import (
-        build_pruner,
-        check_prunable,
-        pruning_step,
-        recalibrate_batchnorm,
-        search_ratio,
-    )
-    from edgepipe.pruning.replay import history_to_json
-
-    input_shape = spec["input_shape"]
-    macs_now = count_macs_params(model, input_shape)[0]
-    target = None if config.target_macs is None else config.target_macs * macs_original / macs_now
-    if config.ratio is not None or config.target_latency_ms is not None or (target is not None and target < 1):
-        check_prunable(model, spec["name"], config.importance, input_shape)
-    # the gradient batches of Taylor importance: the first few training samples (a folder is not read whole)
-    gradient_samples = GRADIENT_BATCH_SIZE * GRADIENT_BATCHES
-    x_train = torch.from_numpy(dataset.train.take(gradient_samples))
-    y_train = x_train if task.targets_are_inputs else torch.from_numpy(task.targets(dataset.train)[:gradient_samples])
-    loss_fn = task.loss(train_config)
-
-    def gradient_batches():
-        size = GRADIENT_BATCH_SIZE
-
-        def loss_on(x, y):
-            def loss_of(trial: nn.Module) -> torch.Tensor:
-                device = next(trial.parameters()).device
-                return loss_fn(trial(x.to(device)), y.to(device))
-            return loss_of
-
-        return [loss_on(x_train[i * size:(i + 1) * size], y_train[i * size:(i + 1) * size])
-                for i in range(GRADIENT_BATCHES)]
-
-    options = {"importance": config.importance, "global_pruning": config.global_pruning,
-               "round_to": config.round_to, "ignored": config.ignore_layers, "model_name": spec["name"]}
-    model.cpu()
-    search = None
-    ratio = config.ratio
-    if config.target_latency_ms is not None:
-        ratio, search = _latency_ratio(model, input_shape, plan, gradient_batches, options)
-    elif target is not None and target >= 1:  # depth pruning alone met the MAC target
-        say(f"prune: the blocks removed keep {macs_now / macs_original:.1%} of the MACs (target "
-            f"{config.target_macs:.0%}): no channel pruning")
-        search = {"target_macs": config.target_macs, "ratio": None, "mac_fraction": macs_now / macs_original}
-    elif ratio is None and target is not None:
-        ratio, achieved, above = search_ratio(model, input_shape, target, gradient_batches=gradient_batches,
-                                              **options)
-        achieved *= macs_now / macs_original
-        search = {"target_macs": config.target_macs, "ratio": ratio, "one_shot_mac_fraction": achieved}
-        say(f"prune: channel ratio {ratio:.3f} keeps {achieved:.1%} of the MACs (target {config.target_macs:.0%})"
-            + _undershoot(config, achieved, None if above is None else above * macs_now / macs_original))
-    pruner = None if ratio is None else build_pruner(model, input_shape, ratio=ratio, steps=config.steps, **options)
-    steps, before_finetune = [], None
-    step_count = config.steps if pruner else 1  # depth only: the blocks went at once, one fine-tune
-    for step in range(1, step_count + 1):
-        model.cpu()
-        if pruner is not None:
-            pruning_step(pruner, model, config.importance, gradient_batches)
-        recalibrated = recalibrate_batchnorm(model, _batchnorm_batches(dataset))
-        macs, params = count_macs_params(model, input_shape)
-        before_finetune = _scores(model, dataset, torch.device("cpu"), task)
-        finetune = _finetune(model, dataset, train_config, config, device, task,
-                             label=f"prune step {step}/{step_count}", teacher=teacher)
-        model.cpu()
-        steps.append({"step": step, "macs": macs, "params": params, "batchnorm_recalibrated": recalibrated,
-                      "val_score_pruned": before_finetune["val"], "finetune": finetune})
-    history = history_to_json(pruner.pruning_history()) if pruner else []
-    return {"ratio": ratio, "search": search, "steps": steps, "history": history,
-            "score_before_finetune": before_finetune}
-
-
-def _latency_ratio(model: nn.Module, input_shape, plan, gradient_batches, options) -> tuple[float, dict[str, Any]]:
-    """The least channel ratio whose one-shot candidate meets the plan's latency target (pruning/latency_target.py);
-    the candidates are width pruning here (depth pruning plugs into ``candidates``)."""
-    from edgepipe.pruning.channel import MAX_RATIO
-    from edgepipe.pruning.latency_target import search_latency_ratio, width_candidates
-
-    candidates = width_candidates(model, input_shape, gradient_batches, **options)
-    search = search_latency_ratio(model, input_shape, plan, candidates, max_strength=MAX_RATIO)
-    tried = f"{len(search['trials'])} candidates {'scored' if plan.proxy else 'timed'}"
-    say(f"prune: channel ratio {search['ratio']:.3f} measures {search['predicted_ms']:.3f} ms on {plan.runtime} at "
-        f"batch {plan.batch} ({search['source']}; target {plan.target_ms:.3f} ms, {tried})"
-        + (f": {search['why']}" if search["why"] else ""))
-    return search["ratio"], search
-
-
-def _sparsify_2_4(model: nn.Module, spec: dict[str, Any], dataset, train_config: TrainConfig, config: PruneConfig,
-                  device, task) -> dict[str, Any]:
-    from edgepipe.pruning.channel import recalibrate_batchnorm
-    from edgepipe.pruning.sparsity24 import MaskKeeper, follows_2_4, magnitude_masks, require_eligible_layers
-
-    layers = require_eligible_layers(model, config.ignore_layers, spec["name"])
-    model.cpu()
-    teacher = _teacher(model, config, task)
-    keeper = MaskKeeper(layers, magnitude_masks(layers))
-    keeper()
-    # Zeroing half the weights shifts activations as removing channels does: re-estimate BatchNorm statistics.
-    recalibrated = recalibrate_batchnorm(model, _batchnorm_batches(dataset))
-    before_finetune = _scores(model, dataset, torch.device("cpu"), task)
-    finetune = _finetune(model, dataset, train_config, config, device, task, label="prune 2:4 fine-tune",
-                         after_step=keeper, teacher=teacher)
-    model.cpu()
-    keeper()  # fit restores its best epoch's weights: those were masked too, but make it certain
-    broken = [name for name, module in layers.items() if not follows_2_4(module.weight)]
-    if broken:
-        raise RuntimeError(f"2:4 pattern lost during fine-tuning in {broken}")
-    sparse_weights = sum(int(module.weight.numel()) for module in layers.values())
-    total_weights = sum(int(p.numel()) for name, p in model.named_parameters() if name.endswith("weight"))
-    return {"layers": sorted(layers), "score_before_finetune": before_finetune, "finetune": finetune,
-            "batchnorm_recalibrated": recalibrated,
-            "sparse_weight_fraction": sparse_weights / max(total_weights, 1) / 2}
 
 
 def _measure(unpruned: nn.Module, pruned: nn.Module, input_shape, *, sparse_layers: list[str] | None,
@@ -317,31 +155,30 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
 
     task = context.task
     macs_before, params_before = count_macs_params(unpruned, input_shape)
-    score_before = _scores(unpruned, dataset, cpu, task)
+    score_before = scores(unpruned, dataset, cpu, task)
     dead = _dead(unpruned, dataset)
     if dead:  # a dead model meets any budget: pruning it would hide that training failed
         raise EdgepipeError(f"{source}: {dead}; nothing was pruned (retrain it first)")
     model = copy.deepcopy(unpruned)
+    # the teacher is the original, taken before depth or width pruning: every fine-tune learns from it
+    job = PruneJob(spec, dataset, train_config, config, device, task, _teacher(unpruned, config, task))
     depth = None
     if config.method == "channel":
-        # the teacher is the original, taken before depth or width pruning: every fine-tune learns from it
-        teacher = _teacher(unpruned, config, task)
         if survey is not None:
             depth = prune_depth(model, survey, dataset, config, task,
-                                lambda trial: recalibrate_batchnorm(trial, _batchnorm_batches(dataset)))
+                                lambda trial: recalibrate_batchnorm(trial, batchnorm_batches(dataset)))
             check_replays(model, base_spec, previous_history, previous_blocks + depth["removed"])
-        outcome = _prune_channels(model, spec, dataset, train_config, config, device, task, macs_original=macs_before,
-                                  plan=plan, teacher=teacher)
+        outcome = prune_width(model, job, macs_original=macs_before, plan=plan)
         history = previous_history + outcome["history"]
         removed = previous_blocks + (depth["removed"] if depth else [])
         pruned_spec = {**base_spec, "rebuild": rebuild_record(input_shape, history, removed)}
         sparse_layers = None
     else:
-        outcome = _sparsify_2_4(model, spec, dataset, train_config, config, device, task)
+        outcome = sparsify_2_4(model, job)
         pruned_spec = spec
         sparse_layers = outcome["layers"]
     model.cpu().eval()
-    score_after = _scores(model, dataset, cpu, task)
+    score_after = scores(model, dataset, cpu, task)
     dead = _dead(model, dataset)
     if dead:
         dead = dead.replace("so training failed", "so pruning went too far")

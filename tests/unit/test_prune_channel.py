@@ -180,12 +180,12 @@ def test_a_target_reachable_below_the_largest_ratio_is_found():
 def test_a_mac_target_between_two_channel_steps_is_explained():
     """What a user saw on regnet_x_400mf: 50 % asked, 35.9 % kept, no word. The prune line now says why."""
     from edgepipe.recipe import PruneConfig
-    from edgepipe.stages.prune import _undershoot
+    from edgepipe.stages.prune_steps import undershoot
 
     config = PruneConfig(target_macs=0.5, round_to=8)
-    line = _undershoot(config, 0.359, 0.52)
+    line = undershoot(config, 0.359, 0.52)
     assert "14.1% under the target; the step before keeps 52.0%, over it" in line and "round_to=8" in line
-    assert _undershoot(config, 0.49, 0.52) == ""
+    assert undershoot(config, 0.49, 0.52) == ""
 
 
 def test_unreachable_mac_target_is_a_user_error():

@@ -92,7 +92,7 @@ def test_reuse_skips_an_up_to_date_prune_and_a_new_config_reruns(vgg_run, tmp_pa
     config = PruneConfig(ratio=0.5, finetune_epochs=0)
     prune(run, run / "prune", config)
     first = read_manifest(run / "prune").created
-    monkeypatch.setattr(prune_stage, "_prune_channels", lambda *a, **k: pytest.fail("should have been reused"))
+    monkeypatch.setattr(prune_stage, "prune_width", lambda *a, **k: pytest.fail("should have been reused"))
     prune(run, run / "prune", config, reuse=True)
     assert read_manifest(run / "prune").created == first
     monkeypatch.undo()
