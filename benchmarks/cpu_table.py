@@ -34,7 +34,7 @@ def floors(result: dict) -> list[str]:
     pick = result["deployable"]["cpu"]
     lines = []
     for size, floor in ((64, 12.0), (1, 10.0)):
-        row = next((r for r in result["rows"] if r["artifact"] == pick["artifact"] and r["batch"] == size), None)
+        row = next((r for r in result["rows"] if r["name"] == pick["name"] and r["batch"] == size), None)
         if row is None or row["speedup_vs_original"] is None:
             continue
         verdict = "meets" if row["speedup_vs_original"] >= floor else "BELOW"
@@ -52,7 +52,7 @@ def across_runs(results: list[dict]) -> str:
     p50s: dict[tuple[str, int], list[float]] = {}
     for result in results:
         for row in result["rows"]:
-            p50s.setdefault((row["artifact"], row["batch"]), []).append(row["latency_ms"]["p50"])
+            p50s.setdefault((row["name"], row["batch"]), []).append(row["latency_ms"]["p50"])
     spreads = {key: (max(v) - min(v)) / statistics.median(v) * 100 for key, v in p50s.items()}
     (artifact, batch), worst = max(spreads.items(), key=lambda item: item[1])
     return (f"- largest p50 spread between {len(results)} bench runs: {worst:.1f}% ({artifact}, batch {batch}; "

@@ -136,7 +136,7 @@ def bench_setting(report: dict[str, Any], artifact: str, runtime: str, batch: in
     """The runtime setting bench chose for (artifact, runtime) at ``batch`` (report.json's bench rows), within
     this run's thread budget; None (the runtime's default, said on the terminal) when bench did not time it."""
     rows = ((report.get("bench") or {}).get("rows")) or []
-    row = next((r for r in rows if (r.get("artifact"), r.get("backend"), r.get("batch")) == (artifact, runtime, batch)),
+    row = next((r for r in rows if (r.get("name"), r.get("backend"), r.get("batch")) == (artifact, runtime, batch)),
                None)
     setting = Setting.from_json(row.get("setting")) if row else None
     if setting is None:
@@ -159,7 +159,7 @@ def best_setting(make: Callable[[Setting | None], Runner], runtime: str, threads
 def bench_pick(report: dict[str, Any], run: Path) -> dict[str, Any]:
     """report.json's ``bench.deployable.cpu``: the artifact and runtime bench picked for this CPU."""
     pick = ((report.get("bench") or {}).get("deployable") or {}).get("cpu") or {}
-    if not pick.get("artifact"):
+    if not pick.get("name"):
         raise EdgepipeError(f"{run / REPORT} records no CPU pick (bench.deployable.cpu); run `edgepipe bench`")
     return pick
 
@@ -217,14 +217,14 @@ def main() -> None:
 
     found = {entry.name: (directory, entry) for directory, entry in artifacts}
     pick_runtime = pick.get("backend") or "onnxruntime"
-    if pick["artifact"] not in found:
-        raise EdgepipeError(f"bench picked {pick['artifact']!r}, which is not among the run's artifacts")
+    if pick["name"] not in found:
+        raise EdgepipeError(f"bench picked {pick['name']!r}, which is not among the run's artifacts")
 
     def edgepipe_subject(directory: Path, entry: Any, runtime: str) -> Callable[[Setting | None], Runner]:
         return lambda setting: open_runner(directory, entry, threads=setting.threads if setting else args.threads,
                                            runtime=runtime, hint=setting.hint if setting else None)
 
-    directory, entry = found[pick["artifact"]]
+    directory, entry = found[pick["name"]]
     if entry.format == "torch":  # the pick is the original itself: the baseline row is the pick
         pick_label = BASELINE
         subjects[BASELINE][1]["role"] = "baseline and edgepipe pick"
@@ -236,7 +236,7 @@ def main() -> None:
     if INT8_CPU in found:
         directory, entry = found[INT8_CPU]
         for runtime in installed_cpu_runtimes():
-            if (INT8_CPU, runtime) != (pick["artifact"], pick_runtime):
+            if (INT8_CPU, runtime) != (pick["name"], pick_runtime):
                 subjects[f"edgepipe: {INT8_CPU} ({runtime})"] = (
                     edgepipe_subject(directory, entry, runtime),
                     {"role": "edgepipe artifact", "artifact": INT8_CPU, "runtime": runtime, "setting_from": "bench"})
@@ -314,7 +314,7 @@ def main() -> None:
         versus[str(b)] = {"best_peer": best, "x": ratio, "paired_round_ratios": paired}
         parts.append(f"{ratio:.2f}× at batch {b}")
         best_names.append(f"{best} at batch {b}, paired rounds {min(paired):.2f}-{max(paired):.2f}×")
-    print(f"\nedgepipe pick: {pick['artifact']} on {pick_runtime} "
+    print(f"\nedgepipe pick: {pick['name']} on {pick_runtime} "
           f"(bench picked it at batch {pick.get('batch')}: {pick.get('reason', '')})")
     print(f"top-1: NNCF INT8 {accuracy[OV_INT8]:.2%}, OpenVINO FP32 {accuracy[OV_FP32]:.2%}, eager "
           f"{accuracy[BASELINE]:.2%}, the pick {accuracy[pick_label]:.2%} ({len(dataset.test)} test samples)")
