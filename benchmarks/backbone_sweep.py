@@ -81,12 +81,11 @@ def _outcome(exc: BaseException) -> dict[str, Any]:
 
 def prune_model(model, name: str, ratio: float, shape: list[int]) -> dict[str, Any]:
     """Prune ``model`` in place as the prune stage does (no data, no fine-tuning); the history as JSON."""
-    from edgepipe.pruning.channel import build_pruner, check_prunable, pruning_step
+    from edgepipe.pruning.channel import ChannelOptions, build_pruner, check_prunable, pruning_step
     from edgepipe.pruning.replay import history_to_json
 
     check_prunable(model, name, "l1", shape)
-    pruner = build_pruner(model, shape, ratio=ratio, importance="l1", global_pruning=False, round_to=8,
-                          ignored=[], steps=1, model_name=name)
+    pruner = build_pruner(model, shape, ChannelOptions(model_name=name), ratio=ratio, steps=1)
     pruning_step(pruner, model, "l1", None)
     return {"history": history_to_json(pruner.pruning_history())}
 

@@ -8,6 +8,7 @@ the exported ONNX gets narrower convolutions: the MAC reduction is real, not a m
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Callable
 from importlib import metadata
@@ -23,6 +24,24 @@ from edgepipe.pruning.replay import example_input
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 MAX_RATIO = 0.95  # never search past this: a layer keeps at least a sliver of its channels
+SEARCH_GRID, SEARCH_ITERATIONS = 10, 8  # search_ratio's coarse scan, then its bisection steps
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelOptions:
+    """How channels are chosen and counted, whatever the ratio: the importance, global or per-layer ranking, the
+    multiple kept channel counts round to, the layers never pruned, and the model's name for error lines."""
+
+    importance: str = "l1"
+    global_pruning: bool = False
+    round_to: int = 8
+    ignored: tuple[str, ...] = ()
+    model_name: str = "model"
+
+    @classmethod
+    def of(cls, config, model_name: str) -> ChannelOptions:
+        """The options a PruneConfig asks for."""
+        return cls(config.importance, config.global_pruning, config.round_to, tuple(config.ignore_layers), model_name)
 
 
 def _importance(name: str):
@@ -112,16 +131,17 @@ def rounding_pruner() -> type:
     return type("RoundingPruner", (tp.pruner.BasePruner,), {ROUNDING_HOOK: removed})
 
 
-def build_pruner(model: nn.Module, input_shape, *, ratio: float, importance: str, global_pruning: bool,
-                 round_to: int, ignored: list[str], steps: int, model_name: str = "model"):
+def build_pruner(model: nn.Module, input_shape, options: ChannelOptions, *, ratio: float, steps: int):
     was_training = model.training
     model.eval()  # tracing runs a forward pass; keep BatchNorm statistics untouched
+    importance, round_to, model_name = options.importance, options.round_to, options.model_name
     with torch_pruning_errors(model_name, "tracing its dependency graph",
                                "use --method 2:4 (it needs no graph), or a plainer backbone"):
         pruner = rounding_pruner()(
-            model, example_input(input_shape), importance=_importance(importance), global_pruning=global_pruning,
+            model, example_input(input_shape), importance=_importance(importance),
+            global_pruning=options.global_pruning,
             pruning_ratio=ratio, max_pruning_ratio=MAX_RATIO, iterative_steps=steps,
-            ignored_layers=[*resolve_ignored(model, ignored).values(), *attention_locked(model)],
+            ignored_layers=[*resolve_ignored(model, list(options.ignored)).values(), *attention_locked(model)],
             round_to=round_to if round_to > 1 else None,
         )
     model.train(was_training)
@@ -176,18 +196,17 @@ def pruning_step(pruner, model: nn.Module, importance: str,
     model.train(was_training)
 
 
-def one_shot_macs(model: nn.Module, input_shape, ratio: float, *, importance: str, global_pruning: bool,
-                  round_to: int, ignored: list[str], gradient_batches=None, model_name: str = "model") -> int:
+def one_shot_macs(model: nn.Module, input_shape, ratio: float, options: ChannelOptions,
+                  gradient_batches=None) -> int:
     """MACs of a copy of ``model`` pruned at ``ratio`` in one step (the model itself is untouched)."""
     trial = copy.deepcopy(model).cpu()
-    pruner = build_pruner(trial, input_shape, ratio=ratio, importance=importance, global_pruning=global_pruning,
-                          round_to=round_to, ignored=ignored, steps=1, model_name=model_name)
-    pruning_step(pruner, trial, importance, gradient_batches)
+    pruner = build_pruner(trial, input_shape, options, ratio=ratio, steps=1)
+    pruning_step(pruner, trial, options.importance, gradient_batches)
     return count_macs_params(trial, input_shape)[0]
 
 
-def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iterations: int = 8, grid: int = 10,
-                 **options) -> tuple[float, float, float | None]:
+def search_ratio(model: nn.Module, input_shape, target_macs: float, options: ChannelOptions,
+                 gradient_batches=None) -> tuple[float, float, float | None]:
     """The smallest channel ratio whose one-shot pruned model keeps at most ``target_macs`` of the MACs, that
     fraction, and the nearest fraction over the target any ratio tried kept (None: none did): (ratio,
     achieved_fraction, next_above). A wide gap between the last two says the target sits between two steps of the
@@ -196,7 +215,7 @@ def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iteration
     MACs are not monotonic in the ratio: channels are rounded (``round_to``), and torch-pruning leaves a layer
     alone once a ratio would take all its channels, so on LeNet with ``round_to: 1`` ratio 0.8 keeps 7 % of the
     MACs and 0.95 keeps 87 %. A bisection from the largest ratio would call the target impossible. So a coarse
-    scan over ``grid`` ratios finds the first one that meets the target, and bisection refines between it and
+    scan over SEARCH_GRID ratios finds the first one that meets the target, and bisection refines between it and
     the scan point before it (where MACs did not yet meet it).
     """
     base = count_macs_params(model, input_shape)[0]
@@ -204,10 +223,10 @@ def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iteration
 
     def fraction(ratio: float) -> float:
         if ratio not in seen:
-            seen[ratio] = one_shot_macs(model, input_shape, ratio, **options) / base
+            seen[ratio] = one_shot_macs(model, input_shape, ratio, options, gradient_batches) / base
         return seen[ratio]
 
-    points = [MAX_RATIO * (i + 1) / grid for i in range(grid)]
+    points = [MAX_RATIO * (i + 1) / SEARCH_GRID for i in range(SEARCH_GRID)]
     first = next((i for i, ratio in enumerate(points) if fraction(ratio) <= target_macs), None)
     if first is None:
         best = min(seen, key=seen.get)
@@ -216,7 +235,7 @@ def search_ratio(model: nn.Module, input_shape, target_macs: float, *, iteration
                             "or ignore fewer layers")
     low, high = (points[first - 1] if first else 0.0), points[first]
     high_fraction = fraction(high)
-    for _ in range(iterations):
+    for _ in range(SEARCH_ITERATIONS):
         middle = (low + high) / 2
         achieved = fraction(middle)
         if achieved <= target_macs:

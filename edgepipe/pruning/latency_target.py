@@ -107,15 +107,14 @@ def _ms(value: float) -> str:
     return f"{value:.3f}" if value >= 0.001 else f"{value:.2g}"
 
 
-def width_candidates(model: nn.Module, input_shape, gradient_batches=None, **options) -> Candidates:
-    """Channel pruning at a width ratio, one shot, on a copy (``options``: build_pruner's importance,
-    global_pruning, round_to, ignored, model_name)."""
+def width_candidates(model: nn.Module, input_shape, options, gradient_batches=None) -> Candidates:
+    """Channel pruning at a width ratio, one shot, on a copy (``options``: pruning.channel.ChannelOptions)."""
     from edgepipe.pruning.channel import build_pruner, pruning_step
 
     def make(ratio: float) -> nn.Module:
         trial = copy.deepcopy(model).cpu()
-        pruner = build_pruner(trial, input_shape, ratio=ratio, steps=1, **options)
-        pruning_step(pruner, trial, options["importance"], gradient_batches)
+        pruner = build_pruner(trial, input_shape, options, ratio=ratio, steps=1)
+        pruning_step(pruner, trial, options.importance, gradient_batches)
         return trial.eval()
 
     return make

@@ -83,6 +83,7 @@ def prune_width(model: nn.Module, job: PruneJob, *, macs_original: int, plan=Non
     no width target, only the fine-tuning."""
     from edgepipe.complexity import count_macs_params
     from edgepipe.pruning.channel import (
+        ChannelOptions,
         build_pruner,
         check_prunable,
         pruning_step,
@@ -115,8 +116,7 @@ def prune_width(model: nn.Module, job: PruneJob, *, macs_original: int, plan=Non
         return [loss_on(x_train[i * size:(i + 1) * size], y_train[i * size:(i + 1) * size])
                 for i in range(GRADIENT_BATCHES)]
 
-    options = {"importance": config.importance, "global_pruning": config.global_pruning,
-               "round_to": config.round_to, "ignored": config.ignore_layers, "model_name": spec["name"]}
+    options = ChannelOptions.of(config, spec["name"])
     model.cpu()
     search = None
     ratio = config.ratio
@@ -127,13 +127,12 @@ def prune_width(model: nn.Module, job: PruneJob, *, macs_original: int, plan=Non
             f"{config.target_macs:.0%}): no channel pruning")
         search = {"target_macs": config.target_macs, "ratio": None, "mac_fraction": macs_now / macs_original}
     elif ratio is None and target is not None:
-        ratio, achieved, above = search_ratio(model, input_shape, target, gradient_batches=gradient_batches,
-                                              **options)
+        ratio, achieved, above = search_ratio(model, input_shape, target, options, gradient_batches)
         achieved *= macs_now / macs_original
         search = {"target_macs": config.target_macs, "ratio": ratio, "one_shot_mac_fraction": achieved}
         say(f"prune: channel ratio {ratio:.3f} keeps {achieved:.1%} of the MACs (target {config.target_macs:.0%})"
             + undershoot(config, achieved, None if above is None else above * macs_now / macs_original))
-    pruner = None if ratio is None else build_pruner(model, input_shape, ratio=ratio, steps=config.steps, **options)
+    pruner = None if ratio is None else build_pruner(model, input_shape, options, ratio=ratio, steps=config.steps)
     steps, before_finetune = [], None
     step_count = config.steps if pruner else 1  # depth only: the blocks went at once, one fine-tune
     for step in range(1, step_count + 1):
@@ -158,7 +157,7 @@ def _latency_ratio(model: nn.Module, input_shape, plan, gradient_batches, option
     from edgepipe.pruning.channel import MAX_RATIO
     from edgepipe.pruning.latency_target import search_latency_ratio, width_candidates
 
-    candidates = width_candidates(model, input_shape, gradient_batches, **options)
+    candidates = width_candidates(model, input_shape, options, gradient_batches)
     search = search_latency_ratio(model, input_shape, plan, candidates, max_strength=MAX_RATIO)
     tried = f"{len(search['trials'])} candidates {'scored' if plan.proxy else 'timed'}"
     say(f"prune: channel ratio {search['ratio']:.3f} measures {search['predicted_ms']:.3f} ms on {plan.runtime} at "

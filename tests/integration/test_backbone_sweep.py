@@ -7,6 +7,7 @@ ShuffleNet's channel shuffle, which torch-pruning cannot follow and is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,13 +19,13 @@ from typer.testing import CliRunner
 from edgepipe.complexity import count_macs_params
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model
-from edgepipe.pruning.channel import build_pruner, check_prunable, pruning_step
+from edgepipe.pruning.channel import ChannelOptions, build_pruner, check_prunable, pruning_step
 from edgepipe.pruning.replay import history_to_json, rebuild, rebuild_record
 
 pytestmark = pytest.mark.integration
 
 SHAPE = [3, 64, 64]
-OPTIONS = {"importance": "l1", "global_pruning": False, "round_to": 8, "ignored": []}
+OPTIONS = ChannelOptions(importance="l1", global_pruning=False, round_to=8)
 
 
 def _spec(name: str, params: dict | None = None) -> dict:
@@ -35,7 +36,7 @@ def _prune(spec: dict, ratio: float = 0.3):
     torch.manual_seed(0)
     model = build_model(spec).eval()
     check_prunable(model, spec["name"], "l1", SHAPE)
-    pruner = build_pruner(model, SHAPE, ratio=ratio, steps=1, model_name=spec["name"], **OPTIONS)
+    pruner = build_pruner(model, SHAPE, dataclasses.replace(OPTIONS, model_name=spec["name"]), ratio=ratio, steps=1)
     pruning_step(pruner, model, "l1", None)
     return model.eval(), history_to_json(pruner.pruning_history())
 
@@ -103,7 +104,7 @@ def test_shufflenet_is_refused_in_one_line_naming_the_shuffle():
     assert "--method 2:4" in message
     # without the check, torch-pruning's own failure (a ZeroDivisionError in its graph tracer) is one line too
     with pytest.raises(EdgepipeError) as failed:
-        build_pruner(model, SHAPE, ratio=0.3, steps=1, model_name=name, **OPTIONS)
+        build_pruner(model, SHAPE, dataclasses.replace(OPTIONS, model_name=name), ratio=0.3, steps=1)
     assert "\n" not in str(failed.value) and "ZeroDivisionError" in str(failed.value)
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import edgepipe.pruning.latency_target as latency_target
+from edgepipe.pruning.channel import ChannelOptions
 from edgepipe.pruning.latency_target import (
     LATENCY_MARGIN,
     SEARCH_ITERATIONS,
@@ -95,8 +96,7 @@ class Net(nn.Module):
 def _real_search(target: float):
     torch.manual_seed(0)
     model = Net().eval()
-    candidates = width_candidates(model, SHAPE, importance="l1", global_pruning=False, round_to=8, ignored=[],
-                                  model_name="net")
+    candidates = width_candidates(model, SHAPE, ChannelOptions(model_name="net"))
     plan = LatencyPlan("onnxruntime", 8, target, None, rounds=3, seconds=0.02)
     return model, search_latency_ratio(model, SHAPE, plan, candidates, max_strength=0.9)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from edgepipe.complexity import count_macs_params
 from edgepipe.errors import EdgepipeError
 from edgepipe.models import build_model
 from edgepipe.pruning.channel import (
+    ChannelOptions,
     build_pruner,
     check_prunable,
     one_shot_macs,
@@ -30,7 +32,7 @@ ZOO_CASES = {
     "vgg": {"widths": [16, 32]},
     "mobilenetv2": {"width_mult": 0.5},
 }
-OPTIONS = {"importance": "l1", "global_pruning": False, "round_to": 8, "ignored": []}
+OPTIONS = ChannelOptions(importance="l1", global_pruning=False, round_to=8)
 
 
 def _model(name: str, params: dict, shape=IMAGE) -> tuple[nn.Module, dict]:
@@ -47,9 +49,9 @@ def _model(name: str, params: dict, shape=IMAGE) -> tuple[nn.Module, dict]:
 
 
 def _prune(model: nn.Module, shape, ratio: float, **overrides) -> list:
-    options = {**OPTIONS, **overrides}
-    pruner = build_pruner(model, shape, ratio=ratio, steps=1, **options)
-    pruning_step(pruner, model, options["importance"], None)
+    options = dataclasses.replace(OPTIONS, **{k: tuple(v) if k == "ignored" else v for k, v in overrides.items()})
+    pruner = build_pruner(model, shape, options, ratio=ratio, steps=1)
+    pruning_step(pruner, model, options.importance, None)
     return history_to_json(pruner.pruning_history())
 
 
@@ -143,8 +145,8 @@ def test_user_sequential_model_ignores_its_last_linear_layer():
 def test_global_and_taylor_importance_run():
     model, _ = _model("vgg", {"widths": [16, 32]})
     before = count_macs_params(model, IMAGE)[0]
-    pruner = build_pruner(model, IMAGE, ratio=0.4, steps=1, **{**OPTIONS, "importance": "taylor",
-                                                               "global_pruning": True})
+    pruner = build_pruner(model, IMAGE, dataclasses.replace(OPTIONS, importance="taylor", global_pruning=True),
+                          ratio=0.4, steps=1)
     x, y = torch.randn(8, *IMAGE), torch.randint(0, 10, (8,))
     batches = [lambda trial: torch.nn.functional.cross_entropy(trial(x), y)]  # the task's loss on one batch
     pruning_step(pruner, model, "taylor", lambda: batches)
@@ -156,11 +158,11 @@ def test_global_and_taylor_importance_run():
 def test_search_ratio_meets_the_mac_target_with_the_smallest_ratio(target):
     model, _ = _model("resnet", {"width": 16, "blocks": [1, 1]})
     base = count_macs_params(model, IMAGE)[0]
-    ratio, achieved, above = search_ratio(model, IMAGE, target, **OPTIONS)
+    ratio, achieved, above = search_ratio(model, IMAGE, target, OPTIONS)
     assert achieved <= target
-    assert one_shot_macs(model, IMAGE, ratio, **OPTIONS) / base == pytest.approx(achieved)
+    assert one_shot_macs(model, IMAGE, ratio, OPTIONS) / base == pytest.approx(achieved)
     # just below the found ratio the target is missed: the search returned the smallest ratio that meets it
-    assert one_shot_macs(model, IMAGE, ratio - 0.001, **OPTIONS) / base > target
+    assert one_shot_macs(model, IMAGE, ratio - 0.001, OPTIONS) / base > target
     assert above is not None and achieved <= target < above  # the step before, over the target, for the prune line
     assert count_macs_params(model, IMAGE)[0] == base  # the searched model itself is untouched
 
@@ -169,12 +171,12 @@ def test_a_target_reachable_below_the_largest_ratio_is_found():
     """LeNet with round_to 1: MACs fall until ~0.8, then rise again as whole layers are left alone (0.95 keeps
     81 %). A bisection from the largest ratio called 20 % impossible; the scan finds it."""
     model, _ = _model("lenet5", {})
-    options = {**OPTIONS, "round_to": 1}
+    options = dataclasses.replace(OPTIONS, round_to=1)
     base = count_macs_params(model, IMAGE)[0]
-    assert one_shot_macs(model, IMAGE, 0.95, **options) / base > 0.5  # the non-monotonic part
-    ratio, achieved, above = search_ratio(model, IMAGE, 0.2, **options)
+    assert one_shot_macs(model, IMAGE, 0.95, options) / base > 0.5  # the non-monotonic part
+    ratio, achieved, above = search_ratio(model, IMAGE, 0.2, options)
     assert achieved <= 0.2 and ratio < 0.8
-    assert one_shot_macs(model, IMAGE, ratio - 0.001, **options) / base > 0.2
+    assert one_shot_macs(model, IMAGE, ratio - 0.001, options) / base > 0.2
 
 
 def test_a_mac_target_between_two_channel_steps_is_explained():
@@ -191,7 +193,7 @@ def test_a_mac_target_between_two_channel_steps_is_explained():
 def test_unreachable_mac_target_is_a_user_error():
     model, _ = _model("lenet5", {})
     with pytest.raises(EdgepipeError, match="target_macs 0.01"):
-        search_ratio(model, IMAGE, 0.01, **OPTIONS)
+        search_ratio(model, IMAGE, 0.01, OPTIONS)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
@@ -274,7 +276,7 @@ def test_a_channel_shuffle_or_window_partition_is_refused_in_one_line(shuffle, s
 
 def test_a_torch_pruning_failure_is_one_line_naming_the_model_the_layer_and_the_error():
     model, _ = _model("lstm", {"hidden": 32}, shape=[8, 8])  # check_prunable refuses it; skipped here on purpose
-    pruner = build_pruner(model, [8, 8], ratio=0.5, steps=1, model_name="my-lstm", **OPTIONS)
+    pruner = build_pruner(model, [8, 8], dataclasses.replace(OPTIONS, model_name="my-lstm"), ratio=0.5, steps=1)
     with pytest.raises(EdgepipeError) as failed:
         pruning_step(pruner, model, "l1", None)
     message = str(failed.value)
@@ -297,7 +299,7 @@ def test_an_error_in_the_model_itself_keeps_its_traceback():
             raise ValueError("a bug in the user's model")
 
     with pytest.raises(ValueError, match="a bug in the user's model"):
-        build_pruner(Broken(), [4], ratio=0.5, steps=1, **OPTIONS)
+        build_pruner(Broken(), [4], OPTIONS, ratio=0.5, steps=1)
 
 
 def test_a_width_the_model_code_assumes_is_a_one_line_error_after_the_step():
@@ -312,7 +314,8 @@ def test_a_width_the_model_code_assumes_is_a_one_line_error_after_the_step():
             return self.classifier(self.conv(x).reshape(x.shape[0], self.width * 16))
 
     model = StoredWidth()
-    pruner = build_pruner(model, [1, 4, 4], ratio=0.5, steps=1, model_name="stored-width", **OPTIONS)
+    pruner = build_pruner(model, [1, 4, 4], dataclasses.replace(OPTIONS, model_name="stored-width"), ratio=0.5,
+                          steps=1)
     with pytest.raises(EdgepipeError, match=r"^model 'stored-width': after torch-pruning .* no longer runs .*"
                                             r"ignore_layers") as failed:
         pruning_step(pruner, model, "l1", None)

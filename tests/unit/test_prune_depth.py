@@ -19,7 +19,7 @@ from edgepipe.cli.main import app
 from edgepipe.errors import EdgepipeError
 from edgepipe.models.mobilenet import MobileNetV2
 from edgepipe.models.resnet import BasicBlock, ResNet
-from edgepipe.pruning.channel import build_pruner, pruning_step
+from edgepipe.pruning.channel import ChannelOptions, build_pruner, pruning_step
 from edgepipe.pruning.depth import (
     BLOCK_KINDS,
     BlockKind,
@@ -175,8 +175,7 @@ def test_an_identity_claim_the_shapes_contradict_fails_loudly(monkeypatch):
 def test_replay_removes_blocks_before_the_channel_history():
     model = _resnet()
     remove_blocks(model, ["stages.1", "stages.3"], SHAPE)
-    pruner = build_pruner(model, SHAPE, ratio=0.5, importance="l1", global_pruning=False, round_to=1, ignored=[],
-                          steps=1)
+    pruner = build_pruner(model, SHAPE, ChannelOptions(round_to=1), ratio=0.5, steps=1)
     pruning_step(pruner, model, "l1", None)
     record = rebuild_record(SHAPE, history_to_json(pruner.pruning_history()), ["stages.1", "stages.3"])
     assert record["removed_blocks"] == ["stages.1", "stages.3"]
@@ -189,8 +188,7 @@ def test_replay_removes_blocks_before_the_channel_history():
 def test_blocks_removed_after_width_pruning_replay_depth_first():
     """Pruning a pruned model: the record still replays depth first; groups inside a removed block are skipped."""
     model = _resnet()
-    pruner = build_pruner(model, SHAPE, ratio=0.5, importance="l1", global_pruning=False, round_to=1, ignored=[],
-                          steps=1)
+    pruner = build_pruner(model, SHAPE, ChannelOptions(round_to=1), ratio=0.5, steps=1)
     pruning_step(pruner, model, "l1", None)
     history = history_to_json(pruner.pruning_history())
     assert any(name.startswith("stages.1.") for name, _, _ in history)  # the block's inner channels were pruned
@@ -203,8 +201,7 @@ def test_blocks_removed_after_width_pruning_replay_depth_first():
 
 def test_a_record_without_removed_blocks_still_loads():
     model = _resnet()
-    pruner = build_pruner(model, SHAPE, ratio=0.5, importance="l1", global_pruning=False, round_to=1, ignored=[],
-                          steps=1)
+    pruner = build_pruner(model, SHAPE, ChannelOptions(round_to=1), ratio=0.5, steps=1)
     pruning_step(pruner, model, "l1", None)
     record = rebuild_record(SHAPE, history_to_json(pruner.pruning_history()))
     assert "removed_blocks" not in record  # what records looked like before depth pruning
