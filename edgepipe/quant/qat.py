@@ -91,9 +91,16 @@ def torch_source(src) -> tuple[Path, Artifact]:
                         "prune/ stage with that model (run quantize on the run directory)")
 
 
-def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks: dict, scratch: Path,
-                                reference: dict, input_name: str, context) -> dict[str, Any]:
-    """Fine-tune the run's model with fake quantization; write model.int8.{cpu,trt}.qat.onnx into ``tmp``."""
+def quantization_aware_training(src, tmp: Path, config, calibration_set, reference: dict, context) -> dict[str, Any]:
+    """Fine-tune the run's model with fake quantization; write model.int8.{cpu,trt}.qat.onnx into ``tmp`` (its
+    intermediate graphs go to a scratch folder beside it); ``reference``: the FP32 graph's val and test scores."""
+    from edgepipe.rundir import scratch_dir
+
+    with scratch_dir(tmp) as scratch:
+        return _qat(src, (tmp, scratch), config, calibration_set, reference, context)
+
+
+def _qat(src, folders: tuple[Path, Path], config, calibration_set, reference: dict, context) -> dict[str, Any]:
     import torch
 
     from edgepipe.checkpoint import load_model
@@ -101,11 +108,12 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     from edgepipe.onnx_export import export_onnx
     from edgepipe.quant.calibration import ArrayDataReader
     from edgepipe.quant.scoring import score_of
-    from edgepipe.quant.tracks import calibrate, preprocess, quantize_track
+    from edgepipe.quant.tracks import calibrate, preprocess, quantize_track, tracks_for
     from edgepipe.recipe import ExportConfig
     from edgepipe.run import QAT_ONNX
     from edgepipe.training import FitOptions, fit, seed_everything
 
+    tmp, scratch = folders
     source_dir, model_entry = torch_source(src)
     model, _ = load_model(source_dir, model_entry.file)
     task, train_config = context.task, context.train  # the run's, read once by the command
@@ -127,11 +135,13 @@ def quantization_aware_training(src, tmp: Path, config, calibration_set, tracks:
     export_onnx(model, torch.from_numpy(dataset.test.take(2)), fp32, export_config)
     prepared = preprocess(fp32, scratch / "qat.prepared.onnx")
     ranges_path = scratch / "qat.ranges.json"
+    input_name = _graph(prepared).input[0].name  # edgepipe's own export: one input
     calibrate(prepared, ArrayDataReader(calibration_set.data, input_name), config.method, config.percentile,
               ranges_path)
     files = dict(QAT_ONNX)
     drops = {}
     keep = [name for name in config.keep_float if name in {node.name for node in _graph(prepared).node}]
+    tracks = tracks_for(config)
     for key, filename in files.items():
         track = next(t for t in tracks.values() if t.name == key)
         quantize_track(prepared, tmp / filename, track, config.method, ranges_path, keep)  # the user's float nodes

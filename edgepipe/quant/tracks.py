@@ -58,6 +58,13 @@ def cpu_track(reduce_range: bool = False) -> Track:
     return Track("cpu", activation_signed=False, activation_symmetric=False, reduce_range=reduce_range)
 
 
+def tracks_for(config) -> dict[str, Track]:
+    """Both INT8 tracks a quantize config makes, by the file each writes (``config``: QuantizeConfig)."""
+    from edgepipe.run import INT8_CPU_ONNX, INT8_TRT_ONNX
+
+    return {INT8_TRT_ONNX: trt_track(), INT8_CPU_ONNX: cpu_track(config.reduce_range)}
+
+
 def calibration_method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 

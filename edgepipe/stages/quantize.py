@@ -140,7 +140,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
     INT8 graph within what is left. ``config.max_drop``, when set, is the whole budget instead of the recipe's."""
     from edgepipe.quant import fp16 as fp16_tools
     from edgepipe.quant.calibration import ArrayDataReader, load_calibration_set
-    from edgepipe.quant.tracks import calibrate, check_trt_qdq, cpu_track, load_ranges, preprocess, trt_track
+    from edgepipe.quant.tracks import calibrate, check_trt_qdq, load_ranges, preprocess, tracks_for
     from edgepipe.trt import calib_cache as trt_cache
 
     config = config or QuantizeConfig()
@@ -190,7 +190,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
             ranges = load_ranges(ranges_path)
         shutil.copyfile(ranges_path, tmp / RANGES)
 
-        tracks = {INT8_TRT: trt_track(), INT8_CPU: cpu_track(config.reduce_range)}
+        tracks = tracks_for(config)
         val, test = dataset.val, dataset.test
         reference = {"val": score_of(src.onnx, val, task), "test": score_of(src.onnx, test, task)}
         judge = Judge(prepared, config.method, tmp / RANGES, val, reference["val"], budget.left, task)
@@ -217,8 +217,7 @@ def quantize(source: Path, out: Path, config: QuantizeConfig | None = None, *, r
         if config.qat:
             from edgepipe.quant.qat import quantization_aware_training
 
-            qat_summary = quantization_aware_training(src, tmp, config, calibration_set, tracks, scratch, reference,
-                                                      input_name, context)
+            qat_summary = quantization_aware_training(src, tmp, config, calibration_set, reference, context)
 
         rows = _evaluate_artifacts(tmp, dataset, reference, config.fp16, qat_summary, task)
         used = max(0.0, *(row.drop_val for row in rows))  # the worst artifact quantize ships, on val
