@@ -62,8 +62,12 @@ def triton_config(name, ios, dla_core=None, max_queue_delay_us=100, labels=None)
         dims = [max_batch if (static and i == 0 and d < 0) else d for i, d in enumerate(dims)]
         if io[2] not in _TRITON_TYPES:
             raise DeviceError("tensor {} has type {}, which Triton's config has no name for".format(io[0], io[2]))
-        fields = ['name: "{}"'.format(io[0]), "data_type: {}".format(_TRITON_TYPES[io[2]]),
-                  "dims: [ {} ]".format(", ".join(str(d) for d in dims))]
+        fields = ['name: "{}"'.format(io[0]), "data_type: {}".format(_TRITON_TYPES[io[2]])]
+        if dims:
+            fields.append("dims: [ {} ]".format(", ".join(str(d) for d in dims)))
+        else:  # a tensor of one value per sample ([batch]): Triton wants dims, so [1] reshaped to none (its
+            # model_configuration.md, "Reshape": dims: [ 1 ] reshape: { shape: [ ] })
+            fields += ["dims: [ 1 ]", "reshape: { shape: [ ] }"]
         if kind == "output" and labels:
             fields.append('label_filename: "{}"'.format(labels))
         return "  {\n    " + "\n    ".join(fields) + "\n  }"
@@ -97,8 +101,11 @@ def command_triton(args):
         shutil.copyfile(engine_path, os.path.join(tmp, "1", "model.plan"))
         if labels:
             write_bytes_atomic(os.path.join(tmp, LABELS_TXT), ("\n".join(labels) + "\n").encode("utf-8"))
+        # Triton's label_filename names the classes of a classification output; a detector's class ids stay ids
+        # (labels.txt still ships beside the plan for the client to map them)
+        classifier = bundle.task().name == "classification"
         text = triton_config(model, ios, settings.get("dla_core"), args.max_queue_delay_us,
-                             LABELS_TXT if labels else None)
+                             LABELS_TXT if labels and classifier else None)
         write_bytes_atomic(os.path.join(tmp, "config.pbtxt"), text.encode("utf-8"))
         shutil.rmtree(model_dir, ignore_errors=True)
         os.rename(tmp, model_dir)
@@ -202,10 +209,14 @@ def _classifier_props(ios, where, library, lines):
             ("custom-lib-path", where(library))]
 
 
-def deepstream_config(bundle, precision, engine_path, ios, settings, config_path, labels_path):
+DEEPSTREAM_LABELS = "deepstream_labels.txt"  # beside the config: nvinfer's label file differs from labels.txt
+
+
+def deepstream_config(bundle, precision, engine_path, ios, settings, config_path):
     """A Gst-nvinfer config (DeepStream docs, "Gst-nvinfer File Configuration Specifications"): the [property]
-    group, and for a detector its [class-attrs-all] group."""
+    group, and for a detector its [class-attrs-all] group; its label file is DEEPSTREAM_LABELS beside it."""
     task = bundle.task().name
+    labels_path = os.path.join(os.path.dirname(config_path), DEEPSTREAM_LABELS)
     lines = ["# edgepipe: nvinfer config for {} ({}), made by edgepipe_device.py deepstream".format(
         bundle.manifest.get("recipe_name"), precision)]
     normalization, aspect = _preprocessing_props(bundle, lines)
@@ -256,9 +267,8 @@ def command_deepstream(args):
                           "them); rerun `edgepipe bundle RUN --target PROFILE --out DIR`".format(DEEPSTREAM))
     name, precision, engine_path, settings = _built_engine(bundle, args.precision)
     out = os.path.abspath(args.out or os.path.join(bundle.path, "deepstream_nvinfer_{}.txt".format(precision)))
-    labels_path = os.path.join(os.path.dirname(out), "deepstream_labels.txt")
-    text = deepstream_config(bundle, precision, engine_path, _engine_io(engine_path, settings), settings, out,
-                             labels_path)
+    labels_path = os.path.join(os.path.dirname(out), DEEPSTREAM_LABELS)
+    text = deepstream_config(bundle, precision, engine_path, _engine_io(engine_path, settings), settings, out)
     write_bytes_atomic(labels_path, deepstream_labels(task.name, bundle.labels()).encode("utf-8"))
     write_bytes_atomic(out, text.encode("utf-8"))
     if not os.path.isfile(os.path.join(bundle.path, DEEPSTREAM, PARSER_LIBRARY)):

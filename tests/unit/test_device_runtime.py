@@ -464,6 +464,24 @@ def test_triton_repository_parses_with_tritons_own_schema(fresh, monkeypatch):
     assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
 
 
+def test_triton_config_for_a_detector_serves_its_four_outputs():
+    """An imported YOLO detector's engine (decode and NMS inside): four outputs, batch axis left to Triton."""
+    from google.protobuf import text_format
+
+    ios = [("images", True, "float32", (-1, 3, 96, 96), 1, 16),
+           ("num_detections", False, "int32", (-1,), None, None), ("boxes", False, "float32", (-1, 100, 4), None, None),
+           ("scores", False, "float32", (-1, 100), None, None), ("classes", False, "int32", (-1, 100), None, None)]
+    config = text_format.Parse(runtime.triton_config("yolo_int8", ios), _triton_schema()())
+    assert config.max_batch_size == 16 and list(config.input[0].dims) == [3, 96, 96]
+    outputs = {tensor.name: (list(tensor.dims), tensor.data_type, tensor.label_filename) for tensor in config.output}
+    int32, fp32 = 8, 11  # inference.DataType: TYPE_INT32, TYPE_FP32
+    # one count per image: Triton refuses empty dims, so [1] reshaped to a scalar per sample
+    assert outputs == {"num_detections": ([1], int32, ""), "boxes": ([100, 4], fp32, ""), "scores": ([100], fp32, ""),
+                       "classes": ([100], int32, "")}
+    count = next(tensor for tensor in config.output if tensor.name == "num_detections")
+    assert count.HasField("reshape") and list(count.reshape.shape) == []
+
+
 def test_triton_config_for_a_static_dla_batch_does_not_batch(monkeypatch):
     from google.protobuf import text_format
 
