@@ -24,7 +24,14 @@ from pydantic import (
 from edgepipe import defaults
 from edgepipe.device.settings import OPTION as BUILD_OPTIONS
 from edgepipe.errors import EdgepipeError, first_line
-from edgepipe.recipe.base import SEED_MAX, BatchSize, Section
+from edgepipe.recipe.base import (
+    SEED_MAX,
+    BatchSize,
+    Section,
+    distill_alpha_field,
+    distill_mode_field,
+    distill_temperature_field,
+)
 from edgepipe.recipe.prune import PruneConfig
 
 
@@ -190,13 +197,9 @@ class QuantizeConfig(Section):
     qat: bool = defaults.QUANTIZE["qat"]
     qat_epochs: int = Field(default=2, ge=1)
     qat_lr: float | None = Field(default=None, gt=0, description="QAT fine-tune learning rate (default train.lr / 10)")
-    qat_distill: Literal["auto", "on", "off"] = Field(
-        default=defaults.QUANTIZE["qat_distill"], description="QAT learns the float model's outputs too; auto: "
-        "where it was measured to help (edgepipe.distillation)")
-    qat_distill_alpha: float = Field(default=defaults.QUANTIZE["qat_distill_alpha"], gt=0, le=1,
-                                     description="weight of QAT's distillation term; the task's loss gets 1 - alpha")
-    qat_distill_temperature: float = Field(default=defaults.QUANTIZE["qat_distill_temperature"], gt=0,
-                                           description="softens both models' logits (classification)")
+    qat_distill: Literal["auto", "on", "off"] = distill_mode_field(defaults.QUANTIZE["qat_distill"], "QAT")
+    qat_distill_alpha: float = distill_alpha_field(defaults.QUANTIZE["qat_distill_alpha"])
+    qat_distill_temperature: float = distill_temperature_field(defaults.QUANTIZE["qat_distill_temperature"])
     max_drop: float | None = Field(default=defaults.QUANTIZE["max_drop"], ge=0,
                                    description="in the task's unit (points, dB); default: eval.max_drop")
     cpu_speed_fallback: bool = Field(default=defaults.QUANTIZE["cpu_speed_fallback"],

@@ -8,7 +8,13 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from edgepipe import defaults
-from edgepipe.recipe.base import BatchSize, Section
+from edgepipe.recipe.base import (
+    BatchSize,
+    Section,
+    distill_alpha_field,
+    distill_mode_field,
+    distill_temperature_field,
+)
 
 
 class PruneConfig(Section):
@@ -43,13 +49,9 @@ class PruneConfig(Section):
     latency_profile: str | None = Field(
         default=defaults.PRUNE["latency_profile"], description="tensorrt: `trtexec --exportProfile` JSON of the "
         "unpruned model, made on the device; its per-layer times x kept MACs are the declared proxy")
-    distill: Literal["auto", "on", "off"] = Field(
-        default=defaults.PRUNE["distill"], description="fine-tune toward the unpruned model's outputs too "
-        "(logits, reconstructions, head maps); auto: where it was measured to help (edgepipe.distillation)")
-    distill_alpha: float = Field(default=defaults.PRUNE["distill_alpha"], gt=0, le=1,
-                                 description="weight of the distillation term; the task's loss gets 1 - alpha")
-    distill_temperature: float = Field(default=defaults.PRUNE["distill_temperature"], gt=0,
-                                       description="softens both models' logits (classification)")
+    distill: Literal["auto", "on", "off"] = distill_mode_field(defaults.PRUNE["distill"], "the fine-tune")
+    distill_alpha: float = distill_alpha_field(defaults.PRUNE["distill_alpha"])
+    distill_temperature: float = distill_temperature_field(defaults.PRUNE["distill_temperature"])
 
     @field_validator("method", mode="before")
     @classmethod
