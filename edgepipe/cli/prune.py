@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from edgepipe import defaults
+from edgepipe.cli.shared_options import DistillAlpha, DistillMode, DistillTemperature
 
 
 def command(
@@ -44,14 +45,9 @@ def command(
     = defaults.PRUNE["finetune_epochs"],
     finetune_lr: Annotated[float | None, typer.Option(help="Fine-tuning lr (default: train lr/10).")]
     = defaults.PRUNE["finetune_lr"],
-    distill: Annotated[str, typer.Option(help="Fine-tune toward the unpruned model's outputs too: auto (where it was "
-                                              "measured to help), on or off.")]
-    = defaults.PRUNE["distill"],
-    distill_alpha: Annotated[float, typer.Option(help="Weight of the distillation term (the task loss gets "
-                                                      "1 - alpha).")]
-    = defaults.PRUNE["distill_alpha"],
-    distill_temperature: Annotated[float, typer.Option(help="Softens both models' logits (classification).")]
-    = defaults.PRUNE["distill_temperature"],
+    distill: DistillMode = defaults.PRUNE["distill"],
+    distill_alpha: DistillAlpha = defaults.PRUNE["distill_alpha"],
+    distill_temperature: DistillTemperature = defaults.PRUNE["distill_temperature"],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stage dir (default: RUN/prune).")] = None,
 ) -> None:
     """Prune a trained model (remove residual blocks and channels, or 2:4 sparsity), fine-tune it, measure MACs and

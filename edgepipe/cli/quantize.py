@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from edgepipe import defaults
+from edgepipe.cli.shared_options import DistillAlpha, DistillMode, DistillTemperature
 
 
 def command(
@@ -21,14 +22,9 @@ def command(
     = defaults.QUANTIZE["calibration"],
     qat: Annotated[bool, typer.Option(help="Also fine-tune with fake quantization (QAT) and export QDQ graphs.")]
     = defaults.QUANTIZE["qat"],
-    qat_distill: Annotated[str, typer.Option(help="QAT also learns the float model's outputs: auto (where it was "
-                                                  "measured to help), on or off.")]
-    = defaults.QUANTIZE["qat_distill"],
-    qat_distill_alpha: Annotated[float, typer.Option(help="Weight of QAT's distillation term (the task loss gets "
-                                                          "1 - alpha).")]
-    = defaults.QUANTIZE["qat_distill_alpha"],
-    qat_distill_temperature: Annotated[float, typer.Option(help="Softens both models' logits (classification).")]
-    = defaults.QUANTIZE["qat_distill_temperature"],
+    qat_distill: DistillMode = defaults.QUANTIZE["qat_distill"],
+    qat_distill_alpha: DistillAlpha = defaults.QUANTIZE["qat_distill_alpha"],
+    qat_distill_temperature: DistillTemperature = defaults.QUANTIZE["qat_distill_temperature"],
     max_drop: Annotated[float | None, typer.Option(help="The run's budget against the original, on val, in the task's "
                                                         "unit: top-1 points, PSNR dB (default: the recipe's "
                                                         "eval.max_drop); what prune lost is spent first.")]
