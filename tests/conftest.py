@@ -85,3 +85,12 @@ def _private_cache_dir(tmp_path, monkeypatch) -> None:
     """Each test its own EDGEPIPE_CACHE_DIR (bench's remembered probe, quantize's speed decisions): one test's
     measured decision never answers another's."""
     monkeypatch.setenv("EDGEPIPE_CACHE_DIR", str(tmp_path / "edgepipe-cache"))
+
+
+@pytest.fixture
+def quick_prune_latency(monkeypatch):
+    """The prune stage times both models in one short round (tests check what it records, not the speed)."""
+    import edgepipe.stages.prune as prune_stage
+
+    monkeypatch.setattr(prune_stage, "LATENCY_ROUNDS", 1)
+    monkeypatch.setattr(prune_stage, "LATENCY_SECONDS", 0.01)

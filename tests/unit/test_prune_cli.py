@@ -9,7 +9,6 @@ import pytest
 from helpers.recipes import write_recipe
 from typer.testing import CliRunner
 
-import edgepipe.stages.prune as prune_stage
 from edgepipe.artifacts import read_manifest, write_manifest
 from edgepipe.cli.main import app
 from edgepipe.recipe import load_recipe
@@ -19,9 +18,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def quick_latency(monkeypatch):
-    monkeypatch.setattr(prune_stage, "LATENCY_ROUNDS", 1)
-    monkeypatch.setattr(prune_stage, "LATENCY_SECONDS", 0.01)
+def quick_latency(quick_prune_latency):
+    """Prune's side-by-side timing in one short round: these tests check what it records, not the speed."""
 
 
 @pytest.fixture(scope="module")

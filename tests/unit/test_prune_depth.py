@@ -172,12 +172,17 @@ def test_an_identity_claim_the_shapes_contradict_fails_loudly(monkeypatch):
         survey_blocks(_resnet(), SHAPE)
 
 
+
+def _half_the_channels(model) -> list:
+    """Width-prune ``model`` in place (half the channels, l1, one step); its recorded history."""
+    pruner = build_pruner(model, SHAPE, ChannelOptions(round_to=1), ratio=0.5, steps=1)
+    pruning_step(pruner, model, "l1", None)
+    return history_to_json(pruner.pruning_history())
+
 def test_replay_removes_blocks_before_the_channel_history():
     model = _resnet()
     remove_blocks(model, ["stages.1", "stages.3"], SHAPE)
-    pruner = build_pruner(model, SHAPE, ChannelOptions(round_to=1), ratio=0.5, steps=1)
-    pruning_step(pruner, model, "l1", None)
-    record = rebuild_record(SHAPE, history_to_json(pruner.pruning_history()), ["stages.1", "stages.3"])
+    record = rebuild_record(SHAPE, _half_the_channels(model), ["stages.1", "stages.3"])
     assert record["removed_blocks"] == ["stages.1", "stages.3"]
     fresh = rebuild(ResNet(SHAPE, 4, width=8, blocks=(2, 2, 2)), record)
     fresh.load_state_dict(model.state_dict())
@@ -188,9 +193,7 @@ def test_replay_removes_blocks_before_the_channel_history():
 def test_blocks_removed_after_width_pruning_replay_depth_first():
     """Pruning a pruned model: the record still replays depth first; groups inside a removed block are skipped."""
     model = _resnet()
-    pruner = build_pruner(model, SHAPE, ChannelOptions(round_to=1), ratio=0.5, steps=1)
-    pruning_step(pruner, model, "l1", None)
-    history = history_to_json(pruner.pruning_history())
+    history = _half_the_channels(model)
     assert any(name.startswith("stages.1.") for name, _, _ in history)  # the block's inner channels were pruned
     remove_blocks(model, ["stages.1"], SHAPE)
     fresh = rebuild(ResNet(SHAPE, 4, width=8, blocks=(2, 2, 2)), rebuild_record(SHAPE, history, ["stages.1"]))
@@ -201,9 +204,7 @@ def test_blocks_removed_after_width_pruning_replay_depth_first():
 
 def test_a_record_without_removed_blocks_still_loads():
     model = _resnet()
-    pruner = build_pruner(model, SHAPE, ChannelOptions(round_to=1), ratio=0.5, steps=1)
-    pruning_step(pruner, model, "l1", None)
-    record = rebuild_record(SHAPE, history_to_json(pruner.pruning_history()))
+    record = rebuild_record(SHAPE, _half_the_channels(model))
     assert "removed_blocks" not in record  # what records looked like before depth pruning
     fresh = rebuild(ResNet(SHAPE, 4, width=8, blocks=(2, 2, 2)), record)
     fresh.load_state_dict(model.state_dict())
@@ -226,9 +227,8 @@ def test_config():
 
 
 @pytest.fixture(autouse=True)
-def quick_latency(monkeypatch):
-    monkeypatch.setattr(prune_stage, "LATENCY_ROUNDS", 1)
-    monkeypatch.setattr(prune_stage, "LATENCY_SECONDS", 0.01)
+def quick_latency(quick_prune_latency):
+    """Prune's side-by-side timing in one short round: these tests check what it records, not the speed."""
 
 
 @pytest.fixture(scope="module")

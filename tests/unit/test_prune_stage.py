@@ -24,9 +24,8 @@ from edgepipe.trust import trusting
 
 
 @pytest.fixture(autouse=True)
-def quick_latency(monkeypatch):
-    monkeypatch.setattr(prune_stage, "LATENCY_ROUNDS", 1)
-    monkeypatch.setattr(prune_stage, "LATENCY_SECONDS", 0.01)
+def quick_latency(quick_prune_latency):
+    """Prune's side-by-side timing in one short round: these tests check what it records, not the speed."""
 
 
 def _train(root: Path, model: dict, **sections) -> Path:
