@@ -296,6 +296,24 @@ def test_a_tie_within_noise_goes_to_the_smaller_file() -> None:
     assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["name"] == "pruned-onnx-fp32"
 
 
+def test_a_difference_within_the_fastest_rows_own_noise_is_a_tie() -> None:
+    """What a noisy 2-core VM gave: the fastest row's repeats disagreed by 39 %; an INT8 graph 5.3 % slower than it
+    in this run (and 1.6x faster in paired rounds later) must not lose on a difference the run cannot resolve."""
+    rows = [_row("original", "torch", "fp32", 2.0, 0.0, size=9000),
+            _row("pruned-onnx-fp32", "onnxruntime", "fp32", 0.1017, -0.6, size=232_000),
+            _row("fp16", "onnxruntime", "fp16", 0.104, -0.6, size=130_000),
+            _row("int8-cpu", "onnxruntime", "int8", 0.1071, -0.3, size=60_000)]
+    rows[1]["p50_spread_pct"] = 39.4
+    pick = pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]
+    assert pick["name"] == "int8-cpu"
+    assert "within 39% of the fastest p50" in pick["reason"] and "repeats disagreeing by 39%" in pick["reason"]
+    rows[1]["p50_spread_pct"] = 2.0  # a steady run: the 5 % tie again, and int8-cpu is just outside it
+    assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["name"] == "fp16"
+    rows[1]["p50_spread_pct"] = 400.0  # however noisy, twice as slow is never a tie
+    rows[3]["latency_ms"]["p50"] = 0.21
+    assert pick_deployable(rows, batch=1, max_drop=0.5)["cpu"]["name"] == "fp16"
+
+
 def test_pick_uses_the_closest_benched_batch_and_says_so() -> None:
     rows = [_row("original", "torch", "fp32", 10.0, 0.0, batch=64), _row("a", "onnxruntime", "fp32", 2.0, 0.1, 64)]
     pick = pick_deployable(rows, batch=8, max_drop=0.5)["cpu"]
