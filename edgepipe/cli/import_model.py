@@ -123,9 +123,16 @@ def class_names(names: str) -> list[str]:
     if file.is_file():
         if file.stat().st_size > 1 << 20:  # class names are kilobytes; a megabyte is the wrong file
             raise EdgepipeError(f"--names {file}: {file.stat().st_size} bytes is not a list of class names")
-        lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
-        return [line.strip() for line in lines if line.strip()]
-    return [name.strip() for name in names.split(",") if name.strip()]
+        found = [line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines()]
+    else:
+        found = [name.strip() for name in names.split(",")]
+    found = [name for name in found if name]
+    if not found:
+        raise EdgepipeError(f"--names {names!r}: no class name in it (give 'a,b,c' or a file of one name per line)")
+    repeated = next((name for name in found if found.count(name) > 1), None)
+    if repeated is not None:
+        raise EdgepipeError(f"--names: {repeated!r} is listed twice; each class index needs its own name")
+    return found
 
 
 def dataset_kind(folder: Path) -> str:

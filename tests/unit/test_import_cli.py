@@ -262,6 +262,14 @@ def test_names_come_comma_separated_or_from_a_darknet_names_file(tmp_path):
     assert class_names(str(tmp_path / "obj.names")) == ["person", "car", "dog"]
 
 
+@pytest.mark.parametrize(("names", "message"), [(",", "no class name in it"), ("a,b,a", "'a' is listed twice")])
+def test_names_that_name_nothing_or_twice(tmp_path, files, names, message):
+    model = files["yolov8-5cls"]
+    line = one_line_error(run_import(tmp_path, str(model), "--data", str(files["yolo"]), "--outputs", "yolov8",
+                                     "--names", names, inputs=[model, files["yolo"]]))
+    assert line.startswith("error: --names") and message in line, line
+
+
 def test_declared_names_settle_the_class_count(tmp_path, files):
     """The folder's data.yaml names 3 classes and the model has 5: --names cannot contradict data.yaml either."""
     model = files["yolov8-5cls"]
