@@ -4,12 +4,10 @@ on must be there (or, for TensorRT, the device's profile)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from edgepipe.errors import EdgepipeError
 from edgepipe.recipe import PruneConfig
 
 
@@ -24,22 +22,10 @@ def check_prune_request(model: nn.Module, spec: dict[str, Any], config: PruneCon
         from edgepipe.pruning.sparsity24 import require_eligible_layers
 
         require_eligible_layers(model, config.ignore_layers, spec["name"])
-    if config.remove_blocks is not None:
-        from edgepipe.pruning.depth import check_request, survey_blocks
+    from edgepipe.pruning.depth import survey_depth
 
-        check_request(survey_blocks(model, spec["input_shape"], ignored=config.ignore_layers), config.remove_blocks,
-                      spec["name"])
+    survey_depth(model, spec, config)
     if config.target_latency_ms is not None:
-        _check_latency_runtime(config)
+        from edgepipe.pruning.latency_target import check_latency_request
 
-
-def _check_latency_runtime(config: PruneConfig) -> None:
-    from edgepipe.pruning.latency_target import no_trt_profile_line
-    from edgepipe.pruning.layer_latency import read_trtexec_profile, require_runtime
-
-    if config.latency_runtime != "tensorrt":
-        require_runtime(config.latency_runtime)
-    elif config.latency_profile is None:
-        raise EdgepipeError(no_trt_profile_line())
-    else:
-        read_trtexec_profile(Path(config.latency_profile))
+        check_latency_request(config)

@@ -218,6 +218,16 @@ def check_request(survey: BlockSurvey, request: int | list[str], model_name: str
             raise EdgepipeError(f"remove_blocks: '{name}' is not a removable block{why}; removable: {removable}")
 
 
+def survey_depth(model: nn.Module, spec: dict, config) -> BlockSurvey | None:
+    """The model's residual blocks when ``config.remove_blocks`` (PruneConfig) asks for some, one line when they
+    cannot be had; None when it asks for none. The prune stage and the pipeline's pre-training check both ask here."""
+    if config.remove_blocks is None:
+        return None
+    survey = survey_blocks(model, spec["input_shape"], ignored=config.ignore_layers)
+    check_request(survey, config.remove_blocks, spec["name"])
+    return survey
+
+
 def remove_blocks(model: nn.Module, names: Iterable[str], input_shape: Sequence[int]) -> nn.Module:
     """Replace each named block by nn.Identity in place; the model must still run and give the same output shape."""
     names = list(names)

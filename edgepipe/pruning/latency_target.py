@@ -69,19 +69,29 @@ class LatencyPlan:
                 "profile": str(self.profile) if self.profile else None}
 
 
+def check_latency_request(config) -> Path | None:
+    """The runtime ``config`` (PruneConfig) times on is usable here, or one line: not installed, or TensorRT with a
+    latency target and no device profile; a TensorRT profile given is read now (a broken file is refused before
+    any training or fine-tuning). Returns that profile, if any."""
+    if config.latency_runtime != "tensorrt":
+        require_runtime(config.latency_runtime)
+        return None
+    if config.latency_profile is None:
+        if config.target_latency_ms is not None:
+            raise EdgepipeError(no_trt_profile_line())
+        return None
+    profile = Path(config.latency_profile)
+    read_trtexec_profile(profile)
+    return profile
+
+
 def plan_latency(config, input_shape, *, rounds: int = 5, seconds: float = 0.25) -> LatencyPlan:
     """Check the runtime and the target before anything is pruned (``config``: PruneConfig); one line when they
     cannot work: a runtime not installed, TensorRT without a profile, a target under the measured floor."""
     runtime, batch, target = config.latency_runtime, config.latency_batch, config.target_latency_ms
+    profile = check_latency_request(config)
     if runtime == "tensorrt":
-        if config.latency_profile is None:
-            if target is not None:
-                raise EdgepipeError(no_trt_profile_line())
-            return LatencyPlan(runtime, batch, target, None, rounds=rounds, seconds=seconds)
-        profile = Path(config.latency_profile)
-        read_trtexec_profile(profile)  # a broken file is refused now, not after fine-tuning
         return LatencyPlan(runtime, batch, target, None, profile, rounds=rounds, seconds=seconds)
-    require_runtime(runtime)
     floor = per_call_floor(input_shape, runtime, batch, rounds=rounds, seconds=seconds)
     if target is not None and target <= floor:
         raise EdgepipeError(f"target {_ms(target)} ms is below {runtime}'s measured per-call floor {floor:.3f} ms at "

@@ -120,11 +120,12 @@ def prune(source: Path, out: Path, config: PruneConfig, *, reuse: bool = False,
     from edgepipe.checkpoint import load_model, save_state
     from edgepipe.complexity import count_macs_params
     from edgepipe.pruning.channel import recalibrate_batchnorm
+    from edgepipe.pruning.depth import survey_depth
     from edgepipe.pruning.latency_target import plan_latency, profile_parent, verdict
     from edgepipe.pruning.measure import speedups
     from edgepipe.pruning.replay import rebuild_record
     from edgepipe.report.latency_layers import draw_latency_layers
-    from edgepipe.stages.prune_depth import check_replays, prune_depth, survey_depth
+    from edgepipe.stages.prune_depth import check_replays, prune_depth
     from edgepipe.training import pick_device
 
     source, out = source_stage(source), Path(out)

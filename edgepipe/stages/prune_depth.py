@@ -17,26 +17,15 @@ from edgepipe.errors import EdgepipeError
 from edgepipe.progress import say
 from edgepipe.pruning.depth import (
     BlockSurvey,
-    check_request,
     choose,
     rank_blocks,
     rank_correlation,
     remove_blocks,
     residual_ratios,
-    survey_blocks,
 )
 from edgepipe.recipe import PruneConfig
 
 PROXY_BATCHES = 4  # training batches of 128 the cheap proxy (a block's relative change of its input) is read on
-
-
-def survey_depth(model: nn.Module, spec: dict[str, Any], config: PruneConfig) -> BlockSurvey | None:
-    """The model's residual blocks when ``remove_blocks`` asks for some (one line when they cannot be had)."""
-    if config.remove_blocks is None:
-        return None
-    survey = survey_blocks(model, spec["input_shape"], ignored=config.ignore_layers)
-    check_request(survey, config.remove_blocks, spec["name"])
-    return survey
 
 
 def prune_depth(model: nn.Module, survey: BlockSurvey, dataset, config: PruneConfig, task,
